@@ -1,0 +1,20 @@
+# The two entry points of the README. Both create .venv on first use (uv from PyPI, then the
+# project with its moshi pins), so a fresh machine with Python 3.10+ needs nothing else.
+PY := .venv/bin/python
+STAMP := .venv/.installed
+
+.PHONY: studio test setup
+
+studio: $(STAMP)
+	$(PY) launch.py $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv .venv
+	.venv/bin/pip install -q --disable-pip-version-check uv
+	.venv/bin/uv pip install -q -p $(PY) -e ".[test]"
+	touch $(STAMP)

@@ -1,0 +1,1 @@
+"""Moshi Studio backend: one module per stage, usable as a library and as `python -m backend.<stage>`."""

@@ -1,0 +1,20 @@
+"""Errors with messages a user can act on: always the file and the problem."""
+
+from pathlib import Path
+
+
+class StudioError(Exception):
+    """Base class: the message is meant for the user as it is."""
+
+
+class InputError(StudioError):
+    """A user-supplied file is unusable. The message names the file and the problem."""
+
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path = str(path) if path is not None else None
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class ConfigError(StudioError):
+    """A configuration value is invalid; refused before any work starts."""

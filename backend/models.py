@@ -1,0 +1,130 @@
+"""Where models come from: the tiny demo presets, local files or a hub repo, always through
+the `moshi` package's own loaders so that the 7B path is the same code with other weights."""
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from moshi.models import loaders
+from moshi.models.compression import MimiModel
+from moshi.models.lm import LMModel
+
+from .atomic import atomic_path, write_text_atomic
+from .errors import ConfigError
+
+DEFAULT_REPO = loaders.DEFAULT_REPO  # kyutai/moshiko-pytorch-bf16
+MIMI_WEIGHTS = "mimi.safetensors"
+MIMI_CONFIG = "mimi_config.json"
+LM_WEIGHTS = "model.safetensors"
+LM_KWARGS = "moshi_lm_kwargs.json"
+
+
+def tiny_lm_kwargs() -> dict[str, Any]:
+    """SPEC.md's tiny LM: the real stream layout (n_q 16, dep_q 8, cards, delays), ~8.4 M parameters."""
+    kwargs = copy.deepcopy(loaders._lm_kwargs)  # a module-level dict: never edit it in place
+    kwargs.update(dim=64, num_heads=4, num_layers=2, depformer_dim=32, depformer_dim_feedforward=132,
+                  depformer_num_heads=2, depformer_num_layers=1)
+    return kwargs
+
+
+def tiny_mimi_config() -> dict[str, Any]:
+    """SPEC.md's tiny Mimi: 24 kHz, 12.5 Hz, 1920-sample frames, 8 x 2048 codebooks, ~0.25 M parameters."""
+    cfg = copy.deepcopy(loaders._mimi_config)
+    cfg["seanet"].update(dimension=64, n_filters=4)
+    cfg["quantizer"].update(dimension=16, input_dimension=64, output_dimension=64)
+    cfg["transformer"].update(d_model=64, num_layers=1, num_heads=4, dim_feedforward=256,
+                              input_dimension=64, output_dimensions=[64])
+    return cfg
+
+
+def randomize_codebooks(mimi: MimiModel, seed: int) -> None:
+    """Give a randomly initialised Mimi random codebook entries.
+
+    A fresh `MimiModel` has all-zero codebooks (they are filled by k-means in training), so every
+    frame would encode to token 0; random entries make random weights produce varied tokens.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    for name, buf in mimi.named_buffers():
+        if name.endswith("embedding_sum"):
+            buf.copy_(torch.randn(buf.shape, generator=gen))
+        elif name.endswith("cluster_usage"):
+            buf.fill_(1.0)
+        elif name.endswith("_initialized"):
+            buf.fill_(1.0)
+    for module in mimi.modules():
+        if hasattr(module, "_cached_initialized"):
+            module._cached_initialized = False
+        if hasattr(module, "_embedding"):
+            module._embedding = None
+
+
+def random_mimi(config: dict[str, Any] | None = None, seed: int = 0, device: str = "cpu") -> MimiModel:
+    """A randomly initialised Mimi of `config` (full size when None) with random codebooks."""
+    torch.manual_seed(seed)
+    mimi = loaders.get_mimi(None, mimi_config=config, device=device)
+    randomize_codebooks(mimi, seed)
+    return mimi
+
+
+def save_mimi(mimi: MimiModel, config: dict[str, Any], directory: str | Path) -> Path:
+    """Write `mimi.safetensors` + `mimi_config.json` into `directory` (each atomically)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    with atomic_path(directory / MIMI_WEIGHTS) as tmp:
+        save_file({k: v.contiguous() for k, v in mimi.state_dict().items()}, str(tmp))
+    write_text_atomic(directory / MIMI_CONFIG, json.dumps(config, indent=2) + "\n")
+    return directory
+
+
+def load_mimi(source: str | Path, device: str = "cpu", num_codebooks: int = 8) -> MimiModel:
+    """Mimi from a model directory (mimi.safetensors + mimi_config.json), a local safetensors file
+    (full-size config, or a mimi_config.json beside it), or a hub repo id such as kyutai/moshiko-pytorch-bf16."""
+    path = Path(source)
+    if path.is_dir():
+        weights, cfg_file = path / MIMI_WEIGHTS, path / MIMI_CONFIG
+        if not weights.exists():
+            raise ConfigError(f"{path}: no {MIMI_WEIGHTS} in this Mimi directory")
+    elif path.is_file():
+        weights, cfg_file = path, path.with_name(MIMI_CONFIG)
+    elif "/" in str(source) and not str(source).startswith((".", "/")) and str(source).count("/") == 1:
+        info = loaders.CheckpointInfo.from_hf_repo(str(source))
+        return info.get_mimi(device=device)
+    else:
+        raise ConfigError(f"{source}: no such Mimi file or directory (give a directory, a .safetensors file or a hub repo id)")
+    config = json.loads(cfg_file.read_text()) if cfg_file.exists() else None
+    return loaders.get_mimi(weights, mimi_config=config, device=device, num_codebooks=num_codebooks)
+
+
+def pick_device(requested: str = "auto") -> str:
+    """'auto' means CUDA when available, else CPU; an explicit 'cuda' without a GPU is an error."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was requested but this machine has no CUDA GPU; use 'cpu' or 'auto'")
+    return requested
+
+
+def load_lm(source: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> LMModel:
+    """LM from a model directory (model.safetensors + moshi_lm_kwargs.json) or a hub repo id."""
+    path = Path(source)
+    if path.is_dir():
+        kwargs_file = path / LM_KWARGS
+        if not kwargs_file.exists():
+            raise ConfigError(f"{path}: no {LM_KWARGS} in this model directory")
+        kwargs = json.loads(kwargs_file.read_text())
+        return loaders.get_moshi_lm(path / LM_WEIGHTS, lm_kwargs=kwargs, device=device, dtype=dtype)
+    info = loaders.CheckpointInfo.from_hf_repo(str(source))
+    return info.get_moshi(device=device, dtype=dtype)
+
+
+def save_lm(model: LMModel, lm_kwargs: dict[str, Any], directory: str | Path) -> Path:
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    with atomic_path(directory / LM_WEIGHTS) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    write_text_atomic(directory / LM_KWARGS, json.dumps(lm_kwargs, indent=2) + "\n")
+    return directory
