@@ -1,6 +1,8 @@
 """Errors with messages a user can act on: always the file and the problem."""
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 
 class StudioError(Exception):
@@ -18,3 +20,11 @@ class InputError(StudioError):
 
 class ConfigError(StudioError):
     """A configuration value is invalid; refused before any work starts."""
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One finding of a validation report: an error makes the file unusable, a warning does not."""
+
+    level: Literal["error", "warning"]
+    message: str
