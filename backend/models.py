@@ -2,6 +2,7 @@
 the `moshi` package's own loaders so that the 7B path is the same code with other weights."""
 
 import copy
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,9 @@ def save_lm(model: LMModel, lm_kwargs: dict[str, Any], directory: str | Path) ->
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
     write_text_atomic(directory / LM_KWARGS, json.dumps(lm_kwargs, indent=2) + "\n")
     return directory
+
+
+@functools.lru_cache(maxsize=2)
+def cached_mimi(source: str, device: str = "cpu") -> MimiModel:
+    """One loaded Mimi per source for interactive use (the studio decodes many short windows)."""
+    return load_mimi(source, device=device)

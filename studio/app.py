@@ -1,0 +1,53 @@
+"""The studio: one gr.Blocks with a tab per stage, mounted on the studio's own FastAPI server
+(so later stages can add their own routes, e.g. the chat websocket, next to the UI)."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+from fastapi import FastAPI
+
+from backend import config
+from backend.workspace import Workspace
+
+from . import data_tab, settings_tab, timeline_tab
+from .context import StudioContext
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+@dataclass
+class StudioConfig:
+    host: str = config.option("127.0.0.1", "address to bind (127.0.0.1 keeps the studio on this machine)")
+    port: int = config.option(7860, "port to serve on")
+    workspace: Path = config.option(Path("workspace"), "workspace folder; created with the offline demo if missing")
+
+
+def demo_banner(ws: Workspace) -> str:
+    if not ws.settings.demo:
+        return ""
+    return ("**Demo workspace.** The dialogues were synthesized by the project, and the Moshi LM and Mimi codec "
+            "are tiny and *randomly initialised*: every stage runs for real, but decoded audio is noise and "
+            "generated text is gibberish until you point Settings at real weights.")
+
+
+def build_blocks(ws: Workspace) -> gr.Blocks:
+    ctx = StudioContext(ws)
+    with gr.Blocks(title="Moshi Studio") as app:
+        gr.Markdown("# Moshi Studio")
+        gr.Markdown(demo_banner(ws), elem_id="demo-banner")
+        with gr.Tabs():
+            with gr.Tab("Data", id="data"):
+                data_tab.build(ctx, app)
+            with gr.Tab("Timeline", id="timeline"):
+                timeline_tab.build(ctx, app)
+            with gr.Tab("Settings", id="settings"):
+                settings_tab.build(ctx)
+    return app
+
+
+def create_server(ws: Workspace) -> FastAPI:
+    server = FastAPI(title="Moshi Studio")
+    css = (ASSETS / "studio" / "studio.css").read_text(encoding="utf-8")
+    return gr.mount_gradio_app(server, build_blocks(ws), path="/", allowed_paths=[str(ws.root.resolve())],
+                               css=css, theme=gr.themes.Soft())

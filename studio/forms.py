@@ -1,0 +1,35 @@
+"""Gradio inputs generated from a stage's config dataclass: the same fields as the CLI flags."""
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from backend import config
+
+
+def config_inputs(cls: type, include: list[str], values: dict[str, Any] | None = None) -> dict[str, gr.components.Component]:
+    """One input per named field, labelled by its name, with the field's help as info text."""
+    rows = {r["name"]: r for r in config.describe(cls)}
+    values = values or {}
+    inputs: dict[str, gr.components.Component] = {}
+    for name in include:
+        r = rows[name]
+        value = values.get(name, r["default"])
+        label = name.replace("_", " ")
+        if r["choices"]:
+            inputs[name] = gr.Dropdown(choices=list(r["choices"]), value=value, label=label, info=r["help"])
+        elif r["type"] is bool:
+            inputs[name] = gr.Checkbox(value=bool(value), label=label, info=r["help"])
+        elif r["type"] in (int, float):
+            inputs[name] = gr.Number(value=value, label=label, info=r["help"], precision=0 if r["type"] is int else None)
+        else:
+            inputs[name] = gr.Textbox(value="" if value is None else str(value), label=label, info=r["help"])
+    return inputs
+
+
+def build_config(cls: type, fixed: dict[str, Any], names: list[str], values: list[Any]) -> Any:
+    """The stage config from fixed values (workspace paths) plus the form's current values."""
+    merged = dict(fixed)
+    merged.update({n: v for n, v in zip(names, values)})
+    return config.from_dict(cls, {k: str(v) if isinstance(v, Path) else v for k, v in merged.items()})
