@@ -85,6 +85,10 @@ def from_dict(cls: type[C], values: dict[str, Any]) -> C:
     if unknown:
         raise ConfigError(f"unknown setting(s) for {cls.__name__}: {', '.join(sorted(unknown))}")
     kwargs = {k: _convert(v, hints[k], k) for k, v in values.items()}
+    for f in dataclasses.fields(cls):
+        choices = f.metadata.get("choices")
+        if choices and f.name in kwargs and kwargs[f.name] not in choices:
+            raise ConfigError(f"{f.name}: {kwargs[f.name]!r} is not one of {', '.join(map(str, choices))}")
     return cls(**kwargs)
 
 

@@ -10,6 +10,7 @@ the same bytes: all choices come from a seeded generator.
 import json
 import random
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from .config import cli_parser, from_cli, option
 from .errors import StudioError
 from .spec import SAMPLE_RATE
 
+DEMO_DIR = Path(__file__).resolve().parents[1] / "assets" / "demo"  # where the committed files live
 TRIM_THRESHOLD = 0.01  # |sample| above this (-40 dBFS) counts as speech when trimming a word
 KYUTAI_LABELS = {"A": "SPEAKER_MAIN", "B": "SPEAKER_OTHER"}  # moshi-finetune's label for the main speaker
 # espeak-ng spells some backchannels out letter by letter; give it phonemes instead.
@@ -61,10 +63,10 @@ class DemoDialogue:
     lines: tuple[Turn | Backchannel, ...]
 
 
-MALE = Voice("en-us", 38, 158)
-FEMALE = Voice("en-us+f3", 62, 166)
-MALE_UK = Voice("en-gb+m3", 45, 150)
-FEMALE_2 = Voice("en-us+f4", 70, 172)
+MALE = Voice("en-us", 38, 200)
+FEMALE = Voice("en-us+f3", 62, 205)
+MALE_UK = Voice("en-gb+m3", 45, 195)
+FEMALE_2 = Voice("en-us+f4", 70, 210)
 
 DIALOGUES: tuple[DemoDialogue, ...] = (
     DemoDialogue("demo_cafe", "jmoshi", {"A": MALE, "B": FEMALE}, (
@@ -158,7 +160,7 @@ def render(dialogue: DemoDialogue, rng: random.Random, workdir: Path) -> tuple[n
             clip = synth_word(word, voice, workdir)
             placed.append(PlacedWord(line.speaker, word, cursor, len(clip)))
             clips.append(clip)
-            pause = rng.uniform(0.14, 0.24) if word[-1] in ",.!?" else rng.uniform(0.03, 0.11)
+            pause = rng.uniform(0.12, 0.22) if word[-1] in ",.!?" else rng.uniform(0.02, 0.08)
             cursor += len(clip) + (int(pause * SAMPLE_RATE) if i < len(words) - 1 else 0)
         if isinstance(line, Turn):
             turn_start, turn_end = first, cursor
@@ -199,7 +201,7 @@ def demo_sentences() -> list[str]:
 
 @dataclass
 class DemoConfig:
-    output: str = option("assets/demo", "folder to write the dialogues (<name>.flac + <name>.json) into")
+    output: str = option(str(DEMO_DIR), "folder to write the dialogues (<name>.flac + <name>.json) into")
     seed: int = option(0, "seed of the pauses and voice variation")
 
 
@@ -215,8 +217,12 @@ def generate(cfg: DemoConfig) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = cli_parser(DemoConfig, "Synthesize the demo dialogues with espeak-ng, one word at a time "
                                     "(exact word timings).")
-    cfg = from_cli(DemoConfig, parser.parse_args(argv))
-    for path in generate(cfg):
+    try:
+        written = generate(from_cli(DemoConfig, parser.parse_args(argv)))
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for path in written:
         print(path)
     return 0
 

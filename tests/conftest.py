@@ -10,6 +10,8 @@ SPOKENWOZ = REPO.parent / "shared" / "data" / "spokenwoz_sample"
 
 # Two cores: keep torch from oversubscribing when pytest and a studio subprocess both run.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# moshi compiles its LM lazily on first use (~30 s on this CPU); it reads this at import time.
+os.environ.setdefault("NO_TORCH_COMPILE", "1")
 
 
 @pytest.fixture(scope="session")
