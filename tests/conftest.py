@@ -1,12 +1,15 @@
 """Shared fixtures: the SpokenWOZ sample (skipped when absent), tiny models, a demo workspace."""
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SPOKENWOZ = REPO.parent / "shared" / "data" / "spokenwoz_sample"
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
 
 # Two cores: keep torch from oversubscribing when pytest and a studio subprocess both run.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -27,3 +30,23 @@ def demo_workspace(tmp_path_factory: pytest.TempPathFactory):
     from backend.workspace import create_demo_workspace
 
     return create_demo_workspace(tmp_path_factory.mktemp("ws") / "workspace")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def browser():  # type: ignore[no-untyped-def]
+    """Debian's headless chromium through Playwright (never Playwright's own browser download)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required",
+                                    "--disable-background-networking", "--disable-component-update"])
+        yield b
+        b.close()

@@ -5,7 +5,6 @@ import json
 import math
 import re
 import shutil
-import socket
 import struct
 import threading
 import wave
@@ -17,6 +16,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import pytest
+from conftest import free_port
 
 from backend.spec import DELAYS
 from backend.training_view import delayed_input, training_rows
@@ -259,26 +259,12 @@ def _page(widget_html: str, js: str, dark: bool) -> str:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     root = tmp_path_factory.mktemp("site")
     _write_wav(root / "dlg.wav", 4.0)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = ThreadingHTTPServer(("127.0.0.1", port), partial(RangeHandler, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield root, f"http://127.0.0.1:{port}"
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                              args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
-        yield b
-        b.close()
 
 
 def _open(browser, served, name: str, widget_html: str, js: str, dark: bool = False):  # type: ignore[no-untyped-def]

@@ -1,0 +1,83 @@
+"""The whole Data -> Timeline flow in a real browser against `launch.py` on the demo workspace."""
+
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from conftest import ARTIFACTS, REPO, free_port
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`python launch.py` on a fresh workspace, as a user starts it."""
+    workspace = tmp_path_factory.mktemp("studio") / "workspace"
+    port = free_port()
+    log = open(workspace.parent / "studio.log", "w")
+    proc = subprocess.Popen([sys.executable, "launch.py", "--workspace", str(workspace), "--port", str(port)],
+                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError(f"studio did not start: {(workspace.parent / 'studio.log').read_text()}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+def test_upload_preview_build_and_timeline(studio: str, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for ext in (".flac", ".json"):
+        shutil.copy(REPO / "assets" / "demo" / f"demo_cafe{ext}", tmp_path / f"uploaded_cafe{ext}")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(studio)
+    page.get_by_text("Demo workspace.").wait_for()
+
+    # Upload a dialogue: it is validated, imported, reported and previewed.
+    page.locator("#data-upload input[type=file]").set_input_files(
+        [str(tmp_path / "uploaded_cafe.flac"), str(tmp_path / "uploaded_cafe.json")])
+    page.locator("#data-upload-msg", has_text="Imported uploaded_cafe").wait_for(timeout=30_000)
+    page.locator("#data-report", has_text="uploaded_cafe").wait_for(timeout=30_000)
+    words = page.locator("#data-preview .word")
+    words.first.wait_for(timeout=30_000)
+    assert words.count() > 40
+    assert page.locator("#data-preview .ms-lane").count() == 2
+    assert page.locator("#data-preview .ms-overlaps *").count() > 0  # the demo has overlapping speech
+
+    # Build the dataset of the workspace (3 demo dialogues + the upload).
+    page.locator("#data-build").click()
+    page.locator("#data-build-msg", has_text="4 dialogues").wait_for(timeout=120_000)
+
+    # Timeline: pick the uploaded row, show it, play the window.
+    page.get_by_role("tab", name="Timeline").click()
+    page.get_by_role("button", name="↻ Refresh rows").click()
+    pick = page.locator("#tl-pick input")
+    pick.click()
+    page.get_by_role("option", name="train/uploaded_cafe").click()
+    page.locator("#tl-show").click()
+    page.locator("#tl-grid .ms-tl").wait_for(timeout=30_000)
+    assert "train/uploaded_cafe" in page.locator("#tl-grid").inner_text()
+    assert page.locator("#tl-grid .ms-pad").count() > 0
+    page.locator("#tl-play").click()
+    page.locator("#tl-audio audio").wait_for(state="attached", timeout=60_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "studio-timeline.png"), full_page=True)
+    page.get_by_role("tab", name="Data").click()
+    page.screenshot(path=str(ARTIFACTS / "studio-data.png"), full_page=True)
+    assert not errors, errors
