@@ -30,7 +30,7 @@ class PrepareResult:
     notes: list[str] = field(default_factory=list)
 
     def markdown(self) -> str:
-        lines = [f"✅ {self.dataset.summary()}", "", "| dialogue | text audit |", "|---|---|"]
+        lines = [f"✔ {self.dataset.summary()}", "", "| dialogue | text audit |", "|---|---|"]
         lines += [f"| {a.name} | {a.summary()} |" for a in self.audits]
         lines += [f"- {n}" for n in self.notes]
         lines += [f"- wrote `{Path(f).name}`" for f in self.dataset.files]
@@ -45,7 +45,7 @@ def _stage(progress: Progress | None, lo: float, hi: float) -> Progress | None:
 
 
 def prepare_dataset(ws: Workspace, text_cfg: TextTokenizeConfig, progress: Progress | None = None) -> PrepareResult:
-    audio = tokenize_audio(AudioTokenizeConfig(input=ws.raw, output=ws.tokens_audio, mimi=ws.mimi_source,
+    audio = tokenize_audio(AudioTokenizeConfig(input_dir=ws.raw, output_dir=ws.tokens_audio, mimi=ws.mimi_source,
                                                device=ws.settings.device), progress=_stage(progress, 0.0, 0.7))
     audits = tokenize_text(text_cfg, progress=_stage(progress, 0.7, 0.85))
     report = build_dataset(DatasetConfig(audio_tokens=ws.tokens_audio, text_tokens=ws.tokens_text, output=ws.dataset),

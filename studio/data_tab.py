@@ -26,7 +26,7 @@ LAYOUT_FIELDS = ["layout", "no_whitespace", "drop_overflow", "pad_id", "epad_id"
 
 
 def report_markdown(r: DialogueReport) -> str:
-    head = f"### {'✅' if r.ok else '❌'} {r.name}\n"
+    head = f"### {'✔' if r.ok else '✘'} {r.name}\n"
     facts = []
     if r.audio_info:
         facts.append(f"{r.audio_info['duration']:.1f} s, {r.audio_info['sample_rate']} Hz")
@@ -93,7 +93,7 @@ def build(ctx: StudioContext, app: gr.Blocks) -> None:
             return "", gr.update()
         result = import_dialogues([Path(f) for f in files], ctx.ws.raw)
         lines = [f"Imported **{r.name}** ({r.words} words)" for r in result.imported]
-        lines += [f"❌ {m}" for m in result.rejected]
+        lines += [f"✘ {m}" for m in result.rejected]
         chosen = result.imported[-1].name if result.imported else None
         return "\n\n".join(lines), gr.update(choices=dialogue_names(ctx.ws), value=chosen or gr.skip())
 
@@ -113,7 +113,7 @@ def build(ctx: StudioContext, app: gr.Blocks) -> None:
             layout = build_config(TextTokenizeConfig, prepare.text_paths(ctx.ws), LAYOUT_FIELDS, list(values))
             result = prepare.prepare_dataset(ctx.ws, layout, progress=lambda f, msg: progress(f, desc=msg))
         except StudioError as e:
-            return f"❌ {e}"
+            return f"✘ {e}"
         return result.markdown()
 
     upload.upload(on_upload, upload, [upload_msg, pick])

@@ -26,7 +26,7 @@ def build(ctx: StudioContext) -> None:
         try:
             ctx.ws = ctx.ws.with_settings(build_config(WorkspaceSettings, {}, FIELDS, list(values)))
         except StudioError as e:
-            return f"❌ {e}"
+            return f"✘ {e}"
         return "Saved. New settings apply to the next action."
 
     save.click(on_save, list(inputs.values()), msg)

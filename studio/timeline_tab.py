@@ -57,7 +57,7 @@ def build(ctx: StudioContext, app: gr.Blocks) -> None:
             row, first, count = window(dialogue_id, start_s, length)
             data = timeline_data(row, dialogue_id, first, count, load_spm(ctx.ws.tokenizer_path), main_speaker)
         except StudioError as e:
-            return f"❌ {e}", ""
+            return f"✘ {e}", ""
         return f"frames {first}–{first + count - 1} of {row['A'].shape[1]}", render_timeline(data)
 
     def on_play(dialogue_id: str | None, start_s: float, length: float) -> Any:

@@ -75,7 +75,7 @@ def test_upload_preview_build_and_timeline(studio: str, browser, tmp_path: Path)
     assert "train/uploaded_cafe" in page.locator("#tl-grid").inner_text()
     assert page.locator("#tl-grid .ms-pad").count() > 0
     page.locator("#tl-play").click()
-    page.locator("#tl-audio audio").wait_for(state="attached", timeout=60_000)
+    page.locator("#tl-audio [data-testid=waveform-controls]").wait_for(timeout=60_000)  # the decoded window is loaded
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "studio-timeline.png"), full_page=True)
     page.get_by_role("tab", name="Data").click()
