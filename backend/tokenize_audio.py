@@ -9,8 +9,10 @@ A bad input file is reported by name and gets no output; the other files proceed
 
 import hashlib
 import json
+import os
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ import numpy as np
 from . import config as cfgmod
 from .atomic import atomic_path
 from .audio_io import AudioInfo, load_stereo, probe
-from .codec import encode_batch
+from .codec import encode_batch, replicas
 from .config import option
 from .errors import ConfigError, InputError, StudioError
 from .models import DEFAULT_REPO, MIMI_CONFIG, MIMI_WEIGHTS, load_mimi, pick_device
@@ -45,6 +47,8 @@ class AudioTokenizeConfig:
     chunk_seconds: float = option(2.56, "audio per Mimi call; the tokens do not depend on it (streaming "
                                         "mode), the speed does: 1-5 s suits a CPU, longer a GPU")
     batch_dialogues: int = option(1, "dialogues encoded together (2 channels each); more can help on a GPU")
+    workers: int = option(0, "CPU only: Mimi copies encoding channels in parallel, one thread each "
+                             "(about 320 MB each for the full Mimi); 0 = one per CPU core, at most one per channel")
     overwrite: bool = option(False, "tokenize again even files already done with the same settings")
 
 
@@ -70,6 +74,8 @@ def _validate(cfg: AudioTokenizeConfig) -> tuple[Path, Path]:
         raise ConfigError(f"chunk_seconds must be > 0, got {cfg.chunk_seconds}")
     if cfg.batch_dialogues < 1:
         raise ConfigError(f"batch_dialogues must be >= 1, got {cfg.batch_dialogues}")
+    if cfg.workers < 0:
+        raise ConfigError(f"workers must be >= 0 (0 = automatic), got {cfg.workers}")
     return cfg.input_dir, cfg.output_dir
 
 
@@ -106,8 +112,8 @@ def _is_done(target: Path, meta: dict) -> bool:
         with np.load(target, allow_pickle=False) as npz:
             stored = json.loads(str(npz["meta"]))
             shapes = [npz[s].shape for s in ("A", "B")]
-    except (OSError, KeyError, ValueError):
-        return False  # missing, unreadable or from an older layout: redo
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        return False  # missing, damaged or from an older layout: redo
     return (all(stored.get(k) == v for k, v in meta.items())
             and shapes == [(NUM_CODEBOOKS, stored.get("frames"))] * 2)
 
@@ -157,10 +163,13 @@ def tokenize_audio(cfg: AudioTokenizeConfig, progress: Progress | None = None) -
         cfgmod.save(cfg, output_dir / CONFIG_NAME)
         report(0.0, f"loading Mimi from {cfg.mimi}")
         mimi = load_mimi(cfg.mimi, device=device).eval()
+        channels = 2 * min(cfg.batch_dialogues, len(todo))
+        workers = 1 if device != "cpu" else min(cfg.workers or len(os.sched_getaffinity(0)), channels)
+        models = replicas(mimi, workers)
         chunk_frames = max(1, round(cfg.chunk_seconds * FRAME_RATE))
         total = sum(info.duration for _, info, _ in todo)
         done = 0.0
-        todo.sort(key=lambda item: item[1].frames / item[1].sample_rate)  # similar lengths batch with less padding
+        todo.sort(key=lambda item: item[1].duration)  # similar lengths batch with less padding
         for start in range(0, len(todo), cfg.batch_dialogues):
             group = todo[start:start + cfg.batch_dialogues]
             loaded = []
@@ -170,7 +179,7 @@ def tokenize_audio(cfg: AudioTokenizeConfig, progress: Progress | None = None) -
                 except InputError as e:
                     summary.failed[path.name] = str(e)
             if loaded:
-                codes = encode_batch(mimi, [audio for _, audio, _ in loaded], chunk_frames, device)
+                codes = encode_batch(models, [audio for _, audio, _ in loaded], chunk_frames, device)
                 for (path, audio, meta), c in zip(loaded, codes):
                     write_tokens(output_dir / f"{path.stem}.npz", c, meta)
                     summary.written.append(path.name)
