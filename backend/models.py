@@ -112,11 +112,7 @@ def load_lm(source: str | Path, device: str = "cpu", dtype: torch.dtype = torch.
     """LM from a model directory (model.safetensors + moshi_lm_kwargs.json) or a hub repo id."""
     path = Path(source)
     if path.is_dir():
-        kwargs_file = path / LM_KWARGS
-        if not kwargs_file.exists():
-            raise ConfigError(f"{path}: no {LM_KWARGS} in this model directory")
-        kwargs = json.loads(kwargs_file.read_text())
-        return loaders.get_moshi_lm(path / LM_WEIGHTS, lm_kwargs=kwargs, device=device, dtype=dtype)
+        return loaders.get_moshi_lm(path / LM_WEIGHTS, lm_kwargs=lm_kwargs_of(path), device=device, dtype=dtype)
     info = loaders.CheckpointInfo.from_hf_repo(str(source))
     return info.get_moshi(device=device, dtype=dtype)
 
@@ -135,3 +131,14 @@ def save_lm(model: LMModel, lm_kwargs: dict[str, Any], directory: str | Path) ->
 def cached_mimi(source: str, device: str = "cpu") -> MimiModel:
     """One loaded Mimi per source for interactive use (the studio decodes many short windows)."""
     return load_mimi(source, device=device)
+
+
+def lm_kwargs_of(source: str | Path) -> dict[str, Any]:
+    """The LMModel kwargs of a model folder; for a hub id, moshi's 7B defaults (read without downloading)."""
+    path = Path(source)
+    if path.is_dir():
+        kwargs_file = path / LM_KWARGS
+        if not kwargs_file.exists():
+            raise ConfigError(f"{path}: no {LM_KWARGS} in this model directory")
+        return json.loads(kwargs_file.read_text())
+    return copy.deepcopy(loaders._lm_kwargs)

@@ -1,5 +1,6 @@
 """Gradio inputs generated from a stage's config dataclass: the same fields as the CLI flags."""
 
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,20 @@ def config_inputs(cls: type, include: list[str], values: dict[str, Any] | None =
             inputs[name] = gr.Checkbox(value=bool(value), label=label, info=r["help"])
         elif r["type"] in (int, float):
             inputs[name] = gr.Number(value=value, label=label, info=r["help"], precision=0 if r["type"] is int else None)
+        elif typing.get_origin(r["type"]) is list:
+            inputs[name] = gr.Textbox(value=form_value(value), label=label, info=r["help"] + " (space-separated)")
         else:
-            inputs[name] = gr.Textbox(value="" if value is None else str(value), label=label, info=r["help"])
+            inputs[name] = gr.Textbox(value=form_value(value), label=label, info=r["help"])
     return inputs
+
+
+def form_value(value: Any) -> Any:
+    """A config value as a text field shows it: lists space-separated, None empty."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return str(value) if isinstance(value, Path) else value
 
 
 def build_config(cls: type, fixed: dict[str, Any], names: list[str], values: list[Any]) -> Any:

@@ -6,7 +6,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import pytest
 from conftest import ARTIFACTS, REPO, free_port
@@ -14,8 +14,13 @@ from conftest import ARTIFACTS, REPO, free_port
 pytestmark = pytest.mark.browser
 
 
+class Studio(NamedTuple):
+    url: str
+    workspace: Path
+
+
 @pytest.fixture(scope="module")
-def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     """`python launch.py` on a fresh workspace, as a user starts it."""
     workspace = tmp_path_factory.mktemp("studio") / "workspace"
     port = free_port()
@@ -33,20 +38,20 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 if proc.poll() is not None or time.time() > deadline:
                     raise RuntimeError(f"studio did not start: {(workspace.parent / 'studio.log').read_text()}")
                 time.sleep(0.5)
-        yield url
+        yield Studio(url, workspace)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
         log.close()
 
 
-def test_upload_preview_build_and_timeline(studio: str, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_upload_preview_build_and_timeline(studio: Studio, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     for ext in (".flac", ".json"):
         shutil.copy(REPO / "assets" / "demo" / f"demo_cafe{ext}", tmp_path / f"uploaded_cafe{ext}")
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(studio)
+    page.goto(studio.url)
     page.get_by_text("Demo workspace.").wait_for()
 
     # Upload a dialogue: it is validated, imported, reported and previewed.
@@ -80,4 +85,42 @@ def test_upload_preview_build_and_timeline(studio: str, browser, tmp_path: Path)
     page.screenshot(path=str(ARTIFACTS / "studio-timeline.png"), full_page=True)
     page.get_by_role("tab", name="Data").click()
     page.screenshot(path=str(ARTIFACTS / "studio-data.png"), full_page=True)
+    assert not errors, errors
+
+
+def test_finetune_start_follow_and_abort(studio: Studio, browser) -> None:  # type: ignore[no-untyped-def]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    if not (studio.workspace / "dataset").is_dir():  # when run alone: the dataset the Data tab would build
+        from backend.prepare import prepare_dataset, text_paths
+        from backend.tokenize_text import TextTokenizeConfig
+        from backend.workspace import open_workspace
+
+        ws = open_workspace(studio.workspace)
+        prepare_dataset(ws, TextTokenizeConfig(**text_paths(ws)))
+    page.goto(studio.url)
+    page.get_by_role("tab", name="Fine-tune").click()
+
+    page.locator("#ft-init").click()  # the user-stream extension of the demo LM
+    page.get_by_text("✔ wrote").wait_for(timeout=120_000)
+    page.get_by_text("Optimiser").click()
+    steps = page.get_by_label("max steps")
+    steps.fill("5000")  # long enough to abort it mid-way
+    steps.press("Tab")
+    page.locator("#ft-command", has_text="backend.train").wait_for(timeout=60_000)
+
+    page.locator("#ft-start").click()
+    page.locator("#ft-msg", has_text="started").wait_for(timeout=60_000)
+    # Live: the progress bar counts steps and the loss curves fill in.
+    page.wait_for_function("/step ([3-9]|\\d\\d+) \\//.test(document.querySelector('#ft-progress').innerText)",
+                           timeout=240_000)
+    assert "running" in page.locator("#ft-progress").inner_text()
+    page.locator("#ft-curves canvas, #ft-curves svg").first.wait_for(timeout=30_000)
+    assert "step" in page.locator("#ft-log").inner_text().lower()
+
+    page.locator("#ft-abort").click()
+    page.locator("#ft-progress", has_text="aborted").wait_for(timeout=120_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "studio-finetune.png"), full_page=True)
     assert not errors, errors

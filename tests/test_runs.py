@@ -1,0 +1,290 @@
+"""Run registry and process owner: validation before launch, run folders, state after a studio restart,
+device overlap, and abort reaching the whole process tree (a helper tree, then the real trainer)."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import psutil
+import pytest
+
+from backend import config, runs
+from backend.errors import ConfigError
+from backend.finetune_config import FinetuneConfig
+from backend.launch_command import accelerate_command
+from train_helpers import write_dataset, write_model
+
+REPO = Path(__file__).resolve().parents[1]
+# A process tree shaped like the worst case: a child that ignores SIGTERM, a grandchild that ignores it AND
+# left the process group (setsid); every pid is written to pids.txt.
+TREE = r"""
+import os, signal, subprocess, sys, time
+role, pids = sys.argv[1], sys.argv[2]
+with open(pids, "a") as f:
+    f.write(f"{role} {os.getpid()}\n")
+if role == "root":
+    subprocess.Popen([sys.executable, __file__, "stubborn", pids])
+    subprocess.Popen([sys.executable, __file__, "escapee", pids])
+else:
+    if role == "escapee":
+        os.setsid()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+time.sleep(300)
+"""
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Dataset and dep_q 16 tiny model, made once; every test copies nothing, it points at them."""
+    root = tmp_path_factory.mktemp("assets")
+    write_dataset(root / "dataset", [40, 40, 40, 40])
+    write_model(root / "models" / "tiny", dep_q=16)
+    write_model(root / "models" / "tiny8", dep_q=8)
+    return root
+
+
+@pytest.fixture
+def ws(tmp_path: Path, assets: Path) -> Iterator[Path]:
+    """A workspace whose dataset and models are symlinks to the shared assets; no run outlives the test."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "dataset").symlink_to(assets / "dataset")
+    for name in ("tiny", "tiny8"):
+        (tmp_path / "models" / name).symlink_to(assets / "models" / name)
+    yield tmp_path
+    for info in runs.list_runs(tmp_path):
+        if info.state == "running":
+            runs.abort(runs.Run(info.dir), grace_s=0)
+
+
+def cfg(**values: object) -> FinetuneConfig:
+    base = {"base_model": "models/tiny", "train_data": "dataset", "device": "cpu", "max_frames": 16,
+            "min_frames": 4, "max_steps": 4, "checkpoint_every": 0, "lr": 1e-3}
+    return config.from_dict(FinetuneConfig, base | values)
+
+
+def living(pids: list[int]) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def tree_pids(path: Path) -> dict[str, int]:
+    lines = path.read_text().splitlines() if path.exists() else []
+    return {role: int(pid) for role, pid in (line.split() for line in lines)}
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def helper_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Runs start the helper tree instead of `accelerate launch` (the launcher's own code path otherwise)."""
+    script = tmp_path / "tree.py"
+    script.write_text(TREE)
+    pids = tmp_path / "pids.txt"
+    monkeypatch.setattr(runs, "accelerate_command",
+                        lambda c, run_dir, rank=None: [sys.executable, str(script), "root", str(pids)])
+    return pids
+
+
+# ---------------------------------------------------------------- validation
+
+@pytest.mark.parametrize("values,message", [
+    ({"train_data": "no-such-dataset"}, "train_data: .*no-such-dataset not found"),
+    ({"eval_data": "gone"}, "eval_data: .*gone not found"),
+    ({"base_model": "models/missing"}, "base_model: .*models/missing not found"),
+    ({"deepspeed": "zero4"}, "deepspeed: 'zero4'"),
+    ({"max_steps": 0}, "max_steps must be >= 1"),
+    ({"lr": 0}, "lr must be > 0"),
+    ({"num_processes": 1, "num_machines": 2}, "num_processes counts all machines"),
+    ({"num_processes": 3, "num_machines": 2}, "must be a multiple of num_machines"),
+    ({"num_processes": 2, "num_machines": 2, "machine_rank": 2}, "machine_rank must be in 0..1"),
+    ({"max_frames": 8, "min_frames": 10}, r"max_frames \(8\) must be >= min_frames \(10\)"),
+    ({"base_model": "models/tiny8"}, "dep_q is 8, but user_stream needs a dep_q 16 model"),
+    ({"device": "cuda", "gpu_ids": "0,x"}, "gpu_ids: '0,x'"),
+    ({"device": "cuda", "num_processes": 2, "gpu_ids": "3"}, "lists 1 GPU"),
+])
+def test_bad_configs_are_refused_before_anything_is_created(ws: Path, values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        runs.create_run(ws, cfg(**values))
+    assert not (ws / runs.RUNS_DIR).exists() or not any((ws / runs.RUNS_DIR).iterdir())
+
+
+def test_cli_start_refuses_a_bad_config_with_a_message(ws: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "backend.runs", "start", "--workspace", str(ws),
+                          "--train-data", "dataset", "--base-model", "models/tiny", "--device", "cpu",
+                          "--max-steps", "0"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "error: max_steps must be >= 1" in out.stderr
+    assert not (ws / runs.RUNS_DIR).exists()
+
+
+# ---------------------------------------------------------------- run folders and state from files
+
+def test_create_run_writes_absolute_config_command_and_status(ws: Path) -> None:
+    run = runs.create_run(ws, cfg(), name="My demo!")
+    assert run.dir.parent == (ws / "runs").resolve() and run.id.endswith("-my-demo")
+    saved = run.config()
+    assert saved.train_data == ws.resolve() / "dataset" and saved.base_model == str(ws.resolve() / "models/tiny")
+    command = json.loads((run.dir / runs.COMMAND_FILE).read_text())
+    assert command["argv"] == accelerate_command(saved, run.dir) and command["cwd"] == str(REPO)
+    assert command["env"] == {"CUDA_VISIBLE_DEVICES": ""}
+    assert json.loads((run.dir / runs.STATUS_FILE).read_text())["state"] == "queued"
+    second = runs.create_run(ws, cfg(), name="My demo!")  # same second, same name: its own folder
+    assert second.dir != run.dir
+    assert [i.id for i in runs.list_runs(ws)] == sorted([run.id, second.id], reverse=True)
+
+
+def test_a_dead_or_reused_pid_is_not_running_after_a_restart(ws: Path) -> None:
+    run = runs.create_run(ws, cfg())
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    status = run.dir / runs.STATUS_FILE
+    status.write_text(json.dumps({"state": "running", "pid": dead.pid, "pgid": dead.pid, "proc_start": 1.0}))
+    info = runs.run_info(run)
+    assert info.state == "failed" and "without recording an exit code" in info.message
+    # a live pid with another start time is a reused pid, not the run
+    status.write_text(json.dumps({"state": "running", "pid": os.getpid(), "pgid": os.getpid(), "proc_start": 1.0}))
+    (run.dir / "abort").touch()
+    assert runs.status(run)["state"] == "aborted"
+    with subprocess.Popen(["sleep", "60"], start_new_session=True) as alive:
+        started = psutil.Process(alive.pid).create_time()
+        status.write_text(json.dumps({"state": "running", "pid": alive.pid, "pgid": alive.pid, "proc_start": started}))
+        assert runs.status(run)["state"] == "running"
+        alive.kill()
+
+
+def test_metrics_progress_and_log_are_read_from_the_files(ws: Path) -> None:
+    run = runs.create_run(ws, cfg(max_steps=10))
+    assert runs.progress(run) == (0, 10, None) and runs.read_metrics(run) == [] and runs.tail_log(run) == ""
+    lines = [{"step": 1, "max_steps": 10, "eta_s": 9.0, "loss": 5.0, "text_nonpad_loss": 3.0},
+             {"event": "checkpoint", "step": 1, "path": "x"},
+             {"step": 2, "max_steps": 10, "eta_s": 8.0, "loss": 4.5, "text_nonpad_loss": 2.5}]
+    text = "".join(json.dumps(x) + "\n" for x in lines) + '{"step": 3, "los'  # a line being appended
+    (run.dir / "metrics.jsonl").write_text(text)
+    (run.dir / "train.log").write_text("a" * 100 + "the end\n")
+    assert runs.read_metrics(run) == lines
+    assert runs.progress(run) == (2, 10, 8.0)
+    assert runs.tail_log(run, 8) == "the end\n"
+    assert runs.run_info(run).losses == {"loss": 4.5, "text_nonpad_loss": 2.5}
+
+
+def test_run_folder_names_agree_with_the_trainer() -> None:
+    from backend import train
+
+    assert (runs.CONFIG_FILE, runs.METRICS_FILE, runs.ABORT_FILE) == (train.CONFIG_FILE, train.METRICS_FILE,
+                                                                      train.ABORT_FILE)
+
+
+def test_devices_overlap_rules() -> None:
+    def dev(**v: object) -> frozenset[str]:
+        return runs.devices(cfg(**v))
+
+    assert runs.devices_overlap(dev(device="cpu"), dev(device="cpu", num_processes=2))
+    assert runs.devices_overlap(dev(device="cuda", gpu_ids="0,1"), dev(device="cuda", gpu_ids="1"))
+    assert not runs.devices_overlap(dev(device="cuda", gpu_ids="0,1"), dev(device="cuda", gpu_ids="2,3"))
+    assert runs.devices_overlap(dev(device="cuda"), dev(device="cuda", gpu_ids="5"))  # "all" overlaps any GPU
+    assert not runs.devices_overlap(dev(device="cuda"), dev(device="cpu"))
+
+
+# ---------------------------------------------------------------- processes (helper tree)
+
+def test_abort_kills_the_whole_tree_and_a_second_cpu_run_is_refused(ws: Path, helper_tree: Path) -> None:
+    run = runs.create_run(ws, cfg(), name="first")
+    runs.start(run)
+    wait_for(lambda: len(tree_pids(helper_tree)) == 3, 60, "the helper tree")
+    pids = tree_pids(helper_tree)
+    st = runs.status(run)
+    assert st["state"] == "running" and st["pgid"] == st["pid"]
+    assert os.getpgid(pids["root"]) == st["pgid"]  # the launched tree is the run's process group...
+    wait_for(lambda: os.getpgid(pids["escapee"]) != st["pgid"], 30, "the escapee to leave the group")  # ...not all
+    other = runs.create_run(ws, cfg(num_processes=2), name="second")
+    with pytest.raises(ConfigError, match=f"run {run.id} is running on cpu"):
+        runs.start(other)
+    with pytest.raises(ConfigError, match="already running"):
+        runs.start(run)
+    # a new process (a restarted studio) sees the run and aborts it
+    listed = subprocess.run([sys.executable, "-m", "backend.runs", "list", "--workspace", str(ws)], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert f"{run.id}  running" in listed.stdout
+    t0 = time.monotonic()
+    aborted = subprocess.run([sys.executable, "-m", "backend.runs", "abort", run.id, "--workspace", str(ws),
+                              "--grace", "2"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert aborted.returncode == 0 and f"run {run.id}: aborted" in aborted.stdout, aborted.stderr
+    assert time.monotonic() - t0 < 60
+    assert living([*pids.values(), st["pid"]]) == []
+    assert runs.status(run)["state"] == "aborted"
+    helper_tree.unlink()
+    runs.start(other)  # the devices are free again
+    wait_for(lambda: len(tree_pids(helper_tree)) == 3, 60, "the second tree")
+    assert runs.abort(other, grace_s=1) == "aborted"
+    assert living(list(tree_pids(helper_tree).values())) == []
+
+
+def test_the_supervisor_records_the_exit_code(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runs, "accelerate_command",
+                        lambda c, run_dir, rank=None: [sys.executable, "-c", "print('hello'); raise SystemExit(3)"])
+    run = runs.create_run(ws, cfg())
+    runs.start(run)
+    wait_for(lambda: runs.status(run)["state"] != "running", 60, "the run to end")
+    info = runs.run_info(run)
+    assert (info.state, info.exit_code) == ("failed", 3)
+    assert "hello" in runs.tail_log(run)
+    runs.resume(run)  # a failed run can be started again in its folder
+    wait_for(lambda: runs.status(run)["state"] != "running", 60, "the second attempt to end")
+    assert runs.status(run)["attempts"] == 2 and runs.tail_log(run).count("hello") == 2
+    status = run.dir / runs.STATUS_FILE
+    status.write_text(json.dumps({**json.loads(status.read_text()), "state": "finished"}))
+    with pytest.raises(ConfigError, match="has finished all its steps"):
+        runs.resume(run)
+
+
+# ---------------------------------------------------------------- the real trainer
+
+@pytest.mark.slow
+def test_real_two_process_run_aborts_gracefully_then_resumes_to_the_end(ws: Path) -> None:
+    """`accelerate launch` with 2 gloo processes: abort checkpoints at a step boundary and leaves no process;
+    resume finishes the remaining steps in the same folder."""
+    run = runs.create_run(ws, cfg(num_processes=2, max_steps=12, main_port=29561), name="real")
+    runs.start(run)
+    supervisor = psutil.Process(runs.status(run)["pid"])
+    try:
+        wait_for(lambda: runs.progress(run)[0] >= 1 or runs.status(run)["state"] != "running", 400, "step 1")
+        tree = {supervisor.pid, *(p.pid for p in supervisor.children(recursive=True))}
+        # supervisor, accelerate (torchrun's agent), 2 ranks in sessions of their own
+        assert len(tree) >= 4 and len({os.getpgid(pid) for pid in tree}) >= 3, runs.tail_log(run)
+        assert runs.read_metrics(run)[0]["samples"] == 2  # two ranks, one example each per step
+        assert runs.abort(run, grace_s=120) == "aborted"
+    finally:
+        if runs.status(run)["state"] == "running":
+            runs.abort(run, grace_s=0)
+    assert living(list(tree)) == [], runs.tail_log(run)
+    events = [m.get("event") for m in runs.read_metrics(run)]
+    assert "aborted" in events and "checkpoint" in events, runs.tail_log(run)
+    stopped_at = runs.progress(run)[0]
+    assert stopped_at < 12
+    runs.resume(run)
+    try:
+        wait_for(lambda: runs.status(run)["state"] != "running", 400, "the resumed run to end")
+    finally:
+        if runs.status(run)["state"] == "running":
+            runs.abort(run, grace_s=0)
+    info = runs.run_info(run)
+    assert (info.state, info.exit_code, info.step, info.max_steps) == ("finished", 0, 12, 12), runs.tail_log(run)
+    steps = [m["step"] for m in runs.read_metrics(run) if "event" not in m]
+    assert steps == list(range(1, 13))  # resumed right after the abort checkpoint: no step redone or skipped
+    assert json.loads((run.dir / runs.STATUS_FILE).read_text())["attempts"] == 2
+
