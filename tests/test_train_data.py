@@ -1,0 +1,127 @@
+"""Training examples: chunking, speakers, seeded order, exact resume positions, per-rank shards."""
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from train_helpers import write_dataset
+
+from backend.build_dataset import SCHEMA
+from backend.errors import InputError
+from backend.train_data import Dialogues, Example, ExampleStream, Position, collate, eval_share, example_rows, \
+    make_examples
+
+
+def test_chunks_cover_each_dialogue_and_drop_short_tails() -> None:
+    ex = make_examples([25, 7], "A", max_frames=10, min_frames=5)
+    assert [(e.dialogue, e.start, e.frames) for e in ex] == [(0, 0, 10), (0, 10, 10), (0, 20, 5), (1, 0, 7)]
+    ex = make_examples([24], "A", max_frames=10, min_frames=5)
+    assert [(e.start, e.frames) for e in ex] == [(0, 10), (10, 10)]  # the 4-frame tail is dropped
+
+
+def test_both_speakers_play_moshi(tmp_path: Path) -> None:
+    data = Dialogues(write_dataset(tmp_path / "data", [12], seed=3))
+    both = make_examples(data.lengths, "both", max_frames=12, min_frames=2)
+    assert [e.main for e in both] == ["A", "B"]
+    a, b = data.speaker(0, "A"), data.speaker(0, "B")
+    rows_a, rows_b = example_rows(data, both[0]), example_rows(data, both[1])
+    assert rows_a.shape == (17, 12)
+    np.testing.assert_array_equal(rows_a, np.concatenate([a, b[1:]]))  # A's text + A's audio + B's audio
+    np.testing.assert_array_equal(rows_b, np.concatenate([b, a[1:]]))
+    chunk = example_rows(data, Example(0, "B", 4, 5))
+    np.testing.assert_array_equal(chunk, rows_b[:, 4:9])
+
+
+def test_order_is_deterministic_from_the_seed() -> None:
+    ex = make_examples([40] * 6, "both", max_frames=10, min_frames=2)
+
+    def draw(seed: int) -> list[Example]:
+        s = ExampleStream(ex, seed, batch_size=3)
+        return [e for _ in range(20) for e in s.next_batch()]
+
+    assert draw(1) == draw(1)
+    assert draw(1) != draw(2)
+    first_epoch = draw(1)[:len(ex)]
+    assert sorted(first_epoch, key=lambda e: (e.dialogue, e.main, e.start)) == ex  # a permutation: each once
+
+
+def test_resume_position_skips_exactly_the_consumed_examples() -> None:
+    """Positions saved after each optimiser step of grad_accum 3 resume where the straight run continues."""
+    ex = make_examples([30] * 5, "both", max_frames=10, min_frames=2)  # 30 examples
+    grad_accum, batch = 3, 2
+    straight = ExampleStream(ex, seed=7, batch_size=batch)
+    saved = None
+    seen_straight = []
+    for step in range(8):  # 8 steps x 6 examples: crosses an epoch boundary (30 examples)
+        seen_straight.append([straight.next_batch() for _ in range(grad_accum)])
+        if step == 3:
+            saved = Position(**straight.position.to_dict())
+    assert saved == Position(0, 4 * grad_accum * batch)
+    resumed = ExampleStream(ex, seed=7, batch_size=batch, position=saved)
+    seen_resumed = [[resumed.next_batch() for _ in range(grad_accum)] for _ in range(4)]
+    assert seen_resumed == seen_straight[4:]
+    assert resumed.position == straight.position and straight.position.epoch == 1
+
+
+def test_ranks_get_disjoint_shards_of_each_global_batch() -> None:
+    ex = make_examples([20] * 8, "both", max_frames=10, min_frames=2)  # 32 examples
+    single = ExampleStream(ex, seed=0, batch_size=4)
+    ranks = [ExampleStream(ex, seed=0, batch_size=2, rank=r, world=2) for r in range(2)]
+    for _ in range(6):
+        together = single.next_batch()
+        parts = [s.next_batch() for s in ranks]
+        assert parts[0] + parts[1] == together  # the two ranks split exactly what one process of batch 4 sees
+        assert not set(parts[0]) & set(parts[1])
+    assert ranks[0].position == ranks[1].position == single.position
+
+
+def test_epoch_skips_an_incomplete_global_batch() -> None:
+    ex = make_examples([10] * 5, "A", max_frames=10, min_frames=2)  # 5 examples, global batch 2
+    s = ExampleStream(ex, seed=0, batch_size=1, rank=0, world=2)
+    for _ in range(2):
+        s.next_batch()
+    assert s.position == Position(0, 4)
+    s.next_batch()
+    assert s.position == Position(1, 2)  # the 5th example of epoch 0 is skipped by every rank alike
+
+
+def test_too_few_examples_is_a_clear_error() -> None:
+    ex = make_examples([10], "A", max_frames=10, min_frames=2)
+    with pytest.raises(InputError, match="fewer than one step"):
+        ExampleStream(ex, seed=0, batch_size=2)
+
+
+def test_eval_share_gives_every_rank_the_same_count() -> None:
+    ex = make_examples([10] * 5, "A", max_frames=10, min_frames=2)
+    shares = [eval_share(ex, r, 2) for r in range(2)]
+    assert len(shares[0]) == len(shares[1]) == 3
+    counted = [e for share in shares for e, counts in share if counts]
+    assert sorted(counted, key=lambda e: e.dialogue) == ex
+
+
+def test_collate_pads_with_the_zero_token() -> None:
+    batch = collate([np.ones((17, 3), dtype=np.int64), np.full((17, 5), 2, dtype=np.int64)])
+    assert batch.shape == (2, 17, 5)
+    assert (batch[0, :, 3:] == -1).all() and (batch[0, :, :3] == 1).all() and (batch[1] == 2).all()
+
+
+def test_missing_or_malformed_data_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=str(tmp_path / "nowhere")):
+        Dialogues(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty"):
+        Dialogues(tmp_path / "empty")
+    bad = tmp_path / "bad" / "train-001-of-001.parquet"
+    bad.parent.mkdir()
+    rows = {"dialogue_id": ["x/short"], "A": [[[0] * 4] * 8], "B": [[[0] * 4] * 8]}
+    pq.write_table(pa.table(rows, schema=SCHEMA), bad)
+    with pytest.raises(InputError, match=r"bad.*x/short.*\[9, T\]"):
+        Dialogues(bad.parent)
+
+
+def test_a_single_parquet_file_is_a_dataset(tmp_path: Path) -> None:
+    folder = write_dataset(tmp_path / "data", [8, 9])
+    (file,) = folder.glob("*.parquet")
+    assert Dialogues(file).lengths == [8, 9] and Dialogues(file).ids == ["train/d000", "train/d001"]
