@@ -22,12 +22,13 @@ def config_inputs(cls: type, include: list[str], values: dict[str, Any] | None =
             inputs[name] = gr.Dropdown(choices=list(r["choices"]), value=value, label=label, info=r["help"])
         elif r["type"] is bool:
             inputs[name] = gr.Checkbox(value=bool(value), label=label, info=r["help"])
-        elif r["type"] in (int, float):
+        elif r["type"] in (int, float) and not r["optional"]:
             inputs[name] = gr.Number(value=value, label=label, info=r["help"], precision=0 if r["type"] is int else None)
         elif typing.get_origin(r["type"]) is list:
             inputs[name] = gr.Textbox(value=form_value(value), label=label, info=r["help"] + " (space-separated)")
         else:
-            inputs[name] = gr.Textbox(value=form_value(value), label=label, info=r["help"])
+            inputs[name] = gr.Textbox(value=form_value(value), label=label, info=r["help"],
+                                      placeholder="none" if r["optional"] else None)
     return inputs
 
 

@@ -92,7 +92,7 @@ def test_finetune_start_follow_and_abort(studio: Studio, browser) -> None:  # ty
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    if not (studio.workspace / "dataset").is_dir():  # when run alone: the dataset the Data tab would build
+    if not list((studio.workspace / "dataset").glob("*.parquet")):  # when run alone: the dataset the Data tab would build
         from backend.prepare import prepare_dataset, text_paths
         from backend.tokenize_text import TextTokenizeConfig
         from backend.workspace import open_workspace
@@ -104,14 +104,15 @@ def test_finetune_start_follow_and_abort(studio: Studio, browser) -> None:  # ty
 
     page.locator("#ft-init").click()  # the user-stream extension of the demo LM
     page.get_by_text("✔ wrote").wait_for(timeout=120_000)
-    page.get_by_text("Optimiser").click()
+    page.get_by_role("button", name="Optimiser").click()
     steps = page.get_by_label("max steps")
     steps.fill("5000")  # long enough to abort it mid-way
     steps.press("Tab")
     page.locator("#ft-command", has_text="backend.train").wait_for(timeout=60_000)
 
     page.locator("#ft-start").click()
-    page.locator("#ft-msg", has_text="started").wait_for(timeout=60_000)
+    page.locator("#ft-msg", has_text="started").or_(page.locator("#ft-msg", has_text="✘")).wait_for(timeout=60_000)
+    assert "started" in page.locator("#ft-msg").inner_text(), page.locator("#ft-msg").inner_text()
     # Live: the progress bar counts steps and the loss curves fill in.
     page.wait_for_function("/step ([3-9]|\\d\\d+) \\//.test(document.querySelector('#ft-progress').innerText)",
                            timeout=240_000)
