@@ -52,3 +52,11 @@ def write_run(run_dir: Path, **overrides: Any) -> FinetuneConfig:
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(cfg, run_dir / "config.json")
     return cfg
+
+
+def reset_accelerate() -> None:
+    """In-process training runs share accelerate's singleton state; reset it after one."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
