@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_helpers import write_dataset, write_model, write_run
+from train_helpers import reset_accelerate, write_dataset, write_model, write_run
 
 from backend import checkpoints, config
 from backend.errors import ConfigError
@@ -36,14 +36,6 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             # Two dialogues; audio codes from 8 entries so a few dozen steps can learn them.
             "data": write_dataset(root / "data", [16, 16], seed=1, audio_vocab=8),
             "eval": write_dataset(root / "eval", [12], seed=2, audio_vocab=8, prefix="eval")}
-
-
-def reset_accelerate() -> None:
-    """In-process runs share accelerate's singleton state; each run starts from a clean one."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
 
 
 @pytest.fixture(autouse=True)
