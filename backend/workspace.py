@@ -224,3 +224,14 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def model_folders(ws: Workspace) -> list[str]:
+    """Every LM folder of the workspace, relative to it: models/, run checkpoints and exports (newest runs first)."""
+    from .models import LM_KWARGS
+
+    found = sorted(ws.models.glob(f"*/{LM_KWARGS}"))
+    for run in sorted(ws.runs.glob("*/"), reverse=True):
+        found += sorted((run / "exports").glob(f"*/{LM_KWARGS}"), reverse=True)
+        found += sorted((run / "checkpoints").glob(f"step-*/{LM_KWARGS}"), reverse=True)
+    return [str(p.parent.relative_to(ws.root)) for p in found]

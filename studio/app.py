@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from backend import config
 from backend.workspace import Workspace
 
-from . import data_tab, finetune_tab, settings_tab, timeline_tab
+from . import continuations_tab, data_tab, finetune_tab, settings_tab, timeline_tab
 from .context import StudioContext
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -43,6 +43,8 @@ def build_blocks(ws: Workspace) -> gr.Blocks:
                 timeline_tab.build(ctx, app)
             with gr.Tab("Fine-tune", id="finetune"):
                 finetune_tab.build(ctx, app)
+            with gr.Tab("Continuations", id="continuations"):
+                continuations_tab.build(ctx, app)
             with gr.Tab("Settings", id="settings"):
                 settings_tab.build(ctx)
     return app

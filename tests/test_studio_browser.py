@@ -41,7 +41,11 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
         yield Studio(url, workspace)
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         log.close()
 
 
@@ -124,4 +128,34 @@ def test_finetune_start_follow_and_abort(studio: Studio, browser) -> None:  # ty
     page.locator("#ft-progress", has_text="aborted").wait_for(timeout=120_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "studio-finetune.png"), full_page=True)
+    assert not errors, errors
+
+
+def test_continuations_generate_and_play(studio: Studio, browser) -> None:  # type: ignore[no-untyped-def]
+    from backend.prepare import prepare_dataset, text_paths
+    from backend.tokenize_text import TextTokenizeConfig
+    from backend.workspace import open_workspace
+
+    ws = open_workspace(studio.workspace)
+    if not list(ws.dataset.glob("*.parquet")):  # when run alone: the dataset the Data tab would build
+        prepare_dataset(ws, TextTokenizeConfig(**text_paths(ws)))
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(studio.url)
+    page.get_by_role("tab", name="Continuations").click()
+    page.locator("#ct-model-a input").click()
+    page.get_by_role("option", name="models/demo-lm", exact=True).click()  # a dep_q 8 model: user stream forced
+    page.locator("#ct-generate").click()
+    page.locator("#ct-msg", has_text="continuation(s)").or_(page.locator("#ct-msg", has_text="✘")).wait_for(
+        timeout=240_000)
+    assert "✔" in page.locator("#ct-msg").inner_text(), page.locator("#ct-msg").inner_text()
+    for player in ("#ct-ref", "#ct-a"):
+        page.locator(f"{player} [data-testid=waveform-controls]").wait_for(timeout=60_000)
+    assert "floor_transfer_offset" in page.locator("#ct-stats").inner_text()
+    # Prompt (4 s) + continuation (6 s) by default: the player holds 10 s of decoded stereo audio.
+    page.locator("#ct-a", has_text="0:10").wait_for(timeout=30_000)
+    page.locator("#ct-a [data-testid=waveform-controls] button").filter(has_text="").first.wait_for()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "studio-continuations.png"), full_page=True)
     assert not errors, errors
