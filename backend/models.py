@@ -69,15 +69,21 @@ def random_mimi(config: dict[str, Any] | None = None, seed: int = 0, device: str
     return mimi
 
 
-def save_mimi(mimi: MimiModel, config: dict[str, Any], directory: str | Path) -> Path:
-    """Write `mimi.safetensors` + `mimi_config.json` into `directory` (each atomically)."""
+def _save_model(module: torch.nn.Module, weights: str, config: dict[str, Any], config_name: str,
+                directory: str | Path) -> Path:
+    """Write the weights (safetensors) and their JSON config into `directory`, each atomically."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    with atomic_path(directory / MIMI_WEIGHTS) as tmp:
-        save_file({k: v.contiguous() for k, v in mimi.state_dict().items()}, str(tmp))
-    write_text_atomic(directory / MIMI_CONFIG, json.dumps(config, indent=2) + "\n")
+    with atomic_path(directory / weights) as tmp:
+        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp))
+    write_text_atomic(directory / config_name, json.dumps(config, indent=2) + "\n")
     return directory
+
+
+def save_mimi(mimi: MimiModel, config: dict[str, Any], directory: str | Path) -> Path:
+    """Write `mimi.safetensors` + `mimi_config.json` into `directory`."""
+    return _save_model(mimi, MIMI_WEIGHTS, config, MIMI_CONFIG, directory)
 
 
 def load_mimi(source: str | Path, device: str = "cpu", num_codebooks: int = 8) -> MimiModel:
@@ -118,13 +124,8 @@ def load_lm(source: str | Path, device: str = "cpu", dtype: torch.dtype = torch.
 
 
 def save_lm(model: LMModel, lm_kwargs: dict[str, Any], directory: str | Path) -> Path:
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    with atomic_path(directory / LM_WEIGHTS) as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    write_text_atomic(directory / LM_KWARGS, json.dumps(lm_kwargs, indent=2) + "\n")
-    return directory
+    """Write `model.safetensors` + `moshi_lm_kwargs.json` into `directory`."""
+    return _save_model(model, LM_WEIGHTS, lm_kwargs, LM_KWARGS, directory)
 
 
 @functools.lru_cache(maxsize=2)
