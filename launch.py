@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     existing = (cfg.workspace / SETTINGS_FILE).is_file()
     ws = open_workspace(cfg.workspace) if existing else create_demo_workspace(cfg.workspace)
     print(f"Moshi Studio on http://{cfg.host}:{cfg.port}  (workspace: {ws.root})", flush=True)
-    uvicorn.run(create_server(ws), host=cfg.host, port=cfg.port, log_level="warning")
+    uvicorn.run(create_server(ws), host=cfg.host, port=cfg.port, log_level="warning", timeout_graceful_shutdown=3)
     return 0
 
 

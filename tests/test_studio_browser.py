@@ -155,7 +155,18 @@ def test_continuations_generate_and_play(studio: Studio, browser) -> None:  # ty
     assert "floor_transfer_offset" in page.locator("#ct-stats").inner_text()
     # Prompt (4 s) + continuation (6 s) by default: the player holds 10 s of decoded stereo audio.
     page.locator("#ct-a", has_text="0:10").wait_for(timeout=30_000)
-    page.locator("#ct-a [data-testid=waveform-controls] button").filter(has_text="").first.wait_for()
+    # Play it: the player's clock moves (the first click can land before the waveform is ready).
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    played = "(document.querySelector('#ct-a').innerText.match(/\\d:\\d\\d/) || ['0:00'])[0] !== '0:00'"
+    for _ in range(5):
+        page.locator("#ct-a button[aria-label='Play']").click()
+        try:
+            page.wait_for_function(played, timeout=4_000)
+            break
+        except PlaywrightTimeout:  # try the click again
+            continue
+    page.wait_for_function(played, timeout=1_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "studio-continuations.png"), full_page=True)
     assert not errors, errors
