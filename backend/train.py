@@ -431,9 +431,11 @@ class Trainer:
         (ranks that print the same examples would be training on the same data)."""
         acc, ds = self.accelerator, self.accelerator.state.deepspeed_plugin
         first = ", ".join(f"{self.train_set.ids[e.dialogue]}:{e.main}@{e.start}" for e in self.stream.peek())
-        print(f"rank {acc.process_index}/{acc.num_processes} ({acc.distributed_type.value}"
-              f"{f', ZeRO-{ds.zero_stage}' if ds else ''}): {len(self.stream.examples)} training examples, "
-              f"step {self.step}, next: {first}", flush=True)
+        line = (f"rank {acc.process_index}/{acc.num_processes} ({acc.distributed_type.value}"
+                f"{f', ZeRO-{ds.zero_stage}' if ds else ''}): {len(self.stream.examples)} training examples, "
+                f"step {self.step}, next: {first}\n")
+        sys.stdout.write(line)  # one write: print() writes the newline separately and ranks interleave
+        sys.stdout.flush()
 
     def run(self) -> str:
         """Train to max_steps or to a stop request; returns "finished" or "aborted"."""

@@ -49,12 +49,19 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
         log.close()
 
 
-def test_upload_preview_build_and_timeline(studio: Studio, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def page(browser):  # type: ignore[no-untyped-def]
+    """A fresh page that records page errors; closed afterwards so its timers stop polling the studio."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    yield page
+    page.close()
+
+
+def test_upload_preview_build_and_timeline(studio: Studio, page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     for ext in (".flac", ".json"):
         shutil.copy(REPO / "assets" / "demo" / f"demo_cafe{ext}", tmp_path / f"uploaded_cafe{ext}")
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(studio.url)
     page.get_by_text("Demo workspace.").wait_for()
 
@@ -89,13 +96,10 @@ def test_upload_preview_build_and_timeline(studio: Studio, browser, tmp_path: Pa
     page.screenshot(path=str(ARTIFACTS / "studio-timeline.png"), full_page=True)
     page.get_by_role("tab", name="Data").click()
     page.screenshot(path=str(ARTIFACTS / "studio-data.png"), full_page=True)
-    assert not errors, errors
+    assert not page.errors, page.errors
 
 
-def test_finetune_start_follow_and_abort(studio: Studio, browser) -> None:  # type: ignore[no-untyped-def]
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
+def test_finetune_start_follow_and_abort(studio: Studio, page) -> None:  # type: ignore[no-untyped-def]
     if not list((studio.workspace / "dataset").glob("*.parquet")):  # when run alone: the dataset the Data tab would build
         from backend.prepare import prepare_dataset, text_paths
         from backend.tokenize_text import TextTokenizeConfig
@@ -128,10 +132,10 @@ def test_finetune_start_follow_and_abort(studio: Studio, browser) -> None:  # ty
     page.locator("#ft-progress", has_text="aborted").wait_for(timeout=120_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "studio-finetune.png"), full_page=True)
-    assert not errors, errors
+    assert not page.errors, page.errors
 
 
-def test_continuations_generate_and_play(studio: Studio, browser) -> None:  # type: ignore[no-untyped-def]
+def test_continuations_generate_and_play(studio: Studio, page) -> None:  # type: ignore[no-untyped-def]
     from backend.prepare import prepare_dataset, text_paths
     from backend.tokenize_text import TextTokenizeConfig
     from backend.workspace import open_workspace
@@ -139,12 +143,9 @@ def test_continuations_generate_and_play(studio: Studio, browser) -> None:  # ty
     ws = open_workspace(studio.workspace)
     if not list(ws.dataset.glob("*.parquet")):  # when run alone: the dataset the Data tab would build
         prepare_dataset(ws, TextTokenizeConfig(**text_paths(ws)))
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(studio.url)
     page.get_by_role("tab", name="Continuations").click()
-    page.locator("#ct-model-a input").click()
+    page.locator("#ct-model-a input").click(timeout=120_000)  # once the tab's models are listed
     page.get_by_role("option", name="models/demo-lm", exact=True).click()  # a dep_q 8 model: user stream forced
     page.locator("#ct-generate").click()
     page.locator("#ct-msg", has_text="continuation(s)").or_(page.locator("#ct-msg", has_text="✘")).wait_for(
@@ -169,4 +170,4 @@ def test_continuations_generate_and_play(studio: Studio, browser) -> None:  # ty
     page.wait_for_function(played, timeout=1_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "studio-continuations.png"), full_page=True)
-    assert not errors, errors
+    assert not page.errors, page.errors

@@ -71,7 +71,8 @@ def test_two_processes_train_and_checkpoint(tmp_path: Path, assets: dict[str, Pa
     print(f"{deepspeed}: {time.monotonic() - start:.0f} s")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
 
-    announced = {rank: first for rank, _, first in re.findall(r"rank (\d)/2 \(([^)]*)\).*next: (.*)", done.stdout)}
+    announced = {rank: first for rank, _, first in re.findall(r"rank (\d)/2 \(([^)]*)\).*?next: (.*?)(?=rank \d/2 |\n|$)",
+                                                             done.stdout)}
     assert set(announced) == {"0", "1"}, done.stdout[-2000:]
     assert announced["0"] != announced["1"]  # each rank has its own shard of the data
     if deepspeed != "none":
