@@ -40,6 +40,18 @@ def tiny_mimi_config() -> dict[str, Any]:
     return cfg
 
 
+def demo_mimi_config(n_filters: int = 16, dimension: int = 128, layers: int = 1) -> dict[str, Any]:
+    """The trained demo codec's architecture (assets/demo_mimi): SPEC.md's frame layout (24 kHz,
+    12.5 Hz, 1920-sample frames, 8 x 2048 codebooks) with a small SEANet and one transformer layer,
+    so that streaming encode + decode of one frame stays well inside 80 ms on two CPU cores."""
+    cfg = copy.deepcopy(loaders._mimi_config)
+    cfg["seanet"].update(dimension=dimension, n_filters=n_filters)
+    cfg["quantizer"].update(n_q=8, dimension=32, input_dimension=dimension, output_dimension=dimension)
+    cfg["transformer"].update(d_model=dimension, num_layers=layers, num_heads=4, dim_feedforward=4 * dimension,
+                              input_dimension=dimension, output_dimensions=[dimension])
+    return cfg
+
+
 def randomize_codebooks(mimi: MimiModel, seed: int) -> None:
     """Give a randomly initialised Mimi random codebook entries.
 

@@ -1,0 +1,123 @@
+"""A real /api/chat server on a free port (uvicorn in a thread) and a protocol client like moshi.client's."""
+
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import sphn
+import torch
+import uvicorn
+from fastapi import FastAPI
+
+from backend.chat_engine import ChatConfig
+from backend.chat_server import ChatService, add_chat_route
+from backend.models import load_lm, lm_kwargs_of, save_lm
+from backend.spec import FRAME_SIZE, SAMPLE_RATE
+
+
+def speaking_lm(demo_lm: Path, vocab_size: int, out: Path) -> Path:
+    """The random demo LM with its text head limited to the demo tokenizer's pieces (the random head
+    samples ids up to 32000, so it would almost never say a piece the 400-piece tokenizer has)."""
+    lm = load_lm(demo_lm)
+    with torch.no_grad():
+        lm.text_linear.weight[vocab_size:] = 0.0
+        lm.text_linear.weight[:vocab_size] *= 20.0
+    return save_lm(lm, lm_kwargs_of(demo_lm), out)
+
+
+class ServerThread:
+    def __init__(self, service: ChatService, port: int):
+        app = FastAPI()
+        add_chat_route(app, service)
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"ws://127.0.0.1:{port}/api/chat"
+
+    def __enter__(self) -> "ServerThread":
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            if time.time() > deadline:
+                raise RuntimeError("the chat test server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def chat_config(ws, model: Path, **kw) -> ChatConfig:  # type: ignore[no-untyped-def]
+    return ChatConfig(model=str(model), mimi=str(ws.demo_mimi), tokenizer=str(ws.demo_tokenizer), device="cpu", **kw)
+
+
+@dataclass
+class Conversation:
+    """What a client saw: Moshi's decoded audio, text pieces, metadata and errors, in order."""
+
+    audio: list[np.ndarray] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    meta: list[dict] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    handshake: bool = False
+    close_code: int | None = None
+
+    @property
+    def audio_seconds(self) -> float:
+        return sum(len(a) for a in self.audio) / SAMPLE_RATE
+
+
+async def talk(url: str, pcm: np.ndarray, *, realtime: bool = True, extra: list[bytes] = (),
+               linger: float = 1.0, hold: asyncio.Event | None = None) -> Conversation:
+    """Send `pcm` as Ogg/Opus in 80 ms frames (paced like a microphone when `realtime`), plus `extra`
+    raw messages first; collect everything the server says until `linger` s after the last frame."""
+    conv, reader, writer = Conversation(), sphn.OpusStreamReader(SAMPLE_RATE), sphn.OpusStreamWriter(SAMPLE_RATE)
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        async def receive() -> None:
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.BINARY:
+                    break
+                kind, payload = msg.data[0], msg.data[1:]
+                if kind == 0:
+                    conv.handshake = True
+                elif kind == 1:
+                    pcm_out = reader.append_bytes(payload)
+                    if len(pcm_out):
+                        conv.audio.append(pcm_out)
+                elif kind == 2:
+                    conv.text.append(payload.decode())
+                elif kind == 4:
+                    conv.meta.append(json.loads(payload))
+                elif kind == 5:
+                    conv.errors.append(payload.decode())
+
+        listener = asyncio.create_task(receive())
+        for _ in range(300):
+            if conv.handshake or listener.done():
+                break
+            await asyncio.sleep(0.05)
+        if conv.handshake:
+            for message in extra:
+                await ws.send_bytes(message) if isinstance(message, bytes) else await ws.send_str(message)
+            start = time.perf_counter()
+            for i in range(len(pcm) // FRAME_SIZE):
+                if ws.closed:  # the server ended the conversation (time limit)
+                    break
+                try:
+                    await ws.send_bytes(b"\x01" + writer.append_pcm(pcm[i * FRAME_SIZE:(i + 1) * FRAME_SIZE]))
+                except ConnectionResetError:  # aiohttp's ClientConnectionResetError derives from it
+                    break
+                if realtime:
+                    await asyncio.sleep(max(0.0, start + (i + 1) * FRAME_SIZE / SAMPLE_RATE - time.perf_counter()))
+            if hold is not None:
+                await hold.wait()
+            await asyncio.sleep(linger)
+            await ws.close()
+        await asyncio.wait_for(listener, 10)
+        conv.close_code = ws.close_code
+    return conv

@@ -1,0 +1,129 @@
+"""/api/chat through a real uvicorn server and an Ogg/Opus websocket client, with the tiny demo models."""
+
+import asyncio
+import json
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from backend.audio_io import load_stereo
+from backend.chat_server import ChatService
+from backend.spec import FRAME_SIZE, SAMPLE_RATE
+from backend.validate import validate_folder
+from chat_helpers import ServerThread, chat_config, speaking_lm, talk
+from conftest import free_port
+
+
+@pytest.fixture(scope="module")
+def user_pcm(demo_workspace) -> np.ndarray:
+    """Real speech: the right channel of a demo dialogue."""
+    audio, _ = load_stereo(sorted(demo_workspace.raw.glob("demo_cafe.*"))[0])
+    return audio[1, : 6 * SAMPLE_RATE].astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model(demo_workspace, tmp_path_factory):
+    return speaking_lm(demo_workspace.demo_lm, 400, tmp_path_factory.mktemp("chat") / "speaking-lm")
+
+
+@pytest.fixture(scope="module")
+def server(demo_workspace, model, tmp_path_factory):
+    record_dir = tmp_path_factory.mktemp("recordings")
+    service = ChatService(chat_config(demo_workspace, model, record_dir=str(record_dir)))
+    service.load()
+    with ServerThread(service, free_port()) as srv:
+        srv.service = service
+        yield srv
+
+
+def wait_idle(service: ChatService) -> None:
+    deadline = time.time() + 10
+    while service.busy and time.time() < deadline:
+        time.sleep(0.05)
+    assert not service.busy
+
+
+@pytest.fixture(autouse=True)
+def idle(server):
+    """Each test starts once the previous conversation has ended on the server (and was saved)."""
+    wait_idle(server.service)
+
+
+def test_conversation_audio_and_text_both_ways(server, user_pcm):
+    conv = asyncio.run(talk(server.url + "?meta=1", user_pcm[: 4 * SAMPLE_RATE]))
+    assert conv.handshake and not conv.errors
+    sent = 4 * SAMPLE_RATE // FRAME_SIZE
+    # Every frame but the first (LMGen's first step returns nothing) comes back as 80 ms of audio.
+    assert conv.audio_seconds >= (sent - 3) * FRAME_SIZE / SAMPLE_RATE
+    assert np.abs(np.concatenate(conv.audio)).max() > 1e-3
+    assert len(conv.text) >= 5 and all(isinstance(t, str) and t for t in conv.text)
+    assert conv.meta[-1]["frames"] + conv.meta[-1]["skipped"] == sent
+    assert all(m["compute_ms"] > 0 for m in conv.meta)
+
+
+def test_recording_is_a_valid_dialogue(server, user_pcm):
+    before = server.service.last_recording
+    asyncio.run(talk(server.url, user_pcm[: 3 * SAMPLE_RATE], linger=0.5))
+    wait_idle(server.service)
+    wav = server.service.last_recording
+    assert wav is not None and wav != before
+    audio, rate = sf.read(wav)
+    frames = 3 * SAMPLE_RATE // FRAME_SIZE
+    assert rate == SAMPLE_RATE and audio.shape == (frames * FRAME_SIZE, 2)
+    # Right channel = what the user sent (after the Opus round trip), left = Moshi.
+    user = user_pcm[: frames * FRAME_SIZE]
+    assert np.corrcoef(np.abs(audio[:, 1]), np.abs(user))[0, 1] > 0.5
+    assert np.abs(audio[FRAME_SIZE * 2:, 0]).max() > 1e-3
+    words = json.loads(wav.with_suffix(".json").read_text())
+    assert words and all(w["speaker"] == "A" and w["end"] > w["start"] for w in words)
+    reports, problems = validate_folder(wav.parent)
+    report = next(r for r in reports if r.name == wav.stem)
+    assert report.ok and report.words == len(words) and not problems, (report, problems)
+
+
+def test_second_client_is_told_busy_and_disconnect_frees_the_model(server, user_pcm):
+    async def scenario():
+        hold = asyncio.Event()
+        first = asyncio.create_task(talk(server.url, user_pcm[: SAMPLE_RATE], hold=hold, linger=0.0))
+        while not server.service.busy:
+            await asyncio.sleep(0.05)
+        second = await talk(server.url, user_pcm[: SAMPLE_RATE])
+        hold.set()
+        first_conv = await first
+        third = await talk(server.url, user_pcm[: SAMPLE_RATE], linger=0.3)
+        return first_conv, second, third
+
+    first, second, third = asyncio.run(scenario())
+    assert first.handshake and first.audio
+    assert not second.handshake and any("busy" in e for e in second.errors) and second.close_code == 1013
+    assert third.handshake and third.audio and not third.errors
+
+
+def test_malformed_messages_get_errors_and_the_session_goes_on(server, user_pcm):
+    conv = asyncio.run(talk(server.url, user_pcm[: 2 * SAMPLE_RATE], realtime=True,
+                            extra=[b"", b"\x07abc", b"\x01not an ogg stream at all", "hello"]))
+    assert conv.handshake
+    assert len(conv.errors) >= 3, conv.errors
+    assert any("kind 0x07" in e for e in conv.errors) and any("text" in e for e in conv.errors)
+    assert conv.audio_seconds > 1.0  # the good audio after the bad messages was still answered
+
+
+def test_falling_behind_skips_frames_instead_of_drifting(server, user_pcm):
+    conv = asyncio.run(talk(server.url + "?meta=1", user_pcm[: 4 * SAMPLE_RATE], realtime=False))
+    assert conv.meta[-1]["skipped"] > 0
+    assert conv.meta[-1]["frames"] + conv.meta[-1]["skipped"] == 4 * SAMPLE_RATE // FRAME_SIZE
+
+
+def test_session_time_limit(demo_workspace, model, user_pcm):
+    service = ChatService(chat_config(demo_workspace, model, max_session_seconds=1.0))
+    with ServerThread(service, free_port()) as srv:
+        conv = asyncio.run(talk(srv.url, user_pcm[: 3 * SAMPLE_RATE]))
+    assert conv.handshake and any("time limit" in e for e in conv.errors)
+    assert conv.audio_seconds < 2.0
+
+
+def test_client_sampling_parameters_are_checked(server, user_pcm):
+    conv = asyncio.run(talk(server.url + "?text_temperature=warm", user_pcm[:SAMPLE_RATE]))
+    assert not conv.handshake and any("text_temperature" in e for e in conv.errors)
