@@ -86,6 +86,15 @@ class ChatEngine:
         self.lm_gen.temp_text, self.lm_gen.top_k_text = text_temperature, text_top_k
         self.lm_gen.temp, self.lm_gen.top_k = audio_temperature, audio_top_k
 
+    def _piece(self, token: int) -> str:
+        """The text of one token; a byte-fallback piece ("<0x41>") is its character when ASCII, else dropped
+        (a multi-byte character split over frames cannot be shown piece by piece)."""
+        piece = self.tokenizer.id_to_piece(token)
+        if self.tokenizer.is_byte(token):
+            value = int(piece[3:5], 16)
+            return chr(value) if value < 0x80 else ""
+        return piece.replace("\u2581", " ")
+
     @torch.no_grad()
     def warmup(self, frames: int = 4) -> None:
         """A few silent frames so the first real frame does not pay for lazy initialisation."""
@@ -118,7 +127,7 @@ class ChatEngine:
             token = int(tokens[0, 0, 0])
             # A model whose text card exceeds the tokenizer (the random demo LM) can sample ids it lacks.
             if token not in (PAD_ID, EPAD_ID) and token < self.tokenizer.vocab_size():
-                text = self.tokenizer.id_to_piece(token).replace("\u2581", " ")
+                text = self._piece(token)
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
         return FrameOutput(out, text, (time.perf_counter() - start) * 1000)

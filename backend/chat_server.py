@@ -30,7 +30,9 @@ from . import config
 from .chat_engine import ChatConfig, ChatEngine, FrameOutput
 from .chat_recording import SessionRecording
 from .errors import StudioError
-from .spec import FRAME_SIZE, SAMPLE_RATE
+from .models import lm_kwargs_of
+from .spec import FRAME_SIZE, NUM_CODEBOOKS, SAMPLE_RATE
+from .workspace import Workspace, model_folders
 
 HANDSHAKE, AUDIO, TEXT, META, ERROR = b"\x00", b"\x01", b"\x02", b"\x04", b"\x05"
 # Query parameters of Kyutai's web client that tune sampling, and the engine setting each sets.
@@ -207,6 +209,15 @@ class ChatSession:
     def _save_recording(self) -> None:
         if self.service.cfg.record_dir and self.recording.frames:
             self.service.last_recording = self.recording.save(Path(self.service.cfg.record_dir))
+
+
+def workspace_chat_config(ws: Workspace) -> ChatConfig:
+    """The studio's default: the newest clean export of the workspace (else the demo LM), with the
+    workspace's Mimi, tokenizer and device, recording into raw/ so conversations become dialogues."""
+    clean = [m for m in model_folders(ws) if "/exports/" in m and lm_kwargs_of(ws.root / m).get("dep_q") == NUM_CODEBOOKS]
+    model = ws.root / clean[0] if clean else ws.demo_lm
+    return ChatConfig(model=str(model), mimi=ws.mimi_source, tokenizer=str(ws.tokenizer_path),
+                      device=ws.settings.device, record_dir=str(ws.raw))
 
 
 def add_chat_route(app: FastAPI, service: ChatService, path: str = "/api/chat") -> None:

@@ -8,9 +8,10 @@ import gradio as gr
 from fastapi import FastAPI
 
 from backend import config
+from backend.chat_server import ChatService, add_chat_route, workspace_chat_config
 from backend.workspace import Workspace
 
-from . import continuations_tab, data_tab, finetune_tab, settings_tab, timeline_tab
+from . import chat_tab, continuations_tab, data_tab, finetune_tab, settings_tab, timeline_tab
 from .context import StudioContext
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -31,7 +32,7 @@ def demo_banner(ws: Workspace) -> str:
             "generated text is gibberish until you point Settings at real weights.")
 
 
-def build_blocks(ws: Workspace) -> gr.Blocks:
+def build_blocks(ws: Workspace, chat: ChatService) -> gr.Blocks:
     ctx = StudioContext(ws)
     with gr.Blocks(title="Moshi Studio") as app:
         gr.Markdown("# Moshi Studio")
@@ -45,6 +46,8 @@ def build_blocks(ws: Workspace) -> gr.Blocks:
                 finetune_tab.build(ctx, app)
             with gr.Tab("Continuations", id="continuations"):
                 continuations_tab.build(ctx, app)
+            with gr.Tab("Chat", id="chat"):
+                chat_tab.build(ctx, app, chat)
             with gr.Tab("Settings", id="settings"):
                 settings_tab.build(ctx)
     return app
@@ -52,6 +55,8 @@ def build_blocks(ws: Workspace) -> gr.Blocks:
 
 def create_server(ws: Workspace) -> FastAPI:
     server = FastAPI(title="Moshi Studio")
+    chat = ChatService(workspace_chat_config(ws))  # loads its model on first use
+    add_chat_route(server, chat)  # before Gradio's catch-all mount at "/"
     css = (ASSETS / "studio" / "studio.css").read_text(encoding="utf-8")
-    return gr.mount_gradio_app(server, build_blocks(ws), path="/", allowed_paths=[str(ws.root.resolve())],
+    return gr.mount_gradio_app(server, build_blocks(ws, chat), path="/", allowed_paths=[str(ws.root.resolve())],
                                css=css, theme=gr.themes.Soft())

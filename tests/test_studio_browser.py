@@ -171,3 +171,57 @@ def test_continuations_generate_and_play(studio: Studio, page) -> None:  # type:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "studio-continuations.png"), full_page=True)
     assert not page.errors, page.errors
+
+
+def test_chat_talks_both_ways_and_records(studio: Studio, fake_mic_browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A fake microphone (demo speech) talks to a model through the Chat tab for > 5 s."""
+    import numpy as np
+    import soundfile as sf
+    import soxr
+    from chat_helpers import speaking_lm
+
+    from backend.audio_io import load_stereo
+    from backend.workspace import DEMO_VOCAB_SIZE, open_workspace
+
+    ws = open_workspace(studio.workspace)
+    speaking_lm(ws.demo_lm, DEMO_VOCAB_SIZE, ws.models / "speaking-lm")  # a random LM that says demo pieces
+    audio, rate = load_stereo(REPO / "assets" / "demo" / "demo_cafe.flac")
+    mic = tmp_path / "mic.wav"
+    sf.write(mic, soxr.resample(audio[1], rate, 48_000), 48_000, subtype="PCM_16")  # speech: tones get suppressed
+
+    page = fake_mic_browser(mic).new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(studio.url)
+        page.get_by_role("tab", name="Chat").click()
+        page.locator("#chat-model input").click(timeout=60_000)
+        page.get_by_role("option", name="models/speaking-lm", exact=True).click()
+        page.locator("#chat-load").click()
+        page.locator("#chat-status", has_text="Ready").wait_for(timeout=120_000)
+        raw_before = set(ws.raw.glob("chat-*.wav"))
+
+        page.locator(".ms-chat-talk").click()
+        page.locator('.ms-chat[data-state="live"]').wait_for(timeout=30_000)
+        gauge = "Number(document.querySelector('[data-gauge=\"{}\"]').textContent)"
+        page.wait_for_function(f"{gauge.format('received_s')} >= 5 && {gauge.format('sent_s')} >= 5", timeout=60_000)
+        assert page.locator(".ms-chat-transcript").inner_text().strip()
+        assert float(page.locator('[data-gauge="compute_ms"]').inner_text()) > 0
+        assert page.locator('[data-gauge="rtf"]').inner_text() != "–"
+        page.locator(".ms-chat-stop").click()
+        page.locator('.ms-chat[data-state="closed"]').wait_for(timeout=10_000)
+        sent = float(page.locator('[data-gauge="sent_s"]').inner_text())
+        page.locator("#chat-recording-info", has_text="Saved").wait_for(timeout=30_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "studio-chat.png"), full_page=True)
+        assert not errors, errors
+    finally:
+        page.close()
+
+    (wav,) = set(ws.raw.glob("chat-*.wav")) - raw_before
+    recorded, sr = sf.read(wav)
+    assert recorded.shape[1] == 2 and abs(len(recorded) / sr - sent) < 1.0, (recorded.shape, sent)
+    frames = recorded.reshape(-1, 1920, 2)
+    assert np.mean(np.abs(frames[:, :, 1]).max(axis=1) > 0.01) > 0.3  # the user's speech, most of the time
+    assert np.mean(np.abs(frames[:, :, 0]).max(axis=1) > 0.001) > 0.5  # Moshi's voice
+    assert wav.with_suffix(".json").is_file()

@@ -1,0 +1,95 @@
+"""Chat tab: talk with a model in real time over /api/chat (the studio's own server, moshi's protocol).
+
+The browser side (assets/studio/chat_client.js) sends the microphone as Ogg/Opus with the browser's
+echo cancellation and plays Moshi's voice through a small jitter buffer; this module only picks the
+model and its settings, and shows each recorded conversation once it is saved to the Data folder.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from backend import config
+from backend.chat_engine import ChatConfig
+from backend.chat_server import ChatService, workspace_chat_config
+from backend.errors import StudioError
+from backend.workspace import model_folders
+
+from .context import StudioContext
+from .forms import build_config, config_inputs
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "studio"
+CHAT_JS = (ASSETS / "chat_client.js").read_text() + "\n" + (ASSETS / "chat_widget.js").read_text()
+KNOBS = ["text_temperature", "text_top_k", "audio_temperature", "audio_top_k", "max_session_seconds"]
+GAUGES = [("state", "state", ""), ("compute_ms", "compute per frame", "ms"), ("rtf", "real-time factor", ""),
+          ("buffered_ms", "buffered audio", "ms"), ("skipped", "skipped frames", ""), ("frames", "frames", ""),
+          ("sent_s", "sent", "s"), ("received_s", "received", "s"), ("underruns", "underruns", "")]
+
+
+def widget_html() -> str:
+    gauges = "".join(f'<div class="ms-gauge"><span>{label}</span><b data-gauge="{key}">–</b> {unit}</div>'
+                     for key, label, unit in GAUGES)
+    return ('<div class="ms-chat"><div class="ms-chat-buttons">'
+            '<button class="ms-chat-talk lg primary">Talk</button> <button class="ms-chat-stop lg">Stop</button>'
+            f'</div><div class="ms-gauges">{gauges}</div><div class="ms-chat-error"></div>'
+            '<div class="ms-chat-transcript" aria-label="Moshi\'s text stream"></div></div>')
+
+
+def build(ctx: StudioContext, app: gr.Blocks, service: ChatService) -> None:
+    gr.Markdown("Talk with a model in real time: your microphone (with the browser's echo cancellation; "
+                "headphones help) in, Moshi's voice and its text stream out. Chat needs a clean model (dep_q 8): "
+                "export a fine-tuned checkpoint with *clean* in the Fine-tune tab.")
+    with gr.Row():
+        model = gr.Dropdown(label="model", choices=[], allow_custom_value=True, elem_id="chat-model", scale=3)
+        refresh = gr.Button("↻ Refresh", scale=1)
+    with gr.Row():
+        knobs = config_inputs(ChatConfig, KNOBS, _values(service.cfg))
+    with gr.Row():
+        record = gr.Checkbox(value=True, label="record each conversation into the Data folder (raw/)",
+                             elem_id="chat-record")
+        load = gr.Button("Load model", variant="primary", elem_id="chat-load")
+    status = gr.Markdown(elem_id="chat-status")
+    gr.HTML(widget_html(), js_on_load=CHAT_JS, elem_id="chat-widget")
+    recording = gr.Audio(label="last recorded conversation (left: Moshi, right: you)", elem_id="chat-recording")
+    recording_info = gr.Markdown(elem_id="chat-recording-info")
+    shown = gr.State("")
+    timer = gr.Timer(2.0)
+
+    def on_refresh() -> Any:
+        models = model_folders(ctx.ws)
+        current = _relative(ctx, service.cfg.model)
+        return gr.update(choices=models, value=current)
+
+    def on_load(name: str, rec: bool, *values: Any) -> str:
+        fixed = {k: v for k, v in _values(workspace_chat_config(ctx.ws)).items() if k not in KNOBS}
+        fixed["model"] = str(ctx.ws.resolve(name)) if name else fixed["model"]
+        fixed["record_dir"] = str(ctx.ws.raw) if rec else ""
+        try:
+            cfg = build_config(ChatConfig, fixed, KNOBS, list(values))
+            engine = service.configure(cfg)
+        except StudioError as e:
+            return f"**Error:** {e}"
+        return f"Ready: `{_relative(ctx, cfg.model)}` on {engine.device}. Press **Talk**."
+
+    def on_tick(last: str) -> tuple[Any, str, str]:
+        path = service.last_recording
+        if path is None or str(path) == last or not path.exists():
+            return gr.update(), gr.update(), last
+        info = (f"Saved `{path.relative_to(ctx.ws.root) if path.is_relative_to(ctx.ws.root) else path}` "
+                f"and its transcript: it is listed in the Data tab.")
+        return str(path), info, str(path)
+
+    refresh.click(on_refresh, outputs=[model])
+    app.load(on_refresh, outputs=[model])
+    load.click(on_load, inputs=[model, record, *knobs.values()], outputs=[status])
+    timer.tick(on_tick, inputs=[shown], outputs=[recording, recording_info, shown])
+
+
+def _values(cfg: ChatConfig) -> dict[str, Any]:
+    return config.to_dict(cfg)
+
+
+def _relative(ctx: StudioContext, path: str) -> str:
+    p = Path(path)
+    return str(p.relative_to(ctx.ws.root)) if p.is_absolute() and p.is_relative_to(ctx.ws.root) else path
