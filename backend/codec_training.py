@@ -26,16 +26,15 @@ from moshi.models.compression import MimiModel
 from . import speech_corpus
 from .atomic import write_text_atomic
 from .config import cli_parser, from_cli, option, to_dict
-from .models import demo_mimi_config, save_mimi
+from .models import DEMO_MIMI_ASSET, demo_mimi_config, save_mimi
 from .spec import FRAME_SIZE, SAMPLE_RATE
 
-DEMO_MIMI_DIR = Path(__file__).resolve().parents[1] / "assets" / "demo_mimi"
 MEL_SCALES = (256, 512, 1024, 2048)  # STFT windows of the reconstruction loss
 
 
 @dataclass
 class CodecTrainConfig:
-    output_dir: str = option(str(DEMO_MIMI_DIR), "where mimi.safetensors, mimi_config.json and training.json go")
+    output_dir: str = option(str(DEMO_MIMI_ASSET), "where mimi.safetensors, mimi_config.json and training.json go")
     corpus_dir: str = option("work/codec_corpus", "cache of the synthesized sentences (FLAC), reused by later runs")
     train_sentences: int = option(900, "sentences synthesized for training")
     held_out_sentences: int = option(40, "sentences kept out of training, for evaluation")

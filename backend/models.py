@@ -15,6 +15,8 @@ from moshi.models.lm import LMModel
 from .atomic import atomic_path, write_text_atomic
 from .errors import ConfigError
 
+# The demo codec trained by backend.codec_training (issue: audible offline demo), shipped in the repo.
+DEMO_MIMI_ASSET = Path(__file__).resolve().parents[1] / "assets" / "demo_mimi"
 DEFAULT_REPO = loaders.DEFAULT_REPO  # kyutai/moshiko-pytorch-bf16
 MIMI_WEIGHTS = "mimi.safetensors"
 MIMI_CONFIG = "mimi_config.json"
@@ -108,13 +110,19 @@ def load_mimi(source: str | Path, device: str = "cpu", num_codebooks: int = 8) -
             raise ConfigError(f"{path}: no {MIMI_WEIGHTS} in this Mimi directory")
     elif path.is_file():
         weights, cfg_file = path, path.with_name(MIMI_CONFIG)
-    elif "/" in str(source) and not str(source).startswith((".", "/")) and str(source).count("/") == 1:
+    elif is_hub_id(source):
         info = loaders.CheckpointInfo.from_hf_repo(str(source))
         return info.get_mimi(device=device)
     else:
         raise ConfigError(f"{source}: no such Mimi file or directory (give a directory, a .safetensors file or a hub repo id)")
     config = json.loads(cfg_file.read_text()) if cfg_file.exists() else None
     return loaders.get_mimi(weights, mimi_config=config, device=device, num_codebooks=num_codebooks)
+
+
+def is_hub_id(source: str | Path) -> bool:
+    """`owner/name` that is not a local path (hub ids are looked up only when nothing local matches)."""
+    text = str(source)
+    return text.count("/") == 1 and not text.startswith((".", "/", "~")) and not Path(text).exists()
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -131,6 +139,9 @@ def load_lm(source: str | Path, device: str = "cpu", dtype: torch.dtype = torch.
     path = Path(source)
     if path.is_dir():
         return loaders.get_moshi_lm(path / LM_WEIGHTS, lm_kwargs=lm_kwargs_of(path), device=device, dtype=dtype)
+    if not is_hub_id(source):
+        raise ConfigError(f"{source}: no such model folder (give a folder with {LM_WEIGHTS} + {LM_KWARGS}, or a hub "
+                          "repo id such as kyutai/moshiko-pytorch-bf16)")
     info = loaders.CheckpointInfo.from_hf_repo(str(source))
     return info.get_moshi(device=device, dtype=dtype)
 

@@ -127,3 +127,38 @@ def test_session_time_limit(demo_workspace, model, user_pcm):
 def test_client_sampling_parameters_are_checked(server, user_pcm):
     conv = asyncio.run(talk(server.url + "?text_temperature=warm", user_pcm[:SAMPLE_RATE]))
     assert not conv.handshake and any("text_temperature" in e for e in conv.errors)
+
+
+def test_standalone_server_from_the_command_line(demo_workspace, model, user_pcm, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "backend.chat_server", "--model", str(model), "--mimi", str(demo_workspace.demo_mimi),
+           "--tokenizer", str(demo_workspace.demo_tokenizer), "--device", "cpu", "--port", str(port),
+           "--record-dir", str(tmp_path)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "/api/chat ready" in proc.stdout.readline()
+        time.sleep(1.0)  # uvicorn binds right after the banner
+        conv = asyncio.run(talk(f"ws://127.0.0.1:{port}/api/chat", user_pcm[: 2 * SAMPLE_RATE], linger=0.5))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert conv.handshake and conv.audio_seconds > 1.0 and not conv.errors
+    assert len(list(tmp_path.glob("chat-*.wav"))) == 1
+
+
+def test_standalone_server_refuses_a_model_it_cannot_chat_with(demo_workspace, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    missing = tmp_path / "no-such-model"
+    result = subprocess.run([sys.executable, "-m", "backend.chat_server", "--model", str(missing), "--mimi",
+                             str(demo_workspace.demo_mimi), "--tokenizer", str(demo_workspace.demo_tokenizer),
+                             "--device", "cpu"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and str(missing) in result.stderr
