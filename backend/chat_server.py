@@ -64,13 +64,14 @@ class ChatService:
         self.engine: ChatEngine | None = None
         self.busy = False
         self.last_recording: Path | None = None
+        self.configured = False  # True once settings were chosen (configure), not just defaulted
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat")  # torch state stays on one thread
         self._load_lock = threading.Lock()
 
     def configure(self, cfg: ChatConfig) -> ChatEngine:
         """New settings for the next conversations (the Chat tab); loads the models now if they changed."""
         engine = self.load(cfg)
-        self.cfg = cfg
+        self.cfg, self.configured = cfg, True
         return engine
 
     def load(self, cfg: ChatConfig | None = None) -> ChatEngine:

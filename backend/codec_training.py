@@ -24,12 +24,14 @@ from moshi.models import loaders
 from moshi.models.compression import MimiModel
 
 from . import speech_corpus
-from .atomic import write_text_atomic
+from .atomic import atomic_path, write_text_atomic
 from .config import cli_parser, from_cli, option, to_dict
-from .models import DEMO_MIMI_ASSET, demo_mimi_config, save_mimi
+from .demo_dialogues import DEMO_DIR
+from .models import DEMO_MIMI_ASSET, demo_mimi_config, load_mimi, save_mimi
 from .spec import FRAME_SIZE, SAMPLE_RATE
 
 MEL_SCALES = (256, 512, 1024, 2048)  # STFT windows of the reconstruction loss
+REFERENCE_FRAMES = 13  # ~1 s stored reconstruction (reference.npz)
 
 
 @dataclass
@@ -88,9 +90,7 @@ def _mel_filterbank(n_fft: int, n_mels: int) -> torch.Tensor:
 
 def reconstruct(mimi: MimiModel, x: torch.Tensor, quantize: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """MimiModel.forward with the quantizer optional: (waveform [B, 1, T], commitment penalty)."""
-    emb = mimi.encoder(x)
-    (emb,) = mimi.encoder_transformer(emb)
-    emb = mimi._to_framerate(emb)
+    emb = latents(mimi, x)
     penalty = x.new_zeros(())
     if quantize:
         q_res = mimi.quantizer(emb, mimi.frame_rate)
@@ -175,9 +175,31 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
 
 
 def _save(mimi: MimiModel, mimi_cfg: dict, cfg: CodecTrainConfig, history: list[dict[str, float]]) -> Path:
-    out = save_mimi(mimi, mimi_cfg, cfg.output_dir)
+    out = save_mimi(mimi, mimi_cfg, cfg.output_dir, half_parameters=True)  # a few MB in the repository
     write_text_atomic(out / "training.json", json.dumps({"config": to_dict(cfg), "history": history}, indent=1) + "\n")
+    write_reference(out)
     return out
+
+
+def reference_clip() -> np.ndarray:
+    """One second of a demo dialogue's left channel: the input of the stored reconstruction."""
+    from .audio_io import load_stereo
+
+    audio, _ = load_stereo(DEMO_DIR / "demo_cafe.flac")
+    return audio[0, : REFERENCE_FRAMES * FRAME_SIZE].astype(np.float32)
+
+
+def write_reference(folder: Path) -> Path:
+    """`reference.npz` in a codec folder: the codes of `reference_clip()` and their decoding by the codec
+    as saved (reloaded through moshi's loader), so tests notice any change to the weights or the loader."""
+    mimi = load_mimi(folder)
+    with torch.no_grad():
+        codes = mimi.encode(torch.from_numpy(reference_clip())[None, None])
+        audio = mimi.decode(codes)[0, 0]
+    with atomic_path(folder / "reference.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, codes=codes[0].numpy().astype(np.int16), audio=audio.numpy().astype(np.float16))
+    return folder / "reference.npz"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,20 +84,24 @@ def random_mimi(config: dict[str, Any] | None = None, seed: int = 0, device: str
 
 
 def _save_model(module: torch.nn.Module, weights: str, config: dict[str, Any], config_name: str,
-                directory: str | Path) -> Path:
-    """Write the weights (safetensors) and their JSON config into `directory`, each atomically."""
+                directory: str | Path, half_parameters: bool = False) -> Path:
+    """Write the weights (safetensors) and their JSON config into `directory`, each atomically. With
+    `half_parameters`, parameters are stored as float16 (half the file; the loaders cast them back),
+    buffers such as codebook statistics keep their precision."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
+    params = {name for name, _ in module.named_parameters()} if half_parameters else set()
+    state = {k: (v.half() if k in params else v).contiguous() for k, v in module.state_dict().items()}
     with atomic_path(directory / weights) as tmp:
-        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(tmp))
+        save_file(state, str(tmp))
     write_text_atomic(directory / config_name, json.dumps(config, indent=2) + "\n")
     return directory
 
 
-def save_mimi(mimi: MimiModel, config: dict[str, Any], directory: str | Path) -> Path:
+def save_mimi(mimi: MimiModel, config: dict[str, Any], directory: str | Path, half_parameters: bool = False) -> Path:
     """Write `mimi.safetensors` + `mimi_config.json` into `directory`."""
-    return _save_model(mimi, MIMI_WEIGHTS, config, MIMI_CONFIG, directory)
+    return _save_model(mimi, MIMI_WEIGHTS, config, MIMI_CONFIG, directory, half_parameters)
 
 
 def load_mimi(source: str | Path, device: str = "cpu", num_codebooks: int = 8) -> MimiModel:

@@ -46,8 +46,8 @@ class WorkspaceSettings:
     lm: str = option(DEMO_LM, "Moshi LM to fine-tune: a model folder (relative to the workspace) or a hub "
                               "repo id such as kyutai/moshiko-pytorch-bf16")
     tokenizer: str = option(DEMO_TOKENIZER, "SentencePiece model file (relative to the workspace or absolute)")
-    demo: bool = option(True, "the models have random weights (offline demo): the pipeline is real, "
-                               "the audio it generates is noise")
+    demo: bool = option(True, "offline demo models: the project's small trained Mimi (speech-like audio) and a "
+                               "tiny random LM that speaks only after fine-tuning")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where models run (auto: CUDA when available)")
 
 
@@ -148,11 +148,18 @@ def copy_demo_dialogues(raw: Path) -> list[Path]:
     return [raw / p.name for p in sources]
 
 
-def build_demo_mimi(directory: Path) -> None:
-    from .models import random_mimi, save_mimi, tiny_mimi_config
+def build_demo_mimi(directory: Path, random_codec: bool = False) -> None:
+    """The trained demo codec (assets/demo_mimi, see backend.codec_training), or with `random_codec` the
+    tiny random Mimi: the same frame layout, ten times faster, but everything it decodes is noise."""
+    from .models import DEMO_MIMI_ASSET, MIMI_CONFIG, MIMI_WEIGHTS, random_mimi, save_mimi, tiny_mimi_config
 
-    cfg = tiny_mimi_config()
-    save_mimi(random_mimi(cfg, seed=DEMO_SEED), cfg, directory)
+    if random_codec:
+        cfg = tiny_mimi_config()
+        save_mimi(random_mimi(cfg, seed=DEMO_SEED), cfg, directory)
+        return
+    for name in (MIMI_WEIGHTS, MIMI_CONFIG):
+        with atomic_path(directory / name) as tmp:
+            shutil.copyfile(DEMO_MIMI_ASSET / name, tmp)
 
 
 def demo_lm() -> "LMModel":
@@ -172,9 +179,9 @@ def build_demo_lm(directory: Path) -> None:
     save_lm(demo_lm(), tiny_lm_kwargs(), directory)
 
 
-def create_demo_workspace(path: str | Path) -> Workspace:
-    """Create (or complete) a demo workspace: the demo dialogues, tiny random models, a small
-    tokenizer and settings pointing at them. Whatever is already there is reused, so a second call
+def create_demo_workspace(path: str | Path, random_codec: bool = False) -> Workspace:
+    """Create (or complete) a demo workspace: the demo dialogues, the trained demo codec (or the tiny random
+    one), the tiny random LM, a small tokenizer and settings pointing at them. Whatever is already there is reused, so a second call
     is cheap; each file is written atomically, so an interrupted call is finished by the next one."""
     from .models import LM_KWARGS, LM_WEIGHTS, MIMI_CONFIG, MIMI_WEIGHTS
     from .spm import train_spm
@@ -185,7 +192,7 @@ def create_demo_workspace(path: str | Path) -> Workspace:
     copy_demo_dialogues(ws.raw)
     # A model folder counts as built only with both of its files (an interrupted save leaves one).
     if not all((ws.demo_mimi / f).exists() for f in (MIMI_WEIGHTS, MIMI_CONFIG)):
-        build_demo_mimi(ws.demo_mimi)
+        build_demo_mimi(ws.demo_mimi, random_codec)
     if not all((ws.demo_lm / f).exists() for f in (LM_WEIGHTS, LM_KWARGS)):
         build_demo_lm(ws.demo_lm)
     if not ws.demo_tokenizer.exists():

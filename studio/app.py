@@ -27,9 +27,11 @@ class StudioConfig:
 def demo_banner(ws: Workspace) -> str:
     if not ws.settings.demo:
         return ""
-    return ("**Demo workspace.** The dialogues were synthesized by the project, and the Moshi LM and Mimi codec "
-            "are tiny and *randomly initialised*: every stage runs for real, but decoded audio is noise and "
-            "generated text is gibberish until you point Settings at real weights.")
+    return ("**Demo workspace.** The dialogues were synthesized by the project; the Mimi codec is a small one the "
+            "project trained on synthetic speech (it sounds like muffled speech), and the Moshi LM is tiny and "
+            "*randomly initialised*: it babbles until you fine-tune it on the demo dialogues (Fine-tune tab, demo "
+            "preset), after which Continuations and Chat replay what it learnt. Point Settings at real weights "
+            "for the real thing.")
 
 
 def build_blocks(ws: Workspace, chat: ChatService) -> gr.Blocks:

@@ -24,7 +24,8 @@ CHAT_JS = (ASSETS / "chat_client.js").read_text() + "\n" + (ASSETS / "chat_widge
 KNOBS = ["text_temperature", "text_top_k", "audio_temperature", "audio_top_k", "max_session_seconds"]
 GAUGES = [("state", "state", ""), ("compute_ms", "compute per frame", "ms"), ("rtf", "real-time factor", ""),
           ("buffered_ms", "buffered audio", "ms"), ("skipped", "skipped frames", ""), ("frames", "frames", ""),
-          ("sent_s", "sent", "s"), ("received_s", "received", "s"), ("underruns", "underruns", "")]
+          ("sent_s", "sent", "s"), ("received_s", "received", "s"), ("dropped_s", "dropped (late)", "s"),
+          ("underruns", "underruns", "")]
 
 
 def widget_html() -> str:
@@ -58,6 +59,8 @@ def build(ctx: StudioContext, app: gr.Blocks, service: ChatService) -> None:
 
     def on_refresh() -> Any:
         models = model_folders(ctx.ws)
+        if not service.configured:  # follow the workspace: its newest clean export once there is one
+            service.cfg = workspace_chat_config(ctx.ws)
         current = _relative(ctx, service.cfg.model)
         return gr.update(choices=models, value=current)
 

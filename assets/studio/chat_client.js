@@ -162,12 +162,13 @@ window.MoshiChat = window.MoshiChat || (() => {
   };
 
   class MoshiChat {
-    constructor({ url, onText, onMeta, onState, onError, jitterMs = 120 } = {}) {
+    constructor({ url, onText, onMeta, onState, onError, jitterMs = 120, maxBufferMs = 600 } = {}) {
       this.url = url;
       this.callbacks = { onText, onMeta, onState, onError };
       this.jitter = jitterMs / 1000;
+      this.maxBuffer = Math.max(maxBufferMs, jitterMs + 100) / 1000;
       this.state = "idle";
-      this.counters = { sentSeconds: 0, receivedSeconds: 0, textPieces: 0, underruns: 0 };
+      this.counters = { sentSeconds: 0, receivedSeconds: 0, droppedSeconds: 0, textPieces: 0, underruns: 0 };
       this.nextPlay = null; // AudioContext time where the next decoded buffer starts
     }
 
@@ -402,6 +403,11 @@ window.MoshiChat = window.MoshiChat || (() => {
           // First buffer, or playback caught up with the network: restart `jitterMs` ahead.
           if (this.nextPlay !== null) this.counters.underruns += 1;
           this.nextPlay = now + this.jitter;
+        }
+        if (this.nextPlay - now > this.maxBuffer) {
+          // A network burst queued more than maxBufferMs: drop, so the conversation's delay stays small.
+          this.counters.droppedSeconds += buffer.duration;
+          return;
         }
         const node = this.context.createBufferSource();
         node.buffer = buffer;

@@ -30,6 +30,7 @@ function showStats() {
   gauge("buffered_ms", Math.round(s.bufferedMs));
   gauge("sent_s", s.sentSeconds.toFixed(1));
   gauge("received_s", s.receivedSeconds.toFixed(1));
+  gauge("dropped_s", s.droppedSeconds.toFixed(1));
   gauge("underruns", s.underruns);
 }
 
