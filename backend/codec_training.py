@@ -36,7 +36,8 @@ REFERENCE_FRAMES = 13  # ~1 s stored reconstruction (reference.npz)
 
 @dataclass
 class CodecTrainConfig:
-    output_dir: str = option(str(DEMO_MIMI_ASSET), "where mimi.safetensors, mimi_config.json and training.json go")
+    output_dir: str = option("assets/demo_mimi", "where mimi.safetensors, mimi_config.json, training.json and "
+                             "reference.npz go (relative to the repository root when run from it)")
     corpus_dir: str = option("work/codec_corpus", "cache of the synthesized sentences (FLAC), reused by later runs")
     train_sentences: int = option(900, "sentences synthesized for training")
     held_out_sentences: int = option(40, "sentences kept out of training, for evaluation")

@@ -1,6 +1,6 @@
 """Benchmark (run by hand): the trained demo codec (assets/demo_mimi) against random codecs, in one run.
 
-    .venv/bin/python bench/bench_demo_codec.py [--sentences 40] [--train-steps 600]
+    .venv/bin/python bench/bench_demo_codec.py [--sentences 40] [--train-steps 300]
 
 1. Intelligibility: STOI of decode(encode(x)) against x on held-out synthesized sentences (never used in
    training: the training script's own held-out split), trained vs random codecs. Target >= 0.70.
@@ -80,7 +80,8 @@ def end_to_end(steps: int, work: Path) -> dict[str, float]:
     prepare_dataset(ws, TextTokenizeConfig(**text_paths(ws)))
     frames = int(CLIP_SECONDS * 12.5)
     run = work / "run"
-    write_run(run, base_model=str(ws.demo_lm), train_data=str(ws.dataset), main_speaker="A", max_frames=frames,
+    write_run(run, base_model=str(ws.demo_lm), train_data=str(ws.dataset), main_speaker="A", user_stream=False,
+              max_frames=frames,
               min_frames=frames, max_steps=steps, lr=4e-3, weight_decay=0.0, acoustic_weight=10.0, log_every=50)
     try:
         assert train(run) == "finished"
@@ -102,7 +103,7 @@ def end_to_end(steps: int, work: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=40)
-    parser.add_argument("--train-steps", type=int, default=600)
+    parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--cache", type=Path, default=Path("work/codec_corpus"))
     args = parser.parse_args()
     torch.set_num_threads(2)

@@ -12,7 +12,7 @@ from backend.audio_io import load_stereo
 from backend.chat_server import ChatService
 from backend.spec import FRAME_SIZE, SAMPLE_RATE
 from backend.validate import validate_folder
-from chat_helpers import ServerThread, chat_config, speaking_lm, talk
+from chat_helpers import ServerThread, chat_config, run_async, speaking_lm, talk
 from conftest import free_port
 
 
@@ -52,7 +52,7 @@ def idle(server):
 
 
 def test_conversation_audio_and_text_both_ways(server, user_pcm):
-    conv = asyncio.run(talk(server.url + "?meta=1", user_pcm[: 4 * SAMPLE_RATE]))
+    conv = run_async(talk(server.url + "?meta=1", user_pcm[: 4 * SAMPLE_RATE]))
     assert conv.handshake and not conv.errors
     sent = 4 * SAMPLE_RATE // FRAME_SIZE
     # Every frame but the first (LMGen's first step returns nothing) comes back as 80 ms of audio.
@@ -65,7 +65,7 @@ def test_conversation_audio_and_text_both_ways(server, user_pcm):
 
 def test_recording_is_a_valid_dialogue(server, user_pcm):
     before = server.service.last_recording
-    asyncio.run(talk(server.url, user_pcm[: 3 * SAMPLE_RATE], linger=0.5))
+    run_async(talk(server.url, user_pcm[: 3 * SAMPLE_RATE], linger=0.5))
     wait_idle(server.service)
     wav = server.service.last_recording
     assert wav is not None and wav != before
@@ -95,14 +95,14 @@ def test_second_client_is_told_busy_and_disconnect_frees_the_model(server, user_
         third = await talk(server.url, user_pcm[: SAMPLE_RATE], linger=0.3)
         return first_conv, second, third
 
-    first, second, third = asyncio.run(scenario())
+    first, second, third = run_async(scenario())
     assert first.handshake and first.audio
     assert not second.handshake and any("busy" in e for e in second.errors) and second.close_code == 1013
     assert third.handshake and third.audio and not third.errors
 
 
 def test_malformed_messages_get_errors_and_the_session_goes_on(server, user_pcm):
-    conv = asyncio.run(talk(server.url, user_pcm[: 2 * SAMPLE_RATE], realtime=True,
+    conv = run_async(talk(server.url, user_pcm[: 2 * SAMPLE_RATE], realtime=True,
                             extra=[b"", b"\x07abc", b"\x01not an ogg stream at all", "hello"]))
     assert conv.handshake
     assert len(conv.errors) >= 3, conv.errors
@@ -111,7 +111,7 @@ def test_malformed_messages_get_errors_and_the_session_goes_on(server, user_pcm)
 
 
 def test_falling_behind_skips_frames_instead_of_drifting(server, user_pcm):
-    conv = asyncio.run(talk(server.url + "?meta=1", user_pcm[: 4 * SAMPLE_RATE], realtime=False))
+    conv = run_async(talk(server.url + "?meta=1", user_pcm[: 4 * SAMPLE_RATE], realtime=False))
     assert conv.meta[-1]["skipped"] > 0
     assert conv.meta[-1]["frames"] + conv.meta[-1]["skipped"] == 4 * SAMPLE_RATE // FRAME_SIZE
 
@@ -119,13 +119,13 @@ def test_falling_behind_skips_frames_instead_of_drifting(server, user_pcm):
 def test_session_time_limit(demo_workspace, model, user_pcm):
     service = ChatService(chat_config(demo_workspace, model, max_session_seconds=1.0))
     with ServerThread(service, free_port()) as srv:
-        conv = asyncio.run(talk(srv.url, user_pcm[: 3 * SAMPLE_RATE]))
+        conv = run_async(talk(srv.url, user_pcm[: 3 * SAMPLE_RATE]))
     assert conv.handshake and any("time limit" in e for e in conv.errors)
     assert conv.audio_seconds < 2.0
 
 
 def test_client_sampling_parameters_are_checked(server, user_pcm):
-    conv = asyncio.run(talk(server.url + "?text_temperature=warm", user_pcm[:SAMPLE_RATE]))
+    conv = run_async(talk(server.url + "?text_temperature=warm", user_pcm[:SAMPLE_RATE]))
     assert not conv.handshake and any("text_temperature" in e for e in conv.errors)
 
 
@@ -143,7 +143,7 @@ def test_standalone_server_from_the_command_line(demo_workspace, model, user_pcm
     try:
         assert "/api/chat ready" in proc.stdout.readline()
         time.sleep(1.0)  # uvicorn binds right after the banner
-        conv = asyncio.run(talk(f"ws://127.0.0.1:{port}/api/chat", user_pcm[: 2 * SAMPLE_RATE], linger=0.5))
+        conv = run_async(talk(f"ws://127.0.0.1:{port}/api/chat", user_pcm[: 2 * SAMPLE_RATE], linger=0.5))
     finally:
         proc.terminate()
         proc.wait(timeout=20)

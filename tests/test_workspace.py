@@ -9,7 +9,7 @@ from moshi.utils.compile import no_compile
 
 from backend import config
 from backend.errors import ConfigError, InputError
-from backend.models import load_lm, load_mimi, random_mimi, tiny_mimi_config
+from backend.models import DEMO_MIMI_ASSET, load_lm, load_mimi, random_mimi, tiny_mimi_config
 from backend.spec import CARD, FRAME_SIZE, PAD_ID, EPAD_ID
 from backend.spm import load_spm
 from backend.workspace import (WorkspaceSettings, create_demo_workspace, demo_lm, main, open_workspace)
@@ -58,10 +58,19 @@ def test_saved_mimi_loads_back_identical(demo_ws):
     wav = torch.randn(1, 1, 3 * FRAME_SIZE, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         codes = load_mimi(demo_ws.mimi_source).encode(wav)
-        reference = random_mimi(tiny_mimi_config(), seed=0).encode(wav)
+        reference = load_mimi(DEMO_MIMI_ASSET).encode(wav)  # the trained demo codec shipped in assets/
     assert codes.shape == (1, 8, 3)
     assert torch.equal(codes, reference)
-    assert len(codes.unique()) > 1  # random codebooks, not all zeros
+    assert len(codes.unique()) > 1  # trained codebooks, not all zeros
+
+
+def test_random_codec_workspace_for_speed(tmp_path):
+    ws = create_demo_workspace(tmp_path / "ws", random_codec=True)
+    wav = torch.randn(1, 1, 3 * FRAME_SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        codes = load_mimi(ws.mimi_source).encode(wav)
+        reference = random_mimi(tiny_mimi_config(), seed=0).encode(wav)
+    assert torch.equal(codes, reference)
 
 
 def test_saved_lm_loads_back_identical(demo_ws):
