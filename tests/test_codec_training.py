@@ -2,6 +2,7 @@
 speech corpus it trains on is seeded, varied and kept apart from the held-out sentences."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from backend.codec_training import CodecTrainConfig, train_codec
 from backend.models import load_mimi
 from backend.spec import FRAME_SIZE, NUM_CODEBOOKS, SAMPLE_RATE
 
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt)")
+
 
 def test_sentences_are_seeded_and_held_out_apart() -> None:
     train, held = speech_corpus.split_sentences(200, 20, seed=3)
@@ -20,6 +23,7 @@ def test_sentences_are_seeded_and_held_out_apart() -> None:
     assert speech_corpus.sentences(50, seed=4) != speech_corpus.sentences(50, seed=3)
 
 
+@needs_espeak
 def test_corpus_has_clearly_different_voices(tmp_path) -> None:
     pytest.importorskip("piper", reason="piper-tts is not installed (pip install -e '.[codec]')")
     text = "Could you tell me where the station is?"
@@ -32,6 +36,7 @@ def test_corpus_has_clearly_different_voices(tmp_path) -> None:
     assert np.abs(spectra[0] - spectra[1]).sum() > 0.3
 
 
+@needs_espeak
 def test_training_smoke(tmp_path) -> None:
     pytest.importorskip("piper", reason="piper-tts is not installed (pip install -e '.[codec]')")
     cfg = CodecTrainConfig(output_dir=str(tmp_path / "codec"), corpus_dir=str(tmp_path / "corpus"),
