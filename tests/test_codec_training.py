@@ -1,16 +1,18 @@
 """The demo codec's training script runs end to end on a tiny corpus (so it cannot rot), and the
 speech corpus it trains on is seeded, varied and kept apart from the held-out sentences."""
 
+import dataclasses
 import json
 import shutil
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from backend import speech_corpus
 from backend.codec_training import CodecTrainConfig, train_codec
-from backend.models import load_mimi
+from backend.models import MIMI_WEIGHTS, load_mimi
 from backend.spec import FRAME_SIZE, NUM_CODEBOOKS, SAMPLE_RATE
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt)")
@@ -48,10 +50,11 @@ def test_training_smoke(tmp_path) -> None:
     assert history[0]["commit"] == 0.0 and history[-1]["commit"] > 0.0  # the quantizer joins after warm-up
     assert all(np.isfinite(h["mel"]) for h in history)
     assert len(list((tmp_path / "corpus" / "held_out").glob("*.flac"))) == 2
+    # Seeded: the same config again (reusing the synthesized corpus) writes the same weights, byte for byte.
+    again = train_codec(dataclasses.replace(cfg, output_dir=str(tmp_path / "again")))
+    assert (again / MIMI_WEIGHTS).read_bytes() == (out / MIMI_WEIGHTS).read_bytes()
     mimi = load_mimi(out)  # the moshi loader reads what the script wrote
     audio = sf.read(sorted((tmp_path / "corpus" / "train").glob("*.flac"))[0], dtype="float32")[0]
-    import torch
-
     with torch.no_grad():
         codes = mimi.encode(torch.from_numpy(audio[: 10 * FRAME_SIZE])[None, None])
     assert codes.shape == (1, NUM_CODEBOOKS, 10)
