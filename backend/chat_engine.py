@@ -25,7 +25,7 @@ class ChatConfig:
     model: str = option("models/demo-lm", "Moshi LM: a clean exported model folder (dep_q 8), a model folder or a "
                         "hub repo id such as kyutai/moshiko-pytorch-bf16")
     mimi: str = option("models/demo-mimi", "Mimi: a folder, a .safetensors file or a hub repo id")
-    tokenizer: str = option("models/demo-tokenizer.model", "SentencePiece model of the LM's text stream (for a hub "
+    tokenizer: str = option("models/tokenizer.model", "SentencePiece model of the LM's text stream (for a hub "
                             "model: empty takes the repo's)")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where the models run (auto: CUDA when available)")
     text_temperature: float = option(0.7, "text sampling temperature")
