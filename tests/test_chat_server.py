@@ -92,10 +92,16 @@ def test_second_client_is_told_busy_and_disconnect_frees_the_model(server, user_
         second = await talk(server.url, user_pcm[: SAMPLE_RATE])
         hold.set()
         first_conv = await first
+        # The server frees the model as soon as it sees the close (and has saved the recording).
+        start = time.perf_counter()
+        while server.service.busy and time.perf_counter() - start < 2.0:
+            await asyncio.sleep(0.02)
+        freed_after = time.perf_counter() - start
         third = await talk(server.url, user_pcm[: SAMPLE_RATE], linger=0.3)
-        return first_conv, second, third
+        return first_conv, second, third, freed_after
 
-    first, second, third = run_async(scenario())
+    first, second, third, freed_after = run_async(scenario())
+    assert freed_after < 2.0
     assert first.handshake and first.audio
     assert not second.handshake and any("busy" in e for e in second.errors) and second.close_code == 1013
     assert third.handshake and third.audio and not third.errors
