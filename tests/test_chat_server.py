@@ -55,8 +55,10 @@ def test_conversation_audio_and_text_both_ways(server, user_pcm):
     conv = run_async(talk(server.url + "?meta=1", user_pcm[: 4 * SAMPLE_RATE]))
     assert conv.handshake and not conv.errors
     sent = 4 * SAMPLE_RATE // FRAME_SIZE
-    # Every frame but the first (LMGen's first step returns nothing) comes back as 80 ms of audio.
-    assert conv.audio_seconds >= (sent - 3) * FRAME_SIZE / SAMPLE_RATE
+    # Every processed frame but the first (LMGen's first step returns nothing) comes back as 80 ms of audio
+    # (a loaded machine may skip a few to stay in real time; the last Opus page may still be buffered).
+    processed = conv.meta[-1]["frames"]
+    assert processed >= sent * 0.7 and conv.audio_seconds >= (processed - 3) * FRAME_SIZE / SAMPLE_RATE
     assert np.abs(np.concatenate(conv.audio)).max() > 1e-3
     assert len(conv.text) >= 5 and all(isinstance(t, str) and t for t in conv.text)
     assert conv.meta[-1]["frames"] + conv.meta[-1]["skipped"] == sent
