@@ -87,12 +87,15 @@ class ChatEngine:
         self.lm_gen.temp, self.lm_gen.top_k = audio_temperature, audio_top_k
 
     def _piece(self, token: int) -> str:
-        """The text of one token; a byte-fallback piece ("<0x41>") is its character when ASCII, else dropped
-        (a multi-byte character split over frames cannot be shown piece by piece)."""
+        """The text of one token: control pieces (<s>, </s>) say nothing; a byte-fallback piece ("<0x41>") is
+        its character when printable ASCII, else dropped (a multi-byte character split over frames cannot
+        be shown piece by piece)."""
+        if self.tokenizer.is_control(token):
+            return ""
         piece = self.tokenizer.id_to_piece(token)
         if self.tokenizer.is_byte(token):
             value = int(piece[3:5], 16)
-            return chr(value) if value < 0x80 else ""
+            return chr(value) if 0x20 <= value < 0x7F else ""
         return piece.replace("\u2581", " ")
 
     @torch.no_grad()

@@ -29,6 +29,7 @@ def test_frames_in_frames_out_and_reset_is_clean(engine, demo_workspace) -> None
     pcm, text = conversation(engine, speech)
     assert pcm[0] is None and all(p is not None and p.shape == (FRAME_SIZE,) for p in pcm[1:])
     assert any(text)
+    assert all(c.isprintable() for c in "".join(text)) and "<s>" not in "".join(text)
     # A second conversation after reset starts from the same state (same seed, empty caches): identical output.
     pcm2, text2 = conversation(engine, speech)
     assert text2 == text
