@@ -19,7 +19,7 @@ import json
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,12 +48,12 @@ class ProtocolError(StudioError):
 class SessionStats:
     frames: int = 0
     skipped: int = 0
-    compute_ms: list[float] = field(default_factory=list)
+    compute_ms: float = 0.0  # of the last frame
 
     def meta(self, backlog: int) -> dict[str, float | int]:
-        last = self.compute_ms[-1] if self.compute_ms else 0.0
-        return {"frames": self.frames, "skipped": self.skipped, "compute_ms": round(last, 1),
-                "rtf": round(last * SAMPLE_RATE / FRAME_SIZE / 1000, 3), "backlog_ms": backlog * FRAME_SIZE * 1000 // SAMPLE_RATE}
+        return {"frames": self.frames, "skipped": self.skipped, "compute_ms": round(self.compute_ms, 1),
+                "rtf": round(self.compute_ms * SAMPLE_RATE / FRAME_SIZE / 1000, 3),
+                "backlog_ms": backlog * FRAME_SIZE * 1000 // SAMPLE_RATE}
 
 
 class ChatService:
@@ -187,7 +187,7 @@ class ChatSession:
                 frame = self.frames.get_nowait()
             out: FrameOutput = await loop.run_in_executor(self.service.executor, engine.step, frame)
             self.stats.frames += 1
-            self.stats.compute_ms.append(out.compute_ms)
+            self.stats.compute_ms = out.compute_ms
             self.recording.add(frame, out.pcm, out.text)
             await self._send(out)
 

@@ -45,7 +45,7 @@ def build(ctx: StudioContext, app: gr.Blocks, service: ChatService) -> None:
         model = gr.Dropdown(label="model", choices=[], allow_custom_value=True, elem_id="chat-model", scale=3)
         refresh = gr.Button("↻ Refresh", scale=1)
     with gr.Row():
-        knobs = config_inputs(ChatConfig, KNOBS, _values(service.cfg))
+        knobs = config_inputs(ChatConfig, KNOBS, config.to_dict(service.cfg))
     with gr.Row():
         record = gr.Checkbox(value=True, label="record each conversation into the Data folder (raw/)",
                              elem_id="chat-record")
@@ -65,7 +65,7 @@ def build(ctx: StudioContext, app: gr.Blocks, service: ChatService) -> None:
         return gr.update(choices=models, value=current)
 
     def on_load(name: str, rec: bool, *values: Any) -> str:
-        fixed = {k: v for k, v in _values(workspace_chat_config(ctx.ws)).items() if k not in KNOBS}
+        fixed = {k: v for k, v in config.to_dict(workspace_chat_config(ctx.ws)).items() if k not in KNOBS}
         fixed["model"] = str(ctx.ws.resolve(name)) if name else fixed["model"]
         fixed["record_dir"] = str(ctx.ws.raw) if rec else ""
         try:
@@ -88,9 +88,6 @@ def build(ctx: StudioContext, app: gr.Blocks, service: ChatService) -> None:
     load.click(on_load, inputs=[model, record, *knobs.values()], outputs=[status])
     timer.tick(on_tick, inputs=[shown], outputs=[recording, recording_info, shown])
 
-
-def _values(cfg: ChatConfig) -> dict[str, Any]:
-    return config.to_dict(cfg)
 
 
 def _relative(ctx: StudioContext, path: str) -> str:
