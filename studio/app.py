@@ -1,6 +1,7 @@
 """The studio: one gr.Blocks with a tab per stage, mounted on the studio's own FastAPI server
 (so later stages can add their own routes, e.g. the chat websocket, next to the UI)."""
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,23 +40,27 @@ def build_blocks(ws: Workspace, chat: ChatService) -> gr.Blocks:
     with gr.Blocks(title="Moshi Studio") as app:
         gr.Markdown("# Moshi Studio")
         gr.Markdown(demo_banner(ws), elem_id="demo-banner")
+        # Each tab refreshes its lists when it is shown: new runs, exports and recordings appear without a
+        # reload, and no update lands in a hidden tab (Gradio 6 then leaves its spinner over the widget).
         with gr.Tabs():
-            with gr.Tab("Data", id="data"):
-                data_tab.build(ctx, app)
-            with gr.Tab("Timeline", id="timeline"):
-                timeline_tab.build(ctx, app)
-            with gr.Tab("Fine-tune", id="finetune"):
-                finetune_tab.build(ctx, app)
-            with gr.Tab("Continuations", id="continuations"):
-                continuations_tab.build(ctx, app)
-            with gr.Tab("Chat", id="chat"):
-                chat_tab.build(ctx, app, chat)
+            with gr.Tab("Data", id="data") as tab:
+                data_tab.build(ctx, [app.load, tab.select])
+            with gr.Tab("Timeline", id="timeline") as tab:
+                timeline_tab.build(ctx, [tab.select])
+            with gr.Tab("Fine-tune", id="finetune") as tab:
+                finetune_tab.build(ctx, [tab.select])
+            with gr.Tab("Continuations", id="continuations") as tab:
+                continuations_tab.build(ctx, [tab.select])
+            with gr.Tab("Chat", id="chat") as tab:
+                chat_tab.build(ctx, [tab.select], chat)
             with gr.Tab("Settings", id="settings"):
                 settings_tab.build(ctx)
     return app
 
 
 def create_server(ws: Workspace) -> FastAPI:
+    # Gradio 6.17 reads a status constant Starlette deprecated: without this, one warning per event in the log.
+    warnings.filterwarnings("ignore", message="'HTTP_422_UNPROCESSABLE_ENTITY' is deprecated")
     server = FastAPI(title="Moshi Studio")
     chat = ChatService(workspace_chat_config(ws))  # loads its model on first use
     add_chat_route(server, chat)  # before Gradio's catch-all mount at "/"

@@ -16,7 +16,7 @@ from backend.chat_server import ChatService, workspace_chat_config
 from backend.errors import StudioError
 from backend.workspace import model_folders
 
-from .context import StudioContext
+from .context import Shown, StudioContext
 from .forms import build_config, config_inputs
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "studio"
@@ -37,7 +37,7 @@ def widget_html() -> str:
             '<div class="ms-chat-transcript" aria-label="Moshi\'s text stream"></div></div>')
 
 
-def build(ctx: StudioContext, app: gr.Blocks, service: ChatService) -> None:
+def build(ctx: StudioContext, shown: Shown, service: ChatService) -> None:
     gr.Markdown("Talk with a model in real time: your microphone (with the browser's echo cancellation; "
                 "headphones help) in, Moshi's voice and its text stream out. Chat needs a clean model (dep_q 8): "
                 "export a fine-tuned checkpoint with *clean* in the Fine-tune tab.")
@@ -54,7 +54,7 @@ def build(ctx: StudioContext, app: gr.Blocks, service: ChatService) -> None:
     gr.HTML(widget_html(), js_on_load=CHAT_JS, elem_id="chat-widget")
     recording = gr.Audio(label="last recorded conversation (left: Moshi, right: you)", elem_id="chat-recording")
     recording_info = gr.Markdown(elem_id="chat-recording-info")
-    shown = gr.State("")
+    played = gr.State("")  # the recording already in the player
     timer = gr.Timer(2.0)
 
     def on_refresh() -> Any:
@@ -83,10 +83,9 @@ def build(ctx: StudioContext, app: gr.Blocks, service: ChatService) -> None:
                 f"and its transcript: it is listed in the Data tab.")
         return str(path), info, str(path)
 
-    refresh.click(on_refresh, outputs=[model])
-    app.load(on_refresh, outputs=[model])
+    gr.on([*shown, refresh.click], on_refresh, outputs=[model])
     load.click(on_load, inputs=[model, record, *knobs.values()], outputs=[status])
-    timer.tick(on_tick, inputs=[shown], outputs=[recording, recording_info, shown])
+    timer.tick(on_tick, inputs=[played], outputs=[recording, recording_info, played])
 
 
 

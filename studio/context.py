@@ -1,6 +1,7 @@
 """The studio's one piece of shared state: the workspace in use (Settings can replace it)."""
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from backend.workspace import Workspace
 
@@ -8,3 +9,7 @@ from backend.workspace import Workspace
 @dataclass
 class StudioContext:
     ws: Workspace
+
+
+# The event listeners (app.load, tab.select) that mean "this tab is now on screen".
+Shown = list[Callable[..., Any]]

@@ -17,8 +17,8 @@ from backend.spec import FRAME_RATE
 from backend.turn_taking import TurnTakingConfig, analyse_file, compare
 from backend.workspace import model_folders
 
-from .context import StudioContext
-from .forms import build_config, config_inputs
+from .context import Shown, StudioContext
+from .forms import build_config, choices_update, config_inputs
 
 KNOBS = ["main_speaker", "text_temperature", "text_top_k", "audio_temperature", "audio_top_k", "seed"]
 CHANNELS = {"stereo": None, "Moshi (left)": 0, "user (right)": 1}
@@ -65,7 +65,7 @@ def offsets_plot(stats: dict[str, Any]) -> pd.DataFrame:
                          for label, s in m["by_source"].items() for c, n in zip(centres, s["counts"])])
 
 
-def build(ctx: StudioContext, app: gr.Blocks) -> None:
+def build(ctx: StudioContext, shown: Shown) -> None:
     gr.Markdown("Continue dataset dialogues from a teacher-forced prompt: both streams are sampled with a "
                 "user-stream (dep_q 16) model; with a dep_q 8 model the user's audio comes from the reference.")
     with gr.Row():
@@ -93,15 +93,14 @@ def build(ctx: StudioContext, app: gr.Blocks) -> None:
     hist = gr.BarPlot(x="offset (s)", y="count", color="source", title="floor-transfer offsets")
     state = gr.State({})  # label -> model, plus the prompt length of the last generation
 
-    def on_refresh() -> tuple[Any, Any, Any]:
+    def on_refresh(a: str | None, b: str | None, picked: list[str] | None) -> tuple[Any, Any, Any]:
         models = model_folders(ctx.ws)
         try:
             ids = list_dialogues(ctx.ws.dataset)
         except StudioError:
             ids = []
         best = next((m for m in models if "/checkpoints/" in m or "/exports/" in m), models[-1] if models else None)
-        return (gr.update(choices=models, value=best), gr.update(choices=models),
-                gr.update(choices=ids, value=ids[:1]))
+        return choices_update(models, a, best), choices_update(models, b), choices_update(ids, picked or [], ids[:1])
 
     def on_generate(a: str | None, b: str | None, ids: list[str], p_s: float, g_s: float, *values: Any,
                     progress: gr.Progress = gr.Progress()) -> tuple[str, Any, dict]:
@@ -137,8 +136,7 @@ def build(ctx: StudioContext, app: gr.Blocks) -> None:
                             for label, f in files.items())
         return ref, players[0], players[1], texts, stats_table(stats), offsets_plot(stats)
 
-    refresh.click(on_refresh, None, [model_a, model_b, rows])
-    app.load(on_refresh, None, [model_a, model_b, rows])
+    gr.on([*shown, refresh.click], on_refresh, [model_a, model_b, rows], [model_a, model_b, rows])
     go.click(on_generate, [model_a, model_b, rows, prompt_s, gen_s, *knobs.values()], [msg, item, state])
     gr.on([item.change, channel.change], on_item, [item, channel, state],
           [ref_audio, a_audio, b_audio, text, table, hist])

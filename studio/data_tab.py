@@ -18,8 +18,8 @@ from backend.validate import DialogueReport, validate_dialogue
 from backend.workspace import Workspace
 
 from .alignment_view import ALIGNMENT_JS, render_alignment
-from .context import StudioContext
-from .forms import build_config, config_inputs
+from .context import Shown, StudioContext
+from .forms import build_config, choices_update, config_inputs
 from .files import file_url
 
 LAYOUT_FIELDS = ["layout", "no_whitespace", "drop_overflow", "pad_id", "epad_id"]
@@ -63,7 +63,7 @@ def stats_outputs(ws: Workspace) -> tuple[str, pd.DataFrame]:
     return text, pd.DataFrame({"gap (s)": centres, "turns": counts})
 
 
-def build(ctx: StudioContext, app: gr.Blocks) -> None:
+def build(ctx: StudioContext, shown: Shown) -> None:
     """The Data tab inside the current gr.Blocks."""
     gr.Markdown("Upload stereo dialogues (left channel = speaker A, right = speaker B) with word transcripts "
                 "of the same name (`dialogue.wav` + `dialogue.json`), or pick one already in the workspace.")
@@ -72,9 +72,7 @@ def build(ctx: StudioContext, app: gr.Blocks) -> None:
                          file_types=[".wav", ".flac", ".ogg", ".json"], elem_id="data-upload")
         with gr.Column():
             upload_msg = gr.Markdown(elem_id="data-upload-msg")
-            names = dialogue_names(ctx.ws)
-            pick = gr.Dropdown(choices=names, value=names[0] if names else None, label="Dialogue",
-                               elem_id="data-pick")
+            pick = gr.Dropdown(choices=[], label="Dialogue", elem_id="data-pick")
     report = gr.Markdown(elem_id="data-report")
     preview = gr.HTML(js_on_load=ALIGNMENT_JS, elem_id="data-preview")
     with gr.Accordion("Dataset statistics", open=False):
@@ -97,6 +95,10 @@ def build(ctx: StudioContext, app: gr.Blocks) -> None:
         chosen = result.imported[-1].name if result.imported else None
         return "\n\n".join(lines), gr.update(choices=dialogue_names(ctx.ws), value=chosen or gr.skip())
 
+    def on_shown(name: str | None) -> Any:  # recordings and files added by hand appear too
+        names = dialogue_names(ctx.ws)
+        return choices_update(names, name, names[0] if names else None)
+
     def on_pick(name: str | None) -> tuple[str, str]:
         if not name:
             return "", ""
@@ -118,6 +120,6 @@ def build(ctx: StudioContext, app: gr.Blocks) -> None:
 
     upload.upload(on_upload, upload, [upload_msg, pick])
     pick.change(on_pick, pick, [report, preview])
-    app.load(on_pick, pick, [report, preview])
+    gr.on(shown, on_shown, pick, pick, show_progress="hidden")
     stats_btn.click(lambda: stats_outputs(ctx.ws), None, [stats_md, gaps])
     build_btn.click(on_build, list(layout_inputs.values()), build_msg)

@@ -22,7 +22,7 @@ from backend.launch_command import display_command
 from backend.model_init import InitConfig, init_model
 from backend.models import lm_kwargs_of
 
-from .context import StudioContext
+from .context import Shown, StudioContext
 from .forms import build_config, config_inputs, form_value
 
 FIELDS = [f.name for f in dataclasses.fields(FinetuneConfig)]
@@ -74,7 +74,7 @@ def command_preview(cfg: FinetuneConfig) -> str:
                        for rank in range(cfg.num_machines))
 
 
-def build(ctx: StudioContext, app: gr.Blocks) -> None:
+def build(ctx: StudioContext, shown: Shown) -> None:
     with gr.Accordion("1. Initialise the model (user-stream extension, text-embedding re-init)", open=True):
         with gr.Row():
             init_inputs = config_inputs(InitConfig, INIT_FIELDS)
@@ -210,7 +210,7 @@ def build(ctx: StudioContext, app: gr.Blocks) -> None:
             return f"✘ {e}"
         return f"✔ exported `{out}`"
 
-    gr.on([c.change for c in ordered] + [app.load], on_change, ordered, [command, estimate],
+    gr.on([c.change for c in ordered] + shown, on_change, ordered, [command, estimate],
           trigger_mode="always_last", show_progress="hidden")
     preset.change(on_preset, preset, ordered)
     save_btn.click(on_save, ordered, save_btn)
@@ -219,7 +219,7 @@ def build(ctx: StudioContext, app: gr.Blocks) -> None:
     start_btn.click(on_start, ordered, [run_msg, run_pick])
     abort_btn.click(on_abort, run_pick, run_msg)
     resume_btn.click(on_resume, run_pick, run_msg)
-    app.load(lambda: run_choices(), None, run_pick)
+    gr.on(shown, run_choices, run_pick, run_pick)  # runs started elsewhere (CLI, another page) appear
     run_pick.change(on_tick, run_pick, [bar, plot, log])
     timer.tick(on_tick, run_pick, [bar, plot, log], show_progress="hidden")
     export_btn.click(on_export, [run_pick, export_clean], export_msg)

@@ -46,3 +46,11 @@ def build_config(cls: type, fixed: dict[str, Any], names: list[str], values: lis
     merged = dict(fixed)
     merged.update({n: v for n, v in zip(names, values)})
     return config.from_dict(cls, {k: str(v) if isinstance(v, Path) else v for k, v in merged.items()})
+
+
+def choices_update(choices: list[str], current: Any, default: Any = None) -> Any:
+    """A dropdown's fresh choices, keeping the user's pick while it is still one of them."""
+    if isinstance(current, list):  # multiselect
+        kept = [c for c in current if c in choices]
+        return gr.update(choices=choices, value=kept or default)
+    return gr.update(choices=choices, value=current if current in choices else default)

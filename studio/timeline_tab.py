@@ -12,8 +12,8 @@ from backend.spm import load_spm
 from backend.timeline import frame_window, timeline_data, window_audio
 from backend.workspace import Workspace
 
-from .context import StudioContext
-
+from .context import Shown, StudioContext
+from .forms import choices_update
 from .timeline_view import TIMELINE_JS, render_timeline
 
 
@@ -24,7 +24,7 @@ def dataset_ids(ws: Workspace) -> list[str]:
         return []
 
 
-def build(ctx: StudioContext, app: gr.Blocks) -> None:
+def build(ctx: StudioContext, shown: Shown) -> None:
     gr.Markdown("What the model sees: per speaker the text stream (PAD and EPAD marked) and the 8 Mimi codebooks, "
                 "one column per 80 ms frame, then the training view with the acoustic delays applied.")
     with gr.Row():
@@ -41,9 +41,9 @@ def build(ctx: StudioContext, app: gr.Blocks) -> None:
     grid = gr.HTML(js_on_load=TIMELINE_JS, elem_id="tl-grid")
     audio = gr.Audio(label="window decoded through Mimi (left A, right B)", type="numpy", elem_id="tl-audio")
 
-    def on_refresh() -> Any:
+    def on_refresh(current: str | None) -> Any:
         ids = dataset_ids(ctx.ws)
-        return gr.update(choices=ids, value=ids[0] if ids else None)
+        return choices_update(ids, current, ids[0] if ids else None)
 
     def window(dialogue_id: str | None, start_s: float, length: float) -> tuple[dict[str, np.ndarray], int, int]:
         if not dialogue_id:
@@ -68,7 +68,6 @@ def build(ctx: StudioContext, app: gr.Blocks) -> None:
             raise gr.Error(str(e)) from None
         return 24000, (np.clip(wave.T, -1, 1) * 32767).astype(np.int16)
 
-    refresh.click(on_refresh, None, pick)
-    app.load(on_refresh, None, pick)
+    gr.on([*shown, refresh.click], on_refresh, pick, pick)
     show.click(on_show, [pick, start, seconds, main], [status, grid])
     play.click(on_play, [pick, start, seconds], audio)

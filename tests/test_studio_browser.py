@@ -59,6 +59,34 @@ def page(browser):  # type: ignore[no-untyped-def]
     page.close()
 
 
+def test_tabs_opened_late_list_what_is_new(studio: Studio, page) -> None:  # type: ignore[no-untyped-def]
+    """Tabs opened long after the page loaded list their items, including ones added since (no reload)."""
+    from backend.models import LM_KWARGS
+    from backend.workspace import open_workspace
+
+    ws = open_workspace(studio.workspace)
+    page.goto(studio.url)
+    page.locator("#data-preview .word").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(3_000)  # whatever the page loads at start has finished while these tabs were hidden
+    late = ws.models / "late-lm"
+    late.mkdir(exist_ok=True)
+    shutil.copy(ws.demo_lm / LM_KWARGS, late / LM_KWARGS)  # a model folder that appeared after the page loaded
+    for ext in (".flac", ".json"):
+        shutil.copy(REPO / "assets" / "demo" / f"demo_cafe{ext}", ws.raw / f"late_cafe{ext}")
+    try:
+        for tab, dropdown, option in (("Continuations", "#ct-model-a", "models/late-lm"),
+                                      ("Chat", "#chat-model", "models/late-lm"), ("Data", "#data-pick", "late_cafe")):
+            page.get_by_role("tab", name=tab).click()
+            page.locator(f"{dropdown} input").click(timeout=30_000)  # no spinner left over the widget
+            page.get_by_role("option", name=option, exact=True).wait_for(timeout=30_000)
+            page.keyboard.press("Escape")
+        assert not page.errors, page.errors
+    finally:
+        shutil.rmtree(late)
+        for ext in (".flac", ".json"):
+            (ws.raw / f"late_cafe{ext}").unlink()
+
+
 def test_upload_preview_build_and_timeline(studio: Studio, page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     for ext in (".flac", ".json"):
         shutil.copy(REPO / "assets" / "demo" / f"demo_cafe{ext}", tmp_path / f"uploaded_cafe{ext}")
@@ -214,11 +242,15 @@ def test_chat_talks_both_ways_and_records(studio: Studio, fake_mic_browser, tmp_
         page.locator("#chat-recording-info", has_text="Saved").wait_for(timeout=30_000)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "studio-chat.png"), full_page=True)
+        (wav,) = set(ws.raw.glob("chat-*.wav")) - raw_before
+        page.get_by_role("tab", name="Data").click()  # the recording is a dialogue of the workspace now
+        page.locator("#data-pick input").click(timeout=30_000)
+        page.get_by_role("option", name=wav.stem, exact=True).click()
+        page.locator("#data-report", has_text=wav.stem).wait_for(timeout=30_000)
         assert not errors, errors
     finally:
         page.close()
 
-    (wav,) = set(ws.raw.glob("chat-*.wav")) - raw_before
     recorded, sr = sf.read(wav)
     assert recorded.shape[1] == 2 and abs(len(recorded) / sr - sent) < 1.0, (recorded.shape, sent)
     frames = recorded.reshape(-1, 1920, 2)
