@@ -170,3 +170,30 @@ def test_standalone_server_refuses_a_model_it_cannot_chat_with(demo_workspace, t
                              str(demo_workspace.demo_mimi), "--tokenizer", str(demo_workspace.demo_tokenizer),
                              "--device", "cpu"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and str(missing) in result.stderr
+
+
+def test_kyutai_moshi_client_talks_to_the_studio(demo_workspace, model, user_pcm, tmp_path):
+    """`python -m moshi.client`, Kyutai's own command-line client, unchanged: only its sound card is a file."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    mic, speaker = tmp_path / "mic.wav", tmp_path / "speaker.wav"
+    sf.write(mic, user_pcm[: 4 * SAMPLE_RATE], SAMPLE_RATE)
+    service = ChatService(chat_config(demo_workspace, model, max_session_seconds=4.0, record_dir=str(tmp_path)))
+    service.load()
+    env = dict(os.environ, FAKE_MIC_WAV=str(mic), FAKE_SPEAKER_WAV=str(speaker),
+               PYTHONPATH=os.pathsep.join([str(REPO / "tests" / "fake_sound_card"), os.environ.get("PYTHONPATH", "")]))
+    with ServerThread(service, free_port()) as srv:
+        port = srv.url.split(":")[2].split("/")[0]
+        result = subprocess.run([sys.executable, "-m", "moshi.client", "--host", "127.0.0.1", "--port", port],
+                                env=env, capture_output=True, text=True, timeout=120)
+    # It ends as moshi.client does when a server closes: "Lost connection" (here: the session time limit).
+    assert result.returncode == 0 and "connected!" in result.stderr, result.stderr
+    assert result.stdout.strip(), "moshi.client printed none of Moshi's text pieces"
+    played, _ = sf.read(speaker)
+    assert len(played) > 3 * SAMPLE_RATE and np.abs(played).max() > 0.001  # Moshi's voice reached the speaker
+    (wav,) = tmp_path.glob("chat-*.wav")  # the server saw a normal session
+    assert len(sf.read(wav)[0]) > 3 * SAMPLE_RATE
