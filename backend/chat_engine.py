@@ -16,6 +16,7 @@ from moshi.models import LMGen, loaders
 
 from .config import option
 from .errors import InputError
+from .live_text import LiveText
 from .models import load_mimi, pick_device
 from .spec import EPAD_ID, FRAME_SIZE, NUM_CODEBOOKS, PAD_ID
 
@@ -67,6 +68,7 @@ class ChatEngine:
                                         "export the checkpoint with --clean")
         self.mimi = load_mimi(cfg.mimi, device=self.device)
         self.tokenizer = self._tokenizer(cfg)
+        self.text = LiveText(self.tokenizer)
         self.lm_gen = LMGen(lm, temp=cfg.audio_temperature, temp_text=cfg.text_temperature,
                             top_k=cfg.audio_top_k, top_k_text=cfg.text_top_k)
         self.mimi.streaming_forever(1)
@@ -86,18 +88,6 @@ class ChatEngine:
         self.lm_gen.temp_text, self.lm_gen.top_k_text = text_temperature, text_top_k
         self.lm_gen.temp, self.lm_gen.top_k = audio_temperature, audio_top_k
 
-    def _piece(self, token: int) -> str:
-        """The text of one token: control pieces (<s>, </s>) say nothing; a byte-fallback piece ("<0x41>") is
-        its character when printable ASCII, else dropped (a multi-byte character split over frames cannot
-        be shown piece by piece)."""
-        if self.tokenizer.is_control(token):
-            return ""
-        piece = self.tokenizer.id_to_piece(token)
-        if self.tokenizer.is_byte(token):
-            value = int(piece[3:5], 16)
-            return chr(value) if 0x20 <= value < 0x7F else ""
-        return piece.replace("\u2581", " ")
-
     @torch.no_grad()
     def warmup(self, frames: int = 4) -> None:
         """A few silent frames so the first real frame does not pay for lazy initialisation."""
@@ -109,6 +99,7 @@ class ChatEngine:
         """A fresh conversation: empty streaming states, fresh seed."""
         self.mimi.reset_streaming()
         self.lm_gen.reset_streaming()
+        self.text.reset()
         torch.manual_seed(self.cfg.seed)
         self._first = True
 
@@ -130,7 +121,7 @@ class ChatEngine:
             token = int(tokens[0, 0, 0])
             # A model whose text card exceeds the tokenizer (the random demo LM) can sample ids it lacks.
             if token not in (PAD_ID, EPAD_ID) and token < self.tokenizer.vocab_size():
-                text = self._piece(token)
+                text = self.text.piece(token)
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
         return FrameOutput(out, text, (time.perf_counter() - start) * 1000)
