@@ -9,7 +9,7 @@ import codecs
 
 import sentencepiece as spm
 
-WORD_START = "\u2581"
+from .text_layout import BOUNDARY
 
 
 class LiveText:
@@ -29,5 +29,5 @@ class LiveText:
         if self.tokenizer.is_byte(token):
             text = self._bytes.decode(bytes([int(piece[3:5], 16)]))
         else:
-            text = self._bytes.decode(b"", final=True) + piece.replace(WORD_START, " ")
+            text = self._bytes.decode(b"", final=True) + piece.replace(BOUNDARY, " ")
         return "".join(c for c in text if c.isprintable())

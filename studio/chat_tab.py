@@ -88,7 +88,6 @@ def build(ctx: StudioContext, shown: Shown, service: ChatService) -> None:
     timer.tick(on_tick, inputs=[played], outputs=[recording, recording_info, played])
 
 
-
 def _relative(ctx: StudioContext, path: str) -> str:
     p = Path(path)
     return str(p.relative_to(ctx.ws.root)) if p.is_absolute() and p.is_relative_to(ctx.ws.root) else path
