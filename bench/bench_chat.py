@@ -1,4 +1,4 @@
-"""Benchmark (run by hand): time per 80 ms frame of the studio's chat loop (backend.chat_engine.ChatEngine
+"""Benchmark (run by hand): time per 80 ms frame of the studio's chat loop (backend.inference.chat_engine.ChatEngine
 plus the Opus encoding the server does) against the plain `moshi` loop (moshi.server's: Mimi encode,
 `LMGen.step`, Mimi decode, Opus), with the same demo weights and the same speech, in one run.
 
@@ -24,13 +24,13 @@ import sphn  # noqa: E402
 import torch  # noqa: E402
 from moshi.models import LMGen  # noqa: E402
 
-from backend.audio_io import load_stereo  # noqa: E402
-from backend.chat_engine import ChatConfig, ChatEngine  # noqa: E402
-from backend.generate import load_model  # noqa: E402
-from backend.models import DEMO_MIMI_ASSET, load_mimi  # noqa: E402
-from backend.spec import FRAME_SIZE, SAMPLE_RATE  # noqa: E402
-from backend.spm import load_spm  # noqa: E402
-from backend.workspace import create_demo_workspace  # noqa: E402
+from backend.data.audio_io import load_stereo  # noqa: E402
+from backend.inference.chat_engine import ChatConfig, ChatEngine  # noqa: E402
+from backend.inference.generate import load_model  # noqa: E402
+from backend.models.source import DEMO_MIMI_ASSET, load_mimi  # noqa: E402
+from backend.core.spec import FRAME_SIZE, SAMPLE_RATE  # noqa: E402
+from backend.dataset.spm import load_spm  # noqa: E402
+from backend.core.workspace import create_demo_workspace  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -29,11 +29,11 @@ import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
 from backend import speech_corpus  # noqa: E402
-from backend.audio_io import load_stereo  # noqa: E402
-from backend.codec_quality import codec_stoi, stoi  # noqa: E402
-from backend.codec_training import CodecTrainConfig  # noqa: E402
-from backend.models import DEMO_MIMI_ASSET, demo_mimi_config, load_mimi, random_mimi, tiny_mimi_config  # noqa: E402
-from backend.spec import FRAME_SIZE, SAMPLE_RATE  # noqa: E402
+from backend.data.audio_io import load_stereo  # noqa: E402
+from backend.demo.codec_quality import codec_stoi, stoi  # noqa: E402
+from backend.demo.codec_training import CodecTrainConfig  # noqa: E402
+from backend.models.source import DEMO_MIMI_ASSET, demo_mimi_config, load_mimi, random_mimi, tiny_mimi_config  # noqa: E402
+from backend.core.spec import FRAME_SIZE, SAMPLE_RATE  # noqa: E402
 
 CLIP_SECONDS, PROMPT_FRAMES = 10.0, 50
 DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo"
@@ -62,12 +62,12 @@ def end_to_end(steps: int, work: Path) -> dict[str, float]:
     """Fine-tune the demo LM on one 10 s demo clip, continue it greedily, STOI against the reference."""
     from train_helpers import reset_accelerate, write_run
 
-    from backend import checkpoints
-    from backend.generate import GenerateConfig, decode_continuation, generate
-    from backend.prepare import prepare_dataset, text_paths
-    from backend.tokenize_text import TextTokenizeConfig
-    from backend.train import train
-    from backend.workspace import create_demo_workspace
+    from backend.finetune import checkpoints
+    from backend.inference.generate import GenerateConfig, decode_continuation, generate
+    from backend.dataset.pipeline import prepare_dataset, text_paths
+    from backend.dataset.tokenize_text import TextTokenizeConfig
+    from backend.finetune.trainer import train
+    from backend.core.workspace import create_demo_workspace
 
     ws = create_demo_workspace(work / "ws")
     for f in ws.raw.iterdir():

@@ -6,7 +6,7 @@ plain procedure, with the FULL-SIZE Mimi (random weights, no download).
     .venv/bin/python bench/bench_tokenize.py --sweep         # also: studio speed per chunk size
 
 plain  = each channel alone (batch 1), non-streaming `mimi.encode` on the whole channel, torch.no_grad.
-studio = backend.codec.encode_stereo as the tokenize stage runs it on a CPU: streaming chunks,
+studio = backend.dataset.codec.encode_stereo as the tokenize stage runs it on a CPU: streaming chunks,
          inference_mode, the two channels on two model copies, one thread each.
 Audio: the first SpokenWOZ sample dialogue when present (about 100 s), else synthesized stereo.
 Rounds alternate the procedures so that load from other processes hits both alike; the best
@@ -25,10 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.audio_io import load_stereo  # noqa: E402
-from backend.codec import DEFAULT_CHUNK_FRAMES, encode_stereo, replicas  # noqa: E402
-from backend.models import random_mimi  # noqa: E402
-from backend.spec import SAMPLE_RATE  # noqa: E402
+from backend.data.audio_io import load_stereo  # noqa: E402
+from backend.dataset.codec import DEFAULT_CHUNK_FRAMES, encode_stereo, replicas  # noqa: E402
+from backend.models.source import random_mimi  # noqa: E402
+from backend.core.spec import SAMPLE_RATE  # noqa: E402
 
 SPOKENWOZ = Path(__file__).resolve().parents[2] / "shared/data/spokenwoz_sample/audio"
 

@@ -1,4 +1,4 @@
-"""Benchmark (run by hand): time per optimiser step of the studio's training loop (backend.train's
+"""Benchmark (run by hand): time per optimiser step of the studio's training loop (backend.finetune.trainer's
 Trainer: data stream, loss parts, accelerate, metrics, stop checks) against a bare LMModel
 forward/backward/AdamW loop on the same tiny model, batches and optimiser, in one run.
 
@@ -24,10 +24,10 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from backend import config  # noqa: E402
-from backend.finetune_config import FinetuneConfig  # noqa: E402
-from backend.models import load_lm  # noqa: E402
-from backend.train import Trainer  # noqa: E402
-from backend.train_data import collate, example_rows  # noqa: E402
+from backend.finetune.config import FinetuneConfig  # noqa: E402
+from backend.models.source import load_lm  # noqa: E402
+from backend.finetune.trainer import Trainer  # noqa: E402
+from backend.finetune.data import collate, example_rows  # noqa: E402
 from train_helpers import write_dataset, write_model  # noqa: E402
 
 

@@ -1,18 +1,18 @@
 """HTML for the alignment preview: per-speaker waveform lanes, word tiers, overlapping speech.
 
-The data comes from `backend.preview.alignment_data`. Everything is positioned in percent of one
+The data comes from `backend.data.preview.alignment_data`. Everything is positioned in percent of one
 track whose width sets the scale, so the widget's zoom only has to change that width. Behaviour
 (click a word to play exactly its span, playhead, zoom) lives in assets/studio/alignment.js, styles
 in assets/studio/studio.css.
 """
 
 from html import escape
-from pathlib import Path
 from typing import Any
 
-from backend.spec import SPEAKERS
+from backend.core.paths import ASSETS
+from backend.core.spec import SPEAKERS
 
-ALIGNMENT_JS: str = (Path(__file__).resolve().parents[1] / "assets" / "studio" / "alignment.js").read_text()
+ALIGNMENT_JS: str = (ASSETS / "studio" / "alignment.js").read_text()
 
 PX_PER_SECOND = 100  # base scale; long files scroll horizontally
 MIN_WIDTH = 640  # px: short clips still fill a reasonable width

@@ -8,14 +8,14 @@ from pathlib import Path
 import gradio as gr
 from fastapi import FastAPI
 
-from backend import config
-from backend.chat_server import ChatService, add_chat_route, workspace_chat_config
-from backend.workspace import Workspace
+from backend.core.paths import ASSETS
+from backend.core import config
+from backend.inference.chat_server import ChatService, add_chat_route, workspace_chat_config
+from backend.core.workspace import Workspace
 
 from . import chat_tab, continuations_tab, data_tab, finetune_tab, settings_tab, timeline_tab
 from .context import StudioContext
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
 @dataclass

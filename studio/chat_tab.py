@@ -10,17 +10,18 @@ from typing import Any
 
 import gradio as gr
 
-from backend import config
-from backend.chat_engine import ChatConfig
-from backend.chat_server import ChatService, workspace_chat_config
-from backend.errors import StudioError
-from backend.workspace import model_folders
+from backend.core.paths import ASSETS
+from backend.core import config
+from backend.inference.chat_engine import ChatConfig
+from backend.inference.chat_server import ChatService, workspace_chat_config
+from backend.core.errors import StudioError
+from backend.core.workspace import model_folders
 
 from .context import Shown, StudioContext
 from .forms import build_config, config_inputs
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets" / "studio"
-CHAT_JS = (ASSETS / "chat_client.js").read_text() + "\n" + (ASSETS / "chat_widget.js").read_text()
+STUDIO_ASSETS = ASSETS / "studio"
+CHAT_JS = (STUDIO_ASSETS / "chat_client.js").read_text() + "\n" + (STUDIO_ASSETS / "chat_widget.js").read_text()
 KNOBS = ["text_temperature", "text_top_k", "audio_temperature", "audio_top_k", "max_session_seconds"]
 GAUGES = [("state", "state", ""), ("compute_ms", "compute per frame", "ms"), ("rtf", "real-time factor", ""),
           ("buffered_ms", "buffered audio", "ms"), ("skipped", "skipped frames", ""), ("frames", "frames", ""),

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from backend.workspace import Workspace
+from backend.core.workspace import Workspace
 
 
 @dataclass

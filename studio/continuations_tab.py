@@ -10,12 +10,12 @@ import gradio as gr
 import pandas as pd
 import soundfile as sf
 
-from backend.dataset import list_dialogues
-from backend.errors import StudioError
-from backend.generate import GenerateConfig, generate, output_files
-from backend.spec import FRAME_RATE
-from backend.turn_taking import TurnTakingConfig, analyse_file, compare
-from backend.workspace import model_folders
+from backend.dataset.read import list_dialogues
+from backend.core.errors import StudioError
+from backend.inference.generate import GenerateConfig, generate, output_files
+from backend.core.spec import FRAME_RATE
+from backend.inference.turn_taking import TurnTakingConfig, analyse_file, compare
+from backend.core.workspace import model_folders
 
 from .context import Shown, StudioContext
 from .forms import build_config, choices_update, config_inputs

@@ -6,16 +6,16 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from backend import prepare
-from backend.dialogue_stats import corpus_stats, dialogue_stats
-from backend.dialogues import scan_dialogues
-from backend.errors import StudioError
-from backend.ingest import import_dialogues
-from backend.preview import alignment_data
-from backend.tokenize_text import TextTokenizeConfig
-from backend.transcripts import load_transcript
-from backend.validate import DialogueReport, validate_dialogue
-from backend.workspace import Workspace
+from backend.dataset import pipeline as prepare
+from backend.data.stats import corpus_stats, dialogue_stats
+from backend.data.files import scan_dialogues
+from backend.core.errors import StudioError
+from backend.data.ingest import import_dialogues
+from backend.data.preview import alignment_data
+from backend.dataset.tokenize_text import TextTokenizeConfig
+from backend.data.transcripts import load_transcript
+from backend.data.validate import DialogueReport, validate_dialogue
+from backend.core.workspace import Workspace
 
 from .alignment_view import ALIGNMENT_JS, render_alignment
 from .context import Shown, StudioContext

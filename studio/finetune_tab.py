@@ -1,7 +1,7 @@
 """Fine-tune tab: initialise the model, configure (one form = FinetuneConfig), preview the exact
 command, start/abort/resume runs, follow logs, progress and per-stream loss curves, export.
 
-The tab owns no process: `backend.runs` starts and supervises them, and everything shown is read
+The tab owns no process: `backend.finetune.runs` starts and supervises them, and everything shown is read
 back from the run folders, so reloading the page or restarting the studio reattaches."""
 
 import dataclasses
@@ -13,14 +13,16 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from backend import budget, config, runs
-from backend.errors import StudioError
-from backend.export import ExportConfig, export_checkpoint
-from backend.finetune_config import FinetuneConfig
-from backend.finetune_presets import PRESETS
-from backend.launch_command import display_command
-from backend.model_init import InitConfig, init_model
-from backend.models import lm_kwargs_of
+from backend.finetune import budget, runs
+
+from backend.core import config
+from backend.core.errors import StudioError
+from backend.models.export import ExportConfig, export_checkpoint
+from backend.finetune.config import FinetuneConfig
+from backend.finetune.presets import PRESETS
+from backend.finetune.command import display_command
+from backend.models.initialise import InitConfig, init_model
+from backend.models.source import lm_kwargs_of
 
 from .context import Shown, StudioContext
 from .forms import build_config, config_inputs, form_value

@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from backend import config
+from backend.core import config
 
 
 def config_inputs(cls: type, include: list[str], values: dict[str, Any] | None = None) -> dict[str, gr.components.Component]:

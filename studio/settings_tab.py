@@ -5,9 +5,9 @@ from typing import Any
 
 import gradio as gr
 
-from backend import config
-from backend.errors import StudioError
-from backend.workspace import LM_PRESETS, WorkspaceSettings
+from backend.core import config
+from backend.core.errors import StudioError
+from backend.core.workspace import LM_PRESETS, WorkspaceSettings
 
 from .context import StudioContext
 from .forms import build_config, config_inputs

@@ -5,12 +5,12 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from backend.dataset import list_dialogues, load_row
-from backend.errors import StudioError
-from backend.models import cached_mimi
-from backend.spm import load_spm
-from backend.timeline import frame_window, timeline_data, window_audio
-from backend.workspace import Workspace
+from backend.dataset.read import list_dialogues, load_row
+from backend.core.errors import StudioError
+from backend.models.source import cached_mimi
+from backend.dataset.spm import load_spm
+from backend.dataset.timeline import frame_window, timeline_data, window_audio
+from backend.core.workspace import Workspace
 
 from .context import Shown, StudioContext
 from .forms import choices_update

@@ -1,6 +1,6 @@
 """HTML for the token timeline: what the dataset holds and what the model sees, frame by frame.
 
-The data comes from `backend.timeline.timeline_data`: one column per 80 ms frame; per speaker the
+The data comes from `backend.dataset.timeline.timeline_data`: one column per 80 ms frame; per speaker the
 text stream (decoded pieces) and 8 codebooks; then the 17 rows of the training view, where column
 f holds what sits at frame f once the delays are applied (so a +1 row shows its tokens one column
 right of where the rows above have them). Behaviour (column selection, audio follow) lives in
@@ -8,12 +8,12 @@ assets/studio/timeline.js, styles in assets/studio/studio.css.
 """
 
 from html import escape
-from pathlib import Path
 from typing import Any
 
-from backend.spec import CARD, TEXT_CARD
+from backend.core.paths import ASSETS
+from backend.core.spec import CARD, TEXT_CARD
 
-TIMELINE_JS: str = (Path(__file__).resolve().parents[1] / "assets" / "studio" / "timeline.js").read_text()
+TIMELINE_JS: str = (ASSETS / "studio" / "timeline.js").read_text()
 
 TIME_LABEL_EVERY = 5  # frames between time labels (0.4 s at 12.5 Hz)
 BARE = "\u2581"  # SentencePiece word boundary; alone it is a piece of its own

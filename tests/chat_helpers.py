@@ -15,10 +15,10 @@ import torch
 import uvicorn
 from fastapi import FastAPI
 
-from backend.chat_engine import ChatConfig
-from backend.chat_server import ChatService, add_chat_route
-from backend.models import load_lm, lm_kwargs_of, save_lm
-from backend.spec import FRAME_SIZE, SAMPLE_RATE
+from backend.inference.chat_engine import ChatConfig
+from backend.inference.chat_server import ChatService, add_chat_route
+from backend.models.source import load_lm, lm_kwargs_of, save_lm
+from backend.core.spec import FRAME_SIZE, SAMPLE_RATE
 
 
 def speaking_lm(demo_lm: Path, vocab_size: int, out: Path) -> Path:

@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 from moshi.models.lm import LMModel
 
-from backend.workspace import build_demo_lm
+from backend.core.workspace import build_demo_lm
 
 
 def tiny_source(folder: Path) -> Path:

@@ -1,4 +1,4 @@
-"""backend.audio_io: loading and resampling, rejection of unusable files, the quality report."""
+"""backend.data.audio_io: loading and resampling, rejection of unusable files, the quality report."""
 
 from pathlib import Path
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from backend.audio_io import audio_report, load_stereo, probe, write_stereo_wav
-from backend.errors import InputError
+from backend.data.audio_io import audio_report, load_stereo, probe, write_stereo_wav
+from backend.core.errors import InputError
 
 RNG = np.random.default_rng(1234)
 

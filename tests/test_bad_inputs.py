@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from backend.ingest import import_dialogues
-from backend.validate import main as validate_main
+from backend.data.ingest import import_dialogues
+from backend.data.validate import main as validate_main
 
 GOOD_WORDS = [{"speaker": "A", "word": "hello", "start": 0.1, "end": 0.5},
               {"speaker": "B", "word": "hi", "start": 0.6, "end": 0.9}]

@@ -8,10 +8,10 @@ import torch
 from moshi.models import loaders
 from torch import nn
 
-from backend import config
-from backend.budget import count_examples, estimate, estimate_config
-from backend.finetune_config import FinetuneConfig
-from backend.models import tiny_lm_kwargs
+from backend.core import config
+from backend.finetune.budget import count_examples, estimate, estimate_config
+from backend.finetune.config import FinetuneConfig
+from backend.models.source import tiny_lm_kwargs
 from train_helpers import write_dataset, write_model
 
 

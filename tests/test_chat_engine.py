@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from backend.audio_io import load_stereo
-from backend.chat_engine import ChatEngine
-from backend.errors import InputError
-from backend.spec import FRAME_SIZE, SAMPLE_RATE
+from backend.data.audio_io import load_stereo
+from backend.inference.chat_engine import ChatEngine
+from backend.core.errors import InputError
+from backend.core.spec import FRAME_SIZE, SAMPLE_RATE
 from chat_helpers import chat_config, speaking_lm
 from train_helpers import write_model
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from backend.audio_io import load_stereo
-from backend.chat_server import ChatService
-from backend.spec import FRAME_SIZE, SAMPLE_RATE
-from backend.validate import validate_folder
+from backend.data.audio_io import load_stereo
+from backend.inference.chat_server import ChatService
+from backend.core.spec import FRAME_SIZE, SAMPLE_RATE
+from backend.data.validate import validate_folder
 from chat_helpers import ServerThread, chat_config, run_async, speaking_lm, talk
 from conftest import free_port
 
@@ -144,7 +144,7 @@ def test_standalone_server_from_the_command_line(demo_workspace, model, user_pcm
     from conftest import REPO
 
     port = free_port()
-    cmd = [sys.executable, "-m", "backend.chat_server", "--model", str(model), "--mimi", str(demo_workspace.demo_mimi),
+    cmd = [sys.executable, "-m", "backend.inference.chat_server", "--model", str(model), "--mimi", str(demo_workspace.demo_mimi),
            "--tokenizer", str(demo_workspace.demo_tokenizer), "--device", "cpu", "--port", str(port),
            "--record-dir", str(tmp_path)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -166,7 +166,7 @@ def test_standalone_server_refuses_a_model_it_cannot_chat_with(demo_workspace, t
     from conftest import REPO
 
     missing = tmp_path / "no-such-model"
-    result = subprocess.run([sys.executable, "-m", "backend.chat_server", "--model", str(missing), "--mimi",
+    result = subprocess.run([sys.executable, "-m", "backend.inference.chat_server", "--model", str(missing), "--mimi",
                              str(demo_workspace.demo_mimi), "--tokenizer", str(demo_workspace.demo_tokenizer),
                              "--device", "cpu"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and str(missing) in result.stderr

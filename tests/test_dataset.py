@@ -7,10 +7,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from backend.build_dataset import SCHEMA, DatasetConfig, build_dataset, main
-from backend.dataset import list_dialogues, load_row
-from backend.errors import ConfigError, InputError
-from backend.spec import PAD_ID
+from backend.dataset.build import SCHEMA, DatasetConfig, build_dataset, main
+from backend.dataset.read import list_dialogues, load_row
+from backend.core.errors import ConfigError, InputError
+from backend.core.spec import PAD_ID
 
 
 def write_pair(root: Path, name: str, frames: int, text_frames: int, seed: int) -> None:
@@ -79,8 +79,8 @@ def test_bad_token_file_and_settings_are_refused(tmp_path: Path) -> None:
 
 def test_demo_round_trip_to_datasets(demo_workspace) -> None:
     """Demo dialogues -> Mimi + SentencePiece tokens -> Parquet -> datasets.load_dataset, rows [9, T]."""
-    from backend.prepare import prepare_dataset, text_paths
-    from backend.tokenize_text import TextTokenizeConfig
+    from backend.dataset.pipeline import prepare_dataset, text_paths
+    from backend.dataset.tokenize_text import TextTokenizeConfig
 
     ws = demo_workspace
     result = prepare_dataset(ws, TextTokenizeConfig(**text_paths(ws)))

@@ -7,9 +7,9 @@ import numpy as np
 import torch
 from moshi.models import loaders
 
-from backend.codec_training import reference_clip
-from backend.models import DEMO_MIMI_ASSET, MIMI_CONFIG, MIMI_WEIGHTS
-from backend.spec import FRAME_RATE, FRAME_SIZE, NUM_CODEBOOKS, SAMPLE_RATE
+from backend.demo.codec_training import reference_clip
+from backend.models.source import DEMO_MIMI_ASSET, MIMI_CONFIG, MIMI_WEIGHTS
+from backend.core.spec import FRAME_RATE, FRAME_SIZE, NUM_CODEBOOKS, SAMPLE_RATE
 
 
 def shipped_mimi():

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from backend.demo_dialogues import (DEMO_DIR, DIALOGUES, KYUTAI_LABELS, TRIM_THRESHOLD, Backchannel, DemoDialogue, Turn,
+from backend.demo.dialogues import (DEMO_DIR, DIALOGUES, KYUTAI_LABELS, TRIM_THRESHOLD, Backchannel, DemoDialogue, Turn,
                                     render, transcript)
-from backend.errors import StudioError
-from backend.spec import SAMPLE_RATE
+from backend.core.errors import StudioError
+from backend.core.spec import SAMPLE_RATE
 
 DEMO = DEMO_DIR
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")

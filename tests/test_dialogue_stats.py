@@ -2,9 +2,9 @@
 
 import pytest
 
-from backend.dialogue_stats import corpus_stats, dialogue_stats, turn_gaps
-from backend.intervals import intersect, merge, total
-from backend.transcripts import Word
+from backend.data.stats import corpus_stats, dialogue_stats, turn_gaps
+from backend.core.intervals import intersect, merge, total
+from backend.data.transcripts import Word
 
 
 def w(speaker: str, start: float, end: float) -> Word:

@@ -13,12 +13,12 @@ from moshi.models import loaders
 from moshi.modules.lora import replace_all_linear_with_lora
 from safetensors.torch import load_file, save_file
 
-from backend import config
-from backend.errors import ConfigError, InputError
-from backend.export import ExportConfig, export_checkpoint, main
-from backend.finetune_config import FinetuneConfig
-from backend.model_init import InitConfig, init_model
-from backend.models import LM_KWARGS, LM_WEIGHTS, load_lm, save_lm
+from backend.core import config
+from backend.core.errors import ConfigError, InputError
+from backend.models.export import ExportConfig, export_checkpoint, main
+from backend.finetune.config import FinetuneConfig
+from backend.models.initialise import InitConfig, init_model
+from backend.models.source import LM_KWARGS, LM_WEIGHTS, load_lm, save_lm
 from conftest import REPO, free_port
 from surgery_helpers import logits_of, tiny_source
 
@@ -35,7 +35,7 @@ def load_export(out: Path, lora: bool = False) -> torch.nn.Module:
 
 
 def checkpoint_dir(run: Path, base: Path, mode: str = "full") -> Path:
-    """A run folder laid out as backend.train writes it; returns its checkpoint folder."""
+    """A run folder laid out as backend.finetune.trainer writes it; returns its checkpoint folder."""
     cfg = config.from_dict(FinetuneConfig, {"base_model": str(base), "mode": mode, "lora_rank": LORA_RANK,
                                             "lora_scaling": LORA_SCALING})
     config.save(cfg, run / "config.json")
@@ -150,7 +150,7 @@ def test_lora_export_merged_and_unmerged(lora_trained: tuple[Path, torch.nn.Modu
 ZERO_SCRIPT = r"""
 import json, os, sys, torch, torch.distributed as dist, deepspeed
 from moshi.modules.lora import replace_all_linear_with_lora
-from backend.models import load_lm
+from backend.models.source import load_lm
 source, out = sys.argv[1], sys.argv[2]
 dist.init_process_group("gloo", rank=0, world_size=1)
 

@@ -11,18 +11,18 @@ import soundfile as sf
 import torch
 from train_helpers import reset_accelerate, write_dataset, write_model, write_run
 
-from backend import checkpoints
-from backend.codec import decode
-from backend.dataset import load_row
-from backend.errors import InputError
-from backend.export import ExportConfig, export_checkpoint
-from backend.generate import (GenerateConfig, decode_continuation, generate, load_continuation, load_model, main,
+from backend.finetune import checkpoints
+from backend.dataset.codec import decode
+from backend.dataset.read import load_row
+from backend.core.errors import InputError
+from backend.models.export import ExportConfig, export_checkpoint
+from backend.inference.generate import (GenerateConfig, decode_continuation, generate, load_continuation, load_model, main,
                               timed_transcript)
-from backend.models import lm_kwargs_of, load_lm, random_mimi, save_lm, save_mimi, tiny_mimi_config
-from backend.spec import CARD, EPAD_ID, FRAME_SIZE, PAD_ID, TEXT_CARD
-from backend.spm import load_spm, train_spm
-from backend.train import train
-from backend.training_view import training_rows
+from backend.models.source import lm_kwargs_of, load_lm, random_mimi, save_lm, save_mimi, tiny_mimi_config
+from backend.core.spec import CARD, EPAD_ID, FRAME_SIZE, PAD_ID, TEXT_CARD
+from backend.dataset.spm import load_spm, train_spm
+from backend.finetune.trainer import train
+from backend.dataset.training_view import training_rows
 
 LENGTHS = [30, 26, 20]
 P, G = 6, 10

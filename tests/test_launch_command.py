@@ -5,14 +5,14 @@ from pathlib import Path
 import pytest
 from accelerate.commands.launch import launch_command_parser
 
-from backend import config
-from backend.errors import ConfigError
-from backend.finetune_config import FinetuneConfig
-from backend.launch_command import (REPO, accelerate_command, accelerate_executable, commands_for_all_nodes,
+from backend.core import config
+from backend.core.errors import ConfigError
+from backend.finetune.config import FinetuneConfig
+from backend.finetune.command import (REPO, accelerate_command, accelerate_executable, commands_for_all_nodes,
                                     display_command, env_for)
 
 RUN = Path("/ws/runs/20250101-000000-demo")
-TAIL = ["-m", "backend.train", "--run-dir", str(RUN)]
+TAIL = ["-m", "backend.finetune.trainer", "--run-dir", str(RUN)]
 ZERO2 = str(REPO / "assets" / "deepspeed" / "zero2.json")
 ZERO3 = str(REPO / "assets" / "deepspeed" / "zero3.json")
 
@@ -31,7 +31,7 @@ def flags(argv: list[str]) -> list[str]:
 def parsed(argv: list[str]):  # type: ignore[no-untyped-def]
     """accelerate's own parser accepts every flag and sees the module to run."""
     args = launch_command_parser().parse_args(argv[len(accelerate_executable()):])
-    assert args.module and args.training_script == "backend.train"
+    assert args.module and args.training_script == "backend.finetune.trainer"
     assert args.training_script_args == ["--run-dir", str(RUN)]
     return args
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from backend.live_text import LiveText
-from backend.spm import load_spm
+from backend.inference.live_text import LiveText
+from backend.dataset.spm import load_spm
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from moshi.models.lm import LMOutput
 
-from backend.loss import PARTS, LossWeights, compute_loss
+from backend.finetune.loss import PARTS, LossWeights, compute_loss
 
 V, CARD = 5, 4  # a tiny text vocabulary (text_card) and codebook size (card)
 PAD, EPAD = 3, 0

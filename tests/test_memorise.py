@@ -11,9 +11,9 @@ import pytest
 import torch
 from train_helpers import reset_accelerate, write_dataset, write_model, write_run
 
-from backend import checkpoints
-from backend.generate import GenerateConfig, generate
-from backend.train import train
+from backend.finetune import checkpoints
+from backend.inference.generate import GenerateConfig, generate
+from backend.finetune.trainer import train
 
 FRAMES = 40  # one 3.2 s dialogue
 PROMPT = 13

@@ -9,10 +9,10 @@ import torch
 from moshi.models import loaders
 from safetensors.torch import load_file, save_file
 
-from backend.errors import ConfigError, InputError
-from backend.lm_surgery import parameter_report
-from backend.model_init import InitConfig, init_model, main
-from backend.models import LM_KWARGS, LM_WEIGHTS, load_lm
+from backend.core.errors import ConfigError, InputError
+from backend.models.surgery import parameter_report
+from backend.models.initialise import InitConfig, init_model, main
+from backend.models.source import LM_KWARGS, LM_WEIGHTS, load_lm
 from surgery_helpers import logits_of, tiny_source
 
 
@@ -162,7 +162,7 @@ def test_output_is_replaced_whole_or_not_at_all(source: Path, tmp_path: Path,
         (folder / LM_WEIGHTS).write_bytes(b"half")
         raise OSError("disk full")
 
-    monkeypatch.setattr("backend.model_init.save_lm", broken_save)
+    monkeypatch.setattr("backend.models.initialise.save_lm", broken_save)
     with pytest.raises(OSError, match="disk full"):
         init_model(InitConfig(source=str(source), output=out))
     assert (out / LM_WEIGHTS).read_bytes() == before and json.loads((out / LM_KWARGS).read_text())["dep_q"] == 8

@@ -12,10 +12,12 @@ from typing import Iterator
 import psutil
 import pytest
 
-from backend import config, runs
-from backend.errors import ConfigError
-from backend.finetune_config import FinetuneConfig
-from backend.launch_command import accelerate_command
+from backend.core import config
+
+from backend.finetune import runs
+from backend.core.errors import ConfigError
+from backend.finetune.config import FinetuneConfig
+from backend.finetune.command import accelerate_command
 from train_helpers import write_dataset, write_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,7 +127,7 @@ def test_bad_configs_are_refused_before_anything_is_created(ws: Path, values: di
 
 
 def test_cli_start_refuses_a_bad_config_with_a_message(ws: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "backend.runs", "start", "--workspace", str(ws),
+    out = subprocess.run([sys.executable, "-m", "backend.finetune.runs", "start", "--workspace", str(ws),
                           "--train-data", "dataset", "--base-model", "models/tiny", "--device", "cpu",
                           "--max-steps", "0"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "error: max_steps must be >= 1" in out.stderr
@@ -183,7 +185,7 @@ def test_metrics_progress_and_log_are_read_from_the_files(ws: Path) -> None:
 
 
 def test_run_folder_names_agree_with_the_trainer() -> None:
-    from backend import train
+    from backend.finetune import trainer as train
 
     assert (runs.CONFIG_FILE, runs.METRICS_FILE, runs.ABORT_FILE) == (train.CONFIG_FILE, train.METRICS_FILE,
                                                                       train.ABORT_FILE)
@@ -217,11 +219,11 @@ def test_abort_kills_the_whole_tree_and_a_second_cpu_run_is_refused(ws: Path, he
     with pytest.raises(ConfigError, match="already running"):
         runs.start(run)
     # a new process (a restarted studio) sees the run and aborts it
-    listed = subprocess.run([sys.executable, "-m", "backend.runs", "list", "--workspace", str(ws)], cwd=REPO,
+    listed = subprocess.run([sys.executable, "-m", "backend.finetune.runs", "list", "--workspace", str(ws)], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert f"{run.id}  running" in listed.stdout
     t0 = time.monotonic()
-    aborted = subprocess.run([sys.executable, "-m", "backend.runs", "abort", run.id, "--workspace", str(ws),
+    aborted = subprocess.run([sys.executable, "-m", "backend.finetune.runs", "abort", run.id, "--workspace", str(ws),
                               "--grace", "2"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert aborted.returncode == 0 and f"run {run.id}: aborted" in aborted.stdout, aborted.stderr
     assert time.monotonic() - t0 < 60

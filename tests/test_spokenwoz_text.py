@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from backend.audio_io import probe
-from backend.spm import load_spm, train_spm
-from backend.text_layout import LayoutOptions, frames_for_duration, tokenize_dialogue
-from backend.transcripts import check_transcript, load_transcript
+from backend.data.audio_io import probe
+from backend.dataset.spm import load_spm, train_spm
+from backend.dataset.text_layout import LayoutOptions, frames_for_duration, tokenize_dialogue
+from backend.data.transcripts import check_transcript, load_transcript
 
 PAD, EPAD = 3, 0
 LAYOUTS = [LayoutOptions("spread"), LayoutOptions("packed"), LayoutOptions("packed", drop_overflow=True)]

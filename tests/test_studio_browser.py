@@ -61,8 +61,8 @@ def page(browser):  # type: ignore[no-untyped-def]
 
 def test_tabs_opened_late_list_what_is_new(studio: Studio, page) -> None:  # type: ignore[no-untyped-def]
     """Tabs opened long after the page loaded list their items, including ones added since (no reload)."""
-    from backend.models import LM_KWARGS
-    from backend.workspace import open_workspace
+    from backend.models.source import LM_KWARGS
+    from backend.core.workspace import open_workspace
 
     ws = open_workspace(studio.workspace)
     page.goto(studio.url)
@@ -129,9 +129,9 @@ def test_upload_preview_build_and_timeline(studio: Studio, page, tmp_path: Path)
 
 def test_finetune_start_follow_and_abort(studio: Studio, page) -> None:  # type: ignore[no-untyped-def]
     if not list((studio.workspace / "dataset").glob("*.parquet")):  # when run alone: the dataset the Data tab would build
-        from backend.prepare import prepare_dataset, text_paths
-        from backend.tokenize_text import TextTokenizeConfig
-        from backend.workspace import open_workspace
+        from backend.dataset.pipeline import prepare_dataset, text_paths
+        from backend.dataset.tokenize_text import TextTokenizeConfig
+        from backend.core.workspace import open_workspace
 
         ws = open_workspace(studio.workspace)
         prepare_dataset(ws, TextTokenizeConfig(**text_paths(ws)))
@@ -144,7 +144,7 @@ def test_finetune_start_follow_and_abort(studio: Studio, page) -> None:  # type:
     steps = page.get_by_label("max steps")
     steps.fill("5000")  # long enough to abort it mid-way
     steps.press("Tab")
-    page.locator("#ft-command", has_text="backend.train").wait_for(timeout=60_000)
+    page.locator("#ft-command", has_text="backend.finetune.trainer").wait_for(timeout=60_000)
 
     page.locator("#ft-start").click()
     page.locator("#ft-msg", has_text="started").or_(page.locator("#ft-msg", has_text="✘")).wait_for(timeout=60_000)
@@ -164,9 +164,9 @@ def test_finetune_start_follow_and_abort(studio: Studio, page) -> None:  # type:
 
 
 def test_continuations_generate_and_play(studio: Studio, page) -> None:  # type: ignore[no-untyped-def]
-    from backend.prepare import prepare_dataset, text_paths
-    from backend.tokenize_text import TextTokenizeConfig
-    from backend.workspace import open_workspace
+    from backend.dataset.pipeline import prepare_dataset, text_paths
+    from backend.dataset.tokenize_text import TextTokenizeConfig
+    from backend.core.workspace import open_workspace
 
     ws = open_workspace(studio.workspace)
     if not list(ws.dataset.glob("*.parquet")):  # when run alone: the dataset the Data tab would build
@@ -208,8 +208,8 @@ def test_chat_talks_both_ways_and_records(studio: Studio, fake_mic_browser, tmp_
     import soxr
     from chat_helpers import speaking_lm
 
-    from backend.audio_io import load_stereo
-    from backend.workspace import DEMO_VOCAB_SIZE, open_workspace
+    from backend.data.audio_io import load_stereo
+    from backend.core.workspace import DEMO_VOCAB_SIZE, open_workspace
 
     ws = open_workspace(studio.workspace)
     speaking_lm(ws.demo_lm, DEMO_VOCAB_SIZE, ws.models / "speaking-lm")  # a random LM that says demo pieces

@@ -9,12 +9,12 @@ import pytest
 import sentencepiece as spm
 import soundfile as sf
 
-from backend import tokenize_text as stage
-from backend.errors import ConfigError
-from backend.spm import load_spm, train_spm
-from backend.text_layout import (LayoutOptions, SpeakerAudit, frame_of, frames_for_duration, layout_speaker,
+from backend.dataset import tokenize_text as stage
+from backend.core.errors import ConfigError
+from backend.dataset.spm import load_spm, train_spm
+from backend.dataset.text_layout import (LayoutOptions, SpeakerAudit, frame_of, frames_for_duration, layout_speaker,
                                  tokenize_dialogue)
-from backend.transcripts import Transcript, Word
+from backend.data.transcripts import Transcript, Word
 
 PAD, EPAD = 3, 0
 # No q, z, x or non-ASCII letters: those fall back to bytes.

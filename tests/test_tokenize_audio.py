@@ -1,4 +1,4 @@
-"""backend.codec and the audio tokenization stage, with the tiny random Mimi (no downloads)."""
+"""backend.dataset.codec and the audio tokenization stage, with the tiny random Mimi (no downloads)."""
 
 import json
 from pathlib import Path
@@ -8,11 +8,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from backend import codec, tokenize_audio as stage
-from backend.audio_io import load_stereo
-from backend.codec import decode, encode_batch, encode_stereo, replicas
-from backend.models import random_mimi, save_mimi, tiny_mimi_config
-from backend.tokenize_audio import AudioTokenizeConfig, main, tokenize_audio
+from backend.dataset import codec, tokenize_audio as stage
+from backend.data.audio_io import load_stereo
+from backend.dataset.codec import decode, encode_batch, encode_stereo, replicas
+from backend.models.source import random_mimi, save_mimi, tiny_mimi_config
+from backend.dataset.tokenize_audio import AudioTokenizeConfig, main, tokenize_audio
 
 SPOKENWOZ = Path(__file__).resolve().parents[2] / "shared/data/spokenwoz_sample"
 
@@ -198,7 +198,7 @@ def test_stage_batches_and_workers_give_the_same_result(tmp_path, mimi_dir):
 
 
 def test_stage_refuses_bad_settings(tmp_path, mimi_dir):
-    from backend.errors import ConfigError
+    from backend.core.errors import ConfigError
 
     (tmp_path / "empty_in").mkdir()
     with pytest.raises(ConfigError, match="no .wav / .flac / .ogg files"):

@@ -16,12 +16,14 @@ import torch
 from safetensors.torch import load_file
 from train_helpers import reset_accelerate, write_dataset, write_model, write_run
 
-from backend import checkpoints, config
-from backend.errors import ConfigError
-from backend.finetune_config import FinetuneConfig
-from backend.launch_command import accelerate_command, env_for
-from backend.models import load_lm
-from backend.train import check_config, train
+from backend.finetune import checkpoints
+
+from backend.core import config
+from backend.core.errors import ConfigError
+from backend.finetune.config import FinetuneConfig
+from backend.finetune.command import accelerate_command, env_for
+from backend.models.source import load_lm
+from backend.finetune.trainer import check_config, train
 
 REPO = Path(__file__).resolve().parents[1]
 METRIC_KEYS = {"step", "max_steps", "epoch", "samples", "tokens_per_s", "elapsed_s", "eta_s", "lr", "depformer_lr",
@@ -61,7 +63,7 @@ def env() -> dict[str, str]:
 
 
 def launch(run_dir: Path) -> tuple[list[str], dict[str, str]]:
-    """The launcher's own `accelerate launch` argv and environment (backend.launch_command)."""
+    """The launcher's own `accelerate launch` argv and environment (backend.finetune.command)."""
     cfg = config.load(FinetuneConfig, run_dir / "config.json")
     return accelerate_command(cfg, run_dir), env() | env_for(cfg)
 
@@ -150,7 +152,7 @@ def test_abort_file_stops_at_a_step_boundary_with_a_checkpoint(tmp_path: Path, a
 def test_sigterm_stops_gracefully(tmp_path: Path, assets: dict[str, Path]) -> None:
     run = tmp_path / "run"
     run_cfg(run, assets, max_steps=500, lr=1e-4)
-    proc = subprocess.Popen([sys.executable, "-m", "backend.train", "--run-dir", str(run)], cwd=REPO, env=env(),
+    proc = subprocess.Popen([sys.executable, "-m", "backend.finetune.trainer", "--run-dir", str(run)], cwd=REPO, env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_for_step(run, proc, 1)
     proc.send_signal(signal.SIGTERM)
@@ -163,7 +165,7 @@ def test_sigterm_stops_gracefully(tmp_path: Path, assets: dict[str, Path]) -> No
 # The save of step 4 hangs after writing everything but the `complete` marker: the test kills it there.
 SLOW_SAVE = """
 import sys, time
-from backend import checkpoints
+from backend.finetune import checkpoints
 publish = checkpoints.publish
 def slow_publish(staging, final):
     if final.name == "step-000004":
@@ -171,7 +173,7 @@ def slow_publish(staging, final):
         time.sleep(600)
     publish(staging, final)
 checkpoints.publish = slow_publish
-from backend.train import main
+from backend.finetune.trainer import main
 sys.exit(main(["--run-dir", sys.argv[1]]))
 """
 

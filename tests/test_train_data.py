@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 from train_helpers import write_dataset
 
-from backend.build_dataset import SCHEMA
-from backend.errors import InputError
-from backend.train_data import Dialogues, Example, ExampleStream, Position, collate, eval_share, example_rows, \
+from backend.dataset.build import SCHEMA
+from backend.core.errors import InputError
+from backend.finetune.data import Dialogues, Example, ExampleStream, Position, collate, eval_share, example_rows, \
     make_examples
 
 

@@ -20,10 +20,10 @@ from conftest import free_port
 from safetensors.torch import load_file
 from train_helpers import write_dataset, write_model, write_run
 
-from backend import checkpoints
-from backend.launch_command import accelerate_command, env_for
-from backend.models import load_lm
-from backend.train import DEEPSPEED_PRESETS
+from backend.finetune import checkpoints
+from backend.finetune.command import accelerate_command, env_for
+from backend.models.source import load_lm
+from backend.finetune.trainer import DEEPSPEED_PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def test_two_processes_train_and_checkpoint(tmp_path: Path, assets: dict[str, Pa
     cfg = write_run(run, base_model=str(assets["model"]), train_data=str(assets["data"]), deepspeed=ds_setting,
                     num_processes=2, max_steps=3, checkpoint_every=2, keep_checkpoints=2, lr=1e-3, max_frames=8,
                     main_port=free_port())
-    # The launcher's own command and environment (backend.launch_command), as the studio starts a run.
+    # The launcher's own command and environment (backend.finetune.command), as the studio starts a run.
     env = os.environ | env_for(cfg) | {"NO_TORCH_COMPILE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     cmd = accelerate_command(cfg, run)
     start = time.monotonic()

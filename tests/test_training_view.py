@@ -5,8 +5,8 @@ import pytest
 import torch
 from moshi.models.lm_utils import _delay_sequence
 
-from backend.spec import CARD, DELAYS, TEXT_CARD
-from backend.training_view import delayed_input, initial_column, training_rows
+from backend.core.spec import CARD, DELAYS, TEXT_CARD
+from backend.dataset.training_view import delayed_input, initial_column, training_rows
 
 
 def test_delayed_input_matches_moshi() -> None:

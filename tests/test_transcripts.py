@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.errors import ConfigError, InputError
-from backend.spm import train_spm
-from backend.tokenize_text import TextTokenizeConfig, TokenizeFailures, tokenize_text
-from backend.transcripts import Word, check_transcript, load_transcript, parse_speaker_map
+from backend.core.errors import ConfigError, InputError
+from backend.dataset.spm import train_spm
+from backend.dataset.tokenize_text import TextTokenizeConfig, TokenizeFailures, tokenize_text
+from backend.data.transcripts import Word, check_transcript, load_transcript, parse_speaker_map
 
 GOOD = [{"speaker": "A", "word": "hello", "start": 0.5, "end": 0.9},
         {"speaker": "B", "word": "hi", "start": 1.0, "end": 1.2},

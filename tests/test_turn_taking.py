@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend import vad
-from backend.audio_io import write_stereo_wav
-from backend.spec import SAMPLE_RATE
-from backend.turn_taking import TurnTakingConfig, analyse, compare, main
+from backend.inference import vad
+from backend.data.audio_io import write_stereo_wav
+from backend.core.spec import SAMPLE_RATE
+from backend.inference.turn_taking import TurnTakingConfig, analyse, compare, main
 
 SR = SAMPLE_RATE
 

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from conftest import free_port
 
-from backend.spec import DELAYS
-from backend.training_view import delayed_input, training_rows
+from backend.core.spec import DELAYS
+from backend.dataset.training_view import delayed_input, training_rows
 from studio.alignment_view import ALIGNMENT_JS, render_alignment
 from studio.timeline_view import TIMELINE_JS, render_timeline
 
@@ -48,7 +48,7 @@ def alignment_data(duration: float = 4.0) -> dict[str, Any]:
 
 
 def timeline_data(first: int = 0, count: int = 12) -> dict[str, Any]:
-    """Shaped like backend.timeline.timeline_data, built by hand from a small undelayed row."""
+    """Shaped like backend.dataset.timeline.timeline_data, built by hand from a small undelayed row."""
     total = first + count
     rng = np.random.default_rng(0)
     labels = {"A": ["PAD", "EPAD", "\u2581hi", "\u2581", NASTY, "PAD"] * 4,
@@ -140,7 +140,7 @@ def test_alignment_words_lanes_and_overlaps() -> None:
 
 def demo_alignment() -> dict[str, Any]:
     """A demo dialogue of the repo through the backend's own preview data."""
-    from backend.preview import alignment_data as preview
+    from backend.data.preview import alignment_data as preview
 
     return preview(REPO / "assets/demo/demo_cafe.flac", REPO / "assets/demo/demo_cafe.json")
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 from moshi.utils.compile import no_compile
 
-from backend import config
-from backend.errors import ConfigError, InputError
-from backend.models import DEMO_MIMI_ASSET, load_lm, load_mimi, random_mimi, tiny_mimi_config
-from backend.spec import CARD, FRAME_SIZE, PAD_ID, EPAD_ID
-from backend.spm import load_spm
-from backend.workspace import (WorkspaceSettings, create_demo_workspace, demo_lm, main, open_workspace)
+from backend.core import config
+from backend.core.errors import ConfigError, InputError
+from backend.models.source import DEMO_MIMI_ASSET, load_lm, load_mimi, random_mimi, tiny_mimi_config
+from backend.core.spec import CARD, FRAME_SIZE, PAD_ID, EPAD_ID
+from backend.dataset.spm import load_spm
+from backend.core.workspace import (WorkspaceSettings, create_demo_workspace, demo_lm, main, open_workspace)
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ import pyarrow.parquet as pq
 import torch
 from moshi.models import loaders
 
-from backend import config
-from backend.build_dataset import SCHEMA, shard_name
-from backend.finetune_config import FinetuneConfig
-from backend.models import save_lm, tiny_lm_kwargs
-from backend.spec import EPAD_ID, PAD_ID
+from backend.core import config
+from backend.dataset.build import SCHEMA, shard_name
+from backend.finetune.config import FinetuneConfig
+from backend.models.source import save_lm, tiny_lm_kwargs
+from backend.core.spec import EPAD_ID, PAD_ID
 
 
 def speaker_tokens(rng: np.random.Generator, frames: int, audio_vocab: int = 2048) -> np.ndarray:

@@ -1,0 +1,163 @@
+"""One config object per stage: a dataclass whose fields carry their help text.
+
+The same dataclass builds the CLI (`cli_parser`), is filled by the studio's forms (`from_dict`)
+and is saved next to every output (`to_dict`), so there is no second list of flags anywhere.
+Declare fields with `option(default, "help", choices=...)`.
+"""
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from backend.core.errors import ConfigError
+
+C = TypeVar("C")
+
+
+def option(default: Any, help: str, *, choices: tuple | None = None, cli: bool = True) -> Any:
+    """A config field with its help text (shown in --help and as the studio's field info)."""
+    meta = {"help": help, "choices": choices, "cli": cli}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(underlying type, optional?) of a field annotation such as `int | None`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0], len(args) < len(typing.get_args(tp))
+    return tp, False
+
+
+def field_choices(f: dataclasses.Field, tp: Any) -> tuple | None:
+    base, _ = _base_type(tp)
+    if typing.get_origin(base) is Literal:
+        return typing.get_args(base)
+    return f.metadata.get("choices")
+
+
+def _convert(value: Any, tp: Any, name: str) -> Any:
+    base, optional = _base_type(tp)
+    if value is None or (optional and value == ""):
+        if optional:
+            return None
+        raise ConfigError(f"{name}: a value is required")
+    if typing.get_origin(base) is Literal:
+        if value not in typing.get_args(base):
+            raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(str, typing.get_args(base)))}")
+        return value
+    try:
+        if base is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if base in (int, float, str):
+            if base is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return base(value)
+        if base is Path:
+            return Path(value)
+        if typing.get_origin(base) is list:
+            (item,) = typing.get_args(base)
+            if isinstance(value, str):
+                value = [v for v in value.replace(",", " ").split() if v]
+            return [_convert(v, item, name) for v in value]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: {value!r} is not a valid {getattr(base, '__name__', base)}") from None
+    return value
+
+
+def from_dict(cls: type[C], values: dict[str, Any]) -> C:
+    """Build a config from loose values (strings from a form, JSON); unknown keys are an error."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"unknown setting(s) for {cls.__name__}: {', '.join(sorted(unknown))}")
+    kwargs = {k: _convert(v, hints[k], k) for k, v in values.items()}
+    for f in dataclasses.fields(cls):
+        choices = f.metadata.get("choices")
+        if choices and f.name in kwargs and kwargs[f.name] not in choices:
+            raise ConfigError(f"{f.name}: {kwargs[f.name]!r} is not one of {', '.join(map(str, choices))}")
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """JSON-ready dict of a config (paths as strings)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        out[f.name] = str(v) if isinstance(v, Path) else v
+    return out
+
+
+def save(cfg: Any, path: str | Path) -> None:
+    from backend.core.atomic import write_text_atomic
+
+    write_text_atomic(path, json.dumps(to_dict(cfg), indent=2) + "\n")
+
+
+def load(cls: type[C], path: str | Path) -> C:
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: cannot read the configuration ({e})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: a configuration file holds one JSON object")
+    return from_dict(cls, values)
+
+
+def cli_parser(cls: type, description: str, parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """An argparse parser with one --flag per field of `cls` (plus --config FILE)."""
+    parser = parser or argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", type=Path, default=None, help="read settings from this JSON file first")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get("cli", True):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        base, _ = _base_type(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        help_text = f.metadata.get("help", "")
+        if base is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"{help_text} (default: {default})")
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, choices=field_choices(f, hints[f.name]),
+                                nargs="+" if typing.get_origin(base) is list else None,
+                                help=f"{help_text} (default: {default})")
+    return parser
+
+
+def from_cli(cls: type[C], args: argparse.Namespace) -> C:
+    """Config from parsed args: defaults < --config file < explicit flags."""
+    values: dict[str, Any] = {}
+    if getattr(args, "config", None) is not None:
+        values.update(dataclasses.asdict(load(cls, args.config)))
+    for f in dataclasses.fields(cls):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            values[f.name] = v
+    return from_dict(cls, values)
+
+
+def describe(cls: type) -> list[dict[str, Any]]:
+    """Field descriptions for building forms: name, type, default, help, choices."""
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        base, optional = _base_type(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        rows.append({"name": f.name, "type": base, "optional": optional, "default": default,
+                     "help": f.metadata.get("help", ""), "choices": field_choices(f, hints[f.name])})
+    return rows

@@ -1,0 +1,66 @@
+"""Bring user files into a workspace: only validated audio + transcript pairs are copied."""
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backend.core.atomic import atomic_path
+from backend.data.files import AUDIO_EXTENSIONS, TRANSCRIPT_EXTENSIONS, Dialogue
+from backend.data.validate import DialogueReport, validate_dialogue
+
+
+@dataclass
+class ImportResult:
+    imported: list[DialogueReport] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # one message per refused file or dialogue
+
+
+def import_dialogues(files: list[str | Path], dest: str | Path) -> ImportResult:
+    """Validate the uploaded files as dialogues (pairs by basename) and copy the good ones to `dest`.
+
+    Nothing is written for a refused dialogue; a file whose partner is already in `dest` completes it.
+    """
+    dest = Path(dest)
+    result = ImportResult()
+    groups: dict[str, dict[str, list[Path]]] = {}
+    for f in map(Path, files):
+        suffix = f.suffix.lower()
+        kind = "audio" if suffix in AUDIO_EXTENSIONS else "text" if suffix in TRANSCRIPT_EXTENSIONS else None
+        if kind is None:
+            result.rejected.append(f"{f.name}: not a dialogue file (expected .wav, .flac, .ogg or .json)")
+            continue
+        groups.setdefault(f.stem, {"audio": [], "text": []})[kind].append(f)
+    for name, group in sorted(groups.items()):
+        duplicates = [p for kind in ("audio", "text") if len(group[kind]) > 1 for p in group[kind]]
+        if duplicates:
+            result.rejected.append(f"{', '.join(p.name for p in duplicates)}: several files named '{name}' "
+                                   "in one upload; rename one")
+            continue
+        audio = group["audio"][0] if group["audio"] else _existing(dest, name, AUDIO_EXTENSIONS)
+        text = group["text"][0] if group["text"] else _existing(dest, name, TRANSCRIPT_EXTENSIONS)
+        report = validate_dialogue(Dialogue(name, audio, text))
+        if not report.ok:
+            result.rejected.extend(i.message for i in report.issues if i.level == "error")
+            continue
+        for src in (audio, text):
+            if src is not None and src.parent.resolve() != dest.resolve():
+                _replace_name(dest, name, src.suffix.lower())
+                with atomic_path(dest / f"{name}{src.suffix.lower()}") as tmp:
+                    shutil.copyfile(src, tmp)
+        result.imported.append(report)
+    return result
+
+
+def _existing(dest: Path, name: str, extensions: tuple[str, ...]) -> Path | None:
+    for ext in extensions:
+        if (dest / f"{name}{ext}").is_file():
+            return dest / f"{name}{ext}"
+    return None
+
+
+def _replace_name(dest: Path, name: str, keep_suffix: str) -> None:
+    """An upload of name.flac replaces an existing name.wav, so one basename never has two audio files."""
+    kinds = AUDIO_EXTENSIONS if keep_suffix in AUDIO_EXTENSIONS else TRANSCRIPT_EXTENSIONS
+    for ext in kinds:
+        if ext != keep_suffix:
+            (dest / f"{name}{ext}").unlink(missing_ok=True)

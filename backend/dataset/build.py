@@ -1,0 +1,153 @@
+"""Stage: merge audio and text tokens into the Parquet dataset of SPEC.md.
+
+One row per dialogue: `dialogue_id` = `<output_prefix>/<name>`, `A` and `B` = [9, T] (text row,
+then codebooks 0..7, undelayed). The audio length wins: text is cut or PAD-padded to T.
+"""
+
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from backend.core import config
+from backend.core.atomic import atomic_path
+from backend.core.errors import ConfigError, InputError
+from backend.core.spec import NUM_CODEBOOKS, PAD_ID, SPEAKERS
+
+MAX_SHARD_ROWS = 100_000
+SCHEMA = pa.schema([
+    ("dialogue_id", pa.string()),
+    ("A", pa.list_(pa.list_(pa.int64()))),
+    ("B", pa.list_(pa.list_(pa.int64()))),
+])
+
+
+@dataclass
+class DatasetConfig:
+    audio_tokens: Path = config.option(Path("workspace/tokens/audio"), "folder of audio token files <name>.npz")
+    text_tokens: Path = config.option(Path("workspace/tokens/text"), "folder of text token files <name>.npz")
+    output: Path = config.option(Path("workspace/dataset"), "folder for the Parquet shards")
+    output_prefix: str = config.option("train", "shard file prefix, also the first part of every dialogue_id")
+    shard_rows: int = config.option(MAX_SHARD_ROWS, "rows per shard (at most 100,000)")
+    pad_id: int = config.option(PAD_ID, "text id used to pad text that is shorter than the audio")
+
+
+@dataclass
+class DatasetReport:
+    rows: int = 0
+    frames: int = 0
+    files: list[str] = field(default_factory=list)
+    missing_audio: list[str] = field(default_factory=list)  # text tokens without audio tokens
+    missing_text: list[str] = field(default_factory=list)  # audio tokens without text tokens
+    text_cut: dict[str, int] = field(default_factory=dict)  # name -> text frames cut off
+    text_padded: dict[str, int] = field(default_factory=dict)  # name -> PAD frames added
+
+    @property
+    def hours(self) -> float:
+        return self.frames / 12.5 / 3600
+
+    def summary(self) -> str:
+        lines = [f"{self.rows} dialogues, {self.hours:.3f} h of audio in {len(self.files)} shard(s)"]
+        if self.missing_audio:
+            lines.append(f"left out, no audio tokens: {', '.join(self.missing_audio)}")
+        if self.missing_text:
+            lines.append(f"left out, no text tokens: {', '.join(self.missing_text)}")
+        return "\n".join(lines)
+
+
+def _load_npz(path: Path, ndim: int) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path) as data:
+            arrays = {s: np.asarray(data[s], dtype=np.int64) for s in SPEAKERS}
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(path, f"not a token file with arrays A and B ({e})") from None
+    for s, a in arrays.items():
+        if a.ndim != ndim or (ndim == 2 and a.shape[0] != NUM_CODEBOOKS):
+            want = f"[{NUM_CODEBOOKS}, T]" if ndim == 2 else "[T]"
+            raise InputError(path, f"array {s} has shape {list(a.shape)}, expected {want}")
+    if ndim == 2 and arrays["A"].shape != arrays["B"].shape:
+        raise InputError(path, f"A and B differ in length ({arrays['A'].shape[1]} vs {arrays['B'].shape[1]} frames)")
+    return arrays
+
+
+def fit_text(text: np.ndarray, frames: int, pad_id: int) -> np.ndarray:
+    """Cut or PAD-pad a text stream to the audio's frame count."""
+    if len(text) >= frames:
+        return text[:frames]
+    return np.concatenate([text, np.full(frames - len(text), pad_id, dtype=np.int64)])
+
+
+def merge_row(audio: dict[str, np.ndarray], text: dict[str, np.ndarray], pad_id: int) -> dict[str, np.ndarray]:
+    frames = audio["A"].shape[1]
+    return {s: np.concatenate([fit_text(text[s], frames, pad_id)[None], audio[s]], axis=0) for s in SPEAKERS}
+
+
+def shard_name(prefix: str, index: int, count: int) -> str:
+    return f"{prefix}-{index:03d}-of-{count:03d}.parquet"
+
+
+def build_dataset(cfg: DatasetConfig, progress: Callable[[float, str], None] | None = None) -> DatasetReport:
+    """Write the shards (sorted by name, so the order is deterministic) and report what was left out."""
+    if not 1 <= cfg.shard_rows <= MAX_SHARD_ROWS:
+        raise ConfigError(f"shard_rows must be between 1 and {MAX_SHARD_ROWS}, got {cfg.shard_rows}")
+    if not cfg.output_prefix or "/" in cfg.output_prefix:
+        raise ConfigError(f"output_prefix must be a plain name, got {cfg.output_prefix!r}")
+    for folder in (cfg.audio_tokens, cfg.text_tokens):
+        if not Path(folder).is_dir():
+            raise ConfigError(f"{folder}: no such folder (tokenize audio and text first)")
+    audio_names = {p.stem for p in Path(cfg.audio_tokens).glob("*.npz")}
+    text_names = {p.stem for p in Path(cfg.text_tokens).glob("*.npz")}
+    report = DatasetReport(missing_audio=sorted(text_names - audio_names), missing_text=sorted(audio_names - text_names))
+    names = sorted(audio_names & text_names)
+    if not names:
+        raise ConfigError(f"no dialogue has both audio tokens in {cfg.audio_tokens} and text tokens in {cfg.text_tokens}")
+    count = math.ceil(len(names) / cfg.shard_rows)
+    for old in Path(cfg.output).glob(f"{cfg.output_prefix}-*-of-*.parquet"):
+        old.unlink()  # a previous build with another shard count would otherwise linger
+    for shard in range(count):
+        rows: dict[str, list] = {"dialogue_id": [], "A": [], "B": []}
+        for i, name in enumerate(names[shard * cfg.shard_rows:(shard + 1) * cfg.shard_rows]):
+            audio = _load_npz(Path(cfg.audio_tokens) / f"{name}.npz", ndim=2)
+            text = _load_npz(Path(cfg.text_tokens) / f"{name}.npz", ndim=1)
+            frames = audio["A"].shape[1]
+            diff = len(text["A"]) - frames
+            if diff > 0:
+                report.text_cut[name] = diff
+            elif diff < 0:
+                report.text_padded[name] = -diff
+            row = merge_row(audio, text, cfg.pad_id)
+            rows["dialogue_id"].append(f"{cfg.output_prefix}/{name}")
+            rows["A"].append(row["A"].tolist())
+            rows["B"].append(row["B"].tolist())
+            report.rows += 1
+            report.frames += frames
+            if progress:
+                progress(report.rows / len(names), name)
+        target = Path(cfg.output) / shard_name(cfg.output_prefix, shard + 1, count)
+        with atomic_path(target) as tmp:
+            pq.write_table(pa.table(rows, schema=SCHEMA), tmp)
+        report.files.append(str(target))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = config.cli_parser(DatasetConfig, "Merge audio and text tokens into Parquet shards (SPEC.md).")
+    args = parser.parse_args(argv)
+    try:
+        report = build_dataset(config.from_cli(DatasetConfig, args))
+    except (ConfigError, InputError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    for f in report.files:
+        print(f)
+    return 1 if report.missing_audio or report.missing_text else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The Data tab's "Build dataset": tokenize audio and text of a workspace, then write Parquet.
+
+Each step is its stage's own function with its own config object; this only fills the
+workspace's paths in and chains them under one progress callback.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from backend.dataset.build import DatasetConfig, DatasetReport, build_dataset
+from backend.dataset.text_layout import DialogueAudit
+from backend.dataset.tokenize_audio import AudioTokenizeConfig, tokenize_audio
+from backend.dataset.tokenize_text import TextTokenizeConfig, tokenize_text
+from backend.core.workspace import Workspace
+
+Progress = Callable[[float, str], None]
+
+
+def text_paths(ws: Workspace) -> dict[str, Any]:
+    """The TextTokenizeConfig fields a workspace decides (the form supplies the layout options)."""
+    return {"transcripts": ws.raw, "tokenizer": ws.tokenizer_path, "output": ws.tokens_text, "audio": ws.raw}
+
+
+@dataclass
+class PrepareResult:
+    audio: Any
+    audits: list[DialogueAudit]
+    dataset: DatasetReport
+    notes: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        lines = [f"✔ {self.dataset.summary()}", "", "| dialogue | text audit |", "|---|---|"]
+        lines += [f"| {a.name} | {a.summary()} |" for a in self.audits]
+        lines += [f"- {n}" for n in self.notes]
+        lines += [f"- wrote `{Path(f).name}`" for f in self.dataset.files]
+        return "\n".join(lines)
+
+
+def _stage(progress: Progress | None, lo: float, hi: float) -> Progress | None:
+    """Map a stage's 0..1 progress onto [lo, hi] of the whole build."""
+    if progress is None:
+        return None
+    return lambda f, msg: progress(lo + (hi - lo) * f, msg)
+
+
+def prepare_dataset(ws: Workspace, text_cfg: TextTokenizeConfig, progress: Progress | None = None) -> PrepareResult:
+    audio = tokenize_audio(AudioTokenizeConfig(input_dir=ws.raw, output_dir=ws.tokens_audio, mimi=ws.mimi_source,
+                                               device=ws.settings.device), progress=_stage(progress, 0.0, 0.7))
+    audits = tokenize_text(text_cfg, progress=_stage(progress, 0.7, 0.85))
+    report = build_dataset(DatasetConfig(audio_tokens=ws.tokens_audio, text_tokens=ws.tokens_text, output=ws.dataset),
+                           progress=_stage(progress, 0.85, 1.0))
+    return PrepareResult(audio, audits, report)

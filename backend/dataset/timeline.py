@@ -1,0 +1,123 @@
+"""Stage: what the model sees for one dataset row and a time window.
+
+Per speaker the text stream (decoded pieces, PAD and EPAD named) and the 8 codebooks on the
+12.5 Hz grid; the training view with its delays; the window's audio decoded through Mimi.
+"""
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from backend.core import config
+from backend.dataset.read import load_row
+from backend.core.errors import ConfigError, StudioError
+from backend.core.spec import DELAYS, EPAD_ID, FRAME_RATE, PAD_ID, SPEAKERS
+from backend.dataset.training_view import delayed_input, training_rows
+
+
+@dataclass
+class TimelineConfig:
+    dataset: Path = config.option(Path("workspace/dataset"), "folder of the Parquet shards")
+    dialogue_id: str = config.option("", "dialogue to show (as in the dataset's dialogue_id column)")
+    start: float = config.option(0.0, "window start in seconds")
+    seconds: float = config.option(4.0, "window length in seconds")
+    main: Literal["A", "B"] = config.option("A", "speaker that plays Moshi in the training view")
+    tokenizer: Path = config.option(Path("workspace/models/tokenizer.model"), "SentencePiece model, to decode text ids")
+    pad_id: int = config.option(PAD_ID, "text PAD id")
+    epad_id: int = config.option(EPAD_ID, "text EPAD id")
+    mimi: str = config.option("", "Mimi to decode the window with (directory, .safetensors or hub id); with --wav")
+    wav: Path | None = config.option(None, "write the window's decoded stereo audio here (left A, right B)")
+
+
+def text_label(token: int, sp: Any, pad_id: int, epad_id: int) -> str:
+    if token == pad_id:
+        return "PAD"
+    if token == epad_id:
+        return "EPAD"
+    if 0 <= token < sp.vocab_size():
+        return sp.id_to_piece(int(token))
+    return f"<{token}>"  # initial token (text_card) or ids past this tokenizer's vocabulary
+
+
+def frame_window(total: int, start: float, seconds: float) -> tuple[int, int]:
+    """(first frame, frame count) of a window in seconds, clamped to the row."""
+    if seconds <= 0:
+        raise ConfigError(f"window length must be positive, got {seconds} s")
+    first = min(max(int(start * FRAME_RATE), 0), max(total - 1, 0))
+    return first, max(1, min(int(round(seconds * FRAME_RATE)), total - first))
+
+
+def timeline_data(row: dict[str, np.ndarray], dialogue_id: str, first: int, count: int, sp: Any,
+                  main: str = "A", pad_id: int = PAD_ID, epad_id: int = EPAD_ID) -> dict[str, Any]:
+    """Plain data for the timeline widget and the CLI (see studio/timeline_view.py)."""
+    window = slice(first, first + count)
+    speakers = {}
+    for s in SPEAKERS:
+        text = row[s][0, window]
+        speakers[s] = {"text_ids": text.tolist(), "text_labels": [text_label(t, sp, pad_id, epad_id) for t in text],
+                       "codes": row[s][1:, window].tolist()}
+    other = "B" if main == "A" else "A"
+    # Column f of the delayed view is what sits at frame f once delays are applied: step f + 1 of the
+    # model's input sequence (step 0 is the initial column).
+    delayed = delayed_input(training_rows(row[main], row[other]))[:, first + 1:first + 1 + count]
+    names = [f"text {main}"] + [f"{main} cb{i}" for i in range(8)] + [f"{other} cb{i}" for i in range(8)]
+    return {
+        "dialogue_id": dialogue_id, "start_frame": first, "frame_rate": FRAME_RATE,
+        "frames": list(range(first, first + count)), "times": [f / FRAME_RATE for f in range(first, first + count)],
+        "speakers": speakers, "main": main,
+        "delayed": {"row_names": names, "rows": delayed.tolist(), "delays": DELAYS, "start_step": first + 1},
+    }
+
+
+def window_audio(mimi: Any, row: dict[str, np.ndarray], first: int, count: int) -> np.ndarray:
+    """[2, count * 1920] float32 at 24 kHz: the window's codes of A and B decoded in one batch."""
+    from backend.dataset.codec import decode
+
+    codes = np.stack([row[s][1:, first:first + count] for s in SPEAKERS])
+    return decode(mimi, codes)
+
+
+def format_grid(data: dict[str, Any]) -> str:
+    """A plain-text rendering for the CLI."""
+    cols = data["frames"]
+    lines = ["frame    " + " ".join(f"{f:>6}" for f in cols)]
+    for s, stream in data["speakers"].items():
+        lines.append(f"text {s}   " + " ".join(f"{lab[:6]:>6}" for lab in stream["text_labels"]))
+        for i, codes in enumerate(stream["codes"]):
+            lines.append(f"{s} cb{i}    " + " ".join(f"{c:>6}" for c in codes))
+    lines.append(f"training view (main {data['main']}, delays applied):")
+    for name, d, row in zip(data["delayed"]["row_names"], data["delayed"]["delays"], data["delayed"]["rows"]):
+        lines.append(f"{name:<8} +{d} " + " ".join(f"{c:>6}" for c in row))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = config.cli_parser(TimelineConfig, "Show the token timeline of one dataset row.")
+    args = parser.parse_args(argv)
+    try:
+        cfg = config.from_cli(TimelineConfig, args)
+        from backend.dataset.spm import load_spm
+
+        row = load_row(cfg.dataset, cfg.dialogue_id)
+        first, count = frame_window(row["A"].shape[1], cfg.start, cfg.seconds)
+        print(format_grid(timeline_data(row, cfg.dialogue_id, first, count, load_spm(cfg.tokenizer),
+                                        cfg.main, cfg.pad_id, cfg.epad_id)))
+        if cfg.wav is not None:
+            if not cfg.mimi:
+                raise ConfigError("--wav needs --mimi (the codec the dataset was tokenized with)")
+            from backend.data.audio_io import write_stereo_wav
+            from backend.models.source import load_mimi
+
+            write_stereo_wav(cfg.wav, window_audio(load_mimi(cfg.mimi), row, first, count))
+            print(f"wrote {cfg.wav}")
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The chat engine: one Moshi model in this process, stepped one 80 ms frame at a time.
+
+Per frame (SPEC.md: 1920 samples at 24 kHz): Mimi encodes the user's audio, `LMGen.step` samples
+Moshi's text token and 8 audio tokens, Mimi decodes them. This is moshi's own server loop
+(`moshi.server`, which must never be imported: it starts a server at import), minus its waste:
+no per-frame `.item()` sync inside the loop beyond the one text token, no CUDA calls on CPU.
+"""
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from moshi.models import LMGen, loaders
+
+from backend.core.config import option
+from backend.core.errors import InputError
+from backend.inference.live_text import LiveText
+from backend.models.source import load_mimi, pick_device
+from backend.core.spec import EPAD_ID, FRAME_SIZE, NUM_CODEBOOKS, PAD_ID
+
+
+@dataclass
+class ChatConfig:
+    model: str = option("models/demo-lm", "Moshi LM: a clean exported model folder (dep_q 8), a model folder or a "
+                        "hub repo id such as kyutai/moshiko-pytorch-bf16")
+    mimi: str = option("models/demo-mimi", "Mimi: a folder, a .safetensors file or a hub repo id")
+    tokenizer: str = option("models/tokenizer.model", "SentencePiece model of the LM's text stream (for a hub "
+                            "model: empty takes the repo's)")
+    device: Literal["auto", "cpu", "cuda"] = option("auto", "where the models run (auto: CUDA when available)")
+    text_temperature: float = option(0.7, "text sampling temperature")
+    text_top_k: int = option(25, "text top-k")
+    audio_temperature: float = option(0.8, "audio sampling temperature")
+    audio_top_k: int = option(250, "audio top-k")
+    seed: int = option(42424242, "sampling seed (moshi.server's)")
+    max_session_seconds: float = option(300.0, "a conversation ends after this long (frees the model for others)")
+    max_lag_ms: float = option(240.0, "when input has waited longer than this (frames took over 80 ms to compute), "
+                               "the oldest is skipped: Moshi stays in real time instead of drifting behind")
+    record_dir: str = option("", "write every conversation here as a stereo WAV (left Moshi, right user) + word "
+                             "transcript, ready for the Data stage; empty: do not record")
+    host: str = option("127.0.0.1", "standalone server (python -m backend.inference.chat_server): address to bind")
+    port: int = option(8998, "standalone server: port (moshi.server's default)")
+    threads: int = option(1, "torch CPU threads (1 is fastest for small models on CPU, where the loop is mostly "
+                         "Python overhead; 0: torch's default)")
+
+
+@dataclass
+class FrameOutput:
+    pcm: np.ndarray | None  # 1920 float32 samples of Moshi's voice (None while the model warms up)
+    text: str  # the text piece of this frame ("" for PAD / EPAD)
+    compute_ms: float
+
+
+class ChatEngine:
+    """Mimi + LMGen in streaming mode for one conversation at a time; `reset` starts a new one."""
+
+    def __init__(self, cfg: ChatConfig):
+        from backend.inference.generate import load_model, resolve_dtype
+
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        lm = load_model(cfg.model, device=self.device, dtype=resolve_dtype("auto", self.device))
+        if lm.dep_q != NUM_CODEBOOKS:
+            raise InputError(cfg.model, f"dep_q {lm.dep_q}: chat needs a clean model (dep_q {NUM_CODEBOOKS}); "
+                                        "export the checkpoint with --clean")
+        self.mimi = load_mimi(cfg.mimi, device=self.device)
+        self.tokenizer = self._tokenizer(cfg)
+        self.text = LiveText(self.tokenizer)
+        self.lm_gen = LMGen(lm, temp=cfg.audio_temperature, temp_text=cfg.text_temperature,
+                            top_k=cfg.audio_top_k, top_k_text=cfg.text_top_k)
+        self.mimi.streaming_forever(1)
+        self.lm_gen.streaming_forever(1)
+        self._first = True
+        self.warmup()
+
+    @staticmethod
+    def _tokenizer(cfg: ChatConfig):  # -> sentencepiece.SentencePieceProcessor
+        from backend.dataset.spm import load_spm
+
+        if cfg.tokenizer:
+            return load_spm(cfg.tokenizer)
+        return loaders.CheckpointInfo.from_hf_repo(cfg.model).get_text_tokenizer()
+
+    def set_sampling(self, text_temperature: float, text_top_k: int, audio_temperature: float, audio_top_k: int) -> None:
+        self.lm_gen.temp_text, self.lm_gen.top_k_text = text_temperature, text_top_k
+        self.lm_gen.temp, self.lm_gen.top_k = audio_temperature, audio_top_k
+
+    @torch.no_grad()
+    def warmup(self, frames: int = 4) -> None:
+        """A few silent frames so the first real frame does not pay for lazy initialisation."""
+        for _ in range(frames):
+            self.step(np.zeros(FRAME_SIZE, dtype=np.float32))
+        self.reset()
+
+    def reset(self) -> None:
+        """A fresh conversation: empty streaming states, fresh seed."""
+        self.mimi.reset_streaming()
+        self.lm_gen.reset_streaming()
+        self.text.reset()
+        torch.manual_seed(self.cfg.seed)
+        self._first = True
+
+    @torch.no_grad()
+    def step(self, pcm: np.ndarray) -> FrameOutput:
+        """One 80 ms frame of the user's audio (1920 float32 samples at 24 kHz) in, Moshi's frame out."""
+        start = time.perf_counter()
+        x = torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32)).to(self.device)[None, None]
+        codes = self.mimi.encode(x)
+        if self._first:
+            # As moshi.server: the first frame carries the encoder's left padding, so the encoder is
+            # reset once to pad again on the next call; its codes still go to the LM.
+            self.mimi.reset_streaming()
+            self._first = False
+        tokens = self.lm_gen.step(codes)
+        out, text = None, ""
+        if tokens is not None:
+            out = self.mimi.decode(tokens[:, 1:1 + NUM_CODEBOOKS])[0, 0].float().cpu().numpy()
+            token = int(tokens[0, 0, 0])
+            # A model whose text card exceeds the tokenizer (the random demo LM) can sample ids it lacks.
+            if token not in (PAD_ID, EPAD_ID) and token < self.tokenizer.vocab_size():
+                text = self.text.piece(token)
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return FrameOutput(out, text, (time.perf_counter() - start) * 1000)

@@ -1,0 +1,410 @@
+"""Continuations stage: a teacher-forced prompt of P frames from a dataset row, then G sampled frames
+(SPEC.md "Generation and decoding").
+
+    python -m backend.inference.generate --model runs/<id>/checkpoints/step-000100 --dataset dataset --output continuations
+
+The loop mirrors moshi's `LMGen` but teacher-forces every stream during the prompt, which LMGen cannot
+(it always samples the text token). It works in the model's own delayed layout, the sequence that
+`LMModel.forward` builds in training (`training_view.delayed_input`): step s reads column s and writes
+column s + 1, i.e. the text and codebook 0 of frame s and the acoustic codebooks of frame s - 1. Row k
+of column s + 1 is forced from the reference while its frame s - delay[k] is inside the prompt; after
+that the model samples it. With a dep_q 8 model the depformer predicts Moshi's 8 codebooks only and the
+user's codebooks are read from the reference throughout (it must then cover the generated span).
+
+Sampling draws its uniforms from one generator per dialogue, seeded from (seed, dialogue id): a
+dialogue's continuation does not depend on which other dialogues share its batch.
+
+Per dialogue `<output>/<dialogue id>.npz` holds `tokens` int64 [17, P + G'] undelayed (row 0 text,
+1..8 Moshi audio, 9..16 user audio; the prompt kept), `reference` (the dataset's tokens over the same
+span, shorter where the dialogue ends), `prompt_frames` and `metadata` (JSON). With a Mimi,
+`<id>.continuation.wav` and `<id>.reference.wav` (stereo 24 kHz, left Moshi, right user); with a
+tokenizer, `<id>.transcript.json`.
+"""
+
+import json
+import sys
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from moshi.models.lm import LMModel
+from moshi.utils.compile import CUDAGraphed
+
+from backend.core import config
+from backend.core.atomic import atomic_path, write_text_atomic
+from backend.core.config import option
+from backend.core.errors import ConfigError, InputError, StudioError
+from backend.models.source import load_lm, load_mimi, pick_device
+from backend.core.spec import CARD, DELAYS, EPAD_ID, FRAME_RATE, NUM_CODEBOOKS, PAD_ID, TEXT_CARD, ZERO_TOKEN
+from backend.finetune.data import Dialogues
+from backend.dataset.training_view import delayed_input, training_rows
+
+Progress = Callable[[float, str], None]
+ROWS = 1 + 2 * NUM_CODEBOOKS  # text, Moshi's 8 codebooks, the user's 8
+MOSHI_ROWS = slice(1, 1 + NUM_CODEBOOKS)
+USER_ROWS = slice(1 + NUM_CODEBOOKS, ROWS)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class GenerateConfig:
+    model: str = option("models/demo-lm-init", "model folder, training checkpoint (runs/<id>/checkpoints/step-N, "
+                        "full or LoRA) or hub repo id")
+    base_model: str = option("", "LoRA checkpoints: the base model (default: base_model of the checkpoint's run)")
+    dataset: Path = option(Path("dataset"), "Parquet dataset (folder of shards or one .parquet file) holding the "
+                           "reference dialogues")
+    dialogues: list[str] = option([], "dialogue ids to continue (empty: the dataset's first `limit`, or all)")
+    limit: int = option(0, "without dialogue ids: continue the first N dialogues of the dataset (0: all)")
+    main_speaker: Literal["A", "B"] = option("A", "speaker of the dataset that plays Moshi (left channel); the "
+                                             "other is the user (right channel)")
+    start_frame: int = option(0, "first frame of the prompt in the dialogue (12.5 Hz frames)")
+    prompt_frames: int = option(50, "teacher-forced prompt length P in frames (50 = 4 s)")
+    gen_frames: int = option(125, "frames G to generate after the prompt (125 = 10 s); with a dep_q 8 model at "
+                             "most what the reference has left (its user stream is read from it)")
+    text_temperature: float = option(0.7, "text sampling temperature (0: greedy)")
+    text_top_k: int = option(25, "text top-k (0: whole vocabulary)")
+    audio_temperature: float = option(0.8, "audio sampling temperature (0: greedy)")
+    audio_top_k: int = option(250, "audio top-k (0: all 2048 entries)")
+    seed: int = option(0, "sampling seed; each dialogue's generator is seeded from it and the dialogue id")
+    batch_size: int = option(4, "dialogues generated together")
+    device: Literal["auto", "cpu", "cuda"] = option("auto", "where the LM runs (auto: CUDA when available)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", "LM dtype (auto: bfloat16 on CUDA, "
+                                                                      "float32 on CPU)")
+    cuda_graphs: bool = option(True, "CUDA only: replay each step as a CUDA graph (faster; ignored on CPU)")
+    output: Path | None = option(Path("continuations"), "folder for <dialogue id>.npz (+ .continuation.wav, "
+                                 ".reference.wav, .transcript.json); "
+                                 "none: keep results in memory only")
+    mimi: str = option("", "Mimi to decode with (folder, .safetensors or hub id): writes <id>.continuation.wav "
+                       "and <id>.reference.wav; empty: tokens only")
+    tokenizer: str = option("", "SentencePiece model: writes <id>.transcript.json (timed words of Moshi's text)")
+
+
+@dataclass
+class Continuation:
+    dialogue_id: str
+    main_speaker: str
+    start_frame: int  # where the prompt starts in the dialogue
+    prompt_frames: int
+    tokens: np.ndarray  # int64 [17, P + G'] undelayed, prompt first
+    reference: np.ndarray  # int64 [17, <= P + G'] the dataset's rows over the same span
+    metadata: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)  # tokens / wav / reference_wav / transcript
+
+    @property
+    def generated_frames(self) -> int:
+        return self.tokens.shape[1] - self.prompt_frames
+
+
+# ---------------------------------------------------------------- model and sampling
+
+def resolve_dtype(name: str, device: str) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if name == "float16" and not device.startswith("cuda"):
+        raise ConfigError("dtype float16 needs a GPU; on CPU use float32 or bfloat16")
+    return DTYPES[name]
+
+
+def load_model(source: str, base_model: str = "", device: str = "cpu",
+               dtype: torch.dtype = torch.float32) -> LMModel:
+    """The LM of a model folder, of a training checkpoint in any form the trainer writes (full weights,
+    LoRA adapters merged onto their base, DeepSpeed shards: `export.read_checkpoint`) or of a hub id."""
+    from moshi.modules.lora import replace_lora_with_linear
+
+    from backend.models.export import attach_lora, read_checkpoint
+    from backend.models.surgery import build_lm
+
+    path = Path(source)
+    if path.is_dir():
+        ckpt = read_checkpoint(path, base_model)
+        model = build_lm(ckpt.state, ckpt.kwargs, torch.float32, where=source)
+        if ckpt.lora:
+            attach_lora(model, ckpt.lora, ckpt.lora_scaling, source)
+            replace_lora_with_linear(model)
+        model = model.to(device=device, dtype=dtype)
+    else:
+        model = load_lm(source, device=device, dtype=dtype)
+    check_model(model, source)
+    return model.eval()
+
+
+def check_model(model: LMModel, where: str) -> None:
+    """The loop assumes SPEC.md's stream layout: text + 16 audio rows with the training view's delays."""
+    if model.n_q != 2 * NUM_CODEBOOKS or model.dep_q not in (NUM_CODEBOOKS, 2 * NUM_CODEBOOKS):
+        raise InputError(where, f"n_q {model.n_q} / dep_q {model.dep_q}: a Moshi dialogue model has n_q 16 and "
+                                f"dep_q 8 (Moshi's stream) or 16 (both streams)")
+    if list(model.delays) != DELAYS or model.card != CARD or model.text_card != TEXT_CARD:
+        raise InputError(where, f"delays {model.delays}, card {model.card}, text_card {model.text_card}: expected "
+                                f"{DELAYS}, {CARD}, {TEXT_CARD}")
+
+
+def sample(logits: torch.Tensor, temperature: float, top_k: int, uniform: torch.Tensor) -> torch.Tensor:
+    """[B, V] logits -> [B] tokens: argmax at temperature 0, else inverse-CDF sampling of the tempered
+    top-k distribution with one given uniform per row (so the randomness is per dialogue)."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    indices = None
+    if 0 < top_k < probs.shape[-1]:
+        probs, indices = probs.topk(top_k, dim=-1)
+    cdf = probs.cumsum(-1)
+    pick = torch.searchsorted(cdf, (uniform.to(cdf) * cdf[:, -1])[:, None], right=True)
+    pick = pick.clamp_max(probs.shape[-1] - 1)
+    return (pick if indices is None else indices.gather(-1, pick))[:, 0]
+
+
+def dialogue_seed(seed: int, dialogue_id: str) -> int:
+    return zlib.crc32(f"{seed}/{dialogue_id}".encode())
+
+
+class Sampler:
+    """One generation step of the LM on a batch, graphable: fixed shapes, no data-dependent Python."""
+
+    def __init__(self, model: LMModel, cfg: GenerateConfig):
+        self.model, self.cfg = model, cfg
+        graphs = model.device.type == "cuda" and cfg.cuda_graphs
+        self.main = CUDAGraphed(model.forward_text, disable=not graphs)
+        self.depth = CUDAGraphed(self._depformer, disable=not graphs)
+
+    def text(self, logits: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+        return sample(logits[:, 0, 0], self.cfg.text_temperature, self.cfg.text_top_k, uniform)
+
+    def _depformer(self, text: torch.Tensor, hidden: torch.Tensor, target: torch.Tensor, force: torch.Tensor,
+                   uniforms: torch.Tensor) -> torch.Tensor:
+        """Codebooks 0..dep_q-1 of one step, each conditioned on the previous one as in training; a
+        forced codebook takes `target` and that token conditions the next."""
+        model, cfg = self.model, self.cfg
+        prev, out = text, []
+        with model.depformer.streaming(text.shape[0]):
+            for i in range(model.dep_q):
+                logits = model.forward_depformer(i, prev[:, None, None], hidden)
+                token = sample(logits[:, 0, 0], cfg.audio_temperature, cfg.audio_top_k, uniforms[:, i])
+                prev = torch.where(force[i], target[:, i], token)
+                out.append(prev)
+        return torch.stack(out, dim=1)
+
+
+# ---------------------------------------------------------------- generation
+
+def run_batch(model: LMModel, sampler: Sampler, rows: list[np.ndarray], prompt: int, frames: int,
+              seeds: list[int], progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """[B, 17, frames] undelayed tokens: `rows` (each [17, >= prompt], cut or zero-padded) forced for
+    their first `prompt` frames (dep_q 8: the user rows everywhere), the rest sampled."""
+    device, dep_q = model.device, model.dep_q
+    max_delay = max(DELAYS)
+    steps = frames + max_delay  # the last step completes the acoustic codebooks of the last frame
+    # What the loop may read of the reference: the prompt, and for dep_q 8 the user rows up to their end
+    # (the Moshi rows past the prompt are overwritten before they are read). ZERO: zero embedding.
+    known = prompt if dep_q == ROWS - 1 else steps
+    padded = np.full((len(rows), ROWS, steps), ZERO_TOKEN, dtype=np.int64)
+    for b, r in enumerate(rows):
+        n = min(r.shape[1], known)
+        padded[b, :, :n] = r[:, :n]
+    seq = torch.from_numpy(np.stack([delayed_input(p) for p in padded])).to(device)  # [B, 17, steps + 1]
+    uniforms = torch.stack([torch.rand(steps, 1 + dep_q, generator=torch.Generator().manual_seed(s))
+                            for s in seeds]).to(device)
+    delays = torch.tensor(DELAYS[:1 + dep_q])
+    with torch.no_grad(), model.streaming(len(rows)):
+        for s in range(steps):
+            hidden, text_logits = sampler.main(seq[:, :, s:s + 1])
+            force = s - delays < prompt  # row k of column s + 1 holds frame s - delay[k]
+            if not force.all():  # inside the prompt the depformer has nothing to predict
+                target = seq[:, :1 + dep_q, s + 1]
+                text = sampler.text(text_logits, uniforms[:, s, 0])
+                text = torch.where(force[0], target[:, 0], text)
+                audio = sampler.depth(text, hidden, target[:, 1:], force[1:].to(device), uniforms[:, s, 1:])
+                seq[:, 0, s + 1] = text
+                seq[:, 1:1 + dep_q, s + 1] = audio
+            if progress:
+                progress(s + 1)
+    # Undelay: frame f of row k sits in column 1 + f + delay[k].
+    delayed = seq.cpu().numpy()
+    return np.stack([delayed[:, k, 1 + d:1 + d + frames] for k, d in enumerate(DELAYS)], axis=1)
+
+
+def pick_dialogues(data: Dialogues, cfg: GenerateConfig) -> list[int]:
+    if cfg.dialogues:
+        index = {d: i for i, d in enumerate(data.ids)}
+        missing = [d for d in cfg.dialogues if d not in index]
+        if missing:
+            raise InputError(cfg.dataset, f"no dialogue {', '.join(repr(d) for d in missing[:3])} in the dataset")
+        return [index[d] for d in cfg.dialogues]
+    return list(range(len(data)))[:cfg.limit or None]
+
+
+def check_numbers(cfg: GenerateConfig) -> None:
+    rules = [
+        (cfg.prompt_frames >= 1, f"prompt_frames must be >= 1, got {cfg.prompt_frames}"),
+        (cfg.gen_frames >= 1, f"gen_frames must be >= 1, got {cfg.gen_frames}"),
+        (cfg.start_frame >= 0, f"start_frame must be >= 0, got {cfg.start_frame}"),
+        (cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}"),
+        (cfg.limit >= 0, f"limit must be >= 0, got {cfg.limit}"),
+        (cfg.text_temperature >= 0 and cfg.audio_temperature >= 0, "temperatures must be >= 0"),
+        (cfg.text_top_k >= 0 and cfg.audio_top_k >= 0, "top-k values must be >= 0"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise ConfigError(message)
+
+
+def generate(cfg: GenerateConfig, progress: Progress | None = None) -> list[Continuation]:
+    """Continue the chosen dialogues; writes their files under cfg.output (unless None) and returns them."""
+    check_numbers(cfg)
+    report = progress or (lambda fraction, message: None)
+    data = Dialogues(cfg.dataset)
+    chosen = pick_dialogues(data, cfg)
+    p, start = cfg.prompt_frames, cfg.start_frame
+    for i in chosen:
+        if data.lengths[i] < start + p:
+            raise InputError(cfg.dataset, f"dialogue {data.ids[i]} has {data.lengths[i]} frames, fewer than "
+                                          f"start_frame + prompt_frames = {start + p}")
+    device = pick_device(cfg.device)
+    report(0.0, f"loading {cfg.model}")
+    model = load_model(cfg.model, cfg.base_model, device, resolve_dtype(cfg.dtype, device))
+    sampler = Sampler(model, cfg)
+    user_sampled = model.dep_q == ROWS - 1
+    other = "B" if cfg.main_speaker == "A" else "A"
+    meta = {"model": cfg.model, "dep_q": model.dep_q, "user_stream": "sampled" if user_sampled else "reference",
+            "config": config.to_dict(cfg)}
+
+    results: list[Continuation] = []
+    for first in range(0, len(chosen), cfg.batch_size):
+        batch = chosen[first:first + cfg.batch_size]
+        rows = [training_rows(data.speaker(i, cfg.main_speaker), data.speaker(i, other))[:, start:] for i in batch]
+        # A dep_q 8 model reads the user stream from the reference: it cannot go past its end.
+        gens = [cfg.gen_frames if user_sampled else min(cfg.gen_frames, r.shape[1] - p) for r in rows]
+        seeds = [dialogue_seed(cfg.seed, data.ids[i]) for i in batch]
+        frames = p + max(gens)
+        steps = frames + max(DELAYS)
+
+        def step_done(s: int, done: int = first) -> None:
+            report((done + len(batch) * s / steps) / len(chosen), f"dialogues {done + 1}-{done + len(batch)} of "
+                                                                   f"{len(chosen)}: step {s}/{steps}")
+
+        if max(gens) > 0:
+            tokens = run_batch(model, sampler, rows, p, frames, seeds, step_done)
+        else:
+            tokens = np.stack([r[:, :p] for r in rows])
+        for b, i in enumerate(batch):
+            n = p + gens[b]
+            results.append(Continuation(
+                dialogue_id=data.ids[i], main_speaker=cfg.main_speaker, start_frame=start, prompt_frames=p,
+                tokens=tokens[b, :, :n].copy(), reference=rows[b][:, :n].copy(),
+                metadata=meta | {"dialogue_id": data.ids[i], "dialogue_seed": seeds[b], "generated_frames": gens[b]}))
+    if cfg.output is not None:
+        report(1.0, "writing files")
+        write_outputs(results, cfg)
+    report(1.0, f"{len(results)} continuation(s)")
+    return results
+
+
+# ---------------------------------------------------------------- decoding and files
+
+def decode_continuation(mimi: Any, tokens: np.ndarray) -> np.ndarray:
+    """[17, T] tokens -> float32 [2, T * 1920] at 24 kHz: left Moshi (rows 1..8), right the user (9..16),
+    both channels in one Mimi batch."""
+    from backend.dataset.codec import decode
+
+    if tokens.ndim != 2 or tokens.shape[0] != ROWS:
+        raise ValueError(f"expected tokens of shape [17, T], got {list(tokens.shape)}")
+    return decode(mimi, np.stack([tokens[MOSHI_ROWS], tokens[USER_ROWS]]))
+
+
+def timed_transcript(text_row: Sequence[int], sp: Any, pad_id: int = PAD_ID,
+                     epad_id: int = EPAD_ID) -> list[dict[str, Any]]:
+    """Words of a text stream with their times (seconds from the row's first frame): pieces join into
+    a word until the next piece that starts with the word boundary "▁"; a word runs from its first
+    piece's frame to the end of its last piece's frame. PAD, EPAD, control ids and ids outside the
+    tokenizer are skipped."""
+    groups: list[tuple[list[int], int, int]] = []  # (ids, first frame, last frame)
+    for frame, token in enumerate(int(t) for t in text_row):
+        if token in (pad_id, epad_id) or not 0 <= token < sp.vocab_size() or sp.is_control(token):
+            continue
+        if not groups or sp.id_to_piece(token).startswith("▁"):
+            groups.append(([token], frame, frame))
+        else:
+            ids, begin, _ = groups[-1]
+            groups[-1] = (ids + [token], begin, frame)
+    words = [(sp.decode(ids).strip(), begin, end) for ids, begin, end in groups]
+    return [{"word": w, "start": begin / FRAME_RATE, "end": (end + 1) / FRAME_RATE} for w, begin, end in words if w]
+
+
+# The files of one continuation: <output>/<dialogue id><suffix> (ids are `<prefix>/<name>`: one
+# sub-folder per prefix).
+SUFFIXES = {"tokens": ".npz", "wav": ".continuation.wav", "reference_wav": ".reference.wav",
+            "transcript": ".transcript.json"}
+
+
+def output_files(output: Path, dialogue_id: str) -> dict[str, Path]:
+    if Path(dialogue_id).is_absolute() or ".." in Path(dialogue_id).parts or not dialogue_id.strip():
+        raise InputError(output, f"dialogue id {dialogue_id!r} cannot name a file inside the output folder")
+    stem = output / dialogue_id
+    return {key: stem.with_name(stem.name + suffix) for key, suffix in SUFFIXES.items()}
+
+
+def save_continuation(c: Continuation, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, tokens=c.tokens, reference=c.reference, prompt_frames=np.int64(c.prompt_frames),
+                     metadata=np.array(json.dumps(c.metadata | {"main_speaker": c.main_speaker,
+                                                                "start_frame": c.start_frame})))
+    return path
+
+
+def load_continuation(path: str | Path) -> Continuation:
+    """A continuation back from its .npz (the files beside it listed when present)."""
+    path = Path(path)
+    try:
+        with np.load(path) as z:
+            tokens, reference = z["tokens"], z["reference"]
+            prompt, meta = int(z["prompt_frames"]), json.loads(str(z["metadata"]))
+    except (OSError, KeyError, ValueError) as e:
+        raise InputError(path, f"not a continuation file ({e})") from None
+    stem = path.with_name(path.name.removesuffix(SUFFIXES["tokens"]))
+    files = {key: f for key, suffix in SUFFIXES.items() if (f := stem.with_name(stem.name + suffix)).is_file()}
+    return Continuation(meta["dialogue_id"], meta["main_speaker"], meta["start_frame"], prompt, tokens, reference,
+                        meta, files)
+
+
+def write_outputs(results: list[Continuation], cfg: GenerateConfig) -> None:
+    from backend.data.audio_io import write_stereo_wav
+    from backend.dataset.spm import load_spm
+
+    assert cfg.output is not None
+    mimi = load_mimi(cfg.mimi, device=pick_device(cfg.device)) if cfg.mimi else None
+    sp = load_spm(cfg.tokenizer) if cfg.tokenizer else None
+    for c in results:
+        files = output_files(cfg.output, c.dialogue_id)
+        c.files["tokens"] = save_continuation(c, files["tokens"])
+        if mimi is not None:
+            c.files["wav"] = write_stereo_wav(files["wav"], decode_continuation(mimi, c.tokens))
+            c.files["reference_wav"] = write_stereo_wav(files["reference_wav"], decode_continuation(mimi, c.reference))
+        if sp is not None:
+            words = {"continuation": timed_transcript(c.tokens[0], sp), "reference": timed_transcript(c.reference[0], sp),
+                     "prompt_end": c.prompt_frames / FRAME_RATE}
+            write_text_atomic(files["transcript"], json.dumps(words, indent=1) + "\n")
+            c.files["transcript"] = files["transcript"]
+    config.save(cfg, cfg.output / "generate_config.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = config.cli_parser(GenerateConfig, "Prompted continuation of dataset dialogues: a teacher-forced "
+                                               "prompt, then sampled frames; tokens, WAV and timed transcripts.")
+    try:
+        cfg = config.from_cli(GenerateConfig, parser.parse_args(argv))
+        results = generate(cfg, lambda f, msg: print(f"[{100 * f:5.1f}%] {msg}", file=sys.stderr, flush=True))
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for c in results:
+        print(f"{c.dialogue_id}: {c.prompt_frames} prompt + {c.generated_frames} generated frames -> "
+              f"{', '.join(str(p) for p in c.files.values()) or '(in memory)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""Export stage: a training checkpoint -> a model folder for serving (SPEC.md "Models and checkpoints").
+
+    python -m backend.models.export --checkpoint runs/<id>/checkpoints/step-000100 --output exports/my-moshi
+
+Reads any of the checkpoint forms the trainer writes (model.safetensors; lora.safetensors on top of the
+base model; or only DeepSpeed ZeRO shards under accelerate_state/, consolidated with DeepSpeed's own
+zero_to_fp32), always ends in the `moshi` package's parameter names, optionally drops the user stream
+("clean": dep_q 8) and merges LoRA adapters, and writes:
+
+    model.safetensors      the LM weights (the base weights when LoRA is kept unmerged)
+    lora.safetensors       only for an unmerged LoRA export (lora_A / lora_B, as moshi.modules.lora)
+    moshi_lm_kwargs.json   the LMModel kwargs (no LoRA keys: the folder is also a plain model folder)
+    config.json            what `python -m moshi.server --moshi-weight <dir>/model.safetensors
+                           --config-path <dir>/config.json [--lora-weight <dir>/lora.safetensors]` reads:
+                           the LM kwargs, moshi_name / mimi_name / tokenizer_name, lora (+ lora_name,
+                           lora_rank, lora_scaling when unmerged)
+    export_config.json     the ExportConfig used
+"""
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from moshi.models import loaders
+from moshi.modules.lora import replace_all_linear_with_lora, replace_lora_with_linear
+
+from backend.core import config
+from backend.core.atomic import atomic_dir, write_text_atomic
+from backend.core.config import option
+from backend.core.errors import ConfigError, InputError, StudioError
+from backend.models.surgery import (DTYPES, State, base_kwargs, build_lm, check_replaceable, read_kwargs, resize_depformer,
+                         source_kwargs)
+from backend.models.source import LM_KWARGS, LM_WEIGHTS, load_lm
+from backend.core.spec import NUM_CODEBOOKS
+
+LORA_WEIGHTS = "lora.safetensors"
+SERVE_CONFIG = "config.json"
+EXPORT_CONFIG = "export_config.json"
+TRAINER_STATE = "trainer_state.json"
+ACCELERATE_STATE = "accelerate_state"
+
+
+@dataclass
+class ExportConfig:
+    checkpoint: Path | None = option(None, "checkpoint folder (runs/<id>/checkpoints/step-N) or any model folder")
+    output: Path | None = option(None, "folder to write (default: runs/<id>/exports/<step> next to the "
+                                 "checkpoints, or <checkpoint>-export)")
+    clean: bool = option(True, "for serving: keep Moshi's 8 depformer steps only (drop the user stream)")
+    merge_lora: bool = option(True, "LoRA checkpoints: merge the adapters into the weights (config says "
+                              "lora false); off: keep lora.safetensors beside the base weights")
+    dtype: Literal["bfloat16", "float32", "float16"] = option("bfloat16", "dtype of the written weights")
+    base_model: str = option("", "LoRA checkpoints: the base model folder or hub id (default: base_model of "
+                             "trainer_state.json or of the run's config.json)")
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read into moshi's names: base weights, LoRA adapters (maybe none), plain kwargs."""
+
+    state: State
+    kwargs: dict[str, Any]
+    lora: State = field(default_factory=dict)
+    lora_scaling: float = 0.0  # meaningful only with adapters
+
+
+def default_output(checkpoint: Path) -> Path:
+    if checkpoint.parent.name == "checkpoints":
+        return checkpoint.parent.parent / "exports" / checkpoint.name
+    return checkpoint.with_name(checkpoint.name + "-export")
+
+
+def _setting(folder: Path, key: str) -> Any:
+    """`key` from the checkpoint's own JSON files, else from its run's config.json (runs/<id>/config.json)."""
+    for file in (folder / SERVE_CONFIG, folder / LM_KWARGS, folder / TRAINER_STATE,
+                 folder.parent.parent / "config.json"):
+        try:
+            values = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(values, dict) and values.get(key) not in (None, ""):
+            return values[key]
+    return None
+
+
+def zero_tag(folder: Path) -> str | None:
+    """The tag (sub-folder) of a DeepSpeed checkpoint written by accelerate's save_state, or None."""
+    if not folder.is_dir():
+        return None
+    if (folder / "latest").is_file():
+        return (folder / "latest").read_text().strip()
+    tags = sorted({p.parent.name for p in folder.glob("*/*model_states.pt")})
+    return tags[-1] if tags else None
+
+
+def zero_state(folder: Path) -> State:
+    """Consolidated fp32 weights of a ZeRO-2/3 checkpoint, with DeepSpeed's own zero_to_fp32."""
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    tag = zero_tag(folder)
+    if tag is None:
+        raise InputError(folder, "no DeepSpeed checkpoint here (no 'latest' file, no */*model_states.pt)")
+    try:
+        return dict(get_fp32_state_dict_from_zero_checkpoint(str(folder), tag=tag))
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise InputError(folder / tag, f"cannot consolidate the ZeRO checkpoint ({e})") from None
+
+
+def moshi_names(state: State, where: Path) -> tuple[State, State]:
+    """(base weights, LoRA adapters) in moshi's names from a training model's state dict.
+
+    The training engine may wrap LMModel (keys like `module.lm.text_emb.weight`): the wrapper's prefix
+    is found from `text_emb.weight` and removed. LoRA layers keep their base weight as `frozen_W`,
+    which is `<name>.weight` in moshi's names (LoRALinear's own load hook does the same mapping)."""
+    anchor = [k for k in state if k == "text_emb.weight" or k.endswith(".text_emb.weight")]
+    if len(anchor) != 1:
+        raise InputError(where, "not a moshi LM state: no single text_emb.weight parameter")
+    prefix = anchor[0][: -len("text_emb.weight")]
+    outside = [k for k in state if not k.startswith(prefix)]
+    if outside:
+        raise InputError(where, f"parameters outside the LM ({prefix!r}): {', '.join(outside[:3])}")
+    base: State = {}
+    lora: State = {}
+    for key, value in state.items():
+        name = key[len(prefix):]
+        if ".lora_A." in name or ".lora_B." in name:
+            lora[name] = value
+        else:
+            base[name.replace(".frozen_W.", ".")] = value
+    return base, lora
+
+
+def _load_file(file: Path) -> State:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(file))
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise InputError(file, f"not a readable safetensors file ({e})") from None
+
+
+def _base_for_lora(folder: Path, base_model: str, kwargs: dict[str, Any]) -> State:
+    source = base_model or _setting(folder, "base_model")
+    if not source:
+        raise InputError(folder, f"{LORA_WEIGHTS} without base weights: give base_model (no base_model in "
+                                 f"{TRAINER_STATE} or the run's config.json)")
+    source = str(source)
+    base_kw = source_kwargs(source)
+    if int(base_kw["dep_q"]) != int(kwargs["dep_q"]):
+        raise InputError(source, f"base model has dep_q {base_kw['dep_q']} but the LoRA checkpoint "
+                                 f"{folder} was trained with dep_q {kwargs['dep_q']}")
+    return load_lm(source, dtype=torch.float32).state_dict()
+
+
+def read_checkpoint(folder: Path, base_model: str = "") -> Checkpoint:
+    """Weights of a checkpoint or model folder in moshi's names, whichever form the trainer wrote
+    (names and shapes are checked when the model is built: `lm_surgery.build_lm`)."""
+    if not folder.is_dir():
+        raise InputError(folder, "no such checkpoint folder")
+    if not (folder / LM_KWARGS).is_file():
+        raise InputError(folder, f"not a checkpoint or model folder: {LM_KWARGS} is missing")
+    kwargs = base_kwargs(read_kwargs(folder))
+    lora: State = {}
+    if (folder / LM_WEIGHTS).is_file():
+        state = _load_file(folder / LM_WEIGHTS)
+        if (folder / LORA_WEIGHTS).is_file():  # an unmerged export: base weights + adapters
+            lora = _load_file(folder / LORA_WEIGHTS)
+    elif (folder / LORA_WEIGHTS).is_file():
+        lora = _load_file(folder / LORA_WEIGHTS)
+        state = _base_for_lora(folder, base_model, kwargs)
+    elif zero_tag(folder / ACCELERATE_STATE) is not None:
+        state, lora = moshi_names(zero_state(folder / ACCELERATE_STATE), folder / ACCELERATE_STATE)
+    else:
+        raise InputError(folder, f"no {LM_WEIGHTS}, no {LORA_WEIGHTS} and no DeepSpeed ZeRO checkpoint "
+                                 f"under {ACCELERATE_STATE}/")
+    bad = [k for k in lora if ".lora_A." not in k and ".lora_B." not in k]
+    if bad:
+        raise InputError(folder / LORA_WEIGHTS, f"holds non-LoRA parameters, e.g. {', '.join(bad[:3])}")
+    scaling = _setting(folder, "lora_scaling") if lora else None
+    if lora and scaling is None:
+        raise InputError(folder, "LoRA adapters but no lora_scaling in the checkpoint's JSON files or the "
+                                 "run's config.json")
+    return Checkpoint(state, kwargs, lora, float(scaling or 0.0))
+
+
+def lora_rank(lora: State) -> int:
+    return int(next(v.shape[0] for k, v in lora.items() if ".lora_A." in k))
+
+
+def attach_lora(model: torch.nn.Module, lora: State, scaling: float, where: str) -> None:
+    """Wrap every Linear of `model` with moshi's LoRALinear and load `lora` into the adapters."""
+    replace_all_linear_with_lora(model, lora_rank(lora), scaling, device=torch.device("meta"))
+    result = model.load_state_dict({k: v.float() for k, v in lora.items()}, strict=False, assign=True)
+    unset = [n for n, p in model.named_parameters() if p.is_meta]
+    if result.unexpected_keys or unset:
+        raise InputError(where, f"LoRA adapters do not fit the model: {len(result.unexpected_keys)} unexpected "
+                                f"(e.g. {result.unexpected_keys[:2]}), {len(unset)} missing (e.g. {unset[:2]})")
+
+
+def serve_config(kwargs: dict[str, Any], lora: State, scaling: float) -> dict[str, Any]:
+    """config.json in Kyutai's format (CheckpointInfo.from_hf_repo pops the names, the rest are LM kwargs)."""
+    out = dict(kwargs) | {"moshi_name": LM_WEIGHTS, "mimi_name": loaders.MIMI_NAME,
+                          "tokenizer_name": loaders.TEXT_TOKENIZER_NAME, "model_type": "moshi", "lora": bool(lora)}
+    if lora:
+        out |= {"lora_name": LORA_WEIGHTS, "lora_rank": lora_rank(lora), "lora_scaling": scaling}
+    return out
+
+
+def export_checkpoint(cfg: ExportConfig) -> Path:
+    """Write the export folder for `cfg` and return it."""
+    from safetensors.torch import save_file
+
+    if cfg.checkpoint is None:
+        raise ConfigError("checkpoint: give the checkpoint folder to export")
+    output = cfg.output or default_output(cfg.checkpoint)
+    check_replaceable(output, cfg.checkpoint)
+    ckpt = read_checkpoint(cfg.checkpoint, cfg.base_model)
+    state, kwargs, lora = ckpt.state, ckpt.kwargs, ckpt.lora
+    if cfg.clean and int(kwargs["dep_q"]) > NUM_CODEBOOKS:
+        lora, _ = resize_depformer(lora, kwargs, NUM_CODEBOOKS)
+        state, kwargs = resize_depformer(state, kwargs, NUM_CODEBOOKS)
+    dtype = DTYPES[cfg.dtype]
+    # Built (and merged) in float32, cast only when written: a bf16 merge would round W + s * B @ A twice.
+    model = build_lm(state, kwargs, torch.float32, where=str(cfg.checkpoint))
+    if lora:
+        attach_lora(model, lora, ckpt.lora_scaling, str(cfg.checkpoint))
+        if cfg.merge_lora:
+            replace_lora_with_linear(model)
+    keep_lora = bool(lora) and not cfg.merge_lora
+    weights = state if keep_lora else model.state_dict()
+    with atomic_dir(output) as tmp:
+        save_file({k: v.to(dtype).contiguous() for k, v in weights.items()}, str(tmp / LM_WEIGHTS))
+        if keep_lora:
+            save_file({k: v.to(dtype).contiguous() for k, v in lora.items()}, str(tmp / LORA_WEIGHTS))
+        write_text_atomic(tmp / LM_KWARGS, json.dumps(kwargs, indent=2) + "\n")
+        write_text_atomic(tmp / SERVE_CONFIG, json.dumps(
+            serve_config(kwargs, lora if keep_lora else {}, ckpt.lora_scaling), indent=2) + "\n")
+        config.save(cfg, tmp / EXPORT_CONFIG)
+    return output
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = config.cli_parser(ExportConfig, "Export a training checkpoint for serving: ZeRO consolidation, "
+                                             "clean (dep_q 8), LoRA merge, config.json for moshi.server.")
+    try:
+        cfg = config.from_cli(ExportConfig, parser.parse_args(argv))
+        out = export_checkpoint(cfg)
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    served = json.loads((out / SERVE_CONFIG).read_text())
+    lora_flag = f" --lora-weight {out / LORA_WEIGHTS}" if served["lora"] else ""
+    print(f"wrote {out} (dep_q {served['dep_q']}, lora {served['lora']}); serve with:\n"
+          f"  python -m moshi.server --moshi-weight {out / LM_WEIGHTS} --config-path {out / SERVE_CONFIG}{lora_flag}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
