@@ -8,7 +8,8 @@ from accelerate.commands.launch import launch_command_parser
 from backend.core import config
 from backend.core.errors import ConfigError
 from backend.finetune.config import FinetuneConfig
-from backend.finetune.command import (REPO, accelerate_command, accelerate_executable, commands_for_all_nodes,
+from backend.core.paths import REPO
+from backend.finetune.command import (accelerate_command, accelerate_executable, commands_for_all_nodes,
                                     display_command, env_for)
 
 RUN = Path("/ws/runs/20250101-000000-demo")
