@@ -108,6 +108,17 @@ def test_tokenize_text_refuses_bad_transcripts_by_name_and_does_the_rest(tmp_pat
     assert "Traceback" not in captured.err
 
 
+def test_tokenize_text_refuses_an_output_that_is_a_file(tmp_path: Path, spm_model: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    transcript(tmp_path / "d.json")
+    (tmp_path / "taken").write_text("x")
+    for output in (tmp_path / "taken", tmp_path / "taken" / "out"):
+        args = ["--transcripts", str(tmp_path), "--tokenizer", str(spm_model), "--output", str(output)]
+        assert tokenize_text.main(args) == 2
+        assert f"error: {output}: cannot be the output" in capsys.readouterr().err
+    assert (tmp_path / "taken").read_text() == "x"
+
+
 def test_the_preview_refuses_words_far_past_the_audio(tmp_path: Path) -> None:
     audio, text = late_word(tmp_path, "late", 3600.0)
     with no_hang(60), pytest.raises(InputError, match=r"late\.json: .*after the audio.*'later'"):
