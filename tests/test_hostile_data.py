@@ -14,7 +14,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import soundfile as sf
 import torch
 
 from backend.core.errors import InputError
@@ -87,7 +86,8 @@ def test_tokenize_text_refuses_bad_transcripts_by_name_and_does_the_rest(tmp_pat
     src.mkdir()
     for i in range(9):
         transcript(src / f"good{i}.json")
-    case_lone_surrogate(src), case_401_digit_time(src), case_nested_deep(src)
+    for case in (case_lone_surrogate, case_401_digit_time, case_nested_deep):
+        case(src)
     late_word(src, "late", 600.0)  # the audio says 1 s: this word is 10 minutes past it
     (src / "eon.json").write_text(json.dumps(GOOD_WORDS + [{"speaker": "B", "word": "x", "start": 1e12,
                                                             "end": 1e12}]))  # no audio: the time alone is absurd
@@ -127,18 +127,27 @@ def test_the_preview_refuses_words_far_past_the_audio(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- 8, 13, 14: tokenize_audio
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from 2 intra-op threads on a busy 2-core machine (see test_tokenize_audio)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def mimi_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_mimi(random_mimi(tiny_mimi_config()).eval(), tiny_mimi_config(), tmp_path_factory.mktemp("mimi"))
 
 
-def test_tokenize_audio_refuses_nan_and_too_short_audio(tmp_path: Path, mimi_dir: Path,
+def test_tokenize_audio_refuses_nan_and_too_short_audio(tmp_path: Path, mimi_dir: Path, one_thread: None,
                                                         capsys: pytest.CaptureFixture) -> None:
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
     stereo(src / "good.wav", seconds=0.5)
-    case_nan_samples(src), case_one_sample(src)
-    torch.set_num_threads(1)
+    for case in (case_nan_samples, case_one_sample):
+        case(src)
     assert tokenize_audio.main(["--input-dir", str(src), "--output-dir", str(out), "--mimi", str(mimi_dir),
                                 "--device", "cpu"]) == 1
     err = capsys.readouterr().err
