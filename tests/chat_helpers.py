@@ -23,6 +23,7 @@ from backend.inference.chat_engine import ChatConfig
 from backend.inference.chat_server import ChatService, add_chat_route
 from backend.models.source import load_lm, lm_kwargs_of, save_lm
 from backend.core.spec import FRAME_SIZE, SAMPLE_RATE
+from backend.core.workspace import Workspace
 
 
 def speaking_lm(demo_lm: Path, vocab_size: int, out: Path) -> Path:
@@ -58,7 +59,7 @@ class ServerThread:
 
 
 @contextlib.contextmanager
-def standalone_server(ws, model: Path, port: int, *args: str) -> Iterator[subprocess.Popen]:  # type: ignore[no-untyped-def]
+def standalone_server(ws: Workspace, model: Path, port: int, *args: str) -> Iterator[subprocess.Popen]:
     """`python -m backend.inference.chat_server` on `port`, as a user starts it; yields once it listens."""
     from conftest import REPO
 

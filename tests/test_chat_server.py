@@ -154,11 +154,17 @@ KYUTAI_QUERY = ("text_temperature=0.7&text_topk=25&audio_temperature=0.8&audio_t
                 "&audio_seed=5678&repetition_penalty_context=64&repetition_penalty=1")
 
 
-@pytest.mark.parametrize("query", [KYUTAI_QUERY, "text_temperature=0.2&text_topk=10&audio_temperature=1.2&audio_topk=500",
-                                   "text_temperature=0&text_topk=32000&audio_topk=2048"])
+@pytest.mark.parametrize("query", [
+    KYUTAI_QUERY, "text_temperature=0.2&text_topk=10&audio_temperature=1.2&audio_topk=500",
+    "text_temperature=0&text_topk=32000&audio_topk=2048"])
 def test_client_sampling_parameters_in_range_are_used(server, user_pcm, query):
     conv = run_async(talk(f"{server.url}?{query}", user_pcm[:SAMPLE_RATE], linger=0.3))
     assert conv.handshake and not conv.errors and conv.audio
+    asked = dict(item.split("=") for item in query.split("&"))
+    lm_gen = server.service.engine.lm_gen
+    used = {"text_temperature": lm_gen.temp_text, "text_topk": lm_gen.top_k_text,
+            "audio_temperature": lm_gen.temp, "audio_topk": lm_gen.top_k}
+    assert all(float(asked[k]) == v for k, v in used.items() if k in asked), (asked, used)
 
 
 @pytest.mark.parametrize("param,value", [("text_temperature", "warm"), ("text_temperature", "nan"),
@@ -229,7 +235,8 @@ def test_flood_faster_than_real_time_is_bounded(demo_workspace, model, user_pcm,
     last = conv.meta[-1]
     figures = {"sent_bytes": conv.sent_bytes, "sent_frames": conv.sent_frames, "flood_s": round(flood_s, 1),
                "processed": last["frames"], "dropped": last["skipped"], "rss_before_mb": round(rss[0]),
-               "rss_peak_mb": round(max(rss)), "rss_after_mb": round(rss_after), "recorded_s": len(recorded) / SAMPLE_RATE,
+               "rss_peak_mb": round(max(rss)), "rss_after_mb": round(rss_after),
+               "recorded_s": len(recorded) / SAMPLE_RATE,
                "session_s": round(conv.closed_at - conv.connected_at, 1), "max_get_s": round(max(latencies), 3),
                "gets": len(latencies)}
     print("flood figures:", figures)
@@ -250,17 +257,21 @@ def test_standalone_server_from_the_command_line(demo_workspace, model, user_pcm
     assert len(list(tmp_path.glob("chat-*.wav"))) == 1
 
 
-def test_standalone_server_refuses_a_model_it_cannot_chat_with(demo_workspace, tmp_path):
+@pytest.mark.parametrize("flags,named", [(["--model", "{missing}"], "{missing}"), (["--text-top-k", "0"], "text_top_k"),
+                                         (["--max-session-seconds", "1e12"], "max_session_seconds")])
+def test_standalone_server_refuses_what_it_cannot_serve(demo_workspace, model, tmp_path, flags, named):
     import subprocess
     import sys
 
     from conftest import REPO
 
-    missing = tmp_path / "no-such-model"
-    result = subprocess.run([sys.executable, "-m", "backend.inference.chat_server", "--model", str(missing), "--mimi",
+    missing = str(tmp_path / "no-such-model")
+    result = subprocess.run([sys.executable, "-m", "backend.inference.chat_server", "--model", str(model), "--mimi",
                              str(demo_workspace.demo_mimi), "--tokenizer", str(demo_workspace.demo_tokenizer),
-                             "--device", "cpu"], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and str(missing) in result.stderr
+                             "--device", "cpu", *[f.format(missing=missing) for f in flags]],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and named.format(missing=missing) in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_kyutai_moshi_client_talks_to_the_studio(demo_workspace, model, user_pcm, tmp_path):

@@ -45,11 +45,11 @@ class ChatConfig:
                                            f"{MAX_TEMPERATURE:g})")
     audio_top_k: int = option(250, f"audio top-k (1 to {CARD})")
     seed: int = option(42424242, "sampling seed (moshi.server's)")
-    max_session_seconds: float = option(300.0, "a conversation ends after this long (frees the model for others); "
-                                        f"it is also the most audio one conversation is recorded for (1 to {MAX_SESSION_SECONDS:g})")
-    max_lag_ms: float = option(240.0, f"input waits at most this long for the model (up to {MAX_LAG_MS:g}): when frames take "
-                               "over 80 ms to compute, or a client sends faster than real time, the oldest "
-                               "waiting input is dropped, so Moshi stays in real time and memory stays bounded")
+    max_session_seconds: float = option(300.0, "a conversation ends after this long (frees the model for others) "
+                                        f"and records at most this much audio (1 to {MAX_SESSION_SECONDS:g})")
+    max_lag_ms: float = option(240.0, f"input waits at most this long for the model (up to {MAX_LAG_MS:g}): "
+                               "when frames take over 80 ms to compute, or a client sends faster than real time, "
+                               "the oldest waiting input is dropped, so Moshi stays in real time and memory bounded")
     record_dir: str = option("", "write every conversation here as a stereo WAV (left Moshi, right user) + word "
                              "transcript, ready for the Data stage; empty: do not record")
     host: str = option("127.0.0.1", "standalone server (python -m backend.inference.chat_server): address to bind")
@@ -106,10 +106,8 @@ class ChatEngine:
         return loaders.CheckpointInfo.from_hf_repo(cfg.model).get_text_tokenizer()
 
     def set_sampling(self, text_temperature: float, text_top_k: int, audio_temperature: float, audio_top_k: int) -> None:
-        # A top-k beyond the model's vocabulary means "no cut", but torch.topk would fail on it.
-        lm = self.lm_gen.lm_model
-        self.lm_gen.temp_text, self.lm_gen.top_k_text = text_temperature, min(text_top_k, lm.text_card)
-        self.lm_gen.temp, self.lm_gen.top_k = audio_temperature, min(audio_top_k, lm.card)
+        self.lm_gen.temp_text, self.lm_gen.top_k_text = text_temperature, text_top_k
+        self.lm_gen.temp, self.lm_gen.top_k = audio_temperature, audio_top_k
 
     @torch.no_grad()
     def warmup(self, frames: int = 4) -> None:
