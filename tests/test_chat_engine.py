@@ -5,7 +5,7 @@ import pytest
 
 from backend.data.audio_io import load_stereo
 from backend.inference.chat_engine import ChatEngine
-from backend.core.errors import InputError
+from backend.core.errors import ConfigError, InputError
 from backend.core.spec import FRAME_SIZE, SAMPLE_RATE
 from chat_helpers import chat_config, speaking_lm
 from train_helpers import write_model
@@ -44,3 +44,11 @@ def test_a_model_with_the_user_stream_is_refused(demo_workspace, tmp_path) -> No
     model = write_model(tmp_path / "dep16", dep_q=16)
     with pytest.raises(InputError, match="dep_q 16.*clean"):
         ChatEngine(chat_config(demo_workspace, model))
+
+
+@pytest.mark.parametrize("setting,value", [("text_temperature", float("nan")), ("audio_temperature", -5.0),
+                                           ("text_top_k", 0), ("audio_top_k", 2049), ("max_session_seconds", 1e12),
+                                           ("max_lag_ms", float("inf"))])
+def test_settings_out_of_range_are_refused_by_name(demo_workspace, setting, value) -> None:
+    with pytest.raises(ConfigError, match=setting):
+        chat_config(demo_workspace, demo_workspace.demo_lm, **{setting: value})

@@ -238,7 +238,7 @@ def test_chat_talks_both_ways_and_records(studio: Studio, fake_mic_browser, tmp_
         assert page.locator('[data-gauge="rtf"]').inner_text() != "–"
         page.locator(".ms-chat-stop").click()
         page.locator('.ms-chat[data-state="closed"]').wait_for(timeout=10_000)
-        sent = float(page.locator('[data-gauge="sent_s"]').inner_text())
+        processed = int(page.locator('[data-gauge="frames"]').inner_text())
         page.locator("#chat-recording-info", has_text="Saved").wait_for(timeout=30_000)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "studio-chat.png"), full_page=True)
@@ -252,7 +252,8 @@ def test_chat_talks_both_ways_and_records(studio: Studio, fake_mic_browser, tmp_
         page.close()
 
     recorded, sr = sf.read(wav)
-    assert recorded.shape[1] == 2 and abs(len(recorded) / sr - sent) < 1.0, (recorded.shape, sent)
+    # The recording is what the model processed (frames it skipped to keep up are not in it).
+    assert recorded.shape[1] == 2 and abs(len(recorded) / 1920 - processed) <= 2, (recorded.shape, processed)
     frames = recorded.reshape(-1, 1920, 2)
     assert np.mean(np.abs(frames[:, :, 1]).max(axis=1) > 0.01) > 0.3  # the user's speech, most of the time
     assert np.mean(np.abs(frames[:, :, 0]).max(axis=1) > 0.001) > 0.5  # Moshi's voice
