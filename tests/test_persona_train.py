@@ -1,0 +1,91 @@
+"""Personas in the dataset (sidecar) and in training: the prefix goes in front of each example and no loss
+component sees it (issue 15)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from moshi.models.lm import LMOutput
+from train_helpers import reset_accelerate, write_dataset, write_model, write_run
+
+from backend.core.errors import InputError
+from backend.dataset.personas import load_personas, save_personas, sidecar_path
+from backend.finetune.data import collate
+from backend.finetune.loss import LossWeights, compute_loss
+from backend.finetune.prefix import with_prefixes
+from backend.finetune.trainer import train
+from backend.models.persona import build_prefix, lm_rows, make_persona
+from backend.models.source import load_lm
+
+
+def a_persona(seed: int, voice_frames: int = 5, text: str = "A barista."):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    persona = make_persona("", None, rng.integers(0, 8, size=(8, voice_frames)))
+    return type(persona)(text, tuple(int(i) for i in rng.integers(10, 300, size=4)), persona.voice)
+
+
+def sliced(out: LMOutput, start: int, stop: int) -> LMOutput:
+    return LMOutput(out.logits[..., start:stop, :], out.mask[..., start:stop], out.text_logits[..., start:stop, :],
+                    out.text_mask[..., start:stop])
+
+
+def test_sidecar_round_trip_and_refusals(tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "data", [8])
+    assert load_personas(data) == {}  # a dataset without personas loads as before
+    p = a_persona(0)
+    save_personas(data, {("train/d000", "A"): p})
+    back = load_personas(data)[("train/d000", "A")]
+    assert back.text == p.text and back.text_ids == p.text_ids and np.array_equal(back.voice, p.voice)
+    body = json.loads(sidecar_path(data).read_text())
+    body["personas"]["train/d000"]["A"]["voice"][0][0] = 2048
+    sidecar_path(data).write_text(json.dumps(body))
+    with pytest.raises(InputError, match="train/d000/A: voice codes must be integers in 0..2047"):
+        load_personas(data)
+    sidecar_path(data).write_text("{}")
+    with pytest.raises(InputError, match="not a personas file"):
+        load_personas(data)
+    assert sidecar_path(tmp_path / "one.parquet") == tmp_path / "one.personas.json"
+
+
+@pytest.mark.parametrize("keep_text", [False, True])
+def test_prefix_is_outside_every_loss_component(tmp_path: Path, keep_text: bool) -> None:
+    model = load_lm(write_model(tmp_path / "model", dep_q=16)).eval()
+    rng = np.random.default_rng(1)
+    rows = [np.concatenate([rng.integers(3, 200, size=(1, n)), rng.integers(0, 2048, size=(16, n))]) for n in (10, 7)]
+    codes = collate(rows)
+    prefix = lm_rows(build_prefix(a_persona(2).voice, a_persona(2).text_ids))  # [17, P]
+    inputs, targets = with_prefixes(codes, [10, 7], [prefix, None], keep_text_loss=keep_text)
+    p = prefix.shape[1]
+    assert inputs.shape == (2, 17, p + 10)
+    np.testing.assert_array_equal(inputs[0, :, :p].numpy(), prefix)
+    np.testing.assert_array_equal(inputs[0, :, p:].numpy(), rows[0])
+    np.testing.assert_array_equal(inputs[1, :, :7].numpy(), rows[1])  # no persona: unchanged, padded after
+    assert (targets[0, 1:, :p] == -1).all() and (targets[0, 0, :p] == (inputs[0, 0, :p] if keep_text else -1)).all()
+    w = LossWeights()
+    with torch.no_grad():
+        out = model(inputs[:1])
+        with_prefix = compute_loss(out, targets[:1], w, model.text_card, model.card).parts
+        alone = compute_loss(sliced(out, p, p + 10), targets[:1, :, p:], w, model.text_card, model.card).parts
+    audio_parts = [k for k in alone if "semantic" in k or "acoustic" in k or k == "audio_loss"]
+    for key in audio_parts:  # the audio curves are the conversation's only
+        assert with_prefix[key] == pytest.approx(float(alone[key]), rel=1e-5), key
+    if keep_text:
+        assert with_prefix["text_nonpad_loss"] != pytest.approx(float(alone["text_nonpad_loss"]))
+    else:
+        assert with_prefix["loss"] == pytest.approx(float(alone["loss"]), rel=1e-5)
+
+
+def test_training_runs_with_a_persona_dataset(tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "data", [12, 12], seed=1, audio_vocab=8)
+    save_personas(data, {("train/d000", "A"): a_persona(3), ("train/d001", "B"): a_persona(4, voice_frames=3)})
+    run = tmp_path / "run"
+    write_run(run, base_model=str(write_model(tmp_path / "model", dep_q=16)), train_data=str(data), max_steps=3,
+              batch_size=2, lr=1e-3)
+    try:
+        assert train(run) == "finished"
+    finally:
+        reset_accelerate()
+    log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(m["loss"]) for m in log if "event" not in m)
