@@ -77,6 +77,10 @@ def deepspeed_config(cfg: FinetuneConfig) -> dict[str, Any] | None:
 
 def base_model_kwargs(source: str) -> dict[str, Any] | None:
     """The LMModel kwargs of a local model folder; None for a hub repo id (not fetched before launch)."""
+    from backend.models import personaplex
+
+    if personaplex.is_personaplex(source):
+        return personaplex.personaplex_kwargs(source)
     path = Path(source)
     if path.is_dir():
         for name in (LM_KWARGS, LM_WEIGHTS):

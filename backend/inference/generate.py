@@ -118,8 +118,10 @@ def load_model(source: str, base_model: str = "", device: str = "cpu",
     from backend.models.export import attach_lora, read_checkpoint
     from backend.models.surgery import build_lm
 
+    from backend.models.personaplex import is_personaplex_folder
+
     path = Path(source)
-    if path.is_dir():
+    if path.is_dir() and not is_personaplex_folder(path):
         ckpt = read_checkpoint(path, base_model)
         model = build_lm(ckpt.state, ckpt.kwargs, torch.float32, where=source)
         if ckpt.lora:
