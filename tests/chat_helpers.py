@@ -1,9 +1,13 @@
 """A real /api/chat server on a free port (uvicorn in a thread) and a protocol client like moshi.client's."""
 
 import asyncio
+import contextlib
 import json
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +57,23 @@ class ServerThread:
         self.thread.join(timeout=10)
 
 
+@contextlib.contextmanager
+def standalone_server(ws, model: Path, port: int, *args: str) -> Iterator[subprocess.Popen]:  # type: ignore[no-untyped-def]
+    """`python -m backend.inference.chat_server` on `port`, as a user starts it; yields once it listens."""
+    from conftest import REPO
+
+    cmd = [sys.executable, "-m", "backend.inference.chat_server", "--model", str(model), "--mimi", str(ws.demo_mimi),
+           "--tokenizer", str(ws.demo_tokenizer), "--device", "cpu", "--port", str(port), *args]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "/api/chat ready" in proc.stdout.readline()
+        time.sleep(1.0)  # uvicorn binds right after the banner
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
 def run_async(coro):  # type: ignore[no-untyped-def]
     """asyncio.run in a thread of its own: Playwright's sync API keeps an event loop running in the main thread."""
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -73,17 +94,30 @@ class Conversation:
     errors: list[str] = field(default_factory=list)
     handshake: bool = False
     close_code: int | None = None
+    sent_frames: int = 0
+    sent_bytes: int = 0
+    connected_at: float = 0.0  # perf_counter at the handshake
+    closed_at: float = 0.0  # perf_counter once the client closed
 
     @property
     def audio_seconds(self) -> float:
         return sum(len(a) for a in self.audio) / SAMPLE_RATE
 
 
-async def talk(url: str, pcm: np.ndarray, *, realtime: bool = True, extra: list[bytes] = (),
+def opus_messages(pcm: np.ndarray) -> list[bytes]:
+    """`pcm` as the client messages of moshi's protocol: 0x01 + Ogg/Opus, one per 80 ms frame."""
+    writer = sphn.OpusStreamWriter(SAMPLE_RATE)
+    return [b"\x01" + writer.append_pcm(pcm[i:i + FRAME_SIZE]) for i in range(0, len(pcm) - FRAME_SIZE + 1, FRAME_SIZE)]
+
+
+async def talk(url: str, audio: np.ndarray | list[bytes], *, speed: float | None = 1.0, extra: list[bytes] = (),
                linger: float = 1.0, hold: asyncio.Event | None = None) -> Conversation:
-    """Send `pcm` as Ogg/Opus in 80 ms frames (paced like a microphone when `realtime`), plus `extra`
-    raw messages first; collect everything the server says until `linger` s after the last frame."""
-    conv, reader, writer = Conversation(), sphn.OpusStreamReader(SAMPLE_RATE), sphn.OpusStreamWriter(SAMPLE_RATE)
+    """Send `audio` (PCM, or messages from `opus_messages`) in 80 ms frames, paced at `speed` times real
+    time (None: as fast as possible), plus `extra` raw messages first; collect everything the server
+    says until `linger` s after the last frame."""
+    conv = Conversation()
+    messages = opus_messages(audio) if isinstance(audio, np.ndarray) else audio
+    reader = sphn.OpusStreamReader(SAMPLE_RATE)
     async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
         async def receive() -> None:
             async for msg in ws:
@@ -92,6 +126,7 @@ async def talk(url: str, pcm: np.ndarray, *, realtime: bool = True, extra: list[
                 kind, payload = msg.data[0], msg.data[1:]
                 if kind == 0:
                     conv.handshake = True
+                    conv.connected_at = time.perf_counter()
                 elif kind == 1:
                     pcm_out = reader.append_bytes(payload)
                     if len(pcm_out):
@@ -112,19 +147,22 @@ async def talk(url: str, pcm: np.ndarray, *, realtime: bool = True, extra: list[
             for message in extra:
                 await ws.send_bytes(message) if isinstance(message, bytes) else await ws.send_str(message)
             start = time.perf_counter()
-            for i in range(len(pcm) // FRAME_SIZE):
+            for i, message in enumerate(messages):
                 if ws.closed:  # the server ended the conversation (time limit)
                     break
                 try:
-                    await ws.send_bytes(b"\x01" + writer.append_pcm(pcm[i * FRAME_SIZE:(i + 1) * FRAME_SIZE]))
+                    await ws.send_bytes(message)
                 except ConnectionResetError:  # aiohttp's ClientConnectionResetError derives from it
                     break
-                if realtime:
-                    await asyncio.sleep(max(0.0, start + (i + 1) * FRAME_SIZE / SAMPLE_RATE - time.perf_counter()))
+                conv.sent_frames, conv.sent_bytes = i + 1, conv.sent_bytes + len(message)
+                if speed is not None:
+                    due = start + (i + 1) * FRAME_SIZE / SAMPLE_RATE / speed
+                    await asyncio.sleep(max(0.0, due - time.perf_counter()))
             if hold is not None:
                 await hold.wait()
             await asyncio.sleep(linger)
             await ws.close()
+            conv.closed_at = time.perf_counter()
         await asyncio.wait_for(listener, 10)
         conv.close_code = ws.close_code
     return conv

@@ -2,17 +2,21 @@
 
 import asyncio
 import json
+import threading
 import time
+import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import sphn
 
 from backend.data.audio_io import load_stereo
 from backend.inference.chat_server import ChatService
 from backend.core.spec import FRAME_SIZE, SAMPLE_RATE
 from backend.data.validate import validate_folder
-from chat_helpers import ServerThread, chat_config, run_async, speaking_lm, talk
+from chat_helpers import ServerThread, chat_config, opus_messages, run_async, speaking_lm, standalone_server, talk
 from conftest import free_port
 
 
@@ -65,18 +69,31 @@ def test_conversation_audio_and_text_both_ways(server, user_pcm):
     assert all(m["compute_ms"] > 0 for m in conv.meta)
 
 
+def decoded_frames(messages: list[bytes]) -> np.ndarray:
+    """The 80 ms frames the server's Opus decoder makes of a client's messages (the decoder is deterministic)."""
+    reader = sphn.OpusStreamReader(SAMPLE_RATE)
+    pcm = np.concatenate([reader.append_bytes(m[1:]) for m in messages])
+    return pcm[: len(pcm) // FRAME_SIZE * FRAME_SIZE].reshape(-1, FRAME_SIZE)
+
+
 def test_recording_is_a_valid_dialogue(server, user_pcm):
     before = server.service.last_recording
-    run_async(talk(server.url, user_pcm[: 3 * SAMPLE_RATE], linger=0.5))
+    messages = opus_messages(user_pcm[: 3 * SAMPLE_RATE])
+    conv = run_async(talk(server.url + "?meta=1", messages))
     wait_idle(server.service)
     wav = server.service.last_recording
     assert wav is not None and wav != before
     audio, rate = sf.read(wav)
-    frames = 3 * SAMPLE_RATE // FRAME_SIZE
-    assert rate == SAMPLE_RATE and audio.shape == (frames * FRAME_SIZE, 2)
-    # Right channel = what the user sent (after the Opus round trip), left = Moshi.
-    user = user_pcm[: frames * FRAME_SIZE]
-    assert np.corrcoef(np.abs(audio[:, 1]), np.abs(user))[0, 1] > 0.5
+    processed = conv.meta[-1]["frames"]
+    assert rate == SAMPLE_RATE and audio.shape == (processed * FRAME_SIZE, 2)
+    # Right channel = exactly the frames the model processed, in order (any it skipped to keep up are not
+    # recorded); left = Moshi.
+    sent, position = decoded_frames(messages), 0
+    for frame in audio[:, 1].reshape(-1, FRAME_SIZE):
+        while position < len(sent) and not np.allclose(frame, sent[position], atol=1e-3):
+            position += 1
+        assert position < len(sent), "the recording holds audio the client did not send, or out of order"
+        position += 1
     assert np.abs(audio[FRAME_SIZE * 2:, 0]).max() > 1e-3
     words = json.loads(wav.with_suffix(".json").read_text())
     assert words and all(w["speaker"] == "A" and w["end"] > w["start"] for w in words)
@@ -110,7 +127,7 @@ def test_second_client_is_told_busy_and_disconnect_frees_the_model(server, user_
 
 
 def test_malformed_messages_get_errors_and_the_session_goes_on(server, user_pcm):
-    conv = run_async(talk(server.url, user_pcm[: 2 * SAMPLE_RATE], realtime=True,
+    conv = run_async(talk(server.url, user_pcm[: 2 * SAMPLE_RATE], 
                             extra=[b"", b"\x07abc", b"\x01not an ogg stream at all", "hello"]))
     assert conv.handshake
     assert len(conv.errors) >= 3, conv.errors
@@ -119,7 +136,7 @@ def test_malformed_messages_get_errors_and_the_session_goes_on(server, user_pcm)
 
 
 def test_falling_behind_skips_frames_instead_of_drifting(server, user_pcm):
-    conv = run_async(talk(server.url + "?meta=1", user_pcm[: 4 * SAMPLE_RATE], realtime=False))
+    conv = run_async(talk(server.url + "?meta=1", user_pcm[: 4 * SAMPLE_RATE], speed=None))
     assert conv.meta[-1]["skipped"] > 0
     assert conv.meta[-1]["frames"] + conv.meta[-1]["skipped"] == 4 * SAMPLE_RATE // FRAME_SIZE
 
@@ -132,29 +149,103 @@ def test_session_time_limit(demo_workspace, model, user_pcm):
     assert conv.audio_seconds < 2.0
 
 
-def test_client_sampling_parameters_are_checked(server, user_pcm):
-    conv = run_async(talk(server.url + "?text_temperature=warm", user_pcm[:SAMPLE_RATE]))
-    assert not conv.handshake and any("text_temperature" in e for e in conv.errors)
+# What Kyutai's web client sends (its defaults, and the ends of its sliders), plus greedy text and a full top-k.
+KYUTAI_QUERY = ("text_temperature=0.7&text_topk=25&audio_temperature=0.8&audio_topk=250&pad_mult=0&text_seed=1234"
+                "&audio_seed=5678&repetition_penalty_context=64&repetition_penalty=1")
+
+
+@pytest.mark.parametrize("query", [KYUTAI_QUERY, "text_temperature=0.2&text_topk=10&audio_temperature=1.2&audio_topk=500",
+                                   "text_temperature=0&text_topk=32000&audio_topk=2048"])
+def test_client_sampling_parameters_in_range_are_used(server, user_pcm, query):
+    conv = run_async(talk(f"{server.url}?{query}", user_pcm[:SAMPLE_RATE], linger=0.3))
+    assert conv.handshake and not conv.errors and conv.audio
+
+
+@pytest.mark.parametrize("param,value", [("text_temperature", "warm"), ("text_temperature", "nan"),
+                                         ("audio_temperature", "-5"), ("audio_temperature", "inf"),
+                                         ("text_temperature", "1e9"), ("text_topk", "-1"), ("audio_topk", "0"),
+                                         ("text_topk", "1e9"), ("audio_topk", "1000000000"), ("audio_topk", "2.5")])
+def test_client_sampling_parameters_out_of_range_are_refused_by_name(server, user_pcm, param, value):
+    conv = run_async(talk(f"{server.url}?{param}={value}", user_pcm[:SAMPLE_RATE]))
+    assert not conv.handshake and len(conv.errors) == 1 and param in conv.errors[0], conv.errors
+    assert conv.close_code == 1011
+
+
+def test_reconnecting_right_after_a_clean_close_is_never_busy(server, user_pcm):
+    """Ten clients back to back, each closing cleanly right after the handshake: the model is free as soon as
+    the close completes (the server sees the old connection end a round trip later)."""
+    async def cycles():
+        return [await talk(server.url, [], linger=0.0) for _ in range(10)]
+
+    conversations = run_async(cycles())
+    assert [c.errors for c in conversations] == [[]] * 10
+    assert all(c.handshake for c in conversations)
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
+
+
+def test_flood_faster_than_real_time_is_bounded(demo_workspace, model, user_pcm, tmp_path):
+    """A client sending 100x real time for 10 s (1000 s of audio) to the standalone server: the input buffer
+    drops what the model cannot take, the recording holds only what the model processed (never more than
+    the session), the server's memory stays flat and its page keeps answering."""
+    flood = opus_messages(np.tile(user_pcm, 1000 * SAMPLE_RATE // len(user_pcm) + 1)[: 1000 * SAMPLE_RATE])
+    port, limit = free_port(), 30.0
+    latencies: list[float] = []
+    with standalone_server(demo_workspace, model, port, "--record-dir", str(tmp_path),
+                           "--max-session-seconds", str(limit)) as proc:
+        rss = [rss_mb(proc.pid)]
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.is_set():
+                start = time.perf_counter()
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).read()
+                    latencies.append(time.perf_counter() - start)
+                except OSError:
+                    latencies.append(float("inf"))
+                rss.append(rss_mb(proc.pid))
+                stop.wait(0.2)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            started = time.perf_counter()
+            conv = run_async(talk(f"ws://127.0.0.1:{port}/api/chat?meta=1", flood, speed=100.0, linger=1.0))
+            flood_s = time.perf_counter() - started - 1.0
+            deadline = time.time() + 60
+            while not list(tmp_path.glob("chat-*.wav")) and time.time() < deadline:
+                time.sleep(0.2)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            watcher.join(timeout=40)
+        rss_after = rss_mb(proc.pid)
+    (wav,) = tmp_path.glob("chat-*.wav")
+    recorded, _ = sf.read(wav)
+    last = conv.meta[-1]
+    figures = {"sent_bytes": conv.sent_bytes, "sent_frames": conv.sent_frames, "flood_s": round(flood_s, 1),
+               "processed": last["frames"], "dropped": last["skipped"], "rss_before_mb": round(rss[0]),
+               "rss_peak_mb": round(max(rss)), "rss_after_mb": round(rss_after), "recorded_s": len(recorded) / SAMPLE_RATE,
+               "session_s": round(conv.closed_at - conv.connected_at, 1), "max_get_s": round(max(latencies), 3),
+               "gets": len(latencies)}
+    print("flood figures:", figures)
+    assert conv.handshake and conv.sent_frames == len(flood) and conv.sent_frames / flood_s > 50, figures
+    assert last["frames"] + last["skipped"] == conv.sent_frames and last["skipped"] > 0.9 * len(flood), figures
+    # Only what the model processed is recorded, and that is never more than the session lasted.
+    assert len(recorded) == last["frames"] * FRAME_SIZE, figures
+    assert len(recorded) / SAMPLE_RATE <= min(limit, conv.closed_at - conv.connected_at + 0.08), figures
+    assert max(rss) - rss[0] < 100 and rss_after - rss[0] < 100, figures
+    assert len(latencies) >= 10 and max(latencies) < 1.0, figures
 
 
 def test_standalone_server_from_the_command_line(demo_workspace, model, user_pcm, tmp_path):
-    import subprocess
-    import sys
-
-    from conftest import REPO
-
     port = free_port()
-    cmd = [sys.executable, "-m", "backend.inference.chat_server", "--model", str(model), "--mimi", str(demo_workspace.demo_mimi),
-           "--tokenizer", str(demo_workspace.demo_tokenizer), "--device", "cpu", "--port", str(port),
-           "--record-dir", str(tmp_path)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        assert "/api/chat ready" in proc.stdout.readline()
-        time.sleep(1.0)  # uvicorn binds right after the banner
+    with standalone_server(demo_workspace, model, port, "--record-dir", str(tmp_path)):
         conv = run_async(talk(f"ws://127.0.0.1:{port}/api/chat", user_pcm[: 2 * SAMPLE_RATE], linger=0.5))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
     assert conv.handshake and conv.audio_seconds > 1.0 and not conv.errors
     assert len(list(tmp_path.glob("chat-*.wav"))) == 1
 
@@ -195,5 +286,5 @@ def test_kyutai_moshi_client_talks_to_the_studio(demo_workspace, model, user_pcm
     assert result.stdout.strip(), "moshi.client printed none of Moshi's text pieces"
     played, _ = sf.read(speaker)
     assert len(played) > 3 * SAMPLE_RATE and np.abs(played).max() > 0.001  # Moshi's voice reached the speaker
-    (wav,) = tmp_path.glob("chat-*.wav")  # the server saw a normal session
-    assert len(sf.read(wav)[0]) > 3 * SAMPLE_RATE
+    (wav,) = tmp_path.glob("chat-*.wav")  # the server saw a normal session (recording what the model processed)
+    assert SAMPLE_RATE < len(sf.read(wav)[0]) <= 4 * SAMPLE_RATE

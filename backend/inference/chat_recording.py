@@ -1,14 +1,15 @@
 """A chat session as a dialogue of the Data stage: a stereo WAV (left Moshi = speaker A, right the
 user = speaker B) and a J-Moshi word transcript of Moshi's text stream, so it drops into the Data tab.
 
-Both channels are laid out on the session's frame clock: frame k of the recording is the k-th
-80 ms frame the server received, paired with what Moshi said in reply to it (silence while the
-model warms up or when the frame was skipped to keep up with real time).
+Both channels are laid out on the model's frame clock: frame k of the recording is the k-th 80 ms
+frame the model processed, paired with what Moshi said in reply to it (silence while the model warms
+up). Input the server dropped (a client ahead of real time, a model behind it) is not recorded: the
+recording is the conversation as the model heard it. Its room is set when the session starts, for
+the session's limit, so a recording can never outgrow it.
 """
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,25 +19,27 @@ from backend.data.audio_io import write_stereo_wav
 from backend.core.spec import FRAME_RATE, FRAME_SIZE
 
 
-@dataclass
 class SessionRecording:
-    moshi: list[np.ndarray] = field(default_factory=list)
-    user: list[np.ndarray] = field(default_factory=list)
-    pieces: list[tuple[int, str]] = field(default_factory=list)  # (frame, text piece) of Moshi's text stream
+    def __init__(self, max_frames: int):
+        # np.zeros maps zero pages lazily: memory is taken as frames are written, not for the whole limit.
+        self.audio = np.zeros((2, max_frames * FRAME_SIZE), np.float32)  # rows: Moshi, user
+        self.frames = 0
+        self.pieces: list[tuple[int, str]] = []  # (frame, text piece) of Moshi's text stream
 
     @property
-    def frames(self) -> int:
-        return len(self.user)
-
-    @property
-    def seconds(self) -> float:
-        return self.frames / FRAME_RATE
+    def max_frames(self) -> int:
+        return self.audio.shape[1] // FRAME_SIZE
 
     def add(self, user: np.ndarray, moshi: np.ndarray | None, text: str = "") -> None:
+        if self.frames >= self.max_frames:
+            raise ValueError(f"the recording is full ({self.max_frames} frames: the session limit)")
         if text:
             self.pieces.append((self.frames, text))
-        self.user.append(np.asarray(user, dtype=np.float32))
-        self.moshi.append(np.zeros(FRAME_SIZE, np.float32) if moshi is None else np.asarray(moshi, np.float32))
+        span = slice(self.frames * FRAME_SIZE, (self.frames + 1) * FRAME_SIZE)
+        if moshi is not None:
+            self.audio[0, span] = moshi
+        self.audio[1, span] = user
+        self.frames += 1
 
     def words(self) -> list[dict[str, object]]:
         """Moshi's words with frame-resolution times: a piece starting with a space starts a word."""
@@ -54,9 +57,8 @@ class SessionRecording:
         """Write `<name>.wav` and `<name>.json` into `folder` (each atomically); returns the WAV path."""
         folder.mkdir(parents=True, exist_ok=True)
         name = name or _free_name(folder, time.strftime("chat-%Y%m%d-%H%M%S"))
-        audio = np.stack([np.concatenate(self.moshi), np.concatenate(self.user)])
         write_text_atomic(folder / f"{name}.json", json.dumps(self.words(), indent=1) + "\n")
-        return write_stereo_wav(folder / f"{name}.wav", audio)
+        return write_stereo_wav(folder / f"{name}.wav", self.audio[:, : self.frames * FRAME_SIZE])
 
 
 def _free_name(folder: Path, stem: str) -> str:

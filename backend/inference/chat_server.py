@@ -9,15 +9,20 @@ with `?meta=1`), 0x05 an error message (server). One conversation at a time per 
 client is told "busy" and closed; a disconnect frees the model at once.
 
 Two tasks per conversation: `_receive` decodes Opus into 80 ms frames as they arrive; `_respond`
-steps the engine on them in a worker thread. When the engine falls behind (a frame took longer
-than the budget), the oldest waiting frames are skipped rather than processed late, so Moshi's
-voice stays in real time instead of drifting.
+steps the engine on them in a worker thread, never faster than real time. Between the two, a
+bounded buffer holds at most `max_lag_ms` of input: when the engine falls behind (a frame took
+longer than the budget) or a client sends faster than real time, the oldest waiting frames are
+dropped (and counted as skipped) rather than processed late, so Moshi's voice stays in real time
+and a flooding client costs no memory. A conversation lasts at most `max_session_seconds`; only
+the frames the model processed are recorded, and the recording is written off the event loop.
 """
 
 import asyncio
+import contextlib
 import json
 import sys
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,19 +30,21 @@ from pathlib import Path
 import numpy as np
 import sphn
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi.responses import PlainTextResponse
 
 from backend.core import config
 from backend.inference.chat_engine import ChatConfig, ChatEngine, FrameOutput
 from backend.inference.chat_recording import SessionRecording
-from backend.core.errors import StudioError
+from backend.core.errors import ConfigError, StudioError
 from backend.models.source import lm_kwargs_of
-from backend.core.spec import FRAME_SIZE, NUM_CODEBOOKS, SAMPLE_RATE
+from backend.core.spec import FRAME_RATE, FRAME_SIZE, NUM_CODEBOOKS, SAMPLE_RATE
 from backend.core.workspace import Workspace, model_folders
 
 HANDSHAKE, AUDIO, TEXT, META, ERROR = b"\x00", b"\x01", b"\x02", b"\x04", b"\x05"
 # Query parameters of Kyutai's web client that tune sampling, and the engine setting each sets.
 SAMPLING_PARAMS = {"text_temperature": "text_temperature", "text_topk": "text_top_k",
                    "audio_temperature": "audio_temperature", "audio_topk": "audio_top_k"}
+HANDOVER_SECONDS = 3.0  # how long a new client waits for the previous conversation to end before "busy"
 
 
 class ProtocolError(StudioError):
@@ -62,7 +69,8 @@ class ChatService:
     def __init__(self, cfg: ChatConfig):
         self.cfg = cfg
         self.engine: ChatEngine | None = None
-        self.busy = False
+        self._idle = asyncio.Event()  # no conversation holds the model
+        self._idle.set()
         self.last_recording: Path | None = None
         self.configured = False  # True once settings were chosen (configure), not just defaulted
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat")  # torch state stays on one thread
@@ -87,25 +95,65 @@ class ChatService:
             self.engine.set_sampling(cfg.text_temperature, cfg.text_top_k, cfg.audio_temperature, cfg.audio_top_k)
             return self.engine
 
+    @property
+    def busy(self) -> bool:
+        return not self._idle.is_set()
+
     async def handle(self, ws: WebSocket) -> None:
         await ws.accept()
-        if self.busy:
-            await ws.send_bytes(ERROR + b"busy: another conversation is in progress; try again when it ends")
-            await ws.close(code=1013)
-            return
-        self.busy = True
         try:
-            await ChatSession(self, ws).run()
+            cfg = session_config(self.cfg, ws.query_params)
+        except StudioError as e:
+            await tell(ws, str(e), 1011)
+            return
+        if self.busy:
+            # A client that reconnects right after a clean close can get here before the server has seen
+            # that close (the old connection lingers a round trip after the close handshake): let that
+            # conversation end before calling the model busy.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), HANDOVER_SECONDS)
+        if self.busy:
+            await tell(ws, "busy: another conversation is in progress; try again when it ends", 1013)
+            return
+        self._idle.clear()
+        try:
+            await ChatSession(self, ws, cfg).run()
         finally:
-            self.busy = False
+            self._idle.set()
+
+
+def session_config(base: ChatConfig, query: Mapping[str, str]) -> ChatConfig:
+    """`base` with the sampling a client asked for in the query string; a bad value is refused by its name."""
+    values, cfg = config.to_dict(base), base
+    for param, name in SAMPLING_PARAMS.items():
+        if param in query:
+            values[name] = query[param]
+            try:
+                cfg = config.from_dict(ChatConfig, values)
+            except ConfigError as e:
+                raise ConfigError(f"query parameter {param}={query[param][:40]!r}: {e}") from None
+    return cfg
+
+
+async def tell(ws: WebSocket, message: str, close_code: int | None = None) -> None:
+    """An ERROR message to the client, then close with `close_code` if given."""
+    try:
+        await ws.send_bytes(ERROR + message.encode())
+        if close_code is not None:
+            await ws.close(code=close_code)
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # the client is gone: nobody to tell
 
 
 class ChatSession:
-    def __init__(self, service: ChatService, ws: WebSocket):
-        self.service, self.ws = service, ws
-        self.frames: asyncio.Queue[np.ndarray] = asyncio.Queue()
+    def __init__(self, service: ChatService, ws: WebSocket, cfg: ChatConfig):
+        self.service, self.ws, self.cfg = service, ws, cfg
+        # The input buffer: at most max_lag_ms of audio waits for the model; beyond that the oldest is dropped.
+        waiting = max(1, int(cfg.max_lag_ms * SAMPLE_RATE / 1000 // FRAME_SIZE))
+        self.frames: asyncio.Queue[np.ndarray] = asyncio.Queue(maxsize=waiting)
+        self.max_frames = int(cfg.max_session_seconds * FRAME_RATE)
         self.stats = SessionStats()
-        self.recording = SessionRecording()
+        self.recording = SessionRecording(self.max_frames) if cfg.record_dir else None
         self.send_meta = ws.query_params.get("meta") == "1"
         self.opus_in, self.opus_out = sphn.OpusStreamReader(SAMPLE_RATE), sphn.OpusStreamWriter(SAMPLE_RATE)
         self._pending = np.zeros(0, np.float32)
@@ -113,40 +161,32 @@ class ChatSession:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            cfg = self._session_config()
-            engine = await loop.run_in_executor(None, self.service.load, cfg)
+            engine = await loop.run_in_executor(None, self.service.load, self.cfg)
         except StudioError as e:
-            await self._error(str(e))
-            await self.ws.close(code=1011)
+            await tell(self.ws, str(e), 1011)
             return
         await loop.run_in_executor(self.service.executor, engine.reset)
         await self.ws.send_bytes(HANDSHAKE)
-        receive, respond = asyncio.create_task(self._receive()), asyncio.create_task(self._respond(engine, cfg.max_lag_ms))
+        receive, respond = asyncio.create_task(self._receive()), asyncio.create_task(self._respond(engine))
         try:
-            done, _ = await asyncio.wait({receive, respond}, timeout=cfg.max_session_seconds,
+            done, _ = await asyncio.wait({receive, respond}, timeout=self.cfg.max_session_seconds,
                                          return_when=asyncio.FIRST_COMPLETED)
-            if not done:
-                await self._error(f"session time limit reached ({cfg.max_session_seconds:g} s)")
-                await self.ws.close(code=1000)
-            elif respond in done and respond.exception() is not None:
-                await self._error(f"the chat engine failed: {respond.exception()}")
-                await self.ws.close(code=1011)
+            if not done or (respond in done and respond.exception() is None):
+                await tell(self.ws, f"session time limit reached ({self.cfg.max_session_seconds:g} s)", 1000)
+            elif respond in done:
+                await tell(self.ws, f"the chat engine failed: {respond.exception()}", 1011)
         finally:
             for task in (receive, respond):
                 task.cancel()
             await asyncio.gather(receive, respond, return_exceptions=True)
-            self._save_recording()
-
-    def _session_config(self) -> ChatConfig:
-        """The service's config with the sampling the client asked for in the query string."""
-        values = {}
-        for param, name in SAMPLING_PARAMS.items():
-            if param in self.ws.query_params:
-                values[name] = self.ws.query_params[param]
-        return config.from_dict(ChatConfig, config.to_dict(self.service.cfg) | values) if values else self.service.cfg
+            # The model is free once a step still running in the worker is done; the WAV is written off the loop.
+            await loop.run_in_executor(self.service.executor, lambda: None)
+            if self.recording is not None and self.recording.frames:
+                self.service.last_recording = await loop.run_in_executor(
+                    None, self.recording.save, Path(self.cfg.record_dir))
 
     async def _receive(self) -> None:
-        """Client messages until it disconnects; audio becomes 80 ms frames on the queue."""
+        """Client messages until it disconnects; audio becomes 80 ms frames in the input buffer."""
         while True:
             try:
                 message = await self.ws.receive()
@@ -157,7 +197,7 @@ class ChatSession:
             try:
                 self._accept(message.get("bytes"), message.get("text"))
             except ProtocolError as e:
-                await self._error(str(e))
+                await tell(self.ws, str(e))
 
     def _accept(self, data: bytes | None, text: str | None) -> None:
         if data is None:
@@ -173,22 +213,26 @@ class ChatSession:
             raise ProtocolError(f"audio message is not Ogg/Opus: {e}") from None
         self._pending = np.concatenate([self._pending, pcm.astype(np.float32)])
         while len(self._pending) >= FRAME_SIZE:
+            if self.frames.full():  # the model is behind, or the client ahead of real time
+                self.frames.get_nowait()
+                self.stats.skipped += 1
             self.frames.put_nowait(self._pending[:FRAME_SIZE])
             self._pending = self._pending[FRAME_SIZE:]
 
-    async def _respond(self, engine: ChatEngine, max_lag_ms: float) -> None:
+    async def _respond(self, engine: ChatEngine) -> None:
+        """Steps the engine on the buffered frames, at most in real time, until the session's limit."""
         loop = asyncio.get_running_loop()
-        max_waiting = max(1, int(max_lag_ms * SAMPLE_RATE / 1000 // FRAME_SIZE))
-        while True:
+        start = loop.time()
+        while self.stats.frames < self.max_frames:
+            # A client ahead of real time (a flood) does not get the model faster than a microphone would:
+            # meanwhile its excess input is dropped from the bounded buffer.
+            await asyncio.sleep(start + self.stats.frames * FRAME_SIZE / SAMPLE_RATE - loop.time())
             frame = await self.frames.get()
-            while self.frames.qsize() >= max_waiting:  # behind real time: skip, do not drift
-                self.recording.add(frame, None)
-                self.stats.skipped += 1
-                frame = self.frames.get_nowait()
             out: FrameOutput = await loop.run_in_executor(self.service.executor, engine.step, frame)
             self.stats.frames += 1
             self.stats.compute_ms = out.compute_ms
-            self.recording.add(frame, out.pcm, out.text)
+            if self.recording is not None:
+                self.recording.add(frame, out.pcm, out.text)
             await self._send(out)
 
     async def _send(self, out: FrameOutput) -> None:
@@ -201,15 +245,6 @@ class ChatSession:
         if self.send_meta:
             await self.ws.send_bytes(META + json.dumps(self.stats.meta(self.frames.qsize())).encode())
 
-    async def _error(self, message: str) -> None:
-        try:
-            await self.ws.send_bytes(ERROR + message.encode())
-        except (WebSocketDisconnect, RuntimeError):
-            pass  # the client is gone: nobody to tell
-
-    def _save_recording(self) -> None:
-        if self.service.cfg.record_dir and self.recording.frames:
-            self.service.last_recording = self.recording.save(Path(self.service.cfg.record_dir))
 
 
 def workspace_chat_config(ws: Workspace) -> ChatConfig:
@@ -228,16 +263,22 @@ def add_chat_route(app: FastAPI, service: ChatService, path: str = "/api/chat") 
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
-    cfg = config.from_cli(ChatConfig, config.cli_parser(ChatConfig, "Serve /api/chat (moshi's protocol) for one "
-                                                                     "model.").parse_args(argv))
-    service = ChatService(cfg)
+    args = config.cli_parser(ChatConfig, "Serve /api/chat (moshi's protocol) for one model.").parse_args(argv)
     try:
+        cfg = config.from_cli(ChatConfig, args)
+        service = ChatService(cfg)
         service.load()
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     app = FastAPI(title="Moshi Studio chat")
     add_chat_route(app, service)
+
+    @app.get("/")
+    async def status() -> PlainTextResponse:  # a browser (or a health check) gets an answer, not a 404
+        state = "in a conversation" if service.busy else "free"
+        return PlainTextResponse(f"Moshi Studio chat server ({state}): moshi clients connect to /api/chat\n")
+
     print(f"/api/chat ready on ws://{cfg.host}:{cfg.port}/api/chat (python -m moshi.client --host {cfg.host} "
           f"--port {cfg.port})", flush=True)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")
