@@ -12,6 +12,7 @@ from backend.models.persona import Persona, make_persona, voice_codes
 
 MAX_TEXT_PROMPT = 4000  # characters of role text a client may send (PersonaPlex's presets are a few hundred)
 MAX_VOICE_NAME = 255
+VOICES_DIR = "voices"  # a workspace's voice prompts, chosen by file name from /api/chat
 
 
 def voice_file(voices_dir: str | Path, name: str, param: str = "voice_prompt") -> Path:

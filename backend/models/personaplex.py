@@ -76,8 +76,9 @@ def tokenizer_file(source: str | Path) -> Path:
     return _folder(source) / TOKENIZER_FILE
 
 
-def load_personaplex(source: str | Path, device: str = "cpu", dtype: Any = None) -> Any:
-    """The LMModel (dep_q 16) of a PersonaPlex folder or of the hub repo."""
+def load_personaplex(source: str | Path, device: str = "cpu", dtype: Any = None, dep_q: int = DEP_Q) -> Any:
+    """The LMModel (dep_q 16) of a PersonaPlex folder or of the hub repo; `dep_q` 8 keeps Moshi's steps only
+    (chat with moshi's LMGen, which reads the user's codes instead of predicting them)."""
     import torch
     from safetensors.torch import load_file
 
@@ -91,5 +92,7 @@ def load_personaplex(source: str | Path, device: str = "cpu", dtype: Any = None)
         raise InputError(weights, f"{steps} depformer output heads: PersonaPlex checkpoints have 8 or 16")
     if steps == NUM_CODEBOOKS:
         state, kwargs = resize_depformer(state, kwargs | {"dep_q": steps}, DEP_Q)
+    if dep_q != DEP_Q:
+        state, kwargs = resize_depformer(state, kwargs, dep_q)
     model = build_lm(state, kwargs, dtype or torch.float32, where=str(weights))
     return model.to(device=device).eval()
