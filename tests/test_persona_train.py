@@ -89,3 +89,33 @@ def test_training_runs_with_a_persona_dataset(tmp_path: Path) -> None:
         reset_accelerate()
     log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all(np.isfinite(m["loss"]) for m in log if "event" not in m)
+
+
+def test_persona_stage_from_the_command_line(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from backend.core.workspace import DEMO_VOCAB_SIZE
+    from backend.dataset.personas import main
+    from backend.dataset.spm import load_spm, train_spm
+    from backend.demo.dialogues import demo_sentences
+    from backend.models.persona import encode_voice, role_text_ids
+    from backend.models.source import load_mimi, random_mimi, save_mimi, tiny_mimi_config
+
+    data = write_dataset(tmp_path / "data", [8, 8])
+    mimi_dir = save_mimi(random_mimi(tiny_mimi_config(), seed=2), tiny_mimi_config(), tmp_path / "mimi")
+    spm_path = train_spm(demo_sentences(), tmp_path / "spm.model", vocab_size=DEMO_VOCAB_SIZE)
+    rng = np.random.default_rng(0)
+    stereo = (0.1 * rng.standard_normal((3 * 24_000, 2))).astype(np.float32)
+    sf.write(tmp_path / "dialogue.wav", stereo, 24_000)
+    common = ["--dataset", str(data), "--mimi", str(mimi_dir), "--tokenizer", str(spm_path)]
+    assert main([*common, "--dialogue", "train/d001", "--speaker", "B", "--text", "You are a librarian.",
+                 "--voice", str(tmp_path / "dialogue.wav"), "--voice-channel", "B", "--voice-start", "0.5",
+                 "--voice-end", "2"]) == 0
+    (persona,) = load_personas(data).values()
+    assert set(load_personas(data)) == {("train/d001", "B")}
+    assert persona.text_ids == tuple(role_text_ids(load_spm(spm_path), "You are a librarian."))
+    expected = encode_voice(load_mimi(mimi_dir), stereo[12_000:48_000, 1])
+    np.testing.assert_array_equal(persona.voice, expected)
+    assert main([*common, "--dialogue", "train/nope", "--text", "x"]) == 2
+    assert main([*common, "--dialogue", "train/d001", "--speaker", "B", "--remove"]) == 0
+    assert load_personas(data) == {} and not sidecar_path(data).exists()

@@ -172,11 +172,12 @@ def build_persona(text: str, tokenizer: str, voice: np.ndarray | None, mimi: str
 def main(argv: list[str] | None = None) -> int:
     parser = config.cli_parser(PersonaConfig, "Give a dataset dialogue a persona (role text + voice prompt).")
     try:
-        personas = set_persona(config.from_cli(PersonaConfig, parser.parse_args(argv)))
+        cfg = config.from_cli(PersonaConfig, parser.parse_args(argv))
+        personas = set_persona(cfg)
     except (ConfigError, InputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{len(personas)} persona(s) in {sidecar_path(parser.parse_args(argv).dataset)}")
+    print(f"{len(personas)} persona(s) in {sidecar_path(cfg.dataset)}")
     return 0
 
 
