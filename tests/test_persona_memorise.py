@@ -11,12 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from train_helpers import reset_accelerate, speaker_tokens, write_model, write_run
+from train_helpers import speaker_tokens, trained_checkpoint, write_model
 
 from backend.dataset.build import SCHEMA, shard_name
 from backend.dataset.personas import save_personas
-from backend.finetune import checkpoints
-from backend.finetune.trainer import train
 from backend.inference.generate import GenerateConfig, generate
 from backend.models.persona import Persona
 
@@ -50,16 +48,10 @@ def test_each_persona_continues_with_its_own_reply(tmp_path: Path) -> None:
         save_personas(data, {(f"train/{name}", "A"): Persona(name, tuple(int(i) for i in rng.integers(10, 300, 5)),
                                                              rng.integers(0, 8, size=(8, 6)))
                              for name in ("barista", "librarian")})
-        run = tmp_path / "run"
-        write_run(run, base_model=str(write_model(tmp_path / "model", dep_q=16)), train_data=str(data),
-                  main_speaker="A", max_frames=FRAMES, min_frames=FRAMES, max_steps=80, lr=4e-3, weight_decay=0.0,
-                  acoustic_weight=10.0, batch_size=2, log_every=20)
-        try:
-            assert train(run) == "finished"
-        finally:
-            reset_accelerate()
-        checkpoint = checkpoints.latest_checkpoint(run)
-        assert checkpoint is not None
+        checkpoint = trained_checkpoint(tmp_path / "run", base_model=str(write_model(tmp_path / "model", dep_q=16)),
+                                        train_data=str(data), main_speaker="A", max_frames=FRAMES, min_frames=FRAMES,
+                                        max_steps=80, lr=4e-3, weight_decay=0.0, acoustic_weight=10.0, batch_size=2,
+                                        log_every=20)
         results = generate(GenerateConfig(model=str(checkpoint), dataset=data, prompt_frames=PROMPT,
                                            gen_frames=FRAMES - 1 - PROMPT, text_temperature=0, audio_temperature=0,
                                            device="cpu", output=None))
