@@ -25,7 +25,7 @@ import numpy as np
 from backend.core import config
 from backend.core.atomic import write_text_atomic
 from backend.core.errors import ConfigError, InputError
-from backend.core.spec import CARD, NUM_CODEBOOKS, SPEAKERS
+from backend.core.spec import CARD, NUM_CODEBOOKS, SAMPLE_RATE, SPEAKERS
 from backend.models.persona import Persona
 
 FORMAT = "moshi-studio-personas/1"
@@ -122,10 +122,11 @@ def voice_clip(cfg: PersonaConfig) -> np.ndarray:
 
     audio, _ = load_stereo(cfg.voice)
     channel = audio[0 if cfg.voice_channel in ("first", "A") else 1]
-    start, stop = int(cfg.voice_start * 24_000), int(cfg.voice_end * 24_000) if cfg.voice_end else len(channel)
+    start = int(cfg.voice_start * SAMPLE_RATE)
+    stop = int(cfg.voice_end * SAMPLE_RATE) if cfg.voice_end else len(channel)
     if not 0 <= start < stop <= len(channel):
         raise ConfigError(f"voice clip {cfg.voice_start}-{cfg.voice_end} s is outside {cfg.voice} "
-                          f"({len(channel) / 24_000:.2f} s)")
+                          f"({len(channel) / SAMPLE_RATE:.2f} s)")
     return channel[start:stop]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from backend.core.errors import ConfigError
-from backend.models.persona import Persona, make_persona, voice_codes
+from backend.models.persona import ROWS, Persona, make_persona, voice_codes
 
 MAX_TEXT_PROMPT = 4000  # characters of role text a client may send (PersonaPlex's presets are a few hundred)
 MAX_VOICE_NAME = 255
@@ -65,7 +65,7 @@ def continuation_prefixes(dataset: str | Path, ids: list[str], main_speaker: str
     training (dataset/personas.py)."""
     from backend.dataset.personas import load_personas
 
-    empty = np.zeros((17, 0), dtype=np.int64)
+    empty = np.zeros((ROWS, 0), dtype=np.int64)
     if text_prompt.strip() or voice_prompt:
         if text_prompt.strip() and not tokenizer:
             raise ConfigError("text_prompt: needs the LM's tokenizer (set tokenizer)")
