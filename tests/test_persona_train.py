@@ -119,3 +119,37 @@ def test_persona_stage_from_the_command_line(tmp_path: Path) -> None:
     assert main([*common, "--dialogue", "train/nope", "--text", "x"]) == 2
     assert main([*common, "--dialogue", "train/d001", "--speaker", "B", "--remove"]) == 0
     assert load_personas(data) == {} and not sidecar_path(data).exists()
+
+
+def test_continuation_prefixes_given_or_stored(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from backend.core.errors import ConfigError
+    from backend.core.workspace import DEMO_VOCAB_SIZE
+    from backend.dataset.spm import load_spm, train_spm
+    from backend.demo.dialogues import demo_sentences
+    from backend.inference.persona_prompt import batches_by_length, continuation_prefixes
+    from backend.models.persona import read_voice, voice_codes
+    from backend.models.source import load_mimi, random_mimi, save_mimi, tiny_mimi_config
+
+    data = write_dataset(tmp_path / "data", [8, 8])
+    ids = ["train/d000", "train/d001"]
+    stored = a_persona(5)
+    save_personas(data, {("train/d001", "A"): stored})
+    got = continuation_prefixes(data, ids, "A", "", "", True, "", "")
+    assert got[0].shape == (17, 0) and np.array_equal(got[1], stored.rows())
+    assert all(g.shape == (17, 0) for g in continuation_prefixes(data, ids, "A", "", "", False, "", ""))
+    assert continuation_prefixes(data, ids, "B", "", "", True, "", "")[1].shape == (17, 0)  # A's persona only
+    mimi_dir = save_mimi(random_mimi(tiny_mimi_config(), seed=2), tiny_mimi_config(), tmp_path / "mimi")
+    spm_path = train_spm(demo_sentences(), tmp_path / "spm.model", vocab_size=DEMO_VOCAB_SIZE)
+    wav = tmp_path / "voice.wav"
+    sf.write(wav, (0.1 * np.random.default_rng(1).standard_normal(30_000)).astype(np.float32), 24_000)
+    given = continuation_prefixes(data, ids, "A", "You are a barista.", str(wav), True, str(spm_path), str(mimi_dir))
+    expected = make_persona("You are a barista.", load_spm(spm_path), voice_codes(load_mimi(mimi_dir), wav)).rows()
+    assert all(np.array_equal(g, expected) for g in given)  # the given persona wins over the stored one
+    assert read_voice(wav).shape == (30_000,)
+    with pytest.raises(ConfigError, match="text_prompt"):
+        continuation_prefixes(data, ids, "A", "You are a barista.", "", True, "", "")
+    with pytest.raises(ConfigError, match="voice_prompt"):
+        continuation_prefixes(data, ids, "A", "", str(wav), True, "", "")
+    assert batches_by_length([0, 5, 0, 5, 0], 2) == [[0, 2], [4], [1, 3]]
