@@ -9,11 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from train_helpers import reset_accelerate, write_dataset, write_model, write_run
+from train_helpers import trained_checkpoint, write_dataset, write_model
 
-from backend.finetune import checkpoints
 from backend.inference.generate import GenerateConfig, generate
-from backend.finetune.trainer import train
 
 FRAMES = 40  # one 3.2 s dialogue
 PROMPT = 13
@@ -33,15 +31,9 @@ def test_memorised_dialogue_is_continued_token_for_token(tmp_path: Path) -> None
         # Random text pieces between PADs and random audio codes from 8 entries per codebook (learnable in
         # a few dozen steps; chance level stays 1/8). The layout is the real one: [9, T] per speaker.
         data = write_dataset(tmp_path / "data", [FRAMES], seed=3, audio_vocab=8)
-        run = tmp_path / "run"
-        write_run(run, base_model=str(model), train_data=str(data), main_speaker="A", max_frames=FRAMES,
-                  min_frames=FRAMES, max_steps=70, lr=4e-3, weight_decay=0.0, acoustic_weight=10.0, log_every=10)
-        try:
-            assert train(run) == "finished"
-        finally:
-            reset_accelerate()
-        checkpoint = checkpoints.latest_checkpoint(run)
-        assert checkpoint is not None
+        checkpoint = trained_checkpoint(tmp_path / "run", base_model=str(model), train_data=str(data), main_speaker="A",
+                                        max_frames=FRAMES, min_frames=FRAMES, max_steps=70, lr=4e-3, weight_decay=0.0,
+                                        acoustic_weight=10.0, log_every=10)
 
         def continuation(source: Path) -> dict[str, float]:
             # Up to the dialogue's second-to-last frame: training never has a target for the acoustic

@@ -60,3 +60,18 @@ def reset_accelerate() -> None:
 
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
+
+
+def trained_checkpoint(run_dir: Path, **overrides: Any) -> Path:
+    """Train a run in this process (write_run's config with `overrides`) and return its last checkpoint."""
+    from backend.finetune import checkpoints
+    from backend.finetune.trainer import train
+
+    write_run(run_dir, **overrides)
+    try:
+        assert train(run_dir) == "finished"
+    finally:
+        reset_accelerate()
+    checkpoint = checkpoints.latest_checkpoint(run_dir)
+    assert checkpoint is not None
+    return checkpoint

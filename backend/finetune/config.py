@@ -32,6 +32,8 @@ class FinetuneConfig:
     user_stream_weight: float = option(1.0, "multiplier of the user stream's audio loss (dep_q 16 models)")
     text_weight: float = option(1.0, "weight of the text loss in the total")
     audio_weight: float = option(1.0, "weight of the audio loss in the total")
+    persona_text_loss: bool = option(False, "persona prefixes (dataset personas.json): also learn their role "
+                                     "text; their audio is never learnt")
     # --- what trains ---
     mode: Literal["full", "lora", "subset"] = option("full", "full fine-tune, LoRA adapters, or the named subset")
     lora_rank: int = option(16, "LoRA rank (mode lora)")

@@ -29,6 +29,7 @@ from backend.core.errors import ConfigError, InputError
 from backend.finetune.config import FinetuneConfig
 from backend.finetune.loss import PARTS, LossWeights, compute_loss
 from backend.models.source import LM_KWARGS, LM_WEIGHTS, load_lm
+from backend.finetune.prefix import dataset_personas, example_prefixes, with_prefixes
 from backend.finetune.optim import apply_mode, make_optimizer, make_scheduler
 from backend.finetune.data import Dialogues, ExampleStream, Position, check_schema, collate, eval_share, example_rows, \
     make_examples
@@ -76,6 +77,10 @@ def deepspeed_config(cfg: FinetuneConfig) -> dict[str, Any] | None:
 
 def base_model_kwargs(source: str) -> dict[str, Any] | None:
     """The LMModel kwargs of a local model folder; None for a hub repo id (not fetched before launch)."""
+    from backend.models import personaplex
+
+    if personaplex.is_personaplex(source):
+        return personaplex.personaplex_kwargs(source)
     path = Path(source)
     if path.is_dir():
         for name in (LM_KWARGS, LM_WEIGHTS):
@@ -290,6 +295,7 @@ class Trainer:
         self.eval_examples = (make_examples(self.eval_set.lengths, cfg.main_speaker, cfg.max_frames, cfg.min_frames)
                               if self.eval_set is not None else [])
 
+        self.personas = dataset_personas([cfg.train_data, cfg.eval_data])  # sidecars: dataset/personas.py
         model, self.lm_kwargs = load_model(cfg)
         self.text_card, self.card = model.text_card, model.card
         self.weights = LossWeights(
@@ -363,7 +369,9 @@ class Trainer:
 
     def forward_loss(self, examples: list, dialogues: Dialogues):  # type: ignore[no-untyped-def]
         codes = collate([example_rows(dialogues, ex) for ex in examples]).to(self.accelerator.device)
-        return compute_loss(self.model(codes), codes, self.weights, self.text_card, self.card)
+        prefixes = example_prefixes(self.personas, dialogues.ids, examples)
+        codes, targets = with_prefixes(codes, [ex.frames for ex in examples], prefixes, self.cfg.persona_text_loss)
+        return compute_loss(self.model(codes), targets, self.weights, self.text_card, self.card)
 
     def train_step(self) -> tuple[torch.Tensor, int]:
         """One optimiser step (grad_accum micro-steps): mean loss parts and frames seen by this rank."""

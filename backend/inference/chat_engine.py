@@ -18,6 +18,9 @@ from moshi.models import LMGen, loaders
 from backend.core.config import option
 from backend.core.errors import ConfigError, InputError
 from backend.inference.live_text import LiveText
+from backend.inference.persona_prompt import PersonaCache, voice_file
+from backend.models import personaplex
+from backend.models.persona import finish_prefix, step_prefix
 from backend.models.source import load_mimi, pick_device
 from backend.core.spec import CARD, EPAD_ID, FRAME_SIZE, NUM_CODEBOOKS, PAD_ID, TEXT_CARD
 
@@ -56,6 +59,10 @@ class ChatConfig:
     port: int = option(8998, "standalone server: port (moshi.server's default)")
     threads: int = option(1, "torch CPU threads (1 is fastest for small models on CPU, where the loop is mostly "
                          "Python overhead; 0: torch's default)")
+    text_prompt: str = option("", "persona (PersonaPlex): role text stepped through the model before every "
+                              "conversation (clients may send their own: ?text_prompt=...)")
+    voice_prompt: str = option("", "persona: voice prompt, a file name in voices_dir (clients: ?voice_prompt=...)")
+    voices_dir: str = option("voices", "folder of the voice prompts clients may choose by file name")
 
     def __post_init__(self) -> None:
         # NaN, negative or absurd values are refused here, not passed to moshi's sampler (which would sample
@@ -83,7 +90,11 @@ class ChatEngine:
         self.device = pick_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        lm = load_model(cfg.model, device=self.device, dtype=resolve_dtype("auto", self.device))
+        dtype = resolve_dtype("auto", self.device)
+        if personaplex.is_personaplex(cfg.model):  # dep_q 16; Moshi's 8 steps do not depend on the user's 8
+            lm = personaplex.load_personaplex(cfg.model, device=self.device, dtype=dtype, dep_q=NUM_CODEBOOKS)
+        else:
+            lm = load_model(cfg.model, device=self.device, dtype=dtype)
         if lm.dep_q != NUM_CODEBOOKS:
             raise InputError(cfg.model, f"dep_q {lm.dep_q}: chat needs a clean model (dep_q {NUM_CODEBOOKS}); "
                                         "export the checkpoint with --clean")
@@ -94,7 +105,9 @@ class ChatEngine:
                             top_k=cfg.audio_top_k, top_k_text=cfg.text_top_k)
         self.mimi.streaming_forever(1)
         self.lm_gen.streaming_forever(1)
+        self.personas = PersonaCache(self.tokenizer, self.mimi)
         self._first = True
+        self._prefix_tail: np.ndarray | None = None  # the persona prefix's last acoustic codes, forced once
         self.warmup()
 
     @staticmethod
@@ -103,6 +116,8 @@ class ChatEngine:
 
         if cfg.tokenizer:
             return load_spm(cfg.tokenizer)
+        if personaplex.is_personaplex_folder(cfg.model):
+            return load_spm(personaplex.tokenizer_file(cfg.model))
         return loaders.CheckpointInfo.from_hf_repo(cfg.model).get_text_tokenizer()
 
     def set_sampling(self, text_temperature: float, text_top_k: int, audio_temperature: float, audio_top_k: int) -> None:
@@ -116,13 +131,24 @@ class ChatEngine:
             self.step(np.zeros(FRAME_SIZE, dtype=np.float32))
         self.reset()
 
-    def reset(self) -> None:
-        """A fresh conversation: empty streaming states, fresh seed."""
+    def reset(self, seed: int | None = None) -> None:
+        """A fresh conversation: empty streaming states, fresh seed (the config's unless given)."""
         self.mimi.reset_streaming()
         self.lm_gen.reset_streaming()
         self.text.reset()
-        torch.manual_seed(self.cfg.seed)
+        torch.manual_seed(self.cfg.seed if seed is None else seed)
         self._first = True
+        self._prefix_tail = None
+
+    @torch.no_grad()
+    def start(self, cfg: ChatConfig) -> None:
+        """A fresh conversation with `cfg`'s seed and persona: PersonaPlex's system prompt (models/persona.py) is
+        stepped through the model first, so the conversation starts from the state it leaves."""
+        voice = voice_file(cfg.voices_dir, cfg.voice_prompt) if cfg.voice_prompt else None
+        persona = self.personas.persona(cfg.text_prompt, voice)
+        self.reset(cfg.seed)
+        if persona is not None:
+            self._prefix_tail = step_prefix(self.lm_gen, persona.rows())
 
     @torch.no_grad()
     def step(self, pcm: np.ndarray) -> FrameOutput:
@@ -136,6 +162,9 @@ class ChatEngine:
             self.mimi.reset_streaming()
             self._first = False
         tokens = self.lm_gen.step(codes)
+        if self._prefix_tail is not None:
+            tokens = finish_prefix(self.lm_gen, tokens, self._prefix_tail)
+            self._prefix_tail = None
         out, text = None, ""
         if tokens is not None:
             out = self.mimi.decode(tokens[:, 1:1 + NUM_CODEBOOKS])[0, 0].float().cpu().numpy()

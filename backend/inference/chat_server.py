@@ -35,6 +35,7 @@ from fastapi.responses import PlainTextResponse
 from backend.core import config
 from backend.inference.chat_engine import ChatConfig, ChatEngine, FrameOutput
 from backend.inference.chat_recording import SessionRecording
+from backend.inference.persona_prompt import VOICES_DIR, check_text_prompt, voice_file
 from backend.core.errors import ConfigError, StudioError
 from backend.models.source import lm_kwargs_of
 from backend.core.spec import FRAME_RATE, FRAME_SIZE, NUM_CODEBOOKS, SAMPLE_RATE
@@ -44,6 +45,9 @@ HANDSHAKE, AUDIO, TEXT, META, ERROR = b"\x00", b"\x01", b"\x02", b"\x04", b"\x05
 # Query parameters of Kyutai's web client that tune sampling, and the engine setting each sets.
 SAMPLING_PARAMS = {"text_temperature": "text_temperature", "text_topk": "text_top_k",
                    "audio_temperature": "audio_temperature", "audio_topk": "audio_top_k"}
+# PersonaPlex's web client: persona (role text, a voice file name in the voices folder) and seed (-1: the server's).
+PERSONA_PARAMS = {"text_prompt": "text_prompt", "voice_prompt": "voice_prompt", "seed": "seed"}
+MAX_SEED = 2**63 - 1
 HANDOVER_SECONDS = 3.0  # how long a new client waits for the previous conversation to end before "busy"
 
 
@@ -125,14 +129,23 @@ class ChatService:
 def session_config(base: ChatConfig, query: Mapping[str, str]) -> ChatConfig:
     """`base` with the sampling a client asked for in the query string; a bad value is refused by its name."""
     values, cfg = config.to_dict(base), base
-    for param, name in SAMPLING_PARAMS.items():
-        if param in query:
+    for param, name in (SAMPLING_PARAMS | PERSONA_PARAMS).items():
+        if param in query and not (param == "seed" and query[param] == "-1"):
             values[name] = query[param]
             try:
                 cfg = config.from_dict(ChatConfig, values)
+                check_persona_params(cfg)
             except ConfigError as e:
                 raise ConfigError(f"query parameter {param}={query[param][:40]!r}: {e}") from None
     return cfg
+
+
+def check_persona_params(cfg: ChatConfig) -> None:
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise ConfigError(f"seed must be -1 or from 0 to {MAX_SEED}")
+    check_text_prompt(cfg.text_prompt)
+    if cfg.voice_prompt:
+        voice_file(cfg.voices_dir, cfg.voice_prompt)  # a file of the voices folder, nothing else
 
 
 async def tell(ws: WebSocket, message: str, close_code: int | None = None) -> None:
@@ -165,7 +178,11 @@ class ChatSession:
         except StudioError as e:
             await tell(self.ws, str(e), 1011)
             return
-        await loop.run_in_executor(self.service.executor, engine.reset)
+        try:  # the persona's system prompt is stepped before the handshake, as PersonaPlex's server does
+            await loop.run_in_executor(self.service.executor, engine.start, self.cfg)
+        except StudioError as e:
+            await tell(self.ws, str(e), 1011)
+            return
         await self.ws.send_bytes(HANDSHAKE)
         receive, respond = asyncio.create_task(self._receive()), asyncio.create_task(self._respond(engine))
         try:
@@ -253,7 +270,7 @@ def workspace_chat_config(ws: Workspace) -> ChatConfig:
     clean = [m for m in model_folders(ws) if "/exports/" in m and lm_kwargs_of(ws.root / m).get("dep_q") == NUM_CODEBOOKS]
     model = ws.root / clean[0] if clean else ws.demo_lm
     return ChatConfig(model=str(model), mimi=ws.mimi_source, tokenizer=str(ws.tokenizer_path),
-                      device=ws.settings.device, record_dir=str(ws.raw))
+                      device=ws.settings.device, record_dir=str(ws.raw), voices_dir=str(ws.root / VOICES_DIR))
 
 
 def add_chat_route(app: FastAPI, service: ChatService, path: str = "/api/chat") -> None:

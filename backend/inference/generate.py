@@ -41,6 +41,7 @@ from backend.core.errors import ConfigError, InputError, StudioError
 from backend.models.source import load_lm, load_mimi, pick_device
 from backend.core.spec import CARD, DELAYS, EPAD_ID, FRAME_RATE, NUM_CODEBOOKS, PAD_ID, TEXT_CARD, ZERO_TOKEN
 from backend.finetune.data import Dialogues
+from backend.inference.persona_prompt import batches_by_length, continuation_prefixes
 from backend.dataset.training_view import delayed_input, training_rows
 
 Progress = Callable[[float, str], None]
@@ -81,6 +82,10 @@ class GenerateConfig:
     mimi: str = option("", "Mimi to decode with (folder, .safetensors or hub id): writes <id>.continuation.wav "
                        "and <id>.reference.wav; empty: tokens only")
     tokenizer: str = option("", "SentencePiece model: writes <id>.transcript.json (timed words of Moshi's text)")
+    text_prompt: str = option("", "persona (PersonaPlex): role text put before every prompt (needs tokenizer)")
+    voice_prompt: str = option("", "persona: voice prompt audio file put before every prompt (needs mimi)")
+    dataset_personas: bool = option(True, "without text_prompt/voice_prompt: each dialogue's stored persona "
+                                    "(the dataset's personas.json) goes before its prompt, as in training")
 
 
 @dataclass
@@ -118,8 +123,10 @@ def load_model(source: str, base_model: str = "", device: str = "cpu",
     from backend.models.export import attach_lora, read_checkpoint
     from backend.models.surgery import build_lm
 
+    from backend.models.personaplex import is_personaplex_folder
+
     path = Path(source)
-    if path.is_dir():
+    if path.is_dir() and not is_personaplex_folder(path):
         ckpt = read_checkpoint(path, base_model)
         model = build_lm(ckpt.state, ckpt.kwargs, torch.float32, where=source)
         if ckpt.lora:
@@ -271,14 +278,22 @@ def generate(cfg: GenerateConfig, progress: Progress | None = None) -> list[Cont
     meta = {"model": cfg.model, "dep_q": model.dep_q, "user_stream": "sampled" if user_sampled else "reference",
             "config": config.to_dict(cfg)}
 
+    # Persona prefixes (issue 15) go before the prompt, forced like it; a batch shares one prefix length.
+    prefixes = continuation_prefixes(cfg.dataset, [data.ids[i] for i in chosen], cfg.main_speaker, cfg.text_prompt,
+                                     cfg.voice_prompt, cfg.dataset_personas, cfg.tokenizer, cfg.mimi)
     results: list[Continuation] = []
-    for first in range(0, len(chosen), cfg.batch_size):
-        batch = chosen[first:first + cfg.batch_size]
-        rows = [training_rows(data.speaker(i, cfg.main_speaker), data.speaker(i, other))[:, start:] for i in batch]
+    done_count = 0
+    for positions in batches_by_length([x.shape[1] for x in prefixes], cfg.batch_size):
+        first, done_count = done_count, done_count + len(positions)
+        batch = [chosen[k] for k in positions]
+        lp = prefixes[positions[0]].shape[1]
+        rows = [np.concatenate([prefixes[k], training_rows(data.speaker(i, cfg.main_speaker),
+                                                           data.speaker(i, other))[:, start:]], axis=1)
+                for k, i in zip(positions, batch)]
         # A dep_q 8 model reads the user stream from the reference: it cannot go past its end.
-        gens = [cfg.gen_frames if user_sampled else min(cfg.gen_frames, r.shape[1] - p) for r in rows]
+        gens = [cfg.gen_frames if user_sampled else min(cfg.gen_frames, r.shape[1] - lp - p) for r in rows]
         seeds = [dialogue_seed(cfg.seed, data.ids[i]) for i in batch]
-        frames = p + max(gens)
+        frames = lp + p + max(gens)
         steps = frames + max(DELAYS)
 
         def step_done(s: int, done: int = first) -> None:
@@ -286,15 +301,18 @@ def generate(cfg: GenerateConfig, progress: Progress | None = None) -> list[Cont
                                                                    f"{len(chosen)}: step {s}/{steps}")
 
         if max(gens) > 0:
-            tokens = run_batch(model, sampler, rows, p, frames, seeds, step_done)
+            tokens = run_batch(model, sampler, rows, lp + p, frames, seeds, step_done)
         else:
-            tokens = np.stack([r[:, :p] for r in rows])
+            tokens = np.stack([r[:, :lp + p] for r in rows])
         for b, i in enumerate(batch):
-            n = p + gens[b]
+            n = lp + p + gens[b]
             results.append(Continuation(
                 dialogue_id=data.ids[i], main_speaker=cfg.main_speaker, start_frame=start, prompt_frames=p,
-                tokens=tokens[b, :, :n].copy(), reference=rows[b][:, :n].copy(),
-                metadata=meta | {"dialogue_id": data.ids[i], "dialogue_seed": seeds[b], "generated_frames": gens[b]}))
+                tokens=tokens[b, :, lp:n].copy(), reference=rows[b][:, lp:n].copy(),
+                metadata=meta | {"dialogue_id": data.ids[i], "dialogue_seed": seeds[b], "generated_frames": gens[b],
+                                 "persona_frames": lp}))
+    order = {data.ids[i]: k for k, i in enumerate(chosen)}
+    results.sort(key=lambda c: order[c.dialogue_id])  # batches grouped by prefix length
     if cfg.output is not None:
         report(1.0, "writing files")
         write_outputs(results, cfg)

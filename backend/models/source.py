@@ -108,7 +108,11 @@ def save_mimi(mimi: MimiModel, config: dict[str, Any], directory: str | Path, ha
 def load_mimi(source: str | Path, device: str = "cpu", num_codebooks: int = 8) -> MimiModel:
     """Mimi from a model directory (mimi.safetensors + mimi_config.json), a local safetensors file
     (full-size config, or a mimi_config.json beside it), or a hub repo id such as kyutai/moshiko-pytorch-bf16."""
+    from backend.models import personaplex
+
     path = Path(source)
+    if personaplex.is_personaplex(source):  # its own file name (moshi's MIMI_NAME), mimi_config.json optional beside
+        path = personaplex.mimi_file(source)
     if path.is_dir():
         weights, cfg_file = path / MIMI_WEIGHTS, path / MIMI_CONFIG
         if not weights.exists():
@@ -140,7 +144,12 @@ def pick_device(requested: str = "auto") -> str:
 
 
 def load_lm(source: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> LMModel:
-    """LM from a model directory (model.safetensors + moshi_lm_kwargs.json) or a hub repo id."""
+    """LM from a model directory (model.safetensors + moshi_lm_kwargs.json) or a hub repo id; PersonaPlex's repo
+    or a copy of it by models/personaplex.py."""
+    from backend.models import personaplex
+
+    if personaplex.is_personaplex(source):
+        return personaplex.load_personaplex(source, device=device, dtype=dtype)
     path = Path(source)
     if path.is_dir():
         return loaders.get_moshi_lm(path / LM_WEIGHTS, lm_kwargs=lm_kwargs_of(path), device=device, dtype=dtype)
@@ -164,6 +173,10 @@ def cached_mimi(source: str, device: str = "cpu") -> MimiModel:
 
 def lm_kwargs_of(source: str | Path) -> dict[str, Any]:
     """The LMModel kwargs of a model folder; for a hub id, moshi's 7B defaults (read without downloading)."""
+    from backend.models import personaplex
+
+    if personaplex.is_personaplex(source):
+        return personaplex.personaplex_kwargs(source)
     path = Path(source)
     if path.is_dir():
         kwargs_file = path / LM_KWARGS

@@ -202,6 +202,10 @@ def safetensors_shapes(file: Path) -> dict[str, tuple[int, ...]]:
 
 def source_kwargs(source: str) -> dict[str, Any]:
     """LMModel kwargs of a model directory or a hub repo (its config.json; Moshi 7B's when absent)."""
+    from backend.models import personaplex
+
+    if personaplex.is_personaplex(source):
+        return personaplex.personaplex_kwargs(source)
     if is_hub_id(source):
         try:
             info = loaders.CheckpointInfo.from_hf_repo(source)

@@ -1,0 +1,90 @@
+"""Persona prompts at inference (issue 15): which persona a continuation or a conversation starts with, and the
+one rule for voice prompts that a client names (`/api/chat?voice_prompt=<file>`, as PersonaPlex's web client)."""
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backend.core.errors import ConfigError
+from backend.models.persona import ROWS, Persona, make_persona, voice_codes
+
+MAX_TEXT_PROMPT = 4000  # characters of role text a client may send (PersonaPlex's presets are a few hundred)
+MAX_VOICE_NAME = 255
+VOICES_DIR = "voices"  # a workspace's voice prompts, chosen by file name from /api/chat
+
+
+def voice_file(voices_dir: str | Path, name: str, param: str = "voice_prompt") -> Path:
+    """The file `name` directly inside `voices_dir`: a plain file name (no folders, no `..`, not absolute), that
+    exists, and whose real path stays inside the folder (a symlink out is refused). Errors name `param`."""
+    if not name or len(name) > MAX_VOICE_NAME or "\x00" in name or name in (".", "..") \
+            or os.path.basename(name) != name or "/" in name or "\\" in name:
+        raise ConfigError(f"{param}: {name[:80]!r} is not a file name in the voices folder")
+    folder = Path(voices_dir).resolve()
+    path = folder / name
+    if not path.resolve().is_relative_to(folder) or not path.resolve().is_file():
+        raise ConfigError(f"{param}: no voice prompt {name!r} in the voices folder")
+    return path.resolve()
+
+
+def check_text_prompt(text: str, param: str = "text_prompt") -> str:
+    if len(text) > MAX_TEXT_PROMPT or "\x00" in text:
+        raise ConfigError(f"{param}: at most {MAX_TEXT_PROMPT} characters of text")
+    return text
+
+
+class PersonaCache:
+    """Personas built from (role text, voice file) with one tokenizer and Mimi; the voice's codes are kept per
+    file version, so a conversation restarted with the same voice does not encode it again."""
+
+    def __init__(self, sp: Any, mimi: Any):
+        self.sp, self.mimi = sp, mimi
+        self._voices: dict[tuple[str, int, int], np.ndarray] = {}
+
+    def persona(self, text: str, voice: Path | None) -> Persona | None:
+        """None when there is neither role text nor voice: the conversation starts as without personas."""
+        if not text.strip() and voice is None:
+            return None
+        codes = None
+        if voice is not None:
+            stat = voice.stat()
+            key = (str(voice), stat.st_mtime_ns, stat.st_size)
+            if key not in self._voices:
+                if len(self._voices) >= 8:
+                    self._voices.clear()
+                self._voices[key] = voice_codes(self.mimi, voice)
+            codes = self._voices[key]
+        return make_persona(check_text_prompt(text), self.sp, codes)
+
+
+def continuation_prefixes(dataset: str | Path, ids: list[str], main_speaker: str, text_prompt: str,
+                          voice_prompt: str, dataset_personas: bool, tokenizer: str, mimi: str) -> list[np.ndarray]:
+    """Per dialogue the persona rows ([17, P], P = 0 without a persona) that go before its prompt: the one given
+    (role text and/or voice file) for all, else the dialogue's stored persona for its Moshi speaker, as in
+    training (dataset/personas.py)."""
+    from backend.dataset.personas import load_personas
+
+    empty = np.zeros((ROWS, 0), dtype=np.int64)
+    if text_prompt.strip() or voice_prompt:
+        if text_prompt.strip() and not tokenizer:
+            raise ConfigError("text_prompt: needs the LM's tokenizer (set tokenizer)")
+        if voice_prompt and not mimi:
+            raise ConfigError("voice_prompt: needs the Mimi that tokenized the data (set mimi)")
+        from backend.dataset.personas import build_persona
+        from backend.models.persona import read_voice
+
+        voice = read_voice(voice_prompt) if voice_prompt else None
+        rows = build_persona(check_text_prompt(text_prompt), tokenizer, voice, mimi, voice_prompt).rows()
+        return [rows] * len(ids)
+    stored = load_personas(dataset) if dataset_personas else {}
+    return [stored[(i, main_speaker)].rows() if (i, main_speaker) in stored else empty for i in ids]
+
+
+def batches_by_length(lengths: list[int], size: int) -> list[list[int]]:
+    """Positions grouped into batches of at most `size` with equal `lengths` (a batch shares one prompt
+    length), in order of first appearance."""
+    groups: dict[int, list[int]] = {}
+    for pos, n in enumerate(lengths):
+        groups.setdefault(n, []).append(pos)
+    return [g[k:k + size] for g in groups.values() for k in range(0, len(g), size)]
