@@ -26,6 +26,7 @@ from backend.models.source import lm_kwargs_of
 
 from .context import Shown, StudioContext
 from .forms import build_config, config_inputs, form_value
+from .uploads import remove_uploads
 
 FIELDS = [f.name for f in dataclasses.fields(FinetuneConfig)]
 GROUPS = {  # accordion title -> fields (every FinetuneConfig field appears exactly once)
@@ -147,6 +148,8 @@ def build(ctx: StudioContext, shown: Shown) -> None:
             cfg = config.load(FinetuneConfig, file)
         except StudioError as e:
             raise gr.Error(str(e)) from None
+        finally:
+            remove_uploads(file)
         values = config.to_dict(cfg)
         return [form_value(values[n]) for n in FIELDS]
 
