@@ -171,8 +171,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
 
     def on_start(*values: Any) -> tuple[str, Any]:
         try:
-            run = runs.create_run(ctx.ws.root, read_form(list(values)))
-            runs.start(run)
+            run = runs.start_new(ctx.ws.root, read_form(list(values)))
         except StudioError as e:
             return f"✘ {e}", gr.update()
         return f"started **{run.id}**", run_choices(run.id)

@@ -236,6 +236,22 @@ def test_abort_kills_the_whole_tree_and_a_second_cpu_run_is_refused(ws: Path, he
     assert living(list(tree_pids(helper_tree).values())) == []
 
 
+def cli(ws: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "backend.finetune.runs", *args, "--workspace", str(ws)], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_start_refused_for_busy_devices_writes_nothing(ws: Path, helper_tree: Path) -> None:
+    """`runs start` (and the studio's Start, the same function) while another run holds the CPU."""
+    run = runs.start_new(ws, cfg(), name="holder")
+    wait_for(lambda: len(tree_pids(helper_tree)) == 3, 60, "the helper tree")
+    out = cli(ws, "start", "--train-data", "dataset", "--base-model", "models/tiny", "--device", "cpu", "--name", "late")
+    assert out.returncode == 2 and f"run {run.id} is running on cpu" in out.stderr, out.stderr
+    assert [d.name for d in (ws / runs.RUNS_DIR).iterdir() if d.is_dir()] == [run.id]
+    assert [i.id for i in runs.list_runs(ws)] == [run.id]
+    assert runs.abort(run, grace_s=1) == "aborted"
+
+
 def test_the_supervisor_records_the_exit_code(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runs, "accelerate_command",
                         lambda c, run_dir, rank=None: [sys.executable, "-c", "print('hello'); raise SystemExit(3)"])

@@ -175,6 +175,10 @@ def _slug(text: str) -> str:
 def create_run(workspace_root: Path, cfg: FinetuneConfig, name: str | None = None) -> Run:
     """Validate, then make `runs/<timestamp>-<slug>/` with config.json, command.json and a queued status."""
     validate_before_launch(cfg, workspace_root)
+    return _make_run(workspace_root, cfg, name)
+
+
+def _make_run(workspace_root: Path, cfg: FinetuneConfig, name: str | None) -> Run:
     cfg = absolute_config(cfg, workspace_root)
     runs = Path(workspace_root).resolve() / RUNS_DIR
     runs.mkdir(parents=True, exist_ok=True)
@@ -313,10 +317,10 @@ def devices_overlap(a: frozenset[str], b: frozenset[str]) -> bool:
     return bool(a & b) or ("gpu:*" in a and any_gpu(b)) or ("gpu:*" in b and any_gpu(a))
 
 
-def _refuse_overlap(run: Run, cfg: FinetuneConfig) -> None:
+def _refuse_overlap(workspace_root: Path, cfg: FinetuneConfig, run_id: str | None = None) -> None:
     mine = devices(cfg)
-    for other in list_runs(run.workspace):
-        if other.id != run.id and other.state == "running":
+    for other in list_runs(workspace_root):
+        if other.id != run_id and other.state == "running":
             theirs = devices(Run(other.dir).config())
             if devices_overlap(mine, theirs):
                 raise ConfigError(f"run {other.id} is running on {', '.join(sorted(theirs))}, which this run "
@@ -344,23 +348,38 @@ def start(run: Run) -> None:
             raise ConfigError(f"run {run.id} is already running (pid {st.get('pid')})")
         cfg = run.config()
         validate_before_launch(cfg, run.workspace)
-        _refuse_overlap(run, cfg)
-        command = _write_command(run, cfg)
-        (run.dir / ABORT_FILE).unlink(missing_ok=True)  # a stale abort request would stop the new attempt at once
-        env = {**os.environ, **command["env"], "PYTHONUNBUFFERED": "1"}  # live log lines
-        attempt = int(st.get("attempts", 0)) + 1
-        with open(run.dir / LOG_FILE, "ab") as log:
-            log.write(f"=== attempt {attempt}: {command['display']}\n".encode())
-            log.flush()
-            proc = subprocess.Popen([sys.executable, "-m", "backend.finetune.runs", "_supervise", str(run.dir)],
-                                    cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        _update_status(run, state="running", pid=proc.pid, pgid=proc.pid, proc_start=_process_start(proc.pid),
-                       started=time.time(), ended=None, exit_code=None, attempts=attempt, message="",
-                       launcher_pid=None, launcher_start=None)
-        assert proc.stdin is not None
-        proc.stdin.close()  # go: the supervisor waits for this, so it never finishes before "running" is recorded
-        threading.Thread(target=proc.wait, name=f"reap-{run.id}", daemon=True).start()
+        _refuse_overlap(run.workspace, cfg, run.id)
+        _launch(run, cfg, int(st.get("attempts", 0)) + 1)
+
+
+def start_new(workspace_root: Path, cfg: FinetuneConfig, name: str | None = None) -> Run:
+    """Create a run and start it (Start in the studio, `runs start`). Refused (bad settings, the devices
+    busy) before anything is written: no run folder is left that would never start."""
+    validate_before_launch(cfg, workspace_root)
+    with _registry_lock(workspace_root):
+        _refuse_overlap(workspace_root, cfg)
+        run = _make_run(workspace_root, cfg, name)
+        _launch(run, run.config(), 1)
+    return run
+
+
+def _launch(run: Run, cfg: FinetuneConfig, attempt: int) -> None:
+    """Start the supervisor; the caller holds the registry lock and has checked the run may start."""
+    command = _write_command(run, cfg)
+    (run.dir / ABORT_FILE).unlink(missing_ok=True)  # a stale abort request would stop the new attempt at once
+    env = {**os.environ, **command["env"], "PYTHONUNBUFFERED": "1"}  # live log lines
+    with open(run.dir / LOG_FILE, "ab") as log:
+        log.write(f"=== attempt {attempt}: {command['display']}\n".encode())
+        log.flush()
+        proc = subprocess.Popen([sys.executable, "-m", "backend.finetune.runs", "_supervise", str(run.dir)],
+                                cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    _update_status(run, state="running", pid=proc.pid, pgid=proc.pid, proc_start=_process_start(proc.pid),
+                   started=time.time(), ended=None, exit_code=None, attempts=attempt, message="",
+                   launcher_pid=None, launcher_start=None)
+    assert proc.stdin is not None
+    proc.stdin.close()  # go: the supervisor waits for this, so it never finishes before "running" is recorded
+    threading.Thread(target=proc.wait, name=f"reap-{run.id}", daemon=True).start()
 
 
 def resume(run: Run) -> None:
@@ -561,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
                 _print_info(info)
             return 0
         if args.cmd == "start":
-            run = create_run(args.workspace, config.from_cli(FinetuneConfig, args), args.name)
+            run = start_new(args.workspace, config.from_cli(FinetuneConfig, args), args.name)
         else:
             run = open_run(args.workspace, args.run)
         if args.cmd == "show":
@@ -572,7 +591,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "abort":
             print(f"run {run.id}: {abort(run, args.grace)}")
             return 0
-        resume(run) if args.cmd == "resume" else start(run)
+        if args.cmd == "resume":
+            resume(run)
         print(f"run {run.id} started: {_read_json(run.dir / COMMAND_FILE)['display']}")
         return _follow(run) if args.wait else 0
     except StudioError as e:
