@@ -3,6 +3,7 @@ device overlap, and abort reaching the whole process tree (a helper tree, then t
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -306,3 +307,24 @@ def test_real_two_process_run_aborts_gracefully_then_resumes_to_the_end(ws: Path
     assert steps == list(range(1, 13))  # resumed right after the abort checkpoint: no step redone or skipped
     assert json.loads((run.dir / runs.STATUS_FILE).read_text())["attempts"] == 2
 
+
+
+@pytest.mark.slow
+def test_a_loss_that_stops_being_finite_fails_the_run_and_keeps_the_checkpoints_before(ws: Path) -> None:
+    """Legal but unstable AdamW settings (beta2 0, eps 1e-30: a weight whose gradient is zero for one step
+    jumps by lr * m / eps) make the real trainer's loss non-finite after a few finite steps."""
+    out = cli(ws, "start", "--train-data", "dataset", "--base-model", "models/tiny", "--device", "cpu",
+              "--max-frames", "16", "--min-frames", "4", "--max-steps", "12", "--checkpoint-every", "1",
+              "--keep-checkpoints", "20", "--lr", "0.01", "--beta2", "0", "--eps", "1e-30", "--wait", timeout=600)
+    match = re.search(r"loss became (NaN|Inf) at step (\d+)", out.stdout)
+    assert out.returncode == 1 and match, out.stdout[-3000:] + out.stderr
+    bad_step = int(match.group(2))
+    (info,) = runs.list_runs(ws)
+    assert out.stdout.endswith(f"run {info.id}: failed ({match.group(0)})\n")  # the last line of --wait
+    assert (info.state, info.message) == ("failed", match.group(0)) and info.exit_code not in (0, None)
+    run = runs.Run(info.dir)
+    rows = runs.read_metrics(run)
+    assert [m["step"] for m in rows if "event" not in m] == list(range(1, bad_step))  # stopped at once
+    assert rows[-1] == {"event": "failed", "step": bad_step, "message": match.group(0)}
+    kept = sorted(int(p.name.split("-")[1]) for p in (run.dir / "checkpoints").glob("step-*"))
+    assert kept == list(range(1, bad_step)), kept  # every step before; none of the state that gave the bad loss

@@ -517,8 +517,16 @@ def supervise(run_dir: Path) -> int:
             break
     stopped = stop["signalled"] or (run.dir / ABORT_FILE).exists()
     state = "aborted" if stopped else "finished" if rc == 0 else "failed"
-    _update_status(run, state=state, exit_code=rc, ended=time.time())
+    _update_status(run, state=state, exit_code=rc, ended=time.time(),
+                   message=_failure_message(run) if state == "failed" else "")
     return 0
+
+
+def _failure_message(run: Run) -> str:
+    """Why the trainer stopped, when it said so (its last event is "failed", with a message)."""
+    events = [m for m in read_metrics(run) if "event" in m]
+    last = events[-1] if events else {}
+    return str(last.get("message", "")) if last.get("event") == "failed" else ""
 
 
 # ---------------------------------------------------------------- CLI
@@ -526,7 +534,8 @@ def supervise(run_dir: Path) -> int:
 def _print_info(info: RunInfo) -> None:
     losses = " ".join(f"{k}={v:.4g}" for k, v in info.losses.items() if v is not None)
     code = "" if info.exit_code is None else f" exit={info.exit_code}"
-    print(f"{info.id}  {info.state:<8} step {info.step}/{info.max_steps}{code}  {losses}")
+    why = f"  ({info.message})" if info.message else ""
+    print(f"{info.id}  {info.state:<8} step {info.step}/{info.max_steps}{code}  {losses}{why}")
 
 
 def _follow(run: Run) -> int:
@@ -539,7 +548,8 @@ def _follow(run: Run) -> int:
     signal.signal(signal.SIGINT, stop)
     offset = 0
     while True:
-        state = status(run).get("state")
+        st = status(run)
+        state = st.get("state")
         with contextlib.suppress(FileNotFoundError), open(run.dir / LOG_FILE, "rb") as f:
             f.seek(offset)
             chunk = f.read()
@@ -547,7 +557,7 @@ def _follow(run: Run) -> int:
             sys.stdout.write(chunk.decode("utf-8", errors="replace"))
             sys.stdout.flush()
         if state != "running":
-            print(f"run {run.id}: {state}")
+            print(f"run {run.id}: {state}" + (f" ({st['message']})" if st.get("message") else ""))
             return 0 if state == "finished" else 1
         time.sleep(1.0)
 
