@@ -40,7 +40,7 @@ from backend.core.atomic import write_text_atomic
 from backend.core.errors import ConfigError, StudioError
 from backend.finetune.config import FinetuneConfig
 from backend.core.paths import REPO
-from backend.finetune.command import accelerate_command, display_command, env_for, on_cpu
+from backend.finetune.command import TRAIN_MODULE, accelerate_command, display_command, env_for, on_cpu
 
 # The run folder's layout. The names the trainer also uses are backend.finetune.trainer's (tests/test_runs.py checks they
 # agree); they are repeated here so that the supervisor, which runs for the whole training, and `runs list`
@@ -54,6 +54,10 @@ COMMAND_FILE = "command.json"
 LOG_FILE = "train.log"
 LOCK_FILE = ".lock"
 POLL_S = 0.2
+# Every process of a run inherits RUN_ENV=<run folder>, so it can be found wherever it was re-parented (its
+# supervisor killed by SIGKILL); the trainer stops by itself once the supervisor in SUPERVISOR_ENV is gone.
+RUN_ENV = "MOSHI_STUDIO_RUN"
+SUPERVISOR_ENV = "MOSHI_STUDIO_SUPERVISOR"  # "<pid> <process start time>"
 
 
 @dataclass(frozen=True)
@@ -271,12 +275,23 @@ def _alive(pid: int | None, started: float | None) -> bool:
         return False
 
 
+def supervisor_gone() -> bool:
+    """Called in a run's trainer: its supervisor died (SIGKILL), so nothing would record the end or answer
+    an abort: time to stop. False outside a supervised run."""
+    pid, _, start = os.environ.get(SUPERVISOR_ENV, "").partition(" ")
+    try:
+        return not _alive(int(pid), float(start))
+    except ValueError:
+        return False
+
+
 def status(run: Run) -> dict[str, Any]:
-    """status.json, corrected when the supervisor died without recording the end (kill -9, reboot)."""
+    """status.json, corrected when the supervisor died without recording the end (kill -9, reboot) and no
+    process of the run is left."""
     st = _read_json(run.dir / STATUS_FILE)
     if st.get("state") == "running" and not _alive(st.get("pid"), st.get("proc_start")):
         st = _read_json(run.dir / STATUS_FILE)  # the supervisor writes before it exits: re-read after the check
-        if st.get("state") == "running":
+        if st.get("state") == "running" and not _members(run):  # orphans of a killed supervisor still run it
             aborted = (run.dir / ABORT_FILE).exists()
             st = _update_status(run, state="aborted" if aborted else "failed", ended=time.time(),
                                 message="the run's processes ended without recording an exit code")
@@ -344,6 +359,10 @@ def start(run: Run) -> None:
     """Launch the run (or launch it again: resume) as its own process group; returns at once."""
     with _registry_lock(run.workspace):
         st = status(run)
+        left = _members(run)
+        if left:  # also the orphans of a killed supervisor: a second trainer would share the folder
+            raise ConfigError(f"run {run.id} is still running (process(es) "
+                              f"{', '.join(str(pid) for pid, _ in sorted(left))}): abort it first")
         if st.get("state") == "running":
             raise ConfigError(f"run {run.id} is already running (pid {st.get('pid')})")
         cfg = run.config()
@@ -367,7 +386,7 @@ def _launch(run: Run, cfg: FinetuneConfig, attempt: int) -> None:
     """Start the supervisor; the caller holds the registry lock and has checked the run may start."""
     command = _write_command(run, cfg)
     (run.dir / ABORT_FILE).unlink(missing_ok=True)  # a stale abort request would stop the new attempt at once
-    env = {**os.environ, **command["env"], "PYTHONUNBUFFERED": "1"}  # live log lines
+    env = {**os.environ, **command["env"], "PYTHONUNBUFFERED": "1", RUN_ENV: str(run.dir)}  # live log lines
     with open(run.dir / LOG_FILE, "ab") as log:
         log.write(f"=== attempt {attempt}: {command['display']}\n".encode())
         log.flush()
@@ -428,6 +447,28 @@ def _ranks(st: dict[str, Any]) -> set[Proc]:
     return found
 
 
+def _members(run: Run) -> set[Proc]:
+    """Every living process started for the run, found by the RUN_ENV it inherited (also orphans whose
+    supervisor was killed, which neither the supervisor's tree nor its process group reaches)."""
+    found = set()
+    for p in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if p.environ().get(RUN_ENV) == str(run.dir):
+                found.add(_ident(p))
+    return _living(found)
+
+
+def _orphan_ranks(members: set[Proc]) -> set[Proc]:
+    """The trainer processes among a run's processes (not the launchers, whose argv names the module too)."""
+    ranks = set()
+    for pid, t in members:
+        with contextlib.suppress(psutil.Error):
+            argv = psutil.Process(pid).cmdline()
+            if TRAIN_MODULE in argv and "launch" not in argv:
+                ranks.add((pid, t))
+    return ranks
+
+
 def _living(procs: set[Proc]) -> set[Proc]:
     return {(pid, t) for pid, t in procs if _alive(pid, t)}
 
@@ -447,10 +488,11 @@ def abort(run: Run, grace_s: float = 60.0) -> str:
     30 s later, which could cut a long checkpoint save short."""
     # The recorded state, not status(): if the supervisor died abnormally, its tree may still need killing.
     st = _read_json(run.dir / STATUS_FILE)
-    if st.get("state") != "running":
+    members = _members(run)
+    if st.get("state") != "running" and not members:
         return st.get("state", "queued")
     (run.dir / ABORT_FILE).touch()
-    tree, ranks = _tree(st), _ranks(st)
+    tree, ranks = _tree(st) | members, _ranks(st) or _orphan_ranks(members)
     if ranks:
         _signal(ranks, signal.SIGTERM)
     else:  # still starting: nothing to checkpoint yet, stop the launcher
@@ -462,11 +504,11 @@ def abort(run: Run, grace_s: float = 60.0) -> str:
         new_ranks = _ranks(st) - ranks  # started after the first look
         _signal(new_ranks, signal.SIGTERM)
         ranks |= new_ranks
-        tree |= _tree(st)
+        tree |= _tree(st) | _members(run)
         time.sleep(POLL_S)
     deadline = time.monotonic() + 30  # SIGKILL cannot be refused; only a process stuck in the kernel lingers
     while _living(tree) and time.monotonic() < deadline:
-        tree |= _tree(st)
+        tree |= _tree(st) | _members(run)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(int(st["pgid"]), signal.SIGKILL)
         _signal(tree, signal.SIGKILL)
@@ -501,8 +543,9 @@ def supervise(run_dir: Path) -> int:
     command = _read_json(run.dir / COMMAND_FILE)
     with open(run.dir / LOG_FILE, "ab") as log:
         try:
+            me = f"{os.getpid()} {_process_start(os.getpid())!r}"
             child = subprocess.Popen(command["argv"], cwd=command["cwd"], stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, env={**os.environ, SUPERVISOR_ENV: me})
             _update_status(run, launcher_pid=child.pid, launcher_start=_process_start(child.pid))
             rc = child.wait()
         except OSError as e:

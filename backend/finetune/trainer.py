@@ -31,6 +31,7 @@ from backend.finetune.config import FinetuneConfig
 from backend.finetune.loss import PARTS, LossWeights, compute_loss
 from backend.models.source import LM_KWARGS, LM_WEIGHTS, load_lm
 from backend.finetune.optim import apply_mode, make_optimizer, make_scheduler
+from backend.finetune.runs import supervisor_gone
 from backend.finetune.data import Dialogues, ExampleStream, Position, check_schema, collate, eval_share, example_rows, \
     make_examples
 
@@ -170,7 +171,8 @@ class TrainingFailed(StudioError):
 
 
 class StopRequest:
-    """SIGTERM/SIGINT or the run folder's `abort` file ask for a stop at the next step boundary."""
+    """SIGTERM/SIGINT, the run folder's `abort` file or the death of the run's supervisor ask for a stop at the
+    next step boundary."""
 
     def __init__(self, run_dir: Path):
         self.abort_file = run_dir / ABORT_FILE
@@ -186,6 +188,9 @@ class StopRequest:
         self.signalled = True
 
     def requested(self) -> bool:
+        if not self.signalled and supervisor_gone():
+            print("the run's supervisor is gone: stopping at this step", file=sys.stderr, flush=True)
+            self.signalled = True
         return self.signalled or self.abort_file.exists()
 
 
