@@ -13,7 +13,7 @@ from typing import Any, Iterator, NamedTuple
 
 import httpx
 import pytest
-from conftest import REPO, free_port
+from conftest import REPO, free_port, stop_process
 
 SECRET = "do-not-leak-7f3a9c"
 
@@ -49,18 +49,9 @@ def start_studio(workspace: Path, run_dir: Path, args: list[str], env: dict[str,
             return proc, Studio(url, workspace, upload_dir, log)
         except httpx.HTTPError:
             if proc.poll() is not None or time.time() > deadline:
-                stop(proc)
+                stop_process(proc)
                 raise RuntimeError(f"studio did not start: {log.read_text()}")
             time.sleep(0.5)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +59,7 @@ def studio(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     """A local studio (no auth needed on 127.0.0.1) with a 1 MB upload limit."""
     proc, s = start_studio(workspace, tmp_path_factory.mktemp("local"), ["--max-upload-mb", "1"])
     yield s
-    stop(proc)
+    stop_process(proc)
 
 
 def call(studio: Studio, endpoint: str, data: list[Any], http: Any = httpx) -> tuple[str, Any]:
@@ -203,7 +194,7 @@ def remote(workspace: Path, tls: tuple[Path, Path], tmp_path_factory: pytest.Tem
     proc, s = start_studio(workspace, d, ["--host", "0.0.0.0", "--auth-file", str(d / "users"), "--ssl-certfile",
                                           str(cert), "--ssl-keyfile", str(key)], scheme="https")
     yield s
-    stop(proc)
+    stop_process(proc)
 
 
 def client(tls: tuple[Path, Path], **kw: Any) -> httpx.Client:
