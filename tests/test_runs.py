@@ -266,7 +266,7 @@ def test_orphans_of_a_killed_supervisor_are_found_by_abort_and_block_resume(ws: 
     assert len(living(pids)) == 3
     assert runs.status(run)["state"] == "running"  # its processes still run
     out = cli(ws, "resume", run.id)
-    assert out.returncode == 2 and f"run {run.id} is still running" in out.stderr, out.stdout + out.stderr
+    assert out.returncode == 2 and f"run {run.id} is already running (process(es)" in out.stderr, out.stdout + out.stderr
     assert runs.status(run)["attempts"] == 1
     out = cli(ws, "abort", run.id, "--grace", "2")
     assert out.returncode == 0 and f"run {run.id}: aborted" in out.stdout, out.stdout + out.stderr

@@ -361,8 +361,8 @@ def start(run: Run) -> None:
         st = status(run)
         left = _members(run)
         if left:  # also the orphans of a killed supervisor: a second trainer would share the folder
-            raise ConfigError(f"run {run.id} is still running (process(es) "
-                              f"{', '.join(str(pid) for pid, _ in sorted(left))}): abort it first")
+            raise ConfigError(f"run {run.id} is already running (process(es) "
+                              f"{', '.join(str(pid) for pid, _ in sorted(left))}): abort it or wait for its end")
         if st.get("state") == "running":
             raise ConfigError(f"run {run.id} is already running (pid {st.get('pid')})")
         cfg = run.config()
