@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Start Moshi Studio: `python launch.py [--host H] [--port P] [--workspace DIR]`.
+"""Start Moshi Studio: `python launch.py [--host H] [--port P] [--workspace DIR] [--auth-file F] [--ssl-...]`.
 
 Without a workspace it creates the offline demo one (bundled dialogues, tiny random models,
-a SentencePiece model trained on the demo transcripts), so it needs no download.
+a SentencePiece model trained on the demo transcripts), so it needs no download. A host other than
+127.0.0.1/localhost needs accounts (--auth-file or MOSHI_STUDIO_AUTH); see README, "Security".
 """
 
 import sys
@@ -11,17 +12,31 @@ from backend.core import config
 
 
 def main(argv: list[str] | None = None) -> int:
+    from backend.core.errors import StudioError
     from studio.app import StudioConfig, create_server
+    from studio.auth import check_exposure, is_loopback, read_users
 
-    cfg = config.from_cli(StudioConfig, config.cli_parser(StudioConfig, __doc__.splitlines()[0]).parse_args(argv))
+    try:
+        cfg = config.from_cli(StudioConfig, config.cli_parser(StudioConfig, __doc__.splitlines()[0]).parse_args(argv))
+        cfg.check()
+        users = read_users(cfg.auth_file)
+        check_exposure(cfg.host, users)
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     import uvicorn
 
     from backend.core.workspace import SETTINGS_FILE, create_demo_workspace, open_workspace
 
     existing = (cfg.workspace / SETTINGS_FILE).is_file()
     ws = open_workspace(cfg.workspace) if existing else create_demo_workspace(cfg.workspace)
-    print(f"Moshi Studio on http://{cfg.host}:{cfg.port}  (workspace: {ws.root})", flush=True)
-    uvicorn.run(create_server(ws), host=cfg.host, port=cfg.port, log_level="warning", timeout_graceful_shutdown=3)
+    scheme = "https" if cfg.ssl_certfile else "http"
+    login = f", {len(users)} account(s)" if users else ""
+    print(f"Moshi Studio on {scheme}://{cfg.host}:{cfg.port}  (workspace: {ws.root}{login})", flush=True)
+    if users and scheme == "http" and not is_loopback(cfg.host):
+        print("warning: without --ssl-certfile/--ssl-keyfile passwords cross the network in clear", flush=True)
+    uvicorn.run(create_server(ws, cfg, users), host=cfg.host, port=cfg.port, log_level="warning",
+                timeout_graceful_shutdown=3, ssl_certfile=cfg.ssl_certfile, ssl_keyfile=cfg.ssl_keyfile)
     return 0
 
 

@@ -21,6 +21,7 @@ from .alignment_view import ALIGNMENT_JS, render_alignment
 from .context import Shown, StudioContext
 from .forms import build_config, choices_update, config_inputs
 from .files import file_url
+from .uploads import remove_uploads
 
 LAYOUT_FIELDS = ["layout", "no_whitespace", "drop_overflow", "pad_id", "epad_id"]
 
@@ -89,7 +90,10 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     def on_upload(files: list[str] | None) -> tuple[str, Any]:
         if not files:
             return "", gr.update()
-        result = import_dialogues([Path(f) for f in files], ctx.ws.raw)
+        try:
+            result = import_dialogues([Path(f) for f in files], ctx.ws.raw)
+        finally:
+            remove_uploads(files)
         chosen = result.imported[-1].name if result.imported else None
         return result.markdown(), gr.update(choices=dialogue_names(ctx.ws), value=chosen or gr.skip())
 

@@ -26,6 +26,7 @@ from backend.models.source import lm_kwargs_of
 
 from .context import Shown, StudioContext
 from .forms import build_config, config_inputs, form_value
+from .uploads import remove_uploads
 
 FIELDS = [f.name for f in dataclasses.fields(FinetuneConfig)]
 GROUPS = {  # accordion title -> fields (every FinetuneConfig field appears exactly once)
@@ -147,6 +148,8 @@ def build(ctx: StudioContext, shown: Shown) -> None:
             cfg = config.load(FinetuneConfig, file)
         except StudioError as e:
             raise gr.Error(str(e)) from None
+        finally:
+            remove_uploads(file)
         values = config.to_dict(cfg)
         return [form_value(values[n]) for n in FIELDS]
 
@@ -168,8 +171,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
 
     def on_start(*values: Any) -> tuple[str, Any]:
         try:
-            run = runs.create_run(ctx.ws.root, read_form(list(values)))
-            runs.start(run)
+            run = runs.start_new(ctx.ws.root, read_form(list(values)))
         except StudioError as e:
             return f"✘ {e}", gr.update()
         return f"started **{run.id}**", run_choices(run.id)

@@ -2,6 +2,7 @@
 
 import os
 import socket
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -36,6 +37,16 @@ def demo_workspace(tmp_path_factory: pytest.TempPathFactory):
     from backend.core.workspace import create_demo_workspace
 
     return create_demo_workspace(tmp_path_factory.mktemp("ws") / "workspace")
+
+
+def stop_process(proc: "subprocess.Popen") -> None:
+    """SIGTERM, then SIGKILL if it is still there after 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def free_port() -> int:

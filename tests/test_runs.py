@@ -3,6 +3,8 @@ device overlap, and abort reaching the whole process tree (a helper tree, then t
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -236,6 +238,45 @@ def test_abort_kills_the_whole_tree_and_a_second_cpu_run_is_refused(ws: Path, he
     assert living(list(tree_pids(helper_tree).values())) == []
 
 
+def cli(ws: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "backend.finetune.runs", *args, "--workspace", str(ws)], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_start_refused_for_busy_devices_writes_nothing(ws: Path, helper_tree: Path) -> None:
+    """`runs start` (and the studio's Start, the same function) while another run holds the CPU."""
+    run = runs.start_new(ws, cfg(), name="holder")
+    wait_for(lambda: len(tree_pids(helper_tree)) == 3, 60, "the helper tree")
+    out = cli(ws, "start", "--train-data", "dataset", "--base-model", "models/tiny", "--device", "cpu", "--name", "late")
+    assert out.returncode == 2 and f"run {run.id} is running on cpu" in out.stderr, out.stderr
+    assert [d.name for d in (ws / runs.RUNS_DIR).iterdir() if d.is_dir()] == [run.id]
+    assert [i.id for i in runs.list_runs(ws)] == [run.id]
+    assert runs.abort(run, grace_s=1) == "aborted"
+
+
+def test_orphans_of_a_killed_supervisor_are_found_by_abort_and_block_resume(ws: Path, helper_tree: Path) -> None:
+    """kill -9 of the supervisor: its tree (here processes that ignore SIGTERM and never look at their
+    supervisor, like a stuck trainer) is re-parented; `runs resume` refuses, `runs abort` stops it all."""
+    run = runs.start_new(ws, cfg(), name="orphaned")
+    wait_for(lambda: len(tree_pids(helper_tree)) == 3, 60, "the helper tree")
+    pids = list(tree_pids(helper_tree).values())
+    supervisor = runs.status(run)["pid"]
+    os.kill(supervisor, signal.SIGKILL)
+    wait_for(lambda: living([supervisor]) == [], 30, "the supervisor to die")
+    assert len(living(pids)) == 3
+    assert runs.status(run)["state"] == "running"  # its processes still run
+    out = cli(ws, "resume", run.id)
+    assert out.returncode == 2 and f"run {run.id} is already running (process(es)" in out.stderr, out.stdout + out.stderr
+    assert runs.status(run)["attempts"] == 1
+    out = cli(ws, "abort", run.id, "--grace", "2")
+    assert out.returncode == 0 and f"run {run.id}: aborted" in out.stdout, out.stdout + out.stderr
+    assert living(pids) == []
+    helper_tree.unlink()
+    runs.resume(run)  # nothing of the run is left: it may start again
+    wait_for(lambda: len(tree_pids(helper_tree)) == 3, 60, "the second tree")
+    assert runs.abort(run, grace_s=1) == "aborted"
+
+
 def test_the_supervisor_records_the_exit_code(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runs, "accelerate_command",
                         lambda c, run_dir, rank=None: [sys.executable, "-c", "print('hello'); raise SystemExit(3)"])
@@ -290,3 +331,47 @@ def test_real_two_process_run_aborts_gracefully_then_resumes_to_the_end(ws: Path
     assert steps == list(range(1, 13))  # resumed right after the abort checkpoint: no step redone or skipped
     assert json.loads((run.dir / runs.STATUS_FILE).read_text())["attempts"] == 2
 
+
+
+@pytest.mark.slow
+def test_a_loss_that_stops_being_finite_fails_the_run_and_keeps_the_checkpoints_before(ws: Path) -> None:
+    """Legal but unstable AdamW settings (beta2 0, eps 1e-30: a weight whose gradient is zero for one step
+    jumps by lr * m / eps) make the real trainer's loss non-finite after a few finite steps."""
+    out = cli(ws, "start", "--train-data", "dataset", "--base-model", "models/tiny", "--device", "cpu",
+              "--max-frames", "16", "--min-frames", "4", "--max-steps", "12", "--checkpoint-every", "1",
+              "--keep-checkpoints", "20", "--lr", "0.01", "--beta2", "0", "--eps", "1e-30", "--wait", timeout=600)
+    match = re.search(r"loss became (NaN|Inf) at step (\d+)", out.stdout)
+    assert out.returncode == 1 and match, out.stdout[-3000:] + out.stderr
+    bad_step = int(match.group(2))
+    (info,) = runs.list_runs(ws)
+    assert out.stdout.endswith(f"run {info.id}: failed ({match.group(0)})\n")  # the last line of --wait
+    assert (info.state, info.message) == ("failed", match.group(0)) and info.exit_code not in (0, None)
+    run = runs.Run(info.dir)
+    rows = runs.read_metrics(run)
+    assert [m["step"] for m in rows if "event" not in m] == list(range(1, bad_step))  # stopped at once
+    assert rows[-1] == {"event": "failed", "step": bad_step, "message": match.group(0)}
+    kept = sorted(int(p.name.split("-")[1]) for p in (run.dir / "checkpoints").glob("step-*"))
+    assert kept == list(range(1, bad_step)), kept  # every step before; none of the state that gave the bad loss
+
+
+@pytest.mark.slow
+def test_the_trainer_stops_when_its_supervisor_is_killed(ws: Path) -> None:
+    """The real trainer notices its supervisor's death at the next step, checkpoints and exits; resume then
+    continues in the same folder with one trainer: every step once."""
+    out = cli(ws, "start", "--train-data", "dataset", "--base-model", "models/tiny", "--device", "cpu",
+              "--max-frames", "16", "--min-frames", "4", "--max-steps", "30", "--checkpoint-every", "0")
+    assert out.returncode == 0, out.stderr
+    (info,) = runs.list_runs(ws)
+    run = runs.Run(info.dir)
+    wait_for(lambda: runs.progress(run)[0] >= 2 or runs.status(run)["state"] != "running", 400, "step 2")
+    os.kill(runs.status(run)["pid"], signal.SIGKILL)
+    wait_for(lambda: not runs._members(run), 60, "every process of the run to end")
+    events = [m.get("event") for m in runs.read_metrics(run)]
+    assert events[-1] == "aborted" and "checkpoint" in events, runs.tail_log(run)
+    stopped_at = runs.progress(run)[0]
+    assert stopped_at < 30 and "supervisor is gone" in runs.tail_log(run)
+    assert runs.status(run)["state"] in ("failed", "aborted")
+    out = cli(ws, "resume", run.id, "--wait", timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:]
+    steps = [m["step"] for m in runs.read_metrics(run) if "event" not in m]
+    assert steps == list(range(1, 31))  # one trainer at a time: no step twice, none skipped

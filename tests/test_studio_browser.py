@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import pytest
-from conftest import ARTIFACTS, REPO, free_port
+from conftest import ARTIFACTS, REPO, free_port, stop_process
 
 pytestmark = pytest.mark.browser
 
@@ -40,12 +40,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
                 time.sleep(0.5)
         yield Studio(url, workspace)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 

@@ -40,7 +40,7 @@ from backend.core.atomic import write_text_atomic
 from backend.core.errors import ConfigError, StudioError
 from backend.finetune.config import FinetuneConfig
 from backend.core.paths import REPO
-from backend.finetune.command import accelerate_command, display_command, env_for, on_cpu
+from backend.finetune.command import TRAIN_MODULE, accelerate_command, display_command, env_for, on_cpu
 
 # The run folder's layout. The names the trainer also uses are backend.finetune.trainer's (tests/test_runs.py checks they
 # agree); they are repeated here so that the supervisor, which runs for the whole training, and `runs list`
@@ -54,6 +54,10 @@ COMMAND_FILE = "command.json"
 LOG_FILE = "train.log"
 LOCK_FILE = ".lock"
 POLL_S = 0.2
+# Every process of a run inherits RUN_ENV=<run folder>, so it can be found wherever it was re-parented (its
+# supervisor killed by SIGKILL); the trainer stops by itself once the supervisor in SUPERVISOR_ENV is gone.
+RUN_ENV = "MOSHI_STUDIO_RUN"
+SUPERVISOR_ENV = "MOSHI_STUDIO_SUPERVISOR"  # "<pid> <process start time>"
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,10 @@ def _slug(text: str) -> str:
 def create_run(workspace_root: Path, cfg: FinetuneConfig, name: str | None = None) -> Run:
     """Validate, then make `runs/<timestamp>-<slug>/` with config.json, command.json and a queued status."""
     validate_before_launch(cfg, workspace_root)
+    return _make_run(workspace_root, cfg, name)
+
+
+def _make_run(workspace_root: Path, cfg: FinetuneConfig, name: str | None) -> Run:
     cfg = absolute_config(cfg, workspace_root)
     runs = Path(workspace_root).resolve() / RUNS_DIR
     runs.mkdir(parents=True, exist_ok=True)
@@ -267,12 +275,23 @@ def _alive(pid: int | None, started: float | None) -> bool:
         return False
 
 
+def supervisor_gone() -> bool:
+    """Called in a run's trainer: its supervisor died (SIGKILL), so nothing would record the end or answer
+    an abort: time to stop. False outside a supervised run."""
+    pid, _, start = os.environ.get(SUPERVISOR_ENV, "").partition(" ")
+    try:
+        return not _alive(int(pid), float(start))
+    except ValueError:
+        return False
+
+
 def status(run: Run) -> dict[str, Any]:
-    """status.json, corrected when the supervisor died without recording the end (kill -9, reboot)."""
+    """status.json, corrected when the supervisor died without recording the end (kill -9, reboot) and no
+    process of the run is left."""
     st = _read_json(run.dir / STATUS_FILE)
     if st.get("state") == "running" and not _alive(st.get("pid"), st.get("proc_start")):
         st = _read_json(run.dir / STATUS_FILE)  # the supervisor writes before it exits: re-read after the check
-        if st.get("state") == "running":
+        if st.get("state") == "running" and not _members(run):  # orphans of a killed supervisor still run it
             aborted = (run.dir / ABORT_FILE).exists()
             st = _update_status(run, state="aborted" if aborted else "failed", ended=time.time(),
                                 message="the run's processes ended without recording an exit code")
@@ -313,10 +332,10 @@ def devices_overlap(a: frozenset[str], b: frozenset[str]) -> bool:
     return bool(a & b) or ("gpu:*" in a and any_gpu(b)) or ("gpu:*" in b and any_gpu(a))
 
 
-def _refuse_overlap(run: Run, cfg: FinetuneConfig) -> None:
+def _refuse_overlap(workspace_root: Path, cfg: FinetuneConfig, run_id: str | None = None) -> None:
     mine = devices(cfg)
-    for other in list_runs(run.workspace):
-        if other.id != run.id and other.state == "running":
+    for other in list_runs(workspace_root):
+        if other.id != run_id and other.state == "running":
             theirs = devices(Run(other.dir).config())
             if devices_overlap(mine, theirs):
                 raise ConfigError(f"run {other.id} is running on {', '.join(sorted(theirs))}, which this run "
@@ -340,27 +359,46 @@ def start(run: Run) -> None:
     """Launch the run (or launch it again: resume) as its own process group; returns at once."""
     with _registry_lock(run.workspace):
         st = status(run)
+        left = _members(run)
+        if left:  # also the orphans of a killed supervisor: a second trainer would share the folder
+            raise ConfigError(f"run {run.id} is already running (process(es) "
+                              f"{', '.join(str(pid) for pid, _ in sorted(left))}): abort it or wait for its end")
         if st.get("state") == "running":
             raise ConfigError(f"run {run.id} is already running (pid {st.get('pid')})")
         cfg = run.config()
         validate_before_launch(cfg, run.workspace)
-        _refuse_overlap(run, cfg)
-        command = _write_command(run, cfg)
-        (run.dir / ABORT_FILE).unlink(missing_ok=True)  # a stale abort request would stop the new attempt at once
-        env = {**os.environ, **command["env"], "PYTHONUNBUFFERED": "1"}  # live log lines
-        attempt = int(st.get("attempts", 0)) + 1
-        with open(run.dir / LOG_FILE, "ab") as log:
-            log.write(f"=== attempt {attempt}: {command['display']}\n".encode())
-            log.flush()
-            proc = subprocess.Popen([sys.executable, "-m", "backend.finetune.runs", "_supervise", str(run.dir)],
-                                    cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        _update_status(run, state="running", pid=proc.pid, pgid=proc.pid, proc_start=_process_start(proc.pid),
-                       started=time.time(), ended=None, exit_code=None, attempts=attempt, message="",
-                       launcher_pid=None, launcher_start=None)
-        assert proc.stdin is not None
-        proc.stdin.close()  # go: the supervisor waits for this, so it never finishes before "running" is recorded
-        threading.Thread(target=proc.wait, name=f"reap-{run.id}", daemon=True).start()
+        _refuse_overlap(run.workspace, cfg, run.id)
+        _launch(run, cfg, int(st.get("attempts", 0)) + 1)
+
+
+def start_new(workspace_root: Path, cfg: FinetuneConfig, name: str | None = None) -> Run:
+    """Create a run and start it (Start in the studio, `runs start`). Refused (bad settings, the devices
+    busy) before anything is written: no run folder is left that would never start."""
+    validate_before_launch(cfg, workspace_root)
+    with _registry_lock(workspace_root):
+        _refuse_overlap(workspace_root, cfg)
+        run = _make_run(workspace_root, cfg, name)
+        _launch(run, run.config(), 1)
+    return run
+
+
+def _launch(run: Run, cfg: FinetuneConfig, attempt: int) -> None:
+    """Start the supervisor; the caller holds the registry lock and has checked the run may start."""
+    command = _write_command(run, cfg)
+    (run.dir / ABORT_FILE).unlink(missing_ok=True)  # a stale abort request would stop the new attempt at once
+    env = {**os.environ, **command["env"], "PYTHONUNBUFFERED": "1", RUN_ENV: str(run.dir)}  # live log lines
+    with open(run.dir / LOG_FILE, "ab") as log:
+        log.write(f"=== attempt {attempt}: {command['display']}\n".encode())
+        log.flush()
+        proc = subprocess.Popen([sys.executable, "-m", "backend.finetune.runs", "_supervise", str(run.dir)],
+                                cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    _update_status(run, state="running", pid=proc.pid, pgid=proc.pid, proc_start=_process_start(proc.pid),
+                   started=time.time(), ended=None, exit_code=None, attempts=attempt, message="",
+                   launcher_pid=None, launcher_start=None)
+    assert proc.stdin is not None
+    proc.stdin.close()  # go: the supervisor waits for this, so it never finishes before "running" is recorded
+    threading.Thread(target=proc.wait, name=f"reap-{run.id}", daemon=True).start()
 
 
 def resume(run: Run) -> None:
@@ -409,6 +447,28 @@ def _ranks(st: dict[str, Any]) -> set[Proc]:
     return found
 
 
+def _members(run: Run) -> set[Proc]:
+    """Every living process started for the run, found by the RUN_ENV it inherited (also orphans whose
+    supervisor was killed, which neither the supervisor's tree nor its process group reaches)."""
+    found = set()
+    for p in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if p.environ().get(RUN_ENV) == str(run.dir):
+                found.add(_ident(p))
+    return _living(found)
+
+
+def _orphan_ranks(members: set[Proc]) -> set[Proc]:
+    """The trainer processes among a run's processes (not the launchers, whose argv names the module too)."""
+    ranks = set()
+    for pid, t in members:
+        with contextlib.suppress(psutil.Error):
+            argv = psutil.Process(pid).cmdline()
+            if TRAIN_MODULE in argv and "launch" not in argv:
+                ranks.add((pid, t))
+    return ranks
+
+
 def _living(procs: set[Proc]) -> set[Proc]:
     return {(pid, t) for pid, t in procs if _alive(pid, t)}
 
@@ -428,10 +488,11 @@ def abort(run: Run, grace_s: float = 60.0) -> str:
     30 s later, which could cut a long checkpoint save short."""
     # The recorded state, not status(): if the supervisor died abnormally, its tree may still need killing.
     st = _read_json(run.dir / STATUS_FILE)
-    if st.get("state") != "running":
+    members = _members(run)
+    if st.get("state") != "running" and not members:
         return st.get("state", "queued")
     (run.dir / ABORT_FILE).touch()
-    tree, ranks = _tree(st), _ranks(st)
+    tree, ranks = _tree(st) | members, _ranks(st) or _orphan_ranks(members)
     if ranks:
         _signal(ranks, signal.SIGTERM)
     else:  # still starting: nothing to checkpoint yet, stop the launcher
@@ -443,11 +504,11 @@ def abort(run: Run, grace_s: float = 60.0) -> str:
         new_ranks = _ranks(st) - ranks  # started after the first look
         _signal(new_ranks, signal.SIGTERM)
         ranks |= new_ranks
-        tree |= _tree(st)
+        tree |= _tree(st) | _members(run)
         time.sleep(POLL_S)
     deadline = time.monotonic() + 30  # SIGKILL cannot be refused; only a process stuck in the kernel lingers
     while _living(tree) and time.monotonic() < deadline:
-        tree |= _tree(st)
+        tree |= _tree(st) | _members(run)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(int(st["pgid"]), signal.SIGKILL)
         _signal(tree, signal.SIGKILL)
@@ -482,8 +543,9 @@ def supervise(run_dir: Path) -> int:
     command = _read_json(run.dir / COMMAND_FILE)
     with open(run.dir / LOG_FILE, "ab") as log:
         try:
+            me = f"{os.getpid()} {_process_start(os.getpid())!r}"
             child = subprocess.Popen(command["argv"], cwd=command["cwd"], stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, env={**os.environ, SUPERVISOR_ENV: me})
             _update_status(run, launcher_pid=child.pid, launcher_start=_process_start(child.pid))
             rc = child.wait()
         except OSError as e:
@@ -498,8 +560,16 @@ def supervise(run_dir: Path) -> int:
             break
     stopped = stop["signalled"] or (run.dir / ABORT_FILE).exists()
     state = "aborted" if stopped else "finished" if rc == 0 else "failed"
-    _update_status(run, state=state, exit_code=rc, ended=time.time())
+    _update_status(run, state=state, exit_code=rc, ended=time.time(),
+                   message=_failure_message(run) if state == "failed" else "")
     return 0
+
+
+def _failure_message(run: Run) -> str:
+    """Why the trainer stopped, when it said so (its last event is "failed", with a message)."""
+    events = [m for m in read_metrics(run) if "event" in m]
+    last = events[-1] if events else {}
+    return str(last.get("message", "")) if last.get("event") == "failed" else ""
 
 
 # ---------------------------------------------------------------- CLI
@@ -507,7 +577,8 @@ def supervise(run_dir: Path) -> int:
 def _print_info(info: RunInfo) -> None:
     losses = " ".join(f"{k}={v:.4g}" for k, v in info.losses.items() if v is not None)
     code = "" if info.exit_code is None else f" exit={info.exit_code}"
-    print(f"{info.id}  {info.state:<8} step {info.step}/{info.max_steps}{code}  {losses}")
+    why = f"  ({info.message})" if info.message else ""
+    print(f"{info.id}  {info.state:<8} step {info.step}/{info.max_steps}{code}  {losses}{why}")
 
 
 def _follow(run: Run) -> int:
@@ -520,7 +591,8 @@ def _follow(run: Run) -> int:
     signal.signal(signal.SIGINT, stop)
     offset = 0
     while True:
-        state = status(run).get("state")
+        st = status(run)
+        state = st.get("state")
         with contextlib.suppress(FileNotFoundError), open(run.dir / LOG_FILE, "rb") as f:
             f.seek(offset)
             chunk = f.read()
@@ -528,7 +600,7 @@ def _follow(run: Run) -> int:
             sys.stdout.write(chunk.decode("utf-8", errors="replace"))
             sys.stdout.flush()
         if state != "running":
-            print(f"run {run.id}: {state}")
+            print(f"run {run.id}: {state}" + (f" ({st['message']})" if st.get("message") else ""))
             return 0 if state == "finished" else 1
         time.sleep(1.0)
 
@@ -561,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
                 _print_info(info)
             return 0
         if args.cmd == "start":
-            run = create_run(args.workspace, config.from_cli(FinetuneConfig, args), args.name)
+            run = start_new(args.workspace, config.from_cli(FinetuneConfig, args), args.name)
         else:
             run = open_run(args.workspace, args.run)
         if args.cmd == "show":
@@ -572,7 +644,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "abort":
             print(f"run {run.id}: {abort(run, args.grace)}")
             return 0
-        resume(run) if args.cmd == "resume" else start(run)
+        if args.cmd == "resume":
+            resume(run)
         print(f"run {run.id} started: {_read_json(run.dir / COMMAND_FILE)['display']}")
         return _follow(run) if args.wait else 0
     except StudioError as e:

@@ -5,7 +5,8 @@
 Runs the same with 1 or N processes, CPU (gloo) or GPUs, with or without DeepSpeed ZeRO-2/3 (the
 DeepSpeed config is chosen by the run's config, not by launcher flags). Resumes exactly from the
 newest complete checkpoint of the run folder; stops gracefully at an optimiser-step boundary on the
-`abort` file or SIGTERM/SIGINT (checkpoint, {"event": "aborted"}, exit 0).
+`abort` file or SIGTERM/SIGINT (checkpoint, {"event": "aborted"}, exit 0). A loss that is no longer finite
+stops it at once ({"event": "failed", "message": ...}, no checkpoint of that state, exit 1).
 """
 
 import argparse
@@ -25,12 +26,13 @@ from backend.core.paths import ASSETS
 from backend.finetune import checkpoints
 
 from backend.core import config
-from backend.core.errors import ConfigError, InputError
+from backend.core.errors import ConfigError, InputError, StudioError
 from backend.finetune.config import FinetuneConfig
 from backend.finetune.loss import PARTS, LossWeights, compute_loss
 from backend.models.source import LM_KWARGS, LM_WEIGHTS, load_lm
 from backend.finetune.prefix import dataset_personas, example_prefixes, with_prefixes
 from backend.finetune.optim import apply_mode, make_optimizer, make_scheduler
+from backend.finetune.runs import supervisor_gone
 from backend.finetune.data import Dialogues, ExampleStream, Position, check_schema, collate, eval_share, example_rows, \
     make_examples
 
@@ -169,8 +171,13 @@ def check_config(cfg: FinetuneConfig) -> None:
 
 # ---------------------------------------------------------------- run-time helpers
 
+class TrainingFailed(StudioError):
+    """The run cannot go on (its loss is no longer finite); the checkpoints written before stay."""
+
+
 class StopRequest:
-    """SIGTERM/SIGINT or the run folder's `abort` file ask for a stop at the next step boundary."""
+    """SIGTERM/SIGINT, the run folder's `abort` file or the death of the run's supervisor ask for a stop at the
+    next step boundary."""
 
     def __init__(self, run_dir: Path):
         self.abort_file = run_dir / ABORT_FILE
@@ -186,6 +193,9 @@ class StopRequest:
         self.signalled = True
 
     def requested(self) -> bool:
+        if not self.signalled and supervisor_gone():
+            print("the run's supervisor is gone: stopping at this step", file=sys.stderr, flush=True)
+            self.signalled = True
         return self.signalled or self.abort_file.exists()
 
 
@@ -373,10 +383,11 @@ class Trainer:
         codes, targets = with_prefixes(codes, [ex.frames for ex in examples], prefixes, self.cfg.persona_text_loss)
         return compute_loss(self.model(codes), targets, self.weights, self.text_card, self.card)
 
-    def train_step(self) -> tuple[torch.Tensor, int]:
-        """One optimiser step (grad_accum micro-steps): mean loss parts and frames seen by this rank."""
+    def train_step(self) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """One optimiser step (grad_accum micro-steps): mean loss parts, frames seen by this rank and the
+        summed total loss (kept on the device, like the parts)."""
         acc, cfg = self.accelerator, self.cfg
-        parts, frames = [], 0
+        parts, frames, totals = [], 0, []
         for _ in range(cfg.grad_accum):
             batch = self.stream.next_batch()
             frames += sum(ex.frames for ex in batch)
@@ -388,9 +399,10 @@ class Trainer:
                 self.optimizer.step()
                 self.optimizer.zero_grad()
             parts.append(parts_vector(result.parts, acc.device))
+            totals.append(result.total.detach().float())
         self.scheduler.step()
         self.step += 1
-        return torch.stack(parts).mean(0), frames
+        return torch.stack(parts).mean(0), frames, torch.stack(totals).sum()
 
     def evaluate(self) -> dict[str, float | None]:
         acc = self.accelerator
@@ -431,10 +443,21 @@ class Trainer:
         if self.cfg.tracker != "none":
             self.accelerator.log({f"eval/{k}": v for k, v in record.items() if isinstance(v, float)}, step=self.step)
 
-    def stop_agreed(self) -> bool:
-        """All ranks stop at the same step: any rank's request counts."""
-        flag = torch.tensor([1.0 if self.stop.requested() else 0.0], device=self.accelerator.device)
-        return bool(self.accelerator.reduce(flag, "sum").item() > 0)
+    def agree(self, loss: torch.Tensor) -> tuple[bool, str | None]:
+        """(stop requested, "NaN"/"Inf" if the loss is no longer finite) over all ranks, in one all-reduce per
+        step, so that every rank stops at the same step: any rank's request or bad loss counts."""
+        requested = torch.tensor(1.0 if self.stop.requested() else 0.0, device=loss.device)
+        flags = torch.stack([requested, loss.isnan().float(), loss.isinf().float()])
+        stop, nan, inf = (self.accelerator.reduce(flags, "sum") > 0).tolist()
+        return stop, "NaN" if nan else "Inf" if inf else None
+
+    def fail(self, message: str) -> None:
+        """Stop as failed without saving: the weights that gave this loss are not a checkpoint worth keeping."""
+        self.metrics.write({"event": "failed", "step": self.step, "message": message})
+        if self.cfg.tracker != "none":
+            self.accelerator.end_training()
+        self.metrics.close()
+        raise TrainingFailed(message)
 
     def announce(self) -> None:
         """One line per rank in train.log: which process this is and which examples it starts with
@@ -457,7 +480,10 @@ class Trainer:
         t_last, window_parts, window_frames = t_start, [], 0
         outcome = "finished"
         while self.step < cfg.max_steps:
-            parts, frames = self.train_step()
+            parts, frames, loss = self.train_step()
+            stop, bad = self.agree(loss)
+            if bad:
+                self.fail(f"loss became {bad} at step {self.step}")
             window_parts.append(parts)
             window_frames += frames
             if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
@@ -468,7 +494,7 @@ class Trainer:
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save()
                 last_saved = self.step
-            if self.step < cfg.max_steps and self.stop_agreed():
+            if self.step < cfg.max_steps and stop:
                 outcome = "aborted"
                 break
         if outcome == "finished" and self.eval_set is not None and not (cfg.eval_every and self.step % cfg.eval_every == 0):
@@ -502,6 +528,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, InputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except TrainingFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"training {outcome}", flush=True)
     return 0
 
