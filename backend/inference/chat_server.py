@@ -21,18 +21,22 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sphn
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from backend.core import config
-from backend.inference.chat_engine import ChatConfig, ChatEngine, FrameOutput
+from backend.inference.chat_config import ChatConfig
 from backend.inference.chat_recording import SessionRecording
 from backend.core.errors import StudioError
-from backend.models.source import lm_kwargs_of
+from backend.models.layout import read_lm_kwargs
 from backend.core.spec import FRAME_SIZE, NUM_CODEBOOKS, SAMPLE_RATE
 from backend.core.workspace import Workspace, model_folders
+
+if TYPE_CHECKING:  # torch and moshi load with the first model, not with the server
+    from backend.inference.chat_engine import ChatEngine, FrameOutput
 
 HANDSHAKE, AUDIO, TEXT, META, ERROR = b"\x00", b"\x01", b"\x02", b"\x04", b"\x05"
 # Query parameters of Kyutai's web client that tune sampling, and the engine setting each sets.
@@ -61,21 +65,23 @@ class ChatService:
 
     def __init__(self, cfg: ChatConfig):
         self.cfg = cfg
-        self.engine: ChatEngine | None = None
+        self.engine: "ChatEngine | None" = None
         self.busy = False
         self.last_recording: Path | None = None
         self.configured = False  # True once settings were chosen (configure), not just defaulted
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat")  # torch state stays on one thread
         self._load_lock = threading.Lock()
 
-    def configure(self, cfg: ChatConfig) -> ChatEngine:
+    def configure(self, cfg: ChatConfig) -> "ChatEngine":
         """New settings for the next conversations (the Chat tab); loads the models now if they changed."""
         engine = self.load(cfg)
         self.cfg, self.configured = cfg, True
         return engine
 
-    def load(self, cfg: ChatConfig | None = None) -> ChatEngine:
+    def load(self, cfg: ChatConfig | None = None) -> "ChatEngine":
         """The engine for `cfg` (default: the service's); models are reloaded only when they change."""
+        from backend.inference.chat_engine import ChatEngine
+
         cfg = cfg or self.cfg
         with self._load_lock:
             models = ("model", "mimi", "tokenizer", "device", "threads")
@@ -176,7 +182,7 @@ class ChatSession:
             self.frames.put_nowait(self._pending[:FRAME_SIZE])
             self._pending = self._pending[FRAME_SIZE:]
 
-    async def _respond(self, engine: ChatEngine, max_lag_ms: float) -> None:
+    async def _respond(self, engine: "ChatEngine", max_lag_ms: float) -> None:
         loop = asyncio.get_running_loop()
         max_waiting = max(1, int(max_lag_ms * SAMPLE_RATE / 1000 // FRAME_SIZE))
         while True:
@@ -185,13 +191,13 @@ class ChatSession:
                 self.recording.add(frame, None)
                 self.stats.skipped += 1
                 frame = self.frames.get_nowait()
-            out: FrameOutput = await loop.run_in_executor(self.service.executor, engine.step, frame)
+            out: "FrameOutput" = await loop.run_in_executor(self.service.executor, engine.step, frame)
             self.stats.frames += 1
             self.stats.compute_ms = out.compute_ms
             self.recording.add(frame, out.pcm, out.text)
             await self._send(out)
 
-    async def _send(self, out: FrameOutput) -> None:
+    async def _send(self, out: "FrameOutput") -> None:
         if out.pcm is not None:
             opus = self.opus_out.append_pcm(out.pcm)
             if len(opus):
@@ -215,7 +221,7 @@ class ChatSession:
 def workspace_chat_config(ws: Workspace) -> ChatConfig:
     """The studio's default: the newest clean export of the workspace (else the demo LM), with the
     workspace's Mimi, tokenizer and device, recording into raw/ so conversations become dialogues."""
-    clean = [m for m in model_folders(ws) if "/exports/" in m and lm_kwargs_of(ws.root / m).get("dep_q") == NUM_CODEBOOKS]
+    clean = [m for m in model_folders(ws) if "/exports/" in m and read_lm_kwargs(ws.root / m).get("dep_q") == NUM_CODEBOOKS]
     model = ws.root / clean[0] if clean else ws.demo_lm
     return ChatConfig(model=str(model), mimi=ws.mimi_source, tokenizer=str(ws.tokenizer_path),
                       device=ws.settings.device, record_dir=str(ws.raw))

@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,8 +36,8 @@ from moshi.utils.compile import CUDAGraphed
 
 from backend.core import config
 from backend.core.atomic import atomic_path, write_text_atomic
-from backend.core.config import option
 from backend.core.errors import ConfigError, InputError, StudioError
+from backend.inference.generate_config import SUFFIXES, GenerateConfig, output_files
 from backend.models.source import load_lm, load_mimi, pick_device
 from backend.core.spec import CARD, DELAYS, EPAD_ID, FRAME_RATE, NUM_CODEBOOKS, PAD_ID, TEXT_CARD, ZERO_TOKEN
 from backend.finetune.data import Dialogues
@@ -48,39 +48,6 @@ ROWS = 1 + 2 * NUM_CODEBOOKS  # text, Moshi's 8 codebooks, the user's 8
 MOSHI_ROWS = slice(1, 1 + NUM_CODEBOOKS)
 USER_ROWS = slice(1 + NUM_CODEBOOKS, ROWS)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclass
-class GenerateConfig:
-    model: str = option("models/demo-lm-init", "model folder, training checkpoint (runs/<id>/checkpoints/step-N, "
-                        "full or LoRA) or hub repo id")
-    base_model: str = option("", "LoRA checkpoints: the base model (default: base_model of the checkpoint's run)")
-    dataset: Path = option(Path("dataset"), "Parquet dataset (folder of shards or one .parquet file) holding the "
-                           "reference dialogues")
-    dialogues: list[str] = option([], "dialogue ids to continue (empty: the dataset's first `limit`, or all)")
-    limit: int = option(0, "without dialogue ids: continue the first N dialogues of the dataset (0: all)")
-    main_speaker: Literal["A", "B"] = option("A", "speaker of the dataset that plays Moshi (left channel); the "
-                                             "other is the user (right channel)")
-    start_frame: int = option(0, "first frame of the prompt in the dialogue (12.5 Hz frames)")
-    prompt_frames: int = option(50, "teacher-forced prompt length P in frames (50 = 4 s)")
-    gen_frames: int = option(125, "frames G to generate after the prompt (125 = 10 s); with a dep_q 8 model at "
-                             "most what the reference has left (its user stream is read from it)")
-    text_temperature: float = option(0.7, "text sampling temperature (0: greedy)")
-    text_top_k: int = option(25, "text top-k (0: whole vocabulary)")
-    audio_temperature: float = option(0.8, "audio sampling temperature (0: greedy)")
-    audio_top_k: int = option(250, "audio top-k (0: all 2048 entries)")
-    seed: int = option(0, "sampling seed; each dialogue's generator is seeded from it and the dialogue id")
-    batch_size: int = option(4, "dialogues generated together")
-    device: Literal["auto", "cpu", "cuda"] = option("auto", "where the LM runs (auto: CUDA when available)")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", "LM dtype (auto: bfloat16 on CUDA, "
-                                                                      "float32 on CPU)")
-    cuda_graphs: bool = option(True, "CUDA only: replay each step as a CUDA graph (faster; ignored on CPU)")
-    output: Path | None = option(Path("continuations"), "folder for <dialogue id>.npz (+ .continuation.wav, "
-                                 ".reference.wav, .transcript.json); "
-                                 "none: keep results in memory only")
-    mimi: str = option("", "Mimi to decode with (folder, .safetensors or hub id): writes <id>.continuation.wav "
-                       "and <id>.reference.wav; empty: tokens only")
-    tokenizer: str = option("", "SentencePiece model: writes <id>.transcript.json (timed words of Moshi's text)")
 
 
 @dataclass
@@ -331,19 +298,6 @@ def timed_transcript(text_row: Sequence[int], sp: Any, pad_id: int = PAD_ID,
             groups[-1] = (ids + [token], begin, frame)
     words = [(sp.decode(ids).strip(), begin, end) for ids, begin, end in groups]
     return [{"word": w, "start": begin / FRAME_RATE, "end": (end + 1) / FRAME_RATE} for w, begin, end in words if w]
-
-
-# The files of one continuation: <output>/<dialogue id><suffix> (ids are `<prefix>/<name>`: one
-# sub-folder per prefix).
-SUFFIXES = {"tokens": ".npz", "wav": ".continuation.wav", "reference_wav": ".reference.wav",
-            "transcript": ".transcript.json"}
-
-
-def output_files(output: Path, dialogue_id: str) -> dict[str, Path]:
-    if Path(dialogue_id).is_absolute() or ".." in Path(dialogue_id).parts or not dialogue_id.strip():
-        raise InputError(output, f"dialogue id {dialogue_id!r} cannot name a file inside the output folder")
-    stem = output / dialogue_id
-    return {key: stem.with_name(stem.name + suffix) for key, suffix in SUFFIXES.items()}
 
 
 def save_continuation(c: Continuation, path: Path) -> Path:

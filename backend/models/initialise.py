@@ -10,40 +10,20 @@
 """
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 
 from backend.core import config
 from backend.core.atomic import atomic_dir
-from backend.core.config import option
 from backend.core.errors import StudioError
 from backend.models.surgery import (DTYPES, build_lm, check_replaceable, count, is_hub_id, read_kwargs, resample_rows,
                          resize_depformer, safetensors_shapes, source_kwargs)
+from backend.models.init_config import InitConfig
 from backend.models.source import LM_WEIGHTS, load_lm, save_lm
-from backend.core.spec import EPAD_ID, PAD_ID, TEXT_CARD
 
 INIT_CONFIG = "init_config.json"
 TEXT_EMBEDDINGS = ("text_emb.weight", "depformer_text_emb.weight")
-
-
-@dataclass
-class InitConfig:
-    source: str = option("models/demo-lm", "LM to start from: a model folder (model.safetensors + "
-                         "moshi_lm_kwargs.json) or a hub repo id such as kyutai/moshiko-pytorch-bf16")
-    output: Path = option(Path("models/demo-lm-init"), "model folder to write (replaced if it is a model folder)")
-    user_stream: bool = option(True, "model the user's audio too: depformer dep_q 8 -> 16, the new steps copied "
-                               "from Moshi's own")
-    reinit_text_embeddings: bool = option(False, "re-initialise the text embeddings (text_emb, depformer_text_emb) "
-                                          "for a new tokenizer, sampling from the existing rows' mean/covariance")
-    keep_text_ids: list[int] = option([EPAD_ID, PAD_ID, TEXT_CARD], "text ids whose embedding rows are kept on "
-                                      "re-initialisation (EPAD, PAD and the initial token, as J-Moshi)")
-    reinit_cov_scale: float = option(1e-5, "covariance scale of the re-initialised rows (J-Moshi: 1e-5; 1: the "
-                                     "full spread of the existing rows)")
-    dtype: Literal["float32", "bfloat16", "float16"] = option("float32", "parameter dtype of the written model")
-    seed: int = option(0, "seed of the re-initialisation")
 
 
 def init_model(cfg: InitConfig) -> Path:
