@@ -235,7 +235,7 @@ if __name__ == "__main__":
 
 def model_folders(ws: Workspace) -> list[str]:
     """Every LM folder of the workspace, relative to it: models/, run checkpoints and exports (newest runs first)."""
-    from backend.models.layout import LM_KWARGS
+    from backend.models.source import LM_KWARGS
 
     found = sorted(ws.models.glob(f"*/{LM_KWARGS}"))
     for run in sorted(ws.runs.glob("*/"), reverse=True):

@@ -31,7 +31,7 @@ from backend.core import config
 from backend.inference.chat_config import ChatConfig
 from backend.inference.chat_recording import SessionRecording
 from backend.core.errors import StudioError
-from backend.models.layout import read_lm_kwargs
+from backend.models.source import lm_kwargs_of
 from backend.core.spec import FRAME_SIZE, NUM_CODEBOOKS, SAMPLE_RATE
 from backend.core.workspace import Workspace, model_folders
 
@@ -221,7 +221,7 @@ class ChatSession:
 def workspace_chat_config(ws: Workspace) -> ChatConfig:
     """The studio's default: the newest clean export of the workspace (else the demo LM), with the
     workspace's Mimi, tokenizer and device, recording into raw/ so conversations become dialogues."""
-    clean = [m for m in model_folders(ws) if "/exports/" in m and read_lm_kwargs(ws.root / m).get("dep_q") == NUM_CODEBOOKS]
+    clean = [m for m in model_folders(ws) if "/exports/" in m and lm_kwargs_of(ws.root / m).get("dep_q") == NUM_CODEBOOKS]
     model = ws.root / clean[0] if clean else ws.demo_lm
     return ChatConfig(model=str(model), mimi=ws.mimi_source, tokenizer=str(ws.tokenizer_path),
                       device=ws.settings.device, record_dir=str(ws.raw))

@@ -15,11 +15,14 @@ from moshi.models.lm import LMModel
 from backend.core.paths import ASSETS
 from backend.core.atomic import atomic_path, write_text_atomic
 from backend.core.errors import ConfigError
-from backend.models.layout import LM_KWARGS, LM_WEIGHTS, MIMI_CONFIG, MIMI_WEIGHTS, read_lm_kwargs
 
 # The demo codec trained by backend.demo.codec_training (issue: audible offline demo), shipped in the repo.
 DEMO_MIMI_ASSET = ASSETS / "demo_mimi"
 DEFAULT_REPO = loaders.DEFAULT_REPO  # kyutai/moshiko-pytorch-bf16
+MIMI_WEIGHTS = "mimi.safetensors"
+MIMI_CONFIG = "mimi_config.json"
+LM_WEIGHTS = "model.safetensors"
+LM_KWARGS = "moshi_lm_kwargs.json"
 
 
 def tiny_lm_kwargs() -> dict[str, Any]:
@@ -161,6 +164,10 @@ def cached_mimi(source: str, device: str = "cpu") -> MimiModel:
 
 def lm_kwargs_of(source: str | Path) -> dict[str, Any]:
     """The LMModel kwargs of a model folder; for a hub id, moshi's 7B defaults (read without downloading)."""
-    if Path(source).is_dir():
-        return read_lm_kwargs(source)
+    path = Path(source)
+    if path.is_dir():
+        kwargs_file = path / LM_KWARGS
+        if not kwargs_file.exists():
+            raise ConfigError(f"{path}: no {LM_KWARGS} in this model directory")
+        return json.loads(kwargs_file.read_text())
     return copy.deepcopy(loaders._lm_kwargs)
