@@ -105,6 +105,7 @@ def on_form(ws: Workspace, *values: Any) -> tuple[str, str]:
     """(command preview, problem message) on every change of the form: a bad value shows as it is typed."""
     try:
         cfg = read_form(list(values))
+        confine_form(ws, cfg)
         preview = command_preview(cfg)
     except StudioError as e:
         return f"# {e}", f"✘ {e}"
