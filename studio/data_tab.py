@@ -9,7 +9,7 @@ from backend.core.errors import StudioError
 from backend.core.workspace import Workspace
 from backend.data.files import scan_dialogues
 from backend.data.ingest import import_dialogues
-from backend.data.preview import alignment_data
+from backend.data.preview import dialogue_view
 from backend.data.stats import corpus_stats, dialogue_stats
 from backend.data.transcripts import load_transcript
 from backend.data.validate import DialogueReport, validate_dialogue
@@ -87,10 +87,10 @@ def on_pick(ws: Workspace, name: str | None) -> tuple[str, str]:
     d = next((d for d in scan_dialogues(ws.raw).dialogues if d.name == name), None)
     if d is None:
         return f"{name}: no longer in the workspace", ""
-    r = validate_dialogue(d)
-    if not r.ok or d.audio is None or d.transcript is None:
-        return report_markdown(r), ""
-    return report_markdown(r), render_alignment(alignment_data(d.audio, d.transcript), file_url(d.audio))
+    report, alignment = dialogue_view(d)  # one decode of the audio for both
+    if alignment is None or d.audio is None:
+        return report_markdown(report), ""
+    return report_markdown(report), render_alignment(alignment, file_url(d.audio))
 
 
 def on_build(ws: Workspace, progress: Progress | None, *values: Any) -> str:

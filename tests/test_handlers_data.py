@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import soundfile
 
 from backend.core.paths import ASSETS
 from handler_helpers import make_workspace
@@ -45,6 +46,19 @@ def test_listing_keeps_the_pick_and_shows_report_and_preview(ws) -> None:  # typ
     assert "✔ demo_weekend" in report and 'class="ms-align"' in preview and 'class="word' in preview
     assert data_tab.on_pick(ws, "../../etc/passwd") == ("../../etc/passwd: no longer in the workspace", "")
     assert data_tab.on_pick(ws, None) == ("", "")
+
+
+def test_an_upload_then_its_view_decode_the_audio_twice_a_pick_once(ws, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    decodes: list[str] = []
+    read = soundfile.read
+    monkeypatch.setattr(soundfile, "read", lambda file, *a, **k: decodes.append(str(file)) or read(file, *a, **k))
+    _, _, chosen = data_tab.on_upload(ws, uploaded(tmp_path, "mine", ".flac", ".json"))
+    data_tab.on_pick(ws, chosen)  # the upload sets the pick: the browser then asks for its view
+    assert len(decodes) == 2  # the import's validation, then report + preview together
+    decodes.clear()
+    data_tab.on_pick(ws, "demo_cafe")
+    assert decodes == [str(ws.raw / "demo_cafe.flac")]
 
 
 def test_statistics_of_the_valid_dialogues(ws) -> None:  # type: ignore[no-untyped-def]
