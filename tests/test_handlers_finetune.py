@@ -14,6 +14,8 @@ from backend.core.errors import StudioError
 from backend.finetune import runs
 from backend.finetune.checkpoints import COMPLETE, final_path
 from backend.finetune.presets import PRESETS
+from backend.models.init_config import InitConfig
+from backend.models.initialise import init_model
 from backend.models.source import LM_KWARGS, lm_kwargs_of
 from handler_helpers import escapes, make_workspace, outside
 from studio import finetune_tab as ft
@@ -25,10 +27,11 @@ SMALL = {"base_model": "models/tiny", "train_data": "dataset", "device": "cpu", 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dataset, a dep_q 8 tiny LM and its user-stream extension (models/tiny), made once."""
     root = tmp_path_factory.mktemp("assets")
     write_dataset(root / "dataset", [40, 40, 40, 40])
-    write_model(root / "models" / "tiny", dep_q=16)
     write_model(root / "models" / "tiny8", dep_q=8)
+    init_model(InitConfig(source=str(root / "models" / "tiny8"), output=root / "models" / "tiny"))
     return root
 
 
