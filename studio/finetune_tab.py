@@ -17,12 +17,13 @@ from backend.core import config
 from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
 from backend.core.workspace import Workspace
-from backend.finetune import runs
+from backend.finetune import budget, runs
 from backend.finetune.checkpoints import latest_checkpoint
 from backend.finetune.command import display_command
 from backend.finetune.config import FinetuneConfig
 from backend.finetune.presets import PRESETS
 from backend.models.init_config import InitConfig
+from backend.models.source import lm_kwargs_of
 
 from .context import Shown, StudioContext
 from .files import received_uploads
@@ -115,9 +116,6 @@ def on_form(ws: Workspace, *values: Any) -> tuple[str, str]:
 
 def on_estimate(ws: Workspace, *values: Any) -> str:
     """Memory and budget estimate (builds the model on torch's meta device: slower than the checks)."""
-    from backend.finetune import budget
-    from backend.models.source import lm_kwargs_of
-
     try:
         cfg = read_form(list(values))
         confine_form(ws, cfg)

@@ -1,11 +1,14 @@
-"""Read the Parquet dataset back: list its dialogues, fetch one row as arrays."""
+"""Read the Parquet dataset back: check its files and schema, list its dialogues, fetch one row as arrays."""
 
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from backend.core.errors import InputError
+
+REQUIRED_COLUMNS = ("dialogue_id", "A", "B")
 
 
 def shard_files(folder: str | Path) -> list[Path]:
@@ -13,6 +16,28 @@ def shard_files(folder: str | Path) -> list[Path]:
     if not files:
         raise InputError(folder, "no Parquet shards here (build the dataset first)")
     return files
+
+
+def parquet_files(path: str | Path) -> list[Path]:
+    """A dataset is a folder of `*-of-*.parquet` shards or one .parquet file."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.exists():
+        raise InputError(path, "no such dataset (a folder of Parquet shards or a .parquet file)")
+    return shard_files(path)
+
+
+def check_schema(path: str | Path) -> None:
+    """Cheap validation (schemas only) for the launcher: the files exist and have the dataset's columns."""
+    for f in parquet_files(path):
+        try:
+            names = pq.read_schema(f).names
+        except (OSError, pa.ArrowException) as e:
+            raise InputError(f, f"not a readable Parquet file ({e})") from None
+        missing = [c for c in REQUIRED_COLUMNS if c not in names]
+        if missing:
+            raise InputError(f, f"missing column(s) {', '.join(missing)}: not a Moshi Studio dataset")
 
 
 def list_dialogues(folder: str | Path) -> list[str]:

@@ -21,35 +21,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from backend.dataset.read import shard_files
+from backend.dataset.read import REQUIRED_COLUMNS, check_schema, parquet_files
 from backend.core.errors import InputError
 from backend.core.spec import SPEAKERS, ZERO_TOKEN
 from backend.dataset.training_view import training_rows
 
 ROWS_PER_SPEAKER = 9  # text + 8 codebooks
-REQUIRED_COLUMNS = ("dialogue_id", "A", "B")
-
-
-def parquet_files(path: str | Path) -> list[Path]:
-    """A dataset is a folder of `*-of-*.parquet` shards or one .parquet file."""
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    if not path.exists():
-        raise InputError(path, "no such dataset (a folder of Parquet shards or a .parquet file)")
-    return shard_files(path)
-
-
-def check_schema(path: str | Path) -> None:
-    """Cheap validation (schemas only) for the launcher: the files exist and have the dataset's columns."""
-    for f in parquet_files(path):
-        try:
-            names = pq.read_schema(f).names
-        except (OSError, pa.ArrowException) as e:
-            raise InputError(f, f"not a readable Parquet file ({e})") from None
-        missing = [c for c in REQUIRED_COLUMNS if c not in names]
-        if missing:
-            raise InputError(f, f"missing column(s) {', '.join(missing)}: not a Moshi Studio dataset")
 
 
 class Dialogues:

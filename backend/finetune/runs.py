@@ -1,11 +1,7 @@
 """The run registry and process owner: one folder per fine-tune run under `<workspace>/runs/`.
 
-    runs/<YYYYmmdd-HHMMSS>-<slug>/config.json   FinetuneConfig with absolute paths
-                                  command.json  {"argv": [...], "env": {...}, "cwd": repo}: what is started
-                                  status.json   state, pid/pgid, process start time, exit code, times
-                                  train.log     stdout+stderr of the whole process tree
-                                  metrics.jsonl, checkpoints/  written by the trainer (backend.finetune.trainer)
-                                  abort         asks the trainer for a graceful stop
+    runs/<YYYYmmdd-HHMMSS>-<slug>/  config.json, command.json, status.json, train.log, metrics.jsonl,
+                                   checkpoints/, abort (backend.finetune.run_folder says what each holds)
 
 Everything is read back from these files, so a restarted studio (or another shell) sees every run.
 A run is started as a small supervisor, `python -m backend.finetune.runs _supervise DIR`, in a new session (its
@@ -39,20 +35,12 @@ from backend.core import config
 from backend.core.atomic import write_text_atomic
 from backend.core.errors import ConfigError, StudioError
 from backend.finetune.config import FinetuneConfig
+from backend.finetune.run_folder import (ABORT_FILE, COMMAND_FILE, CONFIG_FILE, LOCK_FILE, LOG_FILE, METRICS_FILE,
+                                         RUNS_DIR, STATUS_FILE)
 from backend.core.paths import REPO
-from backend.finetune.command import accelerate_command, display_command, env_for, on_cpu
+from backend.finetune.command import accelerate_command, display_command, env_for
+from backend.finetune.config import DEEPSPEED_PRESETS, check_config, on_cpu
 
-# The run folder's layout. The names the trainer also uses are backend.finetune.trainer's (tests/test_runs.py checks they
-# agree); they are repeated here so that the supervisor, which runs for the whole training, and `runs list`
-# start without importing torch and moshi.
-RUNS_DIR = "runs"
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-ABORT_FILE = "abort"
-STATUS_FILE = "status.json"
-COMMAND_FILE = "command.json"
-LOG_FILE = "train.log"
-LOCK_FILE = ".lock"
 POLL_S = 0.2
 
 
@@ -92,8 +80,6 @@ class RunInfo:
 
 def absolute_config(cfg: FinetuneConfig, workspace_root: Path) -> FinetuneConfig:
     """The config with workspace-relative paths made absolute (the trainer runs with cwd = repo)."""
-    from backend.finetune.trainer import DEEPSPEED_PRESETS
-
     root = Path(workspace_root).resolve()
 
     def local(p: str | Path) -> Path:
@@ -125,8 +111,6 @@ def gpu_id_list(cfg: FinetuneConfig) -> list[int] | None:
 
 def validate_before_launch(cfg: FinetuneConfig, workspace_root: Path) -> None:
     """Raise ConfigError for anything that would fail after launch (the trainer's own checks included)."""
-    from backend.finetune.trainer import check_config
-
     cfg = absolute_config(cfg, workspace_root)
     for name in ("train_data", "eval_data"):
         path = getattr(cfg, name)

@@ -16,7 +16,7 @@ from moshi.models import LMGen, loaders
 from backend.core.errors import InputError
 from backend.inference.chat_config import ChatConfig
 from backend.inference.live_text import LiveText
-from backend.models.source import load_mimi, pick_device
+from backend.models.source import load_mimi, load_model, pick_device, resolve_dtype
 from backend.core.spec import EPAD_ID, FRAME_SIZE, NUM_CODEBOOKS, PAD_ID
 
 
@@ -31,8 +31,6 @@ class ChatEngine:
     """Mimi + LMGen in streaming mode for one conversation at a time; `reset` starts a new one."""
 
     def __init__(self, cfg: ChatConfig):
-        from backend.inference.generate import load_model, resolve_dtype
-
         self.cfg = cfg
         self.device = pick_device(cfg.device)
         if cfg.threads:

@@ -36,10 +36,10 @@ from moshi.utils.compile import CUDAGraphed
 
 from backend.core import config
 from backend.core.atomic import atomic_path, write_text_atomic
-from backend.core.errors import ConfigError, InputError, StudioError
+from backend.core.errors import InputError, StudioError
 from backend.inference.generate_config import SUFFIXES, GenerateConfig, output_files
-from backend.models.source import load_lm, load_mimi, pick_device
-from backend.core.spec import CARD, DELAYS, EPAD_ID, FRAME_RATE, NUM_CODEBOOKS, PAD_ID, TEXT_CARD, ZERO_TOKEN
+from backend.models.source import load_mimi, load_model, pick_device, resolve_dtype
+from backend.core.spec import DELAYS, EPAD_ID, FRAME_RATE, NUM_CODEBOOKS, PAD_ID, ZERO_TOKEN
 from backend.finetune.data import Dialogues
 from backend.dataset.training_view import delayed_input, training_rows
 
@@ -47,7 +47,6 @@ Progress = Callable[[float, str], None]
 ROWS = 1 + 2 * NUM_CODEBOOKS  # text, Moshi's 8 codebooks, the user's 8
 MOSHI_ROWS = slice(1, 1 + NUM_CODEBOOKS)
 USER_ROWS = slice(1 + NUM_CODEBOOKS, ROWS)
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -67,47 +66,6 @@ class Continuation:
 
 
 # ---------------------------------------------------------------- model and sampling
-
-def resolve_dtype(name: str, device: str) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if name == "float16" and not device.startswith("cuda"):
-        raise ConfigError("dtype float16 needs a GPU; on CPU use float32 or bfloat16")
-    return DTYPES[name]
-
-
-def load_model(source: str, base_model: str = "", device: str = "cpu",
-               dtype: torch.dtype = torch.float32) -> LMModel:
-    """The LM of a model folder, of a training checkpoint in any form the trainer writes (full weights,
-    LoRA adapters merged onto their base, DeepSpeed shards: `export.read_checkpoint`) or of a hub id."""
-    from moshi.modules.lora import replace_lora_with_linear
-
-    from backend.models.export import attach_lora, read_checkpoint
-    from backend.models.surgery import build_lm
-
-    path = Path(source)
-    if path.is_dir():
-        ckpt = read_checkpoint(path, base_model)
-        model = build_lm(ckpt.state, ckpt.kwargs, torch.float32, where=source)
-        if ckpt.lora:
-            attach_lora(model, ckpt.lora, ckpt.lora_scaling, source)
-            replace_lora_with_linear(model)
-        model = model.to(device=device, dtype=dtype)
-    else:
-        model = load_lm(source, device=device, dtype=dtype)
-    check_model(model, source)
-    return model.eval()
-
-
-def check_model(model: LMModel, where: str) -> None:
-    """The loop assumes SPEC.md's stream layout: text + 16 audio rows with the training view's delays."""
-    if model.n_q != 2 * NUM_CODEBOOKS or model.dep_q not in (NUM_CODEBOOKS, 2 * NUM_CODEBOOKS):
-        raise InputError(where, f"n_q {model.n_q} / dep_q {model.dep_q}: a Moshi dialogue model has n_q 16 and "
-                                f"dep_q 8 (Moshi's stream) or 16 (both streams)")
-    if list(model.delays) != DELAYS or model.card != CARD or model.text_card != TEXT_CARD:
-        raise InputError(where, f"delays {model.delays}, card {model.card}, text_card {model.text_card}: expected "
-                                f"{DELAYS}, {CARD}, {TEXT_CARD}")
-
 
 def sample(logits: torch.Tensor, temperature: float, top_k: int, uniform: torch.Tensor) -> torch.Tensor:
     """[B, V] logits -> [B] tokens: argmax at temperature 0, else inverse-CDF sampling of the tempered
@@ -203,24 +161,9 @@ def pick_dialogues(data: Dialogues, cfg: GenerateConfig) -> list[int]:
     return list(range(len(data)))[:cfg.limit or None]
 
 
-def check_numbers(cfg: GenerateConfig) -> None:
-    rules = [
-        (cfg.prompt_frames >= 1, f"prompt_frames must be >= 1, got {cfg.prompt_frames}"),
-        (cfg.gen_frames >= 1, f"gen_frames must be >= 1, got {cfg.gen_frames}"),
-        (cfg.start_frame >= 0, f"start_frame must be >= 0, got {cfg.start_frame}"),
-        (cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}"),
-        (cfg.limit >= 0, f"limit must be >= 0, got {cfg.limit}"),
-        (cfg.text_temperature >= 0 and cfg.audio_temperature >= 0, "temperatures must be >= 0"),
-        (cfg.text_top_k >= 0 and cfg.audio_top_k >= 0, "top-k values must be >= 0"),
-    ]
-    for ok, message in rules:
-        if not ok:
-            raise ConfigError(message)
-
-
 def generate(cfg: GenerateConfig, progress: Progress | None = None) -> list[Continuation]:
     """Continue the chosen dialogues; writes their files under cfg.output (unless None) and returns them."""
-    check_numbers(cfg)
+    config.check_numbers(cfg)
     report = progress or (lambda fraction, message: None)
     data = Dialogues(cfg.dataset)
     chosen = pick_dialogues(data, cfg)

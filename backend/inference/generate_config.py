@@ -7,6 +7,7 @@ from typing import Literal
 
 from backend.core.config import option
 from backend.core.errors import InputError
+from backend.models.source import Dtype
 
 
 @dataclass
@@ -17,22 +18,21 @@ class GenerateConfig:
     dataset: Path = option(Path("dataset"), "Parquet dataset (folder of shards or one .parquet file) holding the "
                            "reference dialogues")
     dialogues: list[str] = option([], "dialogue ids to continue (empty: the dataset's first `limit`, or all)")
-    limit: int = option(0, "without dialogue ids: continue the first N dialogues of the dataset (0: all)")
+    limit: int = option(0, "without dialogue ids: continue the first N dialogues of the dataset (0: all)", ge=0)
     main_speaker: Literal["A", "B"] = option("A", "speaker of the dataset that plays Moshi (left channel); the "
                                              "other is the user (right channel)")
-    start_frame: int = option(0, "first frame of the prompt in the dialogue (12.5 Hz frames)")
-    prompt_frames: int = option(50, "teacher-forced prompt length P in frames (50 = 4 s)")
+    start_frame: int = option(0, "first frame of the prompt in the dialogue (12.5 Hz frames)", ge=0)
+    prompt_frames: int = option(50, "teacher-forced prompt length P in frames (50 = 4 s)", ge=1)
     gen_frames: int = option(125, "frames G to generate after the prompt (125 = 10 s); with a dep_q 8 model at "
-                             "most what the reference has left (its user stream is read from it)")
-    text_temperature: float = option(0.7, "text sampling temperature (0: greedy)")
-    text_top_k: int = option(25, "text top-k (0: whole vocabulary)")
-    audio_temperature: float = option(0.8, "audio sampling temperature (0: greedy)")
-    audio_top_k: int = option(250, "audio top-k (0: all 2048 entries)")
+                             "most what the reference has left (its user stream is read from it)", ge=1)
+    text_temperature: float = option(0.7, "text sampling temperature (0: greedy)", ge=0)
+    text_top_k: int = option(25, "text top-k (0: whole vocabulary)", ge=0)
+    audio_temperature: float = option(0.8, "audio sampling temperature (0: greedy)", ge=0)
+    audio_top_k: int = option(250, "audio top-k (0: all 2048 entries)", ge=0)
     seed: int = option(0, "sampling seed; each dialogue's generator is seeded from it and the dialogue id")
-    batch_size: int = option(4, "dialogues generated together")
+    batch_size: int = option(4, "dialogues generated together", ge=1)
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where the LM runs (auto: CUDA when available)")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", "LM dtype (auto: bfloat16 on CUDA, "
-                                                                      "float32 on CPU)")
+    dtype: Literal["auto", Dtype] = option("auto", "LM dtype (auto: bfloat16 on CUDA, float32 on CPU)")
     cuda_graphs: bool = option(True, "CUDA only: replay each step as a CUDA graph (faster; ignored on CPU)")
     output: Path | None = option(Path("continuations"), "folder for <dialogue id>.npz (+ .continuation.wav, "
                                  ".reference.wav, .transcript.json); "

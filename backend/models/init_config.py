@@ -3,10 +3,10 @@ is backend.models.initialise)."""
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from backend.core.config import option
 from backend.core.spec import EPAD_ID, PAD_ID, TEXT_CARD
+from backend.models.source import Dtype
 
 
 @dataclass
@@ -22,5 +22,5 @@ class InitConfig:
                                       "re-initialisation (EPAD, PAD and the initial token, as J-Moshi)")
     reinit_cov_scale: float = option(1e-5, "covariance scale of the re-initialised rows (J-Moshi: 1e-5; 1: the "
                                      "full spread of the existing rows)")
-    dtype: Literal["float32", "bfloat16", "float16"] = option("float32", "parameter dtype of the written model")
+    dtype: Dtype = option("float32", "parameter dtype of the written model")
     seed: int = option(0, "seed of the re-initialisation")

@@ -17,10 +17,10 @@ import torch
 from backend.core import config
 from backend.core.atomic import atomic_dir
 from backend.core.errors import StudioError
-from backend.models.surgery import (DTYPES, build_lm, check_replaceable, count, is_hub_id, read_kwargs, resample_rows,
-                         resize_depformer, safetensors_shapes, source_kwargs)
+from backend.models.surgery import (build_lm, check_replaceable, count, resample_rows, resize_depformer,
+                                    safetensors_shapes, source_kwargs)
 from backend.models.init_config import InitConfig
-from backend.models.source import LM_WEIGHTS, load_lm, save_lm
+from backend.models.source import LM_WEIGHTS, is_hub_id, load_lm, read_lm_kwargs, save_lm, torch_dtype
 
 INIT_CONFIG = "init_config.json"
 TEXT_EMBEDDINGS = ("text_emb.weight", "depformer_text_emb.weight")
@@ -33,7 +33,7 @@ def init_model(cfg: InitConfig) -> Path:
     else:
         check_replaceable(cfg.output)
     kwargs = source_kwargs(cfg.source)  # checks a local folder before any weights are read
-    dtype = DTYPES[cfg.dtype]
+    dtype = torch_dtype(cfg.dtype)
     state = load_lm(cfg.source, dtype=dtype).state_dict()
     dep_q, n_q = int(kwargs["dep_q"]), int(kwargs["n_q"])
     if cfg.user_stream and dep_q < n_q:  # dep_q == n_q: the user stream is already modelled
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    kwargs, n = read_kwargs(out), count(safetensors_shapes(out / LM_WEIGHTS))
+    kwargs, n = read_lm_kwargs(out), count(safetensors_shapes(out / LM_WEIGHTS))
     print(f"wrote {out}: dep_q {kwargs['dep_q']}, {n / 1e6:.1f} M parameters, dtype {cfg.dtype}")
     return 0
 
