@@ -77,6 +77,7 @@ def test_a_good_form_shows_the_command_and_no_problem(ws) -> None:  # type: igno
     ({"min_frames": 40, "max_frames": 16}, "max_frames"), ({"train_data": "nothing-here"}, "train_data"),
     ({"base_model": "../../x"}, "not inside the workspace"), ({"eval_data": "/etc"}, "not inside the workspace"),
     ({"deepspeed": "../ds.json"}, "not inside the workspace"), ({"lr": "fast"}, "lr"),
+    ({"lr": float("inf")}, "lr"), ({"max_steps": 10**30}, "max_steps"),
 ])
 def test_a_bad_value_is_shown_as_soon_as_it_is_typed(ws, changes: dict, words: str) -> None:  # type: ignore[no-untyped-def]
     _, problem = ft.on_form(ws, *form(**changes))
