@@ -141,10 +141,17 @@ def test_finetune_start_follow_and_abort(studio: Studio, page) -> None:  # type:
     page.locator("#ft-init").click()  # the user-stream extension of the demo LM
     page.get_by_text("✔ wrote").wait_for(timeout=120_000)
     page.get_by_role("button", name="Optimiser").click()
+    lr = page.get_by_label("lr", exact=True)
+    lr.fill("-1")
+    lr.press("Tab")
+    page.locator("#ft-problem", has_text="lr must be > 0").wait_for(timeout=60_000)  # as typed, not at Start
+    lr.fill("0.004")
+    lr.press("Tab")
     steps = page.get_by_label("max steps")
     steps.fill("5000")  # long enough to abort it mid-way
     steps.press("Tab")
     page.locator("#ft-command", has_text="backend.finetune.trainer").wait_for(timeout=60_000)
+    page.wait_for_function("!document.querySelector('#ft-problem').innerText.includes('✘')", timeout=60_000)
 
     page.locator("#ft-start").click()
     page.locator("#ft-msg", has_text="started").or_(page.locator("#ft-msg", has_text="✘")).wait_for(timeout=60_000)
