@@ -1,6 +1,5 @@
 """The fine-tune config and its checks: torch-free, every field bounded, hostile files refused by name."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path

@@ -8,7 +8,7 @@ from typing import Any
 
 from backend.core import config
 from backend.data.audio_io import audio_report
-from backend.data.files import Dialogue, scan_dialogues
+from backend.data.files import DialogueFiles, scan_dialogues
 from backend.core.errors import InputError, Issue
 from backend.data.transcripts import check_transcript, load_transcript
 
@@ -36,7 +36,7 @@ class DialogueReport:
         return asdict(self) | {"ok": self.ok}
 
 
-def validate_dialogue(d: Dialogue) -> DialogueReport:
+def validate_dialogue(d: DialogueFiles) -> DialogueReport:
     report = DialogueReport(d.name, str(d.audio) if d.audio else None, str(d.transcript) if d.transcript else None)
     duration = None
     if d.audio is None:

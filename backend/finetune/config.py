@@ -28,7 +28,7 @@ MAX_COUNT = 2**16  # processes, machines, batch sizes, ranks
 class FinetuneConfig:
     # --- model ---
     base_model: str = option("models/demo-lm-init", "model to train: a model folder (model.safetensors + "
-                             "moshi_lm_kwargs.json), usually made by the init stage (python -m backend.models.initialise)")
+                             "moshi_lm_kwargs.json), usually made by the init stage (moshi-studio init)")
     dtype: Dtype = option("float32", "parameter dtype of the training model")
     # --- data ---
     train_data: Path = option(Path("dataset"), "Parquet dataset folder (or one .parquet file) to train on")
@@ -69,7 +69,8 @@ class FinetuneConfig:
     seed: int = option(0, "seed of data order, initialisation and dropout", ge=0)
     # --- bookkeeping ---
     log_every: int = option(1, "optimiser steps between metrics.jsonl lines", ge=1, le=MAX_STEPS)
-    eval_every: int = option(0, "optimiser steps between evaluations (0: only at the end, if eval_data is set)", ge=0, le=MAX_STEPS)
+    eval_every: int = option(0, "optimiser steps between evaluations (0: only at the end, if eval_data is set)",
+                             ge=0, le=MAX_STEPS)
     checkpoint_every: int = option(50, "optimiser steps between checkpoints (0: only at the end)", ge=0, le=MAX_STEPS)
     keep_checkpoints: int = option(2, "how many recent checkpoints to keep", ge=1, le=MAX_COUNT)
     tracker: Literal["none", "tensorboard", "wandb"] = option("none", "experiment tracker besides metrics.jsonl")

@@ -9,3 +9,4 @@ LOG_FILE = "train.log"  # stdout+stderr of the whole process tree
 METRICS_FILE = "metrics.jsonl"  # one line per logged step or event, written by the trainer's rank 0
 ABORT_FILE = "abort"  # asks the trainer for a graceful stop
 LOCK_FILE = ".lock"  # in RUNS_DIR: serialises starts in a workspace
+EXPORTS_DIR = "exports"  # export stage's default output: <run>/exports/<checkpoint name>
