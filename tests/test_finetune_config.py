@@ -51,6 +51,18 @@ def test_non_finite_and_absurd_numbers_are_refused_naming_the_field(assets: dict
         check_config(good(assets, **values))
 
 
+@pytest.mark.parametrize("values, message", [
+    ({"device": "cuda", "gpu_ids": "0,x"}, "gpu_ids: '0,x'"),
+    ({"device": "cuda", "num_processes": 2, "gpu_ids": "3"}, "lists 1 GPU"),
+    ({"num_processes": 3, "num_machines": 2}, "must be a multiple of num_machines"),
+    ({"train_data": "/nowhere/data"}, "train_data: /nowhere/data not found"),
+])
+def test_launch_rules_are_checked_without_a_workspace(assets: dict[str, Path], values: dict, message: str) -> None:
+    """check_config holds every rule (the studio's form calls it alone), not only the launcher."""
+    with pytest.raises(ConfigError, match=message):
+        check_config(good(assets, **values))
+
+
 def test_a_float_too_large_for_a_float_is_refused_naming_the_field() -> None:
     with pytest.raises(ConfigError, match=r"^lr: 1000.*\(401 characters\) is not a valid float"):
         config.from_dict(FinetuneConfig, {"lr": int(HUGE)})
