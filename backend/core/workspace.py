@@ -22,6 +22,7 @@ from backend.core.config import option
 from backend.core.errors import InputError
 
 SETTINGS_FILE = "settings.json"
+RUNS_DIR = "runs"  # one folder per fine-tune run (backend.finetune.run_folder names its files)
 # Where the demo models live (built by backend.demo.workspace); the default settings point at them.
 DEMO_MIMI = "models/demo-mimi"
 DEMO_LM = "models/demo-lm"
@@ -81,7 +82,7 @@ class Workspace:
 
     @property
     def runs(self) -> Path:
-        return self.root / "runs"
+        return self.root / RUNS_DIR
 
     @property
     def settings_file(self) -> Path:

@@ -1,7 +1,7 @@
-"""The file names of a run folder, `<workspace>/runs/<id>/` (torch-free: the launcher, the supervisor, the
-trainer and the export all use them; checkpoint folders are backend.finetune.checkpoints')."""
+"""The file names of a run folder, `<workspace>/runs/<id>/` (runs/ is backend.core.workspace.RUNS_DIR). Torch-free:
+the launcher, the supervisor, the trainer and the export all use them; checkpoint folders are
+backend.finetune.checkpoints'."""
 
-RUNS_DIR = "runs"  # under the workspace
 CONFIG_FILE = "config.json"  # FinetuneConfig with absolute paths
 COMMAND_FILE = "command.json"  # {"argv": [...], "env": {...}, "cwd": repo}: what is started
 STATUS_FILE = "status.json"  # state, pid/pgid, process start time, exit code, times

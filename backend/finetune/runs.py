@@ -34,12 +34,12 @@ import psutil
 from backend.core import config
 from backend.core.atomic import write_text_atomic
 from backend.core.errors import ConfigError, StudioError
-from backend.finetune.config import FinetuneConfig
+from backend.core.workspace import RUNS_DIR
 from backend.finetune.run_folder import (ABORT_FILE, COMMAND_FILE, CONFIG_FILE, LOCK_FILE, LOG_FILE, METRICS_FILE,
-                                         RUNS_DIR, STATUS_FILE)
+                                         STATUS_FILE)
 from backend.core.paths import REPO
 from backend.finetune.command import accelerate_command, display_command, env_for
-from backend.finetune.config import DEEPSPEED_PRESETS, check_config, gpu_id_list, on_cpu
+from backend.finetune.config import DEEPSPEED_PRESETS, FinetuneConfig, check_config, gpu_id_list, on_cpu
 
 POLL_S = 0.2
 
