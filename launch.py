@@ -16,7 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config.from_cli(StudioConfig, config.cli_parser(StudioConfig, __doc__.splitlines()[0]).parse_args(argv))
     import uvicorn
 
-    from backend.core.workspace import SETTINGS_FILE, create_demo_workspace, open_workspace
+    from backend.core.workspace import SETTINGS_FILE, open_workspace
+    from backend.demo.workspace import create_demo_workspace
 
     existing = (cfg.workspace / SETTINGS_FILE).is_file()
     ws = open_workspace(cfg.workspace) if existing else create_demo_workspace(cfg.workspace)

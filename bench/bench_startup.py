@@ -49,7 +49,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workspace = str(Path(tmp) / "workspace")
-        subprocess.run([sys.executable, "-m", "backend.core.workspace", "init-demo", workspace], cwd=REPO,
+        subprocess.run([sys.executable, "-m", "backend.demo.workspace", "init-demo", workspace], cwd=REPO,
                        check=True, capture_output=True)
         timed(BARE)  # warm the OS file cache for both before anything counts
         timed(STUDIO, workspace)

@@ -4,7 +4,8 @@ import os
 import shutil
 from pathlib import Path
 
-from backend.core.workspace import Workspace, WorkspaceSettings, copy_demo_dialogues
+from backend.core.workspace import Workspace, WorkspaceSettings
+from backend.demo.workspace import copy_demo_dialogues
 
 ESCAPES = ("../../x", "{outside}/x", "models/../../x")  # {outside}: an absolute folder next to the workspace
 

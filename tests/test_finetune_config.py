@@ -1,6 +1,5 @@
 """The fine-tune config and its checks: torch-free, every field bounded, hostile files refused by name."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +47,18 @@ def good(assets: dict[str, Path], **values: object) -> FinetuneConfig:
 ])
 def test_non_finite_and_absurd_numbers_are_refused_naming_the_field(assets: dict[str, Path], values: dict,
                                                                     message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_config(good(assets, **values))
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"device": "cuda", "gpu_ids": "0,x"}, "gpu_ids: '0,x'"),
+    ({"device": "cuda", "num_processes": 2, "gpu_ids": "3"}, "lists 1 GPU"),
+    ({"num_processes": 3, "num_machines": 2}, "must be a multiple of num_machines"),
+    ({"train_data": "/nowhere/data"}, "train_data: /nowhere/data not found"),
+])
+def test_launch_rules_are_checked_without_a_workspace(assets: dict[str, Path], values: dict, message: str) -> None:
+    """check_config holds every rule (the studio's form calls it alone), not only the launcher."""
     with pytest.raises(ConfigError, match=message):
         check_config(good(assets, **values))
 

@@ -216,7 +216,8 @@ def test_chat_talks_both_ways_and_records(studio: Studio, fake_mic_browser, tmp_
     from chat_helpers import speaking_lm
 
     from backend.data.audio_io import load_stereo
-    from backend.core.workspace import DEMO_VOCAB_SIZE, open_workspace
+    from backend.core.workspace import open_workspace
+    from backend.demo.workspace import DEMO_VOCAB_SIZE
 
     ws = open_workspace(studio.workspace)
     speaking_lm(ws.demo_lm, DEMO_VOCAB_SIZE, ws.models / "speaking-lm")  # a random LM that says demo pieces

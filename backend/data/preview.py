@@ -10,7 +10,7 @@ from backend.core import intervals
 from backend.core.errors import InputError
 from backend.core.spec import SPEAKERS
 from backend.data.audio_io import read_native
-from backend.data.files import Dialogue
+from backend.data.files import DialogueFiles
 from backend.data.transcripts import load_transcript
 from backend.data.validate import DialogueReport, validate_dialogue
 
@@ -42,7 +42,7 @@ def alignment_data(audio_path: str | Path, transcript_path: str | Path, bins_per
     }
 
 
-def dialogue_view(d: Dialogue) -> tuple[DialogueReport, dict[str, Any] | None]:
+def dialogue_view(d: DialogueFiles) -> tuple[DialogueReport, dict[str, Any] | None]:
     """The validation report and, for a valid dialogue, its alignment preview data: the audio is decoded once."""
     try:
         samples = read_native(d.audio) if d.audio is not None else None

@@ -10,7 +10,7 @@ import numpy as np
 
 from backend.core import config
 from backend.data.audio_io import audio_report
-from backend.data.files import Dialogue, scan_dialogues
+from backend.data.files import DialogueFiles, scan_dialogues
 from backend.core.errors import InputError, Issue
 from backend.data.transcripts import check_transcript, load_transcript
 
@@ -38,7 +38,7 @@ class DialogueReport:
         return asdict(self) | {"ok": self.ok}
 
 
-def validate_dialogue(d: Dialogue, samples: tuple[np.ndarray, int] | None = None) -> DialogueReport:
+def validate_dialogue(d: DialogueFiles, samples: tuple[np.ndarray, int] | None = None) -> DialogueReport:
     """`samples`: the audio's `read_native` result when the caller has it already."""
     report = DialogueReport(d.name, str(d.audio) if d.audio else None, str(d.transcript) if d.transcript else None)
     duration = None

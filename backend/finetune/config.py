@@ -28,7 +28,7 @@ MAX_COUNT = 2**16  # processes, machines, batch sizes, ranks
 class FinetuneConfig:
     # --- model ---
     base_model: str = option("models/demo-lm-init", "model to train: a model folder (model.safetensors + "
-                             "moshi_lm_kwargs.json), usually made by the init stage (python -m backend.models.initialise)")
+                             "moshi_lm_kwargs.json), usually made by the init stage (moshi-studio init)")
     dtype: Dtype = option("float32", "parameter dtype of the training model")
     # --- data ---
     train_data: Path = option(Path("dataset"), "Parquet dataset folder (or one .parquet file) to train on")
@@ -69,7 +69,8 @@ class FinetuneConfig:
     seed: int = option(0, "seed of data order, initialisation and dropout", ge=0)
     # --- bookkeeping ---
     log_every: int = option(1, "optimiser steps between metrics.jsonl lines", ge=1, le=MAX_STEPS)
-    eval_every: int = option(0, "optimiser steps between evaluations (0: only at the end, if eval_data is set)", ge=0, le=MAX_STEPS)
+    eval_every: int = option(0, "optimiser steps between evaluations (0: only at the end, if eval_data is set)",
+                             ge=0, le=MAX_STEPS)
     checkpoint_every: int = option(50, "optimiser steps between checkpoints (0: only at the end)", ge=0, le=MAX_STEPS)
     keep_checkpoints: int = option(2, "how many recent checkpoints to keep", ge=1, le=MAX_COUNT)
     tracker: Literal["none", "tensorboard", "wandb"] = option("none", "experiment tracker besides metrics.jsonl")
@@ -143,11 +144,37 @@ def check_relations(cfg: FinetuneConfig) -> None:
         (cfg.text_weight + cfg.audio_weight > 0, "text_weight and audio_weight are both 0: nothing to learn"),
         (cfg.mode != "subset" or bool(cfg.trainable), "mode subset needs parameter name prefixes in trainable"),
         (cfg.num_processes >= cfg.num_machines, "num_processes counts all machines: it must be >= num_machines"),
+        (cfg.num_processes % cfg.num_machines == 0, f"num_processes ({cfg.num_processes}) must be a multiple of "
+         f"num_machines ({cfg.num_machines}): every machine runs the same number of processes"),
         (cfg.machine_rank < cfg.num_machines, f"machine_rank must be in 0..{cfg.num_machines - 1}"),
     ]
     for ok, message in rules:
         if not ok:
             raise ConfigError(message)
+
+
+def gpu_id_list(cfg: FinetuneConfig) -> list[int] | None:
+    """The GPU ids of this machine the run may use; None means all of them."""
+    if cfg.gpu_ids.strip() == "all":
+        return None
+    try:
+        ids = [int(x) for x in cfg.gpu_ids.split(",")]
+    except ValueError:
+        raise ConfigError(f"gpu_ids: {cfg.gpu_ids!r} is neither 'all' nor comma-separated numbers like 0,1") from None
+    if len(set(ids)) != len(ids) or min(ids) < 0:
+        raise ConfigError(f"gpu_ids: {cfg.gpu_ids!r} repeats an id or has a negative one")
+    return ids
+
+
+def check_gpus(cfg: FinetuneConfig) -> None:
+    """gpu_ids names one GPU per process of this machine (a CPU run uses none)."""
+    if on_cpu(cfg):
+        return
+    ids = gpu_id_list(cfg)
+    per_machine = cfg.num_processes // cfg.num_machines
+    if ids is not None and len(ids) != per_machine:
+        raise ConfigError(f"gpu_ids {cfg.gpu_ids} lists {len(ids)} GPU(s) but each machine runs "
+                          f"{per_machine} process(es), one per GPU")
 
 
 def on_cpu(cfg: FinetuneConfig, must_exist: bool = False) -> bool:
@@ -158,10 +185,16 @@ def on_cpu(cfg: FinetuneConfig, must_exist: bool = False) -> bool:
 
 
 def check_config(cfg: FinetuneConfig) -> None:
-    """Refuse a configuration before any work, with a ConfigError naming the field or file: numbers, the
-    device and precision, DeepSpeed, the base model's layout, the datasets' schema and the tracker."""
+    """Refuse a configuration before any work, with a ConfigError naming the field or file: numbers, GPUs,
+    the datasets, the device and precision, DeepSpeed, the base model's layout and the tracker. Paths are taken
+    as they are (the launcher first makes a workspace's relative paths absolute: runs.absolute_config)."""
     config.check_numbers(cfg)
     check_relations(cfg)
+    check_gpus(cfg)
+    for name in ("train_data", "eval_data"):
+        path = getattr(cfg, name)
+        if path is not None and not Path(path).exists():
+            raise ConfigError(f"{name}: {path} not found (build the dataset first)")
     if on_cpu(cfg, must_exist=True) and (cfg.mixed_precision == "fp16" or cfg.dtype == "float16"):
         raise ConfigError("float16 training needs a GPU; on CPU use float32 or bfloat16")
     deepspeed_config(cfg)

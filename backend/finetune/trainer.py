@@ -207,7 +207,7 @@ class Trainer:
 
             if cfg.mode == "lora":
                 state_dict = {k: v for k, v in state_dict.items() if ".lora_A." in k or ".lora_B." in k}
-            weights = "lora.safetensors" if cfg.mode == "lora" else LM_WEIGHTS
+            weights = checkpoints.LORA_WEIGHTS if cfg.mode == "lora" else LM_WEIGHTS
             save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(staging / weights))
             (staging / LM_KWARGS).write_text(json.dumps(self.lm_kwargs, indent=2) + "\n")
             trainer_state = {"step": self.step, "position": self.stream.position.to_dict(),

@@ -31,14 +31,13 @@ from backend.core import config
 from backend.core.atomic import atomic_dir, write_text_atomic
 from backend.core.config import option
 from backend.core.errors import ConfigError, InputError, StudioError
-from backend.finetune.checkpoints import ACCELERATE_STATE, TRAINER_STATE
-from backend.finetune.run_folder import CONFIG_FILE
+from backend.finetune.checkpoints import ACCELERATE_STATE, CHECKPOINTS, LORA_WEIGHTS, TRAINER_STATE
+from backend.finetune.run_folder import CONFIG_FILE, EXPORTS_DIR
 from backend.models.surgery import (State, base_kwargs, build_lm, check_replaceable, resize_depformer,
                                     source_kwargs)
 from backend.models.source import LM_KWARGS, LM_WEIGHTS, Dtype, load_lm, read_lm_kwargs, torch_dtype
 from backend.core.spec import NUM_CODEBOOKS
 
-LORA_WEIGHTS = "lora.safetensors"
 SERVE_CONFIG = "config.json"
 EXPORT_CONFIG = "export_config.json"
 
@@ -67,8 +66,8 @@ class Checkpoint:
 
 
 def default_output(checkpoint: Path) -> Path:
-    if checkpoint.parent.name == "checkpoints":
-        return checkpoint.parent.parent / "exports" / checkpoint.name
+    if checkpoint.parent.name == CHECKPOINTS:
+        return checkpoint.parent.parent / EXPORTS_DIR / checkpoint.name
     return checkpoint.with_name(checkpoint.name + "-export")
 
 
