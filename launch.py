@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import uvicorn
 
-    from backend.core.workspace import SETTINGS_FILE, create_demo_workspace, open_workspace
+    from backend.core.workspace import SETTINGS_FILE, open_workspace
+    from backend.demo.workspace import create_demo_workspace
 
     existing = (cfg.workspace / SETTINGS_FILE).is_file()
     ws = open_workspace(cfg.workspace) if existing else create_demo_workspace(cfg.workspace)

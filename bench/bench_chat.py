@@ -26,11 +26,10 @@ from moshi.models import LMGen  # noqa: E402
 
 from backend.data.audio_io import load_stereo  # noqa: E402
 from backend.inference.chat_engine import ChatConfig, ChatEngine  # noqa: E402
-from backend.inference.generate import load_model  # noqa: E402
-from backend.models.source import DEMO_MIMI_ASSET, load_mimi  # noqa: E402
+from backend.models.source import DEMO_MIMI_ASSET, load_mimi, load_model  # noqa: E402
 from backend.core.spec import FRAME_SIZE, SAMPLE_RATE  # noqa: E402
 from backend.dataset.spm import load_spm  # noqa: E402
-from backend.core.workspace import create_demo_workspace  # noqa: E402
+from backend.demo.workspace import create_demo_workspace  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

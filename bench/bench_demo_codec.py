@@ -67,7 +67,7 @@ def end_to_end(steps: int, work: Path) -> dict[str, float]:
     from backend.dataset.pipeline import prepare_dataset, text_paths
     from backend.dataset.tokenize_text import TextTokenizeConfig
     from backend.finetune.trainer import train
-    from backend.core.workspace import create_demo_workspace
+    from backend.demo.workspace import create_demo_workspace
 
     ws = create_demo_workspace(work / "ws")
     for f in ws.raw.iterdir():

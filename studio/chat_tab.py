@@ -10,15 +10,16 @@ from typing import Any
 
 import gradio as gr
 
-from backend.core.paths import ASSETS
 from backend.core import config
-from backend.inference.chat_engine import ChatConfig
-from backend.inference.chat_server import ChatService, workspace_chat_config
+from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
-from backend.core.workspace import model_folders
+from backend.core.paths import ASSETS
+from backend.core.workspace import Workspace, model_folders
+from backend.inference.chat_config import ChatConfig
+from backend.inference.chat_server import ChatService, workspace_chat_config
 
 from .context import Shown, StudioContext
-from .forms import build_config, config_inputs
+from .forms import build_config, choices_update, config_inputs
 
 STUDIO_ASSETS = ASSETS / "studio"
 CHAT_JS = (STUDIO_ASSETS / "chat_client.js").read_text() + "\n" + (STUDIO_ASSETS / "chat_widget.js").read_text()
@@ -37,6 +38,47 @@ def widget_html() -> str:
             f'</div><div class="ms-gauges">{gauges}</div><div class="ms-chat-error"></div>'
             '<div class="ms-chat-transcript" aria-label="Moshi\'s text stream"></div></div>')
 
+
+def relative(ws: Workspace, path: str) -> str:
+    """A path as the model list shows it: relative to the workspace when inside it."""
+    p = Path(path)
+    return str(p.relative_to(ws.root)) if p.is_absolute() and p.is_relative_to(ws.root) else path
+
+
+# ---------------------------------------------------------------- handlers: (workspace, service, values) -> plain data
+
+def on_refresh(ws: Workspace, service: ChatService) -> tuple[list[str], str]:
+    """The workspace's models and the one the service uses."""
+    if not service.configured:  # follow the workspace: its newest clean export once there is one
+        service.cfg = workspace_chat_config(ws)
+    return model_folders(ws), relative(ws, service.cfg.model)
+
+
+def on_load(ws: Workspace, service: ChatService, name: str | None, rec: bool, *values: Any) -> str:
+    """Load the model `name` (a folder in the workspace or a hub id) with the sampling knobs for the next talks."""
+    fixed = {k: v for k, v in config.to_dict(workspace_chat_config(ws)).items() if k not in KNOBS}
+    fixed["record_dir"] = str(ws.raw) if rec else ""
+    try:
+        if name:
+            inside_workspace(ws.root, name, "model")  # a hub id passes as a name in the workspace
+            fixed["model"] = ws.resolve(name)
+        cfg = build_config(ChatConfig, fixed, KNOBS, list(values))
+        engine = service.configure(cfg)
+    except StudioError as e:
+        return f"**Error:** {e}"
+    return f"Ready: `{relative(ws, cfg.model)}` on {engine.device}. Press **Talk**."
+
+
+def on_tick(ws: Workspace, service: ChatService, last: str) -> tuple[str | None, str | None, str]:
+    """(recording to play, its note, the recording now in the player); None: nothing new."""
+    path = service.last_recording
+    if path is None or str(path) == last or not path.exists():
+        return None, None, last
+    info = (f"Saved `{relative(ws, str(path))}` and its transcript: it is listed in the Data tab.")
+    return str(path), info, str(path)
+
+
+# ---------------------------------------------------------------- widgets
 
 def build(ctx: StudioContext, shown: Shown, service: ChatService) -> None:
     gr.Markdown("Talk with a model in real time: your microphone (with the browser's echo cancellation; "
@@ -58,37 +100,11 @@ def build(ctx: StudioContext, shown: Shown, service: ChatService) -> None:
     played = gr.State("")  # the recording already in the player
     timer = gr.Timer(2.0)
 
-    def on_refresh() -> Any:
-        models = model_folders(ctx.ws)
-        if not service.configured:  # follow the workspace: its newest clean export once there is one
-            service.cfg = workspace_chat_config(ctx.ws)
-        current = _relative(ctx, service.cfg.model)
-        return gr.update(choices=models, value=current)
+    def tick(last: str) -> tuple[Any, Any, str]:
+        path, info, last = on_tick(ctx.ws, service, last)
+        return (gr.update(), gr.update(), last) if path is None else (path, info, last)
 
-    def on_load(name: str, rec: bool, *values: Any) -> str:
-        fixed = {k: v for k, v in config.to_dict(workspace_chat_config(ctx.ws)).items() if k not in KNOBS}
-        fixed["model"] = str(ctx.ws.resolve(name)) if name else fixed["model"]
-        fixed["record_dir"] = str(ctx.ws.raw) if rec else ""
-        try:
-            cfg = build_config(ChatConfig, fixed, KNOBS, list(values))
-            engine = service.configure(cfg)
-        except StudioError as e:
-            return f"**Error:** {e}"
-        return f"Ready: `{_relative(ctx, cfg.model)}` on {engine.device}. Press **Talk**."
-
-    def on_tick(last: str) -> tuple[Any, str, str]:
-        path = service.last_recording
-        if path is None or str(path) == last or not path.exists():
-            return gr.update(), gr.update(), last
-        info = (f"Saved `{path.relative_to(ctx.ws.root) if path.is_relative_to(ctx.ws.root) else path}` "
-                f"and its transcript: it is listed in the Data tab.")
-        return str(path), info, str(path)
-
-    gr.on([*shown, refresh.click], on_refresh, outputs=[model])
-    load.click(on_load, inputs=[model, record, *knobs.values()], outputs=[status])
-    timer.tick(on_tick, inputs=[played], outputs=[recording, recording_info, played])
-
-
-def _relative(ctx: StudioContext, path: str) -> str:
-    p = Path(path)
-    return str(p.relative_to(ctx.ws.root)) if p.is_absolute() and p.is_relative_to(ctx.ws.root) else path
+    gr.on([*shown, refresh.click], lambda: choices_update(*on_refresh(ctx.ws, service)), outputs=[model])
+    load.click(lambda *values: on_load(ctx.ws, service, *values), inputs=[model, record, *knobs.values()],
+               outputs=[status])
+    timer.tick(tick, inputs=[played], outputs=[recording, recording_info, played])

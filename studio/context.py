@@ -10,6 +10,11 @@ from backend.core.workspace import Workspace
 class StudioContext:
     ws: Workspace
 
+    def bind(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """`handler(workspace, *values)` as a Gradio callback of the values, on the workspace in use when it runs."""
+        return lambda *values: handler(self.ws, *values)
 
-# The event listeners (app.load, tab.select) that mean "this tab is now on screen".
+
+# The event listeners that mean "this tab is now on screen": its tab.select (plus app.load for the tab shown
+# first). Never fill a hidden tab from app.load: Gradio 6 leaves its spinner over that tab's outputs.
 Shown = list[Callable[..., Any]]

@@ -2,48 +2,42 @@
 streams next to the reference, read Moshi's timed text, compare turn-taking statistics."""
 
 import dataclasses
-import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 import pandas as pd
-import soundfile as sf
 
-from backend.dataset.read import list_dialogues
+from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
-from backend.inference.generate import GenerateConfig, generate, output_files
 from backend.core.spec import FRAME_RATE
-from backend.inference.turn_taking import TurnTakingConfig, analyse_file, compare
-from backend.core.workspace import model_folders
+from backend.core.workspace import Workspace, model_folders
+from backend.dataset.read import list_dialogues
+from backend.inference.continuation_files import read_audio, read_words, turn_taking
+from backend.inference.generate_config import GenerateConfig, output_files
 
 from .context import Shown, StudioContext
-from .forms import build_config, choices_update, config_inputs
+from .forms import build_config, choices_update, config_inputs, kept_pick
 
 KNOBS = ["main_speaker", "text_temperature", "text_top_k", "audio_temperature", "audio_top_k", "seed"]
 CHANNELS = {"stereo": None, "Moshi (left)": 0, "user (right)": 1}
+LABELS = ("model", "second model")  # also the output folders under continuations/
 TABLE_METRICS = ["floor_transfer_offset", "gap", "overlap_between", "pause", "ipu", "talk_ratio_A",
                  "backchannels_per_minute", "time_to_first_speech"]
+Progress = Callable[[float, str], None]
+Pick = tuple[list[str], Any]  # a dropdown's choices and value
 
 
-def output_dir(ctx: StudioContext, label: str) -> Path:
-    return ctx.ws.root / "continuations" / label
+def output_dir(ws: Workspace, label: str) -> Path:
+    return inside_workspace(ws.root, Path("continuations") / label, "continuation label")
 
 
-def audio_of(path: Path, channel: str) -> tuple[int, Any] | None:
-    if not path.is_file():
-        return None
-    data, sr = sf.read(path, dtype="int16", always_2d=True)
-    index = CHANNELS[channel]
-    return sr, data if index is None else data[:, index]
-
-
-def transcript_md(path: Path, prompt_s: float) -> str:
-    if not path.is_file():
+def transcript_md(words: list[dict[str, Any]] | None, prompt_s: float) -> str:
+    """Moshi's words with their start times; those after the prompt in bold."""
+    if words is None:
         return ""
-    words = json.loads(path.read_text())["continuation"]
-    return " ".join(f"{'**' if w['start'] >= prompt_s else ''}{w['word']}{'**' if w['start'] >= prompt_s else ''}"
-                    f"<sub>{w['start']:.1f}</sub>" for w in words) or "(no text)"
+    bold = ["**" if w["start"] >= prompt_s else "" for w in words]
+    return " ".join(f"{b}{w['word']}{b}<sub>{w['start']:.1f}</sub>" for b, w in zip(bold, words)) or "(no text)"
 
 
 def stats_table(stats: dict[str, Any]) -> pd.DataFrame:
@@ -64,6 +58,63 @@ def offsets_plot(stats: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame([{"offset (s)": c, "count": n, "source": label}
                          for label, s in m["by_source"].items() for c, n in zip(centres, s["counts"])])
 
+
+# ---------------------------------------------------------------- handlers: (workspace, values) -> plain data
+
+def on_refresh(ws: Workspace, a: str | None, b: str | None, picked: list[str] | None) -> tuple[Pick, Pick, Pick]:
+    """Models (the newest checkpoint or export first picked) and dataset rows, afresh."""
+    models = model_folders(ws)
+    try:
+        ids = list_dialogues(ws.dataset)
+    except StudioError:
+        ids = []
+    best = next((m for m in models if "/checkpoints/" in m or "/exports/" in m), models[-1] if models else None)
+    return ((models, kept_pick(models, a, best)), (models, kept_pick(models, b)),
+            (ids, kept_pick(ids, picked or [], ids[:1])))
+
+
+def on_generate(ws: Workspace, progress: Progress | None, a: str | None, b: str | None, ids: list[str],
+                p_s: float, g_s: float, *values: Any) -> tuple[str, list[str], dict[str, Any]]:
+    """(message, dialogue ids continued, state for on_item): each model continues the rows."""
+    from backend.inference.generate import generate  # torch loads with the first model
+
+    models = {label: m for label, m in zip(LABELS, (a, b)) if m}
+    if not models or not ids:
+        return "✘ pick a model and at least one dataset row", [], {}
+    prompt = int(round(p_s * FRAME_RATE))
+    try:
+        base = build_config(GenerateConfig, {}, KNOBS, list(values))
+        for model in models.values():
+            inside_workspace(ws.root, model, "model")  # a hub id passes as a name in the workspace
+        for i, (label, model) in enumerate(models.items()):
+            cfg = dataclasses.replace(
+                base, model=ws.resolve(model), dataset=ws.dataset, dialogues=list(ids), prompt_frames=prompt,
+                gen_frames=int(round(g_s * FRAME_RATE)), output=output_dir(ws, label), mimi=ws.mimi_source,
+                tokenizer=str(ws.tokenizer_path), device=ws.settings.device)
+            step = None if progress is None else lambda f, m, i=i, label=label: progress((i + f) / len(models),
+                                                                                       f"{label}: {m}")
+            generate(cfg, progress=step)
+    except StudioError as e:
+        return f"✘ {e}", [], {}
+    return (f"✔ {len(ids)} continuation(s) from {', '.join(models.values())}", list(ids),
+            {"models": models, "prompt_s": prompt / FRAME_RATE})
+
+
+def on_item(ws: Workspace, dialogue_id: str | None, channel: str, state: dict[str, Any]) -> tuple[Any, ...]:
+    """(reference audio, model audio, second model audio, texts, statistics table, offsets plot) of one row."""
+    if not dialogue_id or not state:
+        return None, None, None, "", None, None
+    files = {label: output_files(output_dir(ws, label), dialogue_id) for label in state["models"]}
+    index = CHANNELS[channel]
+    reference = files[LABELS[0]]["reference_wav"]
+    players = [read_audio(files[label]["wav"], index) if label in files else None for label in LABELS]
+    stats = turn_taking(files, reference, state["prompt_s"])
+    texts = "\n\n".join(f"**{label}** ({state['models'][label]}): "
+                        f"{transcript_md(read_words(f['transcript']), state['prompt_s'])}" for label, f in files.items())
+    return read_audio(reference, index), players[0], players[1], texts, stats_table(stats), offsets_plot(stats)
+
+
+# ---------------------------------------------------------------- widgets
 
 def build(ctx: StudioContext, shown: Shown) -> None:
     gr.Markdown("Continue dataset dialogues from a teacher-forced prompt: both streams are sampled with a "
@@ -93,50 +144,20 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     hist = gr.BarPlot(x="offset (s)", y="count", color="source", title="floor-transfer offsets")
     state = gr.State({})  # label -> model, plus the prompt length of the last generation
 
-    def on_refresh(a: str | None, b: str | None, picked: list[str] | None) -> tuple[Any, Any, Any]:
-        models = model_folders(ctx.ws)
-        try:
-            ids = list_dialogues(ctx.ws.dataset)
-        except StudioError:
-            ids = []
-        best = next((m for m in models if "/checkpoints/" in m or "/exports/" in m), models[-1] if models else None)
-        return choices_update(models, a, best), choices_update(models, b), choices_update(ids, picked or [], ids[:1])
+    def refresh_lists(*values: Any) -> tuple[Any, Any, Any]:
+        return tuple(choices_update(*pick) for pick in on_refresh(ctx.ws, *values))
 
-    def on_generate(a: str | None, b: str | None, ids: list[str], p_s: float, g_s: float, *values: Any,
-                    progress: gr.Progress = gr.Progress()) -> tuple[str, Any, dict]:
-        models = {label: m for label, m in (("model", a), ("second model", b)) if m}
-        if not models or not ids:
-            return "✘ pick a model and at least one dataset row", gr.update(), {}
-        prompt = int(round(p_s * FRAME_RATE))
+    def generate(*values: Any, progress: gr.Progress = gr.Progress()) -> tuple[str, Any, dict]:
+        message, ids, st = on_generate(ctx.ws, lambda f, m: progress(f, desc=m), *values)
+        return message, choices_update(ids, ids[0]) if ids else gr.update(), st
+
+    def show_item(*values: Any) -> tuple[Any, ...]:
         try:
-            base = build_config(GenerateConfig, {}, KNOBS, list(values))
-            for i, (label, model) in enumerate(models.items()):
-                cfg = dataclasses.replace(
-                    base, model=ctx.ws.resolve(model), dataset=ctx.ws.dataset, dialogues=list(ids),
-                    prompt_frames=prompt, gen_frames=int(round(g_s * FRAME_RATE)), output=output_dir(ctx, label),
-                    mimi=ctx.ws.mimi_source, tokenizer=str(ctx.ws.tokenizer_path), device=ctx.ws.settings.device)
-                generate(cfg, progress=lambda f, m, i=i: progress((i + f) / len(models), desc=f"{label}: {m}"))
+            return on_item(ctx.ws, *values)
         except StudioError as e:
-            return f"✘ {e}", gr.update(), {}
-        return (f"✔ {len(ids)} continuation(s) from {', '.join(models.values())}",
-                gr.update(choices=list(ids), value=ids[0]), {"models": models, "prompt_s": prompt / FRAME_RATE})
+            raise gr.Error(str(e)) from None
 
-    def on_item(dialogue_id: str | None, chan: str, st: dict) -> tuple[Any, ...]:
-        if not dialogue_id or not st:
-            return None, None, None, "", None, None
-        files = {label: output_files(output_dir(ctx, label), dialogue_id) for label in st["models"]}
-        first = files["model"]
-        ref = audio_of(first["reference_wav"], chan)
-        players = [audio_of(files[label]["wav"], chan) if label in files else None for label in ("model", "second model")]
-        tt = TurnTakingConfig(start_seconds=st["prompt_s"])
-        sources = {"reference": [analyse_file(first["reference_wav"], tt)]}
-        sources.update({label: [analyse_file(f["wav"], tt)] for label, f in files.items()})
-        stats = compare(sources)
-        texts = "\n\n".join(f"**{label}** ({st['models'][label]}): {transcript_md(f['transcript'], st['prompt_s'])}"
-                            for label, f in files.items())
-        return ref, players[0], players[1], texts, stats_table(stats), offsets_plot(stats)
-
-    gr.on([*shown, refresh.click], on_refresh, [model_a, model_b, rows], [model_a, model_b, rows])
-    go.click(on_generate, [model_a, model_b, rows, prompt_s, gen_s, *knobs.values()], [msg, item, state])
-    gr.on([item.change, channel.change], on_item, [item, channel, state],
+    gr.on([*shown, refresh.click], refresh_lists, [model_a, model_b, rows], [model_a, model_b, rows])
+    go.click(generate, [model_a, model_b, rows, prompt_s, gen_s, *knobs.values()], [msg, item, state])
+    gr.on([item.change, channel.change], show_item, [item, channel, state],
           [ref_audio, a_audio, b_audio, text, table, hist])

@@ -1,26 +1,24 @@
 """Data tab: upload or pick dialogues, validation report, alignment preview, statistics, dataset build."""
 
-from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 import pandas as pd
 
-from backend.dataset import pipeline as prepare
-from backend.data.stats import corpus_stats, dialogue_stats
-from backend.data.files import scan_dialogues
 from backend.core.errors import StudioError
+from backend.core.workspace import Workspace
+from backend.data.files import scan_dialogues
 from backend.data.ingest import import_dialogues
-from backend.data.preview import alignment_data
-from backend.dataset.tokenize_text import TextTokenizeConfig
+from backend.data.preview import dialogue_view
+from backend.data.stats import corpus_stats, dialogue_stats
 from backend.data.transcripts import load_transcript
 from backend.data.validate import DialogueReport, validate_dialogue
-from backend.core.workspace import Workspace
+from backend.dataset.tokenize_text import TextTokenizeConfig
 
 from .alignment_view import ALIGNMENT_JS, render_alignment
 from .context import Shown, StudioContext
-from .forms import build_config, choices_update, config_inputs
-from .files import file_url
+from .files import file_url, received_uploads
+from .forms import build_config, choices_update, config_inputs, kept_pick
 from .uploads import remove_uploads
 
 LAYOUT_FIELDS = ["layout", "no_whitespace", "drop_overflow", "pad_id", "epad_id"]
@@ -64,6 +62,51 @@ def stats_outputs(ws: Workspace) -> tuple[str, pd.DataFrame]:
     return text, pd.DataFrame({"gap (s)": centres, "turns": counts})
 
 
+Progress = Callable[[float, str], None]
+
+
+def on_upload(ws: Workspace, files: list[str] | None) -> tuple[str, list[str], str | None]:
+    """(message, dialogue names, the one to show): the uploaded pairs validated and copied into raw/."""
+    if not files:
+        return "", dialogue_names(ws), None
+    try:
+        result = import_dialogues(received_uploads(files), ws.raw)
+    finally:
+        remove_uploads(files)
+    return result.markdown(), dialogue_names(ws), result.imported[-1].name if result.imported else None
+
+
+def on_shown(ws: Workspace, name: str | None) -> tuple[list[str], str | None]:
+    """Dialogue names afresh (recordings and files added by hand appear too), the pick kept."""
+    names = dialogue_names(ws)
+    return names, kept_pick(names, name, names[0] if names else None)
+
+
+def on_pick(ws: Workspace, name: str | None) -> tuple[str, str]:
+    """(validation report, alignment preview HTML) of a dialogue of the workspace."""
+    if not name:
+        return "", ""
+    d = next((d for d in scan_dialogues(ws.raw).dialogues if d.name == name), None)
+    if d is None:
+        return f"{name}: no longer in the workspace", ""
+    report, alignment = dialogue_view(d)  # one decode of the audio for both
+    if alignment is None or d.audio is None:
+        return report_markdown(report), ""
+    return report_markdown(report), render_alignment(alignment, file_url(d.audio))
+
+
+def on_build(ws: Workspace, progress: Progress | None, *values: Any) -> str:
+    """Tokenize audio and text of raw/ and write the Parquet dataset; the form gives the text layout."""
+    from backend.dataset import pipeline  # Mimi: torch loads only when a dataset is built
+
+    try:
+        layout = build_config(TextTokenizeConfig, pipeline.text_paths(ws), LAYOUT_FIELDS, list(values))
+        result = pipeline.prepare_dataset(ws, layout, progress=progress)
+    except StudioError as e:
+        return f"✘ {e}"
+    return result.markdown()
+
+
 def build(ctx: StudioContext, shown: Shown) -> None:
     """The Data tab inside the current gr.Blocks."""
     gr.Markdown("Upload stereo dialogues (left channel = speaker A, right = speaker B) with word transcripts "
@@ -87,41 +130,15 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         build_btn = gr.Button("Build dataset", variant="primary", elem_id="data-build")
         build_msg = gr.Markdown(elem_id="data-build-msg")
 
-    def on_upload(files: list[str] | None) -> tuple[str, Any]:
-        if not files:
-            return "", gr.update()
-        try:
-            result = import_dialogues([Path(f) for f in files], ctx.ws.raw)
-        finally:
-            remove_uploads(files)
-        chosen = result.imported[-1].name if result.imported else None
-        return result.markdown(), gr.update(choices=dialogue_names(ctx.ws), value=chosen or gr.skip())
+    def upload_files(files: list[str] | None) -> tuple[str, Any]:
+        msg, names, chosen = on_upload(ctx.ws, files)
+        return msg, gr.update() if chosen is None else choices_update(names, chosen)
 
-    def on_shown(name: str | None) -> Any:  # recordings and files added by hand appear too
-        names = dialogue_names(ctx.ws)
-        return choices_update(names, name, names[0] if names else None)
+    def build_dataset(*values: Any, progress: gr.Progress = gr.Progress()) -> str:
+        return on_build(ctx.ws, lambda f, msg: progress(f, desc=msg), *values)
 
-    def on_pick(name: str | None) -> tuple[str, str]:
-        if not name:
-            return "", ""
-        d = next((d for d in scan_dialogues(ctx.ws.raw).dialogues if d.name == name), None)
-        if d is None:
-            return f"{name}: no longer in the workspace", ""
-        r = validate_dialogue(d)
-        if not r.ok or d.audio is None or d.transcript is None:
-            return report_markdown(r), ""
-        return report_markdown(r), render_alignment(alignment_data(d.audio, d.transcript), file_url(d.audio))
-
-    def on_build(*values: Any, progress: gr.Progress = gr.Progress()) -> str:
-        try:
-            layout = build_config(TextTokenizeConfig, prepare.text_paths(ctx.ws), LAYOUT_FIELDS, list(values))
-            result = prepare.prepare_dataset(ctx.ws, layout, progress=lambda f, msg: progress(f, desc=msg))
-        except StudioError as e:
-            return f"✘ {e}"
-        return result.markdown()
-
-    upload.upload(on_upload, upload, [upload_msg, pick])
-    pick.change(on_pick, pick, [report, preview])
-    gr.on(shown, on_shown, pick, pick, show_progress="hidden")
+    upload.upload(upload_files, upload, [upload_msg, pick])
+    pick.change(ctx.bind(on_pick), pick, [report, preview])
+    gr.on(shown, lambda name: choices_update(*on_shown(ctx.ws, name)), pick, pick, show_progress="hidden")
     stats_btn.click(lambda: stats_outputs(ctx.ws), None, [stats_md, gaps])
-    build_btn.click(on_build, list(layout_inputs.values()), build_msg)
+    build_btn.click(build_dataset, list(layout_inputs.values()), build_msg)

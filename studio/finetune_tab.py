@@ -13,19 +13,21 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from backend.finetune import budget, runs
-
 from backend.core import config
+from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
-from backend.models.export import ExportConfig, export_checkpoint
+from backend.core.workspace import Workspace
+from backend.finetune import budget, runs
+from backend.finetune.checkpoints import latest_checkpoint
+from backend.finetune.command import display_command
 from backend.finetune.config import FinetuneConfig
 from backend.finetune.presets import PRESETS
-from backend.finetune.command import display_command
-from backend.models.initialise import InitConfig, init_model
+from backend.models.init_config import InitConfig
 from backend.models.source import lm_kwargs_of
 
 from .context import Shown, StudioContext
-from .forms import build_config, config_inputs, form_value
+from .files import received_uploads
+from .forms import build_config, choices_update, config_inputs, form_value
 from .uploads import remove_uploads
 
 FIELDS = [f.name for f in dataclasses.fields(FinetuneConfig)]
@@ -77,18 +79,181 @@ def command_preview(cfg: FinetuneConfig) -> str:
                        for rank in range(cfg.num_machines))
 
 
+# ---------------------------------------------------------------- handlers: (workspace, form values) -> plain data
+
+def read_form(values: list[Any]) -> FinetuneConfig:
+    return build_config(FinetuneConfig, {}, FIELDS, values)
+
+
+def confine_form(ws: Workspace, cfg: FinetuneConfig) -> None:
+    """The form's paths must lie in the workspace (preset names such as zero3 and hub ids pass as names in it)."""
+    for name in ("base_model", "train_data", "eval_data", "deepspeed"):
+        value = getattr(cfg, name)
+        if value is not None and str(value).strip():
+            inside_workspace(ws.root, value, name)
+
+
+def form_problem(ws: Workspace, cfg: FinetuneConfig) -> str | None:
+    """What Start would refuse in this configuration, checked without torch, or None."""
+    try:
+        confine_form(ws, cfg)
+        runs.validate_before_launch(cfg, ws.root)
+    except StudioError as e:
+        return str(e)
+    return None
+
+
+def on_form(ws: Workspace, *values: Any) -> tuple[str, str]:
+    """(command preview, problem message) on every change of the form: a bad value shows as it is typed."""
+    try:
+        cfg = read_form(list(values))
+        confine_form(ws, cfg)
+        preview = command_preview(cfg)
+    except StudioError as e:
+        return f"# {e}", f"✘ {e}"
+    problem = form_problem(ws, cfg)
+    return preview, "" if problem is None else f"✘ {problem}"
+
+
+def on_estimate(ws: Workspace, *values: Any) -> str:
+    """Memory and budget estimate (builds the model on torch's meta device: slower than the checks)."""
+    try:
+        cfg = read_form(list(values))
+        confine_form(ws, cfg)
+        source = ws.resolve(cfg.base_model)
+        note = "" if Path(source).is_dir() else (f"base_model {cfg.base_model} is not a model folder here: "
+                                                  "estimated for moshi's 7B architecture\n")
+        return note + budget.estimate(cfg, lm_kwargs_of(source)).summary()
+    except (StudioError, OSError) as e:
+        return f"(no estimate: {e})"
+
+
+def on_preset(name: str) -> list[Any]:
+    values = config.to_dict(dataclasses.replace(FinetuneConfig(), **PRESETS[name]))
+    return [form_value(values[n]) for n in FIELDS]
+
+
+def on_save(*values: Any) -> str:
+    """The form as a configuration file to download (what the CLI takes with --config)."""
+    path = Path(tempfile.mkdtemp(prefix="moshi-studio-")) / "finetune_config.json"
+    config.save(read_form(list(values)), path)
+    return str(path)
+
+
+def on_load(file: str) -> list[Any]:
+    """Form values from an uploaded configuration file; raises StudioError for a bad file."""
+    (path,) = received_uploads([file])
+    try:
+        values = config.to_dict(config.load(FinetuneConfig, path))
+    finally:
+        remove_uploads(file)
+    return [form_value(values[n]) for n in FIELDS]
+
+
+def on_init(ws: Workspace, *values: Any) -> str:
+    from backend.models.initialise import init_model
+
+    try:
+        cfg = build_config(InitConfig, {}, INIT_FIELDS, list(values))
+        inside_workspace(ws.root, cfg.source, "source")
+        output = inside_workspace(ws.root, cfg.output, "output")  # refused before anything is written
+        out = init_model(dataclasses.replace(cfg, source=ws.resolve(cfg.source), output=output))
+    except StudioError as e:
+        return f"✘ {e}"
+    return f"✔ wrote `{out}`: use it as base_model ({out.relative_to(ws.root)})"
+
+
+def open_run(ws: Workspace, run_id: str) -> runs.Run:
+    """A run of this workspace by the id the client sent (a folder under runs/, nothing else)."""
+    return runs.open_run(ws.root, inside_workspace(ws.runs, run_id, "run"))
+
+
+def run_choices(ws: Workspace, selected: str | None = None) -> tuple[list[str], str | None]:
+    """Run ids, newest first; the selection kept, else the running run, else the newest."""
+    infos = runs.list_runs(ws.root)
+    ids = [i.id for i in sorted(infos, key=lambda i: i.created, reverse=True)]
+    running = [i.id for i in infos if i.state == "running"]
+    return ids, selected if selected in ids else (running[0] if running else ids[0] if ids else None)
+
+
+def on_start(ws: Workspace, *values: Any) -> tuple[str, list[str] | None, str | None]:
+    try:
+        cfg = read_form(list(values))
+        confine_form(ws, cfg)
+        run = runs.start_new(ws.root, cfg)  # a refusal writes no run folder
+    except StudioError as e:
+        return f"✘ {e}", None, None
+    return f"started **{run.id}**", *run_choices(ws, run.id)
+
+
+def on_abort(ws: Workspace, run_id: str | None) -> str:
+    if not run_id:
+        return "no run selected"
+    try:
+        run = open_run(ws, run_id)
+    except StudioError as e:
+        return f"✘ {e}"
+    # abort() waits up to its grace period for the step boundary: keep the page responsive.
+    threading.Thread(target=runs.abort, args=(run,), name=f"abort-{run.id}", daemon=True).start()
+    return f"abort requested for **{run.id}**: it stops after the current step (forced after 60 s)"
+
+
+def on_resume(ws: Workspace, run_id: str | None) -> str:
+    if not run_id:
+        return "no run selected"
+    try:
+        runs.resume(open_run(ws, run_id))
+    except StudioError as e:
+        return f"✘ {e}"
+    return f"resumed **{run_id}**"
+
+
+def on_tick(ws: Workspace, run_id: str | None) -> tuple[str, pd.DataFrame | None, str]:
+    """(progress bar, loss curves, log tail) of a run; no curves without a run."""
+    if not run_id:
+        return "", None, ""
+    try:
+        run = open_run(ws, run_id)
+        info = runs.run_info(run)
+    except StudioError as e:
+        return f"✘ {e}", None, ""
+    return (progress_html(info.step, info.max_steps, info.eta_s, info.state), curves(runs.read_metrics(run)),
+            runs.tail_log(run, 6000))
+
+
+def on_export(ws: Workspace, run_id: str | None, clean: bool, folder: str = "") -> str:
+    """Export the run's newest complete checkpoint (one whose save finished), to `folder` in the workspace
+    or, when empty, next to the checkpoints."""
+    from backend.models.export import ExportConfig, export_checkpoint
+
+    if not run_id:
+        return "no run selected"
+    try:
+        run = open_run(ws, run_id)
+        output = inside_workspace(ws.root, folder, "export folder") if folder.strip() else None
+        checkpoint = latest_checkpoint(run.dir)
+        if checkpoint is None:
+            return "✘ this run has no complete checkpoint yet"
+        out = export_checkpoint(ExportConfig(checkpoint=checkpoint, output=output, clean=clean))
+    except StudioError as e:
+        return f"✘ {e}"
+    return f"✔ exported `{out.relative_to(ws.root) if out.is_relative_to(ws.root) else out}`"
+
+
+# ---------------------------------------------------------------- widgets
+
 def build(ctx: StudioContext, shown: Shown) -> None:
     with gr.Accordion("1. Initialise the model (user-stream extension, text-embedding re-init)", open=True):
         with gr.Row():
             init_inputs = config_inputs(InitConfig, INIT_FIELDS)
         init_btn = gr.Button("Initialise", elem_id="ft-init")
-        init_msg = gr.Markdown()
+        init_msg = gr.Markdown(elem_id="ft-init-msg")
 
     gr.Markdown("#### 2. Configure")
     with gr.Row():
         preset = gr.Dropdown(list(PRESETS), value=DEMO_PRESET, label="preset", scale=3, elem_id="ft-preset")
-        save_btn = gr.DownloadButton("Save configuration", scale=1)
-        load_btn = gr.UploadButton("Load configuration", file_types=[".json"], scale=1)
+        save_btn = gr.DownloadButton("Save configuration", scale=1, elem_id="ft-save")
+        load_btn = gr.UploadButton("Load configuration", file_types=[".json"], scale=1, elem_id="ft-load")
     start_values = config.to_dict(dataclasses.replace(FinetuneConfig(), **PRESETS[DEMO_PRESET]))
     inputs: dict[str, gr.components.Component] = {}
     for title, names in GROUPS.items():
@@ -96,6 +261,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
             with gr.Row():
                 inputs.update(config_inputs(FinetuneConfig, names, start_values))
     ordered = [inputs[n] for n in FIELDS]
+    problem = gr.Markdown(elem_id="ft-problem")
     command = gr.Code(label="exact command (one per machine)", language="shell", elem_id="ft-command")
     estimate = gr.Code(label="memory and budget estimate", language=None, elem_id="ft-budget")
 
@@ -111,119 +277,39 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     log = gr.Code(label="log (tail)", language=None, elem_id="ft-log", max_lines=20)
     with gr.Row():
         export_clean = gr.Checkbox(value=True, label="clean for serving (dep_q 8)")
+        export_dir = gr.Textbox(label="export to (a folder in the workspace; empty: runs/<id>/exports/<step>)",
+                                elem_id="ft-export-dir", scale=2)
         export_btn = gr.Button("Export newest checkpoint", elem_id="ft-export")
     export_msg = gr.Markdown(elem_id="ft-export-msg")
     timer = gr.Timer(2.0)
 
-    def read_form(values: list[Any]) -> FinetuneConfig:
-        return build_config(FinetuneConfig, {}, FIELDS, values)
-
-    def on_change(*values: Any) -> tuple[str, str]:
+    def load(file: str) -> list[Any]:
         try:
-            cfg = read_form(list(values))
-            preview = command_preview(cfg)
-        except StudioError as e:
-            return f"# {e}", ""
-        source = ctx.ws.resolve(cfg.base_model)
-        note = "" if Path(source).is_dir() else (f"base_model {cfg.base_model} is not a model folder here: "
-                                                  "estimated for moshi's 7B architecture\n")
-        try:
-            text = note + budget.estimate(cfg, lm_kwargs_of(source)).summary()
-        except (StudioError, OSError) as e:
-            text = f"(no estimate: {e})"
-        return preview, text
-
-    def on_preset(name: str) -> list[Any]:
-        values = config.to_dict(dataclasses.replace(FinetuneConfig(), **PRESETS[name]))
-        return [form_value(values[n]) for n in FIELDS]
-
-    def on_save(*values: Any) -> str:
-        cfg = read_form(list(values))
-        path = Path(tempfile.mkdtemp()) / "finetune_config.json"
-        config.save(cfg, path)
-        return str(path)
-
-    def on_load(file: str) -> list[Any]:
-        try:
-            cfg = config.load(FinetuneConfig, file)
+            return on_load(file)
         except StudioError as e:
             raise gr.Error(str(e)) from None
-        finally:
-            remove_uploads(file)
-        values = config.to_dict(cfg)
-        return [form_value(values[n]) for n in FIELDS]
 
-    def on_init(*values: Any) -> str:
-        try:
-            cfg = build_config(InitConfig, {}, INIT_FIELDS, list(values))
-            cfg = dataclasses.replace(cfg, source=ctx.ws.resolve(cfg.source), output=ctx.ws.root / cfg.output)
-            out = init_model(cfg)
-        except StudioError as e:
-            return f"✘ {e}"
-        return f"✔ wrote `{out}`: use it as base_model ({out.relative_to(ctx.ws.root)})"
+    def start(*values: Any) -> tuple[str, Any]:
+        msg, ids, value = on_start(ctx.ws, *values)
+        return msg, gr.update() if ids is None else choices_update(ids, value)
 
-    def run_choices(selected: str | None = None) -> Any:
-        infos = runs.list_runs(ctx.ws.root)
-        ids = [i.id for i in sorted(infos, key=lambda i: i.created, reverse=True)]
-        running = [i.id for i in infos if i.state == "running"]
-        value = selected if selected in ids else (running[0] if running else ids[0] if ids else None)
-        return gr.update(choices=ids, value=value)
+    def tick(run_id: str | None) -> tuple[str, Any, str]:
+        html, data, tail = on_tick(ctx.ws, run_id)
+        return html, gr.skip() if data is None else data, tail
 
-    def on_start(*values: Any) -> tuple[str, Any]:
-        try:
-            run = runs.start_new(ctx.ws.root, read_form(list(values)))
-        except StudioError as e:
-            return f"✘ {e}", gr.update()
-        return f"started **{run.id}**", run_choices(run.id)
-
-    def on_abort(run_id: str | None) -> str:
-        if not run_id:
-            return "no run selected"
-        run = runs.open_run(ctx.ws.root, run_id)
-        # abort() waits up to its grace period for the step boundary: keep the page responsive.
-        threading.Thread(target=runs.abort, args=(run,), name=f"abort-{run.id}", daemon=True).start()
-        return f"abort requested for **{run.id}**: it stops after the current step (forced after 60 s)"
-
-    def on_resume(run_id: str | None) -> str:
-        if not run_id:
-            return "no run selected"
-        try:
-            runs.resume(runs.open_run(ctx.ws.root, run_id))
-        except StudioError as e:
-            return f"✘ {e}"
-        return f"resumed **{run_id}**"
-
-    def on_tick(run_id: str | None) -> tuple[str, Any, str]:
-        if not run_id:
-            return "", gr.skip(), ""
-        run = runs.open_run(ctx.ws.root, run_id)
-        info = runs.run_info(run)
-        return (progress_html(info.step, info.max_steps, info.eta_s, info.state), curves(runs.read_metrics(run)),
-                runs.tail_log(run, 6000))
-
-    def on_export(run_id: str | None, clean: bool) -> str:
-        if not run_id:
-            return "no run selected"
-        try:
-            run = runs.open_run(ctx.ws.root, run_id)
-            ckpts = sorted((run.dir / "checkpoints").glob("step-*"))
-            if not ckpts:
-                return "✘ this run has no checkpoint yet"
-            out = export_checkpoint(ExportConfig(checkpoint=ckpts[-1], clean=clean))
-        except StudioError as e:
-            return f"✘ {e}"
-        return f"✔ exported `{out}`"
-
-    gr.on([c.change for c in ordered] + shown, on_change, ordered, [command, estimate],
-          trigger_mode="always_last", show_progress="hidden")
+    changes = [c.change for c in ordered] + shown
+    gr.on(changes, ctx.bind(on_form), ordered, [command, problem], trigger_mode="always_last",
+          show_progress="hidden")
+    gr.on(changes, ctx.bind(on_estimate), ordered, estimate, trigger_mode="always_last", show_progress="hidden")
     preset.change(on_preset, preset, ordered)
     save_btn.click(on_save, ordered, save_btn)
-    load_btn.upload(on_load, load_btn, ordered)
-    init_btn.click(on_init, [init_inputs[n] for n in INIT_FIELDS], init_msg)
-    start_btn.click(on_start, ordered, [run_msg, run_pick])
-    abort_btn.click(on_abort, run_pick, run_msg)
-    resume_btn.click(on_resume, run_pick, run_msg)
-    gr.on(shown, run_choices, run_pick, run_pick)  # runs started elsewhere (CLI, another page) appear
-    run_pick.change(on_tick, run_pick, [bar, plot, log])
-    timer.tick(on_tick, run_pick, [bar, plot, log], show_progress="hidden")
-    export_btn.click(on_export, [run_pick, export_clean], export_msg)
+    load_btn.upload(load, load_btn, ordered)
+    init_btn.click(ctx.bind(on_init), [init_inputs[n] for n in INIT_FIELDS], init_msg)
+    start_btn.click(start, ordered, [run_msg, run_pick])
+    abort_btn.click(ctx.bind(on_abort), run_pick, run_msg)
+    resume_btn.click(ctx.bind(on_resume), run_pick, run_msg)
+    # Runs started elsewhere (CLI, another page) appear.
+    gr.on(shown, lambda current: choices_update(*run_choices(ctx.ws, current)), run_pick, run_pick)
+    run_pick.change(tick, run_pick, [bar, plot, log])
+    timer.tick(tick, run_pick, [bar, plot, log], show_progress="hidden")
+    export_btn.click(ctx.bind(on_export), [run_pick, export_clean, export_dir], export_msg)

@@ -48,9 +48,13 @@ def build_config(cls: type, fixed: dict[str, Any], names: list[str], values: lis
     return config.from_dict(cls, {k: str(v) if isinstance(v, Path) else v for k, v in merged.items()})
 
 
-def choices_update(choices: list[str], current: Any, default: Any = None) -> Any:
-    """A dropdown's fresh choices, keeping the user's pick while it is still one of them."""
+def kept_pick(choices: list[str], current: Any, default: Any = None) -> Any:
+    """The user's pick among fresh choices while it is still one of them, else `default`."""
     if isinstance(current, list):  # multiselect
-        kept = [c for c in current if c in choices]
-        return gr.update(choices=choices, value=kept or default)
-    return gr.update(choices=choices, value=current if current in choices else default)
+        return [c for c in current if c in choices] or default
+    return current if current in choices else default
+
+
+def choices_update(choices: list[str], value: Any) -> Any:
+    """A dropdown update from a handler's (choices, value)."""
+    return gr.update(choices=choices, value=value)

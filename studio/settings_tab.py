@@ -6,27 +6,39 @@ from typing import Any
 import gradio as gr
 
 from backend.core import config
+from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
-from backend.core.workspace import LM_PRESETS, WorkspaceSettings
+from backend.core.workspace import LM_PRESETS, Workspace, WorkspaceSettings
 
 from .context import StudioContext
 from .forms import build_config, config_inputs
 
 FIELDS = [f.name for f in dataclasses.fields(WorkspaceSettings)]
+PATHS = ["mimi", "lm", "tokenizer"]  # files in the workspace; a hub id passes as a name in it
+
+
+def on_save(ws: Workspace, *values: Any) -> tuple[Workspace, str]:
+    """(the workspace with the new settings, message); nothing is saved unless every path is in the workspace."""
+    try:
+        settings = build_config(WorkspaceSettings, {}, FIELDS, list(values))
+        for name in PATHS:
+            inside_workspace(ws.root, getattr(settings, name), name)
+        ws = ws.with_settings(settings)
+    except StudioError as e:
+        return ws, f"✘ {e}"
+    return ws, "Saved. New settings apply to the next action."
 
 
 def build(ctx: StudioContext) -> None:
-    gr.Markdown(f"Workspace: `{ctx.ws.root}`. Paths are relative to it; anything else is read as a Hugging Face "
-                f"repo id (for example {', '.join(f'`{p}`' for p in LM_PRESETS[1:])}), downloaded on first use.")
+    gr.Markdown(f"Workspace: `{ctx.ws.root}`. Paths are relative to it and stay inside it; anything else is read as "
+                f"a Hugging Face repo id (for example {', '.join(f'`{p}`' for p in LM_PRESETS[1:])}), downloaded on "
+                "first use.")
     inputs = config_inputs(WorkspaceSettings, FIELDS, config.to_dict(ctx.ws.settings))
-    save = gr.Button("Save settings", variant="primary")
-    msg = gr.Markdown()
+    save = gr.Button("Save settings", variant="primary", elem_id="settings-save")
+    msg = gr.Markdown(elem_id="settings-msg")
 
-    def on_save(*values: Any) -> str:
-        try:
-            ctx.ws = ctx.ws.with_settings(build_config(WorkspaceSettings, {}, FIELDS, list(values)))
-        except StudioError as e:
-            return f"✘ {e}"
-        return "Saved. New settings apply to the next action."
+    def save_settings(*values: Any) -> str:
+        ctx.ws, message = on_save(ctx.ws, *values)
+        return message
 
-    save.click(on_save, list(inputs.values()), msg)
+    save.click(save_settings, list(inputs.values()), msg)

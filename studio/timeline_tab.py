@@ -5,15 +5,15 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from backend.core.errors import InputError, StudioError
+from backend.core.spec import SAMPLE_RATE
+from backend.core.workspace import Workspace
 from backend.dataset.read import list_dialogues, load_row
-from backend.core.errors import StudioError
-from backend.models.source import cached_mimi
 from backend.dataset.spm import load_spm
 from backend.dataset.timeline import frame_window, timeline_data, window_audio
-from backend.core.workspace import Workspace
 
 from .context import Shown, StudioContext
-from .forms import choices_update
+from .forms import choices_update, kept_pick
 from .timeline_view import TIMELINE_JS, render_timeline
 
 
@@ -22,6 +22,40 @@ def dataset_ids(ws: Workspace) -> list[str]:
         return list_dialogues(ws.dataset)
     except StudioError:
         return []
+
+
+def on_refresh(ws: Workspace, current: str | None) -> tuple[list[str], str | None]:
+    ids = dataset_ids(ws)
+    return ids, kept_pick(ids, current, ids[0] if ids else None)
+
+
+def window(ws: Workspace, dialogue_id: str | None, start_s: float, length: float) -> tuple[dict[str, np.ndarray], int, int]:
+    """The row and the frames [first, first + count) of the window."""
+    if not dialogue_id:
+        raise InputError(None, "Pick a dataset row first (build the dataset in the Data tab).")
+    row = load_row(ws.dataset, dialogue_id)
+    first, count = frame_window(row["A"].shape[1], float(start_s or 0), float(length))
+    return row, first, count
+
+
+def on_show(ws: Workspace, dialogue_id: str | None, start_s: float, length: float,
+            main_speaker: str) -> tuple[str, str]:
+    """(status, timeline HTML) of the window."""
+    try:
+        row, first, count = window(ws, dialogue_id, start_s, length)
+        data = timeline_data(row, dialogue_id, first, count, load_spm(ws.tokenizer_path), main_speaker)
+    except StudioError as e:
+        return f"✘ {e}", ""
+    return f"frames {first}–{first + count - 1} of {row['A'].shape[1]}", render_timeline(data)
+
+
+def on_play(ws: Workspace, dialogue_id: str | None, start_s: float, length: float) -> tuple[int, np.ndarray]:
+    """(sample rate, int16 [N, 2]) of the window decoded through the workspace's Mimi; raises StudioError."""
+    from backend.models.source import cached_mimi  # torch loads with the first decode
+
+    row, first, count = window(ws, dialogue_id, start_s, length)
+    wave = window_audio(cached_mimi(ws.mimi_source), row, first, count)
+    return SAMPLE_RATE, (np.clip(wave.T, -1, 1) * 32767).astype(np.int16)
 
 
 def build(ctx: StudioContext, shown: Shown) -> None:
@@ -41,33 +75,12 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     grid = gr.HTML(js_on_load=TIMELINE_JS, elem_id="tl-grid")
     audio = gr.Audio(label="window decoded through Mimi (left A, right B)", type="numpy", elem_id="tl-audio")
 
-    def on_refresh(current: str | None) -> Any:
-        ids = dataset_ids(ctx.ws)
-        return choices_update(ids, current, ids[0] if ids else None)
-
-    def window(dialogue_id: str | None, start_s: float, length: float) -> tuple[dict[str, np.ndarray], int, int]:
-        if not dialogue_id:
-            raise gr.Error("Pick a dataset row first (build the dataset in the Data tab).")
-        row = load_row(ctx.ws.dataset, dialogue_id)
-        first, count = frame_window(row["A"].shape[1], float(start_s or 0), float(length))
-        return row, first, count
-
-    def on_show(dialogue_id: str | None, start_s: float, length: float, main_speaker: str) -> tuple[str, str]:
+    def play_window(*values: Any) -> tuple[int, np.ndarray]:
         try:
-            row, first, count = window(dialogue_id, start_s, length)
-            data = timeline_data(row, dialogue_id, first, count, load_spm(ctx.ws.tokenizer_path), main_speaker)
-        except StudioError as e:
-            return f"✘ {e}", ""
-        return f"frames {first}–{first + count - 1} of {row['A'].shape[1]}", render_timeline(data)
-
-    def on_play(dialogue_id: str | None, start_s: float, length: float) -> Any:
-        try:
-            row, first, count = window(dialogue_id, start_s, length)
-            wave = window_audio(cached_mimi(ctx.ws.mimi_source), row, first, count)
+            return on_play(ctx.ws, *values)
         except StudioError as e:
             raise gr.Error(str(e)) from None
-        return 24000, (np.clip(wave.T, -1, 1) * 32767).astype(np.int16)
 
-    gr.on([*shown, refresh.click], on_refresh, pick, pick)
-    show.click(on_show, [pick, start, seconds, main], [status, grid])
-    play.click(on_play, [pick, start, seconds], audio)
+    gr.on([*shown, refresh.click], lambda current: choices_update(*on_refresh(ctx.ws, current)), pick, pick)
+    show.click(ctx.bind(on_show), [pick, start, seconds, main], [status, grid])
+    play.click(play_window, [pick, start, seconds], audio)

@@ -34,7 +34,7 @@ def spokenwoz() -> Path:
 @pytest.fixture(scope="session")
 def demo_workspace(tmp_path_factory: pytest.TempPathFactory):
     """A fresh demo workspace, built once per test session through the launcher's own code path."""
-    from backend.core.workspace import create_demo_workspace
+    from backend.demo.workspace import create_demo_workspace
 
     return create_demo_workspace(tmp_path_factory.mktemp("ws") / "workspace")
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 from moshi.models.lm import LMModel
 
-from backend.core.workspace import build_demo_lm
+from backend.demo.workspace import build_demo_lm
 
 
 def tiny_source(folder: Path) -> Path:

@@ -16,9 +16,9 @@ from backend.dataset.codec import decode
 from backend.dataset.read import load_row
 from backend.core.errors import InputError
 from backend.models.export import ExportConfig, export_checkpoint
-from backend.inference.generate import (GenerateConfig, decode_continuation, generate, load_continuation, load_model, main,
-                              timed_transcript)
-from backend.models.source import lm_kwargs_of, load_lm, random_mimi, save_lm, save_mimi, tiny_mimi_config
+from backend.inference.generate import (GenerateConfig, decode_continuation, generate, load_continuation, main,
+                                        timed_transcript)
+from backend.models.source import lm_kwargs_of, load_lm, load_model, random_mimi, save_lm, save_mimi, tiny_mimi_config
 from backend.core.spec import CARD, EPAD_ID, FRAME_SIZE, PAD_ID, TEXT_CARD
 from backend.dataset.spm import load_spm, train_spm
 from backend.finetune.trainer import train

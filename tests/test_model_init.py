@@ -132,7 +132,7 @@ def test_cli_help_and_bad_inputs(source: Path, tmp_path: Path, capsys: pytest.Ca
 
     missing = tmp_path / "nope"
     assert main(["--source", str(missing), "--output", str(tmp_path / "o")]) == 2
-    assert f"{missing}: no such model directory" in capsys.readouterr().err
+    assert f"{missing}: neither a model folder" in capsys.readouterr().err
 
     alien = tmp_path / "alien"
     alien.mkdir()

@@ -186,13 +186,6 @@ def test_metrics_progress_and_log_are_read_from_the_files(ws: Path) -> None:
     assert runs.run_info(run).losses == {"loss": 4.5, "text_nonpad_loss": 2.5}
 
 
-def test_run_folder_names_agree_with_the_trainer() -> None:
-    from backend.finetune import trainer as train
-
-    assert (runs.CONFIG_FILE, runs.METRICS_FILE, runs.ABORT_FILE) == (train.CONFIG_FILE, train.METRICS_FILE,
-                                                                      train.ABORT_FILE)
-
-
 def test_devices_overlap_rules() -> None:
     def dev(**v: object) -> frozenset[str]:
         return runs.devices(cfg(**v))

@@ -136,10 +136,17 @@ def test_finetune_start_follow_and_abort(studio: Studio, page) -> None:  # type:
     page.locator("#ft-init").click()  # the user-stream extension of the demo LM
     page.get_by_text("✔ wrote").wait_for(timeout=120_000)
     page.get_by_role("button", name="Optimiser").click()
+    lr = page.get_by_label("lr", exact=True)
+    lr.fill("-1")
+    lr.press("Tab")
+    page.locator("#ft-problem", has_text="lr must be > 0").wait_for(timeout=60_000)  # as typed, not at Start
+    lr.fill("0.004")
+    lr.press("Tab")
     steps = page.get_by_label("max steps")
     steps.fill("5000")  # long enough to abort it mid-way
     steps.press("Tab")
     page.locator("#ft-command", has_text="backend.finetune.trainer").wait_for(timeout=60_000)
+    page.wait_for_function("!document.querySelector('#ft-problem').innerText.includes('✘')", timeout=60_000)
 
     page.locator("#ft-start").click()
     page.locator("#ft-msg", has_text="started").or_(page.locator("#ft-msg", has_text="✘")).wait_for(timeout=60_000)
@@ -204,7 +211,8 @@ def test_chat_talks_both_ways_and_records(studio: Studio, fake_mic_browser, tmp_
     from chat_helpers import speaking_lm
 
     from backend.data.audio_io import load_stereo
-    from backend.core.workspace import DEMO_VOCAB_SIZE, open_workspace
+    from backend.core.workspace import open_workspace
+    from backend.demo.workspace import DEMO_VOCAB_SIZE
 
     ws = open_workspace(studio.workspace)
     speaking_lm(ws.demo_lm, DEMO_VOCAB_SIZE, ws.models / "speaking-lm")  # a random LM that says demo pieces

@@ -23,7 +23,8 @@ from backend.core.errors import ConfigError
 from backend.finetune.config import FinetuneConfig
 from backend.finetune.command import accelerate_command, env_for
 from backend.models.source import load_lm
-from backend.finetune.trainer import check_config, train
+from backend.finetune.config import check_config
+from backend.finetune.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 METRIC_KEYS = {"step", "max_steps", "epoch", "samples", "tokens_per_s", "elapsed_s", "eta_s", "lr", "depformer_lr",

@@ -23,7 +23,7 @@ from train_helpers import write_dataset, write_model, write_run
 from backend.finetune import checkpoints
 from backend.finetune.command import accelerate_command, env_for
 from backend.models.source import load_lm
-from backend.finetune.trainer import DEEPSPEED_PRESETS
+from backend.finetune.config import DEEPSPEED_PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,8 @@ from backend.core.errors import ConfigError, InputError
 from backend.models.source import DEMO_MIMI_ASSET, load_lm, load_mimi, random_mimi, tiny_mimi_config
 from backend.core.spec import CARD, FRAME_SIZE, PAD_ID, EPAD_ID
 from backend.dataset.spm import load_spm
-from backend.core.workspace import (WorkspaceSettings, create_demo_workspace, demo_lm, main, open_workspace)
+from backend.core.workspace import WorkspaceSettings, open_workspace
+from backend.demo.workspace import create_demo_workspace, demo_lm, main
 
 
 @pytest.fixture
@@ -111,3 +112,20 @@ def test_cli_show(demo_ws, capsys):
     assert main(["show", str(demo_ws.root)]) == 0
     out = capsys.readouterr().out
     assert "demo: True" in out and "raw/: 6 entries" in out
+
+
+def test_model_folders_lists_models_exports_and_complete_checkpoints(tmp_path: Path) -> None:
+    from backend.core.workspace import Workspace, model_folders
+    from backend.finetune import checkpoints
+    from backend.models.source import LM_KWARGS
+
+    ws = Workspace(tmp_path, WorkspaceSettings())
+    for folder in ("models/a", "runs/r1/exports/step-000002", "runs/r1/checkpoints/step-000002",
+                   "runs/r1/checkpoints/step-000004", "runs/r2/checkpoints/step-000001"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / LM_KWARGS).write_text("{}")
+    for step in ("r1/checkpoints/step-000002", "r2/checkpoints/step-000001"):
+        (tmp_path / "runs" / step / checkpoints.COMPLETE).write_text("ok\n")
+    # step-000004 has no `complete` marker: a save that was cut short is not offered
+    assert model_folders(ws) == ["models/a", "runs/r2/checkpoints/step-000001", "runs/r1/exports/step-000002",
+                                 "runs/r1/checkpoints/step-000002"]

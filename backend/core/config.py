@@ -2,12 +2,15 @@
 
 The same dataclass builds the CLI (`cli_parser`), is filled by the studio's forms (`from_dict`)
 and is saved next to every output (`to_dict`), so there is no second list of flags anywhere.
-Declare fields with `option(default, "help", choices=...)`.
+Declare fields with `option(default, "help", choices=..., ge=..., le=...)`; `check_numbers` refuses values
+outside those bounds, non-finite floats and integers no int64 holds, naming the field.
 """
 
 import argparse
 import dataclasses
 import json
+import math
+import numbers
 import types
 import typing
 from pathlib import Path
@@ -18,9 +21,17 @@ from backend.core.errors import ConfigError
 C = TypeVar("C")
 
 
-def option(default: Any, help: str, *, choices: tuple | None = None, cli: bool = True) -> Any:
-    """A config field with its help text (shown in --help and as the studio's field info)."""
-    meta = {"help": help, "choices": choices, "cli": cli}
+INT_LIMIT = 2**63 - 1  # every integer setting fits an int64 (torch, NumPy, Parquet)
+BOUNDS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),
+          "le": ("<=", lambda v, b: v <= b), "lt": ("<", lambda v, b: v < b)}
+
+
+def option(default: Any, help: str, *, choices: tuple | None = None, cli: bool = True, ge: float | None = None,
+           gt: float | None = None, le: float | None = None, lt: float | None = None) -> Any:
+    """A config field with its help text (shown in --help and as the studio's field info) and, for numbers,
+    its bounds (ge: >=, gt: >, le: <=, lt: <), checked by `check_numbers`."""
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    meta = {"help": help, "choices": choices, "cli": cli, "bounds": bounds}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -72,9 +83,33 @@ def _convert(value: Any, tp: Any, name: str) -> Any:
             if isinstance(value, str):
                 value = [v for v in value.replace(",", " ").split() if v]
             return [_convert(v, item, name) for v in value]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}: {value!r} is not a valid {getattr(base, '__name__', base)}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{name}: {_short(value)} is not a valid {getattr(base, '__name__', base)}") from None
     return value
+
+
+def _short(value: Any) -> str:
+    """repr of a value, cut short (a hostile file may hold a 401-digit number)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-10:]} ({len(text)} characters)"
+
+
+def check_numbers(cfg: Any) -> None:
+    """Refuse a number outside its field's bounds, a NaN or infinite float, or an integer beyond int64,
+    with a message naming the field (values come from forms, files and flags: any of them may be absurd)."""
+    for f in dataclasses.fields(cfg):
+        values = getattr(cfg, f.name)
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name} must be a finite number, got {value}")
+            for kind, bound in f.metadata.get("bounds", {}).items():
+                symbol, holds = BOUNDS[kind]
+                if not holds(value, bound):
+                    raise ConfigError(f"{f.name} must be {symbol} {bound}, got {_short(value)}")
+            if isinstance(value, int) and abs(value) > INT_LIMIT:
+                raise ConfigError(f"{f.name} is out of range: {_short(value)}")
 
 
 def from_dict(cls: type[C], values: dict[str, Any]) -> C:
@@ -108,13 +143,19 @@ def save(cfg: Any, path: str | Path) -> None:
 
 
 def load(cls: type[C], path: str | Path) -> C:
+    """A config from a JSON file; every problem is a ConfigError naming the file."""
     try:
         values = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError) as e:  # ValueError: bad JSON, bad UTF-8, an integer of over 4300 digits
         raise ConfigError(f"{path}: cannot read the configuration ({e})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: cannot read the configuration (JSON nested too deeply)") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: a configuration file holds one JSON object")
-    return from_dict(cls, values)
+    try:
+        return from_dict(cls, values)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 def cli_parser(cls: type, description: str, parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -152,12 +193,13 @@ def from_cli(cls: type[C], args: argparse.Namespace) -> C:
 
 
 def describe(cls: type) -> list[dict[str, Any]]:
-    """Field descriptions for building forms: name, type, default, help, choices."""
+    """Field descriptions for building forms: name, type, default, help, choices, bounds."""
     hints = typing.get_type_hints(cls)
     rows = []
     for f in dataclasses.fields(cls):
         base, optional = _base_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         rows.append({"name": f.name, "type": base, "optional": optional, "default": default,
-                     "help": f.metadata.get("help", ""), "choices": field_choices(f, hints[f.name])})
+                     "help": f.metadata.get("help", ""), "choices": field_choices(f, hints[f.name]),
+                     "bounds": f.metadata.get("bounds", {})})
     return rows

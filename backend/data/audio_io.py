@@ -71,8 +71,8 @@ def _check_finite(path: Path, data: np.ndarray, sr: int) -> None:
     raise InputError(path, "; ".join(problems) + ": repair or re-export the file")
 
 
-def _read(path: Path) -> tuple[np.ndarray, int]:
-    """Checked stereo samples at the file's own rate: float32 [2, N]."""
+def read_native(path: Path) -> tuple[np.ndarray, int]:
+    """Checked stereo samples at the file's own rate: float32 [2, N], and that rate."""
     probe(path)
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
@@ -88,7 +88,7 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
 def load_stereo(path: str | Path) -> tuple[np.ndarray, int]:
     """float32 [2, N] at 24 kHz (soxr, high quality) and the file's original sample rate.
     N is soxr's output length: the input length scaled to 24 kHz, rounded."""
-    audio, sr = _read(Path(path))
+    audio, sr = read_native(Path(path))
     if sr != SAMPLE_RATE:
         # soxr resamples [frames, channels]; both channels in one call.
         audio = np.ascontiguousarray(soxr.resample(audio.T, sr, SAMPLE_RATE, quality="HQ").T, dtype=np.float32)
@@ -187,7 +187,7 @@ def _channel_correlation(a: np.ndarray, b: np.ndarray, sr: int, max_lag_ms: floa
     return float(abs(c[best])), (best - max_lag) * 1000.0 / sr
 
 
-def audio_report(path: str | Path, *, silence_db: float = -50.0, min_silence_s: float = 5.0,
+def audio_report(path: str | Path, *, samples: tuple[np.ndarray, int] | None = None, silence_db: float = -50.0, min_silence_s: float = 5.0,
                  clip_level: float = 0.999, clip_warn_share: float = 0.001,
                  near_copy: float = 0.9, leakage: float = 0.3, max_lag_ms: float = 20.0) -> AudioReport:
     """Levels, clipping, long silences and channel similarity of a stereo dialogue file, measured at
@@ -199,9 +199,10 @@ def audio_report(path: str | Path, *, silence_db: float = -50.0, min_silence_s: 
     (overall RMS below silence_db) are issues.
     clip_level: |sample| at or above it counts as clipped; a warning from clip_warn_share.
     near_copy / leakage: correlation thresholds for the "dual mono" and "crosstalk" warnings.
+    samples: the file's `read_native` result when the caller has it already (the file is not decoded again).
     """
     path = Path(path)
-    audio, sr = _read(path)
+    audio, sr = samples if samples is not None else read_native(path)
     n = audio.shape[1]
     issues: list[Issue] = []
     channels = []

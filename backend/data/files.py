@@ -1,14 +1,20 @@
-"""Find dialogues in a folder: each audio file paired with the transcript of the same basename."""
+"""Find dialogues in a folder: each audio file paired with the transcript of the same basename. The one
+scanner of dialogue folders (validation, the studio's data tab and both tokenizers list files through it)."""
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 TRANSCRIPT_EXTENSIONS = (".json",)
+AUDIT_SUFFIX = ".audit.json"  # tokenize_text's per-dialogue audit, possibly written beside the transcripts
+Kind = Literal["audio", "text"]
 
 
 @dataclass(frozen=True)
-class Dialogue:
+class DialogueFiles:
+    """The two files of one dialogue in a folder (either may be missing)."""
+
     name: str
     audio: Path | None
     transcript: Path | None
@@ -18,12 +24,37 @@ class Dialogue:
 class DialogueScan:
     """Dialogues found in a folder, and the files that cannot be used, each with its reason."""
 
-    dialogues: list[Dialogue] = field(default_factory=list)
+    dialogues: list[DialogueFiles] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
-    def complete(self) -> list[Dialogue]:
+    def complete(self) -> list[DialogueFiles]:
         return [d for d in self.dialogues if d.audio is not None and d.transcript is not None]
+
+
+def file_kind(path: Path) -> Kind | None:
+    """'audio', 'text' (a transcript) or None for any other file, audits included."""
+    suffix = path.suffix.lower()
+    if suffix in AUDIO_EXTENSIONS:
+        return "audio"
+    if suffix in TRANSCRIPT_EXTENSIONS and not path.name.endswith(AUDIT_SUFFIX):
+        return "text"
+    return None
+
+
+def _by_name(folder: Path) -> dict[str, dict[Kind, list[Path]]]:
+    """The dialogue files of a folder (not recursive, hidden files left out) grouped by basename, sorted."""
+    by_name: dict[str, dict[Kind, list[Path]]] = {}
+    for path in sorted(folder.iterdir()):
+        kind = file_kind(path)
+        if kind is not None and path.is_file() and not path.name.startswith("."):
+            by_name.setdefault(path.stem, {"audio": [], "text": []})[kind].append(path)
+    return dict(sorted(by_name.items()))
+
+
+def dialogue_files(folder: str | Path, kind: Kind) -> list[Path]:
+    """Every audio file, or every transcript, of a dialogue folder, sorted by name."""
+    return [p for group in _by_name(Path(folder)).values() for p in group[kind]]
 
 
 def scan_dialogues(folder: str | Path) -> DialogueScan:
@@ -36,23 +67,14 @@ def scan_dialogues(folder: str | Path) -> DialogueScan:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
-    by_name: dict[str, dict[str, list[Path]]] = {}
-    for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.name.startswith("."):
-            continue
-        suffix = path.suffix.lower()
-        kind = "audio" if suffix in AUDIO_EXTENSIONS else "text" if suffix in TRANSCRIPT_EXTENSIONS else None
-        if kind is None or path.name.endswith(".audit.json"):
-            continue
-        by_name.setdefault(path.stem, {"audio": [], "text": []})[kind].append(path)
     scan = DialogueScan()
-    for name in sorted(by_name):
-        audio, text = by_name[name]["audio"], by_name[name]["text"]
+    for name, group in _by_name(folder).items():
+        audio, text = group["audio"], group["text"]
         if len(audio) > 1:
             scan.problems.append(f"{', '.join(str(p) for p in audio)}: several audio files share the name "
                                  f"'{name}'; keep one (left out)")
             continue
-        dialogue = Dialogue(name, audio[0] if audio else None, text[0] if text else None)
+        dialogue = DialogueFiles(name, audio[0] if audio else None, text[0] if text else None)
         if dialogue.audio is None:
             scan.problems.append(f"{dialogue.transcript}: transcript without audio (no {name}.wav/.flac/.ogg)")
         elif dialogue.transcript is None:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend.core.atomic import atomic_path
-from backend.data.files import AUDIO_EXTENSIONS, TRANSCRIPT_EXTENSIONS, Dialogue
+from backend.data.files import AUDIO_EXTENSIONS, TRANSCRIPT_EXTENSIONS, DialogueFiles
 from backend.data.validate import DialogueReport, validate_dialogue
 
 
@@ -54,7 +54,7 @@ def import_dialogues(files: list[str | Path], dest: str | Path) -> ImportResult:
             continue
         audio = group["audio"][0] if group["audio"] else _existing(dest, name, AUDIO_EXTENSIONS)
         text = group["text"][0] if group["text"] else _existing(dest, name, TRANSCRIPT_EXTENSIONS)
-        report = validate_dialogue(Dialogue(name, audio, text))
+        report = validate_dialogue(DialogueFiles(name, audio, text))
         if report.ok:
             accepted.append((report, uploaded))
         else:

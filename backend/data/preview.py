@@ -1,4 +1,5 @@
-"""Data for the alignment preview: per-speaker waveform envelopes, word tiers, overlapping speech."""
+"""Data for the alignment preview: per-speaker waveform envelopes, word tiers, overlapping speech; and a
+dialogue's view (validation report + preview) from one decode of its audio."""
 
 from pathlib import Path
 from typing import Any
@@ -6,9 +7,12 @@ from typing import Any
 import numpy as np
 
 from backend.core import intervals
-from backend.data.audio_io import load_stereo
-from backend.core.spec import SAMPLE_RATE, SPEAKERS
+from backend.core.errors import InputError
+from backend.core.spec import SPEAKERS
+from backend.data.audio_io import read_native
+from backend.data.files import DialogueFiles
 from backend.data.transcripts import check_within_audio, load_transcript
+from backend.data.validate import DialogueReport, validate_dialogue
 
 
 def envelope(channel: np.ndarray, bins: int) -> list[list[float]]:
@@ -20,10 +24,12 @@ def envelope(channel: np.ndarray, bins: int) -> list[list[float]]:
             for a, b in zip(edges[:-1], edges[1:])]
 
 
-def alignment_data(audio_path: str | Path, transcript_path: str | Path, bins_per_second: int = 40) -> dict[str, Any]:
-    audio, _ = load_stereo(audio_path)
+def alignment_data(audio_path: str | Path, transcript_path: str | Path, bins_per_second: int = 40,
+                   samples: tuple[np.ndarray, int] | None = None) -> dict[str, Any]:
+    """`samples`: the audio's `read_native` result when the caller has it already."""
+    audio, sr = samples if samples is not None else read_native(Path(audio_path))
     transcript = load_transcript(transcript_path)
-    duration = audio.shape[1] / SAMPLE_RATE
+    duration = audio.shape[1] / sr
     check_within_audio(transcript, duration)
     words = transcript.words
     bins = max(1, int(duration * bins_per_second))
@@ -36,3 +42,15 @@ def alignment_data(audio_path: str | Path, transcript_path: str | Path, bins_per
                   for w in sorted(words, key=lambda w: (w.start, w.speaker))],
         "overlaps": [list(iv) for iv in intervals.intersect(speech["A"], speech["B"])],
     }
+
+
+def dialogue_view(d: DialogueFiles) -> tuple[DialogueReport, dict[str, Any] | None]:
+    """The validation report and, for a valid dialogue, its alignment preview data: the audio is decoded once."""
+    try:
+        samples = read_native(d.audio) if d.audio is not None else None
+    except InputError:
+        samples = None  # validate_dialogue reports why
+    report = validate_dialogue(d, samples)
+    if not report.ok or samples is None or d.audio is None or d.transcript is None:
+        return report, None
+    return report, alignment_data(d.audio, d.transcript, samples=samples)

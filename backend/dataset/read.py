@@ -11,6 +11,8 @@ from backend.dataset.build import SCHEMA
 
 REQUIRED_COLUMNS = tuple(SCHEMA.names)
 
+REQUIRED_COLUMNS = ("dialogue_id", "A", "B")
+
 
 def shard_files(folder: str | Path) -> list[Path]:
     files = sorted(Path(folder).glob("*-of-*.parquet"))

@@ -23,13 +23,13 @@ import numpy as np
 from backend.core import config as cfgmod
 from backend.core.atomic import atomic_path, check_output_folder
 from backend.data.audio_io import AudioInfo, load_stereo, probe
+from backend.data.files import AUDIO_EXTENSIONS, dialogue_files
 from backend.dataset.codec import encode_batch, replicas
 from backend.core.config import option
 from backend.core.errors import ConfigError, InputError, StudioError
 from backend.models.source import DEFAULT_REPO, MIMI_CONFIG, MIMI_WEIGHTS, load_mimi, pick_device
 from backend.core.spec import FRAME_RATE, NUM_CODEBOOKS, SAMPLE_RATE
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 FORMAT_VERSION = 1  # bump when the token files change meaning: older files are then redone
 CONFIG_NAME = "audio_tokenize_config.json"
 
@@ -80,11 +80,6 @@ def _validate(cfg: AudioTokenizeConfig) -> tuple[Path, Path]:
     return cfg.input_dir, cfg.output_dir
 
 
-def audio_files(folder: Path) -> list[Path]:
-    """The dialogue files of a folder (not recursive), sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
-
-
 def mimi_fingerprint(source: str) -> str:
     """What decides the tokens: a hash of local weights (+ config), or the hub repo id."""
     path = Path(source)
@@ -133,7 +128,7 @@ def tokenize_audio(cfg: AudioTokenizeConfig, progress: Progress | None = None) -
     report = progress or (lambda fraction, message: None)
     started = time.monotonic()
     summary = TokenizeSummary(output_dir=str(output_dir))
-    files = audio_files(input_dir)
+    files = dialogue_files(input_dir, "audio")
     if not files:
         raise ConfigError(f"{input_dir}: no {' / '.join(AUDIO_EXTENSIONS)} files in this folder")
 

@@ -12,17 +12,14 @@ the backward pass (Korthikanti et al. 2022, attention scores not stored by SDPA)
 when activation checkpointing is on, plus the fp32 logits and their gradients.
 """
 
-import copy
 import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from backend.finetune.config import FinetuneConfig
-from backend.finetune.trainer import DTYPES, deepspeed_config
+from backend.finetune.config import FinetuneConfig, deepspeed_config
+from backend.models.source import lm_kwargs_of, torch_dtype
 
 STREAMS = 17  # main text + 8 main codebooks + 8 user codebooks (the training view)
 ACT_VALUES_PER_LAYER = 17
@@ -77,11 +74,10 @@ def count_parameters(cfg: FinetuneConfig, lm_kwargs: dict[str, Any]) -> tuple[in
 
 @functools.lru_cache(maxsize=32)  # the studio re-estimates on every form change; a 7B meta build takes seconds
 def _count(kwargs_json: str, mode: str, lora_rank: int, trainable: tuple[str, ...]) -> tuple[int, int]:
-    from moshi.models import loaders
-
     from backend.finetune.optim import apply_mode
+    from backend.models.surgery import meta_lm
 
-    model = loaders.get_moshi_lm(None, lm_kwargs=json.loads(kwargs_json), device="meta", dtype=torch.float32)
+    model = meta_lm(json.loads(kwargs_json))
     apply_mode(model, FinetuneConfig(mode=mode, lora_rank=lora_rank, trainable=list(trainable)))  # type: ignore[arg-type]
     params = list(model.parameters())
     return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
@@ -90,7 +86,7 @@ def _count(kwargs_json: str, mode: str, lora_rank: int, trainable: tuple[str, ..
 def bytes_per_param(cfg: FinetuneConfig, deepspeed: bool) -> tuple[int, int, int]:
     """(weight, gradient, optimiser) bytes per parameter before sharding."""
     if not deepspeed:
-        size = DTYPES[cfg.dtype].itemsize
+        size = torch_dtype(cfg.dtype).itemsize
         return size, size, 2 * size
     size = 2 if cfg.mixed_precision != "no" else 4
     return size, size, 12
@@ -98,7 +94,7 @@ def bytes_per_param(cfg: FinetuneConfig, deepspeed: bool) -> tuple[int, int, int
 
 def activation_bytes(cfg: FinetuneConfig, lm_kwargs: dict[str, Any]) -> int:
     """Rough activation memory of one micro-batch on one process."""
-    elt = 2 if cfg.mixed_precision != "no" else DTYPES[cfg.dtype].itemsize
+    elt = 2 if cfg.mixed_precision != "no" else torch_dtype(cfg.dtype).itemsize
     tokens = cfg.batch_size * (cfg.max_frames + 1)  # + the initial column
     dep_q = lm_kwargs["dep_q"]
 
@@ -147,9 +143,5 @@ def count_examples(cfg: FinetuneConfig) -> int:
 def estimate_config(cfg: FinetuneConfig) -> Budget:
     """The budget of a config with absolute paths (`runs.absolute_config`): the kwargs of its model folder
     (moshiko's architecture for a hub repo id, which is not fetched) and its dataset when it exists."""
-    from moshi.models import loaders
-
-    from backend.finetune.trainer import base_model_kwargs
-
-    kwargs = base_model_kwargs(cfg.base_model) or copy.deepcopy(loaders._lm_kwargs)
+    kwargs = lm_kwargs_of(cfg.base_model)
     return estimate(cfg, kwargs, count_examples(cfg) if Path(cfg.train_data).exists() else None)

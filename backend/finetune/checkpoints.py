@@ -17,6 +17,7 @@ from typing import Any
 CHECKPOINTS = "checkpoints"
 COMPLETE = "complete"
 TRAINER_STATE = "trainer_state.json"
+LORA_WEIGHTS = "lora.safetensors"  # LoRA mode: the adapters only (also in an unmerged LoRA export)
 ACCELERATE_STATE = "accelerate_state"
 NAME = re.compile(r"^step-(\d+)$")
 

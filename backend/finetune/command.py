@@ -18,26 +18,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from backend.finetune.config import FinetuneConfig
+from backend.finetune.config import FinetuneConfig, deepspeed_config_path, on_cpu
 
 TRAIN_MODULE = "backend.finetune.trainer"
-
-
-def deepspeed_file(cfg: FinetuneConfig) -> Path | None:
-    """The DeepSpeed JSON of the run (the trainer's own resolution; ConfigError when unknown)."""
-    from backend.finetune.trainer import deepspeed_config_path  # torch and moshi load only when a command is built
-
-    return deepspeed_config_path(cfg)
-
-
-def on_cpu(cfg: FinetuneConfig) -> bool:
-    """Whether the run's processes compute on CPUs. 'auto' is decided by this machine (the launcher's), so a
-    command previewed for GPU nodes should say device 'cuda'."""
-    if cfg.device == "auto":
-        import torch
-
-        return not torch.cuda.is_available()
-    return cfg.device == "cpu"
 
 
 def accelerate_executable() -> list[str]:
@@ -50,7 +33,7 @@ def accelerate_command(cfg: FinetuneConfig, run_dir: Path, machine_rank: int | N
     """The argv that starts the run on one machine (default: the config's machine_rank)."""
     rank = cfg.machine_rank if machine_rank is None else machine_rank
     cpu = on_cpu(cfg)
-    ds_file = deepspeed_file(cfg)
+    ds_file = deepspeed_config_path(cfg)
     argv = accelerate_executable()
     if ds_file is not None:
         argv += ["--use_deepspeed", "--deepspeed_config_file", str(ds_file)]
@@ -81,7 +64,7 @@ def env_for(cfg: FinetuneConfig) -> dict[str, str]:
     if not on_cpu(cfg):
         return {}
     env = {"CUDA_VISIBLE_DEVICES": ""}  # a CPU run stays off the machine's GPUs, whatever accelerate detects
-    if deepspeed_file(cfg) is not None:
+    if deepspeed_config_path(cfg) is not None:
         env["DS_ACCELERATOR"] = "cpu"
     elif cfg.num_processes > 1:
         env["ACCELERATE_USE_CPU"] = "true"

@@ -1,11 +1,7 @@
 """The run registry and process owner: one folder per fine-tune run under `<workspace>/runs/`.
 
-    runs/<YYYYmmdd-HHMMSS>-<slug>/config.json   FinetuneConfig with absolute paths
-                                  command.json  {"argv": [...], "env": {...}, "cwd": repo}: what is started
-                                  status.json   state, pid/pgid, process start time, exit code, times
-                                  train.log     stdout+stderr of the whole process tree
-                                  metrics.jsonl, checkpoints/  written by the trainer (backend.finetune.trainer)
-                                  abort         asks the trainer for a graceful stop
+    runs/<YYYYmmdd-HHMMSS>-<slug>/  config.json, command.json, status.json, train.log, metrics.jsonl,
+                                   checkpoints/, abort (backend.finetune.run_folder says what each holds)
 
 Everything is read back from these files, so a restarted studio (or another shell) sees every run.
 A run is started as a small supervisor, `python -m backend.finetune.runs _supervise DIR`, in a new session (its
@@ -38,21 +34,13 @@ import psutil
 from backend.core import config
 from backend.core.atomic import write_text_atomic
 from backend.core.errors import ConfigError, StudioError
-from backend.finetune.config import FinetuneConfig
+from backend.core.workspace import RUNS_DIR
+from backend.finetune.run_folder import (ABORT_FILE, COMMAND_FILE, CONFIG_FILE, LOCK_FILE, LOG_FILE, METRICS_FILE,
+                                         STATUS_FILE)
 from backend.core.paths import REPO
-from backend.finetune.command import TRAIN_MODULE, accelerate_command, display_command, env_for, on_cpu
+from backend.finetune.command import TRAIN_MODULE, accelerate_command, display_command, env_for
+from backend.finetune.config import DEEPSPEED_PRESETS, FinetuneConfig, check_config, gpu_id_list, on_cpu
 
-# The run folder's layout. The names the trainer also uses are backend.finetune.trainer's (tests/test_runs.py checks they
-# agree); they are repeated here so that the supervisor, which runs for the whole training, and `runs list`
-# start without importing torch and moshi.
-RUNS_DIR = "runs"
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-ABORT_FILE = "abort"
-STATUS_FILE = "status.json"
-COMMAND_FILE = "command.json"
-LOG_FILE = "train.log"
-LOCK_FILE = ".lock"
 POLL_S = 0.2
 # Every process of a run inherits RUN_ENV=<run folder>, so it can be found wherever it was re-parented (its
 # supervisor killed by SIGKILL); the trainer stops by itself once the supervisor in SUPERVISOR_ENV is gone.
@@ -96,8 +84,6 @@ class RunInfo:
 
 def absolute_config(cfg: FinetuneConfig, workspace_root: Path) -> FinetuneConfig:
     """The config with workspace-relative paths made absolute (the trainer runs with cwd = repo)."""
-    from backend.finetune.trainer import DEEPSPEED_PRESETS
-
     root = Path(workspace_root).resolve()
 
     def local(p: str | Path) -> Path:
@@ -114,42 +100,15 @@ def absolute_config(cfg: FinetuneConfig, workspace_root: Path) -> FinetuneConfig
     return dataclasses.replace(cfg, **changes)
 
 
-def gpu_id_list(cfg: FinetuneConfig) -> list[int] | None:
-    """The GPU ids of this machine the run may use; None means all of them."""
-    if cfg.gpu_ids.strip() == "all":
-        return None
-    try:
-        ids = [int(x) for x in cfg.gpu_ids.split(",")]
-    except ValueError:
-        raise ConfigError(f"gpu_ids: {cfg.gpu_ids!r} is neither 'all' nor comma-separated numbers like 0,1") from None
-    if len(set(ids)) != len(ids) or min(ids) < 0:
-        raise ConfigError(f"gpu_ids: {cfg.gpu_ids!r} repeats an id or has a negative one")
-    return ids
-
-
 def validate_before_launch(cfg: FinetuneConfig, workspace_root: Path) -> None:
-    """Raise ConfigError for anything that would fail after launch (the trainer's own checks included)."""
-    from backend.finetune.trainer import check_config
-
-    cfg = absolute_config(cfg, workspace_root)
-    for name in ("train_data", "eval_data"):
-        path = getattr(cfg, name)
-        if path is not None and not path.exists():
-            raise ConfigError(f"{name}: {path} not found (build the dataset first)")
+    """Raise ConfigError for anything that would fail after launch: check_config on the config with the
+    workspace's paths, and a base model meant to be in the workspace that is not there."""
     parts = Path(cfg.base_model).parts
-    if parts and not Path(cfg.base_model).is_absolute() and (Path(workspace_root) / parts[0]).is_dir():
+    if parts and not Path(cfg.base_model).is_absolute() and (Path(workspace_root) / parts[0]).is_dir() \
+            and not (Path(workspace_root) / cfg.base_model).exists():
         raise ConfigError(f"base_model: {Path(workspace_root).resolve() / cfg.base_model} not found "
-                          f"(make it with the init stage, python -m backend.models.initialise)")
-    if cfg.num_processes >= cfg.num_machines >= 1 and cfg.num_processes % cfg.num_machines:
-        raise ConfigError(f"num_processes ({cfg.num_processes}) must be a multiple of num_machines "
-                          f"({cfg.num_machines}): every machine runs the same number of processes")
-    if not on_cpu(cfg):
-        ids = gpu_id_list(cfg)
-        per_machine = cfg.num_processes // max(cfg.num_machines, 1)
-        if ids is not None and len(ids) != per_machine:
-            raise ConfigError(f"gpu_ids {cfg.gpu_ids} lists {len(ids)} GPU(s) but each machine runs "
-                              f"{per_machine} process(es), one per GPU")
-    check_config(cfg)
+                          f"(make it with the init stage, moshi-studio init)")
+    check_config(absolute_config(cfg, workspace_root))
 
 
 # ---------------------------------------------------------------- files of a run

@@ -10,7 +10,6 @@ stops it at once ({"event": "failed", "message": ...}, no checkpoint of that sta
 """
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -22,151 +21,17 @@ from typing import Any
 
 import torch
 
-from backend.core.paths import ASSETS
-from backend.finetune import checkpoints
-
 from backend.core import config
 from backend.core.errors import ConfigError, InputError, StudioError
-from backend.finetune.config import FinetuneConfig
+from backend.finetune import checkpoints
+from backend.finetune.config import FinetuneConfig, check_config, check_model_kwargs, deepspeed_config, on_cpu
+from backend.finetune.data import Dialogues, ExampleStream, Position, collate, eval_share, example_rows, make_examples
 from backend.finetune.loss import PARTS, LossWeights, compute_loss
-from backend.models.source import LM_KWARGS, LM_WEIGHTS, load_lm
-from backend.finetune.prefix import dataset_personas, example_prefixes, with_prefixes
 from backend.finetune.optim import apply_mode, make_optimizer, make_scheduler
+from backend.finetune.prefix import dataset_personas, example_prefixes, with_prefixes
+from backend.finetune.run_folder import ABORT_FILE, CONFIG_FILE, METRICS_FILE
 from backend.finetune.runs import supervisor_gone
-from backend.finetune.data import Dialogues, ExampleStream, Position, check_schema, collate, eval_share, example_rows, \
-    make_examples
-
-DEEPSPEED_PRESETS = {name: ASSETS / "deepspeed" / f"{name}.json" for name in ("zero2", "zero3")}
-ABORT_FILE = "abort"
-METRICS_FILE = "metrics.jsonl"
-CONFIG_FILE = "config.json"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-STREAMS_WITH_USER = 16  # dep_q of a model that also predicts the user's 8 codebooks
-
-
-# ---------------------------------------------------------------- configuration checks
-
-def deepspeed_config_path(cfg: FinetuneConfig) -> Path | None:
-    """The DeepSpeed JSON of a config: none, a preset under assets/deepspeed, or a file path."""
-    if cfg.deepspeed in ("", "none"):
-        return None
-    path = DEEPSPEED_PRESETS.get(cfg.deepspeed, Path(cfg.deepspeed))
-    if not path.is_file():
-        raise ConfigError(f"deepspeed: {cfg.deepspeed!r} is neither none, zero2, zero3 nor an existing JSON file")
-    return path
-
-
-def deepspeed_config(cfg: FinetuneConfig) -> dict[str, Any] | None:
-    """The DeepSpeed config with the values this script owns filled in (accelerate fills the precision)."""
-    path = deepspeed_config_path(cfg)
-    if path is None:
-        return None
-    try:
-        ds = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{path}: not a readable DeepSpeed JSON file ({e})") from None
-    if not isinstance(ds, dict) or ds.get("zero_optimization", {}).get("stage") not in (0, 1, 2, 3):
-        raise ConfigError(f"{path}: a DeepSpeed config needs zero_optimization.stage (0..3)")
-    for owned in ("optimizer", "scheduler"):
-        if owned in ds:
-            raise ConfigError(f"{path}: remove the '{owned}' section; the optimiser and schedule come from the "
-                              f"run's configuration (lr, depformer_lr, warmup_steps...)")
-    ds.update(train_micro_batch_size_per_gpu=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-              gradient_clipping=cfg.grad_clip)
-    ds.pop("train_batch_size", None)  # derived by accelerate from the above and the process count
-    return ds
-
-
-def base_model_kwargs(source: str) -> dict[str, Any] | None:
-    """The LMModel kwargs of a local model folder; None for a hub repo id (not fetched before launch)."""
-    from backend.models import personaplex
-
-    if personaplex.is_personaplex(source):
-        return personaplex.personaplex_kwargs(source)
-    path = Path(source)
-    if path.is_dir():
-        for name in (LM_KWARGS, LM_WEIGHTS):
-            if not (path / name).is_file():
-                raise ConfigError(f"{path}: no {name} in this model folder (make one with the init stage)")
-        return json.loads((path / LM_KWARGS).read_text())
-    if path.is_absolute() or source.startswith(".") or source.count("/") != 1:
-        raise ConfigError(f"base_model: {source} is neither a model folder nor a hub repo id")
-    return None
-
-
-def check_model_kwargs(kwargs: dict[str, Any], cfg: FinetuneConfig) -> None:
-    """The model must read the 17-row view; the user stream needs dep_q 16 (J-Moshi found out as a shape
-    error hours later)."""
-    n_q, dep_q = kwargs.get("n_q"), kwargs.get("dep_q")
-    if n_q != 16:
-        raise ConfigError(f"{cfg.base_model}: n_q is {n_q}, but the training view has 16 audio streams "
-                          f"(Moshi's 8 + the user's 8)")
-    if dep_q not in (8, STREAMS_WITH_USER):
-        raise ConfigError(f"{cfg.base_model}: dep_q {dep_q} is not supported (8 or 16)")
-    if cfg.user_stream and dep_q != STREAMS_WITH_USER:
-        raise ConfigError(f"{cfg.base_model}: dep_q is {dep_q}, but user_stream needs a dep_q 16 model (run the "
-                          f"init stage with the user-stream extension, or set user_stream to false)")
-    if kwargs.get("lora"):
-        raise ConfigError(f"{cfg.base_model}: this is a LoRA checkpoint; train from a merged export instead")
-
-
-def check_numbers(cfg: FinetuneConfig) -> None:
-    rules = [
-        (cfg.lr > 0, f"lr must be > 0, got {cfg.lr}"),
-        (cfg.depformer_lr is None or cfg.depformer_lr > 0, f"depformer_lr must be > 0, got {cfg.depformer_lr}"),
-        (cfg.max_steps >= 1, f"max_steps must be >= 1, got {cfg.max_steps}"),
-        (cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}"),
-        (cfg.grad_accum >= 1, f"grad_accum must be >= 1, got {cfg.grad_accum}"),
-        (cfg.min_frames >= 2, f"min_frames must be >= 2 (one frame has no next-step target), got {cfg.min_frames}"),
-        (cfg.max_frames >= cfg.min_frames, f"max_frames ({cfg.max_frames}) must be >= min_frames ({cfg.min_frames})"),
-        (cfg.warmup_steps >= 0, f"warmup_steps must be >= 0, got {cfg.warmup_steps}"),
-        (0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1, f"beta1 and beta2 must be in [0, 1), got {cfg.beta1}, {cfg.beta2}"),
-        (cfg.eps > 0, f"eps must be > 0, got {cfg.eps}"),
-        (cfg.weight_decay >= 0, f"weight_decay must be >= 0, got {cfg.weight_decay}"),
-        (cfg.grad_clip >= 0, f"grad_clip must be >= 0, got {cfg.grad_clip}"),
-        (min(cfg.text_pad_weight, cfg.semantic_weight, cfg.acoustic_weight, cfg.user_stream_weight,
-             cfg.text_weight, cfg.audio_weight) >= 0, "loss weights must be >= 0"),
-        (cfg.text_weight + cfg.audio_weight > 0, "text_weight and audio_weight are both 0: nothing to learn"),
-        (cfg.log_every >= 1, f"log_every must be >= 1, got {cfg.log_every}"),
-        (cfg.eval_every >= 0, f"eval_every must be >= 0, got {cfg.eval_every}"),
-        (cfg.checkpoint_every >= 0, f"checkpoint_every must be >= 0, got {cfg.checkpoint_every}"),
-        (cfg.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {cfg.keep_checkpoints}"),
-        (cfg.mode != "lora" or cfg.lora_rank >= 1, f"lora_rank must be >= 1, got {cfg.lora_rank}"),
-        (cfg.mode != "subset" or bool(cfg.trainable), "mode subset needs parameter name prefixes in trainable"),
-        (cfg.num_processes >= 1 and cfg.num_machines >= 1, "num_processes and num_machines must be >= 1"),
-        (cfg.num_processes >= cfg.num_machines, "num_processes counts all machines: it must be >= num_machines"),
-        (0 <= cfg.machine_rank < cfg.num_machines, f"machine_rank must be in 0..{cfg.num_machines - 1}"),
-        (1 <= cfg.main_port <= 65535, f"main_port must be a TCP port, got {cfg.main_port}"),
-    ]
-    for ok, message in rules:
-        if not ok:
-            raise ConfigError(message)
-
-
-def uses_cpu(cfg: FinetuneConfig) -> bool:
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was requested but this machine has no CUDA GPU; use 'cpu' or 'auto'")
-    return cfg.device == "cpu" or not torch.cuda.is_available()
-
-
-def check_config(cfg: FinetuneConfig) -> None:
-    """Refuse a configuration before any work (the launcher calls this before `accelerate launch`)."""
-    check_numbers(cfg)
-    if uses_cpu(cfg) and (cfg.mixed_precision == "fp16" or cfg.dtype == "float16"):
-        raise ConfigError("float16 training needs a GPU; on CPU use float32 or bfloat16")
-    deepspeed_config(cfg)
-    kwargs = base_model_kwargs(cfg.base_model)
-    if kwargs is not None:
-        check_model_kwargs(kwargs, cfg)
-    try:
-        check_schema(cfg.train_data)
-        if cfg.eval_data is not None:
-            check_schema(cfg.eval_data)
-    except InputError as e:
-        raise ConfigError(str(e)) from None
-    if cfg.tracker != "none" and importlib.util.find_spec(cfg.tracker) is None:
-        raise ConfigError(f"tracker {cfg.tracker}: the {cfg.tracker} package is not installed "
-                          f"(install it or use tracker none; metrics.jsonl is always written)")
+from backend.models.source import LM_KWARGS, LM_WEIGHTS, lm_kwargs_of, load_model, torch_dtype
 
 
 # ---------------------------------------------------------------- run-time helpers
@@ -232,7 +97,7 @@ def make_accelerator(cfg: FinetuneConfig, run_dir: Path):  # type: ignore[no-unt
     from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
 
     ds = deepspeed_config(cfg)
-    cpu = uses_cpu(cfg)
+    cpu = on_cpu(cfg, must_exist=True)
     handlers = []
     if cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # Without an explicit gloo backend, N CPU processes each believe they are alone (PITFALLS).
@@ -267,15 +132,11 @@ def prepare_for_zero3(model: torch.nn.Module) -> None:
         set_z3_leaf_modules(model, [ActivationGating])
 
 
-def load_model(cfg: FinetuneConfig) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The base model through moshi's loaders, with its kwargs (saved into every checkpoint)."""
-    from moshi.models import loaders
-
-    kwargs = base_model_kwargs(cfg.base_model)
-    model = load_lm(cfg.base_model, device="cpu", dtype=DTYPES[cfg.dtype])
-    if kwargs is None:  # hub repo: the kwargs that built the model
-        kwargs = loaders.CheckpointInfo.from_hf_repo(cfg.base_model).lm_config or dict(loaders._lm_kwargs)
-    check_model_kwargs({"n_q": model.n_q, "dep_q": model.dep_q, **kwargs, "lora": False}, cfg)
+def training_model(cfg: FinetuneConfig) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The base model ready to train, with its kwargs (saved into every checkpoint)."""
+    kwargs = lm_kwargs_of(cfg.base_model, fetch=True)  # a hub repo's: the config.json that builds the model
+    check_model_kwargs(kwargs, cfg)
+    model = load_model(cfg.base_model, device="cpu", dtype=torch_dtype(cfg.dtype))
     if cfg.activation_checkpointing:  # moshi's `gradient_checkpointing` kwarg sets exactly these flags
         model.transformer.checkpointing = True
         model.depformer.checkpointing = True
@@ -306,7 +167,7 @@ class Trainer:
                               if self.eval_set is not None else [])
 
         self.personas = dataset_personas([cfg.train_data, cfg.eval_data])  # sidecars: dataset/personas.py
-        model, self.lm_kwargs = load_model(cfg)
+        model, self.lm_kwargs = training_model(cfg)
         self.text_card, self.card = model.text_card, model.card
         self.weights = LossWeights(
             variant=cfg.loss_variant, text_pad_weight=cfg.text_pad_weight, semantic_weight=cfg.semantic_weight,
@@ -358,7 +219,7 @@ class Trainer:
 
             if cfg.mode == "lora":
                 state_dict = {k: v for k, v in state_dict.items() if ".lora_A." in k or ".lora_B." in k}
-            weights = "lora.safetensors" if cfg.mode == "lora" else LM_WEIGHTS
+            weights = checkpoints.LORA_WEIGHTS if cfg.mode == "lora" else LM_WEIGHTS
             save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(staging / weights))
             (staging / LM_KWARGS).write_text(json.dumps(self.lm_kwargs, indent=2) + "\n")
             trainer_state = {"step": self.step, "position": self.stream.position.to_dict(),

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import sphn
@@ -33,13 +34,16 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse
 
 from backend.core import config
-from backend.inference.chat_engine import ChatConfig, ChatEngine, FrameOutput
+from backend.inference.chat_config import ChatConfig
 from backend.inference.chat_recording import SessionRecording
 from backend.inference.persona_prompt import VOICES_DIR, check_text_prompt, voice_file
 from backend.core.errors import ConfigError, StudioError
 from backend.models.source import lm_kwargs_of
 from backend.core.spec import FRAME_RATE, FRAME_SIZE, NUM_CODEBOOKS, SAMPLE_RATE
 from backend.core.workspace import Workspace, model_folders
+
+if TYPE_CHECKING:  # torch and moshi load with the first model, not with the server
+    from backend.inference.chat_engine import ChatEngine, FrameOutput
 
 HANDSHAKE, AUDIO, TEXT, META, ERROR = b"\x00", b"\x01", b"\x02", b"\x04", b"\x05"
 # Query parameters of Kyutai's web client that tune sampling, and the engine setting each sets.
@@ -72,7 +76,7 @@ class ChatService:
 
     def __init__(self, cfg: ChatConfig):
         self.cfg = cfg
-        self.engine: ChatEngine | None = None
+        self.engine: "ChatEngine | None" = None
         self._idle = asyncio.Event()  # no conversation holds the model
         self._idle.set()
         self.last_recording: Path | None = None
@@ -80,14 +84,16 @@ class ChatService:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat")  # torch state stays on one thread
         self._load_lock = threading.Lock()
 
-    def configure(self, cfg: ChatConfig) -> ChatEngine:
+    def configure(self, cfg: ChatConfig) -> "ChatEngine":
         """New settings for the next conversations (the Chat tab); loads the models now if they changed."""
         engine = self.load(cfg)
         self.cfg, self.configured = cfg, True
         return engine
 
-    def load(self, cfg: ChatConfig | None = None) -> ChatEngine:
+    def load(self, cfg: ChatConfig | None = None) -> "ChatEngine":
         """The engine for `cfg` (default: the service's); models are reloaded only when they change."""
+        from backend.inference.chat_engine import ChatEngine
+
         cfg = cfg or self.cfg
         with self._load_lock:
             models = ("model", "mimi", "tokenizer", "device", "threads")
@@ -236,7 +242,7 @@ class ChatSession:
             self.frames.put_nowait(self._pending[:FRAME_SIZE])
             self._pending = self._pending[FRAME_SIZE:]
 
-    async def _respond(self, engine: ChatEngine) -> None:
+    async def _respond(self, engine: "ChatEngine") -> None:
         """Steps the engine on the buffered frames, at most in real time, until the session's limit."""
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -245,14 +251,14 @@ class ChatSession:
             # meanwhile its excess input is dropped from the bounded buffer.
             await asyncio.sleep(start + self.stats.frames * FRAME_SIZE / SAMPLE_RATE - loop.time())
             frame = await self.frames.get()
-            out: FrameOutput = await loop.run_in_executor(self.service.executor, engine.step, frame)
+            out: "FrameOutput" = await loop.run_in_executor(self.service.executor, engine.step, frame)
             self.stats.frames += 1
             self.stats.compute_ms = out.compute_ms
             if self.recording is not None:
                 self.recording.add(frame, out.pcm, out.text)
             await self._send(out)
 
-    async def _send(self, out: FrameOutput) -> None:
+    async def _send(self, out: "FrameOutput") -> None:
         if out.pcm is not None:
             opus = self.opus_out.append_pcm(out.pcm)
             if len(opus):

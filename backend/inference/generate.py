@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,10 +36,10 @@ from moshi.utils.compile import CUDAGraphed
 
 from backend.core import config
 from backend.core.atomic import atomic_path, write_text_atomic
-from backend.core.config import option
-from backend.core.errors import ConfigError, InputError, StudioError
-from backend.models.source import load_lm, load_mimi, pick_device
-from backend.core.spec import CARD, DELAYS, EPAD_ID, FRAME_RATE, NUM_CODEBOOKS, PAD_ID, TEXT_CARD, ZERO_TOKEN
+from backend.core.errors import InputError, StudioError
+from backend.inference.generate_config import SUFFIXES, GenerateConfig, output_files
+from backend.models.source import load_mimi, load_model, pick_device, resolve_dtype
+from backend.core.spec import DELAYS, EPAD_ID, FRAME_RATE, NUM_CODEBOOKS, PAD_ID, ZERO_TOKEN
 from backend.finetune.data import Dialogues
 from backend.inference.persona_prompt import batches_by_length, continuation_prefixes
 from backend.dataset.training_view import delayed_input, training_rows
@@ -48,44 +48,6 @@ Progress = Callable[[float, str], None]
 ROWS = 1 + 2 * NUM_CODEBOOKS  # text, Moshi's 8 codebooks, the user's 8
 MOSHI_ROWS = slice(1, 1 + NUM_CODEBOOKS)
 USER_ROWS = slice(1 + NUM_CODEBOOKS, ROWS)
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclass
-class GenerateConfig:
-    model: str = option("models/demo-lm-init", "model folder, training checkpoint (runs/<id>/checkpoints/step-N, "
-                        "full or LoRA) or hub repo id")
-    base_model: str = option("", "LoRA checkpoints: the base model (default: base_model of the checkpoint's run)")
-    dataset: Path = option(Path("dataset"), "Parquet dataset (folder of shards or one .parquet file) holding the "
-                           "reference dialogues")
-    dialogues: list[str] = option([], "dialogue ids to continue (empty: the dataset's first `limit`, or all)")
-    limit: int = option(0, "without dialogue ids: continue the first N dialogues of the dataset (0: all)")
-    main_speaker: Literal["A", "B"] = option("A", "speaker of the dataset that plays Moshi (left channel); the "
-                                             "other is the user (right channel)")
-    start_frame: int = option(0, "first frame of the prompt in the dialogue (12.5 Hz frames)")
-    prompt_frames: int = option(50, "teacher-forced prompt length P in frames (50 = 4 s)")
-    gen_frames: int = option(125, "frames G to generate after the prompt (125 = 10 s); with a dep_q 8 model at "
-                             "most what the reference has left (its user stream is read from it)")
-    text_temperature: float = option(0.7, "text sampling temperature (0: greedy)")
-    text_top_k: int = option(25, "text top-k (0: whole vocabulary)")
-    audio_temperature: float = option(0.8, "audio sampling temperature (0: greedy)")
-    audio_top_k: int = option(250, "audio top-k (0: all 2048 entries)")
-    seed: int = option(0, "sampling seed; each dialogue's generator is seeded from it and the dialogue id")
-    batch_size: int = option(4, "dialogues generated together")
-    device: Literal["auto", "cpu", "cuda"] = option("auto", "where the LM runs (auto: CUDA when available)")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", "LM dtype (auto: bfloat16 on CUDA, "
-                                                                      "float32 on CPU)")
-    cuda_graphs: bool = option(True, "CUDA only: replay each step as a CUDA graph (faster; ignored on CPU)")
-    output: Path | None = option(Path("continuations"), "folder for <dialogue id>.npz (+ .continuation.wav, "
-                                 ".reference.wav, .transcript.json); "
-                                 "none: keep results in memory only")
-    mimi: str = option("", "Mimi to decode with (folder, .safetensors or hub id): writes <id>.continuation.wav "
-                       "and <id>.reference.wav; empty: tokens only")
-    tokenizer: str = option("", "SentencePiece model: writes <id>.transcript.json (timed words of Moshi's text)")
-    text_prompt: str = option("", "persona (PersonaPlex): role text put before every prompt (needs tokenizer)")
-    voice_prompt: str = option("", "persona: voice prompt audio file put before every prompt (needs mimi)")
-    dataset_personas: bool = option(True, "without text_prompt/voice_prompt: each dialogue's stored persona "
-                                    "(the dataset's personas.json) goes before its prompt, as in training")
 
 
 @dataclass
@@ -105,49 +67,6 @@ class Continuation:
 
 
 # ---------------------------------------------------------------- model and sampling
-
-def resolve_dtype(name: str, device: str) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if name == "float16" and not device.startswith("cuda"):
-        raise ConfigError("dtype float16 needs a GPU; on CPU use float32 or bfloat16")
-    return DTYPES[name]
-
-
-def load_model(source: str, base_model: str = "", device: str = "cpu",
-               dtype: torch.dtype = torch.float32) -> LMModel:
-    """The LM of a model folder, of a training checkpoint in any form the trainer writes (full weights,
-    LoRA adapters merged onto their base, DeepSpeed shards: `export.read_checkpoint`) or of a hub id."""
-    from moshi.modules.lora import replace_lora_with_linear
-
-    from backend.models.export import attach_lora, read_checkpoint
-    from backend.models.surgery import build_lm
-
-    from backend.models.personaplex import is_personaplex_folder
-
-    path = Path(source)
-    if path.is_dir() and not is_personaplex_folder(path):
-        ckpt = read_checkpoint(path, base_model)
-        model = build_lm(ckpt.state, ckpt.kwargs, torch.float32, where=source)
-        if ckpt.lora:
-            attach_lora(model, ckpt.lora, ckpt.lora_scaling, source)
-            replace_lora_with_linear(model)
-        model = model.to(device=device, dtype=dtype)
-    else:
-        model = load_lm(source, device=device, dtype=dtype)
-    check_model(model, source)
-    return model.eval()
-
-
-def check_model(model: LMModel, where: str) -> None:
-    """The loop assumes SPEC.md's stream layout: text + 16 audio rows with the training view's delays."""
-    if model.n_q != 2 * NUM_CODEBOOKS or model.dep_q not in (NUM_CODEBOOKS, 2 * NUM_CODEBOOKS):
-        raise InputError(where, f"n_q {model.n_q} / dep_q {model.dep_q}: a Moshi dialogue model has n_q 16 and "
-                                f"dep_q 8 (Moshi's stream) or 16 (both streams)")
-    if list(model.delays) != DELAYS or model.card != CARD or model.text_card != TEXT_CARD:
-        raise InputError(where, f"delays {model.delays}, card {model.card}, text_card {model.text_card}: expected "
-                                f"{DELAYS}, {CARD}, {TEXT_CARD}")
-
 
 def sample(logits: torch.Tensor, temperature: float, top_k: int, uniform: torch.Tensor) -> torch.Tensor:
     """[B, V] logits -> [B] tokens: argmax at temperature 0, else inverse-CDF sampling of the tempered
@@ -243,24 +162,9 @@ def pick_dialogues(data: Dialogues, cfg: GenerateConfig) -> list[int]:
     return list(range(len(data)))[:cfg.limit or None]
 
 
-def check_numbers(cfg: GenerateConfig) -> None:
-    rules = [
-        (cfg.prompt_frames >= 1, f"prompt_frames must be >= 1, got {cfg.prompt_frames}"),
-        (cfg.gen_frames >= 1, f"gen_frames must be >= 1, got {cfg.gen_frames}"),
-        (cfg.start_frame >= 0, f"start_frame must be >= 0, got {cfg.start_frame}"),
-        (cfg.batch_size >= 1, f"batch_size must be >= 1, got {cfg.batch_size}"),
-        (cfg.limit >= 0, f"limit must be >= 0, got {cfg.limit}"),
-        (cfg.text_temperature >= 0 and cfg.audio_temperature >= 0, "temperatures must be >= 0"),
-        (cfg.text_top_k >= 0 and cfg.audio_top_k >= 0, "top-k values must be >= 0"),
-    ]
-    for ok, message in rules:
-        if not ok:
-            raise ConfigError(message)
-
-
 def generate(cfg: GenerateConfig, progress: Progress | None = None) -> list[Continuation]:
     """Continue the chosen dialogues; writes their files under cfg.output (unless None) and returns them."""
-    check_numbers(cfg)
+    config.check_numbers(cfg)
     report = progress or (lambda fraction, message: None)
     data = Dialogues(cfg.dataset)
     chosen = pick_dialogues(data, cfg)
@@ -349,19 +253,6 @@ def timed_transcript(text_row: Sequence[int], sp: Any, pad_id: int = PAD_ID,
             groups[-1] = (ids + [token], begin, frame)
     words = [(sp.decode(ids).strip(), begin, end) for ids, begin, end in groups]
     return [{"word": w, "start": begin / FRAME_RATE, "end": (end + 1) / FRAME_RATE} for w, begin, end in words if w]
-
-
-# The files of one continuation: <output>/<dialogue id><suffix> (ids are `<prefix>/<name>`: one
-# sub-folder per prefix).
-SUFFIXES = {"tokens": ".npz", "wav": ".continuation.wav", "reference_wav": ".reference.wav",
-            "transcript": ".transcript.json"}
-
-
-def output_files(output: Path, dialogue_id: str) -> dict[str, Path]:
-    if Path(dialogue_id).is_absolute() or ".." in Path(dialogue_id).parts or not dialogue_id.strip():
-        raise InputError(output, f"dialogue id {dialogue_id!r} cannot name a file inside the output folder")
-    stem = output / dialogue_id
-    return {key: stem.with_name(stem.name + suffix) for key, suffix in SUFFIXES.items()}
 
 
 def save_continuation(c: Continuation, path: Path) -> Path:

@@ -21,7 +21,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from moshi.models import loaders
@@ -31,16 +31,15 @@ from backend.core import config
 from backend.core.atomic import atomic_dir, write_text_atomic
 from backend.core.config import option
 from backend.core.errors import ConfigError, InputError, StudioError
-from backend.models.surgery import (DTYPES, State, base_kwargs, build_lm, check_replaceable, read_kwargs, resize_depformer,
-                         source_kwargs)
-from backend.models.source import LM_KWARGS, LM_WEIGHTS, load_lm
+from backend.finetune.checkpoints import ACCELERATE_STATE, CHECKPOINTS, LORA_WEIGHTS, TRAINER_STATE
+from backend.finetune.run_folder import CONFIG_FILE, EXPORTS_DIR
+from backend.models.surgery import (State, base_kwargs, build_lm, check_replaceable, resize_depformer,
+                                    source_kwargs)
+from backend.models.source import LM_KWARGS, LM_WEIGHTS, Dtype, load_lm, read_lm_kwargs, torch_dtype
 from backend.core.spec import NUM_CODEBOOKS
 
-LORA_WEIGHTS = "lora.safetensors"
 SERVE_CONFIG = "config.json"
 EXPORT_CONFIG = "export_config.json"
-TRAINER_STATE = "trainer_state.json"
-ACCELERATE_STATE = "accelerate_state"
 
 
 @dataclass
@@ -51,7 +50,7 @@ class ExportConfig:
     clean: bool = option(True, "for serving: keep Moshi's 8 depformer steps only (drop the user stream)")
     merge_lora: bool = option(True, "LoRA checkpoints: merge the adapters into the weights (config says "
                               "lora false); off: keep lora.safetensors beside the base weights")
-    dtype: Literal["bfloat16", "float32", "float16"] = option("bfloat16", "dtype of the written weights")
+    dtype: Dtype = option("bfloat16", "dtype of the written weights")
     base_model: str = option("", "LoRA checkpoints: the base model folder or hub id (default: base_model of "
                              "trainer_state.json or of the run's config.json)")
 
@@ -67,15 +66,15 @@ class Checkpoint:
 
 
 def default_output(checkpoint: Path) -> Path:
-    if checkpoint.parent.name == "checkpoints":
-        return checkpoint.parent.parent / "exports" / checkpoint.name
+    if checkpoint.parent.name == CHECKPOINTS:
+        return checkpoint.parent.parent / EXPORTS_DIR / checkpoint.name
     return checkpoint.with_name(checkpoint.name + "-export")
 
 
 def _setting(folder: Path, key: str) -> Any:
     """`key` from the checkpoint's own JSON files, else from its run's config.json (runs/<id>/config.json)."""
     for file in (folder / SERVE_CONFIG, folder / LM_KWARGS, folder / TRAINER_STATE,
-                 folder.parent.parent / "config.json"):
+                 folder.parent.parent / CONFIG_FILE):
         try:
             values = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -161,7 +160,7 @@ def read_checkpoint(folder: Path, base_model: str = "") -> Checkpoint:
         raise InputError(folder, "no such checkpoint folder")
     if not (folder / LM_KWARGS).is_file():
         raise InputError(folder, f"not a checkpoint or model folder: {LM_KWARGS} is missing")
-    kwargs = base_kwargs(read_kwargs(folder))
+    kwargs = base_kwargs(read_lm_kwargs(folder))
     lora: State = {}
     if (folder / LM_WEIGHTS).is_file():
         state = _load_file(folder / LM_WEIGHTS)
@@ -221,7 +220,7 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
     if cfg.clean and int(kwargs["dep_q"]) > NUM_CODEBOOKS:
         lora, _ = resize_depformer(lora, kwargs, NUM_CODEBOOKS)
         state, kwargs = resize_depformer(state, kwargs, NUM_CODEBOOKS)
-    dtype = DTYPES[cfg.dtype]
+    dtype = torch_dtype(cfg.dtype)
     # Built (and merged) in float32, cast only when written: a bf16 merge would round W + s * B @ A twice.
     model = build_lm(state, kwargs, torch.float32, where=str(cfg.checkpoint))
     if lora:

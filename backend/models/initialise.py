@@ -10,40 +10,20 @@
 """
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 
 from backend.core import config
 from backend.core.atomic import atomic_dir
-from backend.core.config import option
 from backend.core.errors import StudioError
-from backend.models.surgery import (DTYPES, build_lm, check_replaceable, count, is_hub_id, read_kwargs, resample_rows,
-                         resize_depformer, safetensors_shapes, source_kwargs)
-from backend.models.source import LM_WEIGHTS, load_lm, save_lm
-from backend.core.spec import EPAD_ID, PAD_ID, TEXT_CARD
+from backend.models.surgery import (build_lm, check_replaceable, count, resample_rows, resize_depformer,
+                                    safetensors_shapes, source_kwargs)
+from backend.models.init_config import InitConfig
+from backend.models.source import LM_WEIGHTS, is_hub_id, load_lm, read_lm_kwargs, save_lm, torch_dtype
 
 INIT_CONFIG = "init_config.json"
 TEXT_EMBEDDINGS = ("text_emb.weight", "depformer_text_emb.weight")
-
-
-@dataclass
-class InitConfig:
-    source: str = option("models/demo-lm", "LM to start from: a model folder (model.safetensors + "
-                         "moshi_lm_kwargs.json) or a hub repo id such as kyutai/moshiko-pytorch-bf16")
-    output: Path = option(Path("models/demo-lm-init"), "model folder to write (replaced if it is a model folder)")
-    user_stream: bool = option(True, "model the user's audio too: depformer dep_q 8 -> 16, the new steps copied "
-                               "from Moshi's own")
-    reinit_text_embeddings: bool = option(False, "re-initialise the text embeddings (text_emb, depformer_text_emb) "
-                                          "for a new tokenizer, sampling from the existing rows' mean/covariance")
-    keep_text_ids: list[int] = option([EPAD_ID, PAD_ID, TEXT_CARD], "text ids whose embedding rows are kept on "
-                                      "re-initialisation (EPAD, PAD and the initial token, as J-Moshi)")
-    reinit_cov_scale: float = option(1e-5, "covariance scale of the re-initialised rows (J-Moshi: 1e-5; 1: the "
-                                     "full spread of the existing rows)")
-    dtype: Literal["float32", "bfloat16", "float16"] = option("float32", "parameter dtype of the written model")
-    seed: int = option(0, "seed of the re-initialisation")
 
 
 def init_model(cfg: InitConfig) -> Path:
@@ -53,7 +33,7 @@ def init_model(cfg: InitConfig) -> Path:
     else:
         check_replaceable(cfg.output)
     kwargs = source_kwargs(cfg.source)  # checks a local folder before any weights are read
-    dtype = DTYPES[cfg.dtype]
+    dtype = torch_dtype(cfg.dtype)
     state = load_lm(cfg.source, dtype=dtype).state_dict()
     dep_q, n_q = int(kwargs["dep_q"]), int(kwargs["n_q"])
     if cfg.user_stream and dep_q < n_q:  # dep_q == n_q: the user stream is already modelled
@@ -78,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    kwargs, n = read_kwargs(out), count(safetensors_shapes(out / LM_WEIGHTS))
+    kwargs, n = read_lm_kwargs(out), count(safetensors_shapes(out / LM_WEIGHTS))
     print(f"wrote {out}: dep_q {kwargs['dep_q']}, {n / 1e6:.1f} M parameters, dtype {cfg.dtype}")
     return 0
 

@@ -1,41 +1,159 @@
 """Where models come from: the tiny demo presets, local files or a hub repo, always through
-the `moshi` package's own loaders so that the 7B path is the same code with other weights."""
+the `moshi` package's own loaders so that the 7B path is the same code with other weights. Also the facts
+about model folders that the torch-free parts need (file names, hub ids, dtypes, LM kwargs, the device
+rule): importing this module loads neither torch nor moshi, each function imports them when it runs."""
+
+from __future__ import annotations
 
 import copy
 import functools
 import json
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-import torch
-from moshi.models import loaders
-from moshi.models.compression import MimiModel
-from moshi.models.lm import LMModel
-
-from backend.core.paths import ASSETS
 from backend.core.atomic import atomic_path, write_text_atomic
-from backend.core.errors import ConfigError
+from backend.core.errors import ConfigError, InputError
+from backend.core.paths import ASSETS
+from backend.core.spec import CARD, DELAYS, NUM_CODEBOOKS, TEXT_CARD
+
+if TYPE_CHECKING:
+    import torch
+    from moshi.models.compression import MimiModel
+    from moshi.models.lm import LMModel
 
 # The demo codec trained by backend.demo.codec_training (issue: audible offline demo), shipped in the repo.
 DEMO_MIMI_ASSET = ASSETS / "demo_mimi"
-DEFAULT_REPO = loaders.DEFAULT_REPO  # kyutai/moshiko-pytorch-bf16
 MIMI_WEIGHTS = "mimi.safetensors"
 MIMI_CONFIG = "mimi_config.json"
 LM_WEIGHTS = "model.safetensors"
 LM_KWARGS = "moshi_lm_kwargs.json"
+Dtype = Literal["float32", "bfloat16", "float16"]  # parameter dtypes, named as torch names them
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+def __getattr__(name: str) -> Any:
+    """DEFAULT_REPO (kyutai/moshiko-pytorch-bf16) is moshi's own constant, read when first asked for."""
+    if name == "DEFAULT_REPO":
+        from moshi.models import loaders
+
+        return loaders.DEFAULT_REPO
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    if name not in get_args(Dtype):
+        raise ConfigError(f"dtype: {name!r} is not one of {', '.join(get_args(Dtype))}")
+    import torch
+
+    return getattr(torch, name)
+
+
+def resolve_dtype(name: str, device: str) -> torch.dtype:
+    """An inference dtype: 'auto' is bfloat16 on CUDA, float32 on CPU; float16 needs a GPU."""
+    if name == "auto":
+        name = "bfloat16" if device.startswith("cuda") else "float32"
+    if name == "float16" and not device.startswith("cuda"):
+        raise ConfigError("dtype float16 needs a GPU; on CPU use float32 or bfloat16")
+    return torch_dtype(name)
+
+
+def pick_device(requested: str = "auto", must_exist: bool = True) -> str:
+    """The one device rule: 'auto' is CUDA when this machine has a GPU, else CPU. An explicit 'cuda' without
+    a GPU is an error, unless `must_exist` is False (a command previewed here for GPU nodes)."""
+    if requested == "cpu":
+        return requested
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if must_exist and requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was requested but this machine has no CUDA GPU; use 'cpu' or 'auto'")
+    return requested
+
+
+def is_hub_id(source: str | Path) -> bool:
+    """`owner/name` that is not a local path (hub ids are looked up only when nothing local matches)."""
+    text = str(source)
+    return _HUB_ID.fullmatch(text) is not None and not text.startswith(".") and not Path(text).exists()
+
+
+def moshi_lm_kwargs() -> dict[str, Any]:
+    """Moshi 7B's LMModel kwargs: a copy of moshi's private module-level dict (never edit that in place)."""
+    from moshi.models import loaders
+
+    return copy.deepcopy(loaders._lm_kwargs)
+
+
+def read_lm_kwargs(folder: str | Path) -> dict[str, Any]:
+    """The LMModel kwargs of a model or checkpoint folder (its moshi_lm_kwargs.json)."""
+    file = Path(folder) / LM_KWARGS
+    if not file.is_file():
+        raise InputError(folder, f"not a model folder: {LM_KWARGS} is missing (make one with the init stage)")
+    try:
+        kwargs = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        raise InputError(file, f"cannot read the LM kwargs ({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(kwargs, dict) or "dep_q" not in kwargs or "n_q" not in kwargs:
+        raise InputError(file, "not LMModel kwargs (needs at least n_q and dep_q)")
+    return kwargs
+
+
+def lm_kwargs_of(source: str | Path, fetch: bool = False) -> dict[str, Any]:
+    """The LMModel kwargs of a source: a model or checkpoint folder's own; for a hub repo id its config.json
+    when `fetch` (a download), else Moshi 7B's (moshiko's architecture, no network); PersonaPlex's repo or a
+    folder in its layout: models/personaplex.py."""
+    from backend.models import personaplex
+
+    if personaplex.is_personaplex(source):
+        return personaplex.personaplex_kwargs(source)
+    if Path(source).is_dir():
+        return read_lm_kwargs(source)
+    if not is_hub_id(source):
+        raise ConfigError(f"{source}: neither a model folder ({LM_WEIGHTS} + {LM_KWARGS}) nor a hub repo id "
+                          "such as kyutai/moshiko-pytorch-bf16")
+    if not fetch:
+        return moshi_lm_kwargs()
+    from moshi.models import loaders
+
+    try:
+        info = loaders.CheckpointInfo.from_hf_repo(str(source))
+    except Exception as e:  # huggingface_hub raises many types (offline, missing repo, auth)
+        raise InputError(source, f"no such local model folder, and the hub repo could not be read ({e})") from None
+    return copy.deepcopy(info.lm_config) if info.lm_config else moshi_lm_kwargs()
+
+
+def check_layout(kwargs: dict[str, Any], where: str | Path) -> None:
+    """SPEC.md's stream layout: text + 16 audio rows (Moshi's 8, the user's 8) with the training view's
+    delays and cards; the depformer predicts Moshi's 8 codebooks or both streams' 16."""
+    n_q, dep_q = kwargs.get("n_q"), kwargs.get("dep_q")
+    if n_q != 2 * NUM_CODEBOOKS or dep_q not in (NUM_CODEBOOKS, 2 * NUM_CODEBOOKS):
+        raise InputError(where, f"n_q {n_q} / dep_q {dep_q}: a Moshi dialogue model has n_q 16 (Moshi's 8 audio "
+                                f"streams + the user's 8) and dep_q 8 (Moshi's stream) or 16 (both streams)")
+    delays, card, text_card = list(kwargs.get("delays") or []), kwargs.get("card"), kwargs.get("text_card")
+    if delays != DELAYS or card != CARD or text_card != TEXT_CARD:
+        raise InputError(where, f"delays {delays}, card {card}, text_card {text_card}: expected "
+                                f"{DELAYS}, {CARD}, {TEXT_CARD}")
 
 
 def tiny_lm_kwargs() -> dict[str, Any]:
     """SPEC.md's tiny LM: the real stream layout (n_q 16, dep_q 8, cards, delays), ~8.4 M parameters."""
-    kwargs = copy.deepcopy(loaders._lm_kwargs)  # a module-level dict: never edit it in place
+    kwargs = moshi_lm_kwargs()
     kwargs.update(dim=64, num_heads=4, num_layers=2, depformer_dim=32, depformer_dim_feedforward=132,
                   depformer_num_heads=2, depformer_num_layers=1)
     return kwargs
 
 
+def _moshi_mimi_config() -> dict[str, Any]:
+    """The full Mimi's config: a copy of moshi's private module-level dict."""
+    from moshi.models import loaders
+
+    return copy.deepcopy(loaders._mimi_config)
+
+
 def tiny_mimi_config() -> dict[str, Any]:
     """SPEC.md's tiny Mimi: 24 kHz, 12.5 Hz, 1920-sample frames, 8 x 2048 codebooks, ~0.25 M parameters."""
-    cfg = copy.deepcopy(loaders._mimi_config)
+    cfg = _moshi_mimi_config()
     cfg["seanet"].update(dimension=64, n_filters=4)
     cfg["quantizer"].update(dimension=16, input_dimension=64, output_dimension=64)
     cfg["transformer"].update(d_model=64, num_layers=1, num_heads=4, dim_feedforward=256,
@@ -47,7 +165,7 @@ def demo_mimi_config(n_filters: int = 16, dimension: int = 128, layers: int = 1)
     """The trained demo codec's architecture (assets/demo_mimi): SPEC.md's frame layout (24 kHz,
     12.5 Hz, 1920-sample frames, 8 x 2048 codebooks) with a small SEANet and one transformer layer,
     so that streaming encode + decode of one frame stays well inside 80 ms on two CPU cores."""
-    cfg = copy.deepcopy(loaders._mimi_config)
+    cfg = _moshi_mimi_config()
     cfg["seanet"].update(dimension=dimension, n_filters=n_filters)
     cfg["quantizer"].update(n_q=8, dimension=32, input_dimension=dimension, output_dimension=dimension)
     cfg["transformer"].update(d_model=dimension, num_layers=layers, num_heads=4, dim_feedforward=4 * dimension,
@@ -61,6 +179,8 @@ def randomize_codebooks(mimi: MimiModel, seed: int) -> None:
     A fresh `MimiModel` has all-zero codebooks (they are filled by k-means in training), so every
     frame would encode to token 0; random entries make random weights produce varied tokens.
     """
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
     for name, buf in mimi.named_buffers():
         if name.endswith("embedding_sum"):
@@ -78,6 +198,9 @@ def randomize_codebooks(mimi: MimiModel, seed: int) -> None:
 
 def random_mimi(config: dict[str, Any] | None = None, seed: int = 0, device: str = "cpu") -> MimiModel:
     """A randomly initialised Mimi of `config` (full size when None) with random codebooks."""
+    import torch
+    from moshi.models import loaders
+
     torch.manual_seed(seed)
     mimi = loaders.get_mimi(None, mimi_config=config, device=device)
     randomize_codebooks(mimi, seed)
@@ -108,6 +231,8 @@ def save_mimi(mimi: MimiModel, config: dict[str, Any], directory: str | Path, ha
 def load_mimi(source: str | Path, device: str = "cpu", num_codebooks: int = 8) -> MimiModel:
     """Mimi from a model directory (mimi.safetensors + mimi_config.json), a local safetensors file
     (full-size config, or a mimi_config.json beside it), or a hub repo id such as kyutai/moshiko-pytorch-bf16."""
+    from moshi.models import loaders
+
     from backend.models import personaplex
 
     path = Path(source)
@@ -128,26 +253,15 @@ def load_mimi(source: str | Path, device: str = "cpu", num_codebooks: int = 8) -
     return loaders.get_mimi(weights, mimi_config=config, device=device, num_codebooks=num_codebooks)
 
 
-def is_hub_id(source: str | Path) -> bool:
-    """`owner/name` that is not a local path (hub ids are looked up only when nothing local matches)."""
-    text = str(source)
-    return text.count("/") == 1 and not text.startswith((".", "/", "~")) and not Path(text).exists()
+def load_lm(source: str | Path, device: str = "cpu", dtype: torch.dtype | None = None) -> LMModel:
+    """LM from a model directory (model.safetensors + moshi_lm_kwargs.json) or a hub repo id (float32 unless
+    `dtype` is given)."""
+    import torch
+    from moshi.models import loaders
 
-
-def pick_device(requested: str = "auto") -> str:
-    """'auto' means CUDA when available, else CPU; an explicit 'cuda' without a GPU is an error."""
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was requested but this machine has no CUDA GPU; use 'cpu' or 'auto'")
-    return requested
-
-
-def load_lm(source: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> LMModel:
-    """LM from a model directory (model.safetensors + moshi_lm_kwargs.json) or a hub repo id; PersonaPlex's repo
-    or a copy of it by models/personaplex.py."""
     from backend.models import personaplex
 
+    dtype = dtype or torch.float32
     if personaplex.is_personaplex(source):
         return personaplex.load_personaplex(source, device=device, dtype=dtype)
     path = Path(source)
@@ -171,16 +285,30 @@ def cached_mimi(source: str, device: str = "cpu") -> MimiModel:
     return load_mimi(source, device=device)
 
 
-def lm_kwargs_of(source: str | Path) -> dict[str, Any]:
-    """The LMModel kwargs of a model folder; for a hub id, moshi's 7B defaults (read without downloading)."""
-    from backend.models import personaplex
+def load_model(source: str | Path, base_model: str = "", device: str = "cpu",
+               dtype: torch.dtype | None = None) -> LMModel:
+    """The LM of a model folder, of a training checkpoint in any form the trainer writes (full weights,
+    LoRA adapters merged onto their base, DeepSpeed shards: `export.read_checkpoint`) or of a hub id, in
+    eval mode; its stream layout is checked (`check_layout`)."""
+    import torch
+    from moshi.modules.lora import replace_lora_with_linear
 
-    if personaplex.is_personaplex(source):
-        return personaplex.personaplex_kwargs(source)
-    path = Path(source)
-    if path.is_dir():
-        kwargs_file = path / LM_KWARGS
-        if not kwargs_file.exists():
-            raise ConfigError(f"{path}: no {LM_KWARGS} in this model directory")
-        return json.loads(kwargs_file.read_text())
-    return copy.deepcopy(loaders._lm_kwargs)
+    from backend.models.export import attach_lora, read_checkpoint
+    from backend.models.personaplex import is_personaplex_folder
+    from backend.models.surgery import build_lm
+
+    dtype = dtype or torch.float32
+    if Path(source).is_dir() and not is_personaplex_folder(source):
+        ckpt = read_checkpoint(Path(source), base_model)
+        # LoRA merges in float32 (a bf16 merge would round W + s * B @ A twice); without adapters the weights
+        # are cast once, as they are read.
+        model = build_lm(ckpt.state, ckpt.kwargs, torch.float32 if ckpt.lora else dtype, where=str(source))
+        if ckpt.lora:
+            attach_lora(model, ckpt.lora, ckpt.lora_scaling, str(source))
+            replace_lora_with_linear(model)
+        model = model.to(device=device, dtype=dtype)
+    else:
+        model = load_lm(source, device=device, dtype=dtype)
+    check_layout({"n_q": model.n_q, "dep_q": model.dep_q, "delays": list(model.delays), "card": model.card,
+                  "text_card": model.text_card}, source)
+    return model.eval()

@@ -12,7 +12,6 @@ and `gating.{i}`. The layer norms (`norm1`, `norm2`) are shared by all steps.
 """
 
 import copy
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from moshi.models import loaders
 from moshi.models.lm import LMModel
 
 from backend.core.errors import ConfigError, InputError
-from backend.models.source import LM_KWARGS, LM_WEIGHTS
+from backend.models.source import LM_KWARGS, LM_WEIGHTS, lm_kwargs_of, moshi_lm_kwargs
 
 State = dict[str, torch.Tensor]
 
@@ -165,30 +164,6 @@ def resample_rows(weight: torch.Tensor, keep_ids: list[int], generator: torch.Ge
     return new
 
 
-def is_hub_id(source: str) -> bool:
-    """owner/name, not an existing local path."""
-    return re.fullmatch(r"[\w.-]+/[\w.-]+", source) is not None and not Path(source).exists() \
-        and not source.startswith(".")
-
-
-def check_model_dir(path: Path) -> None:
-    if not path.is_dir():
-        raise InputError(path, "no such model directory")
-    for name in (LM_WEIGHTS, LM_KWARGS):
-        if not (path / name).is_file():
-            raise InputError(path, f"not a model directory: {name} is missing")
-
-
-def read_kwargs(path: Path) -> dict[str, Any]:
-    try:
-        kwargs = json.loads((path / LM_KWARGS).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise InputError(path / LM_KWARGS, f"cannot read the LM kwargs ({e})") from None
-    if not isinstance(kwargs, dict) or "dep_q" not in kwargs or "n_q" not in kwargs:
-        raise InputError(path / LM_KWARGS, "not LMModel kwargs (needs at least n_q and dep_q)")
-    return kwargs
-
-
 def safetensors_shapes(file: Path) -> dict[str, tuple[int, ...]]:
     """Names and shapes in a safetensors file without reading the tensors."""
     from safetensors import safe_open
@@ -201,21 +176,16 @@ def safetensors_shapes(file: Path) -> dict[str, tuple[int, ...]]:
 
 
 def source_kwargs(source: str) -> dict[str, Any]:
-    """LMModel kwargs of a model directory or a hub repo (its config.json; Moshi 7B's when absent)."""
+    """LMModel kwargs of a model folder, checked against its weights' names and shapes before any weight is
+    read, or of a hub repo (its config.json; Moshi 7B's when absent)."""
     from backend.models import personaplex
 
-    if personaplex.is_personaplex(source):
-        return personaplex.personaplex_kwargs(source)
-    if is_hub_id(source):
-        try:
-            info = loaders.CheckpointInfo.from_hf_repo(source)
-        except Exception as e:  # huggingface_hub raises many types (offline, missing repo, auth)
-            raise InputError(source, f"no such local model folder, and the hub repo could not be read ({e})") from None
-        return copy.deepcopy(info.lm_config or loaders._lm_kwargs)
-    path = Path(source)
-    check_model_dir(path)
-    kwargs = read_kwargs(path)
-    check_shapes(safetensors_shapes(path / LM_WEIGHTS), shapes_of(meta_lm(kwargs).state_dict()), str(path / LM_WEIGHTS))
+    kwargs = lm_kwargs_of(source, fetch=True)
+    weights = Path(source) / LM_WEIGHTS
+    if Path(source).is_dir() and not personaplex.is_personaplex(source):  # its loader adapts dep_q 8 weights
+        if not weights.is_file():
+            raise InputError(source, f"not a model folder: {LM_WEIGHTS} is missing")
+        check_shapes(safetensors_shapes(weights), shapes_of(meta_lm(kwargs).state_dict()), str(weights))
     return kwargs
 
 
@@ -235,7 +205,7 @@ def parameter_report(kwargs: dict[str, Any] | None = None, user_dep_q: int = 16)
     Extends the architecture to `user_dep_q` steps with `resize_depformer`, checks names and shapes
     against a fresh LMModel(dep_q=user_dep_q), cleans back and checks against the original. Returns the
     parameter counts; raises InputError on any mismatch."""
-    kwargs = copy.deepcopy(loaders._lm_kwargs if kwargs is None else kwargs)
+    kwargs = moshi_lm_kwargs() if kwargs is None else copy.deepcopy(kwargs)
     base = meta_lm(kwargs).state_dict()
     grown, grown_kwargs = resize_depformer(base, kwargs, user_dep_q)
     fresh = shapes_of(meta_lm(grown_kwargs).state_dict())
@@ -246,9 +216,6 @@ def parameter_report(kwargs: dict[str, Any] | None = None, user_dep_q: int = 16)
         raise InputError("clean", f"kwargs differ after extend + clean: {clean_kwargs} vs {kwargs}")
     return {"base": count(shapes_of(base)), "init": count(shapes_of(grown)), "fresh": count(fresh),
             "clean": count(shapes_of(cleaned)), "added": count(shapes_of(grown)) - count(shapes_of(base))}
-
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def check_replaceable(output: Path, *sources: Path) -> None:

@@ -1,0 +1,57 @@
+"""`moshi-studio <stage> [settings...]`: the one command of every stage (installed by pyproject.toml's
+[project.scripts]; `python -m backend.cli` is the same). Each stage is its module's own `main(argv)`, so
+`python -m backend.<package>.<module>` keeps working and `moshi-studio <stage> --help` lists its settings.
+A new stage is one line in STAGES."""
+
+import argparse
+import importlib
+import sys
+from typing import NamedTuple
+
+
+class Stage(NamedTuple):
+    module: str  # imported only when the stage runs: most stages load torch
+    summary: str
+
+
+STAGES: dict[str, Stage] = {
+    "workspace": Stage("backend.demo.workspace", "create the offline demo workspace (init-demo DIR) or show one "
+                                                 "(show DIR)"),
+    "validate": Stage("backend.data.validate", "check dialogues (stereo audio + word transcript), with reasons"),
+    "tokenize-audio": Stage("backend.dataset.tokenize_audio", "stereo dialogue audio -> Mimi tokens"),
+    "tokenize-text": Stage("backend.dataset.tokenize_text", "word transcripts -> per-frame text tokens"),
+    "build-dataset": Stage("backend.dataset.build", "merge audio and text tokens into the Parquet dataset"),
+    "timeline": Stage("backend.dataset.timeline", "show the token timeline of one dataset row"),
+    "init": Stage("backend.models.initialise", "turn a Moshi LM into the model a fine-tune starts from"),
+    "runs": Stage("backend.finetune.runs", "fine-tune runs: start, list, show, abort, resume"),
+    "export": Stage("backend.models.export", "export a training checkpoint for serving"),
+    "generate": Stage("backend.inference.generate", "prompted continuations of dataset dialogues"),
+    "turn-taking": Stage("backend.inference.turn_taking", "turn-taking statistics of stereo dialogues"),
+    "chat-server": Stage("backend.inference.chat_server", "serve /api/chat (moshi's protocol) without the studio"),
+    "demo-dialogues": Stage("backend.demo.dialogues", "synthesize the demo dialogues (assets/demo, developers)"),
+    "codec-training": Stage("backend.demo.codec_training", "train the demo codec (assets/demo_mimi, developers)"),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    width = max(map(len, STAGES))
+    table = "\n".join(f"  {name:<{width}}  {stage.summary}" for name, stage in STAGES.items())
+    p = argparse.ArgumentParser(
+        prog="moshi-studio", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Moshi Studio's stages from the command line (the studio itself: python launch.py).",
+        epilog=f"stages:\n{table}\n\n`moshi-studio <stage> --help` lists a stage's settings. The trainer is started "
+               f"by `runs start` (accelerate launch -m backend.finetune.trainer).")
+    p.add_argument("stage", choices=STAGES, metavar="<stage>", help="one of the stages below")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    name = parser().parse_args(argv[:1]).stage  # --help, a missing or an unknown stage end here
+    stage = STAGES[name]
+    sys.argv[0] = f"moshi-studio {name}"  # argparse names the program after argv[0] in usage and errors
+    return importlib.import_module(stage.module).main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

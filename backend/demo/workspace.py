@@ -1,0 +1,105 @@
+"""The offline demo workspace: the demo dialogues, the trained demo codec (or a tiny random one), the tiny
+random LM, a small tokenizer, and settings pointing at them.
+
+    moshi-studio workspace init-demo DIR     (python -m backend.demo.workspace init-demo DIR)
+    moshi-studio workspace show DIR
+"""
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from backend.core.atomic import atomic_path
+from backend.core.errors import ConfigError, StudioError
+from backend.core.workspace import Workspace, WorkspaceSettings, describe_workspace, open_workspace
+from backend.demo.dialogues import DEMO_DIR, demo_sentences
+from backend.models.source import (DEMO_MIMI_ASSET, LM_KWARGS, LM_WEIGHTS, MIMI_CONFIG, MIMI_WEIGHTS, random_mimi,
+                                   save_lm, save_mimi, tiny_lm_kwargs, tiny_mimi_config)
+
+if TYPE_CHECKING:  # torch and moshi load only when models are built
+    from moshi.models.lm import LMModel
+
+DEMO_SEED = 0
+# Big enough for the demo words' pieces plus the 256 byte-fallback pieces, small enough to train on the ~160 demo words.
+DEMO_VOCAB_SIZE = 400
+
+
+def copy_demo_dialogues(raw: Path) -> list[Path]:
+    """Copy assets/demo's dialogues into `raw` (files already there are kept)."""
+    sources = sorted(p for p in DEMO_DIR.iterdir() if p.suffix in (".flac", ".json"))
+    if not sources:
+        raise ConfigError(f"{DEMO_DIR}: the demo dialogues are missing (python -m backend.demo.dialogues)")
+    for src in sources:
+        target = raw / src.name
+        if not target.exists():
+            with atomic_path(target) as tmp:
+                shutil.copyfile(src, tmp)
+    return [raw / p.name for p in sources]
+
+
+def build_demo_mimi(directory: Path, random_codec: bool = False) -> None:
+    """The trained demo codec (assets/demo_mimi, see backend.demo.codec_training), or with `random_codec` the
+    tiny random Mimi: the same frame layout, ten times faster, but everything it decodes is noise."""
+    if random_codec:
+        cfg = tiny_mimi_config()
+        save_mimi(random_mimi(cfg, seed=DEMO_SEED), cfg, directory)
+        return
+    for name in (MIMI_WEIGHTS, MIMI_CONFIG):
+        with atomic_path(directory / name) as tmp:
+            shutil.copyfile(DEMO_MIMI_ASSET / name, tmp)
+
+
+def demo_lm() -> "LMModel":
+    """The demo LM: SPEC.md's tiny LM with weights drawn from a fixed seed (same on every machine)."""
+    import torch
+    from moshi.models.loaders import get_moshi_lm
+
+    torch.manual_seed(DEMO_SEED)
+    return get_moshi_lm(None, lm_kwargs=tiny_lm_kwargs(), dtype=torch.float32)
+
+
+def build_demo_lm(directory: Path) -> None:
+    save_lm(demo_lm(), tiny_lm_kwargs(), directory)
+
+
+def create_demo_workspace(path: str | Path, random_codec: bool = False) -> Workspace:
+    """Create (or complete) a demo workspace: the demo dialogues, the trained demo codec (or the tiny random
+    one), the tiny random LM, a small tokenizer and settings pointing at them. Whatever is already there is reused, so a second call
+    is cheap; each file is written atomically, so an interrupted call is finished by the next one."""
+    from backend.dataset.spm import train_spm
+
+    ws = Workspace(Path(path).resolve(), WorkspaceSettings())
+    for folder in ws.folders():
+        folder.mkdir(parents=True, exist_ok=True)
+    copy_demo_dialogues(ws.raw)
+    # A model folder counts as built only with both of its files (an interrupted save leaves one).
+    if not all((ws.demo_mimi / f).exists() for f in (MIMI_WEIGHTS, MIMI_CONFIG)):
+        build_demo_mimi(ws.demo_mimi, random_codec)
+    if not all((ws.demo_lm / f).exists() for f in (LM_WEIGHTS, LM_KWARGS)):
+        build_demo_lm(ws.demo_lm)
+    if not ws.demo_tokenizer.exists():
+        train_spm(demo_sentences(), ws.demo_tokenizer, vocab_size=DEMO_VOCAB_SIZE)
+    if ws.settings_file.exists():
+        return open_workspace(ws.root)  # keep the user's choices
+    return ws.with_settings(ws.settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Create an offline demo workspace, or inspect a workspace.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("init-demo", help="create (or complete) an offline demo workspace").add_argument("dir", type=Path)
+    sub.add_parser("show", help="print a workspace's settings and contents").add_argument("dir", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        ws = create_demo_workspace(args.dir) if args.command == "init-demo" else open_workspace(args.dir)
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(describe_workspace(ws))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

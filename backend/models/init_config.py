@@ -1,0 +1,26 @@
+"""The init stage's config, torch-free: the studio builds its form without loading torch (the stage itself
+is backend.models.initialise)."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from backend.core.config import option
+from backend.core.spec import EPAD_ID, PAD_ID, TEXT_CARD
+from backend.models.source import Dtype
+
+
+@dataclass
+class InitConfig:
+    source: str = option("models/demo-lm", "LM to start from: a model folder (model.safetensors + "
+                         "moshi_lm_kwargs.json) or a hub repo id such as kyutai/moshiko-pytorch-bf16")
+    output: Path = option(Path("models/demo-lm-init"), "model folder to write (replaced if it is a model folder)")
+    user_stream: bool = option(True, "model the user's audio too: depformer dep_q 8 -> 16, the new steps copied "
+                               "from Moshi's own")
+    reinit_text_embeddings: bool = option(False, "re-initialise the text embeddings (text_emb, depformer_text_emb) "
+                                          "for a new tokenizer, sampling from the existing rows' mean/covariance")
+    keep_text_ids: list[int] = option([EPAD_ID, PAD_ID, TEXT_CARD], "text ids whose embedding rows are kept on "
+                                      "re-initialisation (EPAD, PAD and the initial token, as J-Moshi)")
+    reinit_cov_scale: float = option(1e-5, "covariance scale of the re-initialised rows (J-Moshi: 1e-5; 1: the "
+                                     "full spread of the existing rows)")
+    dtype: Dtype = option("float32", "parameter dtype of the written model")
+    seed: int = option(0, "seed of the re-initialisation")
