@@ -12,7 +12,7 @@ import torch
 from backend.core.errors import InputError
 from backend.dataset.spm import load_spm, train_spm
 from backend.dataset.training_view import delayed_input
-from backend.core.workspace import DEMO_VOCAB_SIZE
+from backend.demo.workspace import DEMO_VOCAB_SIZE
 from backend.demo.dialogues import demo_sentences
 from backend.models import persona
 from backend.models.source import random_mimi, tiny_mimi_config
@@ -105,7 +105,7 @@ def test_empty_parts_and_bad_voices(sp, mimi, tmp_path: Path) -> None:  # type: 
 def test_step_prefix_leaves_lmgen_where_training_would(sp, mimi, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from moshi.models import LMGen
 
-    from backend.core.workspace import demo_lm
+    from backend.demo.workspace import demo_lm
 
     torch.manual_seed(0)
     lm = demo_lm().eval()

@@ -10,7 +10,7 @@ import pytest
 import torch
 from train_helpers import trained_checkpoint, write_model
 
-from backend.core.workspace import DEMO_VOCAB_SIZE
+from backend.demo.workspace import DEMO_VOCAB_SIZE
 from backend.dataset.build import DatasetConfig, build_dataset
 from backend.dataset.personas import PersonaConfig, set_persona
 from backend.dataset.spm import train_spm

@@ -94,7 +94,7 @@ def test_training_runs_with_a_persona_dataset(tmp_path: Path) -> None:
 def test_persona_stage_from_the_command_line(tmp_path: Path) -> None:
     import soundfile as sf
 
-    from backend.core.workspace import DEMO_VOCAB_SIZE
+    from backend.demo.workspace import DEMO_VOCAB_SIZE
     from backend.dataset.personas import main
     from backend.dataset.spm import load_spm, train_spm
     from backend.demo.dialogues import demo_sentences
@@ -125,7 +125,7 @@ def test_continuation_prefixes_given_or_stored(tmp_path: Path) -> None:
     import soundfile as sf
 
     from backend.core.errors import ConfigError
-    from backend.core.workspace import DEMO_VOCAB_SIZE
+    from backend.demo.workspace import DEMO_VOCAB_SIZE
     from backend.dataset.spm import load_spm, train_spm
     from backend.demo.dialogues import demo_sentences
     from backend.inference.persona_prompt import batches_by_length, continuation_prefixes

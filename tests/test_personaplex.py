@@ -13,7 +13,8 @@ from backend.models import personaplex
 from backend.models.initialise import InitConfig, init_model
 from backend.models.source import MIMI_CONFIG, load_lm, load_mimi, lm_kwargs_of, random_mimi, \
     tiny_lm_kwargs, tiny_mimi_config
-from backend.models.surgery import read_kwargs, source_kwargs
+from backend.models.source import read_lm_kwargs
+from backend.models.surgery import source_kwargs
 
 
 def personaplex_folder(folder: Path, dep_q: int) -> tuple[Path, dict[str, torch.Tensor]]:
@@ -73,7 +74,7 @@ def test_folder_with_8_steps_is_extended_to_16(tmp_path: Path) -> None:
 def test_init_stage_keeps_dep_q_16(tmp_path: Path) -> None:
     folder, state = personaplex_folder(tmp_path / "pp", dep_q=16)
     out = init_model(InitConfig(source=str(folder), output=tmp_path / "init"))
-    assert read_kwargs(out)["dep_q"] == 16
+    assert read_lm_kwargs(out)["dep_q"] == 16
     got = load_lm(out).state_dict()
     for k, v in state.items():
         torch.testing.assert_close(got[k], v, rtol=0, atol=0)

@@ -27,7 +27,7 @@ class Studio(NamedTuple):
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from backend.core.workspace import create_demo_workspace
+    from backend.demo.workspace import create_demo_workspace
 
     return create_demo_workspace(tmp_path_factory.mktemp("sec") / "workspace").root
 
