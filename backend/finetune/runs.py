@@ -45,6 +45,7 @@ POLL_S = 0.2
 # Every process of a run inherits RUN_ENV=<run folder>, so it can be found wherever it was re-parented (its
 # supervisor killed by SIGKILL); the trainer stops by itself once the supervisor in SUPERVISOR_ENV is gone.
 RUN_ENV = "MOSHI_STUDIO_RUN"
+ENDING_GRACE_S = 5.0  # how long a run that recorded its end may take for its processes to exit
 SUPERVISOR_ENV = "MOSHI_STUDIO_SUPERVISOR"  # "<pid> <process start time>"
 
 
@@ -319,6 +320,10 @@ def start(run: Run) -> None:
     with _registry_lock(run.workspace):
         st = status(run)
         left = _members(run)
+        deadline = time.monotonic() + ENDING_GRACE_S
+        while left and st.get("state") != "running" and time.monotonic() < deadline:
+            time.sleep(0.1)  # a supervisor that has recorded the end is exiting: Resume right after is fine
+            left = _members(run)
         if left:  # also the orphans of a killed supervisor: a second trainer would share the folder
             raise ConfigError(f"run {run.id} is already running (process(es) "
                               f"{', '.join(str(pid) for pid, _ in sorted(left))}): abort it or wait for its end")
