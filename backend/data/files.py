@@ -5,6 +5,8 @@ from pathlib import Path
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 TRANSCRIPT_EXTENSIONS = (".json",)
+# JSON files that sit beside a dialogue but are not its transcript: `<name><suffix>`.
+SIDECAR_SUFFIXES = {"audit": ".audit.json", "annotation": ".annotation.json", "original": ".original.json"}
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ def scan_dialogues(folder: str | Path) -> DialogueScan:
             continue
         suffix = path.suffix.lower()
         kind = "audio" if suffix in AUDIO_EXTENSIONS else "text" if suffix in TRANSCRIPT_EXTENSIONS else None
-        if kind is None or path.name.endswith(".audit.json"):
+        if kind is None or path.name.endswith(tuple(SIDECAR_SUFFIXES.values())):
             continue
         by_name.setdefault(path.stem, {"audio": [], "text": []})[kind].append(path)
     scan = DialogueScan()

@@ -18,14 +18,14 @@ import numpy as np
 from backend.core import config
 from backend.core.atomic import atomic_path, write_text_atomic
 from backend.data.audio_io import probe
-from backend.data.files import AUDIO_EXTENSIONS
+from backend.data.files import AUDIO_EXTENSIONS, SIDECAR_SUFFIXES
 from backend.core.errors import ConfigError, InputError, StudioError
 from backend.core.spec import EPAD_ID, PAD_ID
 from backend.dataset.spm import load_spm
 from backend.dataset.text_layout import DialogueAudit, LayoutOptions, check_options, tokenize_dialogue
 from backend.data.transcripts import load_transcript, parse_speaker_map
 
-AUDIT_SUFFIX = ".audit.json"
+AUDIT_SUFFIX = SIDECAR_SUFFIXES["audit"]
 
 
 @dataclass
@@ -64,7 +64,7 @@ def transcript_files(folder: Path) -> list[Path]:
     """`<name>.json` transcripts, leaving out our own audits (the output may be the same folder)."""
     if not folder.is_dir():
         raise ConfigError(f"transcripts: {folder} is not a folder")
-    return sorted(p for p in folder.glob("*.json") if not p.name.endswith(AUDIT_SUFFIX))
+    return sorted(p for p in folder.glob("*.json") if not p.name.endswith(tuple(SIDECAR_SUFFIXES.values())))
 
 
 def audio_duration(folder: Path | None, name: str) -> float | None:
