@@ -32,7 +32,7 @@ from backend.core.spec import SAMPLE_RATE, SPEAKERS
 from backend.data.annotate.crosstalk import Ownership, ownership, suppress_foreign
 from backend.data.annotate.engines import Engine, TimedWord
 from backend.data.annotate.turns import read_turns
-from backend.data.audio_io import load_stereo
+from backend.data.audio_io import load_stereo, probe
 from backend.data.files import AUDIO_EXTENSIONS, SIDECAR_SUFFIXES
 from backend.demo.dialogues import KYUTAI_LABELS
 
@@ -223,6 +223,7 @@ def annotate_folder(cfg: AnnotateConfig, progress: Progress | None = None,
             progress(i / len(todo), f"{i}/{len(todo)}: {path.name}")
         turns_path = path.with_suffix(TURNS_SUFFIX)
         try:
+            probe(path)  # the audio's own problems first (mono, empty, unreadable)
             align = cfg.mode == "align" or (cfg.mode == "auto" and turns_path.exists())
             if align and cfg.engine != "pocketsphinx":
                 raise InputError(turns_path, "alignment mode needs --engine pocketsphinx (Whisper cannot place "

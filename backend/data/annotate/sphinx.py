@@ -13,6 +13,7 @@ import numpy as np
 from backend.data.annotate.engines import TimedWord
 
 FRAMES_PER_SECOND = 100
+WIDE_BEAMS = {"beam": 1e-80, "wbeam": 1e-60, "pbeam": 1e-80}  # pocketsphinx's defaults are 1e-48, 7e-29, 1e-48
 _ALTERNATE = re.compile(r"\(\d+\)$")  # "tickets(2)": the dictionary's second pronunciation
 _EDGE_PUNCTUATION = re.compile(r"^[^\w']+|[^\w']+$")
 
@@ -68,13 +69,20 @@ class PocketsphinxEngine:
         known = [i for i, f in enumerate(forms) if f and lookup.lookup_word(f) is not None]
         out: list[TimedWord | None] = [None] * len(words)
         offset = 0  # frames
-        # The search sometimes ends early on long audio (its best path stops in a long silence): keep the
-        # words it placed and align the rest on the audio after them.
+        # The search sometimes finds no path through all the words (it returns nothing), or its best path
+        # ends early in a long silence: wider beams then give a partial path; keep the words placed and
+        # align the rest on the audio after them.
         while known:
-            # A fresh decoder per text: a second set_align_text on a used one finds no path (pocketsphinx 5.1).
-            aligner = self._decoder(lm=None)
-            aligner.set_align_text(" ".join(forms[i] for i in known))
-            segs = self._decode(aligner, audio[offset * self.sample_rate // FRAMES_PER_SECOND:])
+            text = " ".join(forms[i] for i in known)
+            piece = audio[offset * self.sample_rate // FRAMES_PER_SECOND:]
+            segs = []
+            for beams in ({}, WIDE_BEAMS):
+                # A fresh decoder per text: a second set_align_text on a used one finds no path (pocketsphinx 5.1).
+                aligner = self._decoder(lm=None, **beams)
+                aligner.set_align_text(text)
+                segs = self._decode(aligner, piece)
+                if segs:
+                    break
             if not segs:
                 break
             for i, seg in zip(known, segs):
