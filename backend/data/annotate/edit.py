@@ -10,7 +10,6 @@ the first time, copies the file as it was to `<name>.original.json`, which later
 import dataclasses
 import json
 import math
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,8 +139,11 @@ class TranscriptEditor:
     def save(self) -> Path:
         """Write the words atomically; the first save keeps the file as it was in `<name>.original.json`."""
         keep_original(self.path)
-        write_text_atomic(self.path, json.dumps(transcript_json(self.words, self.format), indent=1) + "\n")
+        write_text_atomic(self.path, self.to_json())
         return self.path
+
+    def to_json(self) -> str:
+        return json.dumps(transcript_json(self.words, self.format), indent=1) + "\n"
 
 
 def keep_original(transcript: Path) -> Path:
@@ -198,8 +200,8 @@ def is_excluded(audio: str | Path) -> bool:
 def swap_channels(audio: str | Path, transcript: str | Path) -> None:
     """Swap left and right in the audio file (same format and sample type) and A and B in its transcript.
 
-    Both new files are written under temporary names first and renamed only when both are complete;
-    the transcript's original is kept as by a save.
+    Both new files are written under temporary names first and renamed only when both are complete (an
+    error leaves both files as they were); the transcript's original is kept as by a save.
     """
     audio, transcript = Path(audio), Path(transcript)
     try:
@@ -211,9 +213,7 @@ def swap_channels(audio: str | Path, transcript: str | Path) -> None:
         raise InputError(audio, f"has {data.shape[1]} channel(s); only a stereo file can be swapped")
     editor = TranscriptEditor.open(transcript)
     editor.swap_speakers()
-    with atomic_path(audio) as tmp_audio:
-        sf.write(str(tmp_audio), np.ascontiguousarray(data[:, ::-1]), sr, subtype=info.subtype,
-                 format=info.format)
-        keep_original(transcript)
-        editor.save()  # the transcript is renamed into place after the audio's temporary file is complete
-    os.sync() if hasattr(os, "sync") else None
+    keep_original(transcript)
+    with atomic_path(audio) as tmp_audio, atomic_path(transcript) as tmp_text:
+        sf.write(str(tmp_audio), np.ascontiguousarray(data[:, ::-1]), sr, subtype=info.subtype, format=info.format)
+        tmp_text.write_text(editor.to_json(), encoding="utf-8")

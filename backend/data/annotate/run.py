@@ -16,7 +16,6 @@ reason and gets no output.
 import json
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -28,6 +27,7 @@ from backend.core import config
 from backend.core.atomic import write_text_atomic
 from backend.core.config import option
 from backend.core.errors import ConfigError, InputError, StudioError
+from backend.core.progress import Progress, cli_progress
 from backend.core.spec import SAMPLE_RATE, SPEAKERS
 from backend.data.annotate.crosstalk import Ownership, ownership, suppress_foreign
 from backend.data.annotate.engines import Engine, TimedWord
@@ -36,7 +36,6 @@ from backend.data.audio_io import load_stereo, probe
 from backend.data.files import AUDIO_EXTENSIONS, SIDECAR_SUFFIXES
 from backend.demo.dialogues import KYUTAI_LABELS
 
-Progress = Callable[[float, str], None]
 ANNOTATION_SUFFIX = SIDECAR_SUFFIXES["annotation"]
 TURNS_SUFFIX = ".txt"
 
@@ -247,17 +246,11 @@ def annotate_folder(cfg: AnnotateConfig, progress: Progress | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tqdm import tqdm
-
     parser = config.cli_parser(AnnotateConfig, "Transcribe or align stereo recordings into word-timed "
                                                "transcripts (<name>.json); dialogues already done are skipped.")
     try:
         cfg = config.from_cli(AnnotateConfig, parser.parse_args(argv))
-        with tqdm(total=100.0, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}] {postfix}") as bar:
-            def progress(fraction: float, message: str) -> None:
-                bar.n = 100.0 * fraction
-                bar.set_postfix_str(message)
-
+        with cli_progress() as progress:
             summary = annotate_folder(cfg, progress)
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -10,6 +10,7 @@ from importlib.metadata import version
 
 import numpy as np
 
+from backend.core.errors import InputError
 from backend.data.annotate.engines import TimedWord
 
 FRAMES_PER_SECOND = 100
@@ -48,9 +49,12 @@ class PocketsphinxEngine:
     @staticmethod
     def _decode(decoder, audio: np.ndarray) -> list:  # type: ignore[no-untyped-def]
         pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
-        decoder.start_utt()
-        decoder.process_raw(pcm, full_utt=True)
-        decoder.end_utt()
+        try:
+            decoder.start_utt()
+            decoder.process_raw(pcm, full_utt=True)
+            decoder.end_utt()
+        except RuntimeError as e:
+            raise InputError(None, f"pocketsphinx could not decode the audio ({e})") from None
         return [s for s in decoder.seg() or () if not _is_filler(s.word)]
 
     @staticmethod
@@ -79,7 +83,10 @@ class PocketsphinxEngine:
             for beams in ({}, WIDE_BEAMS):
                 # A fresh decoder per text: a second set_align_text on a used one finds no path (pocketsphinx 5.1).
                 aligner = self._decoder(lm=None, **beams)
-                aligner.set_align_text(text)
+                try:
+                    aligner.set_align_text(text)
+                except RuntimeError as e:
+                    raise InputError(None, f"pocketsphinx refused the words to align ({e})") from None
                 segs = self._decode(aligner, piece)
                 if segs:
                     break
