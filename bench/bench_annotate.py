@@ -13,7 +13,7 @@ within 100 ms; ASR WER <= 25%.
 
 SpokenWOZ sample (real 8 kHz calls, reference words with coarse times): WER of ASR mode against the
 reference words, and in alignment mode (the reference words as turns) the share of words whose centre
-falls inside the reference word's interval.
+falls inside the reference word's interval. (WER is n/a in alignment mode: the words are given.)
 """
 
 import argparse
@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from backend.core.errors import InputError  # noqa: E402
 from backend.core.spec import SPEAKERS  # noqa: E402
 from backend.data.annotate.measure import matched_pairs, word_errors  # noqa: E402
 from backend.data.annotate.run import AnnotateConfig, annotate_audio, make_engine  # noqa: E402
@@ -42,6 +43,7 @@ class Tally:
         self.start_errors: list[float] = []
         self.inside: list[bool] = []
         self.compute = self.audio = 0.0
+        self.failed: list[str] = []  # dialogues the engine gave up on (left out of the figures)
 
     def add(self, speaker: str, ref: list, hyp: list, aligned: bool) -> None:
         """ref: true words (word, start, end); hyp: annotated words, both of one speaker in time order."""
@@ -53,21 +55,27 @@ class Tally:
             self.start_errors.append(abs(hyp[j].start - ref[i].start))
             self.inside.append(ref[i].start <= (hyp[j].start + hyp[j].end) / 2 <= ref[i].end)
 
-    def row(self, label: str, timing: bool = True) -> str:
-        wer = " ".join(f"{100 * self.errors[s] / max(1, self.words[s]):5.1f}%" for s in SPEAKERS)
+    def row(self, label: str, timing: bool = True, wer: bool = True) -> str:
+        wer = " ".join(f"{100 * self.errors[s] / max(1, self.words[s]):5.1f}%" if wer else f"{'n/a':>6}"
+                       for s in SPEAKERS)
         e = np.array(self.start_errors) if self.start_errors else np.array([np.nan])
         rtf = self.compute / self.audio if self.audio else float("nan")
         times = (f"{1000 * np.median(e):7.1f} ms {100 * np.mean(e < 0.1):6.1f}%" if timing
                  else f"{'':>10} {'':>7}")
         inside = f"{100 * np.mean(self.inside):6.1f}%" if self.inside else f"{'':>7}"
-        return f"{label:<28} {wer}  {times}  {inside}  {rtf:5.2f}"
+        failed = f"  ({len(self.failed)} failed: {'; '.join(self.failed)})" if self.failed else ""
+        return f"{label:<28} {wer}  {times}  {inside}  {rtf:5.2f}{failed}"
 
 
 HEADER = (f"{'engine / mode':<28} {'WER A':>6} {'WER B':>6}  {'median':>10} {'<100ms':>7}  {'centre':>7}  {'RTF':>5}")
 
 
-def run(engine, audio: np.ndarray, cfg: AnnotateConfig, turns, truth, tally: Tally) -> None:
-    result = annotate_audio(engine, audio, cfg, turns)
+def run(engine, audio: np.ndarray, cfg: AnnotateConfig, turns, truth, tally: Tally, name: str) -> None:
+    try:
+        result = annotate_audio(engine, audio, cfg, turns)
+    except InputError as e:
+        tally.failed.append(f"{name}: {e}")
+        return
     tally.compute += result.compute_seconds
     tally.audio += result.audio_seconds
     for s in SPEAKERS:
@@ -91,18 +99,18 @@ def main() -> int:
     if args.whisper_model:
         engines.append(("whisper", AnnotateConfig(engine="whisper", whisper_model=args.whisper_model, mode="asr")))
     print(f"synthesizing {args.dialogues} held-out dialogues (piper joe, word by word) ...", flush=True)
-    held = heldout_dialogues(args.dialogues, seed=args.seed)
+    held = heldout_dialogues(args.dialogues, seed=args.seed) if args.dialogues else []
     seconds = sum(d.duration for d in held)
     words = sum(len(d.words) for d in held)
     print(f"held-out: {len(held)} dialogues, {seconds:.0f} s, {words} words\n\n{HEADER}")
-    for name, cfg in engines:
+    for name, cfg in engines if held else []:
         engine = make_engine(cfg)
         modes = ("align", "asr") if name == "pocketsphinx" else ("asr",)
         for mode in modes:
             tally = Tally()
             for d in held:
-                run(engine, d.audio, cfg, turns_of(d.words) if mode == "align" else None, d.words, tally)
-            print(tally.row(f"{name} / {mode}"), flush=True)
+                run(engine, d.audio, cfg, turns_of(d.words) if mode == "align" else None, d.words, tally, d.name)
+            print(tally.row(f"{name} / {mode}", wer=mode == "asr"), flush=True)
 
     files = sorted((args.spokenwoz / "audio").glob("*.wav")) if (args.spokenwoz / "audio").is_dir() else []
     if not files:
@@ -117,8 +125,8 @@ def main() -> int:
             for path in files:
                 truth = load_transcript(args.spokenwoz / "text" / f"{path.stem}.json").words
                 audio, _ = load_stereo(path)
-                run(engine, audio, cfg, turns_of(truth) if mode == "align" else None, truth, tally)
-            print(tally.row(f"{name} / {mode}", timing=False), flush=True)
+                run(engine, audio, cfg, turns_of(truth) if mode == "align" else None, truth, tally, path.stem)
+            print(tally.row(f"{name} / {mode}", timing=False, wer=mode == "asr"), flush=True)
     return 0
 
 

@@ -339,7 +339,7 @@ def test_exclude_flag_and_channel_swap(tmp_path: Path) -> None:
 def test_spokenwoz_alignment_centres_fall_in_reference_words(spokenwoz: Path, tmp_path: Path) -> None:
     """A real 8 kHz call: aligning its reference words puts most word centres inside the reference spans
     (the reference times are coarse, so no tighter claim)."""
-    name = "SNG1640"
+    name = "SNG0480"
     ref = load_transcript(spokenwoz / "text" / f"{name}.json")
     shutil.copy(spokenwoz / "audio" / f"{name}.wav", tmp_path / f"{name}.wav")
     turns = [(w.speaker, w.word) for w in sorted(ref.words, key=lambda w: w.start)]
