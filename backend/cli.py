@@ -17,10 +17,12 @@ class Stage(NamedTuple):
 STAGES: dict[str, Stage] = {
     "workspace": Stage("backend.demo.workspace", "create the offline demo workspace (init-demo DIR) or show one "
                                                  "(show DIR)"),
+    "annotate": Stage("backend.data.annotate.run", "stereo recordings -> word-timed transcripts (ASR or alignment)"),
     "validate": Stage("backend.data.validate", "check dialogues (stereo audio + word transcript), with reasons"),
     "tokenize-audio": Stage("backend.dataset.tokenize_audio", "stereo dialogue audio -> Mimi tokens"),
     "tokenize-text": Stage("backend.dataset.tokenize_text", "word transcripts -> per-frame text tokens"),
     "build-dataset": Stage("backend.dataset.build", "merge audio and text tokens into the Parquet dataset"),
+    "personas": Stage("backend.dataset.personas", "set or remove a dialogue's persona (role text + voice prompt)"),
     "timeline": Stage("backend.dataset.timeline", "show the token timeline of one dataset row"),
     "init": Stage("backend.models.initialise", "turn a Moshi LM into the model a fine-tune starts from"),
     "runs": Stage("backend.finetune.runs", "fine-tune runs: start, list, show, abort, resume"),

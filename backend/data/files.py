@@ -7,7 +7,9 @@ from typing import Literal
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 TRANSCRIPT_EXTENSIONS = (".json",)
-AUDIT_SUFFIX = ".audit.json"  # tokenize_text's per-dialogue audit, possibly written beside the transcripts
+# JSON files that sit beside a dialogue but are not its transcript: `<name><suffix>`.
+SIDECAR_SUFFIXES = {"audit": ".audit.json", "annotation": ".annotation.json", "original": ".original.json"}
+AUDIT_SUFFIX = SIDECAR_SUFFIXES["audit"]  # tokenize_text's per-dialogue audit, possibly written beside the transcripts
 Kind = Literal["audio", "text"]
 
 
@@ -33,11 +35,11 @@ class DialogueScan:
 
 
 def file_kind(path: Path) -> Kind | None:
-    """'audio', 'text' (a transcript) or None for any other file, audits included."""
+    """The kind of a dialogue file: "audio", "text" (a transcript) or None (any other file, sidecars included)."""
     suffix = path.suffix.lower()
     if suffix in AUDIO_EXTENSIONS:
         return "audio"
-    if suffix in TRANSCRIPT_EXTENSIONS and not path.name.endswith(AUDIT_SUFFIX):
+    if suffix in TRANSCRIPT_EXTENSIONS and not path.name.endswith(tuple(SIDECAR_SUFFIXES.values())):
         return "text"
     return None
 

@@ -26,6 +26,7 @@ from backend.data.audio_io import AudioInfo, load_stereo, probe
 from backend.data.files import AUDIO_EXTENSIONS, dialogue_files
 from backend.dataset.codec import encode_batch, replicas
 from backend.core.config import option
+from backend.core.progress import cli_progress
 from backend.core.errors import ConfigError, InputError, StudioError
 from backend.models.source import DEFAULT_REPO, MIMI_CONFIG, MIMI_WEIGHTS, load_mimi, pick_device
 from backend.core.spec import FRAME_RATE, NUM_CODEBOOKS, SAMPLE_RATE
@@ -188,18 +189,12 @@ def tokenize_audio(cfg: AudioTokenizeConfig, progress: Progress | None = None) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tqdm import tqdm
-
     parser = cfgmod.cli_parser(AudioTokenizeConfig, "Tokenize stereo dialogues with Mimi into <output>/<name>.npz "
                                                     "(A and B: int64 [8, T]); files already done are skipped.")
     args = parser.parse_args(argv)
     try:
         cfg = cfgmod.from_cli(AudioTokenizeConfig, args)
-        with tqdm(total=100.0, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}] {postfix}") as bar:
-            def progress(fraction: float, message: str) -> None:
-                bar.n = 100.0 * fraction
-                bar.set_postfix_str(message)
-
+        with cli_progress() as progress:
             summary = tokenize_audio(cfg, progress)
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)

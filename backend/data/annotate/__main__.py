@@ -1,0 +1,5 @@
+import sys
+
+from backend.data.annotate.run import main
+
+sys.exit(main())

@@ -1,0 +1,31 @@
+"""The recognisers behind one interface: words with times (seconds) and a confidence in [0, 1].
+
+An engine sees one channel at a time, mono float32 at its own `sample_rate`. `transcribe` finds the
+words (ASR mode); `align` places known words (alignment mode) and returns one entry per given word, in
+order, with `None` for a word it could not place (the caller interpolates those).
+"""
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TimedWord:
+    word: str
+    start: float
+    end: float
+    confidence: float
+
+
+class Engine(Protocol):
+    name: str
+    sample_rate: int
+
+    def describe(self) -> dict:
+        """What the output records about the engine (name, model, version)."""
+
+    def transcribe(self, audio: np.ndarray) -> list[TimedWord]: ...
+
+    def align(self, audio: np.ndarray, words: list[str]) -> list[TimedWord | None]: ...

@@ -1,0 +1,101 @@
+"""pocketsphinx (PyPI 5.x): English acoustic model, language model and dictionary inside the wheel, offline.
+
+100 frames per second; 16 kHz mono int16 input. ASR mode decodes with the bundled language model and
+takes each word's posterior probability as its confidence. Alignment mode (`set_align_text`) places the
+known words; words missing from the dictionary cannot be aligned and come back as None.
+"""
+
+import re
+from importlib.metadata import version
+
+import numpy as np
+
+from backend.core.errors import InputError
+from backend.data.annotate.engines import TimedWord
+
+FRAMES_PER_SECOND = 100
+WIDE_BEAMS = {"beam": 1e-80, "wbeam": 1e-60, "pbeam": 1e-80}  # pocketsphinx's defaults are 1e-48, 7e-29, 1e-48
+_ALTERNATE = re.compile(r"\(\d+\)$")  # "tickets(2)": the dictionary's second pronunciation
+_EDGE_PUNCTUATION = re.compile(r"^[^\w']+|[^\w']+$")
+
+
+def dictionary_form(word: str) -> str:
+    """How the dictionary spells a transcript word: lower case, punctuation at its edges removed."""
+    return _EDGE_PUNCTUATION.sub("", word.lower())
+
+
+def _is_filler(word: str) -> bool:
+    """<s>, </s>, <sil>, [NOISE], +BREATH+ ...: not words."""
+    return word[:1] in "<[+"
+
+
+class PocketsphinxEngine:
+    name = "pocketsphinx"
+    sample_rate = 16_000
+
+    def __init__(self) -> None:
+        self._asr = None
+
+    def describe(self) -> dict:
+        return {"engine": self.name, "model": "en-us (inside the pocketsphinx wheel)",
+                "version": version("pocketsphinx")}
+
+    @staticmethod
+    def _decoder(**options):  # type: ignore[no-untyped-def]
+        from pocketsphinx import Decoder
+
+        return Decoder(samprate=16_000, loglevel="FATAL", **options)
+
+    @staticmethod
+    def _decode(decoder, audio: np.ndarray) -> list:  # type: ignore[no-untyped-def]
+        pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
+        try:
+            decoder.start_utt()
+            decoder.process_raw(pcm, full_utt=True)
+            decoder.end_utt()
+        except RuntimeError as e:
+            raise InputError(None, f"pocketsphinx could not decode the audio ({e})") from None
+        return [s for s in decoder.seg() or () if not _is_filler(s.word)]
+
+    @staticmethod
+    def _timed(seg, word: str) -> TimedWord:  # type: ignore[no-untyped-def]
+        return TimedWord(word, seg.start_frame / FRAMES_PER_SECOND, (seg.end_frame + 1) / FRAMES_PER_SECOND,
+                         float(min(1.0, max(0.0, seg.prob))))
+
+    def transcribe(self, audio: np.ndarray) -> list[TimedWord]:
+        if self._asr is None:
+            self._asr = self._decoder()
+        return [self._timed(s, _ALTERNATE.sub("", s.word)) for s in self._decode(self._asr, audio)]
+
+    def align(self, audio: np.ndarray, words: list[str]) -> list[TimedWord | None]:
+        forms = [dictionary_form(w) for w in words]
+        lookup = self._decoder(lm=None)
+        known = [i for i, f in enumerate(forms) if f and lookup.lookup_word(f) is not None]
+        out: list[TimedWord | None] = [None] * len(words)
+        offset = 0  # frames
+        # The search sometimes finds no path through all the words (it returns nothing), or its best path
+        # ends early in a long silence: wider beams then give a partial path; keep the words placed and
+        # align the rest on the audio after them.
+        while known:
+            text = " ".join(forms[i] for i in known)
+            piece = audio[offset * self.sample_rate // FRAMES_PER_SECOND:]
+            segs = []
+            for beams in ({}, WIDE_BEAMS):
+                # A fresh decoder per text: a second set_align_text on a used one finds no path (pocketsphinx 5.1).
+                aligner = self._decoder(lm=None, **beams)
+                try:
+                    aligner.set_align_text(text)
+                except RuntimeError as e:
+                    raise InputError(None, f"pocketsphinx refused the words to align ({e})") from None
+                segs = self._decode(aligner, piece)
+                if segs:
+                    break
+            if not segs:
+                break
+            for i, seg in zip(known, segs):
+                w = self._timed(seg, words[i])
+                out[i] = TimedWord(w.word, w.start + offset / FRAMES_PER_SECOND, w.end + offset / FRAMES_PER_SECOND,
+                                   w.confidence)
+            offset += segs[-1].end_frame + 1
+            known = known[len(segs):]
+        return out
