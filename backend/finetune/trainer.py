@@ -30,7 +30,7 @@ from backend.finetune.config import FinetuneConfig
 from backend.finetune.loss import PARTS, LossWeights, compute_loss
 from backend.models.source import LM_KWARGS, LM_WEIGHTS, load_lm
 from backend.finetune.optim import apply_mode, make_optimizer, make_scheduler
-from backend.finetune.data import Dialogues, ExampleStream, Position, check_schema, collate, eval_share, example_rows, \
+from backend.finetune.data import DatasetRows, ExampleStream, Position, check_schema, collate, eval_share, example_rows, \
     make_examples
 
 DEEPSPEED_PRESETS = {name: ASSETS / "deepspeed" / f"{name}.json" for name in ("zero2", "zero3")}
@@ -283,10 +283,10 @@ class Trainer:
         self.metrics = MetricsLog(run_dir / METRICS_FILE, self.is_main)
         torch.manual_seed(cfg.seed)
 
-        self.train_set = Dialogues(cfg.train_data)
+        self.train_set = DatasetRows(cfg.train_data)
         examples = make_examples(self.train_set.lengths, cfg.main_speaker, cfg.max_frames, cfg.min_frames)
         self.stream = ExampleStream(examples, cfg.seed, cfg.batch_size, acc.process_index, acc.num_processes)
-        self.eval_set = Dialogues(cfg.eval_data) if cfg.eval_data is not None else None
+        self.eval_set = DatasetRows(cfg.eval_data) if cfg.eval_data is not None else None
         self.eval_examples = (make_examples(self.eval_set.lengths, cfg.main_speaker, cfg.max_frames, cfg.min_frames)
                               if self.eval_set is not None else [])
 
@@ -361,7 +361,7 @@ class Trainer:
     def samples(self) -> int:
         return self.step * self.stream.global_batch * self.cfg.grad_accum
 
-    def forward_loss(self, examples: list, dialogues: Dialogues):  # type: ignore[no-untyped-def]
+    def forward_loss(self, examples: list, dialogues: DatasetRows):  # type: ignore[no-untyped-def]
         codes = collate([example_rows(dialogues, ex) for ex in examples]).to(self.accelerator.device)
         return compute_loss(self.model(codes), codes, self.weights, self.text_card, self.card)
 

@@ -40,7 +40,7 @@ from backend.core.config import option
 from backend.core.errors import ConfigError, InputError, StudioError
 from backend.models.source import load_lm, load_mimi, pick_device
 from backend.core.spec import CARD, DELAYS, EPAD_ID, FRAME_RATE, NUM_CODEBOOKS, PAD_ID, TEXT_CARD, ZERO_TOKEN
-from backend.finetune.data import Dialogues
+from backend.finetune.data import DatasetRows
 from backend.dataset.training_view import delayed_input, training_rows
 
 Progress = Callable[[float, str], None]
@@ -226,7 +226,7 @@ def run_batch(model: LMModel, sampler: Sampler, rows: list[np.ndarray], prompt: 
     return np.stack([delayed[:, k, 1 + d:1 + d + frames] for k, d in enumerate(DELAYS)], axis=1)
 
 
-def pick_dialogues(data: Dialogues, cfg: GenerateConfig) -> list[int]:
+def pick_dialogues(data: DatasetRows, cfg: GenerateConfig) -> list[int]:
     if cfg.dialogues:
         index = {d: i for i, d in enumerate(data.ids)}
         missing = [d for d in cfg.dialogues if d not in index]
@@ -255,7 +255,7 @@ def generate(cfg: GenerateConfig, progress: Progress | None = None) -> list[Cont
     """Continue the chosen dialogues; writes their files under cfg.output (unless None) and returns them."""
     check_numbers(cfg)
     report = progress or (lambda fraction, message: None)
-    data = Dialogues(cfg.dataset)
+    data = DatasetRows(cfg.dataset)
     chosen = pick_dialogues(data, cfg)
     p, start = cfg.prompt_frames, cfg.start_frame
     for i in chosen:
