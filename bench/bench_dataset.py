@@ -125,7 +125,9 @@ def child(loader: str, folder: Path, cache: Path) -> None:
 def run_child(loader: str, folder: Path, cache: Path) -> dict:
     env = os.environ | {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, __file__, "--child", loader, str(folder), str(cache)], env=env,
-                         check=True, capture_output=True, text=True)
+                         capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"{loader} on {folder} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

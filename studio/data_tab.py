@@ -90,10 +90,8 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         if not files:
             return "", gr.update()
         result = import_dialogues([Path(f) for f in files], ctx.ws.raw)
-        lines = [f"Imported **{r.name}** ({r.words} words)" for r in result.imported]
-        lines += [f"✘ {m}" for m in result.rejected]
         chosen = result.imported[-1].name if result.imported else None
-        return "\n\n".join(lines), gr.update(choices=dialogue_names(ctx.ws), value=chosen or gr.skip())
+        return result.markdown(), gr.update(choices=dialogue_names(ctx.ws), value=chosen or gr.skip())
 
     def on_shown(name: str | None) -> Any:  # recordings and files added by hand appear too
         names = dialogue_names(ctx.ws)

@@ -29,8 +29,9 @@ def write(path: Path, channels: list[np.ndarray], sr: int, **kwargs) -> Path:
 
 
 @pytest.mark.parametrize("sr", [8000, 16000, 24000, 44100, 48000])
-@pytest.mark.parametrize("n", [1, 1919, 1920, 1921])
-def test_load_stereo_resamples_to_24k(tmp_path, sr, n):
+@pytest.mark.parametrize("extra", [0, 1, 1919, 1920])
+def test_load_stereo_resamples_to_24k(tmp_path, sr, extra):
+    n = -(-1920 * sr // 24000) + extra  # from one 80 ms frame at the file's own rate
     path = write(tmp_path / "d.wav", [RNG.uniform(-0.5, 0.5, n), RNG.uniform(-0.5, 0.5, n)], sr)
     audio, original = load_stereo(path)
     assert original == sr
@@ -39,6 +40,10 @@ def test_load_stereo_resamples_to_24k(tmp_path, sr, n):
     assert abs(audio.shape[1] - expected) <= 1 and audio.shape[1] >= 1
     if sr == 24000:
         assert audio.shape[1] == n
+    if extra == 0:  # one sample less is less than a frame
+        short = write(tmp_path / "s.wav", [np.zeros(n - 1), np.zeros(n - 1)], sr)
+        with pytest.raises(InputError, match=f"s.wav: shorter than one frame: {n - 1} sample"):
+            load_stereo(short)
 
 
 def test_load_stereo_keeps_channel_order_and_frequency(tmp_path):
@@ -78,6 +83,8 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     sf.write(str(mono), np.zeros(1000), 16000)
     three = tmp_path / "three.flac"
     sf.write(str(three), np.zeros((1000, 3)), 16000)
+    click = tmp_path / "click.wav"
+    sf.write(str(click), np.zeros((1, 2)), 24000)
     return {
         "missing": (tmp_path / "absent.wav", "no such file"),
         "zero bytes": (empty_bytes, "is empty (0 bytes)"),
@@ -86,11 +93,12 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "text named .wav": (text, "not a readable audio file"),
         "mono": (mono, "is mono; a dialogue file must be stereo: left = speaker A, right = speaker B"),
         "three channels": (three, "has 3 channels; a dialogue file must be stereo"),
+        "one sample": (click, "shorter than one frame: 1 sample(s) at 24000 Hz"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing", "zero bytes", "no frames", "truncated header", "text named .wav",
-                                  "mono", "three channels"])
+                                  "mono", "three channels", "one sample"])
 @pytest.mark.parametrize("reader", [probe, load_stereo, audio_report])
 def test_unusable_files_are_rejected_with_file_and_problem(tmp_path, case, reader):
     path, phrase = _bad_files(tmp_path)[case]
@@ -99,6 +107,17 @@ def test_unusable_files_are_rejected_with_file_and_problem(tmp_path, case, reade
     assert str(err.value).startswith(f"{path}: ")
     assert phrase in str(err.value)
     assert err.value.path == str(path)
+
+
+@pytest.mark.parametrize("reader", [load_stereo, audio_report])
+def test_nan_and_inf_samples_are_refused_by_channel_with_counts(tmp_path, reader):
+    audio = np.zeros((8000, 2), dtype=np.float32)
+    audio[[10, 20], 1] = [np.nan, -np.inf]
+    path = write(tmp_path / "f.wav", [audio[:, 0], audio[:, 1]], 16000, subtype="FLOAT")
+    with pytest.raises(InputError) as err:
+        reader(path)
+    assert str(err.value).startswith(f"{path}: channel B has 2 non-finite sample(s) (NaN or Inf), the first at "
+                                     "0.001 s") and "channel A" not in str(err.value)
 
 
 # ---------------------------------------------------------------- writing

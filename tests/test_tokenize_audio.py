@@ -55,6 +55,9 @@ def whole_file_codes(mimi, audio: np.ndarray) -> np.ndarray:
 def test_frames_are_ceil_of_samples_over_1920(tmp_path, mimi, sr):
     dialogues = []
     for n24 in (1, 1919, 1920, 1921, 3 * 1920 + 5):
+        if n24 < 1920:  # a file this short is refused (test_audio_io); the codec still pads it to a frame
+            dialogues.append(np.ascontiguousarray(stereo(1.0, 24000, n24)[:n24].T))
+            continue
         n = max(1, round(n24 * sr / 24000))
         path = tmp_path / f"{n24}.wav"
         sf.write(str(path), stereo(n / sr, sr, n24)[:n], sr)

@@ -164,3 +164,15 @@ def test_cache_follows_a_rebuilt_dataset_and_keeps_large_ids(tmp_path: Path) -> 
     assert rebuilt.ids == ["train/x", "train/y"]
     np.testing.assert_array_equal(rebuilt.speaker(1, "B"), big)
     assert not np.array_equal(first, big)
+
+
+def test_other_writers_list_and_integer_kinds_map_alike(tmp_path: Path) -> None:
+    folder = write_dataset(tmp_path / "data", [6, 7], seed=4)
+    shard = folder / "train-001-of-001.parquet"
+    expected = DatasetRows(folder)
+    tokens = pa.large_list(pa.large_list(pa.int32()))
+    other = pa.schema([("dialogue_id", pa.large_string()), ("A", tokens), ("B", tokens)])
+    pq.write_table(pq.read_table(shard).cast(other), shard)
+    rows = DatasetRows(folder)
+    assert rows.ids == expected.ids and rows.lengths == expected.lengths
+    np.testing.assert_array_equal(rows.speaker(1, "B"), expected.speaker(1, "B"))

@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from backend.core.errors import ConfigError
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
@@ -56,3 +58,13 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def check_output_folder(folder: str | Path, what: str) -> None:
+    """Refuse, before anything is written, an output folder that is a file or lies inside one."""
+    folder = Path(folder)
+    for p in (folder, *folder.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ConfigError(f"{folder}: cannot be the {what}: {p} is a file, not a folder")
+            return

@@ -1,7 +1,8 @@
 """Reading, checking and writing dialogue audio (stereo: left = speaker A, right = speaker B).
 
 Everything goes through soundfile (wav, flac, ogg, ...) and soxr (resampling to Mimi's 24 kHz).
-Unusable files raise `InputError` naming the file and the problem; `audio_report` looks for
+Unusable files (not stereo, shorter than one 80 ms Mimi frame, NaN or Inf samples) raise
+`InputError` naming the file and the problem; `audio_report` looks for
 problems that leave a file usable but suspicious (clipping, silence, dual mono or leakage).
 """
 
@@ -14,7 +15,7 @@ import soxr
 
 from backend.core.atomic import atomic_path
 from backend.core.errors import InputError, Issue
-from backend.core.spec import SAMPLE_RATE, SPEAKERS
+from backend.core.spec import FRAME_SIZE, SAMPLE_RATE, SPEAKERS
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class AudioInfo:
 
 def probe(path: str | Path) -> AudioInfo:
     """Header facts of a dialogue file, without reading the samples. Raises InputError for a file
-    that is missing, empty, unreadable, or not exactly stereo."""
+    that is missing, empty, unreadable, not exactly stereo, or shorter than one frame."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file")
@@ -49,7 +50,25 @@ def probe(path: str | Path) -> AudioInfo:
     if info.channels > 2:
         raise InputError(path, f"has {info.channels} channels; a dialogue file must be stereo "
                                "(2 channels: left = speaker A, right = speaker B)")
+    _check_length(path, int(info.frames), int(info.samplerate))
     return AudioInfo(sample_rate=int(info.samplerate), channels=int(info.channels), frames=int(info.frames))
+
+
+def _check_length(path: Path, frames: int, sr: int) -> None:
+    """At least one Mimi frame (80 ms): a shorter file would be padded into a frame of mostly silence."""
+    if frames * SAMPLE_RATE < FRAME_SIZE * sr:
+        raise InputError(path, f"shorter than one frame: {frames} sample(s) at {sr} Hz ({1000 * frames / sr:.1f} ms); "
+                               f"a dialogue needs at least {1000 * FRAME_SIZE / SAMPLE_RATE:g} ms")
+
+
+def _check_finite(path: Path, data: np.ndarray, sr: int) -> None:
+    """Float files can hold NaN or Inf, which Mimi would silently turn into codes of silence."""
+    if np.isfinite(data.sum(axis=0, dtype=np.float64)).all():  # cheap: no per-sample mask when all is well
+        return
+    bad = ~np.isfinite(data)
+    problems = [f"channel {speaker} has {int(bad[:, i].sum())} non-finite sample(s) (NaN or Inf), the first at "
+                f"{np.argmax(bad[:, i]) / sr:.3f} s" for i, speaker in enumerate(SPEAKERS) if bad[:, i].any()]
+    raise InputError(path, "; ".join(problems) + ": repair or re-export the file")
 
 
 def _read(path: Path) -> tuple[np.ndarray, int]:
@@ -61,6 +80,8 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
         raise InputError(path, f"not a readable audio file ({e.error_string.rstrip('.')})") from None
     if data.shape[0] == 0:  # the header promised frames the body does not hold
         raise InputError(path, "is empty (the file holds no audio frames)")
+    _check_length(path, data.shape[0], int(sr))
+    _check_finite(path, data, int(sr))
     return np.ascontiguousarray(data.T), int(sr)
 
 

@@ -11,14 +11,28 @@ from backend.data.validate import DialogueReport, validate_dialogue
 
 @dataclass
 class ImportResult:
+    """What happened to every uploaded file: imported with its dialogue, or refused with the reason."""
+
     imported: list[DialogueReport] = field(default_factory=list)
-    rejected: list[str] = field(default_factory=list)  # one message per refused file or dialogue
+    rejected: list[str] = field(default_factory=list)  # "<file names>: <reasons>", one per refused dialogue or file
+
+    def markdown(self) -> str:
+        lines = []
+        for r in self.imported:
+            files = " + ".join(Path(f).name for f in (r.audio, r.transcript) if f)
+            warnings = sum(i.level == "warning" for i in r.issues)
+            lines.append(f"✔ Imported **{r.name}**: {files} ({r.words} words"
+                         + (f", {warnings} warning(s)" if warnings else "") + ")")
+        lines += [f"✘ Not imported: {m}" for m in self.rejected]
+        return "\n\n".join(lines)
 
 
 def import_dialogues(files: list[str | Path], dest: str | Path) -> ImportResult:
     """Validate the uploaded files as dialogues (pairs by basename) and copy the good ones to `dest`.
 
-    Nothing is written for a refused dialogue; a file whose partner is already in `dest` completes it.
+    Every dialogue is validated before any is copied, so an upload either reports each file or (on an
+    unexpected failure) writes nothing. Nothing is written for a refused dialogue; a file whose partner is
+    already in `dest` completes it.
     """
     dest = Path(dest)
     result = ImportResult()
@@ -30,7 +44,9 @@ def import_dialogues(files: list[str | Path], dest: str | Path) -> ImportResult:
             result.rejected.append(f"{f.name}: not a dialogue file (expected .wav, .flac, .ogg or .json)")
             continue
         groups.setdefault(f.stem, {"audio": [], "text": []})[kind].append(f)
+    accepted: list[tuple[DialogueReport, list[Path]]] = []
     for name, group in sorted(groups.items()):
+        uploaded = group["audio"] + group["text"]
         duplicates = [p for kind in ("audio", "text") if len(group[kind]) > 1 for p in group[kind]]
         if duplicates:
             result.rejected.append(f"{', '.join(p.name for p in duplicates)}: several files named '{name}' "
@@ -39,13 +55,16 @@ def import_dialogues(files: list[str | Path], dest: str | Path) -> ImportResult:
         audio = group["audio"][0] if group["audio"] else _existing(dest, name, AUDIO_EXTENSIONS)
         text = group["text"][0] if group["text"] else _existing(dest, name, TRANSCRIPT_EXTENSIONS)
         report = validate_dialogue(Dialogue(name, audio, text))
-        if not report.ok:
-            result.rejected.extend(i.message for i in report.issues if i.level == "error")
-            continue
-        for src in (audio, text):
-            if src is not None and src.parent.resolve() != dest.resolve():
-                _replace_name(dest, name, src.suffix.lower())
-                with atomic_path(dest / f"{name}{src.suffix.lower()}") as tmp:
+        if report.ok:
+            accepted.append((report, uploaded))
+        else:
+            reasons = "; ".join(i.message for i in report.issues if i.level == "error")
+            result.rejected.append(f"{', '.join(p.name for p in uploaded)}: {reasons}")
+    for report, uploaded in accepted:
+        for src in uploaded:
+            if src.parent.resolve() != dest.resolve():
+                _replace_name(dest, report.name, src.suffix.lower())
+                with atomic_path(dest / f"{report.name}{src.suffix.lower()}") as tmp:
                     shutil.copyfile(src, tmp)
         result.imported.append(report)
     return result

@@ -8,7 +8,7 @@ import numpy as np
 from backend.core import intervals
 from backend.data.audio_io import load_stereo
 from backend.core.spec import SAMPLE_RATE, SPEAKERS
-from backend.data.transcripts import load_transcript
+from backend.data.transcripts import check_within_audio, load_transcript
 
 
 def envelope(channel: np.ndarray, bins: int) -> list[list[float]]:
@@ -22,8 +22,10 @@ def envelope(channel: np.ndarray, bins: int) -> list[list[float]]:
 
 def alignment_data(audio_path: str | Path, transcript_path: str | Path, bins_per_second: int = 40) -> dict[str, Any]:
     audio, _ = load_stereo(audio_path)
-    words = load_transcript(transcript_path).words
+    transcript = load_transcript(transcript_path)
     duration = audio.shape[1] / SAMPLE_RATE
+    check_within_audio(transcript, duration)
+    words = transcript.words
     bins = max(1, int(duration * bins_per_second))
     speech = {s: intervals.merge([(w.start, w.end) for w in words if w.speaker == s]) for s in SPEAKERS}
     return {

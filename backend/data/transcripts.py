@@ -12,6 +12,7 @@ explicit speaker map.
 
 import json
 import math
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,8 @@ from backend.core.errors import ConfigError, InputError, Issue
 from backend.core.spec import SPEAKERS
 
 KYUTAI_MAIN = "SPEAKER_MAIN"
+MAX_SECONDS = 24 * 3600  # no dialogue time is later than this
+AUDIO_TOLERANCE = 1.0  # seconds a word may end after the audio (aligners overshoot a little)
 
 
 @dataclass(frozen=True)
@@ -71,12 +74,27 @@ def _default_map(fmt: str, labels: set[str]) -> dict[str, str]:
 
 def _time(path: Path, where: str, name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(path, f"{where}: '{name}' must be a number of seconds, found {type(value).__name__} {value!r}")
+        raise InputError(path, f"{where}: '{name}' must be a number of seconds, found {type(value).__name__} "
+                               f"{reprlib.repr(value)}")
+    if isinstance(value, int) and value.bit_length() > 64:  # float() of a 401-digit int raises OverflowError
+        raise InputError(path, f"{where}: '{name}' is a {len(str(abs(value)))}-digit number, not a time in seconds")
     if not math.isfinite(value):
         raise InputError(path, f"{where}: '{name}' is {value} (times must be finite numbers of seconds)")
     if value < 0:
         raise InputError(path, f"{where}: '{name}' is negative ({value} s)")
+    if value > MAX_SECONDS:  # bounds the text streams even when no audio says how long the dialogue is
+        raise InputError(path, f"{where}: '{name}' is {value:g} s, more than {MAX_SECONDS // 3600} hours: "
+                               "not a time within a dialogue (are the times in seconds?)")
     return float(value)
+
+
+def _check_text(path: Path, where: str, what: str, text: str) -> None:
+    """A string SentencePiece can take: JSON's \\ud800 escapes give lone surrogates, which are not Unicode text."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(path, f"{where}: the {what} holds a lone surrogate ({text[e.start:e.end]!r} at character "
+                               f"{e.start}), which is not valid Unicode text") from None
 
 
 def _jmoshi_entry(path: Path, i: int, entry: Any) -> tuple[str, str, Any, Any]:
@@ -123,6 +141,10 @@ def _read_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(path, f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except ValueError as e:  # an integer beyond Python's digit limit
+        raise InputError(path, f"not usable JSON: a number has too many digits ({str(e).split(';')[0]})") from None
+    except RecursionError:
+        raise InputError(path, "not a transcript: the JSON is nested too deeply") from None
 
 
 def load_transcript(path: str | Path, speaker_map: dict[str, str] | None = None) -> Transcript:
@@ -150,6 +172,8 @@ def load_transcript(path: str | Path, speaker_map: dict[str, str] | None = None)
     for i, entry in enumerate(entries):
         label, word, start, end = parse(path, i, entry)
         where = f"entry {i} ({word!r})"
+        _check_text(path, where, "word", word)
+        _check_text(path, where, "speaker label", label)
         start, end = _time(path, where, "start", start), _time(path, where, "end", end)
         if start > end:
             raise InputError(path, f"{where}: start {start} s is after end {end} s")
@@ -173,6 +197,17 @@ def _overlaps(words: list[Word]) -> tuple[int, Word | None]:
             first = first or w
         latest_end = max(latest_end, w.end)
     return count, first
+
+
+def check_within_audio(t: Transcript, audio_seconds: float) -> None:
+    """Refuse words that end well after the audio: wrong times (or the wrong audio), and they would size the
+    text streams and previews. Call before anything is allocated from the word times."""
+    far = [w for w in t.words if w.end > audio_seconds + AUDIO_TOLERANCE]
+    if far:
+        first = min(far, key=lambda w: w.start)
+        raise InputError(t.path, f"{len(far)} word(s) end more than {AUDIO_TOLERANCE:g} s after the audio "
+                                 f"({audio_seconds:.2f} s), the first {first.word!r} at {first.start:g}-{first.end:g} s: "
+                                 "are the times in seconds, and is this the dialogue's audio?")
 
 
 def check_transcript(t: Transcript, audio_seconds: float | None) -> list[Issue]:

@@ -10,7 +10,7 @@ from backend.core import config
 from backend.data.audio_io import audio_report
 from backend.data.files import Dialogue, scan_dialogues
 from backend.core.errors import InputError, Issue
-from backend.data.transcripts import check_transcript, load_transcript
+from backend.data.transcripts import check_transcript, check_within_audio, load_transcript
 
 
 @dataclass
@@ -55,6 +55,8 @@ def validate_dialogue(d: Dialogue) -> DialogueReport:
         try:
             transcript = load_transcript(d.transcript)
             report.words = len(transcript.words)
+            if duration is not None:
+                check_within_audio(transcript, duration)
             report.issues.extend(check_transcript(transcript, duration))
         except InputError as e:
             report.issues.append(Issue("error", str(e)))

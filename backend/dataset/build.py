@@ -15,11 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from backend.core import config
-from backend.core.atomic import atomic_path
+from backend.core.atomic import atomic_path, check_output_folder
 from backend.core.errors import ConfigError, InputError
-from backend.core.spec import NUM_CODEBOOKS, PAD_ID, SPEAKERS
+from backend.core.spec import CARD, NUM_CODEBOOKS, PAD_ID, SPEAKERS
 
 MAX_SHARD_ROWS = 100_000
+TEXT_ID_LIMIT = 2**31  # text ids must index an embedding (int32 at most); the tokenizer bounds them further
 SCHEMA = pa.schema([
     ("dialogue_id", pa.string()),
     ("A", pa.list_(pa.list_(pa.int64()))),
@@ -66,10 +67,13 @@ def _load_npz(path: Path, ndim: int) -> dict[str, np.ndarray]:
             arrays = {s: np.asarray(data[s], dtype=np.int64) for s in SPEAKERS}
     except (OSError, ValueError, KeyError) as e:
         raise InputError(path, f"not a token file with arrays A and B ({e})") from None
+    limit = CARD if ndim == 2 else TEXT_ID_LIMIT
     for s, a in arrays.items():
         if a.ndim != ndim or (ndim == 2 and a.shape[0] != NUM_CODEBOOKS):
             want = f"[{NUM_CODEBOOKS}, T]" if ndim == 2 else "[T]"
             raise InputError(path, f"array {s} has shape {list(a.shape)}, expected {want}")
+        if a.size and not (0 <= a.min() and a.max() < limit):
+            raise InputError(path, f"array {s} holds ids from {a.min()} to {a.max()}, outside 0..{limit - 1}")
     if ndim == 2 and arrays["A"].shape != arrays["B"].shape:
         raise InputError(path, f"A and B differ in length ({arrays['A'].shape[1]} vs {arrays['B'].shape[1]} frames)")
     return arrays
@@ -97,6 +101,9 @@ def build_dataset(cfg: DatasetConfig, progress: Callable[[float, str], None] | N
         raise ConfigError(f"shard_rows must be between 1 and {MAX_SHARD_ROWS}, got {cfg.shard_rows}")
     if not cfg.output_prefix or "/" in cfg.output_prefix:
         raise ConfigError(f"output_prefix must be a plain name, got {cfg.output_prefix!r}")
+    if not 0 <= cfg.pad_id < TEXT_ID_LIMIT:
+        raise ConfigError(f"pad_id {cfg.pad_id} is outside the text ids 0..{TEXT_ID_LIMIT - 1}")
+    check_output_folder(cfg.output, "output folder")
     for folder in (cfg.audio_tokens, cfg.text_tokens):
         if not Path(folder).is_dir():
             raise ConfigError(f"{folder}: no such folder (tokenize audio and text first)")

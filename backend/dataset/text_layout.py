@@ -53,7 +53,7 @@ import sentencepiece as spm
 
 from backend.core.errors import ConfigError
 from backend.core.spec import EPAD_ID, FRAME_RATE, PAD_ID, SPEAKERS
-from backend.data.transcripts import Transcript, Word, check_transcript
+from backend.data.transcripts import Transcript, Word, check_transcript, check_within_audio
 
 BOUNDARY = "\u2581"  # "▁": SentencePiece's word-boundary mark
 TOLERANCE = 1e-6  # frames: absorbs float noise such as 0.24 * 12.5 = 2.9999999
@@ -324,7 +324,10 @@ def tokenize_dialogue(t: Transcript, sp: spm.SentencePieceProcessor, cfg: Layout
     """Text streams for speakers A and B of a transcript, with the audit of both.
 
     Without the audio's duration, `packed` sizes both streams from the transcript's last word end + 1 s.
+    With it, words far past the audio are refused (InputError) before any stream is sized from them.
     """
+    if duration is not None:
+        check_within_audio(t, duration)
     n_frames = None  # both speakers of a packed dialogue get the same length, as with the audio's
     if cfg.layout == "packed" and duration is None and t.words:
         n_frames = frames_for_duration(max(w.end for w in t.words) + 1.0)

@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 
 from backend.core import config as cfgmod
-from backend.core.atomic import atomic_path
+from backend.core.atomic import atomic_path, check_output_folder
 from backend.data.audio_io import AudioInfo, load_stereo, probe
 from backend.dataset.codec import encode_batch, replicas
 from backend.core.config import option
@@ -76,6 +76,7 @@ def _validate(cfg: AudioTokenizeConfig) -> tuple[Path, Path]:
         raise ConfigError(f"batch_dialogues must be >= 1, got {cfg.batch_dialogues}")
     if cfg.workers < 0:
         raise ConfigError(f"workers must be >= 0 (0 = automatic), got {cfg.workers}")
+    check_output_folder(cfg.output_dir, "output_dir")
     return cfg.input_dir, cfg.output_dir
 
 
@@ -159,10 +160,10 @@ def tokenize_audio(cfg: AudioTokenizeConfig, progress: Progress | None = None) -
             todo.append((path, info, meta))
 
     if todo:
+        report(0.0, f"loading Mimi from {cfg.mimi}")
+        mimi = load_mimi(cfg.mimi, device=device).eval()  # before writing anything: a bad source leaves no trace
         output_dir.mkdir(parents=True, exist_ok=True)
         cfgmod.save(cfg, output_dir / CONFIG_NAME)
-        report(0.0, f"loading Mimi from {cfg.mimi}")
-        mimi = load_mimi(cfg.mimi, device=device).eval()
         channels = 2 * min(cfg.batch_dialogues, len(todo))
         workers = 1 if device != "cpu" else min(cfg.workers or len(os.sched_getaffinity(0)), channels)
         models = replicas(mimi, workers)

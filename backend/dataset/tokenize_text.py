@@ -16,7 +16,7 @@ from typing import Callable, Literal
 import numpy as np
 
 from backend.core import config
-from backend.core.atomic import atomic_path, write_text_atomic
+from backend.core.atomic import atomic_path, check_output_folder, write_text_atomic
 from backend.data.audio_io import probe
 from backend.data.files import AUDIO_EXTENSIONS
 from backend.core.errors import ConfigError, InputError, StudioError
@@ -88,6 +88,7 @@ def tokenize_text(cfg: TextTokenizeConfig, progress: Callable[[float, str], None
     options = cfg.layout_options()
     check_options(options, sp)
     speaker_map = parse_speaker_map(cfg.speaker_map)
+    check_output_folder(cfg.output, "output")
     files = transcript_files(cfg.transcripts)
     if not files:
         raise ConfigError(f"transcripts: no <name>.json transcripts in {cfg.transcripts}")

@@ -36,35 +36,12 @@ import torch
 from backend.core.atomic import atomic_path
 from backend.core.errors import InputError
 from backend.core.spec import SPEAKERS, ZERO_TOKEN
-from backend.dataset.read import shard_files
+from backend.dataset.read import REQUIRED_COLUMNS, check_schema, parquet_files
 from backend.dataset.training_view import training_rows
 
 ROWS_PER_SPEAKER = 9  # text + 8 codebooks
-REQUIRED_COLUMNS = ("dialogue_id", "A", "B")
 CACHE_FORMAT = 1  # bump when the cache layout changes: older caches are then rebuilt
 CACHE_BATCH_ROWS = 64  # dialogues per Arrow record batch: bounds the memory of building the cache
-
-
-def parquet_files(path: str | Path) -> list[Path]:
-    """A dataset is a folder of `*-of-*.parquet` shards or one .parquet file."""
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    if not path.exists():
-        raise InputError(path, "no such dataset (a folder of Parquet shards or a .parquet file)")
-    return shard_files(path)
-
-
-def check_schema(path: str | Path) -> None:
-    """Cheap validation (schemas only) for the launcher: the files exist and have the dataset's columns."""
-    for f in parquet_files(path):
-        try:
-            names = pq.read_schema(f).names
-        except (OSError, pa.ArrowException) as e:
-            raise InputError(f, f"not a readable Parquet file ({e})") from None
-        missing = [c for c in REQUIRED_COLUMNS if c not in names]
-        if missing:
-            raise InputError(f, f"missing column(s) {', '.join(missing)}: not a Moshi Studio dataset")
 
 
 def cache_path(path: str | Path) -> Path:
@@ -127,7 +104,8 @@ def _build_cache(files: list[Path], target: Path, stamp: str) -> None:
                     columns = [batch.column(s).cast(speaker_type) for s in SPEAKERS]
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
                     raise InputError(f, f"tokens must be integers that fit {token} ({e})") from None
-                writer.write_batch(pa.record_batch([batch.column("dialogue_id"), *columns], schema=schema))
+                ids_column = batch.column("dialogue_id").cast(pa.string())  # also from large strings
+                writer.write_batch(pa.record_batch([ids_column, *columns], schema=schema))
 
 
 def _open_cache(target: Path, stamp: str) -> pa.Table | None:
