@@ -1,5 +1,6 @@
-"""The `accelerate launch` command of a fine-tune run: one argv LIST per machine plus the environment
-it needs. Never a shell string (`display_command` joins with shlex for showing only).
+"""The `accelerate launch` command of a run (a fine-tune, or a preprocessing stage: any module taking
+`--run-dir`): one argv LIST per machine plus the environment it needs. Never a shell string
+(`display_command` joins with shlex for showing only). DeepSpeed and mixed precision are fine-tune settings.
 
 Flag choices, checked against accelerate 1.15 and on this CPU machine:
 - CPU, one process: `--cpu`. CPU, N processes: `--multi_gpu` + ACCELERATE_USE_CPU=true (gloo);
@@ -18,19 +19,22 @@ import shlex
 import sys
 from pathlib import Path
 
+from backend.core.launch import LaunchConfig
 from backend.finetune.config import FinetuneConfig
 
 TRAIN_MODULE = "backend.finetune.trainer"
 
 
-def deepspeed_file(cfg: FinetuneConfig) -> Path | None:
-    """The DeepSpeed JSON of the run (the trainer's own resolution; ConfigError when unknown)."""
+def deepspeed_file(cfg: LaunchConfig) -> Path | None:
+    """The DeepSpeed JSON of a fine-tune run (the trainer's own resolution; ConfigError when unknown)."""
+    if not isinstance(cfg, FinetuneConfig):
+        return None
     from backend.finetune.trainer import deepspeed_config_path  # torch and moshi load only when a command is built
 
     return deepspeed_config_path(cfg)
 
 
-def on_cpu(cfg: FinetuneConfig) -> bool:
+def on_cpu(cfg: LaunchConfig) -> bool:
     """Whether the run's processes compute on CPUs. 'auto' is decided by this machine (the launcher's), so a
     command previewed for GPU nodes should say device 'cuda'."""
     if cfg.device == "auto":
@@ -46,8 +50,9 @@ def accelerate_executable() -> list[str]:
     return [str(exe), "launch"] if exe.exists() else [sys.executable, "-m", "accelerate.commands.launch"]
 
 
-def accelerate_command(cfg: FinetuneConfig, run_dir: Path, machine_rank: int | None = None) -> list[str]:
-    """The argv that starts the run on one machine (default: the config's machine_rank)."""
+def accelerate_command(cfg: LaunchConfig, run_dir: Path, machine_rank: int | None = None,
+                       module: str = TRAIN_MODULE) -> list[str]:
+    """The argv that starts `module --run-dir run_dir` on one machine (default: the config's machine_rank)."""
     rank = cfg.machine_rank if machine_rank is None else machine_rank
     cpu = on_cpu(cfg)
     ds_file = deepspeed_file(cfg)
@@ -60,23 +65,24 @@ def accelerate_command(cfg: FinetuneConfig, run_dir: Path, machine_rank: int | N
         argv.append("--multi_gpu")
     elif cpu:
         argv.append("--cpu")
+    mixed_precision = cfg.mixed_precision if isinstance(cfg, FinetuneConfig) else "no"
     argv += ["--num_processes", str(cfg.num_processes), "--num_machines", str(cfg.num_machines),
-             "--mixed_precision", cfg.mixed_precision, "--dynamo_backend", "no"]
+             "--mixed_precision", mixed_precision, "--dynamo_backend", "no"]
     if not cpu:
         argv += ["--gpu_ids", cfg.gpu_ids]
     if cfg.num_machines > 1:
         argv += ["--machine_rank", str(rank), "--main_process_ip", cfg.main_address]
     if cfg.num_processes > 1:
         argv += ["--main_process_port", str(cfg.main_port)]
-    return argv + ["-m", TRAIN_MODULE, "--run-dir", str(run_dir)]
+    return argv + ["-m", module, "--run-dir", str(run_dir)]
 
 
-def commands_for_all_nodes(cfg: FinetuneConfig, run_dir: Path) -> list[list[str]]:
+def commands_for_all_nodes(cfg: LaunchConfig, run_dir: Path, module: str = TRAIN_MODULE) -> list[list[str]]:
     """One argv per machine, index = machine_rank."""
-    return [accelerate_command(cfg, run_dir, rank) for rank in range(cfg.num_machines)]
+    return [accelerate_command(cfg, run_dir, rank, module) for rank in range(cfg.num_machines)]
 
 
-def env_for(cfg: FinetuneConfig) -> dict[str, str]:
+def env_for(cfg: LaunchConfig) -> dict[str, str]:
     """Environment variables the command needs on top of the caller's environment."""
     if not on_cpu(cfg):
         return {}
@@ -88,7 +94,8 @@ def env_for(cfg: FinetuneConfig) -> dict[str, str]:
     return env
 
 
-def display_command(cfg: FinetuneConfig, run_dir: Path, machine_rank: int | None = None) -> str:
+def display_command(cfg: LaunchConfig, run_dir: Path, machine_rank: int | None = None,
+                    module: str = TRAIN_MODULE) -> str:
     """The command as one line a user can paste into a POSIX shell (for showing; never executed)."""
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in env_for(cfg).items())
-    return (env + " " if env else "") + shlex.join(accelerate_command(cfg, run_dir, machine_rank))
+    return (env + " " if env else "") + shlex.join(accelerate_command(cfg, run_dir, machine_rank, module))

@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Literal
 
 from backend.core.config import option
+from backend.core.launch import LaunchConfig
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(LaunchConfig):  # the launch settings (device, processes, machines) come first
     # --- model ---
     base_model: str = option("models/demo-lm-init", "model to train: a model folder (model.safetensors + "
                              "moshi_lm_kwargs.json), usually made by the init stage (python -m backend.models.initialise)")
@@ -60,11 +61,3 @@ class FinetuneConfig:
     # --- launch (accelerate) ---
     deepspeed: str = option("none", "DeepSpeed: none, zero2, zero3 (configs under assets/deepspeed) or a JSON path")
     mixed_precision: Literal["no", "bf16", "fp16"] = option("no", "mixed precision (GPUs: bf16)")
-    device: Literal["auto", "cpu", "cuda"] = option("auto", "cpu runs the processes on CPU with gloo; auto uses "
-                                                    "GPUs when there are any")
-    num_processes: int = option(1, "processes in total, over all machines (one per GPU)")
-    num_machines: int = option(1, "machines (nodes)")
-    machine_rank: int = option(0, "rank of this machine (0 = main)")
-    main_address: str = option("127.0.0.1", "address of machine 0, reachable from every node")
-    main_port: int = option(29500, "port on machine 0 for the rendezvous")
-    gpu_ids: str = option("all", "GPUs of this machine the run may use, e.g. 0,1 (used to refuse overlapping runs)")

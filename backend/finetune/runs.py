@@ -31,16 +31,17 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import psutil
 
 from backend.core import config
 from backend.core.atomic import write_text_atomic
 from backend.core.errors import ConfigError, StudioError
+from backend.core.launch import LaunchConfig
 from backend.finetune.config import FinetuneConfig
 from backend.core.paths import REPO
-from backend.finetune.command import accelerate_command, display_command, env_for, on_cpu
+from backend.finetune.command import TRAIN_MODULE, accelerate_command, display_command, env_for, on_cpu
 
 # The run folder's layout. The names the trainer also uses are backend.finetune.trainer's (tests/test_runs.py checks they
 # agree); they are repeated here so that the supervisor, which runs for the whole training, and `runs list`
@@ -110,7 +111,7 @@ def absolute_config(cfg: FinetuneConfig, workspace_root: Path) -> FinetuneConfig
     return dataclasses.replace(cfg, **changes)
 
 
-def gpu_id_list(cfg: FinetuneConfig) -> list[int] | None:
+def gpu_id_list(cfg: LaunchConfig) -> list[int] | None:
     """The GPU ids of this machine the run may use; None means all of them."""
     if cfg.gpu_ids.strip() == "all":
         return None
@@ -136,16 +137,18 @@ def validate_before_launch(cfg: FinetuneConfig, workspace_root: Path) -> None:
     if parts and not Path(cfg.base_model).is_absolute() and (Path(workspace_root) / parts[0]).is_dir():
         raise ConfigError(f"base_model: {Path(workspace_root).resolve() / cfg.base_model} not found "
                           f"(make it with the init stage, python -m backend.models.initialise)")
-    if cfg.num_processes >= cfg.num_machines >= 1 and cfg.num_processes % cfg.num_machines:
-        raise ConfigError(f"num_processes ({cfg.num_processes}) must be a multiple of num_machines "
-                          f"({cfg.num_machines}): every machine runs the same number of processes")
+    check_config(cfg)
+    check_gpus(cfg)
+
+
+def check_gpus(cfg: LaunchConfig) -> None:
+    """On GPUs, one process per listed GPU of this machine."""
     if not on_cpu(cfg):
         ids = gpu_id_list(cfg)
         per_machine = cfg.num_processes // max(cfg.num_machines, 1)
         if ids is not None and len(ids) != per_machine:
             raise ConfigError(f"gpu_ids {cfg.gpu_ids} lists {len(ids)} GPU(s) but each machine runs "
                               f"{per_machine} process(es), one per GPU")
-    check_config(cfg)
 
 
 # ---------------------------------------------------------------- files of a run
@@ -176,28 +179,37 @@ def create_run(workspace_root: Path, cfg: FinetuneConfig, name: str | None = Non
     """Validate, then make `runs/<timestamp>-<slug>/` with config.json, command.json and a queued status."""
     validate_before_launch(cfg, workspace_root)
     cfg = absolute_config(cfg, workspace_root)
-    runs = Path(workspace_root).resolve() / RUNS_DIR
-    runs.mkdir(parents=True, exist_ok=True)
-    base = f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(name or f'{Path(cfg.base_model).name}-{cfg.mode}')}"
+    run = new_run(Path(workspace_root).resolve() / RUNS_DIR, name or f"{Path(cfg.base_model).name}-{cfg.mode}")
+    config.save(cfg, run.dir / CONFIG_FILE)
+    write_command(run, cfg)
+    mark_queued(run)
+    return run
+
+
+def mark_queued(run: Run) -> None:
+    """The last file of a new run: listings show only folders that have it (their other files exist)."""
+    _write_json(run.dir / STATUS_FILE, {"state": "queued", "created": time.time(), "attempts": 0})
+
+
+def new_run(parent: Path, name: str) -> Run:
+    """A new, empty run folder `<parent>/<timestamp>-<slug of name>`."""
+    parent.mkdir(parents=True, exist_ok=True)
+    base = f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(name)}"
     for n in range(1, 1000):
-        run_dir = runs / (base if n == 1 else f"{base}-{n}")
+        run_dir = parent / (base if n == 1 else f"{base}-{n}")
         try:
             run_dir.mkdir()  # exclusive: two runs created in the same second get different folders
             break
         except FileExistsError:
             continue
     else:
-        raise StudioError(f"{runs}: cannot make a new folder named {base}-N")
-    run = Run(run_dir)
-    config.save(cfg, run_dir / CONFIG_FILE)
-    _write_command(run, cfg)
-    _write_json(run_dir / STATUS_FILE, {"state": "queued", "created": time.time(), "attempts": 0})
-    return run
+        raise StudioError(f"{parent}: cannot make a new folder named {base}-N")
+    return Run(run_dir)
 
 
-def _write_command(run: Run, cfg: FinetuneConfig) -> dict[str, Any]:
-    command = {"argv": accelerate_command(cfg, run.dir), "env": env_for(cfg), "cwd": str(REPO),
-               "display": display_command(cfg, run.dir)}
+def write_command(run: Run, cfg: LaunchConfig, module: str = TRAIN_MODULE) -> dict[str, Any]:
+    command = {"argv": accelerate_command(cfg, run.dir, module=module), "env": env_for(cfg), "cwd": str(REPO),
+               "display": display_command(cfg, run.dir, module=module)}
     _write_json(run.dir / COMMAND_FILE, command)
     return command
 
@@ -338,14 +350,23 @@ def _registry_lock(workspace_root: Path) -> Iterator[None]:
 
 def start(run: Run) -> None:
     """Launch the run (or launch it again: resume) as its own process group; returns at once."""
+    def prepare() -> dict[str, Any]:
+        cfg = run.config()
+        validate_before_launch(cfg, run.workspace)
+        _refuse_overlap(run, cfg)
+        return write_command(run, cfg)
+
+    launch(run, prepare)
+
+
+def launch(run: Run, prepare: Callable[[], dict[str, Any]]) -> None:
+    """Start the supervisor of any run folder (a fine-tune, a preprocessing stage) in a new session; returns at
+    once. `prepare` validates and writes command.json, under the workspace's lock, and returns that command."""
     with _registry_lock(run.workspace):
         st = status(run)
         if st.get("state") == "running":
             raise ConfigError(f"run {run.id} is already running (pid {st.get('pid')})")
-        cfg = run.config()
-        validate_before_launch(cfg, run.workspace)
-        _refuse_overlap(run, cfg)
-        command = _write_command(run, cfg)
+        command = prepare()
         (run.dir / ABORT_FILE).unlink(missing_ok=True)  # a stale abort request would stop the new attempt at once
         env = {**os.environ, **command["env"], "PYTHONUNBUFFERED": "1"}  # live log lines
         attempt = int(st.get("attempts", 0)) + 1
@@ -510,7 +531,7 @@ def _print_info(info: RunInfo) -> None:
     print(f"{info.id}  {info.state:<8} step {info.step}/{info.max_steps}{code}  {losses}")
 
 
-def _follow(run: Run) -> int:
+def follow(run: Run) -> int:
     """Print the log as it grows until the run ends; SIGTERM/Ctrl-C (a cluster job ending) aborts the run."""
     def stop(signum: int, frame: Any) -> None:
         print(f"stopping run {run.id}...", file=sys.stderr)
@@ -574,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         resume(run) if args.cmd == "resume" else start(run)
         print(f"run {run.id} started: {_read_json(run.dir / COMMAND_FILE)['display']}")
-        return _follow(run) if args.wait else 0
+        return follow(run) if args.wait else 0
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

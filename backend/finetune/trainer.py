@@ -26,6 +26,7 @@ from backend.finetune import checkpoints
 
 from backend.core import config
 from backend.core.errors import ConfigError, InputError
+from backend.core.launch import check_launch
 from backend.finetune.config import FinetuneConfig
 from backend.finetune.loss import PARTS, LossWeights, compute_loss
 from backend.models.source import LM_KWARGS, LM_WEIGHTS, load_lm
@@ -126,14 +127,11 @@ def check_numbers(cfg: FinetuneConfig) -> None:
         (cfg.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {cfg.keep_checkpoints}"),
         (cfg.mode != "lora" or cfg.lora_rank >= 1, f"lora_rank must be >= 1, got {cfg.lora_rank}"),
         (cfg.mode != "subset" or bool(cfg.trainable), "mode subset needs parameter name prefixes in trainable"),
-        (cfg.num_processes >= 1 and cfg.num_machines >= 1, "num_processes and num_machines must be >= 1"),
-        (cfg.num_processes >= cfg.num_machines, "num_processes counts all machines: it must be >= num_machines"),
-        (0 <= cfg.machine_rank < cfg.num_machines, f"machine_rank must be in 0..{cfg.num_machines - 1}"),
-        (1 <= cfg.main_port <= 65535, f"main_port must be a TCP port, got {cfg.main_port}"),
     ]
     for ok, message in rules:
         if not ok:
             raise ConfigError(message)
+    check_launch(cfg)
 
 
 def uses_cpu(cfg: FinetuneConfig) -> bool:
