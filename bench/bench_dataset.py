@@ -11,7 +11,8 @@ jmoshi  = datasets.load_dataset("parquet", data_files=..., split="train") (its m
           size, cut to max_frames and collated alike.
 Datasets: the project's Parquet schema (SPEC.md) written in shards named as backend.dataset.build
 names them, 5-minute dialogues of random tokens. Every measurement runs in a fresh process (one
-process = one rank); "first batch" is timed from before the loader's import to a collated batch, with
+process = one rank); "first batch" is timed from before the loader's imports (shown apart) to a collated
+batch, with
 the cache already built and the page cache warm from the build (no root to drop it on a shared machine).
 RSS comes from /proc/self/status after the first batch (anon = the process's own memory; file = mapped
 pages it touched, shared by all ranks through the page cache).
@@ -82,6 +83,17 @@ def rss_mb() -> dict[str, float]:
     return {"rss": fields["VmRSS"], "anon": fields["RssAnon"], "file": fields["RssFile"], "peak": fields["VmHWM"]}
 
 
+def studio_imports() -> None:
+    import backend.finetune.config  # noqa: F401
+    import backend.finetune.data  # noqa: F401
+
+
+def jmoshi_imports() -> None:
+    import datasets  # noqa: F401
+
+    studio_imports()  # its batch is collated with the studio's helpers
+
+
 def studio_first_batch(folder: Path, cache: Path) -> tuple:
     from backend.finetune.config import FinetuneConfig
     from backend.finetune.data import DatasetRows, ExampleStream, collate, example_rows, make_examples
@@ -117,9 +129,12 @@ def child(loader: str, folder: Path, cache: Path) -> None:
 
     before = rss_mb()
     started = time.perf_counter()
+    {"studio": studio_imports, "jmoshi": jmoshi_imports}[loader]()
+    imported = time.perf_counter()
     shape = {"studio": studio_first_batch, "jmoshi": jmoshi_first_batch}[loader](folder, cache)
-    seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "shape": list(shape), "before": before, "after": rss_mb()}))
+    done = time.perf_counter()
+    print(json.dumps({"seconds": done - started, "imports": imported - started, "load": done - imported,
+                      "shape": list(shape), "before": before, "after": rss_mb()}))
 
 
 def run_child(loader: str, folder: Path, cache: Path) -> dict:
@@ -183,6 +198,8 @@ def report(results: dict, hours: list[float]) -> None:
         line(f"cache build peak RSS at {h:g} h (MB)", lambda l: results[(l, h)]["build"]["after"]["peak"], "{:.0f}")
         line(f"cache on disk at {h:g} h (GB)", lambda l: results[(l, h)]["gb"])
         line(f"first batch at {h:g} h, cached (s)", lambda l: results[(l, h)]["first"]["seconds"])
+        line("  of which imports (s)", lambda l: results[(l, h)]["first"]["imports"])
+        line("  of which loading + batch (s)", lambda l: results[(l, h)]["first"]["load"])
         line(f"RSS after it at {h:g} h (MB)", lambda l: results[(l, h)]["first"]["after"]["rss"], "{:.0f}")
         line(f"  of which anon at {h:g} h (MB)", lambda l: results[(l, h)]["first"]["after"]["anon"], "{:.0f}")
     line(f"RSS growth {small:g} h -> {large:g} h (MB)",

@@ -137,8 +137,8 @@ def validate_before_launch(cfg: FinetuneConfig, workspace_root: Path) -> None:
     if parts and not Path(cfg.base_model).is_absolute() and (Path(workspace_root) / parts[0]).is_dir():
         raise ConfigError(f"base_model: {Path(workspace_root).resolve() / cfg.base_model} not found "
                           f"(make it with the init stage, python -m backend.models.initialise)")
-    check_config(cfg)
     check_gpus(cfg)
+    check_config(cfg)
 
 
 def check_gpus(cfg: LaunchConfig) -> None:
