@@ -12,8 +12,8 @@ jmoshi  = datasets.load_dataset("parquet", data_files=..., split="train") (its m
 Datasets: the project's Parquet schema (SPEC.md) written in shards named as backend.dataset.build
 names them, 5-minute dialogues of random tokens. Every measurement runs in a fresh process (one
 process = one rank); "first batch" is timed from before the loader's imports (shown apart) to a collated
-batch, with
-the cache already built and the page cache warm from the build (no root to drop it on a shared machine).
+batch, with the cache already built and the page cache warm from the build (no root to drop it on a shared
+machine).
 RSS comes from /proc/self/status after the first batch (anon = the process's own memory; file = mapped
 pages it touched, shared by all ranks through the page cache).
 """
