@@ -59,6 +59,8 @@ def test_one_command_per_machine_for_the_rank_module(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="multiple of num_machines"):
         preprocess.check("tokenize_audio", run_config(input_dir=str(tmp_path), output_dir=str(tmp_path / "o"),
                                                       device="cpu", num_processes=3, num_machines=2))
+    with pytest.raises(ConfigError, match="input_dir"):
+        preprocess.check("tokenize_audio", run_config(input_dir=str(tmp_path / "none"), output_dir=str(tmp_path)))
 
 
 def wait_until_done(run: runs.Run, timeout_s: float = 900) -> str:

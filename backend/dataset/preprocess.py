@@ -77,9 +77,15 @@ def absolute(cfg: Any, workspace: Path) -> Any:
                                        if isinstance(v := getattr(cfg, f.name), Path) and not v.is_absolute()})
 
 
-def check(stage: str, cfg: Any) -> None:
+def check(stage: str, cfg: Any, here: bool = True) -> None:
+    """Refuse a run config before launch; `here` = it is to start on this machine (not only be shown)."""
     check_launch(cfg)
-    runs.check_gpus(cfg)
+    if here:
+        import torch
+
+        if cfg.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' was requested but this machine has no CUDA GPU; use 'cpu' or 'auto'")
+        runs.check_gpus(cfg)
     STAGES[stage].check(stage_config(stage, cfg))
 
 
@@ -145,13 +151,12 @@ def main(argv: list[str] | None = None) -> int:
                                                  "resume, abort.")
     sub = parser.add_subparsers(dest="cmd", required=True)
     for name in ("start", "preview"):
-        p = sub.add_parser(name, help=f"{name} a stage run")
-        p.add_argument("--workspace", type=Path, default=Path("."), help="workspace folder (default: .)")
-        if name == "start":
-            p.add_argument("--wait", action="store_true", help="follow the log until the run ends")
-        stages = p.add_subparsers(dest="stage", required=True)
+        stages = sub.add_parser(name, help=f"{name} a stage run").add_subparsers(dest="stage", required=True)
         for stage in STAGES:
-            config.cli_parser(run_config_class(stage), stage, parser=stages.add_parser(stage))
+            p = config.cli_parser(run_config_class(stage), stage, parser=stages.add_parser(stage))
+            p.add_argument("--workspace", type=Path, default=Path("."), help="workspace folder (default: .)")
+            if name == "start":
+                p.add_argument("--wait", action="store_true", help="follow the log until the run ends")
     for name in ("show", "resume", "abort"):
         p = sub.add_parser(name, help=f"{name} a preprocessing run")
         p.add_argument("run", help="run id (folder name under <workspace>/preprocess) or run folder")
@@ -162,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "preview":
             cfg = absolute(config.from_cli(run_config_class(args.stage), args), args.workspace)
-            check(args.stage, cfg)
-            folder = Path(args.workspace).resolve() / RUNS_DIR / f"<timestamp>-{args.stage}"
+            check(args.stage, cfg, here=False)
+            folder = Path(args.workspace).resolve() / RUNS_DIR / "<run>"
             for rank, line in enumerate(commands(args.stage, cfg, folder)):
                 print(f"# machine {rank}\n{line}")
             return 0
@@ -182,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         start(run)
         print(f"run {run.id} started: {json.loads((run.dir / runs.COMMAND_FILE).read_text())['display']}")
+        stage, cfg = load(run)
+        for rank, line in enumerate(commands(stage, cfg, run.dir)):
+            if rank != cfg.machine_rank:  # the other machines join with their own command
+                print(f"# machine {rank}: {line}")
         return runs.follow(run) if args.wait else 0
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
