@@ -153,6 +153,13 @@ def mapped_table(path: str | Path) -> pa.Table:
     return table
 
 
+def _view(array: pa.Array) -> np.ndarray:
+    """Zero-copy numpy view of a null-free signed integer Arrow array (the offsets and tokens of the cache).
+    Not `to_numpy`: in pyarrow 26 it imports pandas, a second or more at every rank's start."""
+    dtype = np.dtype(f"int{array.type.bit_width}")
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
+
+
 class DatasetRows:
     """The dataset's dialogues, memory-mapped: ids and frame counts in memory, tokens read on demand."""
 
@@ -169,12 +176,12 @@ class DatasetRows:
         frames = []
         for s in SPEAKERS:
             for chunk in table.column(s).chunks:
-                first_row = chunk.offsets.to_numpy()[:-1]  # each dialogue's text row among the chunk's rows
-                row_offsets = chunk.values.offsets.to_numpy()
+                first_row = _view(chunk.offsets)[:-1]  # each dialogue's text row among the chunk's rows
+                row_offsets = _view(chunk.values.offsets)
                 starts[s].append(row_offsets[first_row])
                 if s == SPEAKERS[0]:  # B's frame counts equal A's (checked when the cache was built)
                     frames.append(row_offsets[first_row + 1] - row_offsets[first_row])
-                self._tokens[s].append(chunk.values.values.to_numpy())
+                self._tokens[s].append(_view(chunk.values.values))
         self._starts = {s: np.concatenate(starts[s]) for s in SPEAKERS}
         self.lengths: list[int] = np.concatenate(frames).tolist()
 
