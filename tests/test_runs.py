@@ -101,7 +101,7 @@ def helper_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     script.write_text(TREE)
     pids = tmp_path / "pids.txt"
     monkeypatch.setattr(runs, "accelerate_command",
-                        lambda c, run_dir, rank=None: [sys.executable, str(script), "root", str(pids)])
+                        lambda c, run_dir, rank=None, module=None: [sys.executable, str(script), "root", str(pids)])
     return pids
 
 
@@ -272,7 +272,7 @@ def test_orphans_of_a_killed_supervisor_are_found_by_abort_and_block_resume(ws: 
 
 def test_the_supervisor_records_the_exit_code(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runs, "accelerate_command",
-                        lambda c, run_dir, rank=None: [sys.executable, "-c", "print('hello'); raise SystemExit(3)"])
+                        lambda c, run_dir, rank=None, module=None: [sys.executable, "-c", "print('hello'); raise SystemExit(3)"])
     run = runs.create_run(ws, cfg())
     runs.start(run)
     wait_for(lambda: runs.status(run)["state"] != "running", 60, "the run to end")

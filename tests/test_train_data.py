@@ -10,8 +10,8 @@ from train_helpers import write_dataset
 
 from backend.dataset.build import SCHEMA
 from backend.core.errors import InputError
-from backend.finetune.data import Dialogues, Example, ExampleStream, Position, collate, eval_share, example_rows, \
-    make_examples
+from backend.finetune.data import DatasetRows, Example, ExampleStream, Position, cache_path, collate, eval_share, \
+    example_rows, make_examples
 
 
 def test_chunks_cover_each_dialogue_and_drop_short_tails() -> None:
@@ -22,7 +22,7 @@ def test_chunks_cover_each_dialogue_and_drop_short_tails() -> None:
 
 
 def test_both_speakers_play_moshi(tmp_path: Path) -> None:
-    data = Dialogues(write_dataset(tmp_path / "data", [12], seed=3))
+    data = DatasetRows(write_dataset(tmp_path / "data", [12], seed=3))
     both = make_examples(data.lengths, "both", max_frames=12, min_frames=2)
     assert [e.main for e in both] == ["A", "B"]
     a, b = data.speaker(0, "A"), data.speaker(0, "B")
@@ -109,19 +109,70 @@ def test_collate_pads_with_the_zero_token() -> None:
 
 def test_missing_or_malformed_data_names_the_path(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=str(tmp_path / "nowhere")):
-        Dialogues(tmp_path / "nowhere")
+        DatasetRows(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="empty"):
-        Dialogues(tmp_path / "empty")
+        DatasetRows(tmp_path / "empty")
     bad = tmp_path / "bad" / "train-001-of-001.parquet"
     bad.parent.mkdir()
     rows = {"dialogue_id": ["x/short"], "A": [[[0] * 4] * 8], "B": [[[0] * 4] * 8]}
     pq.write_table(pa.table(rows, schema=SCHEMA), bad)
     with pytest.raises(InputError, match=r"bad.*x/short.*\[9, T\]"):
-        Dialogues(bad.parent)
+        DatasetRows(bad.parent)
 
 
 def test_a_single_parquet_file_is_a_dataset(tmp_path: Path) -> None:
     folder = write_dataset(tmp_path / "data", [8, 9])
     (file,) = folder.glob("*.parquet")
-    assert Dialogues(file).lengths == [8, 9] and Dialogues(file).ids == ["train/d000", "train/d001"]
+    assert DatasetRows(file).lengths == [8, 9] and DatasetRows(file).ids == ["train/d000", "train/d001"]
+
+
+def _parquet_rows(folder: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    table = pa.concat_tables(pq.read_table(f) for f in sorted(folder.glob("*.parquet")))
+    return [(r["dialogue_id"], np.array(r["A"]), np.array(r["B"])) for r in table.to_pylist()]
+
+
+def test_mapped_rows_equal_the_parquet_rows_across_shards_and_batches(tmp_path: Path) -> None:
+    folder = write_dataset(tmp_path / "data", [5 + i % 7 for i in range(70)], seed=1)  # > 1 record batch
+    write_dataset(tmp_path / "more", [9, 4], seed=2, prefix="zz")
+    (tmp_path / "more" / "zz-001-of-001.parquet").rename(folder / "zz-001-of-001.parquet")  # a second shard
+    rows = DatasetRows(folder)
+    assert cache_path(folder).is_file()
+    expected = _parquet_rows(folder)
+    assert rows.ids == [d for d, _, _ in expected] and rows.lengths == [a.shape[1] for _, a, _ in expected]
+    for i, (_, a, b) in enumerate(expected):
+        got = rows.speaker(i, "A"), rows.speaker(i, "B")
+        assert got[0].dtype == np.int64
+        np.testing.assert_array_equal(got[0], a)
+        np.testing.assert_array_equal(got[1], b)
+    np.testing.assert_array_equal(rows.speaker(3, "B", 1, 4), expected[3][2][:, 1:4])
+    again = DatasetRows(folder)  # maps the existing cache
+    np.testing.assert_array_equal(again.speaker(69, "A"), expected[69][1])
+
+
+def test_cache_follows_a_rebuilt_dataset_and_keeps_large_ids(tmp_path: Path) -> None:
+    folder = write_dataset(tmp_path / "data", [6, 7], seed=1)
+    first = DatasetRows(folder).speaker(0, "A")
+    shard = folder / "train-001-of-001.parquet"
+    table = pq.read_table(shard)
+    big = np.array(table.column("A")[0].as_py())
+    big[0, 0] = 40_000  # above int16: the cache must widen, not wrap
+    rows = {"dialogue_id": ["train/x", "train/y"], "A": [big.tolist(), big.tolist()],
+            "B": [big.tolist(), big.tolist()]}
+    pq.write_table(pa.table(rows, schema=SCHEMA), shard)
+    rebuilt = DatasetRows(folder)
+    assert rebuilt.ids == ["train/x", "train/y"]
+    np.testing.assert_array_equal(rebuilt.speaker(1, "B"), big)
+    assert not np.array_equal(first, big)
+
+
+def test_other_writers_list_and_integer_kinds_map_alike(tmp_path: Path) -> None:
+    folder = write_dataset(tmp_path / "data", [6, 7], seed=4)
+    shard = folder / "train-001-of-001.parquet"
+    expected = DatasetRows(folder)
+    tokens = pa.large_list(pa.large_list(pa.int32()))
+    other = pa.schema([("dialogue_id", pa.large_string()), ("A", tokens), ("B", tokens)])
+    pq.write_table(pq.read_table(shard).cast(other), shard)
+    rows = DatasetRows(folder)
+    assert rows.ids == expected.ids and rows.lengths == expected.lengths
+    np.testing.assert_array_equal(rows.speaker(1, "B"), expected.speaker(1, "B"))

@@ -25,6 +25,7 @@ from backend.core.atomic import atomic_path, check_output_folder
 from backend.data.audio_io import AudioInfo, load_stereo, probe
 from backend.data.files import AUDIO_EXTENSIONS, dialogue_files
 from backend.dataset.codec import encode_batch, replicas
+from backend.dataset.sharding import share
 from backend.core.config import option
 from backend.core.progress import cli_progress
 from backend.core.errors import ConfigError, InputError, StudioError
@@ -64,6 +65,19 @@ class TokenizeSummary:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def merge(cls, parts: list["TokenizeSummary"]) -> "TokenizeSummary":
+        """One summary of the ranks of a distributed run (which ran side by side: the longest wall time)."""
+        return cls(output_dir=parts[0].output_dir, written=sorted(n for p in parts for n in p.written),
+                   skipped=sorted(n for p in parts for n in p.skipped),
+                   failed=dict(sorted(kv for p in parts for kv in p.failed.items())),
+                   audio_seconds=sum(p.audio_seconds for p in parts), wall_seconds=max(p.wall_seconds for p in parts))
+
+    def line(self) -> str:
+        rate = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
+        return (f"{len(self.written)} written, {len(self.skipped)} already done, {len(self.failed)} failed "
+                f"-> {self.output_dir} ({self.audio_seconds:.1f} s of audio, {rate:.2f} audio-s per s)")
 
 
 def _validate(cfg: AudioTokenizeConfig) -> tuple[Path, Path]:
@@ -122,8 +136,10 @@ def write_tokens(target: Path, codes: np.ndarray, meta: dict) -> None:
                             meta=np.array(json.dumps({**meta, "frames": int(codes.shape[-1])})))
 
 
-def tokenize_audio(cfg: AudioTokenizeConfig, progress: Progress | None = None) -> TokenizeSummary:
-    """Tokenize every dialogue file of cfg.input_dir into cfg.output_dir (see the module doc)."""
+def tokenize_audio(cfg: AudioTokenizeConfig, progress: Progress | None = None,
+                   shard: tuple[int, int] = (0, 1)) -> TokenizeSummary:
+    """Tokenize every dialogue file of cfg.input_dir into cfg.output_dir (see the module doc); `shard` =
+    (rank, world) of a distributed run (backend.dataset.preprocess): only this rank's share of the files."""
     input_dir, output_dir = _validate(cfg)
     device = pick_device(cfg.device)
     report = progress or (lambda fraction, message: None)
@@ -138,7 +154,7 @@ def tokenize_audio(cfg: AudioTokenizeConfig, progress: Progress | None = None) -
         by_stem.setdefault(path.stem, []).append(path)
     fingerprint = mimi_fingerprint(cfg.mimi)
     todo: list[tuple[Path, AudioInfo, dict]] = []
-    for path in files:
+    for path in share(files, *shard):
         if len(by_stem[path.stem]) > 1:
             others = ", ".join(p.name for p in by_stem[path.stem] if p != path)
             summary.failed[path.name] = str(InputError(path, f"another input file has the same name ({others}); "
@@ -199,9 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    rate = summary.audio_seconds / summary.wall_seconds if summary.wall_seconds else 0.0
-    print(f"{len(summary.written)} written, {len(summary.skipped)} already done, {len(summary.failed)} failed "
-          f"-> {summary.output_dir} ({summary.audio_seconds:.1f} s of audio, {rate:.2f} audio-s per s)")
+    print(summary.line())
     for message in summary.failed.values():
         print(f"failed: {message}", file=sys.stderr)
     return 1 if summary.failed else 0

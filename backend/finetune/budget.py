@@ -134,9 +134,9 @@ def estimate(cfg: FinetuneConfig, lm_kwargs: dict[str, Any], examples_per_pass: 
 
 def count_examples(cfg: FinetuneConfig) -> int:
     """Training examples (chunks x main speakers) the trainer makes from cfg.train_data."""
-    from backend.finetune.data import Dialogues, make_examples
+    from backend.finetune.data import DatasetRows, make_examples
 
-    lengths = Dialogues(cfg.train_data).lengths
+    lengths = DatasetRows(cfg.train_data).lengths
     return len(make_examples(lengths, cfg.main_speaker, cfg.max_frames, cfg.min_frames))
 
 

@@ -1,5 +1,6 @@
-"""The `accelerate launch` command of a fine-tune run: one argv LIST per machine plus the environment
-it needs. Never a shell string (`display_command` joins with shlex for showing only).
+"""The `accelerate launch` command of a run (a fine-tune, or a preprocessing stage: any module taking
+`--run-dir`): one argv LIST per machine plus the environment it needs. Never a shell string
+(`display_command` joins with shlex for showing only). DeepSpeed and mixed precision are fine-tune settings.
 
 Flag choices, checked against accelerate 1.15 and on this CPU machine:
 - CPU, one process: `--cpu`. CPU, N processes: `--multi_gpu` + ACCELERATE_USE_CPU=true (gloo);
@@ -18,9 +19,15 @@ import shlex
 import sys
 from pathlib import Path
 
-from backend.finetune.config import FinetuneConfig, deepspeed_config_path, on_cpu
+from backend.core.launch import LaunchConfig, on_cpu
+from backend.finetune.config import FinetuneConfig, deepspeed_config_path
 
 TRAIN_MODULE = "backend.finetune.trainer"
+
+
+def deepspeed_file(cfg: LaunchConfig) -> Path | None:
+    """The DeepSpeed JSON of a fine-tune run; other jobs (preprocessing) run without DeepSpeed."""
+    return deepspeed_config_path(cfg) if isinstance(cfg, FinetuneConfig) else None
 
 
 def accelerate_executable() -> list[str]:
@@ -29,11 +36,12 @@ def accelerate_executable() -> list[str]:
     return [str(exe), "launch"] if exe.exists() else [sys.executable, "-m", "accelerate.commands.launch"]
 
 
-def accelerate_command(cfg: FinetuneConfig, run_dir: Path, machine_rank: int | None = None) -> list[str]:
-    """The argv that starts the run on one machine (default: the config's machine_rank)."""
+def accelerate_command(cfg: LaunchConfig, run_dir: Path, machine_rank: int | None = None,
+                       module: str = TRAIN_MODULE) -> list[str]:
+    """The argv that starts `module --run-dir run_dir` on one machine (default: the config's machine_rank)."""
     rank = cfg.machine_rank if machine_rank is None else machine_rank
     cpu = on_cpu(cfg)
-    ds_file = deepspeed_config_path(cfg)
+    ds_file = deepspeed_file(cfg)
     argv = accelerate_executable()
     if ds_file is not None:
         argv += ["--use_deepspeed", "--deepspeed_config_file", str(ds_file)]
@@ -43,35 +51,37 @@ def accelerate_command(cfg: FinetuneConfig, run_dir: Path, machine_rank: int | N
         argv.append("--multi_gpu")
     elif cpu:
         argv.append("--cpu")
+    mixed_precision = cfg.mixed_precision if isinstance(cfg, FinetuneConfig) else "no"
     argv += ["--num_processes", str(cfg.num_processes), "--num_machines", str(cfg.num_machines),
-             "--mixed_precision", cfg.mixed_precision, "--dynamo_backend", "no"]
+             "--mixed_precision", mixed_precision, "--dynamo_backend", "no"]
     if not cpu:
         argv += ["--gpu_ids", cfg.gpu_ids]
     if cfg.num_machines > 1:
         argv += ["--machine_rank", str(rank), "--main_process_ip", cfg.main_address]
     if cfg.num_processes > 1:
         argv += ["--main_process_port", str(cfg.main_port)]
-    return argv + ["-m", TRAIN_MODULE, "--run-dir", str(run_dir)]
+    return argv + ["-m", module, "--run-dir", str(run_dir)]
 
 
-def commands_for_all_nodes(cfg: FinetuneConfig, run_dir: Path) -> list[list[str]]:
+def commands_for_all_nodes(cfg: LaunchConfig, run_dir: Path, module: str = TRAIN_MODULE) -> list[list[str]]:
     """One argv per machine, index = machine_rank."""
-    return [accelerate_command(cfg, run_dir, rank) for rank in range(cfg.num_machines)]
+    return [accelerate_command(cfg, run_dir, rank, module) for rank in range(cfg.num_machines)]
 
 
-def env_for(cfg: FinetuneConfig) -> dict[str, str]:
+def env_for(cfg: LaunchConfig) -> dict[str, str]:
     """Environment variables the command needs on top of the caller's environment."""
     if not on_cpu(cfg):
         return {}
     env = {"CUDA_VISIBLE_DEVICES": ""}  # a CPU run stays off the machine's GPUs, whatever accelerate detects
-    if deepspeed_config_path(cfg) is not None:
+    if deepspeed_file(cfg) is not None:
         env["DS_ACCELERATOR"] = "cpu"
     elif cfg.num_processes > 1:
         env["ACCELERATE_USE_CPU"] = "true"
     return env
 
 
-def display_command(cfg: FinetuneConfig, run_dir: Path, machine_rank: int | None = None) -> str:
+def display_command(cfg: LaunchConfig, run_dir: Path, machine_rank: int | None = None,
+                    module: str = TRAIN_MODULE) -> str:
     """The command as one line a user can paste into a POSIX shell (for showing; never executed)."""
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in env_for(cfg).items())
-    return (env + " " if env else "") + shlex.join(accelerate_command(cfg, run_dir, machine_rank))
+    return (env + " " if env else "") + shlex.join(accelerate_command(cfg, run_dir, machine_rank, module))

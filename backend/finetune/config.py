@@ -11,21 +11,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from backend.core import config
 from backend.core.config import option
 from backend.core.errors import ConfigError, InputError
+from backend.core.launch import MAX_COUNT, LaunchConfig, check_launch, on_cpu
 from backend.core.paths import ASSETS
 from backend.dataset.read import check_schema
-from backend.models.source import Dtype, check_layout, is_hub_id, lm_kwargs_of, pick_device
+from backend.models.source import Dtype, check_layout, is_hub_id, lm_kwargs_of
 
 DEEPSPEED_PRESETS = {name: ASSETS / "deepspeed" / f"{name}.json" for name in ("zero2", "zero3")}
 STREAMS_WITH_USER = 16  # dep_q of a model that also predicts the user's 8 codebooks
 MAX_STEPS = 10**9  # beyond any real run; larger numbers are typing mistakes or hostile input
-MAX_COUNT = 2**16  # processes, machines, batch sizes, ranks
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(LaunchConfig):  # the launch settings (device, processes, machines) come first
     # --- model ---
     base_model: str = option("models/demo-lm-init", "model to train: a model folder (model.safetensors + "
                              "moshi_lm_kwargs.json), usually made by the init stage (moshi-studio init)")
@@ -79,14 +78,6 @@ class FinetuneConfig:
     # --- launch (accelerate) ---
     deepspeed: str = option("none", "DeepSpeed: none, zero2, zero3 (configs under assets/deepspeed) or a JSON path")
     mixed_precision: Literal["no", "bf16", "fp16"] = option("no", "mixed precision (GPUs: bf16)")
-    device: Literal["auto", "cpu", "cuda"] = option("auto", "cpu runs the processes on CPU with gloo; auto uses "
-                                                    "GPUs when there are any")
-    num_processes: int = option(1, "processes in total, over all machines (one per GPU)", ge=1, le=MAX_COUNT)
-    num_machines: int = option(1, "machines (nodes)", ge=1, le=MAX_COUNT)
-    machine_rank: int = option(0, "rank of this machine (0 = main)", ge=0, le=MAX_COUNT)
-    main_address: str = option("127.0.0.1", "address of machine 0, reachable from every node")
-    main_port: int = option(29500, "port on machine 0 for the rendezvous", ge=1, le=65535)
-    gpu_ids: str = option("all", "GPUs of this machine the run may use, e.g. 0,1 (used to refuse overlapping runs)")
 
 
 # ---------------------------------------------------------------- checks (all of them: the launcher, the
@@ -145,54 +136,18 @@ def check_relations(cfg: FinetuneConfig) -> None:
         (cfg.max_frames >= cfg.min_frames, f"max_frames ({cfg.max_frames}) must be >= min_frames ({cfg.min_frames})"),
         (cfg.text_weight + cfg.audio_weight > 0, "text_weight and audio_weight are both 0: nothing to learn"),
         (cfg.mode != "subset" or bool(cfg.trainable), "mode subset needs parameter name prefixes in trainable"),
-        (cfg.num_processes >= cfg.num_machines, "num_processes counts all machines: it must be >= num_machines"),
-        (cfg.num_processes % cfg.num_machines == 0, f"num_processes ({cfg.num_processes}) must be a multiple of "
-         f"num_machines ({cfg.num_machines}): every machine runs the same number of processes"),
-        (cfg.machine_rank < cfg.num_machines, f"machine_rank must be in 0..{cfg.num_machines - 1}"),
     ]
     for ok, message in rules:
         if not ok:
             raise ConfigError(message)
 
 
-def gpu_id_list(cfg: FinetuneConfig) -> list[int] | None:
-    """The GPU ids of this machine the run may use; None means all of them."""
-    if cfg.gpu_ids.strip() == "all":
-        return None
-    try:
-        ids = [int(x) for x in cfg.gpu_ids.split(",")]
-    except ValueError:
-        raise ConfigError(f"gpu_ids: {cfg.gpu_ids!r} is neither 'all' nor comma-separated numbers like 0,1") from None
-    if len(set(ids)) != len(ids) or min(ids) < 0:
-        raise ConfigError(f"gpu_ids: {cfg.gpu_ids!r} repeats an id or has a negative one")
-    return ids
-
-
-def check_gpus(cfg: FinetuneConfig) -> None:
-    """gpu_ids names one GPU per process of this machine (a CPU run uses none)."""
-    if on_cpu(cfg):
-        return
-    ids = gpu_id_list(cfg)
-    per_machine = cfg.num_processes // cfg.num_machines
-    if ids is not None and len(ids) != per_machine:
-        raise ConfigError(f"gpu_ids {cfg.gpu_ids} lists {len(ids)} GPU(s) but each machine runs "
-                          f"{per_machine} process(es), one per GPU")
-
-
-def on_cpu(cfg: FinetuneConfig, must_exist: bool = False) -> bool:
-    """Whether the run's processes compute on CPUs. 'auto' is decided by this machine (the launcher's), so a
-    command previewed for GPU nodes should say device 'cuda'; with `must_exist` (the run starts here) a
-    'cuda' run on a machine without a GPU is an error."""
-    return pick_device(cfg.device, must_exist) == "cpu"
-
-
 def check_config(cfg: FinetuneConfig) -> None:
     """Refuse a configuration before any work, with a ConfigError naming the field or file: numbers, GPUs,
     the datasets, the device and precision, DeepSpeed, the base model's layout and the tracker. Paths are taken
     as they are (the launcher first makes a workspace's relative paths absolute: runs.absolute_config)."""
-    config.check_numbers(cfg)
+    check_launch(cfg)  # also every field's own bounds (config.check_numbers)
     check_relations(cfg)
-    check_gpus(cfg)
     for name in ("train_data", "eval_data"):
         path = getattr(cfg, name)
         if path is not None and not Path(path).exists():

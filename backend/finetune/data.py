@@ -1,5 +1,14 @@
 """Training examples from the Parquet dataset, in a seeded order with an exactly resumable position.
 
+The rows are memory-mapped, never decoded into memory: on first use the Parquet shards are copied once,
+batch by batch, into one Arrow IPC file beside them (`cache_path`), which every later process (every
+rank of every run, generation, the budget) maps read-only. Ranks on a machine therefore share one copy
+through the page cache, and a process touches only the pages of the frames it trains on. The copy keeps
+the rows and their order; its tokens take the narrowest integer type that holds them (int16 for
+Kyutai's and J-Moshi's vocabularies: a quarter of int64's disk and page cache) and come back as int64.
+It is rebuilt when a shard's name, size or modification time changes; a file lock lets one process
+build it while the others wait.
+
 An example is one chunk of one dialogue with one speaker playing Moshi: the 17-row training view
 `training_rows(main, other)` cut to [start, start + max_frames); chunks shorter than min_frames are
 dropped. Every epoch is a permutation of all examples drawn from (seed, epoch).
@@ -11,9 +20,12 @@ grad_accum is (J-Moshi skipped steps x batch instead of steps x grad_accum x bat
 incomplete last global micro-batch is skipped so every rank always does the same number of steps.
 """
 
+import contextlib
+import fcntl
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -21,58 +33,163 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from backend.dataset.read import REQUIRED_COLUMNS, check_schema, parquet_files
+from backend.core.atomic import atomic_path
 from backend.core.errors import InputError
 from backend.core.spec import SPEAKERS, ZERO_TOKEN
+from backend.dataset.read import REQUIRED_COLUMNS, check_schema, parquet_files
 from backend.dataset.training_view import training_rows
 
 ROWS_PER_SPEAKER = 9  # text + 8 codebooks
+CACHE_FORMAT = 1  # bump when the cache layout changes: older caches are then rebuilt
+CACHE_BATCH_ROWS = 64  # dialogues per Arrow record batch: bounds the memory of building the cache
 
 
-class Dialogues:
-    """The dataset's rows held as Arrow arrays; one [9, T] array per speaker is built on demand."""
+def cache_path(path: str | Path) -> Path:
+    """The memory-mapped copy of a dataset: a hidden file in its folder, or beside a single-file dataset."""
+    path = Path(path)
+    return path / ".rows.arrow" if path.is_dir() else path.with_name(f".{path.name}.rows.arrow")
+
+
+def _token_type(files: list[Path]) -> pa.DataType:
+    """The narrowest integer type holding every token, from the shards' column statistics (int64 when a
+    shard has none). The cast that uses it is checked, so wrong statistics fail loudly, never wrap."""
+    lo = hi = 0
+    for f in files:
+        meta = pq.read_metadata(f)
+        for g in range(meta.num_row_groups):
+            for c in range(meta.num_columns):
+                column = meta.row_group(g).column(c)
+                if column.path_in_schema.split(".")[0] not in SPEAKERS:
+                    continue
+                stats = column.statistics
+                if stats is None or not stats.has_min_max:
+                    return pa.int64()
+                lo, hi = min(lo, stats.min), max(hi, stats.max)
+    for arrow_type, numpy_type in ((pa.int16(), np.int16), (pa.int32(), np.int32)):
+        if np.iinfo(numpy_type).min <= lo and hi <= np.iinfo(numpy_type).max:
+            return arrow_type
+    return pa.int64()
+
+
+def _check_shapes(f: Path, ids: list[str], column: pa.ListArray) -> np.ndarray:
+    """Frames per dialogue of one speaker column; every row must be [9, T]."""
+    rows = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    inner = pc.list_value_length(column.flatten()).to_numpy(zero_copy_only=False)
+    offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
+    out = np.zeros(len(ids), dtype=np.int64)
+    for i, did in enumerate(ids):
+        lens = inner[offsets[i]:offsets[i + 1]]
+        if rows[i] != ROWS_PER_SPEAKER or (lens != lens[0]).any():
+            raise InputError(f, f"dialogue {did}: a speaker must be [9, T] (text + 8 codebooks), "
+                                f"got {rows[i]} rows of lengths {sorted(set(lens.tolist()))}")
+        out[i] = lens[0]
+    return out
+
+
+def _build_cache(files: list[Path], target: Path, stamp: str) -> None:
+    """Copy the shards' rows, checked, into the Arrow IPC file `target` (atomically), batch by batch."""
+    token = _token_type(files)
+    speaker_type = pa.list_(pa.list_(token))
+    schema = pa.schema([("dialogue_id", pa.string()), ("A", speaker_type), ("B", speaker_type)],
+                       metadata={"studio": stamp})
+    with atomic_path(target) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        for f in files:
+            # No pre-buffering (pyarrow's default keeps every row group read so far: memory grew with the shard,
+            # +1.5 GB at 1 000 h) and a buffered stream (a single huge row group is read page by page): the
+            # build holds about one batch whatever the dataset's size.
+            shard = pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)
+            for batch in shard.iter_batches(batch_size=CACHE_BATCH_ROWS, columns=list(REQUIRED_COLUMNS)):
+                ids = batch.column("dialogue_id").to_pylist()
+                frames = [_check_shapes(f, ids, batch.column(s)) for s in SPEAKERS]
+                for did, ta, tb in zip(ids, *frames):
+                    if ta != tb:
+                        raise InputError(f, f"dialogue {did}: A has {ta} frames but B has {tb}")
+                try:
+                    columns = [batch.column(s).cast(speaker_type) for s in SPEAKERS]
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                    raise InputError(f, f"tokens must be integers that fit {token} ({e})") from None
+                ids_column = batch.column("dialogue_id").cast(pa.string())  # also from large strings
+                writer.write_batch(pa.record_batch([ids_column, *columns], schema=schema))
+
+
+def _open_cache(target: Path, stamp: str) -> pa.Table | None:
+    """The cache's table, memory-mapped (zero-copy), or None when it is missing or was made from other files."""
+    try:
+        reader = pa.ipc.open_file(pa.memory_map(str(target)))
+    except (OSError, pa.ArrowException):
+        return None
+    if (reader.schema.metadata or {}).get(b"studio") != stamp.encode():
+        return None
+    return reader.read_all()
+
+
+@contextlib.contextmanager
+def _exclusive(target: Path) -> Iterator[None]:
+    """Hold the cache's lock file: one process builds, the others wait for its result."""
+    try:
+        lock = open(target.with_name(target.name + ".lock"), "a")
+    except OSError as e:
+        raise InputError(target.parent, f"cannot write the dataset's memory-mapped copy here ({e})") from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def mapped_table(path: str | Path) -> pa.Table:
+    """The dataset's rows as a memory-mapped Arrow table, building its cache first when needed."""
+    check_schema(path)
+    files = parquet_files(path)
+    stamp = json.dumps({"format": CACHE_FORMAT, "files": [
+        {"name": f.name, "size": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns} for f in files]})
+    target = cache_path(path)
+    table = _open_cache(target, stamp)
+    if table is None:
+        with _exclusive(target):
+            table = _open_cache(target, stamp)
+            if table is None:
+                _build_cache(files, target, stamp)
+                table = _open_cache(target, stamp)
+    assert table is not None  # just built from these files
+    return table
+
+
+def _view(array: pa.Array) -> np.ndarray:
+    """Zero-copy numpy view of a null-free signed integer Arrow array (the offsets and tokens of the cache).
+    Not `to_numpy`: in pyarrow 26 it imports pandas, a second or more at every rank's start."""
+    dtype = np.dtype(f"int{array.type.bit_width}")
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
+
+
+class DatasetRows:
+    """The dataset's dialogues, memory-mapped: ids and frame counts in memory, tokens read on demand."""
 
     def __init__(self, path: str | Path):
-        check_schema(path)
-        self.ids: list[str] = []
-        self._columns: dict[str, list[pa.ListArray]] = {s: [] for s in SPEAKERS}
-        self._where: list[tuple[int, int]] = []  # dialogue -> (file, row)
-        self.lengths: list[int] = []
-        for fi, f in enumerate(parquet_files(path)):
-            table = pq.read_table(f, columns=list(REQUIRED_COLUMNS))
-            ids = table.column("dialogue_id").to_pylist()
-            lengths = {}
-            for s in SPEAKERS:
-                col = table.column(s).combine_chunks()
-                self._columns[s].append(col)
-                rows = pc.list_value_length(col).to_numpy(zero_copy_only=False)
-                inner = pc.list_value_length(col.flatten()).to_numpy(zero_copy_only=False)
-                lengths[s] = self._check_shapes(f, ids, rows, inner)
-            for ri, (did, ta, tb) in enumerate(zip(ids, lengths["A"], lengths["B"])):
-                if ta != tb:
-                    raise InputError(f, f"dialogue {did}: A has {ta} frames but B has {tb}")
-                self.ids.append(did)
-                self._where.append((fi, ri))
-                self.lengths.append(int(ta))
-        if not self.ids:
+        table = mapped_table(path)
+        if not table.num_rows:
             raise InputError(path, "the dataset has no dialogues")
+        self.ids: list[str] = table.column("dialogue_id").to_pylist()
+        sizes = [len(c) for c in table.column(SPEAKERS[0]).chunks]
+        self._chunk = np.repeat(np.arange(len(sizes)), sizes)  # dialogue -> its record batch
+        # Per speaker and record batch: the flat tokens (a view of the mapped file) and where each row starts.
+        self._tokens: dict[str, list[np.ndarray]] = {s: [] for s in SPEAKERS}
+        starts: dict[str, list[np.ndarray]] = {s: [] for s in SPEAKERS}
+        frames = []
+        for s in SPEAKERS:
+            for chunk in table.column(s).chunks:
+                first_row = _view(chunk.offsets)[:-1]  # each dialogue's text row among the chunk's rows
+                row_offsets = _view(chunk.values.offsets)
+                starts[s].append(row_offsets[first_row])
+                if s == SPEAKERS[0]:  # B's frame counts equal A's (checked when the cache was built)
+                    frames.append(row_offsets[first_row + 1] - row_offsets[first_row])
+                self._tokens[s].append(_view(chunk.values.values))
+        self._starts = {s: np.concatenate(starts[s]) for s in SPEAKERS}
+        self.lengths: list[int] = np.concatenate(frames).tolist()
 
-    @staticmethod
-    def _check_shapes(f: Path, ids: list[str], rows: np.ndarray, inner: np.ndarray) -> list[int]:
-        offsets = np.concatenate([[0], np.cumsum(rows)])
-        out = []
-        for i, did in enumerate(ids):
-            lens = inner[offsets[i]:offsets[i + 1]]
-            if rows[i] != ROWS_PER_SPEAKER or (lens != lens[0]).any():
-                raise InputError(f, f"dialogue {did}: a speaker must be [9, T] (text + 8 codebooks), "
-                                    f"got {rows[i]} rows of lengths {sorted(set(lens.tolist()))}")
-            out.append(int(lens[0]))
-        return out
-
-    def speaker(self, index: int, speaker: str) -> np.ndarray:
-        fi, ri = self._where[index]
-        flat = self._columns[speaker][fi][ri].values.flatten().to_numpy(zero_copy_only=False)
-        return flat.reshape(ROWS_PER_SPEAKER, -1)
+    def speaker(self, index: int, speaker: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """int64 [9, frames] of one speaker of one dialogue, frames [start, stop): only they are read."""
+        first, frames = int(self._starts[speaker][index]), self.lengths[index]
+        rows = self._tokens[speaker][self._chunk[index]][first:first + ROWS_PER_SPEAKER * frames]
+        return rows.reshape(ROWS_PER_SPEAKER, frames)[:, start:stop].astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -80,7 +197,7 @@ class Dialogues:
 
 @dataclass(frozen=True)
 class Example:
-    dialogue: int  # index into Dialogues
+    dialogue: int  # index into DatasetRows
     main: str  # "A" or "B"
     start: int  # first frame
     frames: int
@@ -100,12 +217,12 @@ def make_examples(lengths: list[int], main_speaker: Literal["A", "B", "both"], m
     return out
 
 
-def example_rows(dialogues: Dialogues, ex: Example) -> np.ndarray:
+def example_rows(rows: DatasetRows, ex: Example) -> np.ndarray:
     """[17, frames] training view of one example."""
     other = "B" if ex.main == "A" else "A"
     stop = ex.start + ex.frames
-    return training_rows(dialogues.speaker(ex.dialogue, ex.main)[:, ex.start:stop],
-                         dialogues.speaker(ex.dialogue, other)[:, ex.start:stop])
+    return training_rows(rows.speaker(ex.dialogue, ex.main, ex.start, stop),
+                         rows.speaker(ex.dialogue, other, ex.start, stop))
 
 
 def collate(rows: list[np.ndarray]) -> torch.Tensor:

@@ -27,19 +27,20 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import psutil
 
 from backend.core import config
 from backend.core.atomic import write_text_atomic
 from backend.core.errors import ConfigError, StudioError
+from backend.core.launch import LaunchConfig, gpu_id_list, on_cpu
+from backend.core.paths import REPO
 from backend.core.workspace import RUNS_DIR
+from backend.finetune.command import TRAIN_MODULE, accelerate_command, display_command, env_for
+from backend.finetune.config import DEEPSPEED_PRESETS, FinetuneConfig, check_config
 from backend.finetune.run_folder import (ABORT_FILE, COMMAND_FILE, CONFIG_FILE, LOCK_FILE, LOG_FILE, METRICS_FILE,
                                          STATUS_FILE)
-from backend.core.paths import REPO
-from backend.finetune.command import TRAIN_MODULE, accelerate_command, display_command, env_for
-from backend.finetune.config import DEEPSPEED_PRESETS, FinetuneConfig, check_config, gpu_id_list, on_cpu
 
 POLL_S = 0.2
 # Every process of a run inherits RUN_ENV=<run folder>, so it can be found wherever it was re-parented (its
@@ -144,28 +145,37 @@ def create_run(workspace_root: Path, cfg: FinetuneConfig, name: str | None = Non
 
 def _make_run(workspace_root: Path, cfg: FinetuneConfig, name: str | None) -> Run:
     cfg = absolute_config(cfg, workspace_root)
-    runs = Path(workspace_root).resolve() / RUNS_DIR
-    runs.mkdir(parents=True, exist_ok=True)
-    base = f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(name or f'{Path(cfg.base_model).name}-{cfg.mode}')}"
+    run = new_run(Path(workspace_root).resolve() / RUNS_DIR, name or f"{Path(cfg.base_model).name}-{cfg.mode}")
+    config.save(cfg, run.dir / CONFIG_FILE)
+    write_command(run, cfg)
+    mark_queued(run)
+    return run
+
+
+def mark_queued(run: Run) -> None:
+    """The last file of a new run: listings show only folders that have it (their other files exist)."""
+    _write_json(run.dir / STATUS_FILE, {"state": "queued", "created": time.time(), "attempts": 0})
+
+
+def new_run(parent: Path, name: str) -> Run:
+    """A new, empty run folder `<parent>/<timestamp>-<slug of name>`."""
+    parent.mkdir(parents=True, exist_ok=True)
+    base = f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(name)}"
     for n in range(1, 1000):
-        run_dir = runs / (base if n == 1 else f"{base}-{n}")
+        run_dir = parent / (base if n == 1 else f"{base}-{n}")
         try:
             run_dir.mkdir()  # exclusive: two runs created in the same second get different folders
             break
         except FileExistsError:
             continue
     else:
-        raise StudioError(f"{runs}: cannot make a new folder named {base}-N")
-    run = Run(run_dir)
-    config.save(cfg, run_dir / CONFIG_FILE)
-    _write_command(run, cfg)
-    _write_json(run_dir / STATUS_FILE, {"state": "queued", "created": time.time(), "attempts": 0})
-    return run
+        raise StudioError(f"{parent}: cannot make a new folder named {base}-N")
+    return Run(run_dir)
 
 
-def _write_command(run: Run, cfg: FinetuneConfig) -> dict[str, Any]:
-    command = {"argv": accelerate_command(cfg, run.dir), "env": env_for(cfg), "cwd": str(REPO),
-               "display": display_command(cfg, run.dir)}
+def write_command(run: Run, cfg: LaunchConfig, module: str = TRAIN_MODULE) -> dict[str, Any]:
+    command = {"argv": accelerate_command(cfg, run.dir, module=module), "env": env_for(cfg), "cwd": str(REPO),
+               "display": display_command(cfg, run.dir, module=module)}
     _write_json(run.dir / COMMAND_FILE, command)
     return command
 
@@ -317,40 +327,39 @@ def _registry_lock(workspace_root: Path) -> Iterator[None]:
 
 def start(run: Run) -> None:
     """Launch the run (or launch it again: resume) as its own process group; returns at once."""
-    with _registry_lock(run.workspace):
-        st = status(run)
-        left = _members(run)
-        deadline = time.monotonic() + ENDING_GRACE_S
-        while left and st.get("state") != "running" and time.monotonic() < deadline:
-            time.sleep(0.1)  # a supervisor that has recorded the end is exiting: Resume right after is fine
-            left = _members(run)
-        if left:  # also the orphans of a killed supervisor: a second trainer would share the folder
-            raise ConfigError(f"run {run.id} is already running (process(es) "
-                              f"{', '.join(str(pid) for pid, _ in sorted(left))}): abort it or wait for its end")
-        if st.get("state") == "running":
-            raise ConfigError(f"run {run.id} is already running (pid {st.get('pid')})")
+    def prepare() -> dict[str, Any]:
         cfg = run.config()
         validate_before_launch(cfg, run.workspace)
         _refuse_overlap(run.workspace, cfg, run.id)
-        _launch(run, cfg, int(st.get("attempts", 0)) + 1)
+        return write_command(run, cfg)
+
+    launch(run, prepare)
 
 
-def start_new(workspace_root: Path, cfg: FinetuneConfig, name: str | None = None) -> Run:
-    """Create a run and start it (Start in the studio, `runs start`). Refused (bad settings, the devices
-    busy) before anything is written: no run folder is left that would never start."""
-    validate_before_launch(cfg, workspace_root)
-    with _registry_lock(workspace_root):
-        _refuse_overlap(workspace_root, cfg)
-        run = _make_run(workspace_root, cfg, name)
-        _launch(run, run.config(), 1)
-    return run
+def launch(run: Run, prepare: Callable[[], dict[str, Any]]) -> None:
+    """Start the supervisor of any run folder (a fine-tune, a preprocessing stage) in a new session; returns at
+    once. `prepare` validates and writes command.json, under the workspace's lock, and returns that command."""
+    with _registry_lock(run.workspace):
+        _launch_locked(run, prepare)
 
 
-def _launch(run: Run, cfg: FinetuneConfig, attempt: int) -> None:
-    """Start the supervisor; the caller holds the registry lock and has checked the run may start."""
-    command = _write_command(run, cfg)
+def _launch_locked(run: Run, prepare: Callable[[], dict[str, Any]]) -> None:
+    """`launch` for a caller that holds the workspace's lock (start_new creates and starts under one lock)."""
+    st = status(run)
+    left = _members(run)
+    deadline = time.monotonic() + ENDING_GRACE_S
+    while left and st.get("state") != "running" and time.monotonic() < deadline:
+        time.sleep(0.1)  # a supervisor that has recorded the end is exiting: Resume right after is fine
+        left = _members(run)
+    if left:  # also the orphans of a killed supervisor: a second trainer would share the folder
+        raise ConfigError(f"run {run.id} is already running (process(es) "
+                          f"{', '.join(str(pid) for pid, _ in sorted(left))}): abort it or wait for its end")
+    if st.get("state") == "running":
+        raise ConfigError(f"run {run.id} is already running (pid {st.get('pid')})")
+    command = prepare()
     (run.dir / ABORT_FILE).unlink(missing_ok=True)  # a stale abort request would stop the new attempt at once
     env = {**os.environ, **command["env"], "PYTHONUNBUFFERED": "1", RUN_ENV: str(run.dir)}  # live log lines
+    attempt = int(st.get("attempts", 0)) + 1
     with open(run.dir / LOG_FILE, "ab") as log:
         log.write(f"=== attempt {attempt}: {command['display']}\n".encode())
         log.flush()
@@ -363,6 +372,17 @@ def _launch(run: Run, cfg: FinetuneConfig, attempt: int) -> None:
     assert proc.stdin is not None
     proc.stdin.close()  # go: the supervisor waits for this, so it never finishes before "running" is recorded
     threading.Thread(target=proc.wait, name=f"reap-{run.id}", daemon=True).start()
+
+
+def start_new(workspace_root: Path, cfg: FinetuneConfig, name: str | None = None) -> Run:
+    """Create a run and start it (Start in the studio, `runs start`). Refused (bad settings, the devices
+    busy) before anything is written: no run folder is left that would never start."""
+    validate_before_launch(cfg, workspace_root)
+    with _registry_lock(workspace_root):
+        _refuse_overlap(workspace_root, cfg)
+        run = _make_run(workspace_root, cfg, name)
+        _launch_locked(run, lambda: write_command(run, run.config()))
+    return run
 
 
 def resume(run: Run) -> None:
@@ -545,7 +565,7 @@ def _print_info(info: RunInfo) -> None:
     print(f"{info.id}  {info.state:<8} step {info.step}/{info.max_steps}{code}  {losses}{why}")
 
 
-def _follow(run: Run) -> int:
+def follow(run: Run) -> int:
     """Print the log as it grows until the run ends; SIGTERM/Ctrl-C (a cluster job ending) aborts the run."""
     def stop(signum: int, frame: Any) -> None:
         print(f"stopping run {run.id}...", file=sys.stderr)
@@ -611,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "resume":
             resume(run)
         print(f"run {run.id} started: {_read_json(run.dir / COMMAND_FILE)['display']}")
-        return _follow(run) if args.wait else 0
+        return follow(run) if args.wait else 0
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

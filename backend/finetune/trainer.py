@@ -23,9 +23,11 @@ import torch
 
 from backend.core import config
 from backend.core.errors import ConfigError, InputError, StudioError
+from backend.core.launch import on_cpu
 from backend.finetune import checkpoints
-from backend.finetune.config import FinetuneConfig, check_config, check_model_kwargs, deepspeed_config, on_cpu
-from backend.finetune.data import Dialogues, ExampleStream, Position, collate, eval_share, example_rows, make_examples
+from backend.finetune.config import FinetuneConfig, check_config, check_model_kwargs, deepspeed_config
+from backend.finetune.data import DatasetRows, ExampleStream, Position, collate, eval_share, example_rows, \
+    make_examples
 from backend.finetune.loss import PARTS, LossWeights, compute_loss
 from backend.finetune.optim import apply_mode, make_optimizer, make_scheduler
 from backend.finetune.prefix import dataset_personas, example_prefixes, with_prefixes
@@ -159,10 +161,10 @@ class Trainer:
         self.metrics = MetricsLog(run_dir / METRICS_FILE, self.is_main)
         torch.manual_seed(cfg.seed)
 
-        self.train_set = Dialogues(cfg.train_data)
+        self.train_set = DatasetRows(cfg.train_data)
         examples = make_examples(self.train_set.lengths, cfg.main_speaker, cfg.max_frames, cfg.min_frames)
         self.stream = ExampleStream(examples, cfg.seed, cfg.batch_size, acc.process_index, acc.num_processes)
-        self.eval_set = Dialogues(cfg.eval_data) if cfg.eval_data is not None else None
+        self.eval_set = DatasetRows(cfg.eval_data) if cfg.eval_data is not None else None
         self.eval_examples = (make_examples(self.eval_set.lengths, cfg.main_speaker, cfg.max_frames, cfg.min_frames)
                               if self.eval_set is not None else [])
 
@@ -238,7 +240,7 @@ class Trainer:
     def samples(self) -> int:
         return self.step * self.stream.global_batch * self.cfg.grad_accum
 
-    def forward_loss(self, examples: list, dialogues: Dialogues):  # type: ignore[no-untyped-def]
+    def forward_loss(self, examples: list, dialogues: DatasetRows):  # type: ignore[no-untyped-def]
         codes = collate([example_rows(dialogues, ex) for ex in examples]).to(self.accelerator.device)
         prefixes = example_prefixes(self.personas, dialogues.ids, examples)
         codes, targets = with_prefixes(codes, [ex.frames for ex in examples], prefixes, self.cfg.persona_text_loss)

@@ -40,7 +40,7 @@ from backend.core.errors import InputError, StudioError
 from backend.inference.generate_config import SUFFIXES, GenerateConfig, output_files
 from backend.models.source import load_mimi, load_model, pick_device, resolve_dtype
 from backend.core.spec import DELAYS, EPAD_ID, FRAME_RATE, NUM_CODEBOOKS, PAD_ID, ZERO_TOKEN
-from backend.finetune.data import Dialogues
+from backend.finetune.data import DatasetRows
 from backend.inference.persona_prompt import batches_by_length, continuation_prefixes
 from backend.dataset.training_view import delayed_input, training_rows
 
@@ -152,7 +152,7 @@ def run_batch(model: LMModel, sampler: Sampler, rows: list[np.ndarray], prompt: 
     return np.stack([delayed[:, k, 1 + d:1 + d + frames] for k, d in enumerate(DELAYS)], axis=1)
 
 
-def pick_dialogues(data: Dialogues, cfg: GenerateConfig) -> list[int]:
+def pick_dialogues(data: DatasetRows, cfg: GenerateConfig) -> list[int]:
     if cfg.dialogues:
         index = {d: i for i, d in enumerate(data.ids)}
         missing = [d for d in cfg.dialogues if d not in index]
@@ -166,7 +166,7 @@ def generate(cfg: GenerateConfig, progress: Progress | None = None) -> list[Cont
     """Continue the chosen dialogues; writes their files under cfg.output (unless None) and returns them."""
     config.check_numbers(cfg)
     report = progress or (lambda fraction, message: None)
-    data = Dialogues(cfg.dataset)
+    data = DatasetRows(cfg.dataset)
     chosen = pick_dialogues(data, cfg)
     p, start = cfg.prompt_frames, cfg.start_frame
     for i in chosen:

@@ -1,0 +1,67 @@
+"""Where the processes of a distributed job go: the `accelerate launch` settings shared by fine-tuning and the
+preprocessing stages (backend.finetune.command turns them into one command per machine)."""
+
+from dataclasses import dataclass
+from typing import Literal
+
+from backend.core import config
+from backend.core.config import option
+from backend.core.errors import ConfigError
+
+MAX_COUNT = 2**16  # processes, machines, batch sizes, ranks: beyond any real job
+
+
+@dataclass
+class LaunchConfig:
+    device: Literal["auto", "cpu", "cuda"] = option("auto", "cpu runs the processes on CPU with gloo; auto uses "
+                                                    "GPUs when there are any")
+    num_processes: int = option(1, "processes in total, over all machines (one per GPU)", ge=1, le=MAX_COUNT)
+    num_machines: int = option(1, "machines (nodes)", ge=1, le=MAX_COUNT)
+    machine_rank: int = option(0, "rank of this machine (0 = main)", ge=0, le=MAX_COUNT)
+    main_address: str = option("127.0.0.1", "address of machine 0, reachable from every node")
+    main_port: int = option(29500, "port on machine 0 for the rendezvous", ge=1, le=65535)
+    gpu_ids: str = option("all", "GPUs of this machine the run may use, e.g. 0,1 (used to refuse overlapping runs)")
+
+
+def on_cpu(cfg: LaunchConfig, must_exist: bool = False) -> bool:
+    """Whether the job's processes compute on CPUs. 'auto' is decided by this machine (the launcher's), so a
+    command previewed for GPU nodes should say device 'cuda'; with `must_exist` (the job starts here) a
+    'cuda' job on a machine without a GPU is an error."""
+    from backend.models.source import pick_device  # torch-free at import; asks torch only for 'auto'/'cuda'
+
+    return pick_device(cfg.device, must_exist) == "cpu"
+
+
+def gpu_id_list(cfg: LaunchConfig) -> list[int] | None:
+    """The GPU ids of this machine the job may use; None means all of them."""
+    if cfg.gpu_ids.strip() == "all":
+        return None
+    try:
+        ids = [int(x) for x in cfg.gpu_ids.split(",")]
+    except ValueError:
+        raise ConfigError(f"gpu_ids: {cfg.gpu_ids!r} is neither 'all' nor comma-separated numbers like 0,1") from None
+    if len(set(ids)) != len(ids) or min(ids) < 0:
+        raise ConfigError(f"gpu_ids: {cfg.gpu_ids!r} repeats an id or has a negative one")
+    return ids
+
+
+def check_launch(cfg: LaunchConfig) -> None:
+    """Refuse launch settings accelerate would fail on later (or silently run differently): each number's own
+    bounds, the rules between them, and gpu_ids naming one GPU per process of this machine."""
+    config.check_numbers(cfg)
+    rules = [
+        (cfg.num_processes >= cfg.num_machines, "num_processes counts all machines: it must be >= num_machines"),
+        (cfg.machine_rank < cfg.num_machines, f"machine_rank must be in 0..{cfg.num_machines - 1}"),
+        (cfg.num_processes % cfg.num_machines == 0, f"num_processes ({cfg.num_processes}) must be a multiple "
+         f"of num_machines ({cfg.num_machines}): every machine runs the same number of processes"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise ConfigError(message)
+    if on_cpu(cfg):
+        return
+    ids = gpu_id_list(cfg)
+    per_machine = cfg.num_processes // cfg.num_machines
+    if ids is not None and len(ids) != per_machine:
+        raise ConfigError(f"gpu_ids {cfg.gpu_ids} lists {len(ids)} GPU(s) but each machine runs "
+                          f"{per_machine} process(es), one per GPU")

@@ -1,0 +1,197 @@
+"""Preprocessing stages across processes, GPUs and nodes, as run folders of the run registry.
+
+`accelerate launch` (the fine-tune's engine, with the fine-tune's command builder) starts
+`backend.dataset.preprocess_rank` on every rank. Each rank takes a deterministic share of the stage's files
+(backend.dataset.sharding) and runs the stage's own function on it, on its own GPU when there is one. A stage
+skips files already done, so starting a run again resumes it; each output file is written atomically by the
+rank that made it, so a rank that dies loses only the file it was writing. Rank 0 prints one summary and one
+list of failures. The folder (backend.finetune.runs handles its processes: start, status, abort, reattach):
+
+    <workspace>/preprocess/<YYYYmmdd-HHMMSS>-<stage>/config.json   {"stage": name, "config": stage + launch settings}
+                                                    command.json, status.json, train.log (as a fine-tune run's)
+                                                    progress/rank-<r>.json  each rank's latest progress
+                                                    summary.json            rank 0's merged summary
+
+    python -m backend.dataset.preprocess start tokenize_audio --workspace W --input-dir raw --output-dir tokens/audio \\
+        --device cpu --num-processes 2 --wait
+    python -m backend.dataset.preprocess preview tokenize_audio --num-machines 2 --num-processes 16 ...
+    python -m backend.dataset.preprocess show|resume|abort RUN --workspace W
+
+A stage joins with one entry in STAGES (the coming annotate stage: its config dataclass, its function taking
+(cfg, progress, shard=(rank, world)), its summary class with `merge`, `line` and `failed`, its config check).
+"""
+
+import argparse
+import dataclasses
+import functools
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from backend.core import config
+from backend.core.atomic import write_text_atomic
+from backend.core.errors import ConfigError, StudioError
+from backend.core.launch import LaunchConfig, check_launch, on_cpu
+from backend.dataset.tokenize_audio import AudioTokenizeConfig, TokenizeSummary, _validate, tokenize_audio
+from backend.finetune import runs
+from backend.finetune.command import display_command
+
+RUNS_DIR = "preprocess"
+RANK_MODULE = "backend.dataset.preprocess_rank"
+PROGRESS_DIR = "progress"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass(frozen=True)
+class Stage:
+    config: type  # the stage's own config dataclass
+    run: Callable[..., Any]  # (cfg, progress, shard=(rank, world)) -> summary of that share
+    summary: type  # merge(list) -> summary; line() -> str; failed: {file: message}
+    check: Callable[[Any], Any]  # refuses a config before launch (ConfigError)
+
+
+STAGES = {"tokenize_audio": Stage(AudioTokenizeConfig, tokenize_audio, TokenizeSummary, _validate)}
+
+
+@functools.cache
+def run_config_class(stage: str) -> type:
+    """The stage's settings plus the launch settings, as one config (one `device` field: the launch's)."""
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    return dataclasses.make_dataclass(f"{STAGES[stage].config.__name__}Launch", [],
+                                      bases=(LaunchConfig, STAGES[stage].config))
+
+
+def stage_config(stage: str, cfg: Any) -> Any:
+    """The stage's own config out of a run config (what the stage function and its saved config see)."""
+    cls = STAGES[stage].config
+    return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls)})
+
+
+def absolute(cfg: Any, workspace: Path) -> Any:
+    """Workspace-relative paths made absolute (the ranks run with cwd = the repository)."""
+    root = Path(workspace).resolve()
+    return dataclasses.replace(cfg, **{f.name: root / v for f in dataclasses.fields(cfg)
+                                       if isinstance(v := getattr(cfg, f.name), Path) and not v.is_absolute()})
+
+
+def check(stage: str, cfg: Any, here: bool = True) -> None:
+    """Refuse a run config before launch; `here` = it is to start on this machine (not only be shown)."""
+    check_launch(cfg)
+    if here:
+        on_cpu(cfg, must_exist=True)  # a 'cuda' job on a machine without a GPU is refused
+    STAGES[stage].check(stage_config(stage, cfg))
+
+
+def load(run: runs.Run) -> tuple[str, Any]:
+    """(stage name, run config) of a preprocessing run folder."""
+    try:
+        saved = json.loads((run.dir / runs.CONFIG_FILE).read_text(encoding="utf-8"))
+        stage = saved["stage"]
+        return stage, config.from_dict(run_config_class(stage), saved["config"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise StudioError(f"{run.dir}: not a preprocessing run ({e})") from None
+
+
+def create_run(workspace: Path, stage: str, cfg: Any) -> runs.Run:
+    """Validate, then make `<workspace>/preprocess/<timestamp>-<stage>/` ready to start."""
+    cfg = absolute(cfg, workspace)
+    check(stage, cfg)
+    run = runs.new_run(Path(workspace).resolve() / RUNS_DIR, stage)
+    write_text_atomic(run.dir / runs.CONFIG_FILE, json.dumps({"stage": stage, "config": config.to_dict(cfg)}, indent=2))
+    runs.write_command(run, cfg, RANK_MODULE)
+    runs.mark_queued(run)
+    return run
+
+
+def start(run: runs.Run) -> None:
+    """Start (or start again: resume) a preprocessing run; returns at once."""
+    def prepare() -> dict[str, Any]:
+        stage, cfg = load(run)
+        check(stage, cfg)
+        return runs.write_command(run, cfg, RANK_MODULE)
+
+    runs.launch(run, prepare)
+
+
+def open_run(workspace: Path, run: str | Path) -> runs.Run:
+    path = Path(run) if (Path(run) / runs.CONFIG_FILE).is_file() else Path(workspace) / RUNS_DIR / str(run)
+    if not (path / runs.CONFIG_FILE).is_file():
+        raise StudioError(f"{path}: not a preprocessing run folder (no {runs.CONFIG_FILE})")
+    return runs.Run(path.resolve())
+
+
+def progress(run: runs.Run) -> tuple[float, list[str]]:
+    """(mean fraction done over the ranks that reported, each rank's latest message)."""
+    reports = []
+    for f in sorted((run.dir / PROGRESS_DIR).glob("rank-*.json")):
+        try:
+            reports.append(json.loads(f.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue  # being replaced right now
+    if not reports:
+        return 0.0, []
+    return (sum(r["fraction"] for r in reports) / len(reports),
+            [f"rank {r['rank']}: {r['message']}" for r in reports])
+
+
+def commands(stage: str, cfg: Any, run_dir: Path) -> list[str]:
+    """The command of every machine (index = machine_rank), for showing before a multi-node start."""
+    return [display_command(cfg, run_dir, rank, RANK_MODULE) for rank in range(cfg.num_machines)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Preprocessing stages on many processes: start, preview, show, "
+                                                 "resume, abort.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name in ("start", "preview"):
+        stages = sub.add_parser(name, help=f"{name} a stage run").add_subparsers(dest="stage", required=True)
+        for stage in STAGES:
+            p = config.cli_parser(run_config_class(stage), stage, parser=stages.add_parser(stage))
+            p.add_argument("--workspace", type=Path, default=Path("."), help="workspace folder (default: .)")
+            if name == "start":
+                p.add_argument("--wait", action="store_true", help="follow the log until the run ends")
+    for name in ("show", "resume", "abort"):
+        p = sub.add_parser(name, help=f"{name} a preprocessing run")
+        p.add_argument("run", help="run id (folder name under <workspace>/preprocess) or run folder")
+        p.add_argument("--workspace", type=Path, default=Path("."), help="workspace folder (default: .)")
+        if name == "resume":
+            p.add_argument("--wait", action="store_true", help="follow the log until the run ends")
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "preview":
+            cfg = absolute(config.from_cli(run_config_class(args.stage), args), args.workspace)
+            check(args.stage, cfg, here=False)
+            folder = Path(args.workspace).resolve() / RUNS_DIR / "<run>"
+            for rank, line in enumerate(commands(args.stage, cfg, folder)):
+                print(f"# machine {rank}\n{line}")
+            return 0
+        if args.cmd == "start":
+            run = create_run(args.workspace, args.stage, config.from_cli(run_config_class(args.stage), args))
+        else:
+            run = open_run(args.workspace, args.run)
+        if args.cmd == "show":
+            fraction, messages = progress(run)
+            print(f"{run.id}  {runs.status(run).get('state')}  {100 * fraction:.0f}%")
+            print("\n".join(messages))
+            print(runs.tail_log(run, 4000))
+            return 0
+        if args.cmd == "abort":
+            print(f"run {run.id}: {runs.abort(run)}")
+            return 0
+        start(run)
+        print(f"run {run.id} started: {json.loads((run.dir / runs.COMMAND_FILE).read_text())['display']}")
+        stage, cfg = load(run)
+        for rank, line in enumerate(commands(stage, cfg, run.dir)):
+            if rank != cfg.machine_rank:  # the other machines join with their own command
+                print(f"# machine {rank}: {line}")
+        return runs.follow(run) if args.wait else 0
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

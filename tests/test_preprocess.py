@@ -1,0 +1,112 @@
+"""Preprocessing across processes (backend.dataset.preprocess): two CPU ranks through the real `accelerate launch`
+(gloo), started from a run folder of the run registry, write exactly the token files of one process."""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from accelerate.commands.launch import launch_command_parser
+from conftest import free_port
+
+from backend.core import config
+from backend.core.errors import ConfigError
+from backend.dataset import preprocess
+from backend.dataset.sharding import share
+from backend.dataset.tokenize_audio import AudioTokenizeConfig, tokenize_audio
+from backend.finetune import runs
+from backend.finetune.command import accelerate_executable
+from backend.models.source import random_mimi, save_mimi, tiny_mimi_config
+
+
+def stereo(seconds: float, seed: int) -> np.ndarray:
+    return (0.1 * np.random.default_rng(seed).standard_normal((int(seconds * 16000), 2))).astype(np.float32)
+
+
+def run_config(**values: object):  # type: ignore[no-untyped-def]
+    return config.from_dict(preprocess.run_config_class("tokenize_audio"), values)
+
+
+def test_shares_give_every_file_to_exactly_one_rank(tmp_path: Path) -> None:
+    files = []
+    for i, size in enumerate([5, 90, 30, 30, 1, 70, 12]):
+        files.append(tmp_path / f"f{i}.wav")
+        files[-1].write_bytes(b"x" * size)
+    for world in (1, 2, 3, 7, 9):
+        shares = [share(files, r, world) for r in range(world)]
+        assert sorted(f for s in shares for f in s) == sorted(files)  # each file once
+        assert all(s == [f for f in files if f in s] for s in shares)  # in the given order
+        assert shares == [share(files, r, world) for r in range(world)]  # deterministic
+    sizes = [sum(f.stat().st_size for f in share(files, r, 2)) for r in range(2)]
+    assert abs(sizes[0] - sizes[1]) <= 30  # dealt from the largest down: balanced, not by name
+    with pytest.raises(ValueError):
+        share(files, 2, 2)
+
+
+def test_one_command_per_machine_for_the_rank_module(tmp_path: Path) -> None:
+    cfg = run_config(input_dir=str(tmp_path), output_dir=str(tmp_path / "out"), device="cuda", num_processes=4,
+                     num_machines=2, main_address="node0", gpu_ids="0,1")
+    lines = preprocess.commands("tokenize_audio", cfg, tmp_path / "run")
+    assert len(lines) == 2
+    for rank, line in enumerate(lines):
+        argv = line.split()
+        args = launch_command_parser().parse_args(argv[len(accelerate_executable()):])
+        assert args.module and args.training_script == preprocess.RANK_MODULE
+        assert args.training_script_args == ["--run-dir", str(tmp_path / "run")]
+        assert args.machine_rank == rank and args.num_processes == 4 and args.main_process_ip == "node0"
+    with pytest.raises(ConfigError, match="multiple of num_machines"):
+        preprocess.check("tokenize_audio", run_config(input_dir=str(tmp_path), output_dir=str(tmp_path / "o"),
+                                                      device="cpu", num_processes=3, num_machines=2))
+    with pytest.raises(ConfigError, match="input_dir"):
+        preprocess.check("tokenize_audio", run_config(input_dir=str(tmp_path / "none"), output_dir=str(tmp_path)))
+
+
+def wait_until_done(run: runs.Run, timeout_s: float = 900) -> str:
+    deadline = time.monotonic() + timeout_s
+    while (state := runs.status(run).get("state")) == "running":
+        assert time.monotonic() < deadline, runs.tail_log(run)
+        time.sleep(0.5)
+    return state
+
+
+def test_two_cpu_processes_write_what_one_process_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    mimi_dir = save_mimi(random_mimi(tiny_mimi_config()), tiny_mimi_config(), tmp_path / "mimi")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i, seconds in enumerate([1.3, 0.4, 2.1, 0.9, 1.0]):
+        sf.write(str(inputs / f"d{i}.wav"), stereo(seconds, i), 16000)
+    sf.write(str(inputs / "mono.wav"), stereo(0.5, 9)[:, 0], 16000)
+    common = {"input_dir": inputs, "mimi": str(mimi_dir), "device": "cpu", "chunk_seconds": 0.4}
+    single = tokenize_audio(AudioTokenizeConfig(output_dir=tmp_path / "one", **common))  # type: ignore[arg-type]
+    assert len(single.written) == 5
+
+    ws = tmp_path / "ws"
+    cfg = run_config(**common, output_dir=str(tmp_path / "two"), num_processes=2, main_port=free_port())
+    run = preprocess.create_run(ws, "tokenize_audio", cfg)
+    assert run.dir.parent == ws.resolve() / preprocess.RUNS_DIR
+    preprocess.start(run)
+    assert wait_until_done(run) == "failed"  # the mono file fails: exit code 1, as the one-process CLI
+    log = runs.tail_log(run, 100_000)
+    summary = json.loads((run.dir / preprocess.SUMMARY_FILE).read_text())
+    assert summary["ranks"] == 2 and summary["errors"] == [], log
+    assert sorted(summary["summary"]["written"]) == sorted(single.written)
+    assert list(summary["summary"]["failed"]) == ["mono.wav"]
+    assert log.count("tokenize_audio, 2 rank(s): 5 written, 0 already done, 1 failed") == 1  # rank 0 only
+    assert log.count("failed: ") == 1 and "is mono" in log
+    fraction, messages = preprocess.progress(run)
+    assert fraction == 1.0 and len(messages) == 2  # both ranks worked
+    for name in single.written:
+        with np.load(tmp_path / "one" / f"{Path(name).stem}.npz") as a, \
+                np.load(tmp_path / "two" / f"{Path(name).stem}.npz") as b:
+            for speaker in ("A", "B"):
+                np.testing.assert_array_equal(a[speaker], b[speaker])
+
+    # Started again (resume), both ranks find their files done.
+    (tmp_path / "two" / "d2.npz").unlink()  # as if the rank holding it had died before writing it
+    preprocess.start(run)
+    wait_until_done(run)
+    again = json.loads((run.dir / preprocess.SUMMARY_FILE).read_text())["summary"]
+    assert again["written"] == ["d2.wav"] and sorted(again["skipped"]) == sorted(set(single.written) - {"d2.wav"})
