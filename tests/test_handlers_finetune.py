@@ -139,7 +139,7 @@ def test_initialise_refuses_outputs_and_sources_outside_before_writing(ws, tmp_p
 def quick_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs whose process prints a line and exits 3 (the supervisor and the run folder are real)."""
     monkeypatch.setattr(runs, "accelerate_command",
-                        lambda c, run_dir, rank=None: [sys.executable, "-c", "print('hello'); raise SystemExit(3)"])
+                        lambda c, run_dir, rank=None, module=None: [sys.executable, "-c", "print('hello'); raise SystemExit(3)"])
 
 
 def test_start_follow_and_resume_a_run(ws, quick_runs) -> None:  # type: ignore[no-untyped-def]
