@@ -62,6 +62,8 @@ class FinetuneConfig:
     mixed_precision: Literal["no", "bf16", "fp16"] = option("no", "mixed precision (GPUs: bf16)")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "cpu runs the processes on CPU with gloo; auto uses "
                                                     "GPUs when there are any")
+    threads: int = option(0, "torch CPU threads per process (0: torch's default, one per core); a small model on "
+                          "a shared machine steps faster and steadier with 1 (all threads wait for the slowest)")
     num_processes: int = option(1, "processes in total, over all machines (one per GPU)")
     num_machines: int = option(1, "machines (nodes)")
     machine_rank: int = option(0, "rank of this machine (0 = main)")

@@ -17,8 +17,8 @@ dialogue's continuation does not depend on which other dialogues share its batch
 Per dialogue `<output>/<dialogue id>.npz` holds `tokens` int64 [17, P + G'] undelayed (row 0 text,
 1..8 Moshi audio, 9..16 user audio; the prompt kept), `reference` (the dataset's tokens over the same
 span, shorter where the dialogue ends), `prompt_frames` and `metadata` (JSON). With a Mimi,
-`<id>.continuation.wav` and `<id>.reference.wav` (stereo 24 kHz, left Moshi, right user); with a
-tokenizer, `<id>.transcript.json`.
+`<id>.continuation.wav` and `<id>.reference.wav` (stereo 24 kHz, left Moshi, right user) and
+`<id>.spectrogram.png` (both side by side); with a tokenizer, `<id>.transcript.json`.
 """
 
 import json
@@ -34,12 +34,13 @@ import torch
 from moshi.models.lm import LMModel
 from moshi.utils.compile import CUDAGraphed
 
-from backend.core import config
+from backend.core import config, figures
 from backend.core.atomic import atomic_path, write_text_atomic
 from backend.core.config import option
 from backend.core.errors import ConfigError, InputError, StudioError
 from backend.models.source import load_lm, load_mimi, pick_device
-from backend.core.spec import CARD, DELAYS, EPAD_ID, FRAME_RATE, NUM_CODEBOOKS, PAD_ID, TEXT_CARD, ZERO_TOKEN
+from backend.core.spec import CARD, DELAYS, EPAD_ID, FRAME_RATE, NUM_CODEBOOKS, PAD_ID, SAMPLE_RATE, TEXT_CARD, \
+    ZERO_TOKEN
 from backend.finetune.data import Dialogues
 from backend.dataset.training_view import delayed_input, training_rows
 
@@ -76,10 +77,10 @@ class GenerateConfig:
                                                                       "float32 on CPU)")
     cuda_graphs: bool = option(True, "CUDA only: replay each step as a CUDA graph (faster; ignored on CPU)")
     output: Path | None = option(Path("continuations"), "folder for <dialogue id>.npz (+ .continuation.wav, "
-                                 ".reference.wav, .transcript.json); "
+                                 ".reference.wav, .spectrogram.png, .transcript.json); "
                                  "none: keep results in memory only")
-    mimi: str = option("", "Mimi to decode with (folder, .safetensors or hub id): writes <id>.continuation.wav "
-                       "and <id>.reference.wav; empty: tokens only")
+    mimi: str = option("", "Mimi to decode with (folder, .safetensors or hub id): writes <id>.continuation.wav, "
+                       "<id>.reference.wav and <id>.spectrogram.png; empty: tokens only")
     tokenizer: str = option("", "SentencePiece model: writes <id>.transcript.json (timed words of Moshi's text)")
 
 
@@ -336,7 +337,7 @@ def timed_transcript(text_row: Sequence[int], sp: Any, pad_id: int = PAD_ID,
 # The files of one continuation: <output>/<dialogue id><suffix> (ids are `<prefix>/<name>`: one
 # sub-folder per prefix).
 SUFFIXES = {"tokens": ".npz", "wav": ".continuation.wav", "reference_wav": ".reference.wav",
-            "transcript": ".transcript.json"}
+            "spectrogram": ".spectrogram.png", "transcript": ".transcript.json"}
 
 
 def output_files(output: Path, dialogue_id: str) -> dict[str, Path]:
@@ -381,8 +382,12 @@ def write_outputs(results: list[Continuation], cfg: GenerateConfig) -> None:
         files = output_files(cfg.output, c.dialogue_id)
         c.files["tokens"] = save_continuation(c, files["tokens"])
         if mimi is not None:
-            c.files["wav"] = write_stereo_wav(files["wav"], decode_continuation(mimi, c.tokens))
-            c.files["reference_wav"] = write_stereo_wav(files["reference_wav"], decode_continuation(mimi, c.reference))
+            audio, reference = decode_continuation(mimi, c.tokens), decode_continuation(mimi, c.reference)
+            c.files["wav"] = write_stereo_wav(files["wav"], audio)
+            c.files["reference_wav"] = write_stereo_wav(files["reference_wav"], reference)
+            figure = figures.spectrograms(reference, audio, SAMPLE_RATE, c.prompt_frames / FRAME_RATE,
+                                          f"{c.dialogue_id} ({Path(cfg.model).name})")
+            c.files["spectrogram"] = figures.save(figure, files["spectrogram"])
         if sp is not None:
             words = {"continuation": timed_transcript(c.tokens[0], sp), "reference": timed_transcript(c.reference[0], sp),
                      "prompt_end": c.prompt_frames / FRAME_RATE}
