@@ -262,6 +262,7 @@ def test_subset_mode_changes_only_the_named_parameters(tmp_path: Path, assets: d
     ({"max_frames": 10, "min_frames": 20}, "max_frames"),
     ({"grad_accum": 0}, "grad_accum"),
     ({"keep_checkpoints": 0}, "keep_checkpoints"),
+    ({"threads": -1}, "threads must be >= 0"),
     ({"mode": "subset"}, "trainable"),
     ({"machine_rank": 2, "num_machines": 2, "num_processes": 2}, "machine_rank"),
     ({"base_model": "/nowhere/model"}, "/nowhere/model"),
