@@ -89,8 +89,8 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         a_audio = gr.Audio(label="model: prompt + continuation", elem_id="ct-a")
         b_audio = gr.Audio(label="second model", elem_id="ct-b")
     text = gr.Markdown(elem_id="ct-text")
-    spectra = gr.Gallery(label="spectrograms (reference | continuation; saved next to the WAVs)", columns=1,
-                         height="auto", elem_id="ct-spectrograms")
+    spectra = gr.Image(label="model: spectrograms of reference and continuation (saved next to the WAVs)",
+                       type="filepath", interactive=False, elem_id="ct-spectrograms")
     table = gr.Dataframe(label="turn-taking after the prompt (median, count)", elem_id="ct-stats")
     hist = gr.BarPlot(x="offset (s)", y="count", color="source", title="floor-transfer offsets")
     state = gr.State({})  # label -> model, plus the prompt length of the last generation
@@ -125,7 +125,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
 
     def on_item(dialogue_id: str | None, chan: str, st: dict) -> tuple[Any, ...]:
         if not dialogue_id or not st:
-            return None, None, None, "", [], None, None
+            return None, None, None, "", None, None, None
         files = {label: output_files(output_dir(ctx, label), dialogue_id) for label in st["models"]}
         first = files["model"]
         ref = audio_of(first["reference_wav"], chan)
@@ -136,8 +136,8 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         stats = compare(sources)
         texts = "\n\n".join(f"**{label}** ({st['models'][label]}): {transcript_md(f['transcript'], st['prompt_s'])}"
                             for label, f in files.items())
-        pictures = [(str(f["spectrogram"]), label) for label, f in files.items() if f["spectrogram"].is_file()]
-        return ref, players[0], players[1], texts, pictures, stats_table(stats), offsets_plot(stats)
+        picture = str(first["spectrogram"]) if first["spectrogram"].is_file() else None
+        return ref, players[0], players[1], texts, picture, stats_table(stats), offsets_plot(stats)
 
     gr.on([*shown, refresh.click], on_refresh, [model_a, model_b, rows], [model_a, model_b, rows])
     go.click(on_generate, [model_a, model_b, rows, prompt_s, gen_s, *knobs.values()], [msg, item, state])
