@@ -101,9 +101,10 @@ def on_generate(ws: Workspace, progress: Progress | None, a: str | None, b: str 
 
 
 def on_item(ws: Workspace, dialogue_id: str | None, channel: str, state: dict[str, Any]) -> tuple[Any, ...]:
-    """(reference audio, model audio, second model audio, texts, statistics table, offsets plot) of one row."""
+    """(reference audio, model audio, second model audio, texts, the first model's spectrogram PNG, statistics
+    table, offsets plot) of one row."""
     if not dialogue_id or not state:
-        return None, None, None, "", None, None
+        return None, None, None, "", None, None, None
     files = {label: output_files(output_dir(ws, label), dialogue_id) for label in state["models"]}
     index = CHANNELS[channel]
     reference = files[LABELS[0]]["reference_wav"]
@@ -111,7 +112,9 @@ def on_item(ws: Workspace, dialogue_id: str | None, channel: str, state: dict[st
     stats = turn_taking(files, reference, state["prompt_s"])
     texts = "\n\n".join(f"**{label}** ({state['models'][label]}): "
                         f"{transcript_md(read_words(f['transcript']), state['prompt_s'])}" for label, f in files.items())
-    return read_audio(reference, index), players[0], players[1], texts, stats_table(stats), offsets_plot(stats)
+    spectrogram = files[LABELS[0]]["spectrogram"]
+    return (read_audio(reference, index), players[0], players[1], texts,
+            str(spectrogram) if spectrogram.is_file() else None, stats_table(stats), offsets_plot(stats))
 
 
 # ---------------------------------------------------------------- widgets
@@ -140,6 +143,8 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         a_audio = gr.Audio(label="model: prompt + continuation", elem_id="ct-a")
         b_audio = gr.Audio(label="second model", elem_id="ct-b")
     text = gr.Markdown(elem_id="ct-text")
+    spectra = gr.Image(label="model: spectrograms of reference and continuation (saved next to the WAVs)",
+                       type="filepath", interactive=False, elem_id="ct-spectrograms")
     table = gr.Dataframe(label="turn-taking after the prompt (median, count)", elem_id="ct-stats")
     hist = gr.BarPlot(x="offset (s)", y="count", color="source", title="floor-transfer offsets")
     state = gr.State({})  # label -> model, plus the prompt length of the last generation
@@ -160,4 +165,4 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     gr.on([*shown, refresh.click], refresh_lists, [model_a, model_b, rows], [model_a, model_b, rows])
     go.click(generate, [model_a, model_b, rows, prompt_s, gen_s, *knobs.values()], [msg, item, state])
     gr.on([item.change, channel.change], show_item, [item, channel, state],
-          [ref_audio, a_audio, b_audio, text, table, hist])
+          [ref_audio, a_audio, b_audio, text, spectra, table, hist])

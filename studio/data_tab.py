@@ -10,9 +10,7 @@ from backend.core.workspace import Workspace
 from backend.data.files import scan_dialogues
 from backend.data.ingest import import_dialogues
 from backend.data.preview import dialogue_view
-from backend.data.stats import corpus_stats, dialogue_stats
-from backend.data.transcripts import load_transcript
-from backend.data.validate import DialogueReport, validate_dialogue
+from backend.data.validate import DialogueReport, valid_stats, validate_folder
 from backend.dataset.tokenize_text import TextTokenizeConfig
 
 from .alignment_view import ALIGNMENT_JS, render_alignment
@@ -43,17 +41,9 @@ def dialogue_names(ws: Workspace) -> list[str]:
 
 
 def stats_outputs(ws: Workspace) -> tuple[str, pd.DataFrame]:
-    items = []
-    for d in scan_dialogues(ws.raw).complete:
-        try:
-            report = validate_dialogue(d)
-            if report.ok:
-                items.append(dialogue_stats(d.name, load_transcript(d.transcript).words, report.audio_info["duration"]))
-        except StudioError:
-            continue
-    if not items:
+    c = valid_stats(validate_folder(ws.raw)[0])
+    if c is None:
         return "No valid dialogues yet.", pd.DataFrame({"gap (s)": [], "turns": []})
-    c = corpus_stats(items)
     text = (f"**{c.dialogues} dialogues**, {c.hours * 60:.1f} min of audio · words per minute: "
             f"A {c.words_per_minute['A']:.0f}, B {c.words_per_minute['B']:.0f} · "
             f"overlapping speech: {100 * c.overlap_share:.1f}% of speech time")

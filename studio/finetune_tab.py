@@ -39,7 +39,7 @@ GROUPS = {  # accordion title -> fields (every FinetuneConfig field appears exac
     "Loss weights": ["loss_variant", "text_weight", "audio_weight", "text_pad_weight", "semantic_weight",
                      "acoustic_weight", "user_stream_weight"],
     "Checkpoints and logging": ["log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "tracker"],
-    "Launch: processes, DeepSpeed, nodes": ["device", "num_processes", "num_machines", "machine_rank", "main_address",
+    "Launch: processes, DeepSpeed, nodes": ["device", "threads", "num_processes", "num_machines", "machine_rank", "main_address",
                                             "main_port", "gpu_ids", "deepspeed", "mixed_precision"],
 }
 _grouped = {n for names in GROUPS.values() for n in names}

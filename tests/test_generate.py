@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from figure_helpers import png_size
 from train_helpers import reset_accelerate, write_dataset, write_model, write_run
 
 from backend.finetune import checkpoints
@@ -143,7 +144,9 @@ def test_files_decode_to_stereo_wav_and_a_timed_transcript(assets: dict[str, Pat
     c = load_continuation(tmp_path / "out" / "train" / "d002.npz")
     assert c.files == {"tokens": tmp_path / "out/train/d002.npz", "wav": tmp_path / "out/train/d002.continuation.wav",
                        "reference_wav": tmp_path / "out/train/d002.reference.wav",
+                       "spectrogram": tmp_path / "out/train/d002.spectrogram.png",
                        "transcript": tmp_path / "out/train/d002.transcript.json"}
+    assert png_size(c.files["spectrogram"]) == (1200, 550)  # reference and continuation side by side
     wav, sr = sf.read(str(c.files["wav"]), always_2d=True)
     assert sr == 24_000 and wav.shape == ((P + 4) * FRAME_SIZE, 2)
     # Left = Moshi's codebooks, right = the user's, decoded as one batch.

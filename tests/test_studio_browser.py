@@ -184,6 +184,9 @@ def test_continuations_generate_and_play(studio: Studio, page) -> None:  # type:
     for player in ("#ct-ref", "#ct-a"):
         page.locator(f"{player} [data-testid=waveform-controls]").wait_for(timeout=60_000)
     assert "floor_transfer_offset" in page.locator("#ct-stats").inner_text()
+    # The spectrograms saved next to the WAVs are shown (and load: the image has pixels).
+    page.wait_for_function("[...document.querySelectorAll('#ct-spectrograms img')].some(i => i.naturalWidth >= 1200)",
+                           timeout=30_000)
     # Prompt (4 s) + continuation (6 s) by default: the player holds 10 s of decoded stereo audio.
     page.locator("#ct-a", has_text="0:10").wait_for(timeout=30_000)
     # Play it: the player's clock moves (the first click can land before the waveform is ready).

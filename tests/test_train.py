@@ -136,7 +136,7 @@ def test_resume_gives_the_same_losses_as_a_straight_run(tmp_path: Path, assets: 
 @pytest.mark.slow
 def test_abort_file_stops_at_a_step_boundary_with_a_checkpoint(tmp_path: Path, assets: dict[str, Path]) -> None:
     run = tmp_path / "run"
-    run_cfg(run, assets, max_steps=500, lr=1e-4, keep_checkpoints=1)
+    run_cfg(run, assets, max_steps=500, lr=1e-4, keep_checkpoints=1, log_every=2)
     cmd, cmd_env = launch(run)
     proc = subprocess.Popen(cmd, cwd=REPO, env=cmd_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_for_step(run, proc, 2)
@@ -147,6 +147,22 @@ def test_abort_file_stops_at_a_step_boundary_with_a_checkpoint(tmp_path: Path, a
     assert last["event"] == "aborted" and 2 <= last["step"] < 500
     ckpt = checkpoints.latest_checkpoint(run)
     assert ckpt is not None and checkpoints.read_trainer_state(ckpt)["step"] == last["step"] == steps(run)[-1]["step"]
+    # train.log (the launcher's stdout) has a line per logged step: step, losses, lr, tokens/s, ETA.
+    lines = [line for line in out.decode().splitlines() if line.startswith("step ")]
+    assert [int(line.split()[1].split("/")[0]) for line in lines] == [m["step"] for m in steps(run)]
+    assert all(" loss " in line and " lr " in line and "tokens/s" in line and "ETA " in line for line in lines), lines
+
+
+def test_a_stop_between_logged_steps_logs_the_step_it_checkpoints(tmp_path: Path, assets: dict[str, Path],
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The status (newest metrics line) names the step of the checkpoint written, and train.log shows it."""
+    run = tmp_path / "run"
+    run_cfg(run, assets, max_steps=50, log_every=10)
+    (run / "abort").touch()  # read after the first step
+    assert train(run) == "aborted"
+    ckpt = checkpoints.latest_checkpoint(run)
+    assert ckpt is not None and checkpoints.read_trainer_state(ckpt)["step"] == steps(run)[-1]["step"] == 1
+    assert "step 1/50  loss " in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -247,6 +263,7 @@ def test_subset_mode_changes_only_the_named_parameters(tmp_path: Path, assets: d
     ({"max_frames": 10, "min_frames": 20}, "max_frames"),
     ({"grad_accum": 0}, "grad_accum"),
     ({"keep_checkpoints": 0}, "keep_checkpoints"),
+    ({"threads": -1}, "threads must be >= 0"),
     ({"mode": "subset"}, "trainable"),
     ({"machine_rank": 2, "num_machines": 2, "num_processes": 2}, "machine_rank"),
     ({"base_model": "/nowhere/model"}, "/nowhere/model"),

@@ -15,6 +15,9 @@ MAX_COUNT = 2**16  # processes, machines, batch sizes, ranks: beyond any real jo
 class LaunchConfig:
     device: Literal["auto", "cpu", "cuda"] = option("auto", "cpu runs the processes on CPU with gloo; auto uses "
                                                     "GPUs when there are any")
+    threads: int = option(0, "torch CPU threads per process (0: torch's default, one per core); a small model on "
+                          "a shared machine steps faster and steadier with 1 (all threads wait for the slowest)",
+                          ge=0, le=1024)
     num_processes: int = option(1, "processes in total, over all machines (one per GPU)", ge=1, le=MAX_COUNT)
     num_machines: int = option(1, "machines (nodes)", ge=1, le=MAX_COUNT)
     machine_rank: int = option(0, "rank of this machine (0 = main)", ge=0, le=MAX_COUNT)

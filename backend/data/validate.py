@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from backend.core import config
+from backend.core import config, figures
 from backend.data.audio_io import audio_report
 from backend.data.files import DialogueFiles, scan_dialogues
-from backend.core.errors import InputError, Issue
+from backend.core.errors import InputError, Issue, StudioError
+from backend.data.stats import CorpusStats, corpus_stats, dialogue_stats
 from backend.data.transcripts import check_transcript, check_within_audio, load_transcript
 
 
@@ -19,6 +20,7 @@ from backend.data.transcripts import check_transcript, check_within_audio, load_
 class ValidateConfig:
     input: Path = config.option(Path("workspace/raw"), "folder of dialogues: <name>.wav|flac|ogg + <name>.json")
     json: bool = config.option(False, "print the full report as JSON")
+    plot: Path | None = figures.plot_option("the gap histogram of the valid dialogues (the Data tab's statistics)")
 
 
 @dataclass
@@ -72,12 +74,35 @@ def validate_folder(folder: str | Path) -> tuple[list[DialogueReport], list[str]
     return [validate_dialogue(d) for d in scan.dialogues], scan.problems
 
 
+def valid_stats(reports: list[DialogueReport]) -> CorpusStats | None:
+    """Statistics of the dialogues without errors (None: there are none)."""
+    items = []
+    for r in reports:
+        if r.ok and r.transcript and r.audio_info:
+            try:
+                items.append(dialogue_stats(r.name, load_transcript(r.transcript).words, r.audio_info["duration"]))
+            except StudioError:
+                continue
+    return corpus_stats(items) if items else None
+
+
+def plot_gaps(reports: list[DialogueReport], path: Path) -> Path:
+    stats = valid_stats(reports)
+    edges, counts = (stats.gap_histogram["edges"], stats.gap_histogram["counts"]) if stats else ([], [])
+    title = f"gaps between turns, {stats.dialogues if stats else 0} valid dialogue(s)"
+    return figures.save(figures.gap_histogram(edges, counts, title), path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = config.cli_parser(ValidateConfig, "Validate stereo dialogues and their word transcripts.")
-    cfg = config.from_cli(ValidateConfig, parser.parse_args(argv))
     try:
+        cfg = config.from_cli(ValidateConfig, parser.parse_args(argv))
+        if cfg.plot is not None:
+            figures.check_png_path(cfg.plot)
         reports, problems = validate_folder(cfg.input)
-    except FileNotFoundError as e:
+        if cfg.plot is not None:
+            print(f"wrote {plot_gaps(reports, cfg.plot)}")
+    except (FileNotFoundError, StudioError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if cfg.json:

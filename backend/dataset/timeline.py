@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from backend.core import config
+from backend.core import config, figures
 from backend.dataset.read import load_row
 from backend.core.errors import ConfigError, StudioError
 from backend.core.spec import DELAYS, EPAD_ID, FRAME_RATE, PAD_ID, SPEAKERS
@@ -30,6 +30,7 @@ class TimelineConfig:
     epad_id: int = config.option(EPAD_ID, "text EPAD id")
     mimi: str = config.option("", "Mimi to decode the window with (directory, .safetensors or hub id); with --wav")
     wav: Path | None = config.option(None, "write the window's decoded stereo audio here (left A, right B)")
+    plot: Path | None = figures.plot_option("the window (codebooks as colours, text pieces, the training view)")
 
 
 def text_label(token: int, sp: Any, pad_id: int, epad_id: int) -> str:
@@ -101,10 +102,15 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config.from_cli(TimelineConfig, args)
         from backend.dataset.spm import load_spm
 
+        if cfg.plot is not None:
+            figures.check_png_path(cfg.plot)
         row = load_row(cfg.dataset, cfg.dialogue_id)
         first, count = frame_window(row["A"].shape[1], cfg.start, cfg.seconds)
-        print(format_grid(timeline_data(row, cfg.dialogue_id, first, count, load_spm(cfg.tokenizer),
-                                        cfg.main, cfg.pad_id, cfg.epad_id)))
+        data = timeline_data(row, cfg.dialogue_id, first, count, load_spm(cfg.tokenizer), cfg.main, cfg.pad_id,
+                             cfg.epad_id)
+        print(format_grid(data))
+        if cfg.plot is not None:
+            print(f"wrote {figures.save(figures.timeline(data), cfg.plot)}")
         if cfg.wav is not None:
             if not cfg.mimi:
                 raise ConfigError("--wav needs --mimi (the codec the dataset was tokenized with)")

@@ -8,5 +8,6 @@ STATUS_FILE = "status.json"  # state, pid/pgid, process start time, exit code, t
 LOG_FILE = "train.log"  # stdout+stderr of the whole process tree
 METRICS_FILE = "metrics.jsonl"  # one line per logged step or event, written by the trainer's rank 0
 ABORT_FILE = "abort"  # asks the trainer for a graceful stop
+SUMMARY_PLOT = "loss.png"  # loss curves, drawn by the supervisor when the run ends
 LOCK_FILE = ".lock"  # in RUNS_DIR: serialises starts in a workspace
 EXPORTS_DIR = "exports"  # export stage's default output: <run>/exports/<checkpoint name>

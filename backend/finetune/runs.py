@@ -1,7 +1,7 @@
 """The run registry and process owner: one folder per fine-tune run under `<workspace>/runs/`.
 
     runs/<YYYYmmdd-HHMMSS>-<slug>/  config.json, command.json, status.json, train.log, metrics.jsonl,
-                                   checkpoints/, abort (backend.finetune.run_folder says what each holds)
+                                   checkpoints/, abort, loss.png (backend.finetune.run_folder says what each holds)
 
 Everything is read back from these files, so a restarted studio (or another shell) sees every run.
 A run is started as a small supervisor, `python -m backend.finetune.runs _supervise DIR`, in a new session (its
@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator
 
 import psutil
 
-from backend.core import config
+from backend.core import config, figures
 from backend.core.atomic import write_text_atomic
 from backend.core.errors import ConfigError, StudioError
 from backend.core.launch import LaunchConfig, gpu_id_list, on_cpu
@@ -40,7 +40,7 @@ from backend.core.workspace import RUNS_DIR
 from backend.finetune.command import TRAIN_MODULE, accelerate_command, display_command, env_for
 from backend.finetune.config import DEEPSPEED_PRESETS, FinetuneConfig, check_config
 from backend.finetune.run_folder import (ABORT_FILE, COMMAND_FILE, CONFIG_FILE, LOCK_FILE, LOG_FILE, METRICS_FILE,
-                                         STATUS_FILE)
+                                         STATUS_FILE, SUMMARY_PLOT)
 
 POLL_S = 0.2
 # Every process of a run inherits RUN_ENV=<run folder>, so it can be found wherever it was re-parented (its
@@ -80,6 +80,11 @@ class RunInfo:
     losses: dict[str, float | None]  # the newest logged value of every *loss key
     exit_code: int | None
     message: str
+
+
+@dataclass
+class ShowConfig:
+    plot: Path | None = figures.plot_option("the run's loss curves (from metrics.jsonl)")
 
 
 # ---------------------------------------------------------------- configuration before launch
@@ -203,6 +208,10 @@ def read_metrics(run: Run) -> list[dict[str, Any]]:
             if isinstance(row, dict):
                 rows.append(row)
     return rows
+
+
+def plot_losses(run: Run, path: Path) -> Path:
+    return figures.save(figures.loss_curves(read_metrics(run), f"run {run.id}"), path)
 
 
 def tail_log(run: Run, n_bytes: int = 20_000) -> str:
@@ -544,6 +553,11 @@ def supervise(run_dir: Path) -> int:
             break
     stopped = stop["signalled"] or (run.dir / ABORT_FILE).exists()
     state = "aborted" if stopped else "finished" if rc == 0 else "failed"
+    try:
+        plot_losses(run, run.dir / SUMMARY_PLOT)
+    except Exception as e:  # a figure must never change how the run is recorded
+        with open(run.dir / LOG_FILE, "a", encoding="utf-8") as log_text:
+            log_text.write(f"no {SUMMARY_PLOT}: {e}\n")
     _update_status(run, state=state, exit_code=rc, ended=time.time(),
                    message=_failure_message(run) if state == "failed" else "")
     return 0
@@ -599,6 +613,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--workspace", type=Path, default=Path("."), help="workspace folder (default: .)")
         if name in ("show", "abort", "resume"):
             p.add_argument("run", help="run id (folder name under <workspace>/runs) or run folder")
+        if name == "show":
+            config.cli_parser(ShowConfig, text, parser=p)
         if name == "abort":
             p.add_argument("--grace", type=float, default=60.0, help="seconds before processes are killed")
         if name in ("start", "resume"):
@@ -621,9 +637,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             run = open_run(args.workspace, args.run)
         if args.cmd == "show":
+            plot = config.from_cli(ShowConfig, args).plot
             _print_info(run_info(run))
             print(json.dumps(status(run), indent=2))
             print(tail_log(run, 4000))
+            if plot is not None:
+                print(f"wrote {plot_losses(run, plot)}")
             return 0
         if args.cmd == "abort":
             print(f"run {run.id}: {abort(run, args.grace)}")

@@ -94,6 +94,18 @@ def vector_parts(vec: torch.Tensor) -> dict[str, float | None]:
     return {k: None if math.isnan(v) else v for k, v in zip(PARTS, vec.tolist())}
 
 
+def step_line(record: dict[str, Any]) -> str:
+    """A logged step as one line of train.log: step, losses, lr, tokens/s, ETA."""
+    def num(key: str) -> str:
+        value = record.get(key)
+        return "-" if value is None or not math.isfinite(value) else f"{value:.4g}"
+
+    eta = int(record["eta_s"])
+    return (f"step {record['step']}/{record['max_steps']}  loss {num('loss')} (text {num('text_loss')}, "
+            f"audio {num('audio_loss')})  lr {num('lr')}  {record['tokens_per_s']:.0f} tokens/s  "
+            f"ETA {eta // 60}:{eta % 60:02d}\n")
+
+
 def make_accelerator(cfg: FinetuneConfig, run_dir: Path):  # type: ignore[no-untyped-def]
     from accelerate import Accelerator
     from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
@@ -159,6 +171,8 @@ class Trainer:
         self.is_main = acc.is_main_process
         self.stop = StopRequest(run_dir)
         self.metrics = MetricsLog(run_dir / METRICS_FILE, self.is_main)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
 
         self.train_set = DatasetRows(cfg.train_data)
@@ -297,6 +311,9 @@ class Trainer:
                   "elapsed_s": elapsed, "eta_s": eta, "lr": lrs.get("temporal", lrs.get("depformer")),
                   "depformer_lr": lrs.get("depformer", lrs.get("temporal")), **vector_parts(parts)}
         self.metrics.write(record)
+        if self.is_main:
+            sys.stdout.write(step_line(record))  # one write: the log tail shows progress, not only start-up lines
+            sys.stdout.flush()
         if cfg.tracker != "none":
             acc.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=self.step)
 
@@ -359,6 +376,8 @@ class Trainer:
                 last_saved = self.step
             if self.step < cfg.max_steps and stop:
                 outcome = "aborted"
+                if window_parts:  # the status then shows the step the checkpoint is written at
+                    self.log_step(torch.stack(window_parts).nanmean(0), window_frames, t_start, step_start, t_last)
                 break
         if outcome == "finished" and self.eval_set is not None and not (cfg.eval_every and self.step % cfg.eval_every == 0):
             self.run_eval()

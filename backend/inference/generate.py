@@ -17,8 +17,8 @@ dialogue's continuation does not depend on which other dialogues share its batch
 Per dialogue `<output>/<dialogue id>.npz` holds `tokens` int64 [17, P + G'] undelayed (row 0 text,
 1..8 Moshi audio, 9..16 user audio; the prompt kept), `reference` (the dataset's tokens over the same
 span, shorter where the dialogue ends), `prompt_frames` and `metadata` (JSON). With a Mimi,
-`<id>.continuation.wav` and `<id>.reference.wav` (stereo 24 kHz, left Moshi, right user); with a
-tokenizer, `<id>.transcript.json`.
+`<id>.continuation.wav` and `<id>.reference.wav` (stereo 24 kHz, left Moshi, right user) and
+`<id>.spectrogram.png` (both side by side); with a tokenizer, `<id>.transcript.json`.
 """
 
 import json
@@ -34,12 +34,12 @@ import torch
 from moshi.models.lm import LMModel
 from moshi.utils.compile import CUDAGraphed
 
-from backend.core import config
+from backend.core import config, figures
 from backend.core.atomic import atomic_path, write_text_atomic
 from backend.core.errors import InputError, StudioError
 from backend.inference.generate_config import SUFFIXES, GenerateConfig, output_files
 from backend.models.source import load_mimi, load_model, pick_device, resolve_dtype
-from backend.core.spec import DELAYS, EPAD_ID, FRAME_RATE, NUM_CODEBOOKS, PAD_ID, ZERO_TOKEN
+from backend.core.spec import DELAYS, EPAD_ID, FRAME_RATE, NUM_CODEBOOKS, PAD_ID, SAMPLE_RATE, ZERO_TOKEN
 from backend.finetune.data import DatasetRows
 from backend.inference.persona_prompt import batches_by_length, continuation_prefixes
 from backend.dataset.training_view import delayed_input, training_rows
@@ -290,8 +290,12 @@ def write_outputs(results: list[Continuation], cfg: GenerateConfig) -> None:
         files = output_files(cfg.output, c.dialogue_id)
         c.files["tokens"] = save_continuation(c, files["tokens"])
         if mimi is not None:
-            c.files["wav"] = write_stereo_wav(files["wav"], decode_continuation(mimi, c.tokens))
-            c.files["reference_wav"] = write_stereo_wav(files["reference_wav"], decode_continuation(mimi, c.reference))
+            audio, reference = decode_continuation(mimi, c.tokens), decode_continuation(mimi, c.reference)
+            c.files["wav"] = write_stereo_wav(files["wav"], audio)
+            c.files["reference_wav"] = write_stereo_wav(files["reference_wav"], reference)
+            figure = figures.spectrograms(reference, audio, SAMPLE_RATE, c.prompt_frames / FRAME_RATE,
+                                          f"{c.dialogue_id} ({Path(cfg.model).name})")
+            c.files["spectrogram"] = figures.save(figure, files["spectrogram"])
         if sp is not None:
             words = {"continuation": timed_transcript(c.tokens[0], sp), "reference": timed_transcript(c.reference[0], sp),
                      "prompt_end": c.prompt_frames / FRAME_RATE}

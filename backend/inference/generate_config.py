@@ -35,10 +35,10 @@ class GenerateConfig:
     dtype: Literal["auto", Dtype] = option("auto", "LM dtype (auto: bfloat16 on CUDA, float32 on CPU)")
     cuda_graphs: bool = option(True, "CUDA only: replay each step as a CUDA graph (faster; ignored on CPU)")
     output: Path | None = option(Path("continuations"), "folder for <dialogue id>.npz (+ .continuation.wav, "
-                                 ".reference.wav, .transcript.json); "
+                                 ".reference.wav, .spectrogram.png, .transcript.json); "
                                  "none: keep results in memory only")
-    mimi: str = option("", "Mimi to decode with (folder, .safetensors or hub id): writes <id>.continuation.wav "
-                       "and <id>.reference.wav; empty: tokens only")
+    mimi: str = option("", "Mimi to decode with (folder, .safetensors or hub id): writes <id>.continuation.wav, "
+                       "<id>.reference.wav and <id>.spectrogram.png; empty: tokens only")
     tokenizer: str = option("", "SentencePiece model: writes <id>.transcript.json (timed words of Moshi's text)")
     text_prompt: str = option("", "persona (PersonaPlex): role text put before every prompt (needs tokenizer)")
     voice_prompt: str = option("", "persona: voice prompt audio file put before every prompt (needs mimi)")
@@ -49,7 +49,7 @@ class GenerateConfig:
 # The files of one continuation: <output>/<dialogue id><suffix> (ids are `<prefix>/<name>`: one
 # sub-folder per prefix).
 SUFFIXES = {"tokens": ".npz", "wav": ".continuation.wav", "reference_wav": ".reference.wav",
-            "transcript": ".transcript.json"}
+            "spectrogram": ".spectrogram.png", "transcript": ".transcript.json"}
 
 
 def output_files(output: Path, dialogue_id: str) -> dict[str, Path]:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.core import config, intervals
+from backend.core import config, figures, intervals
 
 from backend.inference import vad
 from backend.core.atomic import write_text_atomic
@@ -59,6 +59,7 @@ class TurnTakingConfig:
     turn_bridge: float = option(TURN_BRIDGE, "silences shorter than this (seconds) do not end a turn when "
                                 "looking for backchannels (as the word-based dataset statistics)")
     bins: int = option(20, "histogram bins of the comparison")
+    plot: Path | None = figures.plot_option("the comparison's histograms (one panel per metric)")
 
 
 @dataclass(frozen=True)
@@ -274,10 +275,14 @@ def run(cfg: TurnTakingConfig) -> dict:
         raise ConfigError("frame_ms and bins must be positive, min_pause and min_speech >= 0")
     if cfg.off_dbfs > cfg.on_dbfs:
         raise ConfigError(f"off_dbfs ({cfg.off_dbfs}) must not be above on_dbfs ({cfg.on_dbfs})")
+    if cfg.plot is not None:
+        figures.check_png_path(cfg.plot)
     stats = {label: [analyse_file(f, cfg) for f in files] for label, files in resolve_inputs(cfg.inputs).items()}
     result = {"config": config.to_dict(cfg), "dialogues": {k: [t.to_dict() for t in v] for k, v in stats.items()},
               "comparison": compare(stats, cfg.bins)}
     write_text_atomic(cfg.output, json.dumps(result, indent=1) + "\n")
+    if cfg.plot is not None:
+        figures.save(figures.turn_taking_histograms(result["comparison"]), cfg.plot)
     return result
 
 
@@ -296,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         median = "-" if fto["median"] is None else f"{fto['median']:.2f} s"
         print(f"{label}: {len(result['dialogues'][label])} dialogue(s), {fto['n']} floor transfers, "
               f"median offset {median}")
-    print(f"wrote {cfg.output}")
+    print(f"wrote {cfg.output}" + ("" if cfg.plot is None else f" and {cfg.plot}"))
     return 0
 
 
