@@ -8,6 +8,7 @@ from typing import Literal
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 TRANSCRIPT_EXTENSIONS = (".json",)
 AUDIT_SUFFIX = ".audit.json"  # tokenize_text's per-dialogue audit, possibly written beside the transcripts
+PERSONA_SUFFIX = ".persona.json"  # a dialogue's persona before Build (backend.data.raw_personas)
 Kind = Literal["audio", "text"]
 
 
@@ -33,11 +34,11 @@ class DialogueScan:
 
 
 def file_kind(path: Path) -> Kind | None:
-    """'audio', 'text' (a transcript) or None for any other file, audits included."""
+    """'audio', 'text' (a transcript) or None for any other file, audits and personas included."""
     suffix = path.suffix.lower()
     if suffix in AUDIO_EXTENSIONS:
         return "audio"
-    if suffix in TRANSCRIPT_EXTENSIONS and not path.name.endswith(AUDIT_SUFFIX):
+    if suffix in TRANSCRIPT_EXTENSIONS and not path.name.endswith((AUDIT_SUFFIX, PERSONA_SUFFIX)):
         return "text"
     return None
 
