@@ -15,7 +15,7 @@ from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
 from backend.core.paths import ASSETS
 from backend.core.workspace import Workspace, model_folders
-from backend.data.raw_personas import voice_names
+from backend.data.raw_personas import voice_pick
 from backend.inference.chat_config import ChatConfig
 from backend.inference.chat_server import ChatService, workspace_chat_config
 from backend.inference.persona_prompt import check_text_prompt, voice_file
@@ -54,12 +54,6 @@ def on_refresh(ws: Workspace, service: ChatService) -> tuple[list[str], str]:
     if not service.configured:  # follow the workspace: its newest clean export once there is one
         service.cfg = workspace_chat_config(ws)
     return model_folders(ws), relative(ws, service.cfg.model)
-
-
-def on_voices(ws: Workspace, voice: str | None) -> tuple[list[str], str | None]:
-    """The workspace's voice prompts (voices/), the pick kept."""
-    voices = voice_names(ws)
-    return voices, voice if voice in voices else None
 
 
 def on_load(ws: Workspace, service: ChatService, name: str | None, rec: bool, *values: Any,
@@ -127,6 +121,6 @@ def build(ctx: StudioContext, shown: Shown, service: ChatService) -> None:
         return on_load(ctx.ws, service, *values, persona=(role_text, voice_name))
 
     load.click(load_model, inputs=[model, record, *knobs.values(), voice, role], outputs=[status])
-    gr.on([*shown, refresh.click], lambda v: choices_update(*on_voices(ctx.ws, v)), voice, voice,
+    gr.on([*shown, refresh.click], lambda v: choices_update(*voice_pick(ctx.ws, v)), voice, voice,
           show_progress="hidden")
     timer.tick(tick, inputs=[played], outputs=[recording, recording_info, played])

@@ -12,7 +12,7 @@ from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
 from backend.core.spec import FRAME_RATE
 from backend.core.workspace import Workspace, model_folders
-from backend.data.raw_personas import voice_names, voice_prompt_path
+from backend.data.raw_personas import voice_pick, voice_prompt_path
 from backend.dataset.read import list_dialogues
 from backend.inference.continuation_files import read_audio, read_words, turn_taking
 from backend.inference.generate_config import GenerateConfig, output_files
@@ -62,12 +62,6 @@ def offsets_plot(stats: dict[str, Any]) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- handlers: (workspace, values) -> plain data
-
-def on_voices(ws: Workspace, voice: str | None) -> Pick:
-    """The workspace's voice prompts (voices/), the pick kept."""
-    voices = voice_names(ws)
-    return voices, kept_pick(voices, voice)
-
 
 def on_refresh(ws: Workspace, a: str | None, b: str | None, picked: list[str] | None) -> tuple[Pick, Pick, Pick]:
     """Models (the newest checkpoint or export first picked) and dataset rows, afresh."""
@@ -177,7 +171,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
 
     gr.on([*shown, refresh.click], refresh_lists, [model_a, model_b, rows], [model_a, model_b, rows])
     go.click(generate, [model_a, model_b, rows, prompt_s, gen_s, *knobs.values(), voice, role], [msg, item, state])
-    gr.on([*shown, refresh.click], lambda v: choices_update(*on_voices(ctx.ws, v)), voice, voice,
+    gr.on([*shown, refresh.click], lambda v: choices_update(*voice_pick(ctx.ws, v)), voice, voice,
           show_progress="hidden")
     gr.on([item.change, channel.change], show_item, [item, channel, state],
           [ref_audio, a_audio, b_audio, text, table, hist])

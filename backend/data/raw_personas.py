@@ -51,6 +51,12 @@ def voice_names(ws: Workspace) -> list[str]:
                   and not p.name.startswith("."))
 
 
+def voice_pick(ws: Workspace, current: str | None) -> tuple[list[str], str | None]:
+    """(voice choices, the current pick while it is still one of them) for the tabs' voice dropdowns."""
+    voices = voice_names(ws)
+    return voices, current if current in voices else None
+
+
 def persona_path(ws: Workspace, name: str) -> Path:
     """raw/<name>.persona.json of a dialogue that exists in raw/ (any other name is refused)."""
     if name not in {d.name for d in scan_dialogues(ws.raw).dialogues}:

@@ -39,6 +39,26 @@ def copy_demo_dialogues(raw: Path) -> list[Path]:
     return [raw / p.name for p in sources]
 
 
+def copy_demo_personas(ws: Workspace) -> list[Path]:
+    """The persona demo (assets/demo_personas, backend.demo.personas): its dialogues into raw/, their voice
+    prompts into voices/, and each dialogue's persona (speaker A, role text, voice) beside it; kept if present."""
+    from backend.data.raw_personas import RawPersona, persona_path, save_raw_persona, voices_dir
+    from backend.demo.personas import PERSONA_DIR, PERSONAS
+
+    written = []
+    for p in PERSONAS:
+        for src, target in ((PERSONA_DIR / f"{p.name}.flac", ws.raw / f"{p.name}.flac"),
+                            (PERSONA_DIR / f"{p.name}.json", ws.raw / f"{p.name}.json"),
+                            (PERSONA_DIR / "voices" / f"{p.name}.wav", voices_dir(ws) / f"{p.name}.wav")):
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(target) as tmp:
+                    shutil.copyfile(src, tmp)
+        if not persona_path(ws, p.name).exists():
+            written.append(save_raw_persona(ws, p.name, RawPersona("A", p.role, f"{p.name}.wav")))
+    return written
+
+
 def build_demo_mimi(directory: Path, random_codec: bool = False) -> None:
     """The trained demo codec (assets/demo_mimi, see backend.demo.codec_training), or with `random_codec` the
     tiny random Mimi: the same frame layout, ten times faster, but everything it decodes is noise."""
@@ -74,6 +94,7 @@ def create_demo_workspace(path: str | Path, random_codec: bool = False) -> Works
     for folder in ws.folders():
         folder.mkdir(parents=True, exist_ok=True)
     copy_demo_dialogues(ws.raw)
+    copy_demo_personas(ws)
     # A model folder counts as built only with both of its files (an interrupted save leaves one).
     if not all((ws.demo_mimi / f).exists() for f in (MIMI_WEIGHTS, MIMI_CONFIG)):
         build_demo_mimi(ws.demo_mimi, random_codec)

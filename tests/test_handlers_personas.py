@@ -1,0 +1,77 @@
+"""Persona fields of the Data, Continuations and Chat tabs, through their handlers (no browser)."""
+
+from pathlib import Path
+
+import soundfile as sf
+
+from backend.core.spec import SAMPLE_RATE
+from backend.data.raw_personas import voice_pick, voice_prompt_path
+from backend.inference.persona_prompt import MAX_TEXT_PROMPT
+from studio import data_tab
+from tests.handler_helpers import escapes, make_workspace, outside
+
+
+def test_clip_persona_saved_listed_and_offered(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    msg, (voices, voice), table = data_tab.on_save_persona(ws, "demo_cafe", "A", "You are a barista.", None,
+                                                           0.5, 2.0, None)
+    assert msg.startswith("✔"), msg
+    assert voice == "demo_cafe.A.wav" and voices == [voice]
+    clip, sr = sf.read(ws.root / "voices" / voice)
+    assert sr == SAMPLE_RATE and len(clip) == int(1.5 * SAMPLE_RATE)
+    assert table.values.tolist() == [["demo_cafe", "A", "You are a barista.", "demo_cafe.A.wav"]]
+    speaker, text, (_, picked), _ = data_tab.on_persona(ws, "demo_cafe")
+    assert (speaker, text, picked) == ("A", "You are a barista.", voice)
+    assert voice_pick(ws, voice) == ([voice], voice)
+    assert voice_prompt_path(ws, voice) == str((ws.root / "voices" / voice).resolve())
+    # empty text and no voice removes it
+    msg, _, table = data_tab.on_save_persona(ws, "demo_cafe", "A", "", None, None, None, None)
+    assert "removed" in msg and table.empty
+
+
+def test_hostile_persona_values_refused(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    before = outside(tmp_path, ws)
+    bad = [("../../x", "A", "hi", None, None, None),  # not a dialogue of raw/
+           ("demo_cafe", "A", "x" * (MAX_TEXT_PROMPT + 1), None, None, None),  # role text too long
+           ("demo_cafe", "A", "hi", None, 0.0, 1e6),  # clip past the audio's end
+           ("demo_cafe", "A", "hi", None, 3.0, 1.0),  # reversed clip
+           ("demo_cafe", "A", "hi", None, float("nan"), 1.0),
+           ("demo_cafe", "C", "hi", None, None, None)]
+    bad += [("demo_cafe", "A", "hi", e, None, None) for e in escapes(tmp_path) + ["../settings.json"]]
+    for name, speaker, text, voice, start, end in bad:
+        msg, _, table = data_tab.on_save_persona(ws, name, speaker, text, voice, start, end, None)
+        assert msg.startswith("✘"), (name, voice, start, end, msg)
+        assert table.empty
+    assert not list(ws.raw.glob("*.persona.json"))
+    for e in escapes(tmp_path):
+        try:
+            voice_prompt_path(ws, e)
+        except Exception as err:
+            assert "voice prompt" in str(err)
+        else:
+            raise AssertionError(e)
+    assert outside(tmp_path, ws) == before
+
+
+def test_uploaded_voice_copied_into_voices(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    upload = tmp_path / "up load..wav"
+    sf.write(upload, [0.0] * SAMPLE_RATE, SAMPLE_RATE)
+    msg, (voices, voice), _ = data_tab.on_save_persona(ws, "demo_cafe", "B", "", None, None, None, str(upload))
+    assert msg.startswith("✔") and voice == "up_load..wav" and (ws.root / "voices" / voice).is_file()
+
+
+def test_chat_refuses_voice_outside_voices(tmp_path: Path) -> None:
+    from backend.inference.chat_server import ChatService, workspace_chat_config
+    from studio import chat_tab
+
+    ws = make_workspace(tmp_path)
+    service = ChatService(workspace_chat_config(ws))
+    for voice in escapes(tmp_path) + ["../settings.json"]:
+        message = chat_tab.on_load(ws, service, None, True, 0.7, 25, 0.8, 250, 300.0, persona=("hi", voice))
+        assert message.startswith("**Error:** voice prompt"), message
+    message = chat_tab.on_load(ws, service, None, True, 0.7, 25, 0.8, 250, 300.0,
+                               persona=("x" * (MAX_TEXT_PROMPT + 1), None))
+    assert message.startswith("**Error:** role text"), message
+    assert service.engine is None and not service.configured
