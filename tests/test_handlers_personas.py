@@ -75,3 +75,16 @@ def test_chat_refuses_voice_outside_voices(tmp_path: Path) -> None:
                                persona=("x" * (MAX_TEXT_PROMPT + 1), None))
     assert message.startswith("**Error:** role text"), message
     assert service.engine is None and not service.configured
+
+
+def test_persona_demo_listed_with_its_voices(tmp_path: Path) -> None:
+    from backend.demo.workspace import copy_demo_personas
+
+    ws = make_workspace(tmp_path)
+    assert copy_demo_personas(ws, dialogues=False) == [] and not list(ws.raw.glob("persona_*"))
+    assert voice_pick(ws, None)[0] == ["persona_barista.wav", "persona_librarian.wav"]
+    assert len(copy_demo_personas(ws, dialogues=True)) == 2
+    rows = data_tab.persona_table(ws).values.tolist()
+    assert rows == [["persona_barista", "A", "You are a barista in a busy cafe.", "persona_barista.wav"],
+                    ["persona_librarian", "A", "You are a librarian in a quiet library.", "persona_librarian.wav"]]
+    assert "persona_barista" in data_tab.dialogue_names(ws)  # the .persona.json is no transcript
