@@ -17,8 +17,7 @@ from backend.core.paths import ASSETS
 from backend.core.workspace import Workspace, model_folders
 from backend.data.raw_personas import voice_pick
 from backend.inference.chat_config import ChatConfig
-from backend.inference.chat_server import ChatService, workspace_chat_config
-from backend.inference.persona_prompt import check_text_prompt, voice_file
+from backend.inference.chat_server import ChatService, check_persona_params, workspace_chat_config
 
 from .context import Shown, StudioContext
 from .forms import build_config, choices_update, config_inputs
@@ -67,10 +66,8 @@ def on_load(ws: Workspace, service: ChatService, name: str | None, rec: bool, *v
         if name:
             inside_workspace(ws.root, name, "model")  # a hub id passes as a name in the workspace
             fixed["model"] = ws.resolve(name)
-        check_text_prompt(fixed["text_prompt"], "role text")
-        if fixed["voice_prompt"]:
-            voice_file(fixed["voices_dir"], fixed["voice_prompt"], "voice prompt")
         cfg = build_config(ChatConfig, fixed, KNOBS, list(values))
+        check_persona_params(cfg)
         engine = service.configure(cfg)
     except StudioError as e:
         return f"**Error:** {e}"

@@ -70,10 +70,10 @@ def test_chat_refuses_voice_outside_voices(tmp_path: Path) -> None:
     service = ChatService(workspace_chat_config(ws))
     for voice in escapes(tmp_path) + ["../settings.json"]:
         message = chat_tab.on_load(ws, service, None, True, 0.7, 25, 0.8, 250, 300.0, persona=("hi", voice))
-        assert message.startswith("**Error:** voice prompt"), message
+        assert message.startswith("**Error:** voice_prompt"), message
     message = chat_tab.on_load(ws, service, None, True, 0.7, 25, 0.8, 250, 300.0,
                                persona=("x" * (MAX_TEXT_PROMPT + 1), None))
-    assert message.startswith("**Error:** role text"), message
+    assert message.startswith("**Error:** text_prompt"), message
     assert service.engine is None and not service.configured
 
 
