@@ -88,3 +88,22 @@ def test_persona_demo_listed_with_its_voices(tmp_path: Path) -> None:
     assert rows == [["persona_barista", "A", "You are a barista in a busy cafe.", "persona_barista.wav"],
                     ["persona_librarian", "A", "You are a librarian in a quiet library.", "persona_librarian.wav"]]
     assert "persona_barista" in data_tab.dialogue_names(ws)  # the .persona.json is no transcript
+
+
+def test_build_carries_raw_personas_into_the_dataset(tmp_path: Path) -> None:
+    from backend.dataset.personas import load_personas
+    from backend.dataset.pipeline import prepare_dataset, text_paths
+    from backend.dataset.tokenize_text import TextTokenizeConfig
+    from backend.demo.workspace import copy_demo_personas, create_demo_workspace
+
+    ws = create_demo_workspace(tmp_path / "ws", random_codec=True)
+    copy_demo_personas(ws, dialogues=True)
+    data_tab.on_save_persona(ws, "demo_cafe", "B", "You are a customer.", None, None, None, None)  # text only
+    result = prepare_dataset(ws, TextTokenizeConfig(**text_paths(ws)))
+    assert "3 persona(s) written to the dataset" in result.markdown()
+    personas = load_personas(ws.dataset)
+    assert set(personas) == {("train/persona_barista", "A"), ("train/persona_librarian", "A"),
+                             ("train/demo_cafe", "B")}
+    assert personas[("train/persona_barista", "A")].text == "You are a barista in a busy cafe."
+    assert personas[("train/persona_barista", "A")].voice.shape[1] > 0  # the voice file's Mimi codes
+    assert personas[("train/demo_cafe", "B")].voice.shape[1] == 0
