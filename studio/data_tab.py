@@ -97,7 +97,11 @@ def on_pick(ws: Workspace, name: str | None) -> tuple[str, str]:
     return report_markdown(report), render_alignment(alignment, file_url(d.audio))
 
 
-PersonaFields = tuple[str, str, Any]  # speaker, role text, voice pick (choices, value)
+# The clip fields from the preview's current selection (the word last clicked, alignment.js marks it active).
+SELECTED_WORD_JS = """(start, end) => {
+  const w = document.querySelector("#data-preview .word.ms-active");
+  return w ? [parseFloat(w.dataset.start), parseFloat(w.dataset.end)] : [start, end];
+}"""
 
 
 def persona_table(ws: Workspace) -> pd.DataFrame:
@@ -172,6 +176,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
             p_voice = gr.Dropdown(label="voice prompt (voices/)", choices=[], elem_id="data-persona-voice")
             p_start = gr.Number(label="or clip from (s)", minimum=0, elem_id="data-persona-start")
             p_end = gr.Number(label="to (s)", minimum=0, elem_id="data-persona-end")
+            p_take = gr.Button("⇐ word clicked in the preview", size="sm", elem_id="data-persona-take")
             p_upload = gr.File(label="or upload a voice wav", file_types=[".wav", ".flac", ".ogg"], type="filepath",
                                elem_id="data-persona-upload")
         p_save = gr.Button("Save persona", elem_id="data-persona-save")
@@ -203,6 +208,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         message, voices, table = on_save_persona(ctx.ws, *values)
         return message, choices_update(*voices), table, None
 
+    p_take.click(None, [p_start, p_end], [p_start, p_end], js=SELECTED_WORD_JS)
     pick.change(show_persona, pick, [p_speaker, p_text, p_voice, p_table])
     p_save.click(save_persona, [pick, p_speaker, p_text, p_voice, p_start, p_end, p_upload],
                  [p_msg, p_voice, p_table, p_upload])

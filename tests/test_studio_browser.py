@@ -92,7 +92,12 @@ def test_persona_fields_data_continuations_chat(studio: Studio, page) -> None:  
     page.locator("#data-preview .word").first.wait_for(timeout=60_000)  # demo_cafe picked and previewed
     try:
         page.locator("#data-persona-text textarea").fill("You are a barista.")
-        page.locator("#data-persona-start input").fill("0.5")
+        word = page.locator("#data-preview .ms-spk-A .word").first  # the preview's selection fills the clip
+        word.click()
+        page.locator("#data-persona-take").click()
+        page.wait_for_function("document.querySelector('#data-persona-end input').value > 0")
+        assert float(page.locator("#data-persona-end input").input_value()) == float(word.get_attribute("data-end"))
+        page.locator("#data-persona-start input").fill("0.5")  # or typed
         page.locator("#data-persona-end input").fill("2")
         page.locator("#data-persona-save").click()
         page.locator("#data-persona-msg", has_text="✔").wait_for(timeout=30_000)
