@@ -18,6 +18,7 @@ from backend.core.workspace import Workspace, model_folders
 from backend.data.raw_personas import voice_pick
 from backend.inference.chat_config import ChatConfig
 from backend.inference.chat_server import ChatService, check_persona_params, workspace_chat_config
+from backend.inference.persona_prompt import MAX_TEXT_PROMPT
 
 from .context import Shown, StudioContext
 from .forms import build_config, choices_update, config_inputs
@@ -96,7 +97,7 @@ def build(ctx: StudioContext, shown: Shown, service: ChatService) -> None:
         knobs = config_inputs(ChatConfig, KNOBS, config.to_dict(service.cfg))
     with gr.Row():
         voice = gr.Dropdown(label="voice prompt (voices/)", choices=[], elem_id="chat-voice")
-        role = gr.Textbox(label="role text (persona)", max_length=4000, elem_id="chat-role", scale=2)
+        role = gr.Textbox(label="role text (persona)", max_length=MAX_TEXT_PROMPT, elem_id="chat-role", scale=2)
     with gr.Row():
         record = gr.Checkbox(value=True, label="record each conversation into the Data folder (raw/)",
                              elem_id="chat-record")

@@ -16,7 +16,7 @@ from backend.data.raw_personas import voice_pick, voice_prompt_path
 from backend.dataset.read import list_dialogues
 from backend.inference.continuation_files import read_audio, read_words, turn_taking
 from backend.inference.generate_config import GenerateConfig, output_files
-from backend.inference.persona_prompt import check_text_prompt
+from backend.inference.persona_prompt import MAX_TEXT_PROMPT, check_text_prompt
 
 from .context import Shown, StudioContext
 from .forms import build_config, choices_update, config_inputs, kept_pick
@@ -139,7 +139,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     with gr.Row():
         voice = gr.Dropdown(label="voice prompt (voices/; none: each row's own persona)", choices=[],
                             elem_id="ct-voice")
-        role = gr.Textbox(label="role text (persona)", max_length=4000, elem_id="ct-role", scale=2)
+        role = gr.Textbox(label="role text (persona)", max_length=MAX_TEXT_PROMPT, elem_id="ct-role", scale=2)
     go = gr.Button("Generate", variant="primary", elem_id="ct-generate")
     msg = gr.Markdown(elem_id="ct-msg")
     with gr.Row():

@@ -16,6 +16,7 @@ from backend.data.stats import corpus_stats, dialogue_stats
 from backend.data.transcripts import load_transcript
 from backend.data.validate import DialogueReport, validate_dialogue
 from backend.dataset.tokenize_text import TextTokenizeConfig
+from backend.inference.persona_prompt import MAX_TEXT_PROMPT
 
 from .alignment_view import ALIGNMENT_JS, render_alignment
 from .context import Shown, StudioContext
@@ -171,7 +172,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
                     "puts it into the dataset")
         with gr.Row():
             p_speaker = gr.Radio(["A", "B"], value="A", label="Moshi speaker", elem_id="data-persona-speaker")
-            p_text = gr.Textbox(label="role text", max_length=4000, elem_id="data-persona-text", scale=3)
+            p_text = gr.Textbox(label="role text", max_length=MAX_TEXT_PROMPT, elem_id="data-persona-text", scale=3)
         with gr.Row():
             p_voice = gr.Dropdown(label="voice prompt (voices/)", choices=[], elem_id="data-persona-voice")
             p_start = gr.Number(label="or clip from (s)", minimum=0, elem_id="data-persona-start")
