@@ -15,8 +15,10 @@ from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
 from backend.core.paths import ASSETS
 from backend.core.workspace import Workspace, model_folders
+from backend.data.raw_personas import voice_pick
 from backend.inference.chat_config import ChatConfig
-from backend.inference.chat_server import ChatService, workspace_chat_config
+from backend.inference.chat_server import ChatService, check_persona_params, workspace_chat_config
+from backend.inference.persona_prompt import MAX_TEXT_PROMPT
 
 from .context import Shown, StudioContext
 from .forms import build_config, choices_update, config_inputs
@@ -54,15 +56,19 @@ def on_refresh(ws: Workspace, service: ChatService) -> tuple[list[str], str]:
     return model_folders(ws), relative(ws, service.cfg.model)
 
 
-def on_load(ws: Workspace, service: ChatService, name: str | None, rec: bool, *values: Any) -> str:
-    """Load the model `name` (a folder in the workspace or a hub id) with the sampling knobs for the next talks."""
+def on_load(ws: Workspace, service: ChatService, name: str | None, rec: bool, *values: Any,
+            persona: tuple[str, str | None] = ("", None)) -> str:
+    """Load the model `name` (a folder in the workspace or a hub id) with the sampling knobs for the next talks;
+    `persona` (role text, voices/ file name) starts every conversation (a client's own query parameters win)."""
     fixed = {k: v for k, v in config.to_dict(workspace_chat_config(ws)).items() if k not in KNOBS}
     fixed["record_dir"] = str(ws.raw) if rec else ""
+    fixed["text_prompt"], fixed["voice_prompt"] = persona[0] or "", persona[1] or ""
     try:
         if name:
             inside_workspace(ws.root, name, "model")  # a hub id passes as a name in the workspace
             fixed["model"] = ws.resolve(name)
         cfg = build_config(ChatConfig, fixed, KNOBS, list(values))
+        check_persona_params(cfg)
         engine = service.configure(cfg)
     except StudioError as e:
         return f"**Error:** {e}"
@@ -90,6 +96,9 @@ def build(ctx: StudioContext, shown: Shown, service: ChatService) -> None:
     with gr.Row():
         knobs = config_inputs(ChatConfig, KNOBS, config.to_dict(service.cfg))
     with gr.Row():
+        voice = gr.Dropdown(label="voice prompt (voices/)", choices=[], elem_id="chat-voice")
+        role = gr.Textbox(label="role text (persona)", max_length=MAX_TEXT_PROMPT, elem_id="chat-role", scale=2)
+    with gr.Row():
         record = gr.Checkbox(value=True, label="record each conversation into the Data folder (raw/)",
                              elem_id="chat-record")
         load = gr.Button("Load model", variant="primary", elem_id="chat-load")
@@ -105,6 +114,11 @@ def build(ctx: StudioContext, shown: Shown, service: ChatService) -> None:
         return (gr.update(), gr.update(), last) if path is None else (path, info, last)
 
     gr.on([*shown, refresh.click], lambda: choices_update(*on_refresh(ctx.ws, service)), outputs=[model])
-    load.click(lambda *values: on_load(ctx.ws, service, *values), inputs=[model, record, *knobs.values()],
-               outputs=[status])
+    def load_model(*values: Any) -> str:
+        *values, voice_name, role_text = values
+        return on_load(ctx.ws, service, *values, persona=(role_text, voice_name))
+
+    load.click(load_model, inputs=[model, record, *knobs.values(), voice, role], outputs=[status])
+    gr.on([*shown, refresh.click], lambda v: choices_update(*voice_pick(ctx.ws, v)), voice, voice,
+          show_progress="hidden")
     timer.tick(tick, inputs=[played], outputs=[recording, recording_info, played])

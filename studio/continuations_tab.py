@@ -12,9 +12,11 @@ from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
 from backend.core.spec import FRAME_RATE
 from backend.core.workspace import Workspace, model_folders
+from backend.data.raw_personas import voice_pick, voice_prompt_path
 from backend.dataset.read import list_dialogues
 from backend.inference.continuation_files import read_audio, read_words, turn_taking
 from backend.inference.generate_config import GenerateConfig, output_files
+from backend.inference.persona_prompt import MAX_TEXT_PROMPT, check_text_prompt
 
 from .context import Shown, StudioContext
 from .forms import build_config, choices_update, config_inputs, kept_pick
@@ -74,8 +76,10 @@ def on_refresh(ws: Workspace, a: str | None, b: str | None, picked: list[str] | 
 
 
 def on_generate(ws: Workspace, progress: Progress | None, a: str | None, b: str | None, ids: list[str],
-                p_s: float, g_s: float, *values: Any) -> tuple[str, list[str], dict[str, Any]]:
-    """(message, dialogue ids continued, state for on_item): each model continues the rows."""
+                p_s: float, g_s: float, *values: Any, persona: tuple[str, str | None] = ("", None)
+                ) -> tuple[str, list[str], dict[str, Any]]:
+    """(message, dialogue ids continued, state for on_item): each model continues the rows; `persona` (role
+    text, voices/ file name) goes before every prompt, else each row's stored persona (as in training)."""
     from backend.inference.generate import generate  # torch loads with the first model
 
     models = {label: m for label, m in zip(LABELS, (a, b)) if m}
@@ -83,7 +87,9 @@ def on_generate(ws: Workspace, progress: Progress | None, a: str | None, b: str 
         return "✘ pick a model and at least one dataset row", [], {}
     prompt = int(round(p_s * FRAME_RATE))
     try:
-        base = build_config(GenerateConfig, {}, KNOBS, list(values))
+        text_prompt = check_text_prompt(persona[0] or "", "role text")
+        base = build_config(GenerateConfig, {"text_prompt": text_prompt,
+                                             "voice_prompt": voice_prompt_path(ws, persona[1])}, KNOBS, list(values))
         for model in models.values():
             inside_workspace(ws.root, model, "model")  # a hub id passes as a name in the workspace
         for i, (label, model) in enumerate(models.items()):
@@ -133,6 +139,10 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         gen_s = gr.Slider(0.8, 30, value=6.0, step=0.08, label="generate (s)", elem_id="ct-gen")
     with gr.Row():
         knobs = config_inputs(GenerateConfig, KNOBS)
+    with gr.Row():
+        voice = gr.Dropdown(label="voice prompt (voices/; none: each row's own persona)", choices=[],
+                            elem_id="ct-voice")
+        role = gr.Textbox(label="role text (persona)", max_length=MAX_TEXT_PROMPT, elem_id="ct-role", scale=2)
     go = gr.Button("Generate", variant="primary", elem_id="ct-generate")
     msg = gr.Markdown(elem_id="ct-msg")
     with gr.Row():
@@ -153,7 +163,9 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         return tuple(choices_update(*pick) for pick in on_refresh(ctx.ws, *values))
 
     def generate(*values: Any, progress: gr.Progress = gr.Progress()) -> tuple[str, Any, dict]:
-        message, ids, st = on_generate(ctx.ws, lambda f, m: progress(f, desc=m), *values)
+        *values, voice_name, role_text = values
+        message, ids, st = on_generate(ctx.ws, lambda f, m: progress(f, desc=m), *values,
+                                       persona=(role_text, voice_name))
         return message, choices_update(ids, ids[0]) if ids else gr.update(), st
 
     def show_item(*values: Any) -> tuple[Any, ...]:
@@ -163,6 +175,8 @@ def build(ctx: StudioContext, shown: Shown) -> None:
             raise gr.Error(str(e)) from None
 
     gr.on([*shown, refresh.click], refresh_lists, [model_a, model_b, rows], [model_a, model_b, rows])
-    go.click(generate, [model_a, model_b, rows, prompt_s, gen_s, *knobs.values()], [msg, item, state])
+    go.click(generate, [model_a, model_b, rows, prompt_s, gen_s, *knobs.values(), voice, role], [msg, item, state])
+    gr.on([*shown, refresh.click], lambda v: choices_update(*voice_pick(ctx.ws, v)), voice, voice,
+          show_progress="hidden")
     gr.on([item.change, channel.change], show_item, [item, channel, state],
           [ref_audio, a_audio, b_audio, text, spectra, table, hist])

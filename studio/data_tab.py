@@ -10,8 +10,11 @@ from backend.core.workspace import Workspace
 from backend.data.files import scan_dialogues
 from backend.data.ingest import import_dialogues
 from backend.data.preview import dialogue_view
+from backend.data.raw_personas import (RawPersona, load_raw_persona, raw_personas, save_clip, save_raw_persona,
+                                       save_upload, voice_names)
 from backend.data.validate import DialogueReport, valid_stats, validate_folder
 from backend.dataset.tokenize_text import TextTokenizeConfig
+from backend.inference.persona_prompt import MAX_TEXT_PROMPT
 
 from .alignment_view import ALIGNMENT_JS, render_alignment
 from .context import Shown, StudioContext
@@ -85,6 +88,51 @@ def on_pick(ws: Workspace, name: str | None) -> tuple[str, str]:
     return report_markdown(report), render_alignment(alignment, file_url(d.audio))
 
 
+# The clip fields from the preview's current selection (the word last clicked, alignment.js marks it active).
+SELECTED_WORD_JS = """(start, end) => {
+  const w = document.querySelector("#data-preview .word.ms-active");
+  return w ? [parseFloat(w.dataset.start), parseFloat(w.dataset.end)] : [start, end];
+}"""
+
+
+def persona_table(ws: Workspace) -> pd.DataFrame:
+    rows = [[name, p.speaker, p.text, p.voice] for name, p in raw_personas(ws).items()]
+    return pd.DataFrame(rows, columns=["dialogue", "Moshi speaker", "role text", "voice prompt"])
+
+
+def on_persona(ws: Workspace, name: str | None) -> tuple[str, str, tuple[list[str], str | None], pd.DataFrame]:
+    """(speaker, role text, (voice choices, voice), every persona) for the persona fields of a picked dialogue."""
+    try:
+        p = load_raw_persona(ws, name) if name else None
+    except StudioError:
+        p = None
+    voices = voice_names(ws)
+    return (p.speaker if p else "A", p.text if p else "", (voices, p.voice if p and p.voice else None),
+            persona_table(ws))
+
+
+def on_save_persona(ws: Workspace, name: str | None, speaker: str, text: str, voice: str | None,
+                    clip_start: float | None, clip_end: float | None, upload: str | None
+                    ) -> tuple[str, tuple[list[str], str | None], pd.DataFrame]:
+    """(message, (voice choices, voice), every persona): the voice is an uploaded file, else a clip of the
+    speaker's channel (end > 0), else the voices/ file picked; empty text and no voice removes the persona."""
+    try:
+        if not name:
+            raise StudioError("pick a dialogue first")
+        load_raw_persona(ws, name)  # refuses a name not in raw/
+        if upload:
+            voice = save_upload(ws, received_uploads([upload])[0])
+        elif clip_end:
+            voice = save_clip(ws, name, speaker, float(clip_start or 0.0), float(clip_end))
+        path = save_raw_persona(ws, name, RawPersona(speaker, text or "", voice or ""))
+        message = f"✔ persona of {name} saved to `{path.name}`" if path.exists() else f"✔ {name}: persona removed"
+    except StudioError as e:
+        message = f"✘ {e}"
+    finally:
+        remove_uploads(upload)
+    return message, (voice_names(ws), voice or None), persona_table(ws)
+
+
 def on_build(ws: Workspace, progress: Progress | None, *values: Any) -> str:
     """Tokenize audio and text of raw/ and write the Parquet dataset; the form gives the text layout."""
     from backend.dataset import pipeline  # Mimi: torch loads only when a dataset is built
@@ -109,6 +157,22 @@ def build(ctx: StudioContext, shown: Shown) -> None:
             pick = gr.Dropdown(choices=[], label="Dialogue", elem_id="data-pick")
     report = gr.Markdown(elem_id="data-report")
     preview = gr.HTML(js_on_load=ALIGNMENT_JS, elem_id="data-preview")
+    with gr.Group():
+        gr.Markdown("#### Persona (PersonaPlex): role text and voice prompt of the speaker playing Moshi; Build "
+                    "puts it into the dataset")
+        with gr.Row():
+            p_speaker = gr.Radio(["A", "B"], value="A", label="Moshi speaker", elem_id="data-persona-speaker")
+            p_text = gr.Textbox(label="role text", max_length=MAX_TEXT_PROMPT, elem_id="data-persona-text", scale=3)
+        with gr.Row():
+            p_voice = gr.Dropdown(label="voice prompt (voices/)", choices=[], elem_id="data-persona-voice")
+            p_start = gr.Number(label="or clip from (s)", minimum=0, elem_id="data-persona-start")
+            p_end = gr.Number(label="to (s)", minimum=0, elem_id="data-persona-end")
+            p_take = gr.Button("⇐ word clicked in the preview", size="sm", elem_id="data-persona-take")
+            p_upload = gr.File(label="or upload a voice wav", file_types=[".wav", ".flac", ".ogg"], type="filepath",
+                               elem_id="data-persona-upload")
+        p_save = gr.Button("Save persona", elem_id="data-persona-save")
+        p_msg = gr.Markdown(elem_id="data-persona-msg")
+        p_table = gr.Dataframe(label="personas", interactive=False, elem_id="data-personas")
     with gr.Accordion("Dataset statistics", open=False):
         stats_md = gr.Markdown(elem_id="data-stats")
         gaps = gr.BarPlot(x="gap (s)", y="turns", title="Gaps between turns (negative = overlap)")
@@ -127,6 +191,18 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     def build_dataset(*values: Any, progress: gr.Progress = gr.Progress()) -> str:
         return on_build(ctx.ws, lambda f, msg: progress(f, desc=msg), *values)
 
+    def show_persona(name: str | None) -> tuple[Any, ...]:
+        speaker, text, voices, table = on_persona(ctx.ws, name)
+        return speaker, text, choices_update(*voices), table
+
+    def save_persona(*values: Any) -> tuple[Any, ...]:
+        message, voices, table = on_save_persona(ctx.ws, *values)
+        return message, choices_update(*voices), table, None
+
+    p_take.click(None, [p_start, p_end], [p_start, p_end], js=SELECTED_WORD_JS)
+    pick.change(show_persona, pick, [p_speaker, p_text, p_voice, p_table])
+    p_save.click(save_persona, [pick, p_speaker, p_text, p_voice, p_start, p_end, p_upload],
+                 [p_msg, p_voice, p_table, p_upload])
     upload.upload(upload_files, upload, [upload_msg, pick])
     pick.change(ctx.bind(on_pick), pick, [report, preview])
     gr.on(shown, lambda name: choices_update(*on_shown(ctx.ws, name)), pick, pick, show_progress="hidden")

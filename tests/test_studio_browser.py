@@ -82,6 +82,44 @@ def test_tabs_opened_late_list_what_is_new(studio: Studio, page) -> None:  # typ
             (ws.raw / f"late_cafe{ext}").unlink()
 
 
+def test_persona_fields_data_continuations_chat(studio: Studio, page) -> None:  # type: ignore[no-untyped-def]
+    """A persona set in Data (role text + a clip of speaker A) is listed, and its voice is offered in
+    Continuations and Chat, whose role text reaches the chat config."""
+    from backend.core.workspace import open_workspace
+
+    ws = open_workspace(studio.workspace)
+    page.goto(studio.url)
+    page.locator("#data-preview .word").first.wait_for(timeout=60_000)  # demo_cafe picked and previewed
+    try:
+        page.locator("#data-persona-text textarea").fill("You are a barista.")
+        word = page.locator("#data-preview .ms-spk-A .word").first  # the preview's selection fills the clip
+        word.click()
+        page.locator("#data-persona-take").click()
+        page.wait_for_function("document.querySelector('#data-persona-end input').value > 0")
+        assert float(page.locator("#data-persona-end input").input_value()) == float(word.get_attribute("data-end"))
+        page.locator("#data-persona-start input").fill("0.5")  # or typed
+        page.locator("#data-persona-end input").fill("2")
+        page.locator("#data-persona-save").click()
+        page.locator("#data-persona-msg", has_text="✔").wait_for(timeout=30_000)
+        page.locator("#data-personas", has_text="demo_cafe.A.wav").wait_for(timeout=30_000)
+        assert "You are a barista." in page.locator("#data-personas").inner_text()
+        assert (ws.root / "voices" / "demo_cafe.A.wav").is_file() and (ws.raw / "demo_cafe.persona.json").is_file()
+        for tab, voice, role in (("Continuations", "#ct-voice", "#ct-role"), ("Chat", "#chat-voice", "#chat-role")):
+            page.get_by_role("tab", name=tab).click()
+            page.locator(f"{voice} input").click(timeout=30_000)
+            page.get_by_role("option", name="demo_cafe.A.wav", exact=True).click()
+            assert page.locator(f"{voice} input").input_value() == "demo_cafe.A.wav"
+            page.locator(f"{role} textarea").fill("You are a barista.")
+        page.locator("#chat-load").click()
+        page.locator("#chat-status", has_text="Ready").or_(page.locator("#chat-status", has_text="Error")).wait_for(
+            timeout=120_000)
+        assert "Ready" in page.locator("#chat-status").inner_text(), page.locator("#chat-status").inner_text()
+        assert not page.errors, page.errors
+    finally:  # later tests build the dataset without this persona
+        (ws.raw / "demo_cafe.persona.json").unlink(missing_ok=True)
+        (ws.root / "voices" / "demo_cafe.A.wav").unlink(missing_ok=True)
+
+
 def test_upload_preview_build_and_timeline(studio: Studio, page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     for ext in (".flac", ".json"):
         shutil.copy(REPO / "assets" / "demo" / f"demo_cafe{ext}", tmp_path / f"uploaded_cafe{ext}")

@@ -8,8 +8,10 @@ from typing import Literal
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 TRANSCRIPT_EXTENSIONS = (".json",)
 # JSON files that sit beside a dialogue but are not its transcript: `<name><suffix>`.
-SIDECAR_SUFFIXES = {"audit": ".audit.json", "annotation": ".annotation.json", "original": ".original.json"}
+SIDECAR_SUFFIXES = {"audit": ".audit.json", "annotation": ".annotation.json", "original": ".original.json",
+                    "persona": ".persona.json"}
 AUDIT_SUFFIX = SIDECAR_SUFFIXES["audit"]  # tokenize_text's per-dialogue audit, possibly written beside the transcripts
+PERSONA_SUFFIX = SIDECAR_SUFFIXES["persona"]  # a dialogue's persona before Build (backend.data.raw_personas)
 Kind = Literal["audio", "text"]
 
 

@@ -48,6 +48,31 @@ def prepare_dataset(ws: Workspace, text_cfg: TextTokenizeConfig, progress: Progr
     audio = tokenize_audio(AudioTokenizeConfig(input_dir=ws.raw, output_dir=ws.tokens_audio, mimi=ws.mimi_source,
                                                device=ws.settings.device), progress=_stage(progress, 0.0, 0.7))
     audits = tokenize_text(text_cfg, progress=_stage(progress, 0.7, 0.85))
-    report = build_dataset(DatasetConfig(audio_tokens=ws.tokens_audio, text_tokens=ws.tokens_text, output=ws.dataset),
-                           progress=_stage(progress, 0.85, 1.0))
-    return PrepareResult(audio, audits, report)
+    dataset_cfg = DatasetConfig(audio_tokens=ws.tokens_audio, text_tokens=ws.tokens_text, output=ws.dataset)
+    report = build_dataset(dataset_cfg, progress=_stage(progress, 0.85, 0.95))
+    count = carry_personas(ws, dataset_cfg.output_prefix)
+    return PrepareResult(audio, audits, report, [f"{count} persona(s) written to the dataset"] if count else [])
+
+
+def carry_personas(ws: Workspace, prefix: str) -> int:
+    """Encode the raw dialogues' personas (raw/<name>.persona.json) into the dataset's personas.json sidecar,
+    keyed by the dialogue ids Build wrote; returns how many. Without raw personas the sidecar is left alone."""
+    from backend.data.raw_personas import raw_personas, voices_dir
+    from backend.dataset.personas import build_persona, save_personas
+    from backend.dataset.read import list_dialogues
+    from backend.inference.persona_prompt import voice_file
+    from backend.models.persona import read_voice
+
+    stored = raw_personas(ws)
+    if not stored:
+        return 0
+    ids = set(list_dialogues(ws.dataset))
+    personas = {}
+    for name, p in stored.items():
+        if f"{prefix}/{name}" in ids:
+            voice = voice_file(voices_dir(ws), p.voice, f"{name}: voice prompt") if p.voice else None
+            personas[(f"{prefix}/{name}", p.speaker)] = build_persona(
+                p.text, str(ws.tokenizer_path), read_voice(voice) if voice else None, ws.mimi_source,
+                voice or name)
+    save_personas(ws.dataset, personas)
+    return len(personas)

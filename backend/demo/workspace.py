@@ -39,6 +39,28 @@ def copy_demo_dialogues(raw: Path) -> list[Path]:
     return [raw / p.name for p in sources]
 
 
+def copy_demo_personas(ws: Workspace, dialogues: bool) -> list[Path]:
+    """The persona demo (assets/demo_personas, backend.demo.personas): its voice prompts into voices/ and, with
+    `dialogues`, its dialogues into raw/ with each one's persona (speaker A, role text, voice) beside it. Files
+    already there are kept. Returns the persona files written."""
+    from backend.data.raw_personas import RawPersona, persona_path, save_raw_persona, voices_dir
+    from backend.demo.personas import PERSONA_DIR, PERSONAS
+
+    written = []
+    for p in PERSONAS:
+        copies = [(PERSONA_DIR / "voices" / f"{p.name}.wav", voices_dir(ws) / f"{p.name}.wav")]
+        if dialogues:
+            copies += [(PERSONA_DIR / f"{p.name}{ext}", ws.raw / f"{p.name}{ext}") for ext in (".flac", ".json")]
+        for src, target in copies:
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(target) as tmp:
+                    shutil.copyfile(src, tmp)
+        if dialogues and not persona_path(ws, p.name).exists():
+            written.append(save_raw_persona(ws, p.name, RawPersona("A", p.role, f"{p.name}.wav")))
+    return written
+
+
 def build_demo_mimi(directory: Path, random_codec: bool = False) -> None:
     """The trained demo codec (assets/demo_mimi, see backend.demo.codec_training), or with `random_codec` the
     tiny random Mimi: the same frame layout, ten times faster, but everything it decodes is noise."""
@@ -64,9 +86,12 @@ def build_demo_lm(directory: Path) -> None:
     save_lm(demo_lm(), tiny_lm_kwargs(), directory)
 
 
-def create_demo_workspace(path: str | Path, random_codec: bool = False) -> Workspace:
-    """Create (or complete) a demo workspace: the demo dialogues, the trained demo codec (or the tiny random
-    one), the tiny random LM, a small tokenizer and settings pointing at them. Whatever is already there is reused, so a second call
+def create_demo_workspace(path: str | Path, random_codec: bool = False, personas: bool = False) -> Workspace:
+    """Create (or complete) a demo workspace: the demo dialogues, the persona demo's voice prompts (voices/), the
+    trained demo codec (or the tiny random one), the tiny random LM, a small tokenizer and settings pointing at them.
+    `personas` adds the persona demo's two dialogues with their personas to raw/: opt-in, because everything in
+    raw/ joins every Build, and the demo fine-tune preset (1000 steps) is sized to memorise the three dialogues
+    (the persona examples' ~75-frame prefixes would also lengthen ~1 batch in 6 by ~60%). Whatever is already there is reused, so a second call
     is cheap; each file is written atomically, so an interrupted call is finished by the next one."""
     from backend.dataset.spm import train_spm
 
@@ -74,6 +99,7 @@ def create_demo_workspace(path: str | Path, random_codec: bool = False) -> Works
     for folder in ws.folders():
         folder.mkdir(parents=True, exist_ok=True)
     copy_demo_dialogues(ws.raw)
+    copy_demo_personas(ws, personas)
     # A model folder counts as built only with both of its files (an interrupted save leaves one).
     if not all((ws.demo_mimi / f).exists() for f in (MIMI_WEIGHTS, MIMI_CONFIG)):
         build_demo_mimi(ws.demo_mimi, random_codec)
@@ -89,11 +115,15 @@ def create_demo_workspace(path: str | Path, random_codec: bool = False) -> Works
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Create an offline demo workspace, or inspect a workspace.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("init-demo", help="create (or complete) an offline demo workspace").add_argument("dir", type=Path)
+    init = sub.add_parser("init-demo", help="create (or complete) an offline demo workspace")
+    init.add_argument("dir", type=Path)
+    init.add_argument("--personas", action="store_true", help="also put the persona demo's dialogues (barista, "
+                      "librarian) and their personas in raw/ (they then join every dataset Build)")
     sub.add_parser("show", help="print a workspace's settings and contents").add_argument("dir", type=Path)
     args = parser.parse_args(argv)
     try:
-        ws = create_demo_workspace(args.dir) if args.command == "init-demo" else open_workspace(args.dir)
+        ws = (create_demo_workspace(args.dir, personas=args.personas) if args.command == "init-demo"
+              else open_workspace(args.dir))
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
