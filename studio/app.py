@@ -78,8 +78,11 @@ def build_blocks(ws: Workspace, chat: ChatService) -> gr.Blocks:
     return app
 
 
-def create_server(ws: Workspace, cfg: StudioConfig, users: Users) -> FastAPI:
-    """The studio's server; with `users`, nothing on it answers without one of their passwords."""
+def create_server(ws: Workspace, cfg: StudioConfig | None = None, users: Users | None = None) -> FastAPI:
+    """The studio's server (default settings: `StudioConfig()`); with `users`, nothing on it answers without one
+    of their passwords."""
+    cfg = cfg or StudioConfig()
+    users = users or {}
     # Gradio 6.17 reads a status constant Starlette deprecated: without this, one warning per event in the log.
     warnings.filterwarnings("ignore", message="'HTTP_422_UNPROCESSABLE_ENTITY' is deprecated")
     server = FastAPI(title="Moshi Studio")

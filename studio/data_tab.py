@@ -203,8 +203,9 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     pick.change(show_persona, pick, [p_speaker, p_text, p_voice, p_table])
     p_save.click(save_persona, [pick, p_speaker, p_text, p_voice, p_start, p_end, p_upload],
                  [p_msg, p_voice, p_table, p_upload])
-    upload.upload(upload_files, upload, [upload_msg, pick])
+    upload.upload(upload_files, upload, [upload_msg, pick], api_name="upload_dialogues")
     pick.change(ctx.bind(on_pick), pick, [report, preview])
-    gr.on(shown, lambda name: choices_update(*on_shown(ctx.ws, name)), pick, pick, show_progress="hidden")
+    gr.on(shown, lambda name: choices_update(*on_shown(ctx.ws, name)), pick, pick, show_progress="hidden",
+          api_name="list_dialogues")
     stats_btn.click(lambda: stats_outputs(ctx.ws), None, [stats_md, gaps])
     build_btn.click(build_dataset, list(layout_inputs.values()), build_msg)

@@ -303,7 +303,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     gr.on(changes, ctx.bind(on_estimate), ordered, estimate, trigger_mode="always_last", show_progress="hidden")
     preset.change(on_preset, preset, ordered)
     save_btn.click(on_save, ordered, save_btn)
-    load_btn.upload(load, load_btn, ordered)
+    load_btn.upload(load, load_btn, ordered, api_name="load_config")
     init_btn.click(ctx.bind(on_init), [init_inputs[n] for n in INIT_FIELDS], init_msg)
     start_btn.click(start, ordered, [run_msg, run_pick])
     abort_btn.click(ctx.bind(on_abort), run_pick, run_msg)

@@ -99,7 +99,7 @@ def cached_copies(upload_dir: Path) -> list[Path]:
 def test_a_server_file_cannot_be_read_through_any_file_endpoint(studio: Studio, tmp_path: Path) -> None:
     """The probe of issue 11: a FileData naming a server file, sent to each endpoint that takes files."""
     endpoints = file_endpoints(studio)
-    assert {"on_upload", "on_load"} <= set(endpoints)  # the Data tab's upload, Fine-tune's "Load configuration"
+    assert {"upload_dialogues", "load_config"} <= set(endpoints)  # the Data tab's upload, Fine-tune's "Load configuration"
     secret = tmp_path / "secret.json"
     secret.write_text(json.dumps({"lr": 0.5, "note": SECRET}))
     info = httpx.get(f"{studio.url}/gradio_api/info", timeout=30).json()["named_endpoints"]
@@ -144,14 +144,14 @@ def test_imported_uploads_leave_the_temp_folder(studio: Studio, tmp_path: Path) 
     assert r.status_code == 200, r.text
     uploaded = r.json()
     assert all(Path(p).is_file() for p in uploaded)
-    event, payload = call(studio, "on_upload", [[file_payload(Path(p), False) for p in uploaded]])
+    event, payload = call(studio, "upload_dialogues", [[file_payload(Path(p), False) for p in uploaded]])
     assert event == "complete" and "Imported **sec_pair**" in payload[0], payload
     assert (studio.workspace / "raw" / "sec_pair.wav").is_file()
     assert not any(Path(p).exists() for p in uploaded)
 
     (tmp_path / "run.json").write_text(json.dumps({"lr": 0.000123}))
     (path,) = upload(studio, tmp_path / "run.json").json()
-    event, payload = call(studio, "on_load", [file_payload(Path(path), False)])
+    event, payload = call(studio, "load_config", [file_payload(Path(path), False)])
     assert event == "complete" and 0.000123 in payload, payload
     assert not Path(path).exists()
 
@@ -222,7 +222,7 @@ def test_remote_studio_needs_a_login_for_pages_api_files_and_websocket(remote: S
         for path in paths:
             r = anonymous.get(remote.url + path)
             assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic"), path
-        assert anonymous.post(remote.url + "/gradio_api/call/on_shown", json={"data": [None]}).status_code == 401
+        assert anonymous.post(remote.url + "/gradio_api/call/list_dialogues", json={"data": [None]}).status_code == 401
         assert anonymous.get(remote.url + "/", auth=(USER, "wrong")).status_code == 401
         assert anonymous.get(remote.url + "/", auth=("eve", PASSWORD)).status_code == 401
     host = remote.url.split("//")[1]
@@ -236,7 +236,7 @@ def test_remote_studio_needs_a_login_for_pages_api_files_and_websocket(remote: S
         # after the login, the page's own requests carry the session cookie only
         assert browser.get(remote.url + "/gradio_api/info").status_code == 200
         assert browser.get(remote.url + f"/gradio_api/file={wav}").content == wav.read_bytes()
-        event, payload = call(remote, "on_shown", [None], http=browser)
+        event, payload = call(remote, "list_dialogues", [None], http=browser)
         assert event == "complete" and "demo_cafe" in json.dumps(payload)
     session = {"Cookie": f"moshi_studio_session={cookie}"}
     assert chat_handshake(remote, tls, {**session, "Origin": "https://evil.example"}) == 403  # another site's page
