@@ -103,7 +103,7 @@ def on_generate(ws: Workspace, progress: Progress | None, a: str | None, b: str 
 def on_item(ws: Workspace, dialogue_id: str | None, channel: str, state: dict[str, Any]) -> tuple[Any, ...]:
     """(reference audio, model audio, second model audio, texts, statistics table, offsets plot) of one row."""
     if not dialogue_id or not state:
-        return None, None, None, "", None, None
+        return None, None, None, "", pd.DataFrame(columns=["metric"]), None
     files = {label: output_files(output_dir(ws, label), dialogue_id) for label in state["models"]}
     index = CHANNELS[channel]
     reference = files[LABELS[0]]["reference_wav"]

@@ -58,7 +58,7 @@ def stats_outputs(ws: Workspace) -> tuple[str, pd.DataFrame]:
             f"A {c.words_per_minute['A']:.0f}, B {c.words_per_minute['B']:.0f} · "
             f"overlapping speech: {100 * c.overlap_share:.1f}% of speech time")
     edges, counts = c.gap_histogram["edges"], c.gap_histogram["counts"]
-    centres = [f"{(a + b) / 2:+.2f}" for a, b in zip(edges[:-1], edges[1:])]
+    centres = [round((a + b) / 2, 3) for a, b in zip(edges[:-1], edges[1:])]  # numbers: overlaps left of zero
     return text, pd.DataFrame({"gap (s)": centres, "turns": counts})
 
 
@@ -97,6 +97,8 @@ def on_pick(ws: Workspace, name: str | None) -> tuple[str, str]:
 
 def on_build(ws: Workspace, progress: Progress | None, *values: Any) -> str:
     """Tokenize audio and text of raw/ and write the Parquet dataset; the form gives the text layout."""
+    if progress is not None:  # loading torch and Mimi takes a minute the first time: say so at once
+        progress(0.0, "loading the audio tokenizer (Mimi)…")
     from backend.dataset import pipeline  # Mimi: torch loads only when a dataset is built
 
     try:

@@ -68,7 +68,7 @@ def curves(metrics: list[dict[str, Any]]) -> pd.DataFrame:
     """Long format for gr.LinePlot: one row per (step, loss component)."""
     rows = [{"step": m["step"], "series": k, "value": m[k]} for m in metrics
             if "event" not in m and "step" in m for k in LOSS_KEYS if m.get(k) is not None]
-    return pd.DataFrame(rows or [{"step": 0, "series": "loss", "value": None}])
+    return pd.DataFrame(rows, columns=["step", "series", "value"])  # empty: no placeholder row drawn as "null"
 
 
 def command_preview(cfg: FinetuneConfig) -> str:
