@@ -139,8 +139,14 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     def build_dataset(*values: Any, progress: gr.Progress = gr.Progress()) -> str:
         return on_build(ctx.ws, lambda f, msg: progress(f, desc=msg), *values)
 
+    def show_stats() -> tuple[str, Any]:
+        text, gaps_df = stats_outputs(ctx.ws)
+        step = float(gaps_df["gap (s)"].diff().min()) if len(gaps_df) > 1 else None
+        return text, gr.BarPlot(value=gaps_df, x_bin=step)  # bins of the histogram's width on a numeric axis
+
     upload.upload(upload_files, upload, [upload_msg, pick])
     pick.change(ctx.bind(on_pick), pick, [report, preview])
+    pick.input(lambda: "", None, upload_msg, show_progress="hidden")  # "Imported X" goes once another is viewed
     gr.on(shown, lambda name: choices_update(*on_shown(ctx.ws, name)), pick, pick, show_progress="hidden")
-    stats_btn.click(lambda: stats_outputs(ctx.ws), None, [stats_md, gaps])
+    stats_btn.click(show_stats, None, [stats_md, gaps])
     build_btn.click(build_dataset, list(layout_inputs.values()), build_msg)

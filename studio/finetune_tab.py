@@ -262,8 +262,10 @@ def build(ctx: StudioContext, shown: Shown) -> None:
                 inputs.update(config_inputs(FinetuneConfig, names, start_values))
     ordered = [inputs[n] for n in FIELDS]
     problem = gr.Markdown(elem_id="ft-problem")
-    command = gr.Code(label="exact command (one per machine)", language="shell", elem_id="ft-command")
-    estimate = gr.Code(label="memory and budget estimate", language=None, elem_id="ft-budget")
+    command = gr.Code(command_preview(read_form([form_value(start_values[n]) for n in FIELDS])),
+                      label="exact command (one per machine)", language="shell", elem_id="ft-command")
+    estimate = gr.Code("estimating… (the first estimate loads torch: up to a minute)",
+                       label="memory and budget estimate", language=None, elem_id="ft-budget")
 
     gr.Markdown("#### 3. Runs")
     with gr.Row():
@@ -301,10 +303,12 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     gr.on(changes, ctx.bind(on_form), ordered, [command, problem], trigger_mode="always_last",
           show_progress="hidden")
     gr.on(changes, ctx.bind(on_estimate), ordered, estimate, trigger_mode="always_last", show_progress="hidden")
-    preset.change(on_preset, preset, ordered)
+    # Values equal to the form's fire no change event, and Initialise creates the base model folder: re-check.
+    preset.change(on_preset, preset, ordered).then(ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
     save_btn.click(on_save, ordered, save_btn)
     load_btn.upload(load, load_btn, ordered)
-    init_btn.click(ctx.bind(on_init), [init_inputs[n] for n in INIT_FIELDS], init_msg)
+    init_btn.click(ctx.bind(on_init), [init_inputs[n] for n in INIT_FIELDS], init_msg).then(
+        ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
     start_btn.click(start, ordered, [run_msg, run_pick])
     abort_btn.click(ctx.bind(on_abort), run_pick, run_msg)
     resume_btn.click(ctx.bind(on_resume), run_pick, run_msg)
