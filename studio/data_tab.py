@@ -7,7 +7,7 @@ import pandas as pd
 
 from backend.core.errors import StudioError
 from backend.core.workspace import Workspace
-from backend.data.files import scan_dialogues
+from backend.data.files import is_recording, scan_dialogues
 from backend.data.ingest import import_dialogues
 from backend.data.preview import dialogue_view
 from backend.data.stats import corpus_stats, dialogue_stats
@@ -36,6 +36,15 @@ def report_markdown(r: DialogueReport) -> str:
     for issue in r.issues:
         lines.append(f"- **{issue.level}**: {issue.message}")
     return "\n".join(lines)
+
+
+def marked(names: list[str]) -> list[tuple[str, str]]:
+    """Dropdown (label, value) pairs: chat recordings say so."""
+    return [(f"{n} (chat recording)" if is_recording(n) else n, n) for n in names]
+
+
+def marked_update(names: list[str], chosen: str | None) -> Any:
+    return choices_update(marked(names), chosen)  # type: ignore[arg-type]
 
 
 def dialogue_names(ws: Workspace) -> list[str]:
@@ -95,15 +104,16 @@ def on_pick(ws: Workspace, name: str | None) -> tuple[str, str]:
     return report_markdown(report), render_alignment(alignment, file_url(d.audio))
 
 
-def on_build(ws: Workspace, progress: Progress | None, *values: Any) -> str:
-    """Tokenize audio and text of raw/ and write the Parquet dataset; the form gives the text layout."""
+def on_build(ws: Workspace, progress: Progress | None, recordings: bool, *values: Any) -> str:
+    """Tokenize audio and text of raw/ and write the Parquet dataset (chat recordings as rows only when
+    `recordings`); the form gives the text layout."""
     if progress is not None:  # loading torch and Mimi takes a minute the first time: say so at once
         progress(0.0, "loading the audio tokenizer (Mimi)…")
     from backend.dataset import pipeline  # Mimi: torch loads only when a dataset is built
 
     try:
         layout = build_config(TextTokenizeConfig, pipeline.text_paths(ws), LAYOUT_FIELDS, list(values))
-        result = pipeline.prepare_dataset(ws, layout, progress=progress)
+        result = pipeline.prepare_dataset(ws, layout, progress=progress, recordings=bool(recordings))
     except StudioError as e:
         return f"✘ {e}"
     return result.markdown()
@@ -129,12 +139,14 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         gr.Markdown("#### Build the dataset: tokenize audio (Mimi) and text (SentencePiece), write Parquet")
         with gr.Row():
             layout_inputs = config_inputs(TextTokenizeConfig, LAYOUT_FIELDS)
+        recordings = gr.Checkbox(False, label="include chat recordings (chat-*: only Moshi's side is transcribed)",
+                                 elem_id="data-recordings")
         build_btn = gr.Button("Build dataset", variant="primary", elem_id="data-build")
         build_msg = gr.Markdown(elem_id="data-build-msg")
 
     def upload_files(files: list[str] | None) -> tuple[str, Any]:
         msg, names, chosen = on_upload(ctx.ws, files)
-        return msg, gr.update() if chosen is None else choices_update(names, chosen)
+        return msg, gr.update() if chosen is None else marked_update(names, chosen)
 
     def build_dataset(*values: Any, progress: gr.Progress = gr.Progress()) -> str:
         return on_build(ctx.ws, lambda f, msg: progress(f, desc=msg), *values)
@@ -147,6 +159,6 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     upload.upload(upload_files, upload, [upload_msg, pick])
     pick.change(ctx.bind(on_pick), pick, [report, preview])
     pick.input(lambda: "", None, upload_msg, show_progress="hidden")  # "Imported X" goes once another is viewed
-    gr.on(shown, lambda name: choices_update(*on_shown(ctx.ws, name)), pick, pick, show_progress="hidden")
+    gr.on(shown, lambda name: marked_update(*on_shown(ctx.ws, name)), pick, pick, show_progress="hidden")
     stats_btn.click(show_stats, None, [stats_md, gaps])
-    build_btn.click(build_dataset, list(layout_inputs.values()), build_msg)
+    build_btn.click(build_dataset, [recordings, *layout_inputs.values()], build_msg)

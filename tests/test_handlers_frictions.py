@@ -32,12 +32,12 @@ def test_empty_plots_and_tables_hold_no_placeholder_values(ws) -> None:  # type:
 def test_build_shows_progress_before_loading_anything(ws, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     seen: list[tuple[float, str]] = []
 
-    def prepare(*args, progress=None):  # type: ignore[no-untyped-def]
+    def prepare(*args, **kwargs):  # type: ignore[no-untyped-def]
         assert seen, "no progress before the build started (Mimi loads for a minute on first use)"
         raise InputError(None, "stop here")
 
     monkeypatch.setattr(pipeline, "prepare_dataset", prepare)
-    data_tab.on_build(ws, lambda f, msg: seen.append((f, msg)), "spread", False, False, 3, 0)
+    data_tab.on_build(ws, lambda f, msg: seen.append((f, msg)), False, "spread", False, False, 3, 0)
     assert seen[0][0] == 0 and seen[0][1]
 
 
@@ -45,3 +45,10 @@ def test_every_audit_warning_is_spelled_out() -> None:
     audit = DialogueAudit("chat-1", "raw/chat-1.json", "words", {"layout": "per_word"}, 2.0, {},
                           ["speaker B has no words", "word 3 ends after the audio"])
     assert "speaker B has no words" in audit.summary() and "word 3 ends after the audio" in audit.summary()
+
+
+def test_chat_recordings_are_marked_in_the_dialogue_list(ws) -> None:  # type: ignore[no-untyped-def]
+    names, _ = data_tab.on_shown(ws, None)
+    labels = dict((value, label) for label, value in data_tab.marked([*names, "chat-20260101-120000"]))
+    assert labels["chat-20260101-120000"] == "chat-20260101-120000 (chat recording)"
+    assert labels["demo_cafe"] == "demo_cafe"

@@ -9,6 +9,12 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 TRANSCRIPT_EXTENSIONS = (".json",)
 AUDIT_SUFFIX = ".audit.json"  # tokenize_text's per-dialogue audit, possibly written beside the transcripts
 Kind = Literal["audio", "text"]
+RECORDING_PREFIX = "chat-"  # the Chat tab's recordings: <prefix><time>.wav + .json (Moshi's words only)
+
+
+def is_recording(name: str) -> bool:
+    """Whether a dialogue name is a chat recording (left out of datasets unless chosen)."""
+    return name.startswith(RECORDING_PREFIX)
 
 
 @dataclass(frozen=True)

@@ -44,10 +44,13 @@ def _stage(progress: Progress | None, lo: float, hi: float) -> Progress | None:
     return lambda f, msg: progress(lo + (hi - lo) * f, msg)
 
 
-def prepare_dataset(ws: Workspace, text_cfg: TextTokenizeConfig, progress: Progress | None = None) -> PrepareResult:
+def prepare_dataset(ws: Workspace, text_cfg: TextTokenizeConfig, progress: Progress | None = None,
+                    recordings: bool = False) -> PrepareResult:
+    """`recordings`: chat recordings become rows too (tokenized either way, so choosing them later is quick)."""
     audio = tokenize_audio(AudioTokenizeConfig(input_dir=ws.raw, output_dir=ws.tokens_audio, mimi=ws.mimi_source,
                                                device=ws.settings.device), progress=_stage(progress, 0.0, 0.7))
     audits = tokenize_text(text_cfg, progress=_stage(progress, 0.7, 0.85))
-    report = build_dataset(DatasetConfig(audio_tokens=ws.tokens_audio, text_tokens=ws.tokens_text, output=ws.dataset),
+    report = build_dataset(DatasetConfig(audio_tokens=ws.tokens_audio, text_tokens=ws.tokens_text, output=ws.dataset,
+                                         recordings=recordings),
                            progress=_stage(progress, 0.85, 1.0))
     return PrepareResult(audio, audits, report)
