@@ -154,7 +154,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     def show_stats() -> tuple[str, Any]:
         text, gaps_df = stats_outputs(ctx.ws)
         step = float(gaps_df["gap (s)"].diff().min()) if len(gaps_df) > 1 else None
-        return text, gr.BarPlot(value=gaps_df, x_bin=step)  # bins of the histogram's width on a numeric axis
+        return text, gr.BarPlot(value=gaps_df if len(gaps_df) else None, x_bin=step)  # bins of the histogram's width on a numeric axis
 
     upload.upload(upload_files, upload, [upload_msg, pick])
     pick.change(ctx.bind(on_pick), pick, [report, preview])

@@ -293,11 +293,15 @@ def build(ctx: StudioContext, shown: Shown) -> None:
 
     def start(*values: Any) -> tuple[str, Any]:
         msg, ids, value = on_start(ctx.ws, *values)
-        return msg, gr.update() if ids is None else choices_update(ids, value)
+        if ids is None:  # a refusal: a notice that goes away, not a line that stays for the whole run
+            gr.Warning(msg, duration=20)
+            return "", gr.update()
+        return msg, choices_update(ids, value)
 
     def tick(run_id: str | None) -> tuple[str, Any, str]:
         html, data, tail = on_tick(ctx.ws, run_id)
-        return html, gr.skip() if data is None else data, tail
+        # No rows: no chart at all (an empty one draws "null" axes and Vega "Infinite extent" warnings).
+        return html, gr.skip() if data is None else None if data.empty else data, tail
 
     changes = [c.change for c in ordered] + shown
     gr.on(changes, ctx.bind(on_form), ordered, [command, problem], trigger_mode="always_last",
