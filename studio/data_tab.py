@@ -133,7 +133,8 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     preview = gr.HTML(js_on_load=ALIGNMENT_JS, elem_id="data-preview")
     with gr.Accordion("Dataset statistics", open=False):
         stats_md = gr.Markdown(elem_id="data-stats")
-        gaps = gr.BarPlot(x="gap (s)", y="turns", title="Gaps between turns (negative = overlap)")
+        gaps = gr.BarPlot(x="gap (s)", y="turns", title="Gaps between turns (negative = overlap)",
+                           elem_id="data-gaps")
         stats_btn = gr.Button("Compute statistics")
     with gr.Group():
         gr.Markdown("#### Build the dataset: tokenize audio (Mimi) and text (SentencePiece), write Parquet")
