@@ -252,7 +252,8 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     gr.Markdown("#### 2. Configure")
     with gr.Row():
         preset = gr.Dropdown(list(PRESETS), value=DEMO_PRESET, label="preset", scale=3, elem_id="ft-preset")
-        save_btn = gr.DownloadButton("Save configuration", scale=1, elem_id="ft-save")
+        # A DownloadButton would download the value it had before its click event ran (nothing, the first time).
+        save_btn = gr.Button("Save configuration", scale=1, elem_id="ft-save")
         load_btn = gr.UploadButton("Load configuration", file_types=[".json"], scale=1, elem_id="ft-load")
     start_values = config.to_dict(dataclasses.replace(FinetuneConfig(), **PRESETS[DEMO_PRESET]))
     inputs: dict[str, gr.components.Component] = {}
@@ -261,6 +262,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
             with gr.Row():
                 inputs.update(config_inputs(FinetuneConfig, names, start_values))
     ordered = [inputs[n] for n in FIELDS]
+    saved = gr.File(label="saved configuration", visible=False, elem_id="ft-saved")
     problem = gr.Markdown(elem_id="ft-problem")
     command = gr.Code(command_preview(read_form([form_value(start_values[n]) for n in FIELDS])),
                       label="exact command (one per machine)", language="shell", elem_id="ft-command")
@@ -309,7 +311,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     gr.on(changes, ctx.bind(on_estimate), ordered, estimate, trigger_mode="always_last", show_progress="hidden")
     # Values equal to the form's fire no change event, and Initialise creates the base model folder: re-check.
     preset.change(on_preset, preset, ordered).then(ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
-    save_btn.click(on_save, ordered, save_btn)
+    save_btn.click(lambda *values: gr.File(on_save(*values), visible=True), ordered, saved)
     load_btn.upload(load, load_btn, ordered)
     init_btn.click(ctx.bind(on_init), [init_inputs[n] for n in INIT_FIELDS], init_msg).then(
         ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")

@@ -207,8 +207,9 @@ def test_finetune_start_follow_and_abort(studio: Studio, page) -> None:  # type:
     page.locator("#ft-progress", has_text="aborted").wait_for(timeout=120_000)
 
     # Save the configuration, load an edited copy, then a preset replaces the form.
+    page.locator("#ft-save").click()
     with page.expect_download() as download:
-        page.locator("#ft-save").click()
+        page.locator("#ft-saved a").first.click()
     saved = json.loads(Path(download.value.path()).read_text())
     assert saved["lr"] == 0.004 and saved["max_steps"] == 5000
     edited = studio.workspace.parent / "edited_config.json"
