@@ -214,7 +214,9 @@ def test_finetune_start_follow_and_abort(studio: Studio, page) -> None:  # type:
     assert saved["lr"] == 0.004 and saved["max_steps"] == 5000
     edited = studio.workspace.parent / "edited_config.json"
     edited.write_text(json.dumps({**saved, "max_steps": 77}))
-    page.locator("#ft-load input[type=file]").set_input_files(str(edited))
+    with page.expect_file_chooser() as chooser:
+        page.locator("#ft-load").click()
+    chooser.value.set_files(str(edited))
     expect(page.get_by_label("max steps")).to_have_value("77", timeout=60_000)
     page.locator("#ft-preset input").click()
     page.get_by_role("option", name="1 GPU, LoRA (7B)").click()
