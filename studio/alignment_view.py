@@ -64,7 +64,7 @@ def _tier(words: list[dict[str, Any]], span: float) -> str:
         row_ends[row] = max(row_ends[row], end)
         used = max(used, row + 1)
         boxes.append(f'<span class="word ms-r{row}" data-start="{start:.3f}" data-end="{end:.3f}" '
-                     f'style="{_box(start, end, span)}">{escape(str(w["word"]))}</span>')
+                     f'style="{_box(start, end, span)}" title="{escape(str(w["word"]))}">{escape(str(w["word"]))}</span>')
     return f'<div class="ms-tier" style="--ms-rows:{used}">{"".join(boxes)}</div>'
 
 

@@ -90,8 +90,9 @@ def create_server(ws: Workspace, cfg: StudioConfig | None = None, users: Users |
     chat = ChatService(workspace_chat_config(ws))  # loads its model on first use
     add_chat_route(server, chat)  # before Gradio's catch-all mount at "/"
     css = (ASSETS / "studio" / "studio.css").read_text(encoding="utf-8")
+    head = f'<script>{(ASSETS / "studio" / "quiet_vega.js").read_text(encoding="utf-8")}</script>'
     blocks = build_blocks(ws, chat)
-    gr.mount_gradio_app(server, blocks, path="/", allowed_paths=[str(ws.root.resolve())], css=css,
+    gr.mount_gradio_app(server, blocks, path="/", allowed_paths=[str(ws.root.resolve())], css=css, head=head,
                         theme=gr.themes.Soft(), max_file_size=cfg.max_upload_mb * 2**20)
     # Mounting leaves has_launched False, and Gradio then skips its own check that a file a client names in
     # an event's data is one Gradio received through an upload (processing_utils._check_allowed): any

@@ -110,7 +110,7 @@ def on_item(ws: Workspace, dialogue_id: str | None, channel: str, state: dict[st
     """(reference audio, model audio, second model audio, texts, the first model's spectrogram PNG, statistics
     table, offsets plot) of one row."""
     if not dialogue_id or not state:
-        return None, None, None, "", None, None, None
+        return None, None, None, "", None, pd.DataFrame(columns=["metric"]), None
     files = {label: output_files(output_dir(ws, label), dialogue_id) for label in state["models"]}
     index = CHANNELS[channel]
     reference = files[LABELS[0]]["reference_wav"]

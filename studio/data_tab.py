@@ -7,7 +7,7 @@ import pandas as pd
 
 from backend.core.errors import StudioError
 from backend.core.workspace import Workspace
-from backend.data.files import scan_dialogues
+from backend.data.files import is_recording, scan_dialogues
 from backend.data.ingest import import_dialogues
 from backend.data.preview import dialogue_view
 from backend.data.raw_personas import (RawPersona, load_raw_persona, raw_personas, save_clip, save_raw_persona,
@@ -39,6 +39,15 @@ def report_markdown(r: DialogueReport) -> str:
     return "\n".join(lines)
 
 
+def marked(names: list[str]) -> list[tuple[str, str]]:
+    """Dropdown (label, value) pairs: chat recordings say so."""
+    return [(f"{n} (chat recording)" if is_recording(n) else n, n) for n in names]
+
+
+def marked_update(names: list[str], chosen: str | None) -> Any:
+    return choices_update(marked(names), chosen)  # type: ignore[arg-type]
+
+
 def dialogue_names(ws: Workspace) -> list[str]:
     return [d.name for d in scan_dialogues(ws.raw).dialogues]
 
@@ -51,7 +60,7 @@ def stats_outputs(ws: Workspace) -> tuple[str, pd.DataFrame]:
             f"A {c.words_per_minute['A']:.0f}, B {c.words_per_minute['B']:.0f} · "
             f"overlapping speech: {100 * c.overlap_share:.1f}% of speech time")
     edges, counts = c.gap_histogram["edges"], c.gap_histogram["counts"]
-    centres = [f"{(a + b) / 2:+.2f}" for a, b in zip(edges[:-1], edges[1:])]
+    centres = [round((a + b) / 2, 3) for a, b in zip(edges[:-1], edges[1:])]  # numbers: overlaps left of zero
     return text, pd.DataFrame({"gap (s)": centres, "turns": counts})
 
 
@@ -133,13 +142,16 @@ def on_save_persona(ws: Workspace, name: str | None, speaker: str, text: str, vo
     return message, (voice_names(ws), voice or None), persona_table(ws)
 
 
-def on_build(ws: Workspace, progress: Progress | None, *values: Any) -> str:
-    """Tokenize audio and text of raw/ and write the Parquet dataset; the form gives the text layout."""
+def on_build(ws: Workspace, progress: Progress | None, recordings: bool, *values: Any) -> str:
+    """Tokenize audio and text of raw/ and write the Parquet dataset (chat recordings as rows only when
+    `recordings`); the form gives the text layout."""
+    if progress is not None:  # loading torch and Mimi takes a minute the first time: say so at once
+        progress(0.0, "loading the audio tokenizer (Mimi)…")
     from backend.dataset import pipeline  # Mimi: torch loads only when a dataset is built
 
     try:
         layout = build_config(TextTokenizeConfig, pipeline.text_paths(ws), LAYOUT_FIELDS, list(values))
-        result = pipeline.prepare_dataset(ws, layout, progress=progress)
+        result = pipeline.prepare_dataset(ws, layout, progress=progress, recordings=bool(recordings))
     except StudioError as e:
         return f"✘ {e}"
     return result.markdown()
@@ -175,18 +187,21 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         p_table = gr.Dataframe(label="personas", interactive=False, elem_id="data-personas")
     with gr.Accordion("Dataset statistics", open=False):
         stats_md = gr.Markdown(elem_id="data-stats")
-        gaps = gr.BarPlot(x="gap (s)", y="turns", title="Gaps between turns (negative = overlap)")
+        gaps = gr.BarPlot(x="gap (s)", y="turns", title="Gaps between turns (negative = overlap)",
+                           elem_id="data-gaps")
         stats_btn = gr.Button("Compute statistics")
     with gr.Group():
         gr.Markdown("#### Build the dataset: tokenize audio (Mimi) and text (SentencePiece), write Parquet")
         with gr.Row():
             layout_inputs = config_inputs(TextTokenizeConfig, LAYOUT_FIELDS)
+        recordings = gr.Checkbox(False, label="include chat recordings (chat-*: only Moshi's side is transcribed)",
+                                 elem_id="data-recordings")
         build_btn = gr.Button("Build dataset", variant="primary", elem_id="data-build")
         build_msg = gr.Markdown(elem_id="data-build-msg")
 
     def upload_files(files: list[str] | None) -> tuple[str, Any]:
         msg, names, chosen = on_upload(ctx.ws, files)
-        return msg, gr.update() if chosen is None else choices_update(names, chosen)
+        return msg, gr.update() if chosen is None else marked_update(names, chosen)
 
     def build_dataset(*values: Any, progress: gr.Progress = gr.Progress()) -> str:
         return on_build(ctx.ws, lambda f, msg: progress(f, desc=msg), *values)
@@ -203,9 +218,16 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     pick.change(show_persona, pick, [p_speaker, p_text, p_voice, p_table])
     p_save.click(save_persona, [pick, p_speaker, p_text, p_voice, p_start, p_end, p_upload],
                  [p_msg, p_voice, p_table, p_upload])
+
+    def show_stats() -> tuple[str, Any]:
+        text, gaps_df = stats_outputs(ctx.ws)
+        step = float(gaps_df["gap (s)"].diff().min()) if len(gaps_df) > 1 else None
+        return text, gr.BarPlot(value=gaps_df if len(gaps_df) else None, x_bin=step)  # bins of the histogram's width on a numeric axis
+
     upload.upload(upload_files, upload, [upload_msg, pick], api_name="upload_dialogues")
     pick.change(ctx.bind(on_pick), pick, [report, preview])
-    gr.on(shown, lambda name: choices_update(*on_shown(ctx.ws, name)), pick, pick, show_progress="hidden",
+    pick.input(lambda: "", None, upload_msg, show_progress="hidden")  # "Imported X" goes once another is viewed
+    gr.on(shown, lambda name: marked_update(*on_shown(ctx.ws, name)), pick, pick, show_progress="hidden",
           api_name="list_dialogues")
-    stats_btn.click(lambda: stats_outputs(ctx.ws), None, [stats_md, gaps])
-    build_btn.click(build_dataset, list(layout_inputs.values()), build_msg)
+    stats_btn.click(show_stats, None, [stats_md, gaps])
+    build_btn.click(build_dataset, [recordings, *layout_inputs.values()], build_msg)

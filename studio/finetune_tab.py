@@ -68,7 +68,7 @@ def curves(metrics: list[dict[str, Any]]) -> pd.DataFrame:
     """Long format for gr.LinePlot: one row per (step, loss component)."""
     rows = [{"step": m["step"], "series": k, "value": m[k]} for m in metrics
             if "event" not in m and "step" in m for k in LOSS_KEYS if m.get(k) is not None]
-    return pd.DataFrame(rows or [{"step": 0, "series": "loss", "value": None}])
+    return pd.DataFrame(rows, columns=["step", "series", "value"])  # empty: no placeholder row drawn as "null"
 
 
 def command_preview(cfg: FinetuneConfig) -> str:
@@ -252,7 +252,8 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     gr.Markdown("#### 2. Configure")
     with gr.Row():
         preset = gr.Dropdown(list(PRESETS), value=DEMO_PRESET, label="preset", scale=3, elem_id="ft-preset")
-        save_btn = gr.DownloadButton("Save configuration", scale=1, elem_id="ft-save")
+        # A DownloadButton would download the value it had before its click event ran (nothing, the first time).
+        save_btn = gr.Button("Save configuration", scale=1, elem_id="ft-save")
         load_btn = gr.UploadButton("Load configuration", file_types=[".json"], scale=1, elem_id="ft-load")
     start_values = config.to_dict(dataclasses.replace(FinetuneConfig(), **PRESETS[DEMO_PRESET]))
     inputs: dict[str, gr.components.Component] = {}
@@ -261,9 +262,12 @@ def build(ctx: StudioContext, shown: Shown) -> None:
             with gr.Row():
                 inputs.update(config_inputs(FinetuneConfig, names, start_values))
     ordered = [inputs[n] for n in FIELDS]
+    saved = gr.File(label="saved configuration", visible=False, elem_id="ft-saved")
     problem = gr.Markdown(elem_id="ft-problem")
-    command = gr.Code(label="exact command (one per machine)", language="shell", elem_id="ft-command")
-    estimate = gr.Code(label="memory and budget estimate", language=None, elem_id="ft-budget")
+    command = gr.Code(command_preview(read_form([form_value(start_values[n]) for n in FIELDS])),
+                      label="exact command (one per machine)", language="shell", elem_id="ft-command")
+    estimate = gr.Code("estimating… (the first estimate loads torch: up to a minute)",
+                       label="memory and budget estimate", language=None, elem_id="ft-budget")
 
     gr.Markdown("#### 3. Runs")
     with gr.Row():
@@ -291,20 +295,26 @@ def build(ctx: StudioContext, shown: Shown) -> None:
 
     def start(*values: Any) -> tuple[str, Any]:
         msg, ids, value = on_start(ctx.ws, *values)
-        return msg, gr.update() if ids is None else choices_update(ids, value)
+        if ids is None:  # a refusal: a notice that goes away, not a line that stays for the whole run
+            gr.Warning(msg, duration=20)
+            return "", gr.update()
+        return msg, choices_update(ids, value)
 
     def tick(run_id: str | None) -> tuple[str, Any, str]:
         html, data, tail = on_tick(ctx.ws, run_id)
-        return html, gr.skip() if data is None else data, tail
+        # No rows: no chart at all (an empty one draws "null" axes and Vega "Infinite extent" warnings).
+        return html, gr.skip() if data is None else None if data.empty else data, tail
 
     changes = [c.change for c in ordered] + shown
     gr.on(changes, ctx.bind(on_form), ordered, [command, problem], trigger_mode="always_last",
           show_progress="hidden")
     gr.on(changes, ctx.bind(on_estimate), ordered, estimate, trigger_mode="always_last", show_progress="hidden")
-    preset.change(on_preset, preset, ordered)
-    save_btn.click(on_save, ordered, save_btn)
+    # Values equal to the form's fire no change event, and Initialise creates the base model folder: re-check.
+    preset.change(on_preset, preset, ordered).then(ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
+    save_btn.click(lambda *values: gr.File(on_save(*values), visible=True), ordered, saved)
     load_btn.upload(load, load_btn, ordered, api_name="load_config")
-    init_btn.click(ctx.bind(on_init), [init_inputs[n] for n in INIT_FIELDS], init_msg)
+    init_btn.click(ctx.bind(on_init), [init_inputs[n] for n in INIT_FIELDS], init_msg).then(
+        ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
     start_btn.click(start, ordered, [run_msg, run_pick])
     abort_btn.click(ctx.bind(on_abort), run_pick, run_msg)
     resume_btn.click(ctx.bind(on_resume), run_pick, run_msg)

@@ -73,7 +73,8 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         play = gr.Button("▶ Decode and play window", elem_id="tl-play")
     status = gr.Markdown(elem_id="tl-status")
     grid = gr.HTML(js_on_load=TIMELINE_JS, elem_id="tl-grid")
-    audio = gr.Audio(label="window decoded through Mimi (left A, right B)", type="numpy", elem_id="tl-audio")
+    audio = gr.Audio(label="window decoded through Mimi (left A, right B)", type="numpy", elem_id="tl-audio",
+                     autoplay=True)
 
     def play_window(*values: Any) -> tuple[int, np.ndarray]:
         try:
@@ -82,5 +83,5 @@ def build(ctx: StudioContext, shown: Shown) -> None:
             raise gr.Error(str(e)) from None
 
     gr.on([*shown, refresh.click], lambda current: choices_update(*on_refresh(ctx.ws, current)), pick, pick)
-    show.click(ctx.bind(on_show), [pick, start, seconds, main], [status, grid])
+    gr.on([show.click, pick.change], ctx.bind(on_show), [pick, start, seconds, main], [status, grid])
     play.click(play_window, [pick, start, seconds], audio)

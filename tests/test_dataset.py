@@ -95,3 +95,16 @@ def test_demo_round_trip_to_datasets(demo_workspace) -> None:
             assert a.shape == (9, frames) and np.array(row["B"]).shape == (9, frames)
             np.testing.assert_array_equal(a[1:], audio["A"])
         assert (a[0] != PAD_ID).sum() > 10  # the text row carries words
+
+
+def test_chat_recordings_are_left_out_unless_chosen(tmp_path: Path) -> None:
+    from backend.data.files import RECORDING_PREFIX
+
+    recording = f"{RECORDING_PREFIX}20260101-120000"
+    write_pair(tmp_path, "talk", frames=5, text_frames=5, seed=0)
+    write_pair(tmp_path, recording, frames=5, text_frames=5, seed=1)
+    report = build_dataset(cfg(tmp_path))
+    assert list_dialogues(tmp_path / "ds") == ["train/talk"] and report.recordings_left_out == [recording]
+    assert f"chat recordings left out: {recording}" in report.summary()
+    build_dataset(cfg(tmp_path, recordings=True))
+    assert list_dialogues(tmp_path / "ds") == [f"train/{recording}", "train/talk"]

@@ -27,7 +27,7 @@ def uploaded(tmp_path: Path, name: str, *suffixes: str) -> list[str]:
 
 def test_an_uploaded_pair_is_imported_listed_and_chosen(ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     message, names, chosen = data_tab.on_upload(ws, uploaded(tmp_path, "mine", ".flac", ".json"))
-    assert "Imported **mine**" in message and chosen == "mine" and "mine" in names
+    assert message.startswith("✔ Imported **mine**") and chosen == "mine" and "mine" in names
     assert (ws.raw / "mine.flac").is_file() and (ws.raw / "mine.json").is_file()
 
 

@@ -1,5 +1,6 @@
 """The whole Data -> Timeline flow in a real browser against `launch.py` on the demo workspace."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import pytest
+from playwright.sync_api import expect
 from conftest import ARTIFACTS, REPO, free_port, stop_process
 
 pytestmark = pytest.mark.browser
@@ -50,6 +52,8 @@ def page(browser):  # type: ignore[no-untyped-def]
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.errors = []
     page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.console = []  # warnings and errors of the console (issue 14: Vega-Lite warnings for empty plots)
+    page.on("console", lambda m: m.type in ("warning", "error") and page.console.append(m.text))
     yield page
     page.close()
 
@@ -136,6 +140,18 @@ def test_upload_preview_build_and_timeline(studio: Studio, page, tmp_path: Path)
     assert words.count() > 40
     assert page.locator("#data-preview .ms-lane").count() == 2
     assert page.locator("#data-preview .ms-overlaps *").count() > 0  # the demo has overlapping speech
+    # Viewing another dialogue clears "Imported X".
+    page.locator("#data-pick input").click()
+    page.get_by_role("option", name="demo_weekend", exact=True).click()
+    page.locator("#data-report", has_text="demo_weekend").wait_for(timeout=30_000)
+    page.wait_for_function("!document.querySelector('#data-upload-msg').innerText.includes('Imported')", timeout=10_000)
+    # The gap histogram: a numeric axis, the overlaps (negative gaps) left of zero.
+    page.get_by_role("button", name="Dataset statistics").click()
+    page.get_by_role("button", name="Compute statistics").click()
+    page.locator("#data-stats", has_text="dialogues").wait_for(timeout=60_000)
+    page.locator("#data-gaps canvas, #data-gaps svg").first.wait_for(timeout=30_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#data-gaps").screenshot(path=str(ARTIFACTS / "studio-gaps.png"))
 
     # Build the dataset of the workspace (3 demo dialogues + the upload).
     page.locator("#data-build").click()
@@ -147,17 +163,22 @@ def test_upload_preview_build_and_timeline(studio: Studio, page, tmp_path: Path)
     pick = page.locator("#tl-pick input")
     pick.click()
     page.get_by_role("option", name="train/uploaded_cafe").click()
-    page.locator("#tl-show").click()
-    page.locator("#tl-grid .ms-tl").wait_for(timeout=30_000)
+    page.locator("#tl-grid .ms-tl").wait_for(timeout=30_000)  # shown on picking, no need to press Show
     assert "train/uploaded_cafe" in page.locator("#tl-grid").inner_text()
     assert page.locator("#tl-grid .ms-pad").count() > 0
     page.locator("#tl-play").click()
     page.locator("#tl-audio [data-testid=waveform-controls]").wait_for(timeout=60_000)  # the decoded window is loaded
+    page.wait_for_function("(document.querySelector('#tl-audio').innerText.match(/\\d:\\d\\d/) || ['0:00'])[0]"
+                           " !== '0:00'", timeout=20_000)  # and it plays by itself
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "studio-timeline.png"), full_page=True)
     page.get_by_role("tab", name="Data").click()
     page.screenshot(path=str(ARTIFACTS / "studio-data.png"), full_page=True)
+    page.get_by_role("tab", name="Fine-tune").click()  # its loss plot is empty: no chart, no warnings
+    page.locator("#ft-command", has_text="backend.finetune.trainer").wait_for(timeout=3_000)  # filled at once
+    page.wait_for_timeout(3_000)
     assert not page.errors, page.errors
+    assert not [m for m in page.console if "Vega" in m or "Infinite extent" in m], page.console
 
 
 def test_finetune_start_follow_and_abort(studio: Studio, page) -> None:  # type: ignore[no-untyped-def]
@@ -171,8 +192,12 @@ def test_finetune_start_follow_and_abort(studio: Studio, page) -> None:  # type:
     page.goto(studio.url)
     page.get_by_role("tab", name="Fine-tune").click()
 
+    page.locator("#ft-command", has_text="backend.finetune.trainer").wait_for(timeout=3_000)  # filled at once
     page.locator("#ft-init").click()  # the user-stream extension of the demo LM
     page.get_by_text("✔ wrote").wait_for(timeout=120_000)
+    # The preset's base_model exists now: the estimate is the tiny model's, without a reload.
+    page.wait_for_function("(t => t.includes('GiB') && !t.includes('not a model folder'))"
+                           "(document.querySelector('#ft-budget').innerText)", timeout=120_000)
     page.get_by_role("button", name="Optimiser").click()
     lr = page.get_by_label("lr", exact=True)
     lr.fill("-1")
@@ -196,10 +221,44 @@ def test_finetune_start_follow_and_abort(studio: Studio, page) -> None:  # type:
     page.locator("#ft-curves canvas, #ft-curves svg").first.wait_for(timeout=30_000)
     assert "step" in page.locator("#ft-log").inner_text().lower()
 
+    # Start while busy: refused as a notice that goes away; no run folder, no message left behind.
+    runs_before = sorted(p.name for p in (studio.workspace / "runs").iterdir())
+    page.locator("#ft-start").click()
+    page.locator(".toast-body", has_text="✘").first.wait_for(timeout=30_000)
+    assert sorted(p.name for p in (studio.workspace / "runs").iterdir()) == runs_before
+    assert page.locator("#ft-msg").inner_text().strip() == ""
+
     page.locator("#ft-abort").click()
     page.locator("#ft-progress", has_text="aborted").wait_for(timeout=120_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "studio-finetune.png"), full_page=True)
+
+    # Export the checkpoint the abort wrote, then resume the run and stop it again.
+    page.locator("#ft-export").click()
+    page.locator("#ft-export-msg", has_text="✔ exported").or_(page.locator("#ft-export-msg", has_text="✘")).wait_for(
+        timeout=120_000)
+    assert "✔ exported" in page.locator("#ft-export-msg").inner_text(), page.locator("#ft-export-msg").inner_text()
+    page.locator("#ft-resume").click()
+    page.locator("#ft-msg", has_text="resumed").wait_for(timeout=60_000)
+    page.locator("#ft-progress", has_text="running").wait_for(timeout=60_000)
+    page.locator("#ft-abort").click()
+    page.locator("#ft-progress", has_text="aborted").wait_for(timeout=120_000)
+
+    # Save the configuration, load an edited copy, then a preset replaces the form.
+    page.locator("#ft-save").click()
+    with page.expect_download() as download:
+        page.locator("#ft-saved a").first.click()
+    saved = json.loads(Path(download.value.path()).read_text())
+    assert saved["lr"] == 0.004 and saved["max_steps"] == 5000
+    edited = studio.workspace.parent / "edited_config.json"
+    edited.write_text(json.dumps({**saved, "max_steps": 77}))
+    with page.expect_file_chooser() as chooser:
+        page.locator("#ft-load").click()
+    chooser.value.set_files(str(edited))
+    expect(page.get_by_label("max steps")).to_have_value("77", timeout=60_000)
+    page.locator("#ft-preset input").click()
+    page.get_by_role("option", name="1 GPU, LoRA (7B)").click()
+    expect(page.get_by_label("max steps")).to_have_value("2000", timeout=60_000)
     assert not page.errors, page.errors
 
 

@@ -345,3 +345,34 @@ def test_timeline_click_selects_a_column(browser, served) -> None:  # type: igno
     dark, errors = _open(browser, served, "timeline-dark", html, TIMELINE_JS, dark=True)
     dark.screenshot(path=str(ARTIFACTS / "timeline-dark.png"), full_page=True)
     dark.close()
+
+
+@pytest.mark.browser
+def test_alignment_chips_show_whole_words_and_a_new_dialogue_starts_unzoomed(browser, served) -> None:  # type: ignore[no-untyped-def]
+    long = alignment_data(20.0)
+    long["words"].append({"speaker": "A", "word": "Cappuccino", "start": 6.0, "end": 6.3})  # narrower than its text
+    page, errors = _open(browser, served, "alignment-fit", render_alignment(long, "dlg.wav"), ALIGNMENT_JS)
+    chip = page.locator(".word", has_text="Cappuccino")
+    assert chip.get_attribute("title") == "Cappuccino"  # hovering shows the whole word
+    page.wait_for_function("(() => { const w = [...document.querySelectorAll('.word')]"
+                           ".find(w => w.textContent === 'Cappuccino'); return w.scrollWidth <= w.clientWidth; })()",
+                           timeout=5000)  # the row is free after it: shown whole, not "C..."
+
+    # Zoom in and scroll, then the next dialogue arrives patched into the same elements (as Gradio does).
+    page.locator(".ms-zoom").fill("3")
+    page.evaluate("document.querySelector('.ms-scroll').scrollLeft = 2500")
+    assert page.evaluate("document.querySelector('.ms-scroll').scrollLeft") > 0
+    other = render_alignment(alignment_data(), "dlg.wav")
+    page.evaluate("""html => {
+        const next = new DOMParser().parseFromString(html, 'text/html').querySelector('.ms-align');
+        const root = document.querySelector('.ms-align');
+        for (const a of ['data-span', 'data-width']) root.setAttribute(a, next.getAttribute(a));
+        root.querySelector('.ms-title').textContent = next.querySelector('.ms-title').textContent;
+        root.querySelector('.ms-track').innerHTML = next.querySelector('.ms-track').innerHTML;
+    }""", other)
+    page.wait_for_function("document.querySelector('.ms-scroll').scrollLeft === 0", timeout=5000)
+    assert page.evaluate("document.querySelector('.ms-zoom').value") == "1"
+    assert page.evaluate("document.querySelector('.ms-track').style.width") == \
+        page.evaluate("document.querySelector('.ms-align').dataset.width + 'px'")
+    assert not errors, errors
+    page.close()

@@ -102,6 +102,45 @@ element.addEventListener("click", (e) => {
   }
 });
 
+// A chip whose word is wider than its span shows whole when the next chip of its row leaves room.
+function fitWords(root) {
+  root.querySelectorAll(".ms-tier").forEach((tier) => {
+    const rows = new Map();
+    tier.querySelectorAll(".word").forEach((w) => {
+      const row = w.className.match(/ms-r\d/)?.[0];
+      if (!rows.has(row)) rows.set(row, []);
+      rows.get(row).push(w);
+    });
+    rows.forEach((words) => {
+      words.sort((a, b) => a.offsetLeft - b.offsetLeft);
+      words.forEach((w, i) => {
+        w.classList.remove("ms-fits");
+        const next = words[i + 1];
+        const room = next ? next.offsetLeft - w.offsetLeft : Infinity;
+        if (w.scrollWidth > w.clientWidth && w.scrollWidth + 2 <= room) w.classList.add("ms-fits");
+      });
+    });
+  });
+}
+
+// A newly shown dialogue starts at zoom 1, scrolled to its start (the DOM may be patched in place,
+// which would keep the previous dialogue's zoom and scroll).
+let shown = null;
+function onNewValue() {
+  const root = element.querySelector(".ms-align");
+  if (!root) return;
+  const key = `${root.querySelector(".ms-title")?.textContent}|${root.dataset.span}`;
+  if (key === shown) return;
+  shown = key;
+  const zoom = root.querySelector(".ms-zoom");
+  if (zoom) zoom.value = "1";
+  root.querySelector(".ms-track").style.width = `${root.dataset.width}px`;
+  root.querySelector(".ms-scroll").scrollLeft = 0;
+  fitWords(root);
+}
+new MutationObserver(onNewValue).observe(element, { childList: true, subtree: true, characterData: true });
+onNewValue();
+
 element.addEventListener("input", (e) => {
   if (!e.target.matches(".ms-align .ms-zoom")) return;
   const p = partsOf(e.target);
@@ -110,6 +149,7 @@ element.addEventListener("input", (e) => {
   const centre = (p.scroll.scrollLeft + p.scroll.clientWidth / 2) / p.track.offsetWidth;
   p.track.style.width = `${Math.round(parseFloat(p.root.dataset.width) * parseFloat(e.target.value))}px`;
   p.scroll.scrollLeft = centre * p.track.offsetWidth - p.scroll.clientWidth / 2;
+  fitWords(p.root);
 });
 
 element.addEventListener(

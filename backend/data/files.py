@@ -13,6 +13,12 @@ SIDECAR_SUFFIXES = {"audit": ".audit.json", "annotation": ".annotation.json", "o
 AUDIT_SUFFIX = SIDECAR_SUFFIXES["audit"]  # tokenize_text's per-dialogue audit, possibly written beside the transcripts
 PERSONA_SUFFIX = SIDECAR_SUFFIXES["persona"]  # a dialogue's persona before Build (backend.data.raw_personas)
 Kind = Literal["audio", "text"]
+RECORDING_PREFIX = "chat-"  # the Chat tab's recordings: <prefix><time>.wav + .json (Moshi's words only)
+
+
+def is_recording(name: str) -> bool:
+    """Whether a dialogue name is a chat recording (left out of datasets unless chosen)."""
+    return name.startswith(RECORDING_PREFIX)
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,8 @@ class ImportResult:
         lines = []
         for r in self.imported:
             files = " + ".join(Path(f).name for f in (r.audio, r.transcript) if f)
-            warnings = sum(i.level == "warning" for i in r.issues)
-            lines.append(f"✔ Imported **{r.name}**: {files} ({r.words} words"
-                         + (f", {warnings} warning(s)" if warnings else "") + ")")
+            warnings = "".join(f"; ⚠ {i.message}" for i in r.issues if i.level == "warning")
+            lines.append(f"✔ Imported **{r.name}**: {files} ({r.words} words{warnings})")
         lines += [f"✘ Not imported: {m}" for m in self.rejected]
         return "\n\n".join(lines)
 

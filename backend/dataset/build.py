@@ -18,6 +18,7 @@ from backend.core import config
 from backend.core.atomic import atomic_path, check_output_folder
 from backend.core.errors import ConfigError, InputError
 from backend.core.spec import CARD, NUM_CODEBOOKS, PAD_ID, SPEAKERS
+from backend.data.files import RECORDING_PREFIX, is_recording
 
 MAX_SHARD_ROWS = 100_000
 TEXT_ID_LIMIT = 2**31  # text ids must index an embedding (int32 at most); the tokenizer bounds them further
@@ -36,6 +37,8 @@ class DatasetConfig:
     output_prefix: str = config.option("train", "shard file prefix, also the first part of every dialogue_id")
     shard_rows: int = config.option(MAX_SHARD_ROWS, "rows per shard (at most 100,000)")
     pad_id: int = config.option(PAD_ID, "text id used to pad text that is shorter than the audio")
+    recordings: bool = config.option(False, f"include chat recordings ({RECORDING_PREFIX}*: only Moshi's words "
+                                            "are transcribed); left out by default")
 
 
 @dataclass
@@ -47,6 +50,7 @@ class DatasetReport:
     missing_text: list[str] = field(default_factory=list)  # audio tokens without text tokens
     text_cut: dict[str, int] = field(default_factory=dict)  # name -> text frames cut off
     text_padded: dict[str, int] = field(default_factory=dict)  # name -> PAD frames added
+    recordings_left_out: list[str] = field(default_factory=list)  # chat recordings, not chosen
 
     @property
     def hours(self) -> float:
@@ -58,6 +62,8 @@ class DatasetReport:
             lines.append(f"left out, no audio tokens: {', '.join(self.missing_audio)}")
         if self.missing_text:
             lines.append(f"left out, no text tokens: {', '.join(self.missing_text)}")
+        if self.recordings_left_out:
+            lines.append(f"chat recordings left out: {', '.join(self.recordings_left_out)}")
         return "\n".join(lines)
 
 
@@ -111,6 +117,9 @@ def build_dataset(cfg: DatasetConfig, progress: Callable[[float, str], None] | N
     text_names = {p.stem for p in Path(cfg.text_tokens).glob("*.npz")}
     report = DatasetReport(missing_audio=sorted(text_names - audio_names), missing_text=sorted(audio_names - text_names))
     names = sorted(audio_names & text_names)
+    if not cfg.recordings:
+        report.recordings_left_out = [n for n in names if is_recording(n)]
+        names = [n for n in names if not is_recording(n)]
     if not names:
         raise ConfigError(f"no dialogue has both audio tokens in {cfg.audio_tokens} and text tokens in {cfg.text_tokens}")
     count = math.ceil(len(names) / cfg.shard_rows)

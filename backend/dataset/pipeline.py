@@ -44,11 +44,14 @@ def _stage(progress: Progress | None, lo: float, hi: float) -> Progress | None:
     return lambda f, msg: progress(lo + (hi - lo) * f, msg)
 
 
-def prepare_dataset(ws: Workspace, text_cfg: TextTokenizeConfig, progress: Progress | None = None) -> PrepareResult:
+def prepare_dataset(ws: Workspace, text_cfg: TextTokenizeConfig, progress: Progress | None = None,
+                    recordings: bool = False) -> PrepareResult:
+    """`recordings`: chat recordings become rows too (tokenized either way, so choosing them later is quick)."""
     audio = tokenize_audio(AudioTokenizeConfig(input_dir=ws.raw, output_dir=ws.tokens_audio, mimi=ws.mimi_source,
                                                device=ws.settings.device), progress=_stage(progress, 0.0, 0.7))
     audits = tokenize_text(text_cfg, progress=_stage(progress, 0.7, 0.85))
-    dataset_cfg = DatasetConfig(audio_tokens=ws.tokens_audio, text_tokens=ws.tokens_text, output=ws.dataset)
+    dataset_cfg = DatasetConfig(audio_tokens=ws.tokens_audio, text_tokens=ws.tokens_text, output=ws.dataset,
+                                recordings=recordings)
     report = build_dataset(dataset_cfg, progress=_stage(progress, 0.85, 0.95))
     count = carry_personas(ws, dataset_cfg.output_prefix)
     return PrepareResult(audio, audits, report, [f"{count} persona(s) written to the dataset"] if count else [])

@@ -150,7 +150,7 @@ class DialogueAudit:
 
     def summary(self) -> str:
         text = f"{self.name} [{self.options['layout']}]: " + "; ".join(a.summary() for a in self.speakers.values())
-        return text + (f"; {len(self.warnings)} warning(s)" if self.warnings else "")
+        return text + "".join(f"; ⚠ {w}" for w in self.warnings)
 
 
 @dataclass

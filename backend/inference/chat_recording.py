@@ -17,6 +17,7 @@ import numpy as np
 from backend.core.atomic import write_text_atomic
 from backend.data.audio_io import write_stereo_wav
 from backend.core.spec import FRAME_RATE, FRAME_SIZE
+from backend.data.files import RECORDING_PREFIX
 
 
 class SessionRecording:
@@ -56,7 +57,7 @@ class SessionRecording:
     def save(self, folder: Path, name: str | None = None) -> Path:
         """Write `<name>.wav` and `<name>.json` into `folder` (each atomically); returns the WAV path."""
         folder.mkdir(parents=True, exist_ok=True)
-        name = name or _free_name(folder, time.strftime("chat-%Y%m%d-%H%M%S"))
+        name = name or _free_name(folder, RECORDING_PREFIX + time.strftime("%Y%m%d-%H%M%S"))
         write_text_atomic(folder / f"{name}.json", json.dumps(self.words(), indent=1) + "\n")
         return write_stereo_wav(folder / f"{name}.wav", self.audio[:, : self.frames * FRAME_SIZE])
 
