@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from backend.dataset.selection import left_out
 from backend.dataset.build import DatasetConfig, DatasetReport, build_dataset
 from backend.dataset.text_layout import DialogueAudit
 from backend.dataset.tokenize_audio import AudioTokenizeConfig, tokenize_audio
@@ -44,10 +45,19 @@ def _stage(progress: Progress | None, lo: float, hi: float) -> Progress | None:
     return lambda f, msg: progress(lo + (hi - lo) * f, msg)
 
 
+def _drop_tokens(ws: Workspace, names: dict[str, str]) -> list[str]:
+    """Token files are caches of raw/: those of left-out dialogues go, so the dataset cannot take them."""
+    for name in names:
+        for folder in (ws.tokens_audio, ws.tokens_text):
+            (Path(folder) / f"{name}.npz").unlink(missing_ok=True)
+    return [f"left out {name} ({why})" for name, why in sorted(names.items())]
+
+
 def prepare_dataset(ws: Workspace, text_cfg: TextTokenizeConfig, progress: Progress | None = None) -> PrepareResult:
     audio = tokenize_audio(AudioTokenizeConfig(input_dir=ws.raw, output_dir=ws.tokens_audio, mimi=ws.mimi_source,
                                                device=ws.settings.device), progress=_stage(progress, 0.0, 0.7))
     audits = tokenize_text(text_cfg, progress=_stage(progress, 0.7, 0.85))
+    notes = _drop_tokens(ws, left_out(ws))
     report = build_dataset(DatasetConfig(audio_tokens=ws.tokens_audio, text_tokens=ws.tokens_text, output=ws.dataset),
                            progress=_stage(progress, 0.85, 1.0))
-    return PrepareResult(audio, audits, report)
+    return PrepareResult(audio, audits, report, notes)
