@@ -86,7 +86,7 @@ def create_server(ws: Workspace, cfg: StudioConfig, users: Users) -> FastAPI:
     server.add_middleware(AuthGate, users=users)  # wraps every route, Gradio's mount and /api/chat included
     chat = ChatService(workspace_chat_config(ws))  # loads its model on first use
     add_chat_route(server, chat)  # before Gradio's catch-all mount at "/"
-    css = (ASSETS / "studio" / "studio.css").read_text(encoding="utf-8")
+    css = "\n".join((ASSETS / "studio" / f).read_text(encoding="utf-8") for f in ("studio.css", "curate.css"))
     blocks = build_blocks(ws, chat)
     gr.mount_gradio_app(server, blocks, path="/", allowed_paths=[str(ws.root.resolve())], css=css,
                         theme=gr.themes.Soft(), max_file_size=cfg.max_upload_mb * 2**20)

@@ -8,10 +8,12 @@ and checked before they reach the editor. Every handler returns (message, previe
 
 import json
 import math
+from html import escape
 from pathlib import Path
 from typing import Any, Callable
 
 from backend.core.errors import StudioError
+from backend.core.spec import SPEAKERS
 from backend.core.workspace import Workspace
 from backend.data.annotate.edit import TranscriptEditor, is_excluded, set_excluded, swap_channels
 from backend.data.annotate.run import AnnotateConfig, annotate_folder
@@ -20,6 +22,8 @@ from backend.data.files import DialogueFiles, scan_dialogues
 from backend.data.preview import alignment_data, word_layers
 from backend.dataset.selection import left_out
 
+from backend.core.paths import ASSETS
+
 from .alignment_view import render_alignment
 from .files import file_url
 
@@ -27,6 +31,10 @@ Progress = Callable[[float, str], None]
 ENGINES = ["pocketsphinx", "whisper"]  # AnnotateConfig.engine's choices
 MAX_EVENT_CHARS = 2000  # one edit event: an op, indices, times and two words at most
 OPS = ("text", "times", "delete", "insert", "split", "merge")
+BAR_BUTTONS = [("text", "Set text"), ("times", "Set times"), ("delete", "Delete"), ("insert", "Insert"),
+               ("split", "Split at"), ("merge", "Merge with next")]  # the edit bar's buttons (curate.js sends them)
+
+CURATE_JS: str = (ASSETS / "studio" / "curate.js").read_text()
 
 _editors: dict[Path, TranscriptEditor] = {}  # transcript path -> its editor (unsaved edits included)
 
@@ -53,13 +61,30 @@ def _forget(d: DialogueFiles) -> None:
         _editors.pop(d.transcript.resolve(), None)
 
 
-def curate_preview(d: DialogueFiles) -> str:
-    """The alignment preview of the editor's words (unsaved edits shown), each with its index and confidence."""
+def curate_preview(d: DialogueFiles, selected: int | None = None) -> str:
+    """The edit bar over the alignment preview of the editor's words (unsaved edits shown), each word with its
+    index and confidence; `selected` (the word an edit produced) starts selected with its values in the bar."""
     editor = _editor(d)
     data = alignment_data(d.audio, d.transcript)  # type: ignore[arg-type]
     words = [{"i": i, "speaker": w.speaker, "word": w.word, "start": w.start, "end": w.end,
               "confidence": w.confidence} for i, w in enumerate(editor.words)]
-    return render_alignment({**data, **word_layers(words)}, file_url(d.audio))  # type: ignore[arg-type]
+    preview = render_alignment({**data, **word_layers(words)}, file_url(d.audio))  # type: ignore[arg-type]
+    w = editor.words[selected] if selected is not None and 0 <= selected < len(editor.words) else None
+    if w is not None:
+        preview = preview.replace(f'data-i="{selected}" ', f'data-i="{selected}" data-selected="1" ', 1)
+    field = (lambda cls, v, kind="text": f'<input class="cur-{cls}" type="{kind}" step="0.001" min="0" '
+                                         f'value="{escape(str(v), quote=True)}" aria-label="{cls}">')
+    bar = (f'<div class="cur-bar"><b class="cur-label">{"word " + str(selected) if w else "click a word"}</b>'
+           + field("text", w.word if w else "")
+           + field("start", f"{w.start:.3f}" if w else "", "number") + field("end", f"{w.end:.3f}" if w else "", "number")
+           + field("at", f"{(w.start + w.end) / 2:.3f}" if w else "", "number")
+           + f'<select class="cur-spk" aria-label="speaker">'
+           + "".join(f'<option{" selected" if w and w.speaker == s else ""}>{s}</option>' for s in SPEAKERS)
+           + "</select>"
+           + "".join(f'<button type="button" data-op="{op}">{label}</button>' for op, label in BAR_BUTTONS)
+           + "</div>")
+    sel = f' data-sel="{selected}"' if w is not None else ""
+    return f'<div class="ms-curate"{sel}>{bar}{preview}</div>'
 
 
 def _status(d: DialogueFiles) -> str:
@@ -70,11 +95,11 @@ def _status(d: DialogueFiles) -> str:
     return f"**{d.name}**: " + ", ".join(flags)
 
 
-def _view(ws: Workspace, name: Any, message: str = "") -> tuple[str, str]:
+def _view(ws: Workspace, name: Any, message: str = "", selected: int | None = None) -> tuple[str, str]:
     d = _dialogue(ws, name)
     if d.transcript is None:
         return message or f"**{d.name}**: needs annotation (press Annotate)", ""
-    return (message + "\n\n" if message else "") + _status(d), curate_preview(d)
+    return (message + "\n\n" if message else "") + _status(d), curate_preview(d, selected)
 
 
 def _guarded(fn: Callable[..., tuple[str, str]]) -> Callable[..., tuple[str, str]]:
@@ -102,6 +127,14 @@ def dialogue_labels(ws: Workspace) -> list[tuple[str, str]]:
         tags = ([out[d.name]] if d.name in out else []) + (["needs annotation"] if d.transcript is None else [])
         labels.append((f"{d.name} ({', '.join(tags)})" if tags else d.name, d.name))
     return labels
+
+
+def excluded(ws: Workspace, name: Any) -> bool:
+    """The picked dialogue's exclude marker (False for no pick)."""
+    try:
+        return is_excluded(_dialogue(ws, name).audio)  # type: ignore[arg-type]
+    except StudioError:
+        return False
 
 
 @_guarded
@@ -164,8 +197,8 @@ def _text(event: dict[str, Any], key: str) -> str:
     return t  # the editor checks emptiness and length
 
 
-def apply_event(editor: TranscriptEditor, event: dict[str, Any], duration: float) -> str:
-    """One checked edit on the editor; returns what was done."""
+def apply_event(editor: TranscriptEditor, event: dict[str, Any], duration: float) -> tuple[str, int | None]:
+    """One checked edit on the editor: (what was done, the index of the word it produced)."""
     op = event["op"]
     if op == "text":
         i = editor.set_text(_index(event), _text(event, "text"))
@@ -173,7 +206,7 @@ def apply_event(editor: TranscriptEditor, event: dict[str, Any], duration: float
         i = editor.set_times(_index(event), _seconds(event, "start", duration), _seconds(event, "end", duration))
     elif op == "delete":
         editor.delete(_index(event))
-        return "deleted a word"
+        return "deleted a word", None
     elif op == "insert":
         i = editor.insert(str(event.get("speaker"))[:1], _text(event, "text"),
                           _seconds(event, "start", duration), _seconds(event, "end", duration))
@@ -181,14 +214,15 @@ def apply_event(editor: TranscriptEditor, event: dict[str, Any], duration: float
         i = editor.split(_index(event), _seconds(event, "at", duration), _text(event, "first"), _text(event, "second"))
     else:
         i = editor.merge(_index(event), _index(event, "j"))
-    return f"{op}: word {i} is now {editor.words[i].word!r} ({editor.words[i].start:.2f}..{editor.words[i].end:.2f} s)"
+    w = editor.words[i]
+    return f"{op}: word {i} is now {w.word!r} ({w.start:.2f}..{w.end:.2f} s)", i
 
 
 @_guarded
 def on_edit(ws: Workspace, name: Any, raw_event: Any) -> tuple[str, str]:
     d = _dialogue(ws, name)
-    done = apply_event(_editor(d), parse_event(raw_event), probe(d.audio).duration)  # type: ignore[arg-type]
-    return _view(ws, name, f"✔ {done}")
+    done, selected = apply_event(_editor(d), parse_event(raw_event), probe(d.audio).duration)  # type: ignore[arg-type]
+    return _view(ws, name, f"✔ {done}", selected)
 
 
 @_guarded
