@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend.core.atomic import atomic_path
-from backend.core.errors import StudioError
+from backend.core.errors import InputError
 from backend.data.annotate.run import TURNS_SUFFIX
 from backend.data.annotate.turns import read_turns
 from backend.data.audio_io import probe
@@ -103,8 +103,8 @@ def _needs_annotation_problem(audio: Path, turns: list[Path]) -> str | None:
         probe(audio)
         if turns:
             read_turns(turns[0])
-    except StudioError as e:
-        return str(e)
+    except InputError as e:
+        return e.problem  # the caller names the files (no server paths in the message)
     return None
 
 
