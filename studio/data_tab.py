@@ -123,7 +123,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
             pick = gr.Dropdown(choices=[], label="Dialogue", elem_id="data-pick")
     report = gr.Markdown(elem_id="data-report")
     preview = gr.HTML(js_on_load=ALIGNMENT_JS, elem_id="data-preview")
-    build_curate(ctx, pick)
+    build_curate(ctx, pick, [report, preview])
     with gr.Accordion("Dataset statistics", open=False):
         stats_md = gr.Markdown(elem_id="data-stats")
         gaps = gr.BarPlot(x="gap (s)", y="turns", title="Gaps between turns (negative = overlap)")
@@ -150,8 +150,9 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     build_btn.click(build_dataset, list(layout_inputs.values()), build_msg)
 
 
-def build_curate(ctx: StudioContext, pick: gr.Dropdown) -> None:
-    """The Curate block (studio/curate.py): annotate the picked recording, then edit its words on the preview."""
+def build_curate(ctx: StudioContext, pick: gr.Dropdown, views: list[Any]) -> None:
+    """The Curate block (studio/curate.py): annotate the picked recording, then edit its words on the preview.
+    `views`: the tab's report and preview, refreshed when Annotate, Save or Swap change the files."""
     with gr.Accordion("Curate: annotate recordings and fix their transcripts", open=False, elem_id="curate"):
         gr.Markdown("**Annotate** finds the words of every recording that has no transcript yet (with a "
                     "`<name>.txt` of turns it places those words instead). Dashed words are ones the engine was "
@@ -181,10 +182,11 @@ def build_curate(ctx: StudioContext, pick: gr.Dropdown) -> None:
     pick.change(ctx.bind(curate.on_curate_pick), pick, out)
     pick.change(lambda name: curate.excluded(ctx.ws, name), pick, exclude, show_progress="hidden")
     annotate.click(annotate_now, [pick, engine, model], out).then(
-        lambda name: choices_update(curate.dialogue_labels(ctx.ws), name), pick, pick)
+        lambda name: choices_update(curate.dialogue_labels(ctx.ws), name), pick, pick).then(
+        ctx.bind(on_pick), pick, views)
     event.change(ctx.bind(curate.on_edit), [pick, event], out)
     undo.click(ctx.bind(curate.on_undo), pick, out)
-    save.click(ctx.bind(curate.on_save), pick, out)
-    swap.click(ctx.bind(curate.on_swap), pick, out)
+    save.click(ctx.bind(curate.on_save), pick, out).then(ctx.bind(on_pick), pick, views)
+    swap.click(ctx.bind(curate.on_swap), pick, out).then(ctx.bind(on_pick), pick, views)
     exclude.input(lambda name, x: with_list(curate.on_exclude(ctx.ws, name, x), name), [pick, exclude],
                   [msg, view, pick])
