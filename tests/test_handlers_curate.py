@@ -122,3 +122,17 @@ def test_swap_and_exclude_reach_the_files_the_list_and_build(ws) -> None:  # typ
     assert "demo_weekend" in data_tab.dialogue_names(ws)  # still listed, still editable
     curate.on_exclude(ws, "demo_weekend", False)
     assert left_out(ws) == {} and not curate.excluded(ws, "demo_weekend")
+
+
+def test_build_leaves_an_excluded_dialogue_out(demo_workspace) -> None:  # type: ignore[no-untyped-def]
+    from backend.dataset.pipeline import prepare_dataset, text_paths
+    from backend.dataset.tokenize_text import TextTokenizeConfig
+
+    ws = demo_workspace
+    curate.on_exclude(ws, "demo_weekend", True)
+    try:
+        result = prepare_dataset(ws, TextTokenizeConfig(**text_paths(ws)))
+    finally:
+        curate.on_exclude(ws, "demo_weekend", False)
+    assert result.dataset.rows == 2 and "left out demo_weekend (excluded)" in result.markdown()
+    assert not result.dataset.missing_audio and not result.dataset.missing_text
