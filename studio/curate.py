@@ -12,6 +12,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Callable
 
+from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
 from backend.core.spec import SPEAKERS
 from backend.core.workspace import Workspace
@@ -148,7 +149,7 @@ def on_annotate(ws: Workspace, name: Any, engine: Any, whisper_model: Any,
     if engine not in ENGINES:
         return f"✘ engine must be one of {', '.join(ENGINES)}", ""
     try:
-        cfg = AnnotateConfig(input=ws.raw, engine=engine, whisper_model=str(whisper_model or "")[:500])
+        cfg = AnnotateConfig(input=ws.raw, engine=engine, whisper_model=_whisper_model(ws, whisper_model))
         summary = annotate_folder(cfg, progress)
     except StudioError as e:
         return f"✘ {e}", _safe_preview(ws, name)
@@ -161,6 +162,15 @@ def on_annotate(ws: Workspace, name: Any, engine: Any, whisper_model: Any,
         return _view(ws, name, "\n\n".join(lines))
     except StudioError:
         return "\n\n".join(lines), ""
+
+
+def _whisper_model(ws: Workspace, value: Any) -> str:
+    """A local model folder must lie in the workspace (a hub id passes as a name in it, as in Fine-tune)."""
+    raw = str(value or "").strip()[:500]
+    if not raw:
+        return ""
+    path = inside_workspace(ws.root, raw, "whisper_model")
+    return str(path) if path.exists() else raw
 
 
 def parse_event(raw: Any) -> dict[str, Any]:

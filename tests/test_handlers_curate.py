@@ -10,7 +10,7 @@ import soundfile
 from backend.core.paths import ASSETS
 from backend.data.transcripts import load_transcript
 from backend.dataset.selection import left_out
-from handler_helpers import make_workspace
+from handler_helpers import escapes, make_workspace
 from studio import curate, data_tab
 from studio.alignment_view import LOW_CONFIDENCE
 
@@ -53,6 +53,9 @@ def test_audio_alone_is_imported_for_annotation_and_bad_audio_is_not(ws, tmp_pat
 def test_annotate_shows_the_words_with_their_confidence(ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     short_clip(ws.raw, "call")
     assert curate.on_annotate(ws, "call", "nonsense", "")[0].startswith("✘ engine")
+    for escape in escapes(tmp_path):  # a local Whisper folder must be in the workspace
+        assert "not inside the workspace" in curate.on_annotate(ws, "call", "whisper", escape)[0]
+    assert not (ws.raw / "call.json").exists()
     steps: list[float] = []
     message, preview = curate.on_annotate(ws, "call", "pocketsphinx", "", lambda f, m: steps.append(f))
     assert "annotated call" in message and steps and steps[-1] == 1.0
