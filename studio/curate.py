@@ -37,7 +37,9 @@ BAR_BUTTONS = [("text", "Set text"), ("times", "Set times"), ("delete", "Delete"
 
 CURATE_JS: str = (ASSETS / "studio" / "curate.js").read_text()
 
-_editors: dict[Path, TranscriptEditor] = {}  # transcript path -> its editor (unsaved edits included)
+# transcript path -> (the file's mtime when read or saved here, its editor with unsaved edits); a file changed
+# by anything else (a new upload, re-annotation) is read afresh.
+_editors: dict[Path, tuple[int, TranscriptEditor]] = {}
 
 
 def _dialogue(ws: Workspace, name: Any) -> DialogueFiles:
@@ -52,14 +54,16 @@ def _editor(d: DialogueFiles) -> TranscriptEditor:
     if d.transcript is None:
         raise StudioError(f"{d.name}: no transcript yet; press Annotate first")
     key = d.transcript.resolve()
-    if key not in _editors:
-        _editors[key] = TranscriptEditor.open(key)
-    return _editors[key]
+    mtime = key.stat().st_mtime_ns
+    if key not in _editors or _editors[key][0] != mtime:
+        _editors[key] = (mtime, TranscriptEditor.open(key))
+    return _editors[key][1]
 
 
-def _forget(d: DialogueFiles) -> None:
-    if d.transcript is not None:
-        _editors.pop(d.transcript.resolve(), None)
+def _saved(editor: TranscriptEditor) -> None:
+    editor.save()
+    key = editor.path.resolve()
+    _editors[key] = (key.stat().st_mtime_ns, editor)
 
 
 def curate_preview(d: DialogueFiles, selected: int | None = None) -> str:
@@ -89,7 +93,7 @@ def curate_preview(d: DialogueFiles, selected: int | None = None) -> str:
 
 
 def _status(d: DialogueFiles) -> str:
-    editor = _editors.get(d.transcript.resolve()) if d.transcript else None
+    editor = _editors.get(d.transcript.resolve(), (0, None))[1] if d.transcript else None
     flags = ["excluded from the dataset" if is_excluded(d.audio) else "in the dataset"]  # type: ignore[arg-type]
     if editor is not None and editor.can_undo:
         flags.append("edits since opening (Undo takes them back; Save writes them)")
@@ -153,8 +157,6 @@ def on_annotate(ws: Workspace, name: Any, engine: Any, whisper_model: Any,
         summary = annotate_folder(cfg, progress)
     except StudioError as e:
         return f"✘ {e}", _safe_preview(ws, name)
-    for written in summary.written:
-        _editors.pop((ws.raw / f"{written}.json").resolve(), None)
     lines = [f"✔ annotated {', '.join(summary.written) or 'nothing new'}"
              + (f" · already done: {len(summary.skipped)}" if summary.skipped else "")]
     lines += [f"✘ {n}: {why}" for n, why in summary.failed.items()]
@@ -244,8 +246,7 @@ def on_undo(ws: Workspace, name: Any) -> tuple[str, str]:
 @_guarded
 def on_save(ws: Workspace, name: Any) -> tuple[str, str]:
     d = _dialogue(ws, name)
-    editor = _editor(d)
-    editor.save()
+    _saved(_editor(d))
     return _view(ws, name, f"✔ saved {d.transcript.name}; the original stays in "  # type: ignore[union-attr]
                            f"{d.transcript.stem}.original.json")  # type: ignore[union-attr]
 
@@ -256,9 +257,8 @@ def on_swap(ws: Workspace, name: Any) -> tuple[str, str]:
     d = _dialogue(ws, name)
     editor = _editor(d)
     if editor.can_undo:
-        editor.save()
-    swap_channels(d.audio, d.transcript)  # type: ignore[arg-type]
-    _forget(d)
+        _saved(editor)
+    swap_channels(d.audio, d.transcript)  # type: ignore[arg-type]  # a new mtime: the editor reads it afresh
     return _view(ws, name, "✔ swapped the channels: A is now B and B is A (audio and transcript)")
 
 

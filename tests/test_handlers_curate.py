@@ -2,6 +2,7 @@
 short clip), hostile edit events, every edit, undo, save keeping the original, swap, exclude and Build's rule."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,9 @@ def test_every_edit_then_undo_and_an_atomic_save_keeping_the_original(ws) -> Non
     assert len(saved) == n + 1 and any(w.word == "mm hm" and w.speaker == "B" for w in saved)
     assert any(w.word == "Howdy" and (w.start, w.end) == (0.5, 0.9) for w in saved)
     assert not list(ws.raw.glob("*.tmp*"))
+    time.sleep(0.01)
+    path.write_bytes(original)  # replaced from outside (a new upload): the editor reads the file afresh
+    assert curate.on_curate_pick(ws, "demo_cafe")[1].count('class="word') == n
 
 
 def test_swap_and_exclude_reach_the_files_the_list_and_build(ws) -> None:  # type: ignore[no-untyped-def]
