@@ -19,6 +19,7 @@ MIN_WIDTH = 640  # px: short clips still fill a reasonable width
 MAX_TIER_ROWS = 3  # overlapping words of one speaker stack on at most this many rows
 TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300)  # seconds between axis labels
 MIN_TICK_PX = 70
+LOW_CONFIDENCE = 0.5  # words the annotator was less sure of stand out for checking
 
 
 def _pct(t: float, span: float) -> str:
@@ -63,7 +64,10 @@ def _tier(words: list[dict[str, Any]], span: float) -> str:
         row = next((r for r, e in enumerate(row_ends) if e <= start), MAX_TIER_ROWS - 1)
         row_ends[row] = max(row_ends[row], end)
         used = max(used, row + 1)
-        boxes.append(f'<span class="word ms-r{row}" data-start="{start:.3f}" data-end="{end:.3f}" '
+        # Curation previews carry each word's editor index and confidence: selectable, doubtful ones marked.
+        extra = f' data-i="{int(w["i"])}"' if "i" in w else ""
+        low = " ms-low" if float(w.get("confidence", 1.0)) < LOW_CONFIDENCE else ""
+        boxes.append(f'<span class="word ms-r{row}{low}" data-start="{start:.3f}" data-end="{end:.3f}"{extra} '
                      f'style="{_box(start, end, span)}" title="{escape(str(w["word"]))}">{escape(str(w["word"]))}</span>')
     return f'<div class="ms-tier" style="--ms-rows:{used}">{"".join(boxes)}</div>'
 

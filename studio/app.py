@@ -89,7 +89,7 @@ def create_server(ws: Workspace, cfg: StudioConfig | None = None, users: Users |
     server.add_middleware(AuthGate, users=users)  # wraps every route, Gradio's mount and /api/chat included
     chat = ChatService(workspace_chat_config(ws))  # loads its model on first use
     add_chat_route(server, chat)  # before Gradio's catch-all mount at "/"
-    css = (ASSETS / "studio" / "studio.css").read_text(encoding="utf-8")
+    css = "\n".join((ASSETS / "studio" / f).read_text(encoding="utf-8") for f in ("studio.css", "curate.css"))
     head = f'<script>{(ASSETS / "studio" / "quiet_vega.js").read_text(encoding="utf-8")}</script>'
     blocks = build_blocks(ws, chat)
     gr.mount_gradio_app(server, blocks, path="/", allowed_paths=[str(ws.root.resolve())], css=css, head=head,

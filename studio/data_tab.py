@@ -16,6 +16,7 @@ from backend.data.validate import DialogueReport, valid_stats, validate_folder
 from backend.dataset.tokenize_text import TextTokenizeConfig
 from backend.inference.persona_prompt import MAX_TEXT_PROMPT
 
+from . import curate
 from .alignment_view import ALIGNMENT_JS, render_alignment
 from .context import Shown, StudioContext
 from .files import file_url, received_uploads
@@ -37,15 +38,6 @@ def report_markdown(r: DialogueReport) -> str:
     for issue in r.issues:
         lines.append(f"- **{issue.level}**: {issue.message}")
     return "\n".join(lines)
-
-
-def marked(names: list[str]) -> list[tuple[str, str]]:
-    """Dropdown (label, value) pairs: chat recordings say so."""
-    return [(f"{n} (chat recording)" if is_recording(n) else n, n) for n in names]
-
-
-def marked_update(names: list[str], chosen: str | None) -> Any:
-    return choices_update(marked(names), chosen)  # type: ignore[arg-type]
 
 
 def dialogue_names(ws: Workspace) -> list[str]:
@@ -75,7 +67,8 @@ def on_upload(ws: Workspace, files: list[str] | None) -> tuple[str, list[str], s
         result = import_dialogues(received_uploads(files), ws.raw)
     finally:
         remove_uploads(files)
-    return result.markdown(), dialogue_names(ws), result.imported[-1].name if result.imported else None
+    names = [r.name for r in result.imported] + result.to_annotate
+    return result.markdown(), dialogue_names(ws), names[-1] if names else None
 
 
 def on_shown(ws: Workspace, name: str | None) -> tuple[list[str], str | None]:
@@ -160,10 +153,12 @@ def on_build(ws: Workspace, progress: Progress | None, recordings: bool, *values
 def build(ctx: StudioContext, shown: Shown) -> None:
     """The Data tab inside the current gr.Blocks."""
     gr.Markdown("Upload stereo dialogues (left channel = speaker A, right = speaker B) with word transcripts "
-                "of the same name (`dialogue.wav` + `dialogue.json`), or pick one already in the workspace.")
+                "of the same name (`dialogue.wav` + `dialogue.json`), or pick one already in the workspace. "
+                "Audio alone (optionally with `dialogue.txt` turns: `A: ...` / `B: ...` lines) is imported "
+                "for annotation in **Curate** below.")
     with gr.Row():
         upload = gr.File(label="Upload audio + transcripts", file_count="multiple",
-                         file_types=[".wav", ".flac", ".ogg", ".json"], elem_id="data-upload")
+                         file_types=[".wav", ".flac", ".ogg", ".json", ".txt"], elem_id="data-upload")
         with gr.Column():
             upload_msg = gr.Markdown(elem_id="data-upload-msg")
             pick = gr.Dropdown(choices=[], label="Dialogue", elem_id="data-pick")
@@ -185,6 +180,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         p_save = gr.Button("Save persona", elem_id="data-persona-save")
         p_msg = gr.Markdown(elem_id="data-persona-msg")
         p_table = gr.Dataframe(label="personas", interactive=False, elem_id="data-personas")
+    build_curate(ctx, pick, [report, preview])
     with gr.Accordion("Dataset statistics", open=False):
         stats_md = gr.Markdown(elem_id="data-stats")
         gaps = gr.BarPlot(x="gap (s)", y="turns", title="Gaps between turns (negative = overlap)",
@@ -200,8 +196,8 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         build_msg = gr.Markdown(elem_id="data-build-msg")
 
     def upload_files(files: list[str] | None) -> tuple[str, Any]:
-        msg, names, chosen = on_upload(ctx.ws, files)
-        return msg, gr.update() if chosen is None else marked_update(names, chosen)
+        msg, _, chosen = on_upload(ctx.ws, files)
+        return msg, gr.update() if chosen is None else choices_update(curate.dialogue_labels(ctx.ws), chosen)
 
     def build_dataset(*values: Any, progress: gr.Progress = gr.Progress()) -> str:
         return on_build(ctx.ws, lambda f, msg: progress(f, desc=msg), *values)
@@ -227,7 +223,49 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     upload.upload(upload_files, upload, [upload_msg, pick], api_name="upload_dialogues")
     pick.change(ctx.bind(on_pick), pick, [report, preview])
     pick.input(lambda: "", None, upload_msg, show_progress="hidden")  # "Imported X" goes once another is viewed
-    gr.on(shown, lambda name: marked_update(*on_shown(ctx.ws, name)), pick, pick, show_progress="hidden",
-          api_name="list_dialogues")
+    gr.on(shown, lambda name: choices_update(curate.dialogue_labels(ctx.ws), on_shown(ctx.ws, name)[1]), pick, pick,
+          show_progress="hidden", api_name="list_dialogues")
     stats_btn.click(show_stats, None, [stats_md, gaps])
     build_btn.click(build_dataset, [recordings, *layout_inputs.values()], build_msg)
+
+
+def build_curate(ctx: StudioContext, pick: gr.Dropdown, views: list[Any]) -> None:
+    """The Curate block (studio/curate.py): annotate the picked recording, then edit its words on the preview.
+    `views`: the tab's report and preview, refreshed when Annotate, Save or Swap change the files."""
+    with gr.Accordion("Curate: annotate recordings and fix their transcripts", open=False, elem_id="curate"):
+        gr.Markdown("**Annotate** finds the words of every recording that has no transcript yet (with a "
+                    "`<name>.txt` of turns it places those words instead). Dashed words are ones the engine was "
+                    "unsure of. Click a word to select it, edit it in the bar, or drag its left or right edge; "
+                    "**Save** writes the transcript and keeps the first version as `<name>.original.json`.")
+        with gr.Row():
+            engine = gr.Dropdown(curate.ENGINES, value=curate.ENGINES[0], label="Engine", elem_id="curate-engine")
+            model = gr.Textbox(label="Whisper model (hub id or local folder)", elem_id="curate-model")
+            annotate = gr.Button("Annotate", variant="primary", elem_id="curate-annotate")
+        with gr.Row():
+            undo = gr.Button("Undo", elem_id="curate-undo")
+            save = gr.Button("Save", elem_id="curate-save")
+            swap = gr.Button("Swap channels", elem_id="curate-swap")
+            exclude = gr.Checkbox(label="Exclude from the dataset", elem_id="curate-exclude")
+        msg = gr.Markdown(elem_id="curate-msg")
+        view = gr.HTML(js_on_load=ALIGNMENT_JS + "\n" + curate.CURATE_JS, elem_id="curate-preview")
+        event = gr.Textbox(elem_id="curate-event", show_label=False, container=False)
+
+    def annotate_now(name: str | None, engine_name: str, model_id: str,
+                     progress: gr.Progress = gr.Progress()) -> tuple[str, str]:
+        return curate.on_annotate(ctx.ws, name, engine_name, model_id, lambda f, m: progress(f, desc=m))
+
+    def with_list(result: tuple[str, str], name: str | None) -> tuple[str, str, Any]:
+        return *result, choices_update(curate.dialogue_labels(ctx.ws), name)
+
+    out = [msg, view]
+    pick.change(ctx.bind(curate.on_curate_pick), pick, out)
+    pick.change(lambda name: curate.excluded(ctx.ws, name), pick, exclude, show_progress="hidden")
+    annotate.click(annotate_now, [pick, engine, model], out).then(
+        lambda name: choices_update(curate.dialogue_labels(ctx.ws), name), pick, pick).then(
+        ctx.bind(on_pick), pick, views)
+    event.change(ctx.bind(curate.on_edit), [pick, event], out)
+    undo.click(ctx.bind(curate.on_undo), pick, out)
+    save.click(ctx.bind(curate.on_save), pick, out).then(ctx.bind(on_pick), pick, views)
+    swap.click(ctx.bind(curate.on_swap), pick, out).then(ctx.bind(on_pick), pick, views)
+    exclude.input(lambda name, x: with_list(curate.on_exclude(ctx.ws, name, x), name), [pick, exclude],
+                  [msg, view, pick])

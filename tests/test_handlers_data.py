@@ -31,9 +31,9 @@ def test_an_uploaded_pair_is_imported_listed_and_chosen(ws, tmp_path: Path) -> N
     assert (ws.raw / "mine.flac").is_file() and (ws.raw / "mine.json").is_file()
 
 
-def test_a_lone_audio_file_is_refused_and_nothing_is_written(ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    message, _, chosen = data_tab.on_upload(ws, uploaded(tmp_path, "lonely", ".flac"))
-    assert message.startswith("✘") and "no transcript" in message and chosen is None
+def test_a_lone_transcript_is_refused_and_nothing_is_written(ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    message, _, chosen = data_tab.on_upload(ws, uploaded(tmp_path, "lonely", ".json"))
+    assert message.startswith("✘") and "no audio" in message and chosen is None
     assert not list(ws.raw.glob("lonely*"))
     assert data_tab.on_upload(ws, None)[0] == ""
 

@@ -1,5 +1,6 @@
 """Issue 14's frictions that show in a handler's output (no browser): each failed before its fix."""
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -9,7 +10,7 @@ from backend.core.errors import InputError
 from backend.dataset import pipeline
 from backend.dataset.text_layout import DialogueAudit
 from handler_helpers import make_workspace
-from studio import continuations_tab, data_tab, finetune_tab
+from studio import continuations_tab, curate, data_tab, finetune_tab
 
 
 @pytest.fixture
@@ -48,7 +49,8 @@ def test_every_audit_warning_is_spelled_out() -> None:
 
 
 def test_chat_recordings_are_marked_in_the_dialogue_list(ws) -> None:  # type: ignore[no-untyped-def]
-    names, _ = data_tab.on_shown(ws, None)
-    labels = dict((value, label) for label, value in data_tab.marked([*names, "chat-20260101-120000"]))
+    for f in ws.raw.glob("demo_cafe.*"):
+        shutil.copyfile(f, ws.raw / f"chat-20260101-120000{f.suffix}")
+    labels = dict((value, label) for label, value in curate.dialogue_labels(ws))
     assert labels["chat-20260101-120000"] == "chat-20260101-120000 (chat recording)"
     assert labels["demo_cafe"] == "demo_cafe"

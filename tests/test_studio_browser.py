@@ -361,3 +361,78 @@ def test_chat_talks_both_ways_and_records(studio: Studio, fake_mic_browser, tmp_
     assert np.mean(np.abs(frames[:, :, 1]).max(axis=1) > 0.01) > 0.3  # the user's speech, most of the time
     assert np.mean(np.abs(frames[:, :, 0]).max(axis=1) > 0.001) > 0.5  # Moshi's voice
     assert wav.with_suffix(".json").is_file()
+
+
+def test_curate_annotate_edit_undo_save_swap_exclude(studio: Studio, page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Audio alone is uploaded, annotated (pocketsphinx, a 3 s clip) and its transcript fixed on the preview."""
+    import soundfile
+
+    audio, sr = soundfile.read(str(REPO / "assets" / "demo" / "demo_cafe.flac"))
+    soundfile.write(str(tmp_path / "raw_call.wav"), audio[: 3 * sr], sr)
+    page.goto(studio.url)
+    page.get_by_text("Demo workspace.").wait_for()
+    page.locator("#data-upload input[type=file]").set_input_files([str(tmp_path / "raw_call.wav")])
+    page.locator("#data-upload-msg", has_text="needs annotation").wait_for(timeout=30_000)
+    page.locator("#data-pick input").wait_for()
+    assert page.locator("#data-pick input").input_value() == "raw_call (needs annotation)"
+
+    page.locator("#curate").get_by_text("Curate: annotate").click()
+    page.locator("#curate-annotate").click()
+    msg = page.locator("#curate-msg")
+    msg.get_by_text("annotated raw_call").wait_for(timeout=120_000)
+    preview = page.locator("#curate-preview")
+    words = preview.locator(".word[data-i]")
+    words.first.wait_for()
+    count = words.count()
+    assert count > 0
+
+    def act(op: str, expect: str, **fields: str) -> None:
+        for name, value in fields.items():
+            preview.locator(f".cur-{name}").fill(value)
+        preview.locator(f"button[data-op={op}]").click()
+        msg.get_by_text(expect).first.wait_for(timeout=30_000)
+
+    words.first.click()
+    act("text", "is now 'edited'", text="edited")
+    assert preview.locator(".word[data-selected]").inner_text() == "edited"
+    act("times", "(0.50..0.90 s)", start="0.5", end="0.9")
+
+    # Drag the selected word's right edge 40 px to the right: it ends later.
+    box = preview.locator(".word[data-selected]").bounding_box()
+    page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] + 40, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
+    msg.get_by_text("times: word").wait_for(timeout=30_000)
+    assert float(preview.locator(".word[data-selected]").get_attribute("data-end")) > 1.0
+
+    act("insert", "insert: word", text="hey there", start="2.0", end="2.6")
+    act("split", "split: word", at="2.3")
+    assert preview.locator(".word[data-i]").count() == count + 2
+    act("merge", "merge: word")
+    act("delete", "deleted a word")
+    assert preview.locator(".word[data-i]").count() == count
+    page.locator("#curate-undo").click()
+    msg.get_by_text("undone").wait_for(timeout=30_000)
+    assert preview.locator(".word[data-i]").count() == count + 1
+
+    raw = studio.workspace / "raw"
+    first = (raw / "raw_call.json").read_text()
+    page.locator("#curate-save").click()
+    msg.get_by_text("original stays in raw_call.original.json").wait_for(timeout=30_000)
+    assert (raw / "raw_call.original.json").read_text() == first and "hey there" in (raw / "raw_call.json").read_text()
+
+    speakers = [w.get_attribute("data-i") for w in preview.locator(".ms-spk-A .word").all()]
+    page.locator("#curate-swap").click()
+    msg.get_by_text("swapped the channels").wait_for(timeout=30_000)
+    assert len(speakers) == preview.locator(".ms-spk-B .word").count()
+
+    page.locator("#curate-exclude input").check()
+    msg.get_by_text("left out of the dataset").wait_for(timeout=30_000)
+    assert (raw / "raw_call.exclude").is_file()
+    page.locator("#data-pick input").click()
+    page.get_by_role("option", name="raw_call (excluded)").wait_for(timeout=30_000)
+    page.keyboard.press("Escape")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "studio-curate.png"), full_page=True)
+    assert not page.errors, page.errors

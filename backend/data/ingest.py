@@ -1,10 +1,15 @@
-"""Bring user files into a workspace: only validated audio + transcript pairs are copied."""
+"""Bring user files into a workspace: validated audio + transcript pairs, and audio alone (optionally with
+its `<name>.txt` turns) that still needs annotation; a refused file is never copied."""
 
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend.core.atomic import atomic_path
+from backend.core.errors import InputError
+from backend.data.annotate.run import TURNS_SUFFIX
+from backend.data.annotate.turns import read_turns
+from backend.data.audio_io import probe
 from backend.data.files import AUDIO_EXTENSIONS, TRANSCRIPT_EXTENSIONS, DialogueFiles
 from backend.data.validate import DialogueReport, validate_dialogue
 
@@ -15,9 +20,10 @@ class ImportResult:
 
     imported: list[DialogueReport] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)  # "<file names>: <reasons>", one per refused dialogue or file
+    to_annotate: list[str] = field(default_factory=list)  # names imported as audio without a transcript
 
     def markdown(self) -> str:
-        lines = []
+        lines = [f"✔ Imported **{n}**: audio only, needs annotation (Curate → Annotate)" for n in self.to_annotate]
         for r in self.imported:
             files = " + ".join(Path(f).name for f in (r.audio, r.transcript) if f)
             warnings = "".join(f"; ⚠ {i.message}" for i in r.issues if i.level == "warning")
@@ -38,21 +44,34 @@ def import_dialogues(files: list[str | Path], dest: str | Path) -> ImportResult:
     groups: dict[str, dict[str, list[Path]]] = {}
     for f in map(Path, files):
         suffix = f.suffix.lower()
-        kind = "audio" if suffix in AUDIO_EXTENSIONS else "text" if suffix in TRANSCRIPT_EXTENSIONS else None
+        kind = ("audio" if suffix in AUDIO_EXTENSIONS else "text" if suffix in TRANSCRIPT_EXTENSIONS
+                else "turns" if suffix == TURNS_SUFFIX else None)
         if kind is None:
-            result.rejected.append(f"{f.name}: not a dialogue file (expected .wav, .flac, .ogg or .json)")
+            result.rejected.append(f"{f.name}: not a dialogue file (expected .wav, .flac, .ogg, .json or .txt)")
             continue
-        groups.setdefault(f.stem, {"audio": [], "text": []})[kind].append(f)
+        groups.setdefault(f.stem, {"audio": [], "text": [], "turns": []})[kind].append(f)
     accepted: list[tuple[DialogueReport, list[Path]]] = []
+    to_annotate: list[tuple[str, list[Path]]] = []
     for name, group in sorted(groups.items()):
-        uploaded = group["audio"] + group["text"]
-        duplicates = [p for kind in ("audio", "text") if len(group[kind]) > 1 for p in group[kind]]
+        uploaded = group["audio"] + group["text"] + group["turns"]
+        duplicates = [p for kind in ("audio", "text", "turns") if len(group[kind]) > 1 for p in group[kind]]
         if duplicates:
             result.rejected.append(f"{', '.join(p.name for p in duplicates)}: several files named '{name}' "
                                    "in one upload; rename one")
             continue
         audio = group["audio"][0] if group["audio"] else _existing(dest, name, AUDIO_EXTENSIONS)
         text = group["text"][0] if group["text"] else _existing(dest, name, TRANSCRIPT_EXTENSIONS)
+        if text is None and audio is not None and not group["text"]:
+            reason = _needs_annotation_problem(audio, group["turns"])
+            if reason:
+                result.rejected.append(f"{', '.join(p.name for p in uploaded)}: {reason}")
+            else:
+                to_annotate.append((name, uploaded))
+            continue
+        if group["turns"]:
+            result.rejected.append(f"{group['turns'][0].name}: turns are for audio without a transcript; "
+                                   f"'{name}' has one")
+            continue
         report = validate_dialogue(DialogueFiles(name, audio, text))
         if report.ok:
             accepted.append((report, uploaded))
@@ -66,7 +85,26 @@ def import_dialogues(files: list[str | Path], dest: str | Path) -> ImportResult:
                 with atomic_path(dest / f"{report.name}{src.suffix.lower()}") as tmp:
                     shutil.copyfile(src, tmp)
         result.imported.append(report)
+    for name, uploaded in to_annotate:
+        for src in uploaded:
+            if src.parent.resolve() != dest.resolve():
+                if src.suffix.lower() in AUDIO_EXTENSIONS:
+                    _replace_name(dest, name, src.suffix.lower())
+                with atomic_path(dest / f"{name}{src.suffix.lower()}") as tmp:
+                    shutil.copyfile(src, tmp)
+        result.to_annotate.append(name)
     return result
+
+
+def _needs_annotation_problem(audio: Path, turns: list[Path]) -> str | None:
+    """Why audio without a transcript cannot be imported for annotation (None: it can)."""
+    try:
+        probe(audio)
+        if turns:
+            read_turns(turns[0])
+    except InputError as e:
+        return e.problem  # the caller names the files (no server paths in the message)
+    return None
 
 
 def _existing(dest: Path, name: str, extensions: tuple[str, ...]) -> Path | None:

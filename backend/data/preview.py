@@ -31,17 +31,21 @@ def alignment_data(audio_path: str | Path, transcript_path: str | Path, bins_per
     transcript = load_transcript(transcript_path)
     duration = audio.shape[1] / sr
     check_within_audio(transcript, duration)
-    words = transcript.words
     bins = max(1, int(duration * bins_per_second))
-    speech = {s: intervals.merge([(w.start, w.end) for w in words if w.speaker == s]) for s in SPEAKERS}
+    words = [{"speaker": w.speaker, "word": w.word, "start": w.start, "end": w.end}
+             for w in sorted(transcript.words, key=lambda w: (w.start, w.speaker))]
     return {
         "name": Path(audio_path).stem,
         "duration": duration,
         "envelope": {s: envelope(audio[i], bins) for i, s in enumerate(SPEAKERS)},
-        "words": [{"speaker": w.speaker, "word": w.word, "start": w.start, "end": w.end}
-                  for w in sorted(words, key=lambda w: (w.start, w.speaker))],
-        "overlaps": [list(iv) for iv in intervals.intersect(speech["A"], speech["B"])],
+        **word_layers(words),
     }
+
+
+def word_layers(words: list[dict[str, Any]]) -> dict[str, Any]:
+    """The preview's "words" and "overlaps" (both speakers talking) of word dicts (speaker, word, start, end)."""
+    speech = {s: intervals.merge([(w["start"], w["end"]) for w in words if w["speaker"] == s]) for s in SPEAKERS}
+    return {"words": words, "overlaps": [list(iv) for iv in intervals.intersect(speech["A"], speech["B"])]}
 
 
 def dialogue_view(d: DialogueFiles) -> tuple[DialogueReport, dict[str, Any] | None]:

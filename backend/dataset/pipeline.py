@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from backend.dataset.selection import left_out
 from backend.dataset.build import DatasetConfig, DatasetReport, build_dataset
 from backend.dataset.text_layout import DialogueAudit
 from backend.dataset.tokenize_audio import AudioTokenizeConfig, tokenize_audio
@@ -44,17 +45,28 @@ def _stage(progress: Progress | None, lo: float, hi: float) -> Progress | None:
     return lambda f, msg: progress(lo + (hi - lo) * f, msg)
 
 
+def _drop_tokens(ws: Workspace, names: dict[str, str]) -> list[str]:
+    """Token files are caches of raw/: those of left-out dialogues go, so the dataset cannot take them."""
+    for name in names:
+        for folder in (ws.tokens_audio, ws.tokens_text):
+            (Path(folder) / f"{name}.npz").unlink(missing_ok=True)
+    return [f"left out {name} ({why})" for name, why in sorted(names.items())]
+
+
 def prepare_dataset(ws: Workspace, text_cfg: TextTokenizeConfig, progress: Progress | None = None,
                     recordings: bool = False) -> PrepareResult:
-    """`recordings`: chat recordings become rows too (tokenized either way, so choosing them later is quick)."""
+    """`recordings`: chat recordings become rows too (tokenized either way, so choosing them later is quick);
+    dialogues marked excluded never do."""
     audio = tokenize_audio(AudioTokenizeConfig(input_dir=ws.raw, output_dir=ws.tokens_audio, mimi=ws.mimi_source,
                                                device=ws.settings.device), progress=_stage(progress, 0.0, 0.7))
     audits = tokenize_text(text_cfg, progress=_stage(progress, 0.7, 0.85))
+    notes = _drop_tokens(ws, left_out(ws))
     dataset_cfg = DatasetConfig(audio_tokens=ws.tokens_audio, text_tokens=ws.tokens_text, output=ws.dataset,
                                 recordings=recordings)
     report = build_dataset(dataset_cfg, progress=_stage(progress, 0.85, 0.95))
     count = carry_personas(ws, dataset_cfg.output_prefix)
-    return PrepareResult(audio, audits, report, [f"{count} persona(s) written to the dataset"] if count else [])
+    notes += [f"{count} persona(s) written to the dataset"] if count else []
+    return PrepareResult(audio, audits, report, notes)
 
 
 def carry_personas(ws: Workspace, prefix: str) -> int:
