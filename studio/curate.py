@@ -83,7 +83,7 @@ def curate_preview(d: DialogueFiles, selected: int | None = None) -> str:
            + field("text", w.word if w else "")
            + field("start", f"{w.start:.3f}" if w else "", "number") + field("end", f"{w.end:.3f}" if w else "", "number")
            + field("at", f"{(w.start + w.end) / 2:.3f}" if w else "", "number")
-           + f'<select class="cur-spk" aria-label="speaker">'
+           + '<select class="cur-spk" aria-label="speaker">'
            + "".join(f'<option{" selected" if w and w.speaker == s else ""}>{s}</option>' for s in SPEAKERS)
            + "</select>"
            + "".join(f'<button type="button" data-op="{op}">{label}</button>' for op, label in BAR_BUTTONS)

@@ -7,7 +7,7 @@ import pandas as pd
 
 from backend.core.errors import StudioError
 from backend.core.workspace import Workspace
-from backend.data.files import is_recording, scan_dialogues
+from backend.data.files import scan_dialogues
 from backend.data.ingest import import_dialogues
 from backend.data.preview import dialogue_view
 from backend.data.raw_personas import (RawPersona, load_raw_persona, raw_personas, save_clip, save_raw_persona,
