@@ -26,7 +26,7 @@ def test_gap_histogram_has_a_numeric_axis_overlaps_left_of_zero(ws) -> None:  # 
 
 def test_empty_plots_and_tables_hold_no_placeholder_values(ws) -> None:  # type: ignore[no-untyped-def]
     assert finetune_tab.curves([]).empty  # a null row drew "null" and "0.000000"
-    table = continuations_tab.on_item(ws, None, "stereo", {})[4]
+    table = continuations_tab.on_item(ws, None, "stereo", {})[5]
     assert table is not None and list(table.columns) == ["metric"]  # not Gradio's "1 2 3"
 
 

@@ -65,7 +65,8 @@ def test_continuation_folders_stay_in_the_workspace(ws) -> None:  # type: ignore
 def test_continuations_list_models_and_rows(ws) -> None:  # type: ignore[no-untyped-def]
     (a_models, a), (b_models, b), (ids, picked) = continuations_tab.on_refresh(ws, None, "gone", None)
     assert a_models == b_models == [] and (a, b, ids, picked) == (None, None, [], [])
-    assert continuations_tab.on_item(ws, None, "stereo", {}) == (None, None, None, "", None, None, None)
+    empty = continuations_tab.on_item(ws, None, "stereo", {})
+    assert empty[:5] == (None, None, None, "", None) and empty[5].empty and empty[6] is None
 
 
 def test_chat_refuses_models_outside_and_loads_nothing(ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

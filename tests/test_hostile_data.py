@@ -55,8 +55,8 @@ def test_an_upload_with_good_and_bad_files_reports_each_file(tmp_path: Path) -> 
     up, raw = tmp_path / "upload", tmp_path / "raw"
     up.mkdir()
     good = [stereo(up / "aaa.wav"), transcript(up / "aaa.json")]  # sorted first: once written before the error
-    bad = case_401_digit_time(up) + case_nested_deep(up) + case_nan_samples(up) + [up / "notes.txt"]
-    (up / "notes.txt").write_text("hello")
+    bad = case_401_digit_time(up) + case_nested_deep(up) + case_nan_samples(up) + [up / "notes.md"]
+    (up / "notes.md").write_text("hello")
     result = import_dialogues(good + bad, raw)
     assert [r.name for r in result.imported] == ["aaa"]
     assert sorted(p.name for p in raw.iterdir()) == ["aaa.json", "aaa.wav"]
