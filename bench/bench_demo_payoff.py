@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from backend.core.spec import FRAME_RATE  # noqa: E402
-from backend.core.workspace import Workspace, create_demo_workspace  # noqa: E402
+from backend.core.workspace import Workspace  # noqa: E402
+from backend.demo.workspace import create_demo_workspace  # noqa: E402
 from backend.finetune import checkpoints, runs  # noqa: E402
 from backend.finetune.config import FinetuneConfig  # noqa: E402
 from backend.finetune.presets import PRESETS  # noqa: E402

@@ -198,7 +198,7 @@ def test_turn_file_format(tmp_path: Path) -> None:
 
 def test_annotated_dialogue_builds_like_any_other(aligned, tmp_path: Path) -> None:
     """Through the Data tab's real build: Mimi tokens, SentencePiece tokens, Parquet."""
-    from backend.core.workspace import create_demo_workspace
+    from backend.demo.workspace import create_demo_workspace
     from backend.dataset.pipeline import prepare_dataset, text_paths
     from backend.dataset.tokenize_text import TextTokenizeConfig
 
