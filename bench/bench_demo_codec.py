@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
-from backend import speech_corpus  # noqa: E402
+from backend.demo import speech_corpus  # noqa: E402
 from backend.data.audio_io import load_stereo  # noqa: E402
 from backend.demo.codec_quality import codec_stoi, stoi  # noqa: E402
 from backend.demo.codec_training import CodecTrainConfig  # noqa: E402

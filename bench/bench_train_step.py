@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from backend import config  # noqa: E402
+from backend.core import config  # noqa: E402
 from backend.finetune.config import FinetuneConfig  # noqa: E402
 from backend.models.source import load_lm  # noqa: E402
 from backend.finetune.trainer import Trainer  # noqa: E402
