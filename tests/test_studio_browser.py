@@ -348,7 +348,7 @@ def test_chat_talks_both_ways_and_records(studio: Studio, fake_mic_browser, tmp_
         (wav,) = set(ws.raw.glob("chat-*.wav")) - raw_before
         page.get_by_role("tab", name="Data").click()  # the recording is a dialogue of the workspace now
         page.locator("#data-pick input").click(timeout=30_000)
-        page.get_by_role("option", name=wav.stem, exact=True).click()
+        page.get_by_role("option", name=f"{wav.stem} (chat recording)", exact=True).click()
         page.locator("#data-report", has_text=wav.stem).wait_for(timeout=30_000)
         assert not errors, errors
     finally:

@@ -118,7 +118,7 @@ def test_alignment_words_lanes_and_overlaps() -> None:
         [(w["word"], f"{w['start']:.3f}") for w in sorted(data["words"], key=lambda w: (w["speaker"], w["start"]))]
     for w in data["words"]:  # each word exactly once, escaped, with its start
         assert html.count(f'data-start="{w["start"]:.3f}"') == 1
-    assert html.count("&lt;b&gt;&amp;&quot;") == 1 and NASTY not in html
+    assert html.count("&lt;b&gt;&amp;&quot;") == 2 and NASTY not in html  # the chip and its hover title
     assert "dlg &lt;1&gt;" in html and 'src="/gradio_api/file=/tmp/a&amp;b.wav"' in html
 
     lanes = tree.having("ms-lane")
