@@ -52,3 +52,13 @@ def test_a_model_with_the_user_stream_is_refused(demo_workspace, tmp_path) -> No
 def test_settings_out_of_range_are_refused_by_name(demo_workspace, setting, value) -> None:
     with pytest.raises(ConfigError, match=setting):
         chat_config(demo_workspace, demo_workspace.demo_lm, **{setting: value})
+
+
+def test_bfloat16_runs_the_lm_in_half_the_memory(demo_workspace) -> None:
+    """A 7B model on CPU only fits in bfloat16: the engine takes the dtype asked for and still talks."""
+    import torch
+
+    engine = ChatEngine(chat_config(demo_workspace, demo_workspace.demo_lm, dtype="bfloat16"))
+    assert {p.dtype for p in engine.lm_gen.lm_model.parameters()} == {torch.bfloat16}
+    outs = [engine.step(np.zeros(FRAME_SIZE, dtype=np.float32)) for _ in range(3)]
+    assert all(o.pcm is not None and np.isfinite(o.pcm).all() for o in outs[1:])

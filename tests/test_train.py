@@ -102,24 +102,26 @@ def test_tiny_model_overfits_two_dialogues(tmp_path: Path, assets: dict[str, Pat
     assert set(trained.state_dict()) == set(load_lm(assets["model"]).state_dict())
 
 
-def split_vs_straight_config(run: Path, assets: dict[str, Path], max_steps: int) -> None:
+def split_vs_straight_config(run: Path, assets: dict[str, Path], max_steps: int, mode: str) -> None:
     run_cfg(run, assets, max_steps=max_steps, lr=2e-3, warmup_steps=4, grad_accum=2, batch_size=1, max_frames=8,
-            checkpoint_every=3, main_speaker="both")
+            checkpoint_every=3, main_speaker="both", mode=mode, lora_rank=4)
 
 
 @pytest.mark.slow
-def test_resume_gives_the_same_losses_as_a_straight_run(tmp_path: Path, assets: dict[str, Path]) -> None:
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_resume_gives_the_same_losses_as_a_straight_run(tmp_path: Path, assets: dict[str, Path], mode: str) -> None:
     """6 steps straight vs 3 steps then a resumed 3 (through accelerate launch): warm-up, grad_accum 2 and
-    the epoch boundary (8 examples, 4 per step) all cross the resume point."""
+    the epoch boundary (8 examples, 4 per step) all cross the resume point. A LoRA run's checkpoints hold
+    its adapters only (the frozen base is the base model's), and resume from them exactly."""
     straight, split = tmp_path / "straight", tmp_path / "split"
-    split_vs_straight_config(straight, assets, 6)
+    split_vs_straight_config(straight, assets, 6, mode)
     assert train(straight) == "finished"
-    split_vs_straight_config(split, assets, 3)
+    split_vs_straight_config(split, assets, 3, mode)
     for _ in range(2):
         cmd, cmd_env = launch(split)
         done = subprocess.run(cmd, cwd=REPO, env=cmd_env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
-        split_vs_straight_config(split, assets, 6)
+        split_vs_straight_config(split, assets, 6, mode)
     a, b = steps(straight), steps(split)
     assert [m["step"] for m in b] == list(range(1, 7))
     assert any(m.get("event") == "resumed" and m["step"] == 3 for m in metrics(split))
@@ -128,9 +130,15 @@ def test_resume_gives_the_same_losses_as_a_straight_run(tmp_path: Path, assets: 
             assert y[key] == pytest.approx(x[key], rel=1e-5, abs=1e-6), (x["step"], key)
         assert (x["epoch"], x["samples"]) == (y["epoch"], y["samples"])
     assert [p.name for p in checkpoints.list_checkpoints(split)] == ["step-000003", "step-000006"]
-    wa = load_file(str(checkpoints.latest_checkpoint(straight) / "model.safetensors"))
-    wb = load_file(str(checkpoints.latest_checkpoint(split) / "model.safetensors"))
-    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+    weights = "model.safetensors" if mode == "full" else "lora.safetensors"
+    wa = load_file(str(checkpoints.latest_checkpoint(straight) / weights))
+    wb = load_file(str(checkpoints.latest_checkpoint(split) / weights))
+    assert set(wa) == set(wb) and all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+    saved = load_file(str(checkpoints.latest_checkpoint(split) / checkpoints.ACCELERATE_STATE / "model.safetensors"))
+    if mode == "lora":
+        assert set(saved) == set(wb)  # the adapters only, under the same names
+    else:
+        assert len(saved) == len(load_lm(assets["model"]).state_dict())
 
 
 @pytest.mark.slow
@@ -298,3 +306,37 @@ def test_bad_deepspeed_json_is_refused(tmp_path: Path, assets: dict[str, Path]) 
     with pytest.raises(ConfigError, match="ds.json"):
         check_config(run_cfg(tmp_path / "run", assets, deepspeed=str(ds)))
     check_config(run_cfg(tmp_path / "run", assets, deepspeed="zero3"))
+
+
+def test_half_precision_training_feeds_the_linears_contiguous_inputs(assets: dict[str, Path]) -> None:
+    """bfloat16 training models get contiguous inputs on every linear (moshi's per-step slices would make CPU
+    matmuls copy whole weights), with the same outputs as without; float32 models are left as they are."""
+    from backend.finetune.optim import apply_mode
+    from backend.finetune.trainer import training_model
+    from backend.models.source import load_model
+
+    codes = torch.randint(0, 8, (1, 17, 6), generator=torch.Generator().manual_seed(0))
+    seen: list[bool] = []
+
+    def run(model: torch.nn.Module) -> torch.Tensor:
+        seen.clear()
+        handles = [m.register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous()))
+                   for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        with torch.no_grad():
+            logits = model(codes).logits.float()
+        for h in handles:
+            h.remove()
+        return logits
+
+    outputs = {}
+    for dtype in ("bfloat16", "float32"):
+        cfg = FinetuneConfig(base_model=str(assets["model"]), dtype=dtype, mode="lora", lora_rank=4)
+        torch.manual_seed(0)
+        outputs[dtype] = run(training_model(cfg)[0])
+        assert all(seen) if dtype == "bfloat16" else not all(seen)  # float32: the strided slices are there
+    torch.manual_seed(0)
+    plain = load_model(assets["model"], dtype=torch.bfloat16)
+    apply_mode(plain, FinetuneConfig(mode="lora", lora_rank=4))
+    plain.train()
+    torch.testing.assert_close(outputs["bfloat16"], run(plain), equal_nan=True, atol=1e-2, rtol=1e-2)
+    assert not all(seen)

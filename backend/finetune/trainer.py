@@ -34,6 +34,7 @@ from backend.finetune.prefix import dataset_personas, example_prefixes, with_pre
 from backend.finetune.run_folder import ABORT_FILE, CONFIG_FILE, METRICS_FILE
 from backend.finetune.runs import supervisor_gone
 from backend.models.source import LM_KWARGS, LM_WEIGHTS, lm_kwargs_of, load_model, torch_dtype
+from backend.models.tensor_file import save_tensors
 
 
 # ---------------------------------------------------------------- run-time helpers
@@ -146,6 +147,18 @@ def prepare_for_zero3(model: torch.nn.Module) -> None:
         set_z3_leaf_modules(model, [ActivationGating])
 
 
+def contiguous_linear_inputs(model: torch.nn.Module) -> None:
+    """moshi's depformer gives each step's weights a strided slice of its input (`x[:, t:t + 1]`). In half
+    precision on CPU, torch's matmul then copies the whole weight once per batch row (a bmm on an expanded
+    weight): a LoRA step of moshiko's depformer in bfloat16 ran about 10x slower. A contiguous copy of the
+    input (a few KB) takes the plain matmul."""
+    from moshi.modules.lora import LoRALinear
+
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Linear, LoRALinear)):
+            module.register_forward_pre_hook(lambda _, args: (args[0].contiguous(), *args[1:]))
+
+
 def training_model(cfg: FinetuneConfig) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The base model ready to train, with its kwargs (saved into every checkpoint)."""
     kwargs = lm_kwargs_of(cfg.base_model, fetch=True)  # a hub repo's: the config.json that builds the model
@@ -155,10 +168,19 @@ def training_model(cfg: FinetuneConfig) -> tuple[torch.nn.Module, dict[str, Any]
         model.transformer.checkpointing = True
         model.depformer.checkpointing = True
     apply_mode(model, cfg)
+    if cfg.dtype != "float32" or cfg.mixed_precision != "no":
+        contiguous_linear_inputs(model)
     model.train()
     if cfg.mode == "lora":
         kwargs = {**kwargs, "lora": True, "lora_rank": cfg.lora_rank, "lora_scaling": cfg.lora_scaling}
     return model, kwargs
+
+
+def only_trainable(models: list[torch.nn.Module], weights: list[dict[str, torch.Tensor]], _: str) -> None:
+    """accelerate's save-state hook: keep only the parameters that train in each model's saved state."""
+    for i, model in enumerate(models):
+        trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+        weights[i] = {k: v for k, v in weights[i].items() if k in trainable}
 
 
 # ---------------------------------------------------------------- the training run
@@ -197,6 +219,11 @@ class Trainer:
             prepare_for_zero3(model)
         self.model, self.optimizer = acc.prepare(model, optimizer)
         acc.register_for_checkpointing(self.scheduler)
+        # LoRA/subset: the frozen weights are the base model's, so checkpoints hold only what trains (a 7B
+        # base would otherwise be written, and serialised in memory, at every save). DeepSpeed writes its own.
+        self.frozen_base = cfg.mode != "full" and acc.state.deepspeed_plugin is None
+        if self.frozen_base:
+            acc.register_save_state_pre_hook(only_trainable)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         if cfg.tracker != "none":
             acc.init_trackers("moshi-studio", config=config.to_dict(cfg))
@@ -216,7 +243,7 @@ class Trainer:
         if acc.state.deepspeed_plugin is not None and state["num_processes"] != acc.num_processes:
             raise ConfigError(f"{latest}: written by {state['num_processes']} processes; DeepSpeed shards can only be "
                               f"resumed by as many (this run has {acc.num_processes})")
-        acc.load_state(str(latest / checkpoints.ACCELERATE_STATE))
+        acc.load_state(str(latest / checkpoints.ACCELERATE_STATE), strict=not self.frozen_base)
         self.step = state["step"]
         self.stream.position = Position(**state["position"])
         self.metrics.write({"event": "resumed", "step": self.step, "path": str(latest)})
@@ -231,12 +258,10 @@ class Trainer:
         acc.save_state(str(staging / checkpoints.ACCELERATE_STATE))  # every rank: its RNG, its ZeRO shard
         state_dict = acc.get_state_dict(self.model)  # collective under ZeRO-3; moshi's own names
         if self.is_main:
-            from safetensors.torch import save_file
-
             if cfg.mode == "lora":
                 state_dict = {k: v for k, v in state_dict.items() if ".lora_A." in k or ".lora_B." in k}
             weights = checkpoints.LORA_WEIGHTS if cfg.mode == "lora" else LM_WEIGHTS
-            save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(staging / weights))
+            save_tensors(staging / weights, state_dict)
             (staging / LM_KWARGS).write_text(json.dumps(self.lm_kwargs, indent=2) + "\n")
             trainer_state = {"step": self.step, "position": self.stream.position.to_dict(),
                              "samples": self.samples, "num_processes": acc.num_processes,

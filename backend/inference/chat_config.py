@@ -8,6 +8,7 @@ from typing import Literal
 from backend.core.config import option
 from backend.core.errors import ConfigError
 from backend.core.spec import CARD, TEXT_CARD
+from backend.models.source import Dtype
 
 # Bounds of the numeric settings (the sampling ones a client can also send in the query string).
 MAX_TEMPERATURE = 2.0  # Kyutai's web client offers 0.2 to 1.2; beyond 2 the samples are noise
@@ -26,6 +27,8 @@ class ChatConfig:
     tokenizer: str = option("models/tokenizer.model", "SentencePiece model of the LM's text stream (for a hub "
                             "model: empty takes the repo's)")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where the models run (auto: CUDA when available)")
+    dtype: Literal["auto", Dtype] = option("auto", "LM dtype (auto: bfloat16 on CUDA, float32 on CPU; a 7B model "
+                                           "on CPU needs bfloat16 to fit in memory)")
     text_temperature: float = option(0.7, f"text sampling temperature (0: always the likeliest piece; at most "
                                           f"{MAX_TEMPERATURE:g})")
     text_top_k: int = option(25, f"text top-k (1 to {TEXT_CARD})")

@@ -38,7 +38,7 @@ class ChatEngine:
         self.device = pick_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        dtype = resolve_dtype("auto", self.device)
+        dtype = resolve_dtype(cfg.dtype, self.device)
         if personaplex.is_personaplex(cfg.model):  # dep_q 16; Moshi's 8 steps do not depend on the user's 8
             lm = personaplex.load_personaplex(cfg.model, device=self.device, dtype=dtype, dep_q=NUM_CODEBOOKS)
         else:

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 from moshi.models import loaders
-from moshi.modules.lora import replace_all_linear_with_lora, replace_lora_with_linear
+from moshi.modules.lora import replace_all_linear_with_lora
 
 from backend.core import config
 from backend.core.atomic import atomic_dir, write_text_atomic
@@ -33,9 +33,10 @@ from backend.core.config import option
 from backend.core.errors import ConfigError, InputError, StudioError
 from backend.finetune.checkpoints import ACCELERATE_STATE, CHECKPOINTS, LORA_WEIGHTS, TRAINER_STATE
 from backend.finetune.run_folder import CONFIG_FILE, EXPORTS_DIR
-from backend.models.surgery import (State, base_kwargs, build_lm, check_replaceable, resize_depformer,
-                                    source_kwargs)
+from backend.models.surgery import (State, base_kwargs, check_replaceable, check_shapes, meta_lm,
+                                    resize_depformer, shapes_of, source_kwargs)
 from backend.models.source import LM_KWARGS, LM_WEIGHTS, Dtype, load_lm, read_lm_kwargs, torch_dtype
+from backend.models.tensor_file import save_tensors, write_tensors
 from backend.core.spec import NUM_CODEBOOKS
 
 SERVE_CONFIG = "config.json"
@@ -150,12 +151,14 @@ def _base_for_lora(folder: Path, base_model: str, kwargs: dict[str, Any]) -> Sta
     if int(base_kw["dep_q"]) != int(kwargs["dep_q"]):
         raise InputError(source, f"base model has dep_q {base_kw['dep_q']} but the LoRA checkpoint "
                                  f"{folder} was trained with dep_q {kwargs['dep_q']}")
-    return load_lm(source, dtype=torch.float32).state_dict()
+    if Path(source).is_dir():  # memory-mapped as stored: a 7B base is not copied, nor widened to float32
+        return _load_file(Path(source) / LM_WEIGHTS)
+    return load_lm(source, dtype=torch.bfloat16).state_dict()
 
 
 def read_checkpoint(folder: Path, base_model: str = "") -> Checkpoint:
     """Weights of a checkpoint or model folder in moshi's names, whichever form the trainer wrote
-    (names and shapes are checked when the model is built: `lm_surgery.build_lm`)."""
+    (names and shapes: `check_checkpoint`)."""
     if not folder.is_dir():
         raise InputError(folder, "no such checkpoint folder")
     if not (folder / LM_KWARGS).is_file():
@@ -188,14 +191,36 @@ def lora_rank(lora: State) -> int:
     return int(next(v.shape[0] for k, v in lora.items() if ".lora_A." in k))
 
 
-def attach_lora(model: torch.nn.Module, lora: State, scaling: float, where: str) -> None:
-    """Wrap every Linear of `model` with moshi's LoRALinear and load `lora` into the adapters."""
-    replace_all_linear_with_lora(model, lora_rank(lora), scaling, device=torch.device("meta"))
-    result = model.load_state_dict({k: v.float() for k, v in lora.items()}, strict=False, assign=True)
-    unset = [n for n, p in model.named_parameters() if p.is_meta]
-    if result.unexpected_keys or unset:
-        raise InputError(where, f"LoRA adapters do not fit the model: {len(result.unexpected_keys)} unexpected "
-                                f"(e.g. {result.unexpected_keys[:2]}), {len(unset)} missing (e.g. {unset[:2]})")
+def check_lora_fits(kwargs: dict[str, Any], lora: State, where: str) -> None:
+    """Every Linear of the model has adapters (moshi's LoRALinear names and shapes), and nothing else does;
+    checked on the meta device."""
+    model = meta_lm(kwargs)
+    replace_all_linear_with_lora(model, lora_rank(lora), 1.0, device=torch.device("meta"))
+    expected = {k: v for k, v in shapes_of(model.state_dict()).items() if ".lora_A." in k or ".lora_B." in k}
+    check_shapes(shapes_of(lora), expected, f"{where} (LoRA adapters)")
+
+
+def merged_weight(state: State, lora: State, scaling: float, name: str, dtype: torch.dtype) -> torch.Tensor:
+    """`state[name]` with its adapters merged as moshi's replace_lora_with_linear does, W + scaling * B @ A,
+    computed in float32 (a bf16 merge would round twice) and cast to `dtype`; one tensor at a time."""
+    stem = name.removesuffix(".weight")
+    a, b = lora.get(f"{stem}.lora_A.weight"), lora.get(f"{stem}.lora_B.weight")
+    if a is None or b is None:
+        return state[name].to(dtype)
+    return (state[name].float() + scaling * (b.float() @ a.float())).to(dtype)
+
+
+def check_checkpoint(ckpt: Checkpoint, where: str) -> None:
+    """The weights' names and shapes are the model's, and the adapters fit it (meta device, no copies)."""
+    check_shapes(shapes_of(ckpt.state), shapes_of(meta_lm(ckpt.kwargs).state_dict()), where)
+    if ckpt.lora:
+        check_lora_fits(ckpt.kwargs, ckpt.lora, where)
+
+
+def merged_state(ckpt: Checkpoint, dtype: torch.dtype, where: str) -> State:
+    """The checkpoint's weights in `dtype` with its adapters merged, after `check_checkpoint`."""
+    check_checkpoint(ckpt, where)
+    return {name: merged_weight(ckpt.state, ckpt.lora, ckpt.lora_scaling, name, dtype) for name in ckpt.state}
 
 
 def serve_config(kwargs: dict[str, Any], lora: State, scaling: float) -> dict[str, Any]:
@@ -208,34 +233,30 @@ def serve_config(kwargs: dict[str, Any], lora: State, scaling: float) -> dict[st
 
 
 def export_checkpoint(cfg: ExportConfig) -> Path:
-    """Write the export folder for `cfg` and return it."""
-    from safetensors.torch import save_file
-
+    """Write the export folder for `cfg` and return it. Tensors are merged, cast and written one at a time
+    (the 7B model is never held twice)."""
     if cfg.checkpoint is None:
         raise ConfigError("checkpoint: give the checkpoint folder to export")
     output = cfg.output or default_output(cfg.checkpoint)
     check_replaceable(output, cfg.checkpoint)
     ckpt = read_checkpoint(cfg.checkpoint, cfg.base_model)
-    state, kwargs, lora = ckpt.state, ckpt.kwargs, ckpt.lora
-    if cfg.clean and int(kwargs["dep_q"]) > NUM_CODEBOOKS:
-        lora, _ = resize_depformer(lora, kwargs, NUM_CODEBOOKS)
-        state, kwargs = resize_depformer(state, kwargs, NUM_CODEBOOKS)
-    dtype = torch_dtype(cfg.dtype)
-    # Built (and merged) in float32, cast only when written: a bf16 merge would round W + s * B @ A twice.
-    model = build_lm(state, kwargs, torch.float32, where=str(cfg.checkpoint))
-    if lora:
-        attach_lora(model, lora, ckpt.lora_scaling, str(cfg.checkpoint))
-        if cfg.merge_lora:
-            replace_lora_with_linear(model)
-    keep_lora = bool(lora) and not cfg.merge_lora
-    weights = state if keep_lora else model.state_dict()
+    if cfg.clean and int(ckpt.kwargs["dep_q"]) > NUM_CODEBOOKS:
+        lora, _ = resize_depformer(ckpt.lora, ckpt.kwargs, NUM_CODEBOOKS)
+        state, kwargs = resize_depformer(ckpt.state, ckpt.kwargs, NUM_CODEBOOKS)
+        ckpt = Checkpoint(state, kwargs, lora, ckpt.lora_scaling)
+    dtype, keep_lora = torch_dtype(cfg.dtype), bool(ckpt.lora) and not cfg.merge_lora
+    check_checkpoint(ckpt, str(cfg.checkpoint))
+    specs = {k: (dtype, tuple(v.shape)) for k, v in ckpt.state.items()}
     with atomic_dir(output) as tmp:
-        save_file({k: v.to(dtype).contiguous() for k, v in weights.items()}, str(tmp / LM_WEIGHTS))
         if keep_lora:
-            save_file({k: v.to(dtype).contiguous() for k, v in lora.items()}, str(tmp / LORA_WEIGHTS))
-        write_text_atomic(tmp / LM_KWARGS, json.dumps(kwargs, indent=2) + "\n")
+            write_tensors(tmp / LM_WEIGHTS, specs, lambda k: ckpt.state[k].to(dtype))
+            save_tensors(tmp / LORA_WEIGHTS, {k: v.to(dtype) for k, v in ckpt.lora.items()})
+        else:
+            write_tensors(tmp / LM_WEIGHTS, specs,
+                          lambda k: merged_weight(ckpt.state, ckpt.lora, ckpt.lora_scaling, k, dtype))
+        write_text_atomic(tmp / LM_KWARGS, json.dumps(ckpt.kwargs, indent=2) + "\n")
         write_text_atomic(tmp / SERVE_CONFIG, json.dumps(
-            serve_config(kwargs, lora if keep_lora else {}, ckpt.lora_scaling), indent=2) + "\n")
+            serve_config(ckpt.kwargs, ckpt.lora if keep_lora else {}, ckpt.lora_scaling), indent=2) + "\n")
         config.save(cfg, tmp / EXPORT_CONFIG)
     return output
 

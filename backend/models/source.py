@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from backend.core.atomic import atomic_path, write_text_atomic
+from backend.core.atomic import write_text_atomic
 from backend.core.errors import ConfigError, InputError
 from backend.core.paths import ASSETS
 from backend.core.spec import CARD, DELAYS, NUM_CODEBOOKS, TEXT_CARD
@@ -144,7 +144,7 @@ def tiny_lm_kwargs() -> dict[str, Any]:
     return kwargs
 
 
-def _moshi_mimi_config() -> dict[str, Any]:
+def moshi_mimi_config() -> dict[str, Any]:
     """The full Mimi's config: a copy of moshi's private module-level dict."""
     from moshi.models import loaders
 
@@ -153,7 +153,7 @@ def _moshi_mimi_config() -> dict[str, Any]:
 
 def tiny_mimi_config() -> dict[str, Any]:
     """SPEC.md's tiny Mimi: 24 kHz, 12.5 Hz, 1920-sample frames, 8 x 2048 codebooks, ~0.25 M parameters."""
-    cfg = _moshi_mimi_config()
+    cfg = moshi_mimi_config()
     cfg["seanet"].update(dimension=64, n_filters=4)
     cfg["quantizer"].update(dimension=16, input_dimension=64, output_dimension=64)
     cfg["transformer"].update(d_model=64, num_layers=1, num_heads=4, dim_feedforward=256,
@@ -165,7 +165,7 @@ def demo_mimi_config(n_filters: int = 16, dimension: int = 128, layers: int = 1)
     """The trained demo codec's architecture (assets/demo_mimi): SPEC.md's frame layout (24 kHz,
     12.5 Hz, 1920-sample frames, 8 x 2048 codebooks) with a small SEANet and one transformer layer,
     so that streaming encode + decode of one frame stays well inside 80 ms on two CPU cores."""
-    cfg = _moshi_mimi_config()
+    cfg = moshi_mimi_config()
     cfg["seanet"].update(dimension=dimension, n_filters=n_filters)
     cfg["quantizer"].update(n_q=8, dimension=32, input_dimension=dimension, output_dimension=dimension)
     cfg["transformer"].update(d_model=dimension, num_layers=layers, num_heads=4, dim_feedforward=4 * dimension,
@@ -212,13 +212,11 @@ def _save_model(module: torch.nn.Module, weights: str, config: dict[str, Any], c
     """Write the weights (safetensors) and their JSON config into `directory`, each atomically. With
     `half_parameters`, parameters are stored as float16 (half the file; the loaders cast them back),
     buffers such as codebook statistics keep their precision."""
-    from safetensors.torch import save_file
+    from backend.models.tensor_file import save_tensors
 
     directory = Path(directory)
     params = {name for name, _ in module.named_parameters()} if half_parameters else set()
-    state = {k: (v.half() if k in params else v).contiguous() for k, v in module.state_dict().items()}
-    with atomic_path(directory / weights) as tmp:
-        save_file(state, str(tmp))
+    save_tensors(directory / weights, {k: v.half() if k in params else v for k, v in module.state_dict().items()})
     write_text_atomic(directory / config_name, json.dumps(config, indent=2) + "\n")
     return directory
 
@@ -291,22 +289,17 @@ def load_model(source: str | Path, base_model: str = "", device: str = "cpu",
     LoRA adapters merged onto their base, DeepSpeed shards: `export.read_checkpoint`) or of a hub id, in
     eval mode; its stream layout is checked (`check_layout`)."""
     import torch
-    from moshi.modules.lora import replace_lora_with_linear
 
-    from backend.models.export import attach_lora, read_checkpoint
+    from backend.models.export import merged_state, read_checkpoint
     from backend.models.personaplex import is_personaplex_folder
     from backend.models.surgery import build_lm
 
     dtype = dtype or torch.float32
     if Path(source).is_dir() and not is_personaplex_folder(source):
         ckpt = read_checkpoint(Path(source), base_model)
-        # LoRA merges in float32 (a bf16 merge would round W + s * B @ A twice); without adapters the weights
-        # are cast once, as they are read.
-        model = build_lm(ckpt.state, ckpt.kwargs, torch.float32 if ckpt.lora else dtype, where=str(source))
-        if ckpt.lora:
-            attach_lora(model, ckpt.lora, ckpt.lora_scaling, str(source))
-            replace_lora_with_linear(model)
-        model = model.to(device=device, dtype=dtype)
+        # LoRA adapters are merged one weight at a time (export.merged_weight): the model is never held twice.
+        model = build_lm(merged_state(ckpt, dtype, str(source)), ckpt.kwargs, dtype, where=str(source))
+        model = model.to(device=device)
     else:
         model = load_lm(source, device=device, dtype=dtype)
     check_layout({"n_q": model.n_q, "dep_q": model.dep_q, "delays": list(model.delays), "card": model.card,
