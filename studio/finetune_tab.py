@@ -19,7 +19,7 @@ from backend.core.errors import StudioError
 from backend.core.workspace import Workspace
 from backend.finetune import budget, runs
 from backend.finetune.checkpoints import latest_checkpoint
-from backend.finetune.command import display_command
+from backend.finetune.command import preview_commands
 from backend.finetune.config import FinetuneConfig
 from backend.finetune.presets import PRESETS
 from backend.models.init_config import InitConfig
@@ -72,11 +72,7 @@ def curves(metrics: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def command_preview(cfg: FinetuneConfig) -> str:
-    run_dir = Path("runs/<new-run>")
-    if cfg.num_machines <= 1:
-        return display_command(cfg, run_dir)
-    return "\n\n".join(f"# machine {rank}\n{display_command(cfg, run_dir, machine_rank=rank)}"
-                       for rank in range(cfg.num_machines))
+    return preview_commands(cfg, Path("runs/<new-run>"))
 
 
 # ---------------------------------------------------------------- handlers: (workspace, form values) -> plain data
