@@ -25,7 +25,8 @@ from backend.models.source import lm_kwargs_of
 from .context import Shown, StudioContext
 from .files import received_uploads
 from .forms import build_config, config_inputs, form_value
-from .run_controls import abort_soon, progress_html as bar_html, run_choices as pick_run, run_row, wire_run_row
+from .run_controls import (abort_run, progress_html as bar_html, resume_run, run_choices as pick_run, run_row,
+                           wire_run_row)
 from .uploads import remove_uploads
 
 FIELDS = [f.name for f in dataclasses.fields(FinetuneConfig)]
@@ -176,24 +177,11 @@ def on_start(ws: Workspace, *values: Any) -> tuple[str, list[str] | None, str | 
 
 
 def on_abort(ws: Workspace, run_id: str | None) -> str:
-    if not run_id:
-        return "no run selected"
-    try:
-        run = open_run(ws, run_id)
-    except StudioError as e:
-        return f"✘ {e}"
-    abort_soon(run)
-    return f"abort requested for **{run.id}**: it stops after the current step (forced after 60 s)"
+    return abort_run(ws, run_id, open_run, "it stops after the current step (forced after 60 s)")
 
 
 def on_resume(ws: Workspace, run_id: str | None) -> str:
-    if not run_id:
-        return "no run selected"
-    try:
-        runs.resume(open_run(ws, run_id))
-    except StudioError as e:
-        return f"✘ {e}"
-    return f"resumed **{run_id}**"
+    return resume_run(ws, run_id, open_run, runs.resume)
 
 
 def on_tick(ws: Workspace, run_id: str | None) -> tuple[str, pd.DataFrame | None, str]:

@@ -20,7 +20,7 @@ from backend.finetune.command import preview_commands
 
 from .context import Shown, StudioContext
 from .forms import build_config, config_inputs, form_value
-from .run_controls import abort_soon, progress_html, run_choices as pick_run, run_row, wire_run_row
+from .run_controls import abort_run, progress_html, resume_run, run_choices as pick_run, run_row, wire_run_row
 
 LAUNCH_FIELDS = [f.name for f in dataclasses.fields(LaunchConfig)]
 STAGE_FIELDS = {stage: [f.name for f in dataclasses.fields(preprocess.run_config_class(stage))
@@ -96,24 +96,11 @@ def on_start(ws: Workspace, stage: str, *values: Any) -> tuple[str, list[str] | 
 
 
 def on_abort(ws: Workspace, run_id: str | None) -> str:
-    if not run_id:
-        return "no run selected"
-    try:
-        run = open_run(ws, run_id)
-    except StudioError as e:
-        return f"✘ {e}"
-    abort_soon(run)
-    return f"abort requested for **{run.id}**: the files finished so far are kept"
+    return abort_run(ws, run_id, open_run, "the files finished so far are kept")
 
 
 def on_resume(ws: Workspace, run_id: str | None) -> str:
-    if not run_id:
-        return "no run selected"
-    try:
-        preprocess.start(open_run(ws, run_id))
-    except StudioError as e:
-        return f"✘ {e}"
-    return f"resumed **{run_id}**: files already done are skipped"
+    return resume_run(ws, run_id, open_run, preprocess.start, "files already done are skipped")
 
 
 def on_tick(ws: Workspace, run_id: str | None) -> tuple[str, str, str]:

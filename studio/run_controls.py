@@ -1,5 +1,5 @@
 """What the tabs that start runs share (Fine-tune, Preprocess): the row of run controls and its wiring, the
-run picker's choice, the progress bar, an abort that does not hold up the page.
+run picker's choice, abort (without holding up the page) and resume, the progress bar.
 
 Those tabs own no process: backend.finetune.runs starts and supervises them and everything shown is read
 back from the run folders, so reloading the page or restarting the studio reattaches."""
@@ -9,6 +9,8 @@ from typing import Any, Callable, NamedTuple
 
 import gradio as gr
 
+from backend.core.errors import StudioError
+from backend.core.workspace import Workspace
 from backend.finetune import runs
 
 from .context import Shown, StudioContext
@@ -31,9 +33,30 @@ def run_choices(found: list[tuple[str, str, float]], selected: str | None) -> tu
     return ids, selected if selected in ids else (running[0] if running else ids[0] if ids else None)
 
 
-def abort_soon(run: runs.Run) -> None:
-    """Abort in the background: runs.abort waits up to its grace period for the processes to stop."""
+OpenRun = Callable[[Workspace, str], runs.Run]  # a run of the workspace by the id the client sent (confined)
+
+
+def abort_run(ws: Workspace, run_id: str | None, open_run: OpenRun, note: str) -> str:
+    """Abort in the background (runs.abort waits up to its grace period for the processes to stop)."""
+    if not run_id:
+        return "no run selected"
+    try:
+        run = open_run(ws, run_id)
+    except StudioError as e:
+        return f"✘ {e}"
     threading.Thread(target=runs.abort, args=(run,), name=f"abort-{run.id}", daemon=True).start()
+    return f"abort requested for **{run.id}**: {note}"
+
+
+def resume_run(ws: Workspace, run_id: str | None, open_run: OpenRun, start: Callable[[runs.Run], None],
+               note: str = "") -> str:
+    if not run_id:
+        return "no run selected"
+    try:
+        start(open_run(ws, run_id))
+    except StudioError as e:
+        return f"✘ {e}"
+    return f"resumed **{run_id}**" + (f": {note}" if note else "")
 
 
 def progress_html(fraction: float, state: str, text: str) -> str:

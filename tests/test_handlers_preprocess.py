@@ -4,7 +4,6 @@ workspace."""
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 from backend.dataset import preprocess
 from backend.finetune import runs
 from backend.models.source import random_mimi, save_mimi, tiny_mimi_config
-from handler_helpers import escapes, make_workspace, outside
+from handler_helpers import escapes, make_workspace, outside, wait_for
 from studio import preprocess_tab as pp
 
 
@@ -37,13 +36,6 @@ def form(ws, **changes: Any) -> list[Any]:  # type: ignore[no-untyped-def]
         values[(stage, name)] = value
     return [values[k] for k in pp.FORM]
 
-
-def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.time() + timeout
-    while not predicate():
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_every_stage_has_a_form_and_the_workspace_defaults(ws) -> None:  # type: ignore[no-untyped-def]
