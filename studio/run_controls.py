@@ -4,6 +4,7 @@ run picker's choice, abort (without holding up the page) and resume, the progres
 Those tabs own no process: backend.finetune.runs starts and supervises them and everything shown is read
 back from the run folders, so reloading the page or restarting the studio reattaches."""
 
+import html
 import threading
 from typing import Any, Callable, NamedTuple
 
@@ -60,8 +61,9 @@ def resume_run(ws: Workspace, run_id: str | None, open_run: OpenRun, start: Call
 
 
 def progress_html(fraction: float, state: str, text: str) -> str:
-    return (f'<div class="ms-progress" data-state="{state}"><div class="ms-progress-bar" '
-            f'style="width:{100 * fraction:.1f}%"></div><span>{text}</span></div>')
+    """A bar `fraction` full, coloured by the run's state (studio.css), with `text` on it."""
+    return (f'<div class="ms-progress" data-state="{html.escape(state)}"><div class="ms-progress-bar" '
+            f'style="width:{100 * fraction:.1f}%"></div><span>{html.escape(text)}</span></div>')
 
 
 def run_row(prefix: str) -> RunRow:
