@@ -14,7 +14,7 @@ from backend.core.errors import ConfigError
 from backend.inference.chat_server import ChatService, add_chat_route, workspace_chat_config
 from backend.core.workspace import Workspace
 
-from . import chat_tab, continuations_tab, data_tab, finetune_tab, settings_tab, timeline_tab
+from . import chat_tab, continuations_tab, data_tab, finetune_tab, preprocess_tab, settings_tab, timeline_tab
 from .auth import AUTH_ENV, AuthGate, Users
 from .context import StudioContext
 
@@ -65,6 +65,8 @@ def build_blocks(ws: Workspace, chat: ChatService) -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("Data", id="data") as tab:
                 data_tab.build(ctx, [app.load, tab.select])
+            with gr.Tab("Preprocess", id="preprocess") as tab:
+                preprocess_tab.build(ctx, [tab.select])
             with gr.Tab("Timeline", id="timeline") as tab:
                 timeline_tab.build(ctx, [tab.select])
             with gr.Tab("Fine-tune", id="finetune") as tab:

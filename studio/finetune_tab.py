@@ -1,12 +1,9 @@
 """Fine-tune tab: initialise the model, configure (one form = FinetuneConfig), preview the exact
-command, start/abort/resume runs, follow logs, progress and per-stream loss curves, export.
-
-The tab owns no process: `backend.finetune.runs` starts and supervises them, and everything shown is read
-back from the run folders, so reloading the page or restarting the studio reattaches."""
+command, start/abort/resume runs (studio/run_controls.py), follow logs, progress and per-stream loss curves,
+export."""
 
 import dataclasses
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +16,7 @@ from backend.core.errors import StudioError
 from backend.core.workspace import Workspace
 from backend.finetune import budget, runs
 from backend.finetune.checkpoints import latest_checkpoint
-from backend.finetune.command import display_command
+from backend.finetune.command import preview_commands
 from backend.finetune.config import FinetuneConfig
 from backend.finetune.presets import PRESETS
 from backend.models.init_config import InitConfig
@@ -27,7 +24,9 @@ from backend.models.source import lm_kwargs_of
 
 from .context import Shown, StudioContext
 from .files import received_uploads
-from .forms import build_config, choices_update, config_inputs, form_value
+from .forms import build_config, config_inputs, form_value
+from .run_controls import (abort_run, progress_html as bar_html, resume_run, run_choices as pick_run, run_row,
+                           wire_run_row)
 from .uploads import remove_uploads
 
 FIELDS = [f.name for f in dataclasses.fields(FinetuneConfig)]
@@ -59,9 +58,7 @@ def _clock(seconds: float | None) -> str:
 
 
 def progress_html(step: int, max_steps: int, eta: float | None, state: str) -> str:
-    pct = 100 * step / max(max_steps, 1)
-    return (f'<div class="ms-progress" data-state="{state}"><div class="ms-progress-bar" style="width:{pct:.1f}%">'
-            f'</div><span>{state} · step {step} / {max_steps} · ETA {_clock(eta)}</span></div>')
+    return bar_html(step / max(max_steps, 1), state, f"{state} · step {step} / {max_steps} · ETA {_clock(eta)}")
 
 
 def curves(metrics: list[dict[str, Any]]) -> pd.DataFrame:
@@ -72,11 +69,7 @@ def curves(metrics: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def command_preview(cfg: FinetuneConfig) -> str:
-    run_dir = Path("runs/<new-run>")
-    if cfg.num_machines <= 1:
-        return display_command(cfg, run_dir)
-    return "\n\n".join(f"# machine {rank}\n{display_command(cfg, run_dir, machine_rank=rank)}"
-                       for rank in range(cfg.num_machines))
+    return preview_commands(cfg, Path("runs/<new-run>"))
 
 
 # ---------------------------------------------------------------- handlers: (workspace, form values) -> plain data
@@ -170,10 +163,7 @@ def open_run(ws: Workspace, run_id: str) -> runs.Run:
 
 def run_choices(ws: Workspace, selected: str | None = None) -> tuple[list[str], str | None]:
     """Run ids, newest first; the selection kept, else the running run, else the newest."""
-    infos = runs.list_runs(ws.root)
-    ids = [i.id for i in sorted(infos, key=lambda i: i.created, reverse=True)]
-    running = [i.id for i in infos if i.state == "running"]
-    return ids, selected if selected in ids else (running[0] if running else ids[0] if ids else None)
+    return pick_run([(i.id, i.state, i.created) for i in runs.list_runs(ws.root)], selected)
 
 
 def on_start(ws: Workspace, *values: Any) -> tuple[str, list[str] | None, str | None]:
@@ -187,25 +177,11 @@ def on_start(ws: Workspace, *values: Any) -> tuple[str, list[str] | None, str | 
 
 
 def on_abort(ws: Workspace, run_id: str | None) -> str:
-    if not run_id:
-        return "no run selected"
-    try:
-        run = open_run(ws, run_id)
-    except StudioError as e:
-        return f"✘ {e}"
-    # abort() waits up to its grace period for the step boundary: keep the page responsive.
-    threading.Thread(target=runs.abort, args=(run,), name=f"abort-{run.id}", daemon=True).start()
-    return f"abort requested for **{run.id}**: it stops after the current step (forced after 60 s)"
+    return abort_run(ws, run_id, open_run, "it stops after the current step (forced after 60 s)")
 
 
 def on_resume(ws: Workspace, run_id: str | None) -> str:
-    if not run_id:
-        return "no run selected"
-    try:
-        runs.resume(open_run(ws, run_id))
-    except StudioError as e:
-        return f"✘ {e}"
-    return f"resumed **{run_id}**"
+    return resume_run(ws, run_id, open_run, runs.resume)
 
 
 def on_tick(ws: Workspace, run_id: str | None) -> tuple[str, pd.DataFrame | None, str]:
@@ -270,12 +246,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
                        label="memory and budget estimate", language=None, elem_id="ft-budget")
 
     gr.Markdown("#### 3. Runs")
-    with gr.Row():
-        start_btn = gr.Button("Start", variant="primary", elem_id="ft-start")
-        run_pick = gr.Dropdown(label="run", choices=[], scale=3, elem_id="ft-run")
-        abort_btn = gr.Button("Abort", variant="stop", elem_id="ft-abort")
-        resume_btn = gr.Button("Resume", elem_id="ft-resume")
-    run_msg = gr.Markdown(elem_id="ft-msg")
+    row = run_row("ft")
     bar = gr.HTML(elem_id="ft-progress")
     plot = gr.LinePlot(x="step", y="value", color="series", title="losses per stream", elem_id="ft-curves")
     log = gr.Code(label="log (tail)", language=None, elem_id="ft-log", max_lines=20)
@@ -293,13 +264,6 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         except StudioError as e:
             raise gr.Error(str(e)) from None
 
-    def start(*values: Any) -> tuple[str, Any]:
-        msg, ids, value = on_start(ctx.ws, *values)
-        if ids is None:  # a refusal: a notice that goes away, not a line that stays for the whole run
-            gr.Warning(msg, duration=20)
-            return "", gr.update()
-        return msg, choices_update(ids, value)
-
     def tick(run_id: str | None) -> tuple[str, Any, str]:
         html, data, tail = on_tick(ctx.ws, run_id)
         # No rows: no chart at all (an empty one draws "null" axes and Vega "Infinite extent" warnings).
@@ -315,11 +279,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     load_btn.upload(load, load_btn, ordered, api_name="load_config")
     init_btn.click(ctx.bind(on_init), [init_inputs[n] for n in INIT_FIELDS], init_msg).then(
         ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
-    start_btn.click(start, ordered, [run_msg, run_pick])
-    abort_btn.click(ctx.bind(on_abort), run_pick, run_msg)
-    resume_btn.click(ctx.bind(on_resume), run_pick, run_msg)
-    # Runs started elsewhere (CLI, another page) appear.
-    gr.on(shown, lambda current: choices_update(*run_choices(ctx.ws, current)), run_pick, run_pick)
-    run_pick.change(tick, run_pick, [bar, plot, log])
-    timer.tick(tick, run_pick, [bar, plot, log], show_progress="hidden")
-    export_btn.click(ctx.bind(on_export), [run_pick, export_clean, export_dir], export_msg)
+    wire_run_row(ctx, row, shown, ordered, on_start, on_abort, on_resume, run_choices)
+    row.pick.change(tick, row.pick, [bar, plot, log])
+    timer.tick(tick, row.pick, [bar, plot, log], show_progress="hidden")
+    export_btn.click(ctx.bind(on_export), [row.pick, export_clean, export_dir], export_msg)

@@ -2,7 +2,9 @@
 
 import os
 import shutil
+import time
 from pathlib import Path
+from typing import Callable
 
 from backend.core.workspace import Workspace, WorkspaceSettings
 from backend.demo.workspace import copy_demo_dialogues
@@ -36,3 +38,11 @@ def outside(tmp_path: Path, ws: Workspace) -> set[Path]:
         dirs[:] = [d for d in dirs if Path(folder, d) != ws.root]
         found.update(Path(folder, n) for n in dirs + files)
     return found
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)

@@ -4,7 +4,6 @@ configuration, initialise, start/abort/resume, progress, export; every typed pat
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from backend.finetune.presets import PRESETS
 from backend.models.init_config import InitConfig
 from backend.models.initialise import init_model
 from backend.models.source import LM_KWARGS, lm_kwargs_of
-from handler_helpers import escapes, make_workspace, outside
+from handler_helpers import escapes, make_workspace, outside, wait_for
 from studio import finetune_tab as ft
 from train_helpers import write_dataset, write_model
 
@@ -56,13 +55,6 @@ def init_values(**changes: Any) -> list[Any]:
               "reinit_text_embeddings": False, "keep_text_ids": "0 3 32000", "dtype": "float32"} | changes
     return [values[n] for n in ft.INIT_FIELDS]
 
-
-def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.time() + timeout
-    while not predicate():
-        if time.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 # ---------------------------------------------------------------- the form

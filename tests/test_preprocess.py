@@ -1,5 +1,6 @@
 """Preprocessing across processes (backend.dataset.preprocess): two CPU ranks through the real `accelerate launch`
-(gloo), started from a run folder of the run registry, write exactly the token files of one process."""
+(gloo), started from a run folder of the run registry, write exactly the token files (tokenize_audio) and the
+transcripts (annotate, real pocketsphinx) of one process."""
 
 import json
 import time
@@ -13,20 +14,30 @@ from conftest import free_port
 
 from backend.core import config
 from backend.core.errors import ConfigError
+from backend.core.spec import SAMPLE_RATE
+from backend.data.annotate.run import AnnotateConfig, annotate_folder
+from backend.data.annotate.turns import format_turns
 from backend.dataset import preprocess
 from backend.dataset.sharding import share
 from backend.dataset.tokenize_audio import AudioTokenizeConfig, tokenize_audio
 from backend.finetune import runs
 from backend.finetune.command import accelerate_executable
-from backend.models.source import random_mimi, save_mimi, tiny_mimi_config
+from backend.demo.heldout_speech import heldout_dialogues
+from backend.models.source import DEFAULT_REPO, random_mimi, save_mimi, tiny_mimi_config
 
 
 def stereo(seconds: float, seed: int) -> np.ndarray:
     return (0.1 * np.random.default_rng(seed).standard_normal((int(seconds * 16000), 2))).astype(np.float32)
 
 
-def run_config(**values: object):  # type: ignore[no-untyped-def]
-    return config.from_dict(preprocess.run_config_class("tokenize_audio"), values)
+def run_config(stage: str = "tokenize_audio", **values: object):  # type: ignore[no-untyped-def]
+    return config.from_dict(preprocess.run_config_class(stage), values)
+
+
+def test_the_default_mimi_is_moshis_own() -> None:
+    from moshi.models import loaders
+
+    assert DEFAULT_REPO == loaders.DEFAULT_REPO
 
 
 def test_shares_give_every_file_to_exactly_one_rank(tmp_path: Path) -> None:
@@ -110,3 +121,42 @@ def test_two_cpu_processes_write_what_one_process_writes(tmp_path: Path, monkeyp
     wait_until_done(run)
     again = json.loads((run.dir / preprocess.SUMMARY_FILE).read_text())["summary"]
     assert again["written"] == ["d2.wav"] and sorted(again["skipped"]) == sorted(set(single.written) - {"d2.wav"})
+
+
+def test_two_cpu_processes_annotate_as_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i, d in enumerate(heldout_dialogues(3, seed=5, turns_per_dialogue=2)):
+        sf.write(inputs / f"{d.name}.wav", d.audio.T, SAMPLE_RATE, subtype="PCM_16")
+        if i:  # the first in ASR mode, the others placing their known words
+            (inputs / f"{d.name}.txt").write_text(format_turns(d.turns))
+    sf.write(inputs / "mono.wav", np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
+    single = annotate_folder(AnnotateConfig(input=inputs, output=tmp_path / "one"))
+    assert len(single.written) == 3 and list(single.failed) == ["mono"]
+
+    with pytest.raises(ConfigError, match="whisper_model"):  # the stage's own check, before any launch
+        preprocess.create_run(tmp_path / "ws", "annotate", run_config("annotate", input=str(inputs), engine="whisper"))
+    cfg = run_config("annotate", input=str(inputs), output=str(tmp_path / "two"), device="cpu", num_processes=2,
+                     main_port=free_port())
+    run = preprocess.create_run(tmp_path / "ws", "annotate", cfg)
+    preprocess.start(run)
+    assert wait_until_done(run) == "failed"  # the mono file
+    log = runs.tail_log(run, 100_000)
+    summary = json.loads((run.dir / preprocess.SUMMARY_FILE).read_text())
+    assert summary["ranks"] == 2 and summary["errors"] == [], log
+    assert summary["summary"]["written"] == single.written and list(summary["summary"]["failed"]) == ["mono"]
+    assert log.count("annotate, 2 rank(s): 3 written, 0 already done, 1 failed") == 1, log  # rank 0 only
+    assert log.count("failed: ") == 1 and "mono.wav" in log
+    assert preprocess.read_outcome(run)[0].startswith("annotate, 2 rank(s): 3 written")
+    fraction, messages = preprocess.progress(run)
+    assert fraction == 1.0 and len(messages) == 2 and all("100%" in m for m in messages)  # both ranks worked
+    for name in single.written:
+        assert (tmp_path / "two" / f"{name}.json").read_text() == (tmp_path / "one" / f"{name}.json").read_text()
+
+    # Started again, the ranks skip what is done (a transcript on disk means done).
+    (tmp_path / "two" / f"{single.written[1]}.json").unlink()
+    preprocess.start(run)
+    wait_until_done(run)
+    again = json.loads((run.dir / preprocess.SUMMARY_FILE).read_text())["summary"]
+    assert again["written"] == [single.written[1]] and len(again["skipped"]) == 2

@@ -20,6 +20,7 @@ from backend.finetune import runs
 from backend.core.errors import ConfigError
 from backend.finetune.config import FinetuneConfig
 from backend.finetune.command import accelerate_command
+from handler_helpers import wait_for
 from train_helpers import write_dataset, write_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,13 +86,6 @@ def tree_pids(path: Path) -> dict[str, int]:
     lines = path.read_text().splitlines() if path.exists() else []
     return {role: int(pid) for role, pid in (line.split() for line in lines)}
 
-
-def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture

@@ -262,6 +262,46 @@ def test_finetune_start_follow_and_abort(studio: Studio, page) -> None:  # type:
     assert not page.errors, page.errors
 
 
+def test_preprocess_two_processes_follow_and_reattach(studio: Studio, page) -> None:  # type: ignore[no-untyped-def]
+    """tokenize_audio on 2 processes started from the Preprocess tab: the command first, then each rank's
+    progress and rank 0's summary; after a reload the run is picked and shown again."""
+    page.goto(studio.url)
+    page.get_by_role("tab", name="Preprocess").click()
+    command = page.locator("#pp-command")
+    command.filter(has_text="backend.dataset.preprocess_rank").wait_for(timeout=60_000)
+    output = page.get_by_label("output dir")
+    output.fill("tokens/two-processes")  # not the Data tab's tokens/audio: every file is written here
+    output.press("Tab")
+    processes = page.get_by_label("num processes")
+    processes.fill("2")
+    processes.press("Tab")
+    command.filter(has_text="--num_processes 2").wait_for(timeout=60_000)
+    assert "ACCELERATE_USE_CPU=true" in command.inner_text() and "--multi_gpu" in command.inner_text()
+    page.wait_for_function("!document.querySelector('#pp-problem').innerText.includes('✘')", timeout=60_000)
+
+    page.locator("#pp-start").click()
+    page.locator("#pp-msg", has_text="started").or_(page.locator("#pp-msg", has_text="✘")).wait_for(timeout=60_000)
+    assert "started" in page.locator("#pp-msg").inner_text(), page.locator("#pp-msg").inner_text()
+    page.locator("#pp-progress", has_text="finished").or_(page.locator("#pp-progress", has_text="failed")).wait_for(
+        timeout=600_000)
+    assert "finished" in page.locator("#pp-progress").inner_text(), page.locator("#pp-log").inner_text()
+    page.locator("#pp-status", has_text="tokenize_audio, 2 rank(s)").wait_for(timeout=30_000)
+    status = page.locator("#pp-status").inner_text()
+    assert "rank 0: 100%" in status and "rank 1: 100%" in status, status
+    written = len(list((studio.workspace / "tokens" / "two-processes").glob("*.npz")))
+    assert written >= 3 and f"{written} written, 0 already done, 0 failed" in status, status
+    run_id = page.locator("#pp-run input").input_value()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "studio-preprocess.png"), full_page=True)
+
+    page.reload()
+    page.get_by_role("tab", name="Preprocess").click()
+    expect(page.locator("#pp-run input")).to_have_value(run_id, timeout=60_000)
+    page.locator("#pp-status", has_text="tokenize_audio, 2 rank(s)").wait_for(timeout=30_000)
+    assert "finished" in page.locator("#pp-progress").inner_text()
+    assert not page.errors, page.errors
+
+
 def test_continuations_generate_and_play(studio: Studio, page) -> None:  # type: ignore[no-untyped-def]
     from backend.dataset.pipeline import prepare_dataset, text_paths
     from backend.dataset.tokenize_text import TextTokenizeConfig

@@ -13,7 +13,7 @@ SHOW_EVERY_TAB = """
 import sys
 from backend.core.workspace import open_workspace
 from backend.inference.chat_server import ChatService, workspace_chat_config
-from studio import chat_tab, continuations_tab, data_tab, finetune_tab, timeline_tab
+from studio import chat_tab, continuations_tab, data_tab, finetune_tab, preprocess_tab, timeline_tab
 from studio.app import create_server
 
 ws = open_workspace(sys.argv[1])
@@ -22,6 +22,7 @@ data_tab.on_pick(ws, data_tab.on_shown(ws, None)[1])
 timeline_tab.on_refresh(ws, None)
 finetune_tab.on_form(ws, *finetune_tab.on_preset(finetune_tab.DEMO_PRESET))
 finetune_tab.run_choices(ws)
+preprocess_tab.run_choices(ws)
 continuations_tab.on_refresh(ws, None, None, None)
 chat_tab.on_refresh(ws, ChatService(workspace_chat_config(ws)))
 print(sorted(m for m in ("torch", "moshi") if m in sys.modules))

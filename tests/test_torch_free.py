@@ -15,6 +15,7 @@ LIGHT = sorted({m.name for pkg in (backend.core, backend.data)
                | {"backend.finetune.config", "backend.finetune.command", "backend.finetune.runs",
                   "backend.finetune.budget", "backend.finetune.checkpoints", "backend.finetune.run_folder",
                   "backend.models.source", "backend.models.init_config", "backend.dataset.read", "backend.dataset.selection",
+                  "backend.dataset.preprocess",
                   "backend.inference.chat_config", "backend.inference.generate_config",
                   "backend.inference.continuation_files", "backend.inference.chat_server", "backend.cli"})
 

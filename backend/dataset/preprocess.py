@@ -15,10 +15,12 @@ list of failures. The folder (backend.finetune.runs handles its processes: start
     python -m backend.dataset.preprocess start tokenize_audio --workspace W --input-dir raw --output-dir tokens/audio \\
         --device cpu --num-processes 2 --wait
     python -m backend.dataset.preprocess preview tokenize_audio --num-machines 2 --num-processes 16 ...
+    python -m backend.dataset.preprocess start annotate --workspace W --input raw --num-processes 2 --wait
     python -m backend.dataset.preprocess show|resume|abort RUN --workspace W
 
-A stage joins with one entry in STAGES (the coming annotate stage: its config dataclass, its function taking
-(cfg, progress, shard=(rank, world)), its summary class with `merge`, `line` and `failed`, its config check).
+A stage joins with one entry in STAGES: its config dataclass, its function taking (cfg, progress,
+shard=(rank, world)), its summary class (a sharding.ShareSummary with `line`), its config check. The studio's
+Preprocess tab (studio/preprocess_tab.py) builds its forms from the same entries.
 """
 
 import argparse
@@ -34,9 +36,10 @@ from backend.core import config
 from backend.core.atomic import write_text_atomic
 from backend.core.errors import ConfigError, StudioError
 from backend.core.launch import LaunchConfig, check_launch, on_cpu
+from backend.data.annotate.run import AnnotateConfig, AnnotateSummary, annotate_folder, check_config
 from backend.dataset.tokenize_audio import AudioTokenizeConfig, TokenizeSummary, _validate, tokenize_audio
 from backend.finetune import runs
-from backend.finetune.command import display_command
+from backend.finetune.command import display_command, preview_commands
 
 RUNS_DIR = "preprocess"
 RANK_MODULE = "backend.dataset.preprocess_rank"
@@ -50,9 +53,11 @@ class Stage:
     run: Callable[..., Any]  # (cfg, progress, shard=(rank, world)) -> summary of that share
     summary: type  # merge(list) -> summary; line() -> str; failed: {file: message}
     check: Callable[[Any], Any]  # refuses a config before launch (ConfigError)
+    models: tuple[str, ...] = ()  # text fields naming a model: a path relative to the workspace, or a hub id
 
 
-STAGES = {"tokenize_audio": Stage(AudioTokenizeConfig, tokenize_audio, TokenizeSummary, _validate)}
+STAGES = {"tokenize_audio": Stage(AudioTokenizeConfig, tokenize_audio, TokenizeSummary, _validate, ("mimi",)),
+          "annotate": Stage(AnnotateConfig, annotate_folder, AnnotateSummary, check_config, ("whisper_model",))}
 
 
 @functools.cache
@@ -70,11 +75,15 @@ def stage_config(stage: str, cfg: Any) -> Any:
     return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls)})
 
 
-def absolute(cfg: Any, workspace: Path) -> Any:
-    """Workspace-relative paths made absolute (the ranks run with cwd = the repository)."""
+def absolute(stage: str, cfg: Any, workspace: Path) -> Any:
+    """Workspace-relative paths made absolute (the ranks run with cwd = the repository); a model field that
+    names nothing in the workspace stays a hub id (backend.core.workspace's convention)."""
     root = Path(workspace).resolve()
-    return dataclasses.replace(cfg, **{f.name: root / v for f in dataclasses.fields(cfg)
-                                       if isinstance(v := getattr(cfg, f.name), Path) and not v.is_absolute()})
+    paths = {f.name: root / v for f in dataclasses.fields(cfg)
+             if isinstance(v := getattr(cfg, f.name), Path) and not v.is_absolute()}
+    models = {name: str(root / v) for name in STAGES[stage].models
+              if (v := getattr(cfg, name)) and not Path(v).is_absolute() and (root / v).exists()}
+    return dataclasses.replace(cfg, **paths, **models)
 
 
 def check(stage: str, cfg: Any, here: bool = True) -> None:
@@ -97,7 +106,7 @@ def load(run: runs.Run) -> tuple[str, Any]:
 
 def create_run(workspace: Path, stage: str, cfg: Any) -> runs.Run:
     """Validate, then make `<workspace>/preprocess/<timestamp>-<stage>/` ready to start."""
-    cfg = absolute(cfg, workspace)
+    cfg = absolute(stage, cfg, workspace)
     check(stage, cfg)
     run = runs.new_run(Path(workspace).resolve() / RUNS_DIR, stage)
     write_text_atomic(run.dir / runs.CONFIG_FILE, json.dumps({"stage": stage, "config": config.to_dict(cfg)}, indent=2))
@@ -123,8 +132,15 @@ def open_run(workspace: Path, run: str | Path) -> runs.Run:
     return runs.Run(path.resolve())
 
 
+def list_runs(workspace: Path) -> list[runs.Run]:
+    """Every preprocessing run of the workspace, newest first."""
+    root = Path(workspace) / RUNS_DIR
+    found = root.glob(f"*/{runs.STATUS_FILE}") if root.is_dir() else []
+    return [runs.Run(f.parent.resolve()) for f in sorted(found, reverse=True)]
+
+
 def progress(run: runs.Run) -> tuple[float, list[str]]:
-    """(mean fraction done over the ranks that reported, each rank's latest message)."""
+    """(mean fraction done over the ranks that reported, each rank's share done and latest message)."""
     reports = []
     for f in sorted((run.dir / PROGRESS_DIR).glob("rank-*.json")):
         try:
@@ -134,7 +150,26 @@ def progress(run: runs.Run) -> tuple[float, list[str]]:
     if not reports:
         return 0.0, []
     return (sum(r["fraction"] for r in reports) / len(reports),
-            [f"rank {r['rank']}: {r['message']}" for r in reports])
+            [f"rank {r['rank']}: {100 * r['fraction']:.0f}% · {r['message']}" for r in reports])
+
+
+def outcome(stage: str, record: dict[str, Any]) -> list[str]:
+    """The lines rank 0 prints at the end (summary.json's record): one summary, each failure, each rank's error."""
+    lines = []
+    if record.get("summary"):
+        merged = STAGES[stage].summary(**record["summary"])
+        lines += [f"{stage}, {record['ranks']} rank(s): {merged.line()}"]
+        lines += [f"failed: {message}" for message in merged.failed.values()]
+    return lines + [f"error: {message}" for message in record.get("errors", [])]
+
+
+def read_outcome(run: runs.Run) -> list[str]:
+    """`outcome` of a run that has ended ([] before rank 0 wrote its summary)."""
+    try:
+        record = json.loads((run.dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+        return outcome(load(run)[0], record)
+    except (OSError, ValueError, TypeError, KeyError, StudioError):
+        return []
 
 
 def commands(stage: str, cfg: Any, run_dir: Path) -> list[str]:
@@ -162,11 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.cmd == "preview":
-            cfg = absolute(config.from_cli(run_config_class(args.stage), args), args.workspace)
+            cfg = absolute(args.stage, config.from_cli(run_config_class(args.stage), args), args.workspace)
             check(args.stage, cfg, here=False)
-            folder = Path(args.workspace).resolve() / RUNS_DIR / "<run>"
-            for rank, line in enumerate(commands(args.stage, cfg, folder)):
-                print(f"# machine {rank}\n{line}")
+            print(preview_commands(cfg, Path(args.workspace).resolve() / RUNS_DIR / "<run>", RANK_MODULE))
             return 0
         if args.cmd == "start":
             run = create_run(args.workspace, args.stage, config.from_cli(run_config_class(args.stage), args))

@@ -17,7 +17,7 @@ from typing import Any
 
 from backend.core.atomic import write_text_atomic
 from backend.core.errors import StudioError
-from backend.dataset.preprocess import PROGRESS_DIR, STAGES, SUMMARY_FILE, load, stage_config
+from backend.dataset.preprocess import PROGRESS_DIR, STAGES, SUMMARY_FILE, load, outcome, stage_config
 from backend.finetune import runs
 from backend.core.launch import on_cpu
 
@@ -88,14 +88,10 @@ def finish(run_dir: Path, parts: list[dict[str, Any]]) -> int:
     errors = [f"rank {p['rank']}: {p['error']}" for p in parts if "error" in p]
     summaries = [STAGES[stage].summary(**p["summary"]) for p in parts if "summary" in p]
     merged = STAGES[stage].summary.merge(summaries) if summaries else None
-    write_text_atomic(run_dir / SUMMARY_FILE, json.dumps(
-        {"ranks": len(parts), "errors": errors, "summary": merged.to_dict() if merged else None}, indent=2))
-    if merged:
-        print(f"{stage}, {len(parts)} rank(s): {merged.line()}", flush=True)
-        for message in merged.failed.values():
-            print(f"failed: {message}", flush=True)
-    for message in errors:
-        print(f"error: {message}", flush=True)
+    record = {"ranks": len(parts), "errors": errors, "summary": merged.to_dict() if merged else None}
+    write_text_atomic(run_dir / SUMMARY_FILE, json.dumps(record, indent=2))
+    for line in outcome(stage, record):
+        print(line, flush=True)
     return 1 if errors or (merged and merged.failed) else 0
 
 

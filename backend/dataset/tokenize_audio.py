@@ -14,9 +14,9 @@ import sys
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -24,8 +24,7 @@ from backend.core import config as cfgmod
 from backend.core.atomic import atomic_path, check_output_folder
 from backend.data.audio_io import AudioInfo, load_stereo, probe
 from backend.data.files import AUDIO_EXTENSIONS, dialogue_files
-from backend.dataset.codec import encode_batch, replicas
-from backend.dataset.sharding import share
+from backend.dataset.sharding import ShareSummary, share
 from backend.core.config import option
 from backend.core.progress import cli_progress
 from backend.core.errors import ConfigError, InputError, StudioError
@@ -55,29 +54,17 @@ class AudioTokenizeConfig:
 
 
 @dataclass
-class TokenizeSummary:
-    output_dir: str
-    written: list[str] = field(default_factory=list)  # input file names
-    skipped: list[str] = field(default_factory=list)  # already done with the same settings
-    failed: dict[str, str] = field(default_factory=dict)  # input file name -> "path: problem"
-    audio_seconds: float = 0.0  # dialogue seconds tokenized in this run
+class TokenizeSummary(ShareSummary):  # written, skipped and failed hold input file names
     wall_seconds: float = 0.0
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     @classmethod
-    def merge(cls, parts: list["TokenizeSummary"]) -> "TokenizeSummary":
-        """One summary of the ranks of a distributed run (which ran side by side: the longest wall time)."""
-        return cls(output_dir=parts[0].output_dir, written=sorted(n for p in parts for n in p.written),
-                   skipped=sorted(n for p in parts for n in p.skipped),
-                   failed=dict(sorted(kv for p in parts for kv in p.failed.items())),
-                   audio_seconds=sum(p.audio_seconds for p in parts), wall_seconds=max(p.wall_seconds for p in parts))
+    def merge(cls, parts: list["TokenizeSummary"], **figures: Any) -> "TokenizeSummary":
+        """The ranks ran side by side: the longest wall time."""
+        return super().merge(parts, wall_seconds=max(p.wall_seconds for p in parts), **figures)
 
     def line(self) -> str:
         rate = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
-        return (f"{len(self.written)} written, {len(self.skipped)} already done, {len(self.failed)} failed "
-                f"-> {self.output_dir} ({self.audio_seconds:.1f} s of audio, {rate:.2f} audio-s per s)")
+        return f"{self.counts()} ({self.audio_seconds:.1f} s of audio, {rate:.2f} audio-s per s)"
 
 
 def _validate(cfg: AudioTokenizeConfig) -> tuple[Path, Path]:
@@ -172,6 +159,8 @@ def tokenize_audio(cfg: AudioTokenizeConfig, progress: Progress | None = None,
             todo.append((path, info, meta))
 
     if todo:
+        from backend.dataset.codec import encode_batch, replicas  # torch: not for a studio that only shows forms
+
         report(0.0, f"loading Mimi from {cfg.mimi}")
         mimi = load_mimi(cfg.mimi, device=device).eval()  # before writing anything: a bad source leaves no trace
         output_dir.mkdir(parents=True, exist_ok=True)

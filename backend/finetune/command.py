@@ -85,3 +85,11 @@ def display_command(cfg: LaunchConfig, run_dir: Path, machine_rank: int | None =
     """The command as one line a user can paste into a POSIX shell (for showing; never executed)."""
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in env_for(cfg).items())
     return (env + " " if env else "") + shlex.join(accelerate_command(cfg, run_dir, machine_rank, module))
+
+
+def preview_commands(cfg: LaunchConfig, run_dir: Path, module: str = TRAIN_MODULE) -> str:
+    """Every machine's command for showing before a start: the one line, or one per machine under its rank."""
+    if cfg.num_machines <= 1:
+        return display_command(cfg, run_dir, module=module)
+    return "\n\n".join(f"# machine {rank}\n{display_command(cfg, run_dir, rank, module)}"
+                       for rank in range(cfg.num_machines))

@@ -32,13 +32,9 @@ Dtype = Literal["float32", "bfloat16", "float16"]  # parameter dtypes, named as 
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
-def __getattr__(name: str) -> Any:
-    """DEFAULT_REPO (kyutai/moshiko-pytorch-bf16) is moshi's own constant, read when first asked for."""
-    if name == "DEFAULT_REPO":
-        from moshi.models import loaders
-
-        return loaders.DEFAULT_REPO
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# moshi's own DEFAULT_REPO (moshi.models.loaders), written out so that the stage configs that default to it
+# import without moshi (the studio builds its forms from them); tests/test_preprocess.py checks they agree.
+DEFAULT_REPO = "kyutai/moshiko-pytorch-bf16"
 
 
 def torch_dtype(name: str) -> torch.dtype:

@@ -10,21 +10,22 @@ A word's confidence is the engine's own (pocketsphinx's posterior in ASR mode; 1
 none) times its support, the share of its audible frames that belong to its channel (crosstalk.py).
 Next to each transcript, `<name>.annotation.json` records the engine, the mode, the settings and the
 dropped words. Resumable: a dialogue whose transcript exists is skipped; a bad file is listed with its
-reason and gets no output.
+reason and gets no output. Across processes and nodes it is the `annotate` stage of backend.dataset.preprocess
+(each rank annotates its share of the recordings).
 """
 
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import soxr
 
 from backend.core import config
-from backend.core.atomic import write_text_atomic
+from backend.core.atomic import check_output_folder, write_text_atomic
 from backend.core.config import option
 from backend.core.errors import ConfigError, InputError, StudioError
 from backend.core.progress import Progress, cli_progress
@@ -34,6 +35,7 @@ from backend.data.annotate.engines import Engine, TimedWord
 from backend.data.annotate.turns import read_turns
 from backend.data.audio_io import load_stereo, probe
 from backend.data.files import AUDIO_EXTENSIONS, SIDECAR_SUFFIXES
+from backend.dataset.sharding import ShareSummary, share
 from backend.demo.dialogues import KYUTAI_LABELS
 
 ANNOTATION_SUFFIX = SIDECAR_SUFFIXES["annotation"]
@@ -56,9 +58,9 @@ class AnnotateConfig:
                                                            "alignments object")
     voice_dbfs: float = option(-45.0, "a 10 ms frame at this level or louder carries voice")
     crosstalk_db: float = option(12.0, "a frame is the other speaker's when their channel is louder by more "
-                                      "than this many dB")
+                                      "than this many dB", ge=0)
     min_support: float = option(0.5, "ASR mode drops a word when less than this share of its audible frames "
-                                     "are its own channel's")
+                                     "are its own channel's", ge=0, le=1)
     overwrite: bool = option(False, "redo dialogues whose transcript already exists")
 
 
@@ -84,23 +86,39 @@ class DialogueAnnotation:
 
 
 @dataclass
-class AnnotateSummary:
-    output_dir: str
-    written: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)  # name -> reason
-    audio_seconds: float = 0.0
+class AnnotateSummary(ShareSummary):  # written, skipped and failed hold dialogue names
     compute_seconds: float = 0.0
+
+    @classmethod
+    def merge(cls, parts: list["AnnotateSummary"], **figures: Any) -> "AnnotateSummary":
+        return super().merge(parts, compute_seconds=sum(p.compute_seconds for p in parts), **figures)
+
+    def line(self) -> str:
+        rtf = self.compute_seconds / self.audio_seconds if self.audio_seconds else 0.0
+        return f"{self.counts()} ({self.audio_seconds:.1f} s of audio, real-time factor {rtf:.2f})"
+
+
+def _check_engine(cfg: AnnotateConfig) -> None:
+    if cfg.engine == "whisper" and not cfg.whisper_model:
+        raise ConfigError("whisper_model: a Hugging Face id or a local folder is required for --engine whisper")
+    if cfg.engine == "whisper" and cfg.mode == "align":
+        raise ConfigError("mode align: Whisper cannot place known words; use --engine pocketsphinx")
+
+
+def check_config(cfg: AnnotateConfig) -> None:
+    """Refuse settings that cannot run, before anything starts (the preprocessing stage's check)."""
+    config.check_numbers(cfg)
+    recordings(cfg.input)  # refuses a missing folder
+    if cfg.output is not None:
+        check_output_folder(cfg.output, "output")
+    _check_engine(cfg)
 
 
 def make_engine(cfg: AnnotateConfig) -> Engine:
+    _check_engine(cfg)
     if cfg.engine == "whisper":
         from backend.data.annotate.whisper import WhisperEngine
 
-        if not cfg.whisper_model:
-            raise ConfigError("whisper_model: a Hugging Face id or a local folder is required for --engine whisper")
-        if cfg.mode == "align":
-            raise ConfigError("mode align: Whisper cannot place known words; use --engine pocketsphinx")
         return WhisperEngine(cfg.whisper_model, language=cfg.language or None, device=cfg.device)
     from backend.data.annotate.sphinx import PocketsphinxEngine
 
@@ -202,20 +220,25 @@ def recordings(folder: Path) -> list[Path]:
                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_EXTENSIONS)
 
 
-def annotate_folder(cfg: AnnotateConfig, progress: Progress | None = None,
-                    engine: Engine | None = None) -> AnnotateSummary:
-    """Annotate every recording of `cfg.input` that has no transcript yet; see the module docstring."""
+def annotate_folder(cfg: AnnotateConfig, progress: Progress | None = None, engine: Engine | None = None,
+                    shard: tuple[int, int] = (0, 1)) -> AnnotateSummary:
+    """Annotate every recording of `cfg.input` that has no transcript yet; see the module docstring. `shard` =
+    (rank, world) of a distributed run (backend.dataset.preprocess): only this rank's share of the recordings."""
     out = cfg.output or cfg.input
     summary = AnnotateSummary(str(out))
+    files = recordings(cfg.input)
+    by_stem: dict[str, list[Path]] = {}
+    for path in files:
+        by_stem.setdefault(path.stem, []).append(path)
     todo = []
-    for path in recordings(cfg.input):
-        if path.stem in {p.stem for p in todo}:
-            summary.failed[path.stem] = f"{path}: several audio files share the name '{path.stem}'; keep one"
+    for path in share(files, *shard):
+        if len(by_stem[path.stem]) > 1:  # reported once, by the rank holding the first of them
+            if path == by_stem[path.stem][0]:
+                summary.failed[path.stem] = f"{path}: several audio files share the name '{path.stem}'; keep one"
         elif (out / f"{path.stem}.json").exists() and not cfg.overwrite:
             summary.skipped.append(path.stem)
         else:
             todo.append(path)
-    todo = [p for p in todo if p.stem not in summary.failed]
     engine = engine or (make_engine(cfg) if todo else None)
     for i, path in enumerate(todo):
         if progress:
@@ -250,14 +273,13 @@ def main(argv: list[str] | None = None) -> int:
                                                "transcripts (<name>.json); dialogues already done are skipped.")
     try:
         cfg = config.from_cli(AnnotateConfig, parser.parse_args(argv))
+        check_config(cfg)
         with cli_progress() as progress:
             summary = annotate_folder(cfg, progress)
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    rtf = summary.compute_seconds / summary.audio_seconds if summary.audio_seconds else 0.0
-    print(f"{len(summary.written)} written, {len(summary.skipped)} already done, {len(summary.failed)} failed "
-          f"-> {summary.output_dir} ({summary.audio_seconds:.1f} s of audio, real-time factor {rtf:.2f})")
+    print(summary.line())
     for reason in summary.failed.values():
         print(f"failed: {reason}", file=sys.stderr)
     return 1 if summary.failed else 0
