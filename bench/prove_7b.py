@@ -74,7 +74,8 @@ class TreeMonitor:
 
 def run_stage(name: str, argv: list[str], log: Path, results: list[dict]) -> str:
     """Run one stage's command; record wall time and peaks; stop the proof if it fails."""
-    print(f"-- {name}: {' '.join(argv[2:] if argv[:2] == STUDIO[:2] else argv)}", flush=True)
+    shown = argv[2:] if argv[:2] == STUDIO[:2] else ["python -c <script>", *argv[3:]] if argv[1] == "-c" else argv
+    print(f"-- {name}: {' '.join(shown)}", flush=True)
     start = time.monotonic()
     with open(log, "w") as out:
         proc = subprocess.Popen(argv, cwd=REPO, env=ENV, stdout=out, stderr=subprocess.STDOUT)
