@@ -150,7 +150,7 @@ def prepare_for_zero3(model: torch.nn.Module) -> None:
 def contiguous_linear_inputs(model: torch.nn.Module) -> None:
     """moshi's depformer gives each step's weights a strided slice of its input (`x[:, t:t + 1]`). In half
     precision on CPU, torch's matmul then copies the whole weight once per batch row (a bmm on an expanded
-    weight): a LoRA step of moshiko's depformer in bfloat16 ran about 10x slower. A contiguous copy of the
+    weight): a bfloat16 LoRA step of moshiko's widths ran 3 to 5 times slower. A contiguous copy of the
     input (a few KB) takes the plain matmul."""
     from moshi.modules.lora import LoRALinear
 
