@@ -25,7 +25,7 @@ from .forms import build_config, choices_update, config_inputs
 
 STUDIO_ASSETS = ASSETS / "studio"
 CHAT_JS = (STUDIO_ASSETS / "chat_client.js").read_text() + "\n" + (STUDIO_ASSETS / "chat_widget.js").read_text()
-KNOBS = ["text_temperature", "text_top_k", "audio_temperature", "audio_top_k", "max_session_seconds"]
+KNOBS = ["text_temperature", "text_top_k", "audio_temperature", "audio_top_k", "max_session_seconds", "dtype"]
 GAUGES = [("state", "state", ""), ("compute_ms", "compute per frame", "ms"), ("rtf", "real-time factor", ""),
           ("buffered_ms", "buffered audio", "ms"), ("skipped", "skipped frames", ""), ("frames", "frames", ""),
           ("sent_s", "sent", "s"), ("received_s", "received", "s"), ("dropped_s", "dropped (late)", "s"),

@@ -89,3 +89,14 @@ def test_chat_lists_models_and_follows_new_recordings(ws) -> None:  # type: igno
     path, info, last = chat_tab.on_tick(ws, service, "")
     assert path == last == str(recording) and "raw/chat-1.wav" in info
     assert chat_tab.on_tick(ws, service, last) == (None, None, last)
+
+
+def test_chat_loads_the_model_again_in_the_dtype_picked(demo_workspace) -> None:  # type: ignore[no-untyped-def]
+    """A 7B model on CPU only fits in bfloat16: the tab's dtype reaches the engine, and a change reloads it."""
+    import torch
+
+    service = ChatService(workspace_chat_config(demo_workspace))
+    for dtype, expected in (("auto", torch.float32), ("bfloat16", torch.bfloat16)):
+        message = chat_tab.on_load(demo_workspace, service, None, False, 0.7, 25, 0.8, 250, 300.0, dtype)
+        assert message.startswith("Ready"), message
+        assert next(service.engine.lm_gen.lm_model.parameters()).dtype == expected

@@ -96,7 +96,7 @@ class ChatService:
 
         cfg = cfg or self.cfg
         with self._load_lock:
-            models = ("model", "mimi", "tokenizer", "device", "threads")
+            models = ("model", "mimi", "tokenizer", "device", "dtype", "threads")
             if self.engine is None or any(getattr(cfg, k) != getattr(self.engine.cfg, k) for k in models):
                 if self.engine is not None and self.busy:
                     raise StudioError("a conversation is in progress: end it before loading another model")
