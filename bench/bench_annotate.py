@@ -26,9 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.core.errors import InputError  # noqa: E402
 from backend.core.spec import SPEAKERS  # noqa: E402
-from backend.data.annotate.measure import matched_pairs, word_errors  # noqa: E402
+from backend.data.annotate.measure import matched_pairs, scoring_form, word_errors  # noqa: E402
 from backend.data.annotate.run import AnnotateConfig, annotate_audio, make_engine  # noqa: E402
-from backend.data.annotate.sphinx import dictionary_form  # noqa: E402
 from backend.data.audio_io import load_stereo  # noqa: E402
 from backend.data.transcripts import load_transcript  # noqa: E402
 from backend.demo.heldout_speech import heldout_dialogues  # noqa: E402
@@ -37,7 +36,8 @@ SPOKENWOZ = Path(__file__).resolve().parents[2] / "shared/data/spokenwoz_sample"
 
 
 class Tally:
-    def __init__(self) -> None:
+    def __init__(self, show_errors: bool = False) -> None:
+        self.show_errors = show_errors
         self.errors = {s: 0 for s in SPEAKERS}
         self.words = {s: 0 for s in SPEAKERS}
         self.start_errors: list[float] = []
@@ -47,8 +47,11 @@ class Tally:
 
     def add(self, speaker: str, ref: list, hyp: list, aligned: bool) -> None:
         """ref: true words (word, start, end); hyp: annotated words, both of one speaker in time order."""
-        r, h = [dictionary_form(w.word) for w in ref], [dictionary_form(w.word) for w in hyp]
-        self.errors[speaker] += word_errors(r, h)
+        r, h = [scoring_form(w.word) for w in ref], [scoring_form(w.word) for w in hyp]
+        errors = word_errors(r, h)
+        self.errors[speaker] += errors
+        if self.show_errors and errors and not aligned:
+            print(f"  {speaker} {errors} errors\n    ref: {' '.join(r)}\n    hyp: {' '.join(h)}", flush=True)
         self.words[speaker] += len(r)
         pairs = list(zip(range(len(ref)), range(len(hyp)))) if aligned else matched_pairs(r, h)
         for i, j in pairs:
@@ -93,6 +96,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--whisper-model", default="", help="Whisper hub id or folder (ASR rows; none by default)")
     parser.add_argument("--spokenwoz", type=Path, default=SPOKENWOZ)
+    parser.add_argument("--show-errors", action="store_true", help="print reference and found words per channel "
+                                                                   "where ASR mode makes errors")
     args = parser.parse_args()
 
     engines = [("pocketsphinx", AnnotateConfig())]
@@ -107,7 +112,7 @@ def main() -> int:
         engine = make_engine(cfg)
         modes = ("align", "asr") if name == "pocketsphinx" else ("asr",)
         for mode in modes:
-            tally = Tally()
+            tally = Tally(args.show_errors)
             for d in held:
                 run(engine, d.audio, cfg, turns_of(d.words) if mode == "align" else None, d.words, tally, d.name)
             print(tally.row(f"{name} / {mode}", wer=mode == "asr"), flush=True)

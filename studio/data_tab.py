@@ -180,7 +180,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         p_save = gr.Button("Save persona", elem_id="data-persona-save")
         p_msg = gr.Markdown(elem_id="data-persona-msg")
         p_table = gr.Dataframe(label="personas", interactive=False, elem_id="data-personas")
-    build_curate(ctx, pick, [report, preview])
+    curate_outputs, curate_view = build_curate(ctx, pick, [report, preview])
     with gr.Accordion("Dataset statistics", open=False):
         stats_md = gr.Markdown(elem_id="data-stats")
         gaps = gr.BarPlot(x="gap (s)", y="turns", title="Gaps between turns (negative = overlap)",
@@ -210,8 +210,15 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         message, voices, table = on_save_persona(ctx.ws, *values)
         return message, choices_update(*voices), table, None
 
+    def show_dialogue(name: str | None) -> tuple[Any, ...]:
+        return *on_pick(ctx.ws, name), *curate_view(name), *show_persona(name)
+
     p_take.click(None, [p_start, p_end], [p_start, p_end], js=SELECTED_WORD_JS)
-    pick.change(show_persona, pick, [p_speaker, p_text, p_voice, p_table])
+    # One listener for the pick: Gradio 6 re-fires a whole trigger when a deferred (always_last) listener of it
+    # ends, so several listeners on one trigger that overlap (a pick while the last one's views are still
+    # loading) re-fire each other for good, and their views overwrite every later message.
+    pick.change(show_dialogue, pick, [report, preview, *curate_outputs, p_speaker, p_text, p_voice, p_table],
+                show_progress_on=[report, preview])
     p_save.click(save_persona, [pick, p_speaker, p_text, p_voice, p_start, p_end, p_upload],
                  [p_msg, p_voice, p_table, p_upload])
 
@@ -221,7 +228,6 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         return text, gr.BarPlot(value=gaps_df if len(gaps_df) else None, x_bin=step)  # bins of the histogram's width on a numeric axis
 
     upload.upload(upload_files, upload, [upload_msg, pick], api_name="upload_dialogues")
-    pick.change(ctx.bind(on_pick), pick, [report, preview])
     pick.input(lambda: "", None, upload_msg, show_progress="hidden")  # "Imported X" goes once another is viewed
     gr.on(shown, lambda name: choices_update(curate.dialogue_labels(ctx.ws), on_shown(ctx.ws, name)[1]), pick, pick,
           show_progress="hidden", api_name="list_dialogues")
@@ -229,9 +235,11 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     build_btn.click(build_dataset, [recordings, *layout_inputs.values()], build_msg)
 
 
-def build_curate(ctx: StudioContext, pick: gr.Dropdown, views: list[Any]) -> None:
+def build_curate(ctx: StudioContext, pick: gr.Dropdown, views: list[Any]
+                 ) -> tuple[list[Any], Callable[[str | None], tuple[Any, ...]]]:
     """The Curate block (studio/curate.py): annotate the picked recording, then edit its words on the preview.
-    `views`: the tab's report and preview, refreshed when Annotate, Save or Swap change the files."""
+    `views`: the tab's report and preview, refreshed when Annotate, Save or Swap change the files. Returns the
+    block's outputs for a new pick and the function filling them (the tab's one pick listener calls it)."""
     with gr.Accordion("Curate: annotate recordings and fix their transcripts", open=False, elem_id="curate"):
         gr.Markdown("**Annotate** finds the words of every recording that has no transcript yet (with a "
                     "`<name>.txt` of turns it places those words instead). Dashed words are ones the engine was "
@@ -258,8 +266,6 @@ def build_curate(ctx: StudioContext, pick: gr.Dropdown, views: list[Any]) -> Non
         return *result, choices_update(curate.dialogue_labels(ctx.ws), name)
 
     out = [msg, view]
-    pick.change(ctx.bind(curate.on_curate_pick), pick, out)
-    pick.change(lambda name: curate.excluded(ctx.ws, name), pick, exclude, show_progress="hidden")
     annotate.click(annotate_now, [pick, engine, model], out).then(
         lambda name: choices_update(curate.dialogue_labels(ctx.ws), name), pick, pick).then(
         ctx.bind(on_pick), pick, views)
@@ -269,3 +275,4 @@ def build_curate(ctx: StudioContext, pick: gr.Dropdown, views: list[Any]) -> Non
     swap.click(ctx.bind(curate.on_swap), pick, out).then(ctx.bind(on_pick), pick, views)
     exclude.input(lambda name, x: with_list(curate.on_exclude(ctx.ws, name, x), name), [pick, exclude],
                   [msg, view, pick])
+    return [*out, exclude], lambda name: (*curate.on_curate_pick(ctx.ws, name), curate.excluded(ctx.ws, name))

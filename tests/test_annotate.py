@@ -16,9 +16,9 @@ from backend.data.annotate.crosstalk import ownership
 from backend.data.annotate.edit import (EditError, TranscriptEditor, is_excluded, original_path, set_excluded,
                                         swap_channels)
 from backend.data.annotate.engines import TimedWord
-from backend.data.annotate.measure import word_errors
+from backend.data.annotate.measure import scoring_form, word_errors
 from backend.data.annotate.run import AnnotateConfig, annotate_audio, annotate_folder, main
-from backend.data.annotate.sphinx import PocketsphinxEngine, dictionary_form
+from backend.data.annotate.sphinx import PocketsphinxEngine
 from backend.data.annotate.turns import format_turns, read_turns
 from backend.data.transcripts import load_transcript
 from backend.data.files import scan_dialogues
@@ -91,8 +91,8 @@ def test_asr_finds_each_speakers_words(dialogues, transcribed) -> None:
         raw = json.loads((folder / f"{d.name}.json").read_text())
         assert len(raw["confidence"]) == len(raw["alignments"])
         for s in "AB":
-            ref = [dictionary_form(w.word) for w in d.words if w.speaker == s]
-            hyp = [dictionary_form(w.word) for w in t.speaker_words(s)]
+            ref = [scoring_form(w.word) for w in d.words if w.speaker == s]
+            hyp = [scoring_form(w.word) for w in t.speaker_words(s)]
             errors += word_errors(ref, hyp)
             words += len(ref)
             # No word of the wrong speaker: each found word lies on one of this speaker's true words.

@@ -68,6 +68,25 @@ def test_annotate_shows_the_words_with_their_confidence(ws, tmp_path: Path) -> N
     assert "annotated nothing new" in curate.on_annotate(ws, "call", "pocketsphinx", "")[0]  # resumable
 
 
+def test_annotate_with_a_whisper_folder_of_the_workspace(ws) -> None:  # type: ignore[no-untyped-def]
+    """The engine picked in the tab and a Whisper folder named relative to the workspace (a tiny random model
+    built offline) reach the run, which records them."""
+    pytest.importorskip("transformers")
+    from annotate_helpers import build_tiny_whisper
+
+    model = build_tiny_whisper(ws.models / "tiny-whisper")
+    short_clip(ws.raw, "call")
+    message, preview = curate.on_annotate(ws, "call", "whisper", " models/tiny-whisper ")
+    assert "annotated call" in message and "✘" not in message, message
+    record = json.loads((ws.raw / "call.annotation.json").read_text())
+    assert record["engine"]["engine"] == "whisper" and record["engine"]["model"] == str(model.resolve())
+    assert preview.count('class="word') == len(load_transcript(ws.raw / "call.json").words)
+    (ws.raw / "call.txt").write_text("A: hello\nB: hi there\n")  # alignment mode: Whisper cannot place words
+    (ws.raw / "call.json").unlink()
+    message, _ = curate.on_annotate(ws, "call", "whisper", "models/tiny-whisper")
+    assert "✘ call" in message and "pocketsphinx" in message and not (ws.raw / "call.json").exists()
+
+
 @pytest.mark.parametrize("event", [
     "not json", "[]", '{"op": "rm -rf"}', "{" + " " * 3000 + "}", None,
     '{"op": "text", "i": 10000, "text": "x"}', '{"op": "text", "i": true, "text": "x"}',

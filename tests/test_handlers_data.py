@@ -70,3 +70,17 @@ def test_timeline_without_a_dataset_lists_nothing_and_says_what_to_do(ws) -> Non
     assert timeline_tab.on_refresh(ws, "x") == ([], None)
     status, html = timeline_tab.on_show(ws, None, 0, 3.2, "A")
     assert status.startswith("✘ Pick a dataset row first") and html == ""
+
+
+def test_the_dialogue_pick_has_one_listener(ws) -> None:  # type: ignore[no-untyped-def]
+    """Gradio 6 re-fires a whole trigger when one of its deferred (always_last) listeners ends, so listeners of one
+    trigger that overlap re-fire each other for good: a pick made while the last pick's views were loading looped,
+    hammering the server and overwriting the tab's messages (the curate browser test's flake, issue 12)."""
+    from backend.inference.chat_server import ChatService, workspace_chat_config
+    from studio.app import build_blocks
+
+    blocks = build_blocks(ws, ChatService(workspace_chat_config(ws)))
+    pick = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "data-pick")
+    listeners = [d for d in blocks.config["dependencies"] if any(t[0] == pick._id and t[1] == "change"
+                                                                  for t in d["targets"])]
+    assert len(listeners) == 1, [blocks.fns[d["id"]].name for d in listeners]

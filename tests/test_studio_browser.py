@@ -343,8 +343,6 @@ def test_continuations_generate_and_play(studio: Studio, page) -> None:  # type:
     assert not page.errors, page.errors
 
 
-@pytest.mark.skip(reason="flaky: in 2 of 5 runs with other browser tests before it, Annotate did not report within "
-                  "120 s (passes alone; not yet diagnosed, issue 12). tests/test_handlers_curate.py covers the handlers")
 def test_curate_annotate_edit_undo_save_swap_exclude(studio: Studio, page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Audio alone is uploaded, annotated (pocketsphinx, a 3 s clip) and its transcript fixed on the preview."""
     import soundfile

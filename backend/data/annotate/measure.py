@@ -2,6 +2,20 @@
 
 from collections.abc import Sequence
 
+from backend.data.annotate.sphinx import dictionary_form
+
+# One spelling per word for scoring: an engine writes a word as its language model does (pocketsphinx's en-us
+# model says "neighbor" and "okay"), which is no recognition error. Spelling variants only: homophones such as
+# "two" and "to" stay different words.
+SPELLINGS = {"neighbour": "neighbor", "colour": "color", "favourite": "favorite", "centre": "center",
+             "theatre": "theater", "ok": "okay"}
+
+
+def scoring_form(word: str) -> str:
+    """The form two transcripts are compared in: the dictionary form, one spelling of each word."""
+    form = dictionary_form(word)
+    return SPELLINGS.get(form, form)
+
 
 def _table(ref: Sequence[str], hyp: Sequence[str]) -> list[list[int]]:
     """d[i][j]: edits turning ref[:i] into hyp[:j]."""

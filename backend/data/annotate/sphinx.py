@@ -15,6 +15,10 @@ from backend.data.annotate.engines import TimedWord
 
 FRAMES_PER_SECOND = 100
 WIDE_BEAMS = {"beam": 1e-80, "wbeam": 1e-60, "pbeam": 1e-80}  # pocketsphinx's defaults are 1e-48, 7e-29, 1e-48
+# ASR scores each frame against the 32 best Gaussians of each codebook instead of 4 (pocketsphinx's default,
+# chosen for speed): on held-out piper speech (seed 11, not the bench's set) WER 25.0% -> 22.0%, at about 1.5x
+# the compute.
+ASR_OPTIONS = {"topn": 32}
 _ALTERNATE = re.compile(r"\(\d+\)$")  # "tickets(2)": the dictionary's second pronunciation
 _EDGE_PUNCTUATION = re.compile(r"^[^\w']+|[^\w']+$")
 
@@ -64,7 +68,7 @@ class PocketsphinxEngine:
 
     def transcribe(self, audio: np.ndarray) -> list[TimedWord]:
         if self._asr is None:
-            self._asr = self._decoder()
+            self._asr = self._decoder(**ASR_OPTIONS)
         return [self._timed(s, _ALTERNATE.sub("", s.word)) for s in self._decode(self._asr, audio)]
 
     def align(self, audio: np.ndarray, words: list[str]) -> list[TimedWord | None]:
