@@ -269,10 +269,11 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         # No rows: no chart at all (an empty one draws "null" axes and Vega "Infinite extent" warnings).
         return html, gr.skip() if data is None else None if data.empty else data, tail
 
-    changes = [c.change for c in ordered] + shown
-    gr.on(changes, ctx.bind(on_form), ordered, [command, problem], trigger_mode="always_last",
-          show_progress="hidden")
-    gr.on(changes, ctx.bind(on_estimate), ordered, estimate, trigger_mode="always_last", show_progress="hidden")
+    # One listener per trigger (the estimate follows the command): Gradio 6 re-fires a whole trigger when one of
+    # its deferred listeners ends, so two always_last listeners of one trigger can re-fire each other for good.
+    gr.on([c.change for c in ordered] + shown, ctx.bind(on_form), ordered, [command, problem],
+          trigger_mode="always_last", show_progress="hidden").then(
+        ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
     # Values equal to the form's fire no change event, and Initialise creates the base model folder: re-check.
     preset.change(on_preset, preset, ordered).then(ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
     save_btn.click(lambda *values: gr.File(on_save(*values), visible=True), ordered, saved)

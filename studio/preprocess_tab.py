@@ -149,9 +149,10 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     log = gr.Code(label="log (tail)", language=None, elem_id="pp-log", max_lines=20)
     timer = gr.Timer(2.0)
 
-    stage.change(lambda picked: [gr.update(visible=picked == n) for n in STAGE_FIELDS], stage, groups)
+    # One listener per trigger (see finetune_tab): the stage's form is shown after the command is made.
     gr.on([c.change for c in form] + shown, ctx.bind(on_form), form, [command, problem], trigger_mode="always_last",
-          show_progress="hidden")
+          show_progress="hidden").then(lambda picked: [gr.update(visible=picked == n) for n in STAGE_FIELDS],
+                                       stage, groups, show_progress="hidden")
     wire_run_row(ctx, row, shown, form, on_start, on_abort, on_resume, run_choices)
     row.pick.change(ctx.bind(on_tick), row.pick, [bar, status, log])
     timer.tick(ctx.bind(on_tick), row.pick, [bar, status, log], show_progress="hidden")

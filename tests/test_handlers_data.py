@@ -72,15 +72,22 @@ def test_timeline_without_a_dataset_lists_nothing_and_says_what_to_do(ws) -> Non
     assert status.startswith("✘ Pick a dataset row first") and html == ""
 
 
-def test_the_dialogue_pick_has_one_listener(ws) -> None:  # type: ignore[no-untyped-def]
-    """Gradio 6 re-fires a whole trigger when one of its deferred (always_last) listeners ends, so listeners of one
-    trigger that overlap re-fire each other for good: a pick made while the last pick's views were loading looped,
-    hammering the server and overwriting the tab's messages (the curate browser test's flake, issue 12)."""
+def test_no_trigger_has_two_always_last_listeners(ws) -> None:  # type: ignore[no-untyped-def]
+    """Gradio 6 re-fires a whole trigger when one of its deferred (always_last) listeners ends, so two such listeners
+    of one trigger that overlap re-fire each other for good: a pick made while the last pick's views were loading
+    looped, hammering the server and overwriting the tab's messages (the curate browser test's flake, issue 12);
+    the Fine-tune and Preprocess forms had the same pairs on every field."""
     from backend.inference.chat_server import ChatService, workspace_chat_config
     from studio.app import build_blocks
 
     blocks = build_blocks(ws, ChatService(workspace_chat_config(ws)))
+    deferred: dict[tuple, list[str]] = {}
+    for d in blocks.config["dependencies"]:
+        if d["trigger_mode"] == "always_last":
+            for target in d["targets"]:
+                deferred.setdefault(tuple(target), []).append(blocks.fns[d["id"]].name)
     pick = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "data-pick")
-    listeners = [d for d in blocks.config["dependencies"] if any(t[0] == pick._id and t[1] == "change"
-                                                                  for t in d["targets"])]
-    assert len(listeners) == 1, [blocks.fns[d["id"]].name for d in listeners]
+    assert (pick._id, "change") in deferred
+    twice = {f"{getattr(blocks.blocks.get(t[0]), 'label', t[0])} {t[1]}": names
+             for t, names in deferred.items() if len(names) > 1}
+    assert not twice, twice
