@@ -100,3 +100,7 @@ def test_chat_loads_the_model_again_in_the_dtype_picked(demo_workspace) -> None:
         message = chat_tab.on_load(demo_workspace, service, None, False, 0.7, 25, 0.8, 250, 300.0, dtype)
         assert message.startswith("Ready"), message
         assert next(service.engine.lm_gen.lm_model.parameters()).dtype == expected
+    for bad in ("float64", "../x", None):  # what a client may send instead of a choice
+        message = chat_tab.on_load(demo_workspace, service, None, False, 0.7, 25, 0.8, 250, 300.0, bad)
+        assert message.startswith("**Error:**") and "dtype" in message, message
+    assert next(service.engine.lm_gen.lm_model.parameters()).dtype == torch.bfloat16  # the model stays as loaded

@@ -154,8 +154,9 @@ def contiguous_linear_inputs(model: torch.nn.Module) -> None:
     input (a few KB) takes the plain matmul."""
     from moshi.modules.lora import LoRALinear
 
-    for module in model.modules():
-        if isinstance(module, (torch.nn.Linear, LoRALinear)):
+    inside_lora = {id(m) for lora in model.modules() if isinstance(lora, LoRALinear) for m in lora.children()}
+    for module in model.modules():  # a LoRA layer's own linears get its (already contiguous) input
+        if isinstance(module, (torch.nn.Linear, LoRALinear)) and id(module) not in inside_lora:
             module.register_forward_pre_hook(lambda _, args: (args[0].contiguous(), *args[1:]))
 
 

@@ -218,8 +218,10 @@ def check_checkpoint(ckpt: Checkpoint, where: str) -> None:
 
 
 def merged_state(ckpt: Checkpoint, dtype: torch.dtype, where: str) -> State:
-    """The checkpoint's weights in `dtype` with its adapters merged, after `check_checkpoint`."""
-    check_checkpoint(ckpt, where)
+    """The checkpoint's weights in `dtype` with its adapters merged (checked to fit; the weights' own names and
+    shapes are checked where the model is built, `surgery.build_lm`)."""
+    if ckpt.lora:
+        check_lora_fits(ckpt.kwargs, ckpt.lora, where)
     return {name: merged_weight(ckpt.state, ckpt.lora, ckpt.lora_scaling, name, dtype) for name in ckpt.state}
 
 
