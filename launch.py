@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from backend.core.workspace import SETTINGS_FILE, open_workspace
     from backend.demo.workspace import create_demo_workspace
+    from backend.inference.chat_server import MAX_MESSAGE_BYTES
 
     existing = (cfg.workspace / SETTINGS_FILE).is_file()
     ws = open_workspace(cfg.workspace) if existing else create_demo_workspace(cfg.workspace)
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     if users and scheme == "http" and not is_loopback(cfg.host):
         print("warning: without --ssl-certfile/--ssl-keyfile passwords cross the network in clear", flush=True)
     uvicorn.run(create_server(ws, cfg, users), host=cfg.host, port=cfg.port, log_level="warning",
-                timeout_graceful_shutdown=3, ssl_certfile=cfg.ssl_certfile, ssl_keyfile=cfg.ssl_keyfile)
+                timeout_graceful_shutdown=3, ws_max_size=MAX_MESSAGE_BYTES, ssl_certfile=cfg.ssl_certfile,
+                ssl_keyfile=cfg.ssl_keyfile)
     return 0
 
 

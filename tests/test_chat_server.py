@@ -13,7 +13,7 @@ import soundfile as sf
 import sphn
 
 from backend.data.audio_io import load_stereo
-from backend.inference.chat_server import ChatService
+from backend.inference.chat_server import AUDIO, MAX_MESSAGE_BYTES, ChatService
 from backend.core.spec import FRAME_SIZE, SAMPLE_RATE
 from backend.data.validate import validate_folder
 from chat_helpers import ServerThread, chat_config, opus_messages, run_async, speaking_lm, standalone_server, talk
@@ -250,9 +250,19 @@ def test_flood_faster_than_real_time_is_bounded(demo_workspace, model, user_pcm,
 
 
 def test_standalone_server_from_the_command_line(demo_workspace, model, user_pcm, tmp_path):
+    """A conversation through `python -m backend.inference.chat_server`, after a client that sent 5 minutes of
+    audio in one message was cut off unread (close code 1009: message too big) without the server's memory
+    growing by the decoded audio (5 min = 29 MB)."""
     port = free_port()
-    with standalone_server(demo_workspace, model, port, "--record-dir", str(tmp_path)):
+    pages = opus_messages(np.tile(user_pcm, 50))
+    huge = AUDIO + b"".join(m[1:] for m in pages)
+    assert len(huge) > MAX_MESSAGE_BYTES
+    with standalone_server(demo_workspace, model, port, "--record-dir", str(tmp_path)) as proc:
+        rss_before = rss_mb(proc.pid)
+        refused = run_async(talk(f"ws://127.0.0.1:{port}/api/chat", [huge], linger=2.0))
+        rss_after = rss_mb(proc.pid)
         conv = run_async(talk(f"ws://127.0.0.1:{port}/api/chat", user_pcm[: 2 * SAMPLE_RATE], linger=0.5))
+    assert refused.handshake and refused.close_code == 1009 and rss_after - rss_before < 20, (refused, rss_after)
     assert conv.handshake and conv.audio_seconds > 1.0 and not conv.errors
     assert len(list(tmp_path.glob("chat-*.wav"))) == 1
 

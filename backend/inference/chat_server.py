@@ -53,6 +53,10 @@ SAMPLING_PARAMS = {"text_temperature": "text_temperature", "text_topk": "text_to
 PERSONA_PARAMS = {"text_prompt": "text_prompt", "voice_prompt": "voice_prompt", "seed": "seed"}
 MAX_SEED = 2**63 - 1
 HANDOVER_SECONDS = 3.0  # how long a new client waits for the previous conversation to end before "busy"
+# A microphone client sends an Ogg page every 20-80 ms: a few hundred bytes. A bigger message would decode into
+# minutes of audio on the event loop at once (and the memory for it): the web server (uvicorn's ws_max_size)
+# closes the connection with code 1009 before reading more than this.
+MAX_MESSAGE_BYTES = 1 << 16
 
 
 class ProtocolError(StudioError):
@@ -304,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"/api/chat ready on ws://{cfg.host}:{cfg.port}/api/chat (python -m moshi.client --host {cfg.host} "
           f"--port {cfg.port})", flush=True)
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", ws_max_size=MAX_MESSAGE_BYTES)
     return 0
 
 
