@@ -16,6 +16,7 @@ import pytest
 
 from backend.core import config
 
+from backend.dataset import preprocess
 from backend.finetune import runs
 from backend.core.errors import ConfigError
 from backend.finetune.config import FinetuneConfig
@@ -223,6 +224,30 @@ def test_abort_kills_the_whole_tree_and_a_second_cpu_run_is_refused(ws: Path, he
     wait_for(lambda: len(tree_pids(helper_tree)) == 3, 60, "the second tree")
     assert runs.abort(other, grace_s=1) == "aborted"
     assert living(list(tree_pids(helper_tree).values())) == []
+
+
+def test_preprocessing_and_fine_tuning_do_not_share_devices(ws: Path, helper_tree: Path) -> None:
+    """A preprocessing run does not start on the devices a fine-tune holds, nor a fine-tune on a preprocessing
+    run's: both are runs of the workspace's one registry."""
+    (ws / "recordings").mkdir()
+    annotate = config.from_dict(preprocess.run_config_class("annotate"),
+                                {"input": str(ws / "recordings"), "device": "cpu"})
+    holder = runs.start_new(ws, cfg(), name="holder")
+    wait_for(lambda: len(tree_pids(helper_tree)) == 3, 60, "the helper tree")
+    pre = preprocess.create_run(ws, "annotate", annotate)
+    with pytest.raises(ConfigError, match=f"run {holder.id} is running on cpu"):
+        preprocess.start(pre)
+    assert runs.status(pre)["state"] == "queued"
+    assert runs.abort(holder, grace_s=1) == "aborted"
+    helper_tree.unlink()
+    preprocess.start(pre)
+    try:
+        wait_for(lambda: len(tree_pids(helper_tree)) == 3, 60, "the preprocessing run's tree")
+        with pytest.raises(ConfigError, match=f"preprocessing run {pre.id} is running on cpu"):
+            runs.start_new(ws, cfg(), name="late")
+        assert [i.id for i in runs.list_runs(ws)] == [holder.id]  # the refused start wrote no run folder
+    finally:
+        runs.abort(pre, grace_s=1)
 
 
 def cli(ws: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

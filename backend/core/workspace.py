@@ -23,6 +23,7 @@ from backend.core.errors import InputError
 
 SETTINGS_FILE = "settings.json"
 RUNS_DIR = "runs"  # one folder per fine-tune run (backend.finetune.run_folder names its files)
+PREPROCESS_DIR = "preprocess"  # one folder per preprocessing run (backend.dataset.preprocess), same files
 # Where the demo models live (built by backend.demo.workspace); the default settings point at them.
 DEMO_MIMI = "models/demo-mimi"
 DEMO_LM = "models/demo-lm"

@@ -36,12 +36,13 @@ from backend.core import config
 from backend.core.atomic import write_text_atomic
 from backend.core.errors import ConfigError, StudioError
 from backend.core.launch import LaunchConfig, check_launch, on_cpu
+from backend.core.workspace import PREPROCESS_DIR
 from backend.data.annotate.run import AnnotateConfig, AnnotateSummary, annotate_folder, check_config
 from backend.dataset.tokenize_audio import AudioTokenizeConfig, TokenizeSummary, _validate, tokenize_audio
 from backend.finetune import runs
 from backend.finetune.command import display_command, preview_commands
 
-RUNS_DIR = "preprocess"
+RUNS_DIR = PREPROCESS_DIR
 RANK_MODULE = "backend.dataset.preprocess_rank"
 PROGRESS_DIR = "progress"
 SUMMARY_FILE = "summary.json"

@@ -36,7 +36,7 @@ from backend.core.atomic import write_text_atomic
 from backend.core.errors import ConfigError, StudioError
 from backend.core.launch import LaunchConfig, gpu_id_list, on_cpu
 from backend.core.paths import REPO
-from backend.core.workspace import RUNS_DIR
+from backend.core.workspace import PREPROCESS_DIR, RUNS_DIR
 from backend.finetune.command import TRAIN_MODULE, accelerate_command, display_command, env_for
 from backend.finetune.config import DEEPSPEED_PRESETS, FinetuneConfig, check_config
 from backend.finetune.run_folder import (ABORT_FILE, COMMAND_FILE, CONFIG_FILE, LOCK_FILE, LOG_FILE, METRICS_FILE,
@@ -180,7 +180,7 @@ def new_run(parent: Path, name: str) -> Run:
 
 def write_command(run: Run, cfg: LaunchConfig, module: str = TRAIN_MODULE) -> dict[str, Any]:
     command = {"argv": accelerate_command(cfg, run.dir, module=module), "env": env_for(cfg), "cwd": str(REPO),
-               "display": display_command(cfg, run.dir, module=module)}
+               "display": display_command(cfg, run.dir, module=module), "devices": sorted(devices(cfg))}
     _write_json(run.dir / COMMAND_FILE, command)
     return command
 
@@ -296,7 +296,7 @@ def list_runs(workspace_root: Path) -> list[RunInfo]:
     return [run_info(Run(d.resolve())) for d in dirs]
 
 
-def devices(cfg: FinetuneConfig) -> frozenset[str]:
+def devices(cfg: LaunchConfig) -> frozenset[str]:
     """What a run occupies on this machine: "cpu", "gpu:<id>" or "gpu:*" (all GPUs)."""
     if on_cpu(cfg):
         return frozenset({"cpu"})
@@ -311,14 +311,23 @@ def devices_overlap(a: frozenset[str], b: frozenset[str]) -> bool:
     return bool(a & b) or ("gpu:*" in a and any_gpu(b)) or ("gpu:*" in b and any_gpu(a))
 
 
-def _refuse_overlap(workspace_root: Path, cfg: FinetuneConfig, run_id: str | None = None) -> None:
-    mine = devices(cfg)
-    for other in list_runs(workspace_root):
-        if other.id != run_id and other.state == "running":
-            theirs = devices(Run(other.dir).config())
-            if devices_overlap(mine, theirs):
-                raise ConfigError(f"run {other.id} is running on {', '.join(sorted(theirs))}, which this run "
-                                  f"({', '.join(sorted(mine))}) would share: abort it or wait for it to end")
+def _running_devices(workspace_root: Path) -> Iterator[tuple[Run, frozenset[str]]]:
+    """Every running job of the workspace, fine-tune or preprocessing, with the devices its command.json records
+    (a run started before devices were recorded counts as holding them all)."""
+    for kind in (RUNS_DIR, PREPROCESS_DIR):
+        for status_file in sorted((Path(workspace_root) / kind).glob(f"*/{STATUS_FILE}")):
+            run = Run(status_file.parent.resolve())
+            if status(run).get("state") == "running":
+                held = _read_json(run.dir / COMMAND_FILE).get("devices")
+                yield run, frozenset(held) if isinstance(held, list) else frozenset({"cpu", "gpu:*"})
+
+
+def _refuse_overlap(workspace_root: Path, mine: frozenset[str], run_dir: Path | None = None) -> None:
+    for other, theirs in _running_devices(workspace_root):
+        if other.dir != run_dir and devices_overlap(mine, theirs):
+            kind = "preprocessing run" if other.dir.parent.name == PREPROCESS_DIR else "run"
+            raise ConfigError(f"{kind} {other.id} is running on {', '.join(sorted(theirs))}, which this run "
+                              f"({', '.join(sorted(mine))}) would share: abort it or wait for it to end")
 
 
 @contextlib.contextmanager
@@ -339,7 +348,6 @@ def start(run: Run) -> None:
     def prepare() -> dict[str, Any]:
         cfg = run.config()
         validate_before_launch(cfg, run.workspace)
-        _refuse_overlap(run.workspace, cfg, run.id)
         return write_command(run, cfg)
 
     launch(run, prepare)
@@ -366,6 +374,7 @@ def _launch_locked(run: Run, prepare: Callable[[], dict[str, Any]]) -> None:
     if st.get("state") == "running":
         raise ConfigError(f"run {run.id} is already running (pid {st.get('pid')})")
     command = prepare()
+    _refuse_overlap(run.workspace, frozenset(command["devices"]), run.dir)
     (run.dir / ABORT_FILE).unlink(missing_ok=True)  # a stale abort request would stop the new attempt at once
     env = {**os.environ, **command["env"], "PYTHONUNBUFFERED": "1", RUN_ENV: str(run.dir)}  # live log lines
     attempt = int(st.get("attempts", 0)) + 1
@@ -388,7 +397,7 @@ def start_new(workspace_root: Path, cfg: FinetuneConfig, name: str | None = None
     busy) before anything is written: no run folder is left that would never start."""
     validate_before_launch(cfg, workspace_root)
     with _registry_lock(workspace_root):
-        _refuse_overlap(workspace_root, cfg)
+        _refuse_overlap(workspace_root, devices(cfg))  # before the run folder exists: none is left behind
         run = _make_run(workspace_root, cfg, name)
         _launch_locked(run, lambda: write_command(run, run.config()))
     return run
