@@ -92,7 +92,7 @@ def turns_of(words) -> dict[str, list[str]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dialogues", type=int, default=8)
+    parser.add_argument("--dialogues", type=int, default=24)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--whisper-model", default="", help="Whisper hub id or folder (ASR rows; none by default)")
     parser.add_argument("--spokenwoz", type=Path, default=SPOKENWOZ)
