@@ -5,7 +5,7 @@
 
 Held-out set: two-speaker stereo dialogues read by piper's "joe" voice one word at a time
 (backend.demo.heldout_speech), so the true word spans are exact; turns overlap now and then and each
-voice leaks into the other channel 24 dB down. Per engine and mode: WER per channel, median |start
+voice leaks into the other channel 24 dB down. Per engine and mode: WER per channel and over both, median |start
 error| and the share of words within 100 ms (over the words the engine got right, matched by the WER
 alignment; in alignment mode every word), and the real-time factor (compute seconds per second of
 stereo audio, both channels included). Targets for pocketsphinx: alignment median <= 40 ms and >= 95%
@@ -59,8 +59,9 @@ class Tally:
             self.inside.append(ref[i].start <= (hyp[j].start + hyp[j].end) / 2 <= ref[i].end)
 
     def row(self, label: str, timing: bool = True, wer: bool = True) -> str:
-        wer = " ".join(f"{100 * self.errors[s] / max(1, self.words[s]):5.1f}%" if wer else f"{'n/a':>6}"
-                       for s in SPEAKERS)
+        counts = [(self.errors[s], self.words[s]) for s in SPEAKERS] + [(sum(self.errors.values()),
+                                                                          sum(self.words.values()))]
+        wer = " ".join(f"{100 * e / max(1, n):5.1f}%" if wer else f"{'n/a':>6}" for e, n in counts)
         e = np.array(self.start_errors) if self.start_errors else np.array([np.nan])
         rtf = self.compute / self.audio if self.audio else float("nan")
         times = (f"{1000 * np.median(e):7.1f} ms {100 * np.mean(e < 0.1):6.1f}%" if timing
@@ -70,7 +71,7 @@ class Tally:
         return f"{label:<28} {wer}  {times}  {inside}  {rtf:5.2f}{failed}"
 
 
-HEADER = (f"{'engine / mode':<28} {'WER A':>6} {'WER B':>6}  {'median':>10} {'<100ms':>7}  {'centre':>7}  {'RTF':>5}")
+HEADER = (f"{'engine / mode':<28} {'WER A':>6} {'WER B':>6} {'both':>6}  {'median':>10} {'<100ms':>7}  {'centre':>7}  {'RTF':>5}")
 
 
 def run(engine, audio: np.ndarray, cfg: AnnotateConfig, turns, truth, tally: Tally, name: str) -> None:
@@ -92,7 +93,7 @@ def turns_of(words) -> dict[str, list[str]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dialogues", type=int, default=24)
+    parser.add_argument("--dialogues", type=int, default=8)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--whisper-model", default="", help="Whisper hub id or folder (ASR rows; none by default)")
     parser.add_argument("--spokenwoz", type=Path, default=SPOKENWOZ)
