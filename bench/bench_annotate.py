@@ -71,7 +71,8 @@ class Tally:
         return f"{label:<28} {wer}  {times}  {inside}  {rtf:5.2f}{failed}"
 
 
-HEADER = (f"{'engine / mode':<28} {'WER A':>6} {'WER B':>6} {'both':>6}  {'median':>10} {'<100ms':>7}  {'centre':>7}  {'RTF':>5}")
+HEADER = (f"{'engine / mode':<28} {'WER A':>6} {'WER B':>6} {'both':>6}  {'median':>10} {'<100ms':>7}  {'centre':>7}  "
+          f"{'RTF':>5}")
 
 
 def run(engine, audio: np.ndarray, cfg: AnnotateConfig, turns, truth, tally: Tally, name: str) -> None:
