@@ -1,8 +1,10 @@
 """The recognisers behind one interface: words with times (seconds) and a confidence in [0, 1].
 
 An engine sees one channel at a time, mono float32 at its own `sample_rate`. `transcribe` finds the
-words (ASR mode); `align` places known words (alignment mode) and returns one entry per given word, in
-order, with `None` for a word it could not place (the caller interpolates those).
+words (ASR mode) of each stretch of a channel's speech, times relative to the stretch; it gets all of a
+channel's stretches at once, as they are one speaker's (an engine may adapt to them). `align` places known
+words (alignment mode) and returns one entry per given word, in order, with `None` for a word it could not
+place (the caller interpolates those).
 """
 
 from dataclasses import dataclass
@@ -26,6 +28,6 @@ class Engine(Protocol):
     def describe(self) -> dict:
         """What the output records about the engine (name, model, version)."""
 
-    def transcribe(self, audio: np.ndarray) -> list[TimedWord]: ...
+    def transcribe(self, pieces: list[np.ndarray]) -> list[list[TimedWord]]: ...
 
     def align(self, audio: np.ndarray, words: list[str]) -> list[TimedWord | None]: ...

@@ -61,6 +61,8 @@ class AnnotateConfig:
                                       "than this many dB", ge=0)
     min_support: float = option(0.5, "ASR mode drops a word when less than this share of its audible frames "
                                      "are its own channel's", ge=0, le=1)
+    adapt: bool = option(True, "pocketsphinx ASR: decode each channel twice, the second time with the acoustic "
+                               "model adapted to its speaker (MLLR); fewer errors for about 2.5x the compute")
     overwrite: bool = option(False, "redo dialogues whose transcript already exists")
 
 
@@ -122,7 +124,7 @@ def make_engine(cfg: AnnotateConfig) -> Engine:
         return WhisperEngine(cfg.whisper_model, language=cfg.language or None, device=cfg.device)
     from backend.data.annotate.sphinx import PocketsphinxEngine
 
-    return PocketsphinxEngine()
+    return PocketsphinxEngine(adapt=cfg.adapt)
 
 
 def _channel(x: np.ndarray, engine: Engine) -> np.ndarray:
@@ -131,11 +133,10 @@ def _channel(x: np.ndarray, engine: Engine) -> np.ndarray:
 
 def _transcribe_channel(engine: Engine, x: np.ndarray, own: Ownership, duration: float) -> list[TimedWord]:
     """Words of the stretches of own speech (the rest is the other speaker's or silence)."""
-    words = []
-    for start, end in own.regions(bridge=0.3, pad=0.2, duration=duration):
-        piece = _channel(x[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)], engine)
-        words += [TimedWord(w.word, w.start + start, w.end + start, w.confidence) for w in engine.transcribe(piece)]
-    return words
+    regions = own.regions(bridge=0.3, pad=0.2, duration=duration)
+    pieces = [_channel(x[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)], engine) for start, end in regions]
+    return [TimedWord(w.word, w.start + start, w.end + start, w.confidence)
+            for (start, _), found in zip(regions, engine.transcribe(pieces) if pieces else []) for w in found]
 
 
 def fill_unplaced(placed: list[TimedWord | None], words: list[str], duration: float) -> list[TimedWord]:

@@ -1,17 +1,23 @@
 """pocketsphinx (PyPI 5.x): English acoustic model, language model and dictionary inside the wheel, offline.
 
 100 frames per second; 16 kHz mono int16 input. ASR mode decodes with the bundled language model and
-takes each word's posterior probability as its confidence. Alignment mode (`set_align_text`) places the
-known words; words missing from the dictionary cannot be aligned and come back as None.
+takes each word's posterior probability as its confidence; with speaker adaptation it decodes a channel's
+stretches twice, the second time with the model's means adapted to the channel's speaker by the first pass
+(mllr.py). Alignment mode (`set_align_text`) places the known words; words missing from the dictionary cannot
+be aligned and come back as None.
 """
 
 import re
+import tempfile
 from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 
 from backend.core.errors import InputError
 from backend.data.annotate.engines import TimedWord
+from backend.data.annotate.mllr import MllrStatistics, features, read_cepstra, write_mllr
+from backend.data.annotate.sphinx_model import load_model
 
 FRAMES_PER_SECOND = 100
 WIDE_BEAMS = {"beam": 1e-80, "wbeam": 1e-60, "pbeam": 1e-80}  # pocketsphinx's defaults are 1e-48, 7e-29, 1e-48
@@ -40,12 +46,15 @@ class PocketsphinxEngine:
     name = "pocketsphinx"
     sample_rate = 16_000
 
-    def __init__(self) -> None:
+    def __init__(self, adapt: bool = True) -> None:
+        self.adapt = adapt
         self._asr = None
+        # The first pass logs its cepstra here: the features the adaptation is estimated on.
+        self._cepstra = tempfile.TemporaryDirectory(prefix="pocketsphinx-") if adapt else None
 
     def describe(self) -> dict:
         return {"engine": self.name, "model": "en-us (inside the pocketsphinx wheel)",
-                "version": version("pocketsphinx")}
+                "version": version("pocketsphinx"), "speaker_adaptation": "mllr" if self.adapt else "none"}
 
     @staticmethod
     def _decoder(**options):  # type: ignore[no-untyped-def]
@@ -69,10 +78,58 @@ class PocketsphinxEngine:
         return TimedWord(word, seg.start_frame / FRAMES_PER_SECOND, (seg.end_frame + 1) / FRAMES_PER_SECOND,
                          float(min(1.0, max(0.0, seg.prob))))
 
-    def transcribe(self, audio: np.ndarray) -> list[TimedWord]:
+    def _logged_cepstra(self) -> np.ndarray:
+        """The cepstra of the utterance just decoded (utterance ids count up); the files are removed once read."""
+        paths = sorted(Path(self._cepstra.name).glob("*.mfc"))
+        try:
+            return read_cepstra(paths[-1])
+        finally:
+            for path in paths:
+                path.unlink()
+
+    def _states(self, audio: np.ndarray, words: list[str]) -> list[tuple[int, str, int]]:
+        """(frame, CI phone, senone) of every frame of `words` aligned to `audio`; [] when no path is found."""
+        aligner = self._decoder(lm=None)
+        try:
+            aligner.set_align_text(" ".join(words))
+            if not self._decode(aligner, audio):
+                return []
+            aligner.set_alignment()  # a second pass gives phone and state times
+            self._decode(aligner, audio)
+        except (RuntimeError, InputError):
+            return []
+        return [(t, phone.name, int(state.name)) for word in aligner.get_alignment() for phone in word
+                for state in phone for t in range(state.start, state.start + state.duration)]
+
+    def _adapted_decoder(self, pieces: list[np.ndarray], found: list[list],  # type: ignore[no-untyped-def]
+                         cepstra: list[np.ndarray]):
+        """A decoder whose means are adapted to the speaker of `pieces`, given the words found in them and the
+        cepstra they were found in; None when no frame could be aligned."""
+        stats = MllrStatistics(load_model())
+        for audio, segs, piece_cepstra in zip(pieces, found, cepstra):
+            words = [_ALTERNATE.sub("", s.word) for s in segs]
+            if words:
+                stats.add(features(piece_cepstra), self._states(audio, words))
+        if not stats.frames:
+            return None
+        with tempfile.TemporaryDirectory(prefix="pocketsphinx-mllr-") as folder:
+            path = Path(folder) / "speaker.mllr"
+            write_mllr(path, *stats.solve())
+            return self._decoder(mllr=str(path), **ASR_OPTIONS)
+
+    def transcribe(self, pieces: list[np.ndarray]) -> list[list[TimedWord]]:
         if self._asr is None:
-            self._asr = self._decoder(**ASR_OPTIONS)
-        return [self._timed(s, _ALTERNATE.sub("", s.word)) for s in self._decode(self._asr, audio)]
+            logs = {"mfclogdir": self._cepstra.name} if self._cepstra else {}
+            self._asr = self._decoder(**ASR_OPTIONS, **logs)
+        found, cepstra = [], []
+        for audio in pieces:
+            found.append(self._decode(self._asr, audio))
+            if self.adapt:
+                cepstra.append(self._logged_cepstra())
+        adapted = self._adapted_decoder(pieces, found, cepstra) if self.adapt else None
+        if adapted is not None:
+            found = [self._decode(adapted, audio) for audio in pieces]
+        return [[self._timed(s, _ALTERNATE.sub("", s.word)) for s in segs] for segs in found]
 
     def align(self, audio: np.ndarray, words: list[str]) -> list[TimedWord | None]:
         forms = [dictionary_form(w) for w in words]

@@ -42,7 +42,10 @@ class WhisperEngine:
         return {"engine": self.name, "model": self.model, "language": self.language,
                 "version": f"transformers {version('transformers')}"}
 
-    def transcribe(self, audio: np.ndarray) -> list[TimedWord]:
+    def transcribe(self, pieces: list[np.ndarray]) -> list[list[TimedWord]]:
+        return [self._transcribe_one(audio) for audio in pieces]
+
+    def _transcribe_one(self, audio: np.ndarray) -> list[TimedWord]:
         duration = len(audio) / self.sample_rate
         kwargs = {"language": self.language, "task": "transcribe"} if self.language else {}
         out = self._pipe({"raw": audio.astype(np.float32), "sampling_rate": self.sample_rate},
