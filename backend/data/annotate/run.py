@@ -62,7 +62,7 @@ class AnnotateConfig:
     min_support: float = option(0.5, "ASR mode drops a word when less than this share of its audible frames "
                                      "are its own channel's", ge=0, le=1)
     adapt: bool = option(True, "pocketsphinx ASR: decode each channel twice, the second time with the acoustic "
-                               "model adapted to its speaker (MLLR); fewer errors for about 2.5x the compute")
+                               "model adapted to its speaker (MLLR); fewer errors for about twice the compute")
     overwrite: bool = option(False, "redo dialogues whose transcript already exists")
 
 
