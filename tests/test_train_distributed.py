@@ -22,6 +22,7 @@ from train_helpers import write_dataset, write_model, write_run
 
 from backend.finetune import checkpoints
 from backend.finetune.command import accelerate_command, env_for
+from backend.finetune.run_folder import METRICS_FILE
 from backend.models.source import load_lm
 from backend.finetune.config import DEEPSPEED_PRESETS
 
@@ -101,3 +102,31 @@ def test_two_processes_train_and_checkpoint(tmp_path: Path, assets: dict[str, Pa
         a, b = served(codes), reference(codes)
     torch.testing.assert_close(a.logits, b.logits, equal_nan=True)
     torch.testing.assert_close(a.text_logits, b.text_logits, equal_nan=True)
+
+
+@pytest.mark.parametrize("deepspeed", ["zero2", "zero3"])
+def test_deepspeed_lora_checkpoints_hold_the_adapters_and_resume(tmp_path: Path, assets: dict[str, Path],
+                                                                 deepspeed: str) -> None:
+    """DeepSpeed writes its own module states: a LoRA run's hold the adapters, not the frozen base (a 7B base
+    would be written at every save), and a relaunch resumes from them and trains on."""
+    run = tmp_path / "run"
+    common = {"base_model": str(assets["model"]), "train_data": str(assets["data"]), "deepspeed": deepspeed,
+              "mode": "lora", "num_processes": 1, "checkpoint_every": 2, "keep_checkpoints": 2, "lr": 1e-3,
+              "max_frames": 8, "main_port": free_port()}
+    for max_steps in (2, 3):  # the second launch finds step 2's checkpoint
+        cfg = write_run(run, max_steps=max_steps, **common)
+        env = os.environ | env_for(cfg) | {"NO_TORCH_COMPILE": "1", "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(accelerate_command(cfg, run), cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=1200)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    first, last = checkpoints.list_checkpoints(run)
+    assert (first.name, last.name) == ("step-000002", "step-000003")
+    # ZeRO-2 names the file mp_rank_00_model_states.pt, ZeRO-3 zero_pp_rank_0_mp_rank_00_model_states.pt.
+    (states,) = (first / checkpoints.ACCELERATE_STATE).glob("*/*model_states.pt")
+    module = torch.load(states, map_location="cpu", weights_only=False)["module"]
+    assert module and all(".lora_A." in k or ".lora_B." in k for k in module), sorted(module)[:5]
+    events = [json.loads(line) for line in (run / METRICS_FILE).read_text().splitlines()]
+    assert {"event": "resumed", "step": 2} in [{k: e.get(k) for k in ("event", "step")} for e in events]
+    assert [e["step"] for e in events if "event" not in e] == [1, 2, 3]
+    before, after = (load_file(str(c / checkpoints.LORA_WEIGHTS)) for c in (first, last))
+    assert set(before) == set(after) and any(not torch.equal(before[k], after[k]) for k in after)  # step 3 trained

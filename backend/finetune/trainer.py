@@ -221,10 +221,16 @@ class Trainer:
         self.model, self.optimizer = acc.prepare(model, optimizer)
         acc.register_for_checkpointing(self.scheduler)
         # LoRA/subset: the frozen weights are the base model's, so checkpoints hold only what trains (a 7B
-        # base would otherwise be written, and serialised in memory, at every save). DeepSpeed writes its own.
-        self.frozen_base = cfg.mode != "full" and acc.state.deepspeed_plugin is None
-        if self.frozen_base:
-            acc.register_save_state_pre_hook(only_trainable)
+        # base would otherwise be written, and serialised in memory, at every save), and resuming loads them
+        # over the base. DeepSpeed writes its own module states: it is told the same through its own arguments.
+        frozen_base = cfg.mode != "full"
+        if acc.state.deepspeed_plugin is not None:
+            self.save_kwargs = {"exclude_frozen_parameters": frozen_base}
+            self.load_kwargs = {"load_module_strict": not frozen_base}
+        else:
+            self.save_kwargs, self.load_kwargs = {}, {"strict": not frozen_base}
+            if frozen_base:
+                acc.register_save_state_pre_hook(only_trainable)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         if cfg.tracker != "none":
             acc.init_trackers("moshi-studio", config=config.to_dict(cfg))
@@ -244,7 +250,7 @@ class Trainer:
         if acc.state.deepspeed_plugin is not None and state["num_processes"] != acc.num_processes:
             raise ConfigError(f"{latest}: written by {state['num_processes']} processes; DeepSpeed shards can only be "
                               f"resumed by as many (this run has {acc.num_processes})")
-        acc.load_state(str(latest / checkpoints.ACCELERATE_STATE), strict=not self.frozen_base)
+        acc.load_state(str(latest / checkpoints.ACCELERATE_STATE), **self.load_kwargs)
         self.step = state["step"]
         self.stream.position = Position(**state["position"])
         self.metrics.write({"event": "resumed", "step": self.step, "path": str(latest)})
@@ -256,7 +262,8 @@ class Trainer:
         if self.is_main:
             staging.mkdir(parents=True, exist_ok=True)
         acc.wait_for_everyone()
-        acc.save_state(str(staging / checkpoints.ACCELERATE_STATE))  # every rank: its RNG, its ZeRO shard
+        # every rank: its RNG, its ZeRO shard
+        acc.save_state(str(staging / checkpoints.ACCELERATE_STATE), **self.save_kwargs)
         state_dict = acc.get_state_dict(self.model)  # collective under ZeRO-3; moshi's own names
         if self.is_main:
             if cfg.mode == "lora":
