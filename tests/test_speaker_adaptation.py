@@ -30,11 +30,12 @@ def test_the_model_files_are_read_as_pocketsphinx_ships_them() -> None:
     assert sums.shape == (3, 5126) and ((sums > 0.85) & (sums < 1.01)).all(), (sums.min(), sums.max())
 
 
-def test_a_damaged_model_file_is_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name, keep", [("sendump", -100), ("means", 200), ("mdef", 20)])
+def test_a_damaged_model_file_is_named(tmp_path: Path, name: str, keep: int) -> None:
     folder = tmp_path / "en-us"
     shutil.copytree(model_folder(), folder)
-    (folder / "sendump").write_bytes((folder / "sendump").read_bytes()[:-100])
-    with pytest.raises(StudioError, match="sendump"):
+    (folder / name).write_bytes((folder / name).read_bytes()[:keep])  # cut short
+    with pytest.raises(StudioError, match=name):
         load_model(folder)
 
 

@@ -90,12 +90,21 @@ def _log_weights(path: Path, n_streams: int, n_densities: int) -> np.ndarray:
     return -steps.astype(np.float64) * _WEIGHT_STEP
 
 
+def _read(path: Path, reader, *args):  # type: ignore[no-untyped-def]
+    """`reader(path, *args)`, a file cut short or misread reported as the file's problem."""
+    try:
+        return reader(path, *args)
+    except (struct.error, ValueError, UnicodeDecodeError) as e:
+        raise _unexpected(path, f"cannot be read ({e})") from None
+
+
 @lru_cache(maxsize=1)
 def load_model(folder: Path | None = None) -> PtmModel:
     folder = folder or model_folder()
-    means = _gaussians(folder / "means")
-    variances = np.maximum(_gaussians(folder / "variances"), _VARIANCE_FLOOR)
-    codebooks = _codebooks(folder / "mdef")
+    means = _read(folder / "means", _gaussians)
+    variances = np.maximum(_read(folder / "variances", _gaussians), _VARIANCE_FLOOR)
+    codebooks = _read(folder / "mdef", _codebooks)
     if means.shape != variances.shape or len(codebooks) != means.shape[0]:
         raise _unexpected(folder, f"{len(codebooks)} CI phones for means of shape {means.shape}")
-    return PtmModel(means, variances, _log_weights(folder / "sendump", means.shape[1], means.shape[2]), codebooks)
+    log_weights = _read(folder / "sendump", _log_weights, means.shape[1], means.shape[2])
+    return PtmModel(means, variances, log_weights, codebooks)
