@@ -26,7 +26,9 @@ from moshi.models import LMGen  # noqa: E402
 
 from backend.data.audio_io import load_stereo  # noqa: E402
 from backend.inference.chat_engine import ChatConfig, ChatEngine  # noqa: E402
-from backend.models.source import DEMO_MIMI_ASSET, load_mimi, load_model  # noqa: E402
+from backend.models.source import DEMO_MIMI_ASSET
+from backend.models.weights import load_mimi
+from backend.models.loading import load_model
 from backend.core.spec import FRAME_SIZE, SAMPLE_RATE  # noqa: E402
 from backend.dataset.spm import load_spm  # noqa: E402
 from backend.demo.workspace import create_demo_workspace  # noqa: E402

@@ -32,8 +32,9 @@ from backend.demo import speech_corpus  # noqa: E402
 from backend.data.audio_io import load_stereo  # noqa: E402
 from backend.demo.codec_quality import codec_stoi, stoi  # noqa: E402
 from backend.demo.codec_training import CodecTrainConfig  # noqa: E402
-from backend.models.source import DEMO_MIMI_ASSET, demo_mimi_config, load_mimi, random_mimi, tiny_mimi_config  # noqa: E402
-from backend.core.spec import FRAME_SIZE, SAMPLE_RATE  # noqa: E402
+from backend.models.source import DEMO_MIMI_ASSET, demo_mimi_config, random_mimi, tiny_mimi_config
+from backend.models.weights import load_mimi
+from backend.core.spec import FRAME_SIZE  # noqa: E402
 
 CLIP_SECONDS, PROMPT_FRAMES = 10.0, 50
 DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo"
@@ -62,7 +63,7 @@ def end_to_end(steps: int, work: Path) -> dict[str, float]:
     """Fine-tune the demo LM on one 10 s demo clip, continue it greedily, STOI against the reference."""
     from train_helpers import reset_accelerate, write_run
 
-    from backend.finetune import checkpoints
+    from backend.models import checkpoints
     from backend.inference.generate import GenerateConfig, decode_continuation, generate
     from backend.dataset.pipeline import prepare_dataset, text_paths
     from backend.dataset.tokenize_text import TextTokenizeConfig

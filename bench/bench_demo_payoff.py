@@ -30,10 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from backend.jobs import control, folder
 from backend.core.spec import FRAME_RATE  # noqa: E402
-from backend.core.workspace import Workspace  # noqa: E402
+from backend.core.workspace import Workspace
 from backend.demo.workspace import create_demo_workspace  # noqa: E402
-from backend.finetune import checkpoints, runs  # noqa: E402
+from backend.finetune import runs  # noqa: E402
+from backend.models import checkpoints  # noqa: E402
 from backend.finetune.config import FinetuneConfig  # noqa: E402
 from backend.finetune.presets import PRESETS  # noqa: E402
 
@@ -64,19 +66,19 @@ def timed_run(ws: Workspace, name: str) -> dict:
     run = runs.create_run(ws.root, cfg, name=name)
     runs.start(run)
     eta_seen: tuple[float, float] | None = None  # (seconds since Start, ETA shown)
-    while runs.status(run)["state"] == "running":
+    while control.status(run)["state"] == "running":
         info = runs.run_info(run)
         now = time.monotonic() - start
         if info.eta_s is not None and (eta_seen is None or now <= ETA_AT_S):
             eta_seen = (now, info.eta_s)
         time.sleep(1.0)
     wall = time.monotonic() - start
-    supervisor = runs.status(run)["pid"]
+    supervisor = control.status(run)["pid"]
     while os.path.exists(f"/proc/{supervisor}"):  # until the launcher's reaper thread has collected it, and
         time.sleep(0.1)  # with it the CPU time of the whole tree
     info = runs.run_info(run)
     if info.state != "finished":
-        raise SystemExit(f"run {run.id} ended {info.state}:\n{runs.tail_log(run)[-3000:]}")
+        raise SystemExit(f"run {run.id} ended {info.state}:\n{folder.tail_log(run)[-3000:]}")
     return {"run": run, "wall_s": wall, "cpu_s": children_cpu_s() - cpu_before, "steps": info.step,
             "eta_seen": eta_seen}
 
@@ -88,7 +90,7 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def continuation_match(ws: Workspace, run: runs.Run) -> dict[str, float]:
+def continuation_match(ws: Workspace, run: folder.Job) -> dict[str, float]:
     """Greedy continuations of every demo dialogue from the run's last checkpoint: share of matching tokens."""
     from backend.inference.generate import MOSHI_ROWS, USER_ROWS, GenerateConfig, generate
 

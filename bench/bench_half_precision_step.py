@@ -23,8 +23,8 @@ from moshi.models import loaders  # noqa: E402
 from backend.finetune.config import FinetuneConfig  # noqa: E402
 from backend.finetune.optim import apply_mode  # noqa: E402
 from backend.finetune.trainer import contiguous_linear_inputs  # noqa: E402
-from backend.models.source import moshi_lm_kwargs  # noqa: E402
-from backend.models.surgery import resize_depformer  # noqa: E402
+from backend.models.source import moshi_lm_kwargs
+from backend.models.surgery import resize_depformer
 
 
 def step_seconds(layers: int, frames: int, rounds: int, contiguous: bool) -> float:

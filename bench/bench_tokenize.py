@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.data.audio_io import load_stereo  # noqa: E402
 from backend.dataset.codec import DEFAULT_CHUNK_FRAMES, encode_stereo, replicas  # noqa: E402
-from backend.models.source import random_mimi  # noqa: E402
+from backend.models.source import random_mimi
 from backend.core.spec import SAMPLE_RATE  # noqa: E402
 
 SPOKENWOZ = Path(__file__).resolve().parents[2] / "shared/data/spokenwoz_sample/audio"

@@ -25,7 +25,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from backend.core import config  # noqa: E402
 from backend.finetune.config import FinetuneConfig  # noqa: E402
-from backend.models.source import load_lm  # noqa: E402
+from backend.models.weights import load_lm
 from backend.finetune.trainer import Trainer  # noqa: E402
 from backend.finetune.data import collate, example_rows  # noqa: E402
 from train_helpers import write_dataset, write_model  # noqa: E402

@@ -35,7 +35,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from backend.core.workspace import DEMO_TOKENIZER  # noqa: E402
+from backend.core.workspace import DEMO_TOKENIZER
 
 GIB = 1024 ** 3
 TARGET_GIB = 22.0

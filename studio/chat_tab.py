@@ -14,11 +14,12 @@ from backend.core import config
 from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
 from backend.core.paths import ASSETS
-from backend.core.workspace import Workspace, model_folders
+from backend.core.workspace import Workspace
+from backend.models.checkpoints import model_folders
 from backend.data.raw_personas import voice_pick
 from backend.inference.chat_config import ChatConfig
 from backend.inference.chat_server import ChatService, check_persona_params, workspace_chat_config
-from backend.inference.persona_prompt import MAX_TEXT_PROMPT
+from backend.models.persona import MAX_TEXT_PROMPT
 
 from .context import Shown, StudioContext
 from .forms import build_config, choices_update, config_inputs

@@ -3,20 +3,22 @@ streams next to the reference, read Moshi's timed text, compare turn-taking stat
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 import pandas as pd
 
+from backend.core.progress import Progress
 from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
 from backend.core.spec import FRAME_RATE
-from backend.core.workspace import Workspace, model_folders
+from backend.core.workspace import Workspace
+from backend.models.checkpoints import model_folders
 from backend.data.raw_personas import voice_pick, voice_prompt_path
 from backend.dataset.read import list_dialogues
 from backend.inference.continuation_files import read_audio, read_words, turn_taking
 from backend.inference.generate_config import GenerateConfig, output_files
-from backend.inference.persona_prompt import MAX_TEXT_PROMPT, check_text_prompt
+from backend.models.persona import MAX_TEXT_PROMPT, check_text_prompt
 
 from .context import Shown, StudioContext
 from .forms import build_config, choices_update, config_inputs, kept_pick
@@ -26,7 +28,6 @@ CHANNELS = {"stereo": None, "Moshi (left)": 0, "user (right)": 1}
 LABELS = ("model", "second model")  # also the output folders under continuations/
 TABLE_METRICS = ["floor_transfer_offset", "gap", "overlap_between", "pause", "ipu", "talk_ratio_A",
                  "backchannels_per_minute", "time_to_first_speech"]
-Progress = Callable[[float, str], None]
 Pick = tuple[list[str], Any]  # a dropdown's choices and value
 
 

@@ -12,6 +12,8 @@ from html import escape
 from pathlib import Path
 from typing import Any, Callable
 
+from backend.core import config
+from backend.core.progress import Progress
 from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
 from backend.core.spec import SPEAKERS
@@ -28,8 +30,7 @@ from backend.core.paths import ASSETS
 from .alignment_view import render_alignment
 from .files import file_url
 
-Progress = Callable[[float, str], None]
-ENGINES = ["pocketsphinx", "whisper"]  # AnnotateConfig.engine's choices
+ENGINES = list(config.choices(AnnotateConfig, "engine"))
 MAX_EVENT_CHARS = 2000  # one edit event: an op, indices, times and two words at most
 OPS = ("text", "times", "delete", "insert", "split", "merge")
 BAR_BUTTONS = [("text", "Set text"), ("times", "Set times"), ("delete", "Delete"), ("insert", "Insert"),

@@ -5,6 +5,7 @@ from typing import Any, Callable
 import gradio as gr
 import pandas as pd
 
+from backend.core.progress import Progress
 from backend.core.errors import StudioError
 from backend.core.workspace import Workspace
 from backend.data.files import scan_dialogues
@@ -14,7 +15,7 @@ from backend.data.raw_personas import (RawPersona, load_raw_persona, raw_persona
                                        save_upload, voice_names)
 from backend.data.validate import DialogueReport, valid_stats, validate_folder
 from backend.dataset.tokenize_text import TextTokenizeConfig
-from backend.inference.persona_prompt import MAX_TEXT_PROMPT
+from backend.models.persona import MAX_TEXT_PROMPT
 
 from . import curate
 from .alignment_view import ALIGNMENT_JS, render_alignment
@@ -56,7 +57,6 @@ def stats_outputs(ws: Workspace) -> tuple[str, pd.DataFrame]:
     return text, pd.DataFrame({"gap (s)": centres, "turns": counts})
 
 
-Progress = Callable[[float, str], None]
 
 
 def on_upload(ws: Workspace, files: list[str] | None) -> tuple[str, list[str], str | None]:

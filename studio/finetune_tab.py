@@ -10,17 +10,18 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from backend.jobs import folder
 from backend.core import config
 from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
-from backend.core.workspace import Workspace
+from backend.core.workspace import RUNS_DIR, Workspace
 from backend.finetune import budget, runs
-from backend.finetune.checkpoints import latest_checkpoint
-from backend.finetune.command import preview_commands
+from backend.models.checkpoints import latest_checkpoint
+from backend.jobs.command import preview_commands
 from backend.finetune.config import FinetuneConfig
 from backend.finetune.presets import PRESETS
 from backend.models.init_config import InitConfig
-from backend.models.source import lm_kwargs_of
+from backend.models.weights import lm_kwargs_of
 
 from .context import Shown, StudioContext
 from .files import received_uploads
@@ -69,7 +70,7 @@ def curves(metrics: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def command_preview(cfg: FinetuneConfig) -> str:
-    return preview_commands(cfg, Path("runs/<new-run>"))
+    return preview_commands(cfg, Path(RUNS_DIR) / "<new-run>", runs.TRAIN_MODULE)
 
 
 # ---------------------------------------------------------------- handlers: (workspace, form values) -> plain data
@@ -156,7 +157,7 @@ def on_init(ws: Workspace, *values: Any) -> str:
     return f"✔ wrote `{out}`: use it as base_model ({out.relative_to(ws.root)})"
 
 
-def open_run(ws: Workspace, run_id: str) -> runs.Run:
+def open_run(ws: Workspace, run_id: str) -> folder.Job:
     """A run of this workspace by the id the client sent (a folder under runs/, nothing else)."""
     return runs.open_run(ws.root, inside_workspace(ws.runs, run_id, "run"))
 
@@ -193,8 +194,8 @@ def on_tick(ws: Workspace, run_id: str | None) -> tuple[str, pd.DataFrame | None
         info = runs.run_info(run)
     except StudioError as e:
         return f"✘ {e}", None, ""
-    return (progress_html(info.step, info.max_steps, info.eta_s, info.state), curves(runs.read_metrics(run)),
-            runs.tail_log(run, 6000))
+    return (progress_html(info.step, info.max_steps, info.eta_s, info.state), curves(folder.read_metrics(run)),
+            folder.tail_log(run, 6000))
 
 
 def on_export(ws: Workspace, run_id: str | None, clean: bool, folder: str = "") -> str:

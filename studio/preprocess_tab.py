@@ -9,14 +9,14 @@ from typing import Any
 
 import gradio as gr
 
+from backend.jobs import control, folder
 from backend.core import config
 from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
-from backend.core.launch import LaunchConfig, check_launch
-from backend.core.workspace import Workspace
+from backend.jobs.launch_config import LaunchConfig, check_launch
+from backend.core.workspace import PREPROCESS_DIR, Workspace
 from backend.dataset import preprocess
-from backend.finetune import runs
-from backend.finetune.command import preview_commands
+from backend.jobs.command import preview_commands
 
 from .context import Shown, StudioContext
 from .forms import build_config, config_inputs, form_value
@@ -63,7 +63,7 @@ def on_form(ws: Workspace, stage: str, *values: Any) -> tuple[str, str]:
     try:
         cfg = preprocess.absolute(stage, confined(ws, stage, read_form(stage, list(values))), ws.root)
         check_launch(cfg)  # its bounds first: num_machines sizes the preview
-        command = preview_commands(cfg, Path(preprocess.RUNS_DIR) / "<new-run>", preprocess.RANK_MODULE)
+        command = preview_commands(cfg, Path(PREPROCESS_DIR) / "<new-run>", preprocess.RANK_MODULE)
     except StudioError as e:
         return f"# {e}", f"✘ {e}"
     try:
@@ -76,14 +76,14 @@ def on_form(ws: Workspace, stage: str, *values: Any) -> tuple[str, str]:
 def run_choices(ws: Workspace, selected: str | None = None) -> tuple[list[str], str | None]:
     found = []
     for run in preprocess.list_runs(ws.root):
-        st = runs.status(run)
+        st = control.status(run)
         found.append((run.id, st.get("state", "queued"), st.get("created", 0.0)))
     return pick_run(found, selected)
 
 
-def open_run(ws: Workspace, run_id: Any) -> runs.Run:
+def open_run(ws: Workspace, run_id: Any) -> folder.Job:
     """A preprocessing run of this workspace by the id the client sent (a folder under preprocess/, nothing else)."""
-    return preprocess.open_run(ws.root, inside_workspace(ws.root / preprocess.RUNS_DIR, run_id, "run"))
+    return preprocess.open_run(ws.root, inside_workspace(ws.root / PREPROCESS_DIR, run_id, "run"))
 
 
 def on_start(ws: Workspace, stage: str, *values: Any) -> tuple[str, list[str] | None, str | None]:
@@ -110,13 +110,13 @@ def on_tick(ws: Workspace, run_id: str | None) -> tuple[str, str, str]:
     try:
         run = open_run(ws, run_id)
         stage, _ = preprocess.load(run)
-        state = runs.status(run).get("state", "queued")
+        state = control.status(run).get("state", "queued")
     except StudioError as e:
         return f"✘ {e}", "", ""
     fraction, ranks = preprocess.progress(run)
     ended = [] if state in ("queued", "running") else preprocess.read_outcome(run)
     return (progress_html(fraction, state, f"{state} · {stage} · {100 * fraction:.0f}%"), "\n".join(ranks + ended),
-            runs.tail_log(run, 6000))
+            folder.tail_log(run, 6000))
 
 
 def build(ctx: StudioContext, shown: Shown) -> None:

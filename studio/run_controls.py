@@ -10,9 +10,9 @@ from typing import Any, Callable, NamedTuple
 
 import gradio as gr
 
+from backend.jobs import control, folder
 from backend.core.errors import StudioError
 from backend.core.workspace import Workspace
-from backend.finetune import runs
 
 from .context import Shown, StudioContext
 from .forms import choices_update
@@ -34,22 +34,22 @@ def run_choices(found: list[tuple[str, str, float]], selected: str | None) -> tu
     return ids, selected if selected in ids else (running[0] if running else ids[0] if ids else None)
 
 
-OpenRun = Callable[[Workspace, str], runs.Run]  # a run of the workspace by the id the client sent (confined)
+OpenRun = Callable[[Workspace, str], folder.Job]  # a run of the workspace by the id the client sent (confined)
 
 
 def abort_run(ws: Workspace, run_id: str | None, open_run: OpenRun, note: str) -> str:
-    """Abort in the background (runs.abort waits up to its grace period for the processes to stop)."""
+    """Abort in the background (control.abort waits up to its grace period for the processes to stop)."""
     if not run_id:
         return "no run selected"
     try:
         run = open_run(ws, run_id)
     except StudioError as e:
         return f"✘ {e}"
-    threading.Thread(target=runs.abort, args=(run,), name=f"abort-{run.id}", daemon=True).start()
+    threading.Thread(target=control.abort, args=(run,), name=f"abort-{run.id}", daemon=True).start()
     return f"abort requested for **{run.id}**: {note}"
 
 
-def resume_run(ws: Workspace, run_id: str | None, open_run: OpenRun, start: Callable[[runs.Run], None],
+def resume_run(ws: Workspace, run_id: str | None, open_run: OpenRun, start: Callable[[folder.Job], None],
                note: str = "") -> str:
     if not run_id:
         return "no run selected"

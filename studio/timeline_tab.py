@@ -51,7 +51,7 @@ def on_show(ws: Workspace, dialogue_id: str | None, start_s: float, length: floa
 
 def on_play(ws: Workspace, dialogue_id: str | None, start_s: float, length: float) -> tuple[int, np.ndarray]:
     """(sample rate, int16 [N, 2]) of the window decoded through the workspace's Mimi; raises StudioError."""
-    from backend.models.source import cached_mimi  # torch loads with the first decode
+    from backend.models.weights import cached_mimi
 
     row, first, count = window(ws, dialogue_id, start_s, length)
     wave = window_audio(cached_mimi(ws.mimi_source), row, first, count)

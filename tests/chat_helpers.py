@@ -21,7 +21,8 @@ from fastapi import FastAPI
 
 from backend.inference.chat_engine import ChatConfig
 from backend.inference.chat_server import ChatService, add_chat_route
-from backend.models.source import load_lm, lm_kwargs_of, save_lm
+from backend.models.weights import lm_kwargs_of, load_lm
+from backend.models.source import save_lm
 from backend.core.spec import FRAME_SIZE, SAMPLE_RATE
 from backend.core.workspace import Workspace
 

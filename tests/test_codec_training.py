@@ -12,7 +12,8 @@ import torch
 
 from backend.demo import speech_corpus
 from backend.demo.codec_training import CodecTrainConfig, train_codec
-from backend.models.source import MIMI_WEIGHTS, load_mimi
+from backend.models.source import MIMI_WEIGHTS
+from backend.models.weights import load_mimi
 from backend.core.spec import FRAME_SIZE, NUM_CODEBOOKS, SAMPLE_RATE
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt)")

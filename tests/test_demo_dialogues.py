@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from backend.demo.dialogues import (DEMO_DIR, DIALOGUES, KYUTAI_LABELS, TRIM_THRESHOLD, Backchannel, DemoDialogue, Turn,
-                                    render, transcript)
+from backend.demo.dialogues import Backchannel, DEMO_DIR, DIALOGUES, DemoDialogue, TRIM_THRESHOLD, Turn, render, transcript
+from backend.data.transcripts import KYUTAI_LABELS
 from backend.core.errors import StudioError
 from backend.core.spec import SAMPLE_RATE
 

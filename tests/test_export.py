@@ -18,7 +18,8 @@ from backend.core.errors import ConfigError, InputError
 from backend.models.export import ExportConfig, export_checkpoint, main
 from backend.finetune.config import FinetuneConfig
 from backend.models.initialise import InitConfig, init_model
-from backend.models.source import LM_KWARGS, LM_WEIGHTS, load_lm, save_lm
+from backend.models.source import LM_KWARGS, LM_WEIGHTS, save_lm
+from backend.models.weights import load_lm
 from conftest import REPO, free_port
 from surgery_helpers import logits_of, tiny_source
 

@@ -12,6 +12,7 @@ import pytest
 from figure_helpers import png_size
 from train_helpers import write_dataset
 
+from backend.jobs import control, folder
 from backend.core import config, figures
 from backend.core.errors import ConfigError
 from backend.core.spec import SAMPLE_RATE
@@ -108,18 +109,19 @@ def test_timeline_cli_plots_the_window(tmp_path: Path, demo_workspace) -> None: 
 def test_runs_show_plots_the_loss_curves_and_a_run_folder_gets_them_when_it_ends(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "20260101-000000-x"
     run_dir.mkdir(parents=True)
-    config.save(FinetuneConfig(), run_dir / runs.CONFIG_FILE)
-    (run_dir / runs.STATUS_FILE).write_text(json.dumps({"state": "queued", "created": 0.0}))
-    (run_dir / runs.METRICS_FILE).write_text("".join(json.dumps(m) + "\n" for m in metrics_rows()))
+    config.save(FinetuneConfig(), run_dir / folder.CONFIG_FILE)
+    (run_dir / folder.STATUS_FILE).write_text(json.dumps({"state": "queued", "created": 0.0}))
+    (run_dir / folder.METRICS_FILE).write_text("".join(json.dumps(m) + "\n" for m in metrics_rows()))
     plot = tmp_path / "loss.png"
     assert runs.main(["show", "--workspace", str(tmp_path), run_dir.name, "--plot", str(plot)]) == 0
     assert png_size(plot) == (1200, 450)
     assert runs.main(["show", "--workspace", str(tmp_path), run_dir.name, "--plot", str(tmp_path)]) == 2
-    # The supervisor draws the run's own summary when the run ends, however it ends (here: it fails at once).
-    (run_dir / runs.COMMAND_FILE).write_text(json.dumps({"argv": [sys.executable, "-c", "raise SystemExit(3)"],
-                                                         "cwd": str(REPO)}))
-    proc = subprocess.run([sys.executable, "-m", "backend.finetune.runs", "_supervise", str(run_dir)], cwd=REPO,
+    # The supervisor runs the run's finish step, which draws its summary, however it ends (here: it fails at once).
+    command = runs.write_command(folder.Job(run_dir), FinetuneConfig(device="cpu"))
+    command["argv"] = [sys.executable, "-c", "raise SystemExit(3)"]
+    (run_dir / folder.COMMAND_FILE).write_text(json.dumps(command))
+    proc = subprocess.run([sys.executable, "-m", "backend.jobs.supervisor", str(run_dir)], cwd=REPO,
                           input=b"", capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr.decode()
-    assert runs.status(runs.Run(run_dir))["state"] == "failed"
+    assert control.status(folder.Job(run_dir))["state"] == "failed"
     assert png_size(run_dir / runs.SUMMARY_PLOT) == (1200, 450)

@@ -12,14 +12,16 @@ import torch
 from figure_helpers import png_size
 from train_helpers import reset_accelerate, write_dataset, write_model, write_run
 
-from backend.finetune import checkpoints
+from backend.models import checkpoints
 from backend.dataset.codec import decode
 from backend.dataset.read import load_row
 from backend.core.errors import InputError
 from backend.models.export import ExportConfig, export_checkpoint
 from backend.inference.generate import (GenerateConfig, decode_continuation, generate, load_continuation, main,
                                         timed_transcript)
-from backend.models.source import lm_kwargs_of, load_lm, load_model, random_mimi, save_lm, save_mimi, tiny_mimi_config
+from backend.models.weights import lm_kwargs_of, load_lm
+from backend.models.loading import load_model
+from backend.models.source import random_mimi, save_lm, save_mimi, tiny_mimi_config
 from backend.core.spec import CARD, EPAD_ID, FRAME_SIZE, PAD_ID, TEXT_CARD
 from backend.dataset.spm import load_spm, train_spm
 from backend.finetune.trainer import train

@@ -9,13 +9,15 @@ from typing import Any
 
 import pytest
 
+from backend.jobs import control, folder, launcher
 from backend.core.errors import StudioError
 from backend.finetune import runs
-from backend.finetune.checkpoints import COMPLETE, final_path
+from backend.models.checkpoints import COMPLETE, final_path
 from backend.finetune.presets import PRESETS
 from backend.models.init_config import InitConfig
 from backend.models.initialise import init_model
-from backend.models.source import LM_KWARGS, lm_kwargs_of
+from backend.models.source import LM_KWARGS
+from backend.models.weights import lm_kwargs_of
 from handler_helpers import escapes, make_workspace, outside, wait_for
 from studio import finetune_tab as ft
 from train_helpers import write_dataset, write_model
@@ -40,7 +42,7 @@ def ws(tmp_path: Path, assets: Path):  # type: ignore[no-untyped-def]
     yield ws
     for info in runs.list_runs(ws.root):
         if info.state == "running":
-            runs.abort(runs.Run(info.dir), grace_s=0)
+            control.abort(folder.Job(info.dir), grace_s=0)
 
 
 def form(**changes: Any) -> list[Any]:
@@ -130,7 +132,7 @@ def test_initialise_refuses_outputs_and_sources_outside_before_writing(ws, tmp_p
 @pytest.fixture
 def quick_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs whose process prints a line and exits 3 (the supervisor and the run folder are real)."""
-    monkeypatch.setattr(runs, "accelerate_command",
+    monkeypatch.setattr(launcher, "accelerate_command",
                         lambda c, run_dir, rank=None, module=None: [sys.executable, "-c", "print('hello'); raise SystemExit(3)"])
 
 
@@ -138,12 +140,12 @@ def test_start_follow_and_resume_a_run(ws, quick_runs) -> None:  # type: ignore[
     message, ids, picked = ft.on_start(ws, *form())
     assert message.startswith("started") and ids == [picked] and picked in message
     run = runs.open_run(ws.root, picked)
-    wait_for(lambda: runs.status(run)["state"] != "running", 60, "the run to end")
+    wait_for(lambda: control.status(run)["state"] != "running", 60, "the run to end")
     bar, curves, log = ft.on_tick(ws, picked)
     assert "failed" in bar and "hello" in log and curves is not None
     assert ft.on_resume(ws, picked) == f"resumed **{picked}**"
-    wait_for(lambda: runs.status(run)["state"] != "running", 60, "the second attempt to end")
-    assert runs.status(run)["attempts"] == 2
+    wait_for(lambda: control.status(run)["state"] != "running", 60, "the second attempt to end")
+    assert control.status(run)["attempts"] == 2
     assert ft.run_choices(ws, None) == ([picked], picked)
     assert ft.on_abort(ws, picked).startswith("abort requested")
 
@@ -198,7 +200,7 @@ def test_export_writes_the_newest_complete_checkpoint(ws) -> None:  # type: igno
 def test_export_refuses_folders_outside_before_writing(ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     run_id = finished_run(ws)
     before = outside(tmp_path, ws)
-    for folder in escapes(tmp_path):
-        message = ft.on_export(ws, run_id, True, folder)
+    for target in escapes(tmp_path):
+        message = ft.on_export(ws, run_id, True, target)
         assert message.startswith("✘") and "not inside the workspace" in message, message
     assert outside(tmp_path, ws) == before and not (ws.runs / run_id / "exports").exists()

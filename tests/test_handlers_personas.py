@@ -6,7 +6,7 @@ import soundfile as sf
 
 from backend.core.spec import SAMPLE_RATE
 from backend.data.raw_personas import voice_pick, voice_prompt_path
-from backend.inference.persona_prompt import MAX_TEXT_PROMPT
+from backend.models.persona import MAX_TEXT_PROMPT
 from studio import data_tab
 from tests.handler_helpers import escapes, make_workspace, outside
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from backend.jobs import control, launcher
 from backend.dataset import preprocess
-from backend.finetune import runs
 from backend.models.source import random_mimi, save_mimi, tiny_mimi_config
 from handler_helpers import escapes, make_workspace, outside, wait_for
 from studio import preprocess_tab as pp
@@ -21,8 +21,8 @@ def ws(tmp_path: Path):  # type: ignore[no-untyped-def]
     ws = make_workspace(tmp_path)
     yield ws
     for run in preprocess.list_runs(ws.root):
-        if runs.status(run).get("state") == "running":
-            runs.abort(run, grace_s=0)
+        if control.status(run).get("state") == "running":
+            control.abort(run, grace_s=0)
 
 
 def form(ws, **changes: Any) -> list[Any]:  # type: ignore[no-untyped-def]
@@ -105,17 +105,17 @@ def test_run_ids_outside_the_preprocess_folder_are_refused(ws, tmp_path: Path, h
 
 def test_start_follow_resume_and_abort(ws, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """The run folder and its supervisor are real; the command prints a line and exits 3."""
-    monkeypatch.setattr(runs, "accelerate_command",
+    monkeypatch.setattr(launcher, "accelerate_command",
                         lambda c, run_dir, rank=None, module=None: [sys.executable, "-c", "print('hello'); raise SystemExit(3)"])
     message, ids, picked = pp.on_start(ws, "annotate", *form(ws))
     assert message.startswith("started") and ids == [picked] and picked in message and picked.endswith("annotate")
     run = pp.open_run(ws, picked)
-    wait_for(lambda: runs.status(run)["state"] != "running", 60, "the run to end")
+    wait_for(lambda: control.status(run)["state"] != "running", 60, "the run to end")
     bar, status, log = pp.on_tick(ws, picked)
     assert "failed" in bar and "annotate" in bar and "hello" in log and status == ""
     assert pp.on_resume(ws, picked).startswith(f"resumed **{picked}**")
-    wait_for(lambda: runs.status(run)["state"] != "running", 60, "the second attempt to end")
-    assert runs.status(run)["attempts"] == 2
+    wait_for(lambda: control.status(run)["state"] != "running", 60, "the second attempt to end")
+    assert control.status(run)["attempts"] == 2
     assert pp.run_choices(ws, None) == ([picked], picked)
     assert pp.on_abort(ws, picked).startswith("abort requested")
 
@@ -127,7 +127,7 @@ def test_a_real_run_reports_each_rank_and_the_summary(ws, monkeypatch: pytest.Mo
         ws, **{"tokenize_audio.mimi": "models/tiny-mimi", "tokenize_audio.output_dir": "tokens/pp"}))
     assert message.startswith("started"), message
     run = pp.open_run(ws, picked)
-    wait_for(lambda: runs.status(run)["state"] != "running", 600, "the run to end")
+    wait_for(lambda: control.status(run)["state"] != "running", 600, "the run to end")
     bar, status, log = pp.on_tick(ws, picked)
     written = len(list((ws.root / "tokens" / "pp").glob("*.npz")))
     assert "finished" in bar and "100%" in bar and written == 3, (bar, log)

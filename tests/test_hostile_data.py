@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from backend.core.workspace import RUNS_DIR
 from backend.core.errors import InputError
 from backend.data.ingest import import_dialogues
 from backend.data.preview import alignment_data
@@ -256,4 +257,4 @@ def test_runs_start_names_the_file_and_column_of_a_wrong_schema(tmp_path: Path, 
                           "--device", "cpu", *data]) == 2
         err = capsys.readouterr().err
         assert "train-001-of-001.parquet" in err and f"column {column}" in err, err
-    assert not (tmp_path / runs.RUNS_DIR).exists()
+    assert not (tmp_path / RUNS_DIR).exists()

@@ -12,7 +12,8 @@ from safetensors.torch import load_file, save_file
 from backend.core.errors import ConfigError, InputError
 from backend.models.surgery import parameter_report
 from backend.models.initialise import InitConfig, init_model, main
-from backend.models.source import LM_KWARGS, LM_WEIGHTS, load_lm
+from backend.models.source import LM_KWARGS, LM_WEIGHTS
+from backend.models.weights import load_lm
 from surgery_helpers import logits_of, tiny_source
 
 

@@ -13,7 +13,7 @@ from backend.core.errors import ConfigError
 from backend.core.spec import FRAME_SIZE, SAMPLE_RATE
 from backend.inference.chat_engine import ChatEngine
 from backend.inference.chat_server import ChatService
-from backend.inference.persona_prompt import voice_file
+from backend.models.persona import voice_file
 from chat_helpers import ServerThread, chat_config, run_async, speaking_lm, talk
 from conftest import free_port
 

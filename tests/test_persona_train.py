@@ -17,7 +17,7 @@ from backend.finetune.loss import LossWeights, compute_loss
 from backend.finetune.prefix import with_prefixes
 from backend.finetune.trainer import train
 from backend.models.persona import build_prefix, lm_rows, make_persona
-from backend.models.source import load_lm
+from backend.models.weights import load_lm
 
 
 def a_persona(seed: int, voice_frames: int = 5, text: str = "A barista."):  # type: ignore[no-untyped-def]
@@ -99,7 +99,8 @@ def test_persona_stage_from_the_command_line(tmp_path: Path) -> None:
     from backend.dataset.spm import load_spm, train_spm
     from backend.demo.dialogues import demo_sentences
     from backend.models.persona import encode_voice, role_text_ids
-    from backend.models.source import load_mimi, random_mimi, save_mimi, tiny_mimi_config
+    from backend.models.weights import load_mimi
+    from backend.models.source import random_mimi, save_mimi, tiny_mimi_config
 
     data = write_dataset(tmp_path / "data", [8, 8])
     mimi_dir = save_mimi(random_mimi(tiny_mimi_config(), seed=2), tiny_mimi_config(), tmp_path / "mimi")
@@ -130,7 +131,8 @@ def test_continuation_prefixes_given_or_stored(tmp_path: Path) -> None:
     from backend.demo.dialogues import demo_sentences
     from backend.inference.persona_prompt import batches_by_length, continuation_prefixes
     from backend.models.persona import read_voice, voice_codes
-    from backend.models.source import load_mimi, random_mimi, save_mimi, tiny_mimi_config
+    from backend.models.weights import load_mimi
+    from backend.models.source import random_mimi, save_mimi, tiny_mimi_config
 
     data = write_dataset(tmp_path / "data", [8, 8])
     ids = ["train/d000", "train/d001"]

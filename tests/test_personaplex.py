@@ -11,10 +11,10 @@ from safetensors.torch import save_file
 
 from backend.models import personaplex
 from backend.models.initialise import InitConfig, init_model
-from backend.models.source import MIMI_CONFIG, load_lm, load_mimi, lm_kwargs_of, random_mimi, \
-    tiny_lm_kwargs, tiny_mimi_config
+from backend.models.source import MIMI_CONFIG, random_mimi, tiny_lm_kwargs, tiny_mimi_config
+from backend.models.weights import lm_kwargs_of, load_lm, load_mimi
 from backend.models.source import read_lm_kwargs
-from backend.models.surgery import source_kwargs
+from backend.models.weights import source_kwargs
 
 
 def personaplex_folder(folder: Path, dep_q: int) -> tuple[Path, dict[str, torch.Tensor]]:

@@ -12,16 +12,16 @@ import soundfile as sf
 from accelerate.commands.launch import launch_command_parser
 from conftest import free_port
 
+from backend.jobs import control, folder
 from backend.core import config
 from backend.core.errors import ConfigError
 from backend.core.spec import SAMPLE_RATE
 from backend.data.annotate.run import AnnotateConfig, annotate_folder
 from backend.data.annotate.turns import format_turns
 from backend.dataset import preprocess
-from backend.dataset.sharding import share
+from backend.jobs.sharding import share
 from backend.dataset.tokenize_audio import AudioTokenizeConfig, tokenize_audio
-from backend.finetune import runs
-from backend.finetune.command import accelerate_executable
+from backend.jobs.command import accelerate_executable
 from backend.demo.heldout_speech import heldout_dialogues
 from backend.models.source import DEFAULT_REPO, random_mimi, save_mimi, tiny_mimi_config
 
@@ -74,10 +74,10 @@ def test_one_command_per_machine_for_the_rank_module(tmp_path: Path) -> None:
         preprocess.check("tokenize_audio", run_config(input_dir=str(tmp_path / "none"), output_dir=str(tmp_path)))
 
 
-def wait_until_done(run: runs.Run, timeout_s: float = 900) -> str:
+def wait_until_done(run: folder.Job, timeout_s: float = 900) -> str:
     deadline = time.monotonic() + timeout_s
-    while (state := runs.status(run).get("state")) == "running":
-        assert time.monotonic() < deadline, runs.tail_log(run)
+    while (state := control.status(run).get("state")) == "running":
+        assert time.monotonic() < deadline, folder.tail_log(run)
         time.sleep(0.5)
     return state
 
@@ -100,7 +100,7 @@ def test_two_cpu_processes_write_what_one_process_writes(tmp_path: Path, monkeyp
     assert run.dir.parent == ws.resolve() / preprocess.RUNS_DIR
     preprocess.start(run)
     assert wait_until_done(run) == "failed"  # the mono file fails: exit code 1, as the one-process CLI
-    log = runs.tail_log(run, 100_000)
+    log = folder.tail_log(run, 100_000)
     summary = json.loads((run.dir / preprocess.SUMMARY_FILE).read_text())
     assert summary["ranks"] == 2 and summary["errors"] == [], log
     assert sorted(summary["summary"]["written"]) == sorted(single.written)
@@ -142,7 +142,7 @@ def test_two_cpu_processes_annotate_as_one_process(tmp_path: Path, monkeypatch: 
     run = preprocess.create_run(tmp_path / "ws", "annotate", cfg)
     preprocess.start(run)
     assert wait_until_done(run) == "failed"  # the mono file
-    log = runs.tail_log(run, 100_000)
+    log = folder.tail_log(run, 100_000)
     summary = json.loads((run.dir / preprocess.SUMMARY_FILE).read_text())
     assert summary["ranks"] == 2 and summary["errors"] == [], log
     assert summary["summary"]["written"] == single.written and list(summary["summary"]["failed"]) == ["mono"]

@@ -14,13 +14,16 @@ from typing import Iterator
 import psutil
 import pytest
 
+from backend.jobs import control, folder, launcher, processes
+from backend.core.workspace import RUNS_DIR
 from backend.core import config
 
 from backend.dataset import preprocess
 from backend.finetune import runs
 from backend.core.errors import ConfigError
 from backend.finetune.config import FinetuneConfig
-from backend.finetune.command import accelerate_command
+from backend.finetune.runs import TRAIN_MODULE
+from backend.jobs.command import accelerate_command
 from handler_helpers import wait_for
 from train_helpers import write_dataset, write_model
 
@@ -63,7 +66,7 @@ def ws(tmp_path: Path, assets: Path) -> Iterator[Path]:
     yield tmp_path
     for info in runs.list_runs(tmp_path):
         if info.state == "running":
-            runs.abort(runs.Run(info.dir), grace_s=0)
+            control.abort(folder.Job(info.dir), grace_s=0)
 
 
 def cfg(**values: object) -> FinetuneConfig:
@@ -95,7 +98,7 @@ def helper_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     script = tmp_path / "tree.py"
     script.write_text(TREE)
     pids = tmp_path / "pids.txt"
-    monkeypatch.setattr(runs, "accelerate_command",
+    monkeypatch.setattr(launcher, "accelerate_command",
                         lambda c, run_dir, rank=None, module=None: [sys.executable, str(script), "root", str(pids)])
     return pids
 
@@ -120,7 +123,7 @@ def helper_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_bad_configs_are_refused_before_anything_is_created(ws: Path, values: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         runs.create_run(ws, cfg(**values))
-    assert not (ws / runs.RUNS_DIR).exists() or not any((ws / runs.RUNS_DIR).iterdir())
+    assert not (ws / RUNS_DIR).exists() or not any((ws / RUNS_DIR).iterdir())
 
 
 def test_cli_start_refuses_a_bad_config_with_a_message(ws: Path) -> None:
@@ -128,7 +131,7 @@ def test_cli_start_refuses_a_bad_config_with_a_message(ws: Path) -> None:
                           "--train-data", "dataset", "--base-model", "models/tiny", "--device", "cpu",
                           "--max-steps", "0"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "error: max_steps must be >= 1" in out.stderr
-    assert not (ws / runs.RUNS_DIR).exists()
+    assert not (ws / RUNS_DIR).exists()
 
 
 # ---------------------------------------------------------------- run folders and state from files
@@ -136,12 +139,12 @@ def test_cli_start_refuses_a_bad_config_with_a_message(ws: Path) -> None:
 def test_create_run_writes_absolute_config_command_and_status(ws: Path) -> None:
     run = runs.create_run(ws, cfg(), name="My demo!")
     assert run.dir.parent == (ws / "runs").resolve() and run.id.endswith("-my-demo")
-    saved = run.config()
+    saved = runs.run_config(run)
     assert saved.train_data == ws.resolve() / "dataset" and saved.base_model == str(ws.resolve() / "models/tiny")
-    command = json.loads((run.dir / runs.COMMAND_FILE).read_text())
-    assert command["argv"] == accelerate_command(saved, run.dir) and command["cwd"] == str(REPO)
+    command = json.loads((run.dir / folder.COMMAND_FILE).read_text())
+    assert command["argv"] == accelerate_command(saved, run.dir, TRAIN_MODULE) and command["cwd"] == str(REPO)
     assert command["env"] == {"CUDA_VISIBLE_DEVICES": ""}
-    assert json.loads((run.dir / runs.STATUS_FILE).read_text())["state"] == "queued"
+    assert json.loads((run.dir / folder.STATUS_FILE).read_text())["state"] == "queued"
     second = runs.create_run(ws, cfg(), name="My demo!")  # same second, same name: its own folder
     assert second.dir != run.dir
     assert [i.id for i in runs.list_runs(ws)] == sorted([run.id, second.id], reverse=True)
@@ -151,45 +154,45 @@ def test_a_dead_or_reused_pid_is_not_running_after_a_restart(ws: Path) -> None:
     run = runs.create_run(ws, cfg())
     dead = subprocess.Popen(["true"])
     dead.wait()
-    status = run.dir / runs.STATUS_FILE
+    status = run.dir / folder.STATUS_FILE
     status.write_text(json.dumps({"state": "running", "pid": dead.pid, "pgid": dead.pid, "proc_start": 1.0}))
     info = runs.run_info(run)
     assert info.state == "failed" and "without recording an exit code" in info.message
     # a live pid with another start time is a reused pid, not the run
     status.write_text(json.dumps({"state": "running", "pid": os.getpid(), "pgid": os.getpid(), "proc_start": 1.0}))
     (run.dir / "abort").touch()
-    assert runs.status(run)["state"] == "aborted"
+    assert control.status(run)["state"] == "aborted"
     with subprocess.Popen(["sleep", "60"], start_new_session=True) as alive:
         started = psutil.Process(alive.pid).create_time()
         status.write_text(json.dumps({"state": "running", "pid": alive.pid, "pgid": alive.pid, "proc_start": started}))
-        assert runs.status(run)["state"] == "running"
+        assert control.status(run)["state"] == "running"
         alive.kill()
 
 
 def test_metrics_progress_and_log_are_read_from_the_files(ws: Path) -> None:
     run = runs.create_run(ws, cfg(max_steps=10))
-    assert runs.progress(run) == (0, 10, None) and runs.read_metrics(run) == [] and runs.tail_log(run) == ""
+    assert runs.progress(run) == (0, 10, None) and folder.read_metrics(run) == [] and folder.tail_log(run) == ""
     lines = [{"step": 1, "max_steps": 10, "eta_s": 9.0, "loss": 5.0, "text_nonpad_loss": 3.0},
              {"event": "checkpoint", "step": 1, "path": "x"},
              {"step": 2, "max_steps": 10, "eta_s": 8.0, "loss": 4.5, "text_nonpad_loss": 2.5}]
     text = "".join(json.dumps(x) + "\n" for x in lines) + '{"step": 3, "los'  # a line being appended
     (run.dir / "metrics.jsonl").write_text(text)
     (run.dir / "train.log").write_text("a" * 100 + "the end\n")
-    assert runs.read_metrics(run) == lines
+    assert folder.read_metrics(run) == lines
     assert runs.progress(run) == (2, 10, 8.0)
-    assert runs.tail_log(run, 8) == "the end\n"
+    assert folder.tail_log(run, 8) == "the end\n"
     assert runs.run_info(run).losses == {"loss": 4.5, "text_nonpad_loss": 2.5}
 
 
 def test_devices_overlap_rules() -> None:
     def dev(**v: object) -> frozenset[str]:
-        return runs.devices(cfg(**v))
+        return launcher.devices(cfg(**v))
 
-    assert runs.devices_overlap(dev(device="cpu"), dev(device="cpu", num_processes=2))
-    assert runs.devices_overlap(dev(device="cuda", gpu_ids="0,1"), dev(device="cuda", gpu_ids="1"))
-    assert not runs.devices_overlap(dev(device="cuda", gpu_ids="0,1"), dev(device="cuda", gpu_ids="2,3"))
-    assert runs.devices_overlap(dev(device="cuda"), dev(device="cuda", gpu_ids="5"))  # "all" overlaps any GPU
-    assert not runs.devices_overlap(dev(device="cuda"), dev(device="cpu"))
+    assert launcher.devices_overlap(dev(device="cpu"), dev(device="cpu", num_processes=2))
+    assert launcher.devices_overlap(dev(device="cuda", gpu_ids="0,1"), dev(device="cuda", gpu_ids="1"))
+    assert not launcher.devices_overlap(dev(device="cuda", gpu_ids="0,1"), dev(device="cuda", gpu_ids="2,3"))
+    assert launcher.devices_overlap(dev(device="cuda"), dev(device="cuda", gpu_ids="5"))  # "all" overlaps any GPU
+    assert not launcher.devices_overlap(dev(device="cuda"), dev(device="cpu"))
 
 
 # ---------------------------------------------------------------- processes (helper tree)
@@ -199,7 +202,7 @@ def test_abort_kills_the_whole_tree_and_a_second_cpu_run_is_refused(ws: Path, he
     runs.start(run)
     wait_for(lambda: len(tree_pids(helper_tree)) == 3, 60, "the helper tree")
     pids = tree_pids(helper_tree)
-    st = runs.status(run)
+    st = control.status(run)
     assert st["state"] == "running" and st["pgid"] == st["pid"]
     assert os.getpgid(pids["root"]) == st["pgid"]  # the launched tree is the run's process group...
     wait_for(lambda: os.getpgid(pids["escapee"]) != st["pgid"], 30, "the escapee to leave the group")  # ...not all
@@ -218,11 +221,11 @@ def test_abort_kills_the_whole_tree_and_a_second_cpu_run_is_refused(ws: Path, he
     assert aborted.returncode == 0 and f"run {run.id}: aborted" in aborted.stdout, aborted.stderr
     assert time.monotonic() - t0 < 60
     assert living([*pids.values(), st["pid"]]) == []
-    assert runs.status(run)["state"] == "aborted"
+    assert control.status(run)["state"] == "aborted"
     helper_tree.unlink()
     runs.start(other)  # the devices are free again
     wait_for(lambda: len(tree_pids(helper_tree)) == 3, 60, "the second tree")
-    assert runs.abort(other, grace_s=1) == "aborted"
+    assert control.abort(other, grace_s=1) == "aborted"
     assert living(list(tree_pids(helper_tree).values())) == []
 
 
@@ -237,8 +240,8 @@ def test_preprocessing_and_fine_tuning_do_not_share_devices(ws: Path, helper_tre
     pre = preprocess.create_run(ws, "annotate", annotate)
     with pytest.raises(ConfigError, match=f"run {holder.id} is running on cpu"):
         preprocess.start(pre)
-    assert runs.status(pre)["state"] == "queued"
-    assert runs.abort(holder, grace_s=1) == "aborted"
+    assert control.status(pre)["state"] == "queued"
+    assert control.abort(holder, grace_s=1) == "aborted"
     helper_tree.unlink()
     preprocess.start(pre)
     try:
@@ -247,7 +250,7 @@ def test_preprocessing_and_fine_tuning_do_not_share_devices(ws: Path, helper_tre
             runs.start_new(ws, cfg(), name="late")
         assert [i.id for i in runs.list_runs(ws)] == [holder.id]  # the refused start wrote no run folder
     finally:
-        runs.abort(pre, grace_s=1)
+        control.abort(pre, grace_s=1)
 
 
 def cli(ws: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -261,9 +264,9 @@ def test_a_start_refused_for_busy_devices_writes_nothing(ws: Path, helper_tree: 
     wait_for(lambda: len(tree_pids(helper_tree)) == 3, 60, "the helper tree")
     out = cli(ws, "start", "--train-data", "dataset", "--base-model", "models/tiny", "--device", "cpu", "--name", "late")
     assert out.returncode == 2 and f"run {run.id} is running on cpu" in out.stderr, out.stderr
-    assert [d.name for d in (ws / runs.RUNS_DIR).iterdir() if d.is_dir()] == [run.id]
+    assert [d.name for d in (ws / RUNS_DIR).iterdir() if d.is_dir()] == [run.id]
     assert [i.id for i in runs.list_runs(ws)] == [run.id]
-    assert runs.abort(run, grace_s=1) == "aborted"
+    assert control.abort(run, grace_s=1) == "aborted"
 
 
 def test_orphans_of_a_killed_supervisor_are_found_by_abort_and_block_resume(ws: Path, helper_tree: Path) -> None:
@@ -272,36 +275,36 @@ def test_orphans_of_a_killed_supervisor_are_found_by_abort_and_block_resume(ws: 
     run = runs.start_new(ws, cfg(), name="orphaned")
     wait_for(lambda: len(tree_pids(helper_tree)) == 3, 60, "the helper tree")
     pids = list(tree_pids(helper_tree).values())
-    supervisor = runs.status(run)["pid"]
+    supervisor = control.status(run)["pid"]
     os.kill(supervisor, signal.SIGKILL)
     wait_for(lambda: living([supervisor]) == [], 30, "the supervisor to die")
     assert len(living(pids)) == 3
-    assert runs.status(run)["state"] == "running"  # its processes still run
+    assert control.status(run)["state"] == "running"  # its processes still run
     out = cli(ws, "resume", run.id)
     assert out.returncode == 2 and f"run {run.id} is already running (process(es)" in out.stderr, out.stdout + out.stderr
-    assert runs.status(run)["attempts"] == 1
+    assert control.status(run)["attempts"] == 1
     out = cli(ws, "abort", run.id, "--grace", "2")
     assert out.returncode == 0 and f"run {run.id}: aborted" in out.stdout, out.stdout + out.stderr
     assert living(pids) == []
     helper_tree.unlink()
     runs.resume(run)  # nothing of the run is left: it may start again
     wait_for(lambda: len(tree_pids(helper_tree)) == 3, 60, "the second tree")
-    assert runs.abort(run, grace_s=1) == "aborted"
+    assert control.abort(run, grace_s=1) == "aborted"
 
 
 def test_the_supervisor_records_the_exit_code(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runs, "accelerate_command",
+    monkeypatch.setattr(launcher, "accelerate_command",
                         lambda c, run_dir, rank=None, module=None: [sys.executable, "-c", "print('hello'); raise SystemExit(3)"])
     run = runs.create_run(ws, cfg())
     runs.start(run)
-    wait_for(lambda: runs.status(run)["state"] != "running", 60, "the run to end")
+    wait_for(lambda: control.status(run)["state"] != "running", 60, "the run to end")
     info = runs.run_info(run)
     assert (info.state, info.exit_code) == ("failed", 3)
-    assert "hello" in runs.tail_log(run)
+    assert "hello" in folder.tail_log(run)
     runs.resume(run)  # a failed run can be started again in its folder
-    wait_for(lambda: runs.status(run)["state"] != "running", 60, "the second attempt to end")
-    assert runs.status(run)["attempts"] == 2 and runs.tail_log(run).count("hello") == 2
-    status = run.dir / runs.STATUS_FILE
+    wait_for(lambda: control.status(run)["state"] != "running", 60, "the second attempt to end")
+    assert control.status(run)["attempts"] == 2 and folder.tail_log(run).count("hello") == 2
+    status = run.dir / folder.STATUS_FILE
     status.write_text(json.dumps({**json.loads(status.read_text()), "state": "finished"}))
     with pytest.raises(ConfigError, match="has finished all its steps"):
         runs.resume(run)
@@ -315,33 +318,33 @@ def test_real_two_process_run_aborts_gracefully_then_resumes_to_the_end(ws: Path
     resume finishes the remaining steps in the same folder."""
     run = runs.create_run(ws, cfg(num_processes=2, max_steps=12, main_port=29561), name="real")
     runs.start(run)
-    supervisor = psutil.Process(runs.status(run)["pid"])
+    supervisor = psutil.Process(control.status(run)["pid"])
     try:
-        wait_for(lambda: runs.progress(run)[0] >= 1 or runs.status(run)["state"] != "running", 400, "step 1")
+        wait_for(lambda: runs.progress(run)[0] >= 1 or control.status(run)["state"] != "running", 400, "step 1")
         tree = {supervisor.pid, *(p.pid for p in supervisor.children(recursive=True))}
         # supervisor, accelerate (torchrun's agent), 2 ranks in sessions of their own
-        assert len(tree) >= 4 and len({os.getpgid(pid) for pid in tree}) >= 3, runs.tail_log(run)
-        assert runs.read_metrics(run)[0]["samples"] == 2  # two ranks, one example each per step
-        assert runs.abort(run, grace_s=120) == "aborted"
+        assert len(tree) >= 4 and len({os.getpgid(pid) for pid in tree}) >= 3, folder.tail_log(run)
+        assert folder.read_metrics(run)[0]["samples"] == 2  # two ranks, one example each per step
+        assert control.abort(run, grace_s=120) == "aborted"
     finally:
-        if runs.status(run)["state"] == "running":
-            runs.abort(run, grace_s=0)
-    assert living(list(tree)) == [], runs.tail_log(run)
-    events = [m.get("event") for m in runs.read_metrics(run)]
-    assert "aborted" in events and "checkpoint" in events, runs.tail_log(run)
+        if control.status(run)["state"] == "running":
+            control.abort(run, grace_s=0)
+    assert living(list(tree)) == [], folder.tail_log(run)
+    events = [m.get("event") for m in folder.read_metrics(run)]
+    assert "aborted" in events and "checkpoint" in events, folder.tail_log(run)
     stopped_at = runs.progress(run)[0]
     assert stopped_at < 12
     runs.resume(run)
     try:
-        wait_for(lambda: runs.status(run)["state"] != "running", 400, "the resumed run to end")
+        wait_for(lambda: control.status(run)["state"] != "running", 400, "the resumed run to end")
     finally:
-        if runs.status(run)["state"] == "running":
-            runs.abort(run, grace_s=0)
+        if control.status(run)["state"] == "running":
+            control.abort(run, grace_s=0)
     info = runs.run_info(run)
-    assert (info.state, info.exit_code, info.step, info.max_steps) == ("finished", 0, 12, 12), runs.tail_log(run)
-    steps = [m["step"] for m in runs.read_metrics(run) if "event" not in m]
+    assert (info.state, info.exit_code, info.step, info.max_steps) == ("finished", 0, 12, 12), folder.tail_log(run)
+    steps = [m["step"] for m in folder.read_metrics(run) if "event" not in m]
     assert steps == list(range(1, 13))  # resumed right after the abort checkpoint: no step redone or skipped
-    assert json.loads((run.dir / runs.STATUS_FILE).read_text())["attempts"] == 2
+    assert json.loads((run.dir / folder.STATUS_FILE).read_text())["attempts"] == 2
 
 
 
@@ -358,8 +361,8 @@ def test_a_loss_that_stops_being_finite_fails_the_run_and_keeps_the_checkpoints_
     (info,) = runs.list_runs(ws)
     assert out.stdout.endswith(f"run {info.id}: failed ({match.group(0)})\n")  # the last line of --wait
     assert (info.state, info.message) == ("failed", match.group(0)) and info.exit_code not in (0, None)
-    run = runs.Run(info.dir)
-    rows = runs.read_metrics(run)
+    run = folder.Job(info.dir)
+    rows = folder.read_metrics(run)
     assert [m["step"] for m in rows if "event" not in m] == list(range(1, bad_step))  # stopped at once
     assert rows[-1] == {"event": "failed", "step": bad_step, "message": match.group(0)}
     kept = sorted(int(p.name.split("-")[1]) for p in (run.dir / "checkpoints").glob("step-*"))
@@ -374,16 +377,16 @@ def test_the_trainer_stops_when_its_supervisor_is_killed(ws: Path) -> None:
               "--max-frames", "16", "--min-frames", "4", "--max-steps", "30", "--checkpoint-every", "0")
     assert out.returncode == 0, out.stderr
     (info,) = runs.list_runs(ws)
-    run = runs.Run(info.dir)
-    wait_for(lambda: runs.progress(run)[0] >= 2 or runs.status(run)["state"] != "running", 400, "step 2")
-    os.kill(runs.status(run)["pid"], signal.SIGKILL)
-    wait_for(lambda: not runs._members(run), 60, "every process of the run to end")
-    events = [m.get("event") for m in runs.read_metrics(run)]
-    assert events[-1] == "aborted" and "checkpoint" in events, runs.tail_log(run)
+    run = folder.Job(info.dir)
+    wait_for(lambda: runs.progress(run)[0] >= 2 or control.status(run)["state"] != "running", 400, "step 2")
+    os.kill(control.status(run)["pid"], signal.SIGKILL)
+    wait_for(lambda: not processes.members(run), 60, "every process of the run to end")
+    events = [m.get("event") for m in folder.read_metrics(run)]
+    assert events[-1] == "aborted" and "checkpoint" in events, folder.tail_log(run)
     stopped_at = runs.progress(run)[0]
-    assert stopped_at < 30 and "supervisor is gone" in runs.tail_log(run)
-    assert runs.status(run)["state"] in ("failed", "aborted")
+    assert stopped_at < 30 and "supervisor is gone" in folder.tail_log(run)
+    assert control.status(run)["state"] in ("failed", "aborted")
     out = cli(ws, "resume", run.id, "--wait", timeout=600)
     assert out.returncode == 0, out.stdout[-3000:]
-    steps = [m["step"] for m in runs.read_metrics(run) if "event" not in m]
+    steps = [m["step"] for m in folder.read_metrics(run) if "event" not in m]
     assert steps == list(range(1, 31))  # one trainer at a time: no step twice, none skipped

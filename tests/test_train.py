@@ -16,13 +16,14 @@ import torch
 from safetensors.torch import load_file
 from train_helpers import reset_accelerate, write_dataset, write_model, write_run
 
-from backend.finetune import checkpoints
+from backend.models import checkpoints
 
 from backend.core import config
 from backend.core.errors import ConfigError
 from backend.finetune.config import FinetuneConfig
-from backend.finetune.command import accelerate_command, env_for
-from backend.models.source import load_lm
+from backend.finetune.runs import TRAIN_MODULE
+from backend.jobs.command import accelerate_command, env_for
+from backend.models.weights import load_lm
 from backend.finetune.config import check_config
 from backend.finetune.trainer import train
 
@@ -64,9 +65,9 @@ def env() -> dict[str, str]:
 
 
 def launch(run_dir: Path) -> tuple[list[str], dict[str, str]]:
-    """The launcher's own `accelerate launch` argv and environment (backend.finetune.command)."""
+    """The launcher's own `accelerate launch` argv and environment (backend.jobs.command)."""
     cfg = config.load(FinetuneConfig, run_dir / "config.json")
-    return accelerate_command(cfg, run_dir), env() | env_for(cfg)
+    return accelerate_command(cfg, run_dir, TRAIN_MODULE), env() | env_for(cfg)
 
 
 def wait_for_step(run_dir: Path, proc: subprocess.Popen, step: int, timeout: float = 240) -> None:
@@ -190,7 +191,7 @@ def test_sigterm_stops_gracefully(tmp_path: Path, assets: dict[str, Path]) -> No
 # The save of step 4 hangs after writing everything but the `complete` marker: the test kills it there.
 SLOW_SAVE = """
 import sys, time
-from backend.finetune import checkpoints
+from backend.models import checkpoints
 publish = checkpoints.publish
 def slow_publish(staging, final):
     if final.name == "step-000004":
@@ -313,7 +314,7 @@ def test_half_precision_training_feeds_the_linears_contiguous_inputs(assets: dic
     matmuls copy whole weights), with the same outputs as without; float32 models are left as they are."""
     from backend.finetune.optim import apply_mode
     from backend.finetune.trainer import training_model
-    from backend.models.source import load_model
+    from backend.models.loading import load_model
 
     codes = torch.randint(0, 8, (1, 17, 6), generator=torch.Generator().manual_seed(0))
     seen: list[bool] = []

@@ -20,10 +20,11 @@ from conftest import free_port
 from safetensors.torch import load_file
 from train_helpers import write_dataset, write_model, write_run
 
-from backend.finetune import checkpoints
-from backend.finetune.command import accelerate_command, env_for
-from backend.finetune.run_folder import METRICS_FILE
-from backend.models.source import load_lm
+from backend.models import checkpoints
+from backend.finetune.runs import TRAIN_MODULE
+from backend.jobs.command import accelerate_command, env_for
+from backend.jobs.folder import METRICS_FILE
+from backend.models.weights import load_lm
 from backend.finetune.config import DEEPSPEED_PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,9 +65,9 @@ def test_two_processes_train_and_checkpoint(tmp_path: Path, assets: dict[str, Pa
     cfg = write_run(run, base_model=str(assets["model"]), train_data=str(assets["data"]), deepspeed=ds_setting,
                     num_processes=2, max_steps=3, checkpoint_every=2, keep_checkpoints=2, lr=1e-3, max_frames=8,
                     main_port=free_port())
-    # The launcher's own command and environment (backend.finetune.command), as the studio starts a run.
+    # The launcher's own command and environment (backend.jobs.command), as the studio starts a run.
     env = os.environ | env_for(cfg) | {"NO_TORCH_COMPILE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = accelerate_command(cfg, run)
+    cmd = accelerate_command(cfg, run, TRAIN_MODULE)
     start = time.monotonic()
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     print(f"{deepspeed}: {time.monotonic() - start:.0f} s")
@@ -116,7 +117,7 @@ def test_deepspeed_lora_checkpoints_hold_the_adapters_and_resume(tmp_path: Path,
     for max_steps in (2, 3):  # the second launch finds step 2's checkpoint
         cfg = write_run(run, max_steps=max_steps, **common)
         env = os.environ | env_for(cfg) | {"NO_TORCH_COMPILE": "1", "OMP_NUM_THREADS": "1"}
-        done = subprocess.run(accelerate_command(cfg, run), cwd=REPO, env=env, capture_output=True, text=True,
+        done = subprocess.run(accelerate_command(cfg, run, TRAIN_MODULE), cwd=REPO, env=env, capture_output=True, text=True,
                               timeout=1200)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     first, last = checkpoints.list_checkpoints(run)

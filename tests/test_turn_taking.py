@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.inference import vad
+from backend.data import vad
 from backend.data.audio_io import write_stereo_wav
 from backend.core.spec import SAMPLE_RATE
 from backend.inference.turn_taking import TurnTakingConfig, analyse, compare, main

@@ -9,7 +9,8 @@ from moshi.utils.compile import no_compile
 
 from backend.core import config
 from backend.core.errors import ConfigError, InputError
-from backend.models.source import DEMO_MIMI_ASSET, load_lm, load_mimi, random_mimi, tiny_mimi_config
+from backend.models.source import DEMO_MIMI_ASSET, random_mimi, tiny_mimi_config
+from backend.models.weights import load_lm, load_mimi
 from backend.core.spec import CARD, FRAME_SIZE, PAD_ID, EPAD_ID
 from backend.dataset.spm import load_spm
 from backend.core.workspace import WorkspaceSettings, open_workspace
@@ -115,8 +116,9 @@ def test_cli_show(demo_ws, capsys):
 
 
 def test_model_folders_lists_models_exports_and_complete_checkpoints(tmp_path: Path) -> None:
-    from backend.core.workspace import Workspace, model_folders
-    from backend.finetune import checkpoints
+    from backend.core.workspace import Workspace
+    from backend.models.checkpoints import model_folders
+    from backend.models import checkpoints
     from backend.models.source import LM_KWARGS
 
     ws = Workspace(tmp_path, WorkspaceSettings())

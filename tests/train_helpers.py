@@ -64,7 +64,7 @@ def reset_accelerate() -> None:
 
 def trained_checkpoint(run_dir: Path, **overrides: Any) -> Path:
     """Train a run in this process (write_run's config with `overrides`) and return its last checkpoint."""
-    from backend.finetune import checkpoints
+    from backend.models import checkpoints
     from backend.finetune.trainer import train
 
     write_run(run_dir, **overrides)

@@ -180,9 +180,9 @@ def cli_parser(cls: type, description: str, parser: argparse.ArgumentParser | No
     return parser
 
 
-def from_cli(cls: type[C], args: argparse.Namespace) -> C:
-    """Config from parsed args: defaults < --config file < explicit flags."""
-    values: dict[str, Any] = {}
+def from_cli(cls: type[C], args: argparse.Namespace, base: dict[str, Any] | None = None) -> C:
+    """Config from parsed args: defaults < `base` (a preset) < --config file < explicit flags."""
+    values: dict[str, Any] = dict(base or {})
     if getattr(args, "config", None) is not None:
         values.update(dataclasses.asdict(load(cls, args.config)))
     for f in dataclasses.fields(cls):
@@ -190,6 +190,12 @@ def from_cli(cls: type[C], args: argparse.Namespace) -> C:
         if v is not None:
             values[f.name] = v
     return from_dict(cls, values)
+
+
+def choices(cls: type, name: str) -> tuple:
+    """The allowed values of one field (its Literal, or its `choices`), for a widget that offers them."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return field_choices(f, typing.get_type_hints(cls)[name]) or ()
 
 
 def describe(cls: type) -> list[dict[str, Any]]:

@@ -1,12 +1,14 @@
-"""The workspace layout: one folder holding everything the studio works on (the demo workspace is built by
-backend.demo.workspace).
+"""The workspace layout, owned here alone: one folder holding everything the studio works on (the demo
+workspace is built by backend.demo.workspace).
 
-    raw/                  dialogue audio + transcripts (<name>.flac|wav + <name>.json)
-    models/demo-mimi/     tiny random Mimi (mimi.safetensors + mimi_config.json)
-    models/demo-lm/       tiny random LM (model.safetensors + moshi_lm_kwargs.json)
-    models/tokenizer.model  small SentencePiece model trained on the demo words
-    tokens/audio/, tokens/text/, dataset/, runs/
     settings.json         WorkspaceSettings: which models and tokenizer the stages use
+    raw/                  dialogue audio + transcripts (<name>.flac|wav + <name>.json), chat recordings
+    models/               demo-mimi/, demo-lm/, tokenizer.model, initialised models
+    voices/               voice prompts chosen by file name (persona prompts, /api/chat?voice_prompt=)
+    tokens/audio/, tokens/text/   Mimi and text tokens per dialogue
+    dataset/              the Parquet shards (+ personas.json)
+    continuations/        <label>/<dialogue id>.npz + wavs
+    runs/, preprocess/, evaluations/   job folders (backend.jobs), one per fine-tune, preprocessing run, evaluation
 
 Paths in the settings are relative to the workspace (the folder can be moved); a value that is
 neither an absolute path nor a file in the workspace is a hub repo id.
@@ -22,8 +24,12 @@ from backend.core.config import option
 from backend.core.errors import InputError
 
 SETTINGS_FILE = "settings.json"
-RUNS_DIR = "runs"  # one folder per fine-tune run (backend.finetune.run_folder names its files)
-PREPROCESS_DIR = "preprocess"  # one folder per preprocessing run (backend.dataset.preprocess), same files
+RUNS_DIR = "runs"  # one folder per fine-tune run (backend.jobs.folder names its files); holds the jobs' lock
+PREPROCESS_DIR = "preprocess"  # one folder per preprocessing run (backend.dataset.preprocess)
+EVALUATIONS_DIR = "evaluations"  # one folder per evaluation
+JOB_KINDS = {RUNS_DIR: "run", PREPROCESS_DIR: "preprocessing run", EVALUATIONS_DIR: "evaluation"}  # folder -> name
+VOICES_DIR = "voices"
+CONTINUATIONS_DIR = "continuations"
 # Where the demo models live (built by backend.demo.workspace); the default settings point at them.
 DEMO_MIMI = "models/demo-mimi"
 DEMO_LM = "models/demo-lm"
@@ -86,6 +92,22 @@ class Workspace:
         return self.root / RUNS_DIR
 
     @property
+    def preprocess(self) -> Path:
+        return self.root / PREPROCESS_DIR
+
+    @property
+    def evaluations(self) -> Path:
+        return self.root / EVALUATIONS_DIR
+
+    @property
+    def voices(self) -> Path:
+        return self.root / VOICES_DIR
+
+    @property
+    def continuations(self) -> Path:
+        return self.root / CONTINUATIONS_DIR
+
+    @property
     def settings_file(self) -> Path:
         return self.root / SETTINGS_FILE
 
@@ -116,7 +138,8 @@ class Workspace:
         return dataclasses.replace(self, settings=settings)
 
     def folders(self) -> list[Path]:
-        return [self.raw, self.models, self.tokens_audio, self.tokens_text, self.dataset, self.runs]
+        return [self.raw, self.models, self.voices, self.tokens_audio, self.tokens_text, self.dataset,
+                self.continuations, self.runs, self.preprocess, self.evaluations]
 
 
 def open_workspace(path: str | Path) -> Workspace:
@@ -138,17 +161,3 @@ def describe_workspace(ws: Workspace) -> str:
         count = sum(1 for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else 0
         lines.append(f"  {folder.relative_to(ws.root)}/: {count} entries")
     return "\n".join(lines)
-
-
-def model_folders(ws: Workspace) -> list[str]:
-    """Every LM folder of the workspace, relative to it: models/, run exports and complete checkpoints (newest
-    runs first)."""
-    from backend.finetune.checkpoints import list_checkpoints
-    from backend.finetune.run_folder import EXPORTS_DIR
-    from backend.models.source import LM_KWARGS
-
-    found = sorted(p.parent for p in ws.models.glob(f"*/{LM_KWARGS}"))
-    for run in sorted(ws.runs.glob("*/"), reverse=True):
-        found += sorted((p.parent for p in (run / EXPORTS_DIR).glob(f"*/{LM_KWARGS}")), reverse=True)
-        found += [p for p in reversed(list_checkpoints(run)) if (p / LM_KWARGS).is_file()]
-    return [str(p.relative_to(ws.root)) for p in found]

@@ -25,7 +25,7 @@ from backend.core.spec import SAMPLE_RATE, SPEAKERS
 from backend.core.workspace import Workspace
 from backend.data.audio_io import load_stereo
 from backend.data.files import AUDIO_EXTENSIONS, PERSONA_SUFFIX, scan_dialogues
-from backend.inference.persona_prompt import VOICES_DIR, check_text_prompt, voice_file
+from backend.models.persona import check_text_prompt, voice_file
 
 MAX_CLIP_SECONDS = 60.0  # a voice prompt is a few seconds (PersonaPlex's are ~10 s)
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -38,13 +38,9 @@ class RawPersona:
     voice: str  # file name in the voices folder, "" for none
 
 
-def voices_dir(ws: Workspace) -> Path:
-    return ws.root / VOICES_DIR
-
-
 def voice_names(ws: Workspace) -> list[str]:
     """The voice prompt files of the workspace (the choices of the Continuations and Chat tabs)."""
-    folder = voices_dir(ws)
+    folder = ws.voices
     if not folder.is_dir():
         return []
     return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
@@ -100,7 +96,7 @@ def save_clip(ws: Workspace, name: str, speaker: str, start: float, end: float) 
     if hi > audio.shape[1]:
         raise ConfigError(f"voice clip {start}-{end} s is outside {dialogue.audio.name} "
                           f"({audio.shape[1] / SAMPLE_RATE:.2f} s)")
-    target = voices_dir(ws) / f"{name}.{speaker}.wav"
+    target = ws.voices / f"{name}.{speaker}.wav"
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:
         sf.write(str(tmp), audio[SPEAKERS.index(speaker), lo:hi], SAMPLE_RATE, subtype="PCM_16", format="WAV")
@@ -112,7 +108,7 @@ def save_upload(ws: Workspace, upload: Path) -> str:
     if upload.suffix.lower() not in AUDIO_EXTENSIONS:
         raise ConfigError(f"voice upload {upload.name[:80]!r}: expected {'/'.join(AUDIO_EXTENSIONS)}")
     name = SAFE_NAME.sub("_", upload.name).lstrip(".")[-100:] or "voice.wav"
-    target = voices_dir(ws) / name
+    target = ws.voices / name
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:
         shutil.copyfile(upload, tmp)
@@ -127,7 +123,7 @@ def save_raw_persona(ws: Workspace, name: str, persona: RawPersona) -> Path:
         raise ConfigError(f"speaker: expected one of {', '.join(SPEAKERS)}")
     check_text_prompt(persona.text, "role text")
     if persona.voice:
-        voice_file(voices_dir(ws), persona.voice, "voice prompt")
+        voice_file(ws.voices, persona.voice, "voice prompt")
     if not persona.text.strip() and not persona.voice:
         path.unlink(missing_ok=True)
         return path
@@ -137,4 +133,4 @@ def save_raw_persona(ws: Workspace, name: str, persona: RawPersona) -> Path:
 
 def voice_prompt_path(ws: Workspace, name: str | None) -> str:
     """The absolute path of a voices/ file chosen by name ("" for none): the Continuations stage takes a path."""
-    return str(voice_file(voices_dir(ws), name, "voice prompt")) if name else ""
+    return str(voice_file(ws.voices, name, "voice prompt")) if name else ""

@@ -21,6 +21,7 @@ from backend.core.errors import ConfigError, InputError, Issue
 from backend.core.spec import SPEAKERS
 
 KYUTAI_MAIN = "SPEAKER_MAIN"
+KYUTAI_LABELS = {"A": KYUTAI_MAIN, "B": "SPEAKER_OTHER"}  # the labels the studio writes in format B
 MAX_SECONDS = 24 * 3600  # no dialogue time is later than this
 AUDIO_TOLERANCE = 1.0  # seconds a word may end after the audio (aligners overshoot a little)
 

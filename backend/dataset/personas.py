@@ -164,7 +164,7 @@ def build_persona(text: str, tokenizer: str, voice: np.ndarray | None, mimi: str
         sp = load_spm(tokenizer)
     codes = None
     if voice is not None:
-        from backend.models.source import cached_mimi
+        from backend.models.weights import cached_mimi
 
         codes = encode_voice(cached_mimi(mimi), voice, where)
     return make_persona(text, sp, codes)

@@ -6,8 +6,9 @@ workspace's paths in and chains them under one progress callback.
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from backend.core.progress import Progress
 from backend.dataset.selection import left_out
 from backend.dataset.build import DatasetConfig, DatasetReport, build_dataset
 from backend.dataset.text_layout import DialogueAudit
@@ -15,7 +16,6 @@ from backend.dataset.tokenize_audio import AudioTokenizeConfig, tokenize_audio
 from backend.dataset.tokenize_text import TextTokenizeConfig, tokenize_text
 from backend.core.workspace import Workspace
 
-Progress = Callable[[float, str], None]
 
 
 def text_paths(ws: Workspace) -> dict[str, Any]:
@@ -72,10 +72,10 @@ def prepare_dataset(ws: Workspace, text_cfg: TextTokenizeConfig, progress: Progr
 def carry_personas(ws: Workspace, prefix: str) -> int:
     """Encode the raw dialogues' personas (raw/<name>.persona.json) into the dataset's personas.json sidecar,
     keyed by the dialogue ids Build wrote; returns how many. Without raw personas the sidecar is left alone."""
-    from backend.data.raw_personas import raw_personas, voices_dir
+    from backend.data.raw_personas import raw_personas
     from backend.dataset.personas import build_persona, save_personas
     from backend.dataset.read import list_dialogues
-    from backend.inference.persona_prompt import voice_file
+    from backend.models.persona import voice_file
     from backend.models.persona import read_voice
 
     stored = raw_personas(ws)
@@ -85,7 +85,7 @@ def carry_personas(ws: Workspace, prefix: str) -> int:
     personas = {}
     for name, p in stored.items():
         if f"{prefix}/{name}" in ids:
-            voice = voice_file(voices_dir(ws), p.voice, f"{name}: voice prompt") if p.voice else None
+            voice = voice_file(ws.voices, p.voice, f"{name}: voice prompt") if p.voice else None
             personas[(f"{prefix}/{name}", p.speaker)] = build_persona(
                 p.text, str(ws.tokenizer_path), read_voice(voice) if voice else None, ws.mimi_source,
                 voice or name)

@@ -2,10 +2,10 @@
 
 `accelerate launch` (the fine-tune's engine, with the fine-tune's command builder) starts
 `backend.dataset.preprocess_rank` on every rank. Each rank takes a deterministic share of the stage's files
-(backend.dataset.sharding) and runs the stage's own function on it, on its own GPU when there is one. A stage
+(backend.jobs.sharding) and runs the stage's own function on it, on its own GPU when there is one. A stage
 skips files already done, so starting a run again resumes it; each output file is written atomically by the
 rank that made it, so a rank that dies loses only the file it was writing. Rank 0 prints one summary and one
-list of failures. The folder (backend.finetune.runs handles its processes: start, status, abort, reattach):
+list of failures. The folder is a job's (backend.jobs handles its processes: start, status, abort, reattach):
 
     <workspace>/preprocess/<YYYYmmdd-HHMMSS>-<stage>/config.json   {"stage": name, "config": stage + launch settings}
                                                     command.json, status.json, train.log (as a fine-tune run's)
@@ -35,14 +35,16 @@ from typing import Any, Callable
 from backend.core import config
 from backend.core.atomic import write_text_atomic
 from backend.core.errors import ConfigError, StudioError
-from backend.core.launch import LaunchConfig, check_launch, on_cpu
+from backend.jobs.launch_config import LaunchConfig, check_launch, on_cpu
 from backend.core.workspace import PREPROCESS_DIR
 from backend.data.annotate.run import AnnotateConfig, AnnotateSummary, annotate_folder, check_config
 from backend.dataset.tokenize_audio import AudioTokenizeConfig, TokenizeSummary, _validate, tokenize_audio
-from backend.finetune import runs
-from backend.finetune.command import display_command, preview_commands
+from backend.jobs import launcher
+from backend.jobs.command import display_command, preview_commands
+from backend.jobs.control import abort, status
+from backend.jobs.folder import COMMAND_FILE, CONFIG_FILE, Job, list_jobs, mark_queued, new_job, open_job, \
+    read_json, tail_log
 
-RUNS_DIR = PREPROCESS_DIR
 RANK_MODULE = "backend.dataset.preprocess_rank"
 PROGRESS_DIR = "progress"
 SUMMARY_FILE = "summary.json"
@@ -95,52 +97,47 @@ def check(stage: str, cfg: Any, here: bool = True) -> None:
     STAGES[stage].check(stage_config(stage, cfg))
 
 
-def load(run: runs.Run) -> tuple[str, Any]:
+def load(run: Job) -> tuple[str, Any]:
     """(stage name, run config) of a preprocessing run folder."""
     try:
-        saved = json.loads((run.dir / runs.CONFIG_FILE).read_text(encoding="utf-8"))
+        saved = json.loads((run.dir / CONFIG_FILE).read_text(encoding="utf-8"))
         stage = saved["stage"]
         return stage, config.from_dict(run_config_class(stage), saved["config"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise StudioError(f"{run.dir}: not a preprocessing run ({e})") from None
 
 
-def create_run(workspace: Path, stage: str, cfg: Any) -> runs.Run:
+def create_run(workspace: Path, stage: str, cfg: Any) -> Job:
     """Validate, then make `<workspace>/preprocess/<timestamp>-<stage>/` ready to start."""
     cfg = absolute(stage, cfg, workspace)
     check(stage, cfg)
-    run = runs.new_run(Path(workspace).resolve() / RUNS_DIR, stage)
-    write_text_atomic(run.dir / runs.CONFIG_FILE, json.dumps({"stage": stage, "config": config.to_dict(cfg)}, indent=2))
-    runs.write_command(run, cfg, RANK_MODULE)
-    runs.mark_queued(run)
+    run = new_job(Path(workspace).resolve() / PREPROCESS_DIR, stage)
+    write_text_atomic(run.dir / CONFIG_FILE, json.dumps({"stage": stage, "config": config.to_dict(cfg)}, indent=2))
+    launcher.write_command(run, cfg, RANK_MODULE)
+    mark_queued(run)
     return run
 
 
-def start(run: runs.Run) -> None:
+def start(run: Job) -> None:
     """Start (or start again: resume) a preprocessing run; returns at once."""
     def prepare() -> dict[str, Any]:
         stage, cfg = load(run)
         check(stage, cfg)
-        return runs.write_command(run, cfg, RANK_MODULE)
+        return launcher.write_command(run, cfg, RANK_MODULE)
 
-    runs.launch(run, prepare)
-
-
-def open_run(workspace: Path, run: str | Path) -> runs.Run:
-    path = Path(run) if (Path(run) / runs.CONFIG_FILE).is_file() else Path(workspace) / RUNS_DIR / str(run)
-    if not (path / runs.CONFIG_FILE).is_file():
-        raise StudioError(f"{path}: not a preprocessing run folder (no {runs.CONFIG_FILE})")
-    return runs.Run(path.resolve())
+    launcher.launch(run, prepare)
 
 
-def list_runs(workspace: Path) -> list[runs.Run]:
+def open_run(workspace: Path, run: str | Path) -> Job:
+    return open_job(Path(workspace) / PREPROCESS_DIR, run, "preprocessing run")
+
+
+def list_runs(workspace: Path) -> list[Job]:
     """Every preprocessing run of the workspace, newest first."""
-    root = Path(workspace) / RUNS_DIR
-    found = root.glob(f"*/{runs.STATUS_FILE}") if root.is_dir() else []
-    return [runs.Run(f.parent.resolve()) for f in sorted(found, reverse=True)]
+    return list_jobs(Path(workspace) / PREPROCESS_DIR)
 
 
-def progress(run: runs.Run) -> tuple[float, list[str]]:
+def progress(run: Job) -> tuple[float, list[str]]:
     """(mean fraction done over the ranks that reported, each rank's share done and latest message)."""
     reports = []
     for f in sorted((run.dir / PROGRESS_DIR).glob("rank-*.json")):
@@ -164,7 +161,7 @@ def outcome(stage: str, record: dict[str, Any]) -> list[str]:
     return lines + [f"error: {message}" for message in record.get("errors", [])]
 
 
-def read_outcome(run: runs.Run) -> list[str]:
+def read_outcome(run: Job) -> list[str]:
     """`outcome` of a run that has ended ([] before rank 0 wrote its summary)."""
     try:
         record = json.loads((run.dir / SUMMARY_FILE).read_text(encoding="utf-8"))
@@ -175,7 +172,7 @@ def read_outcome(run: runs.Run) -> list[str]:
 
 def commands(stage: str, cfg: Any, run_dir: Path) -> list[str]:
     """The command of every machine (index = machine_rank), for showing before a multi-node start."""
-    return [display_command(cfg, run_dir, rank, RANK_MODULE) for rank in range(cfg.num_machines)]
+    return [display_command(cfg, run_dir, RANK_MODULE, rank) for rank in range(cfg.num_machines)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "preview":
             cfg = absolute(args.stage, config.from_cli(run_config_class(args.stage), args), args.workspace)
             check(args.stage, cfg, here=False)
-            print(preview_commands(cfg, Path(args.workspace).resolve() / RUNS_DIR / "<run>", RANK_MODULE))
+            print(preview_commands(cfg, Path(args.workspace).resolve() / PREPROCESS_DIR / "<run>", RANK_MODULE))
             return 0
         if args.cmd == "start":
             run = create_run(args.workspace, args.stage, config.from_cli(run_config_class(args.stage), args))
@@ -208,20 +205,20 @@ def main(argv: list[str] | None = None) -> int:
             run = open_run(args.workspace, args.run)
         if args.cmd == "show":
             fraction, messages = progress(run)
-            print(f"{run.id}  {runs.status(run).get('state')}  {100 * fraction:.0f}%")
+            print(f"{run.id}  {status(run).get('state')}  {100 * fraction:.0f}%")
             print("\n".join(messages))
-            print(runs.tail_log(run, 4000))
+            print(tail_log(run, 4000))
             return 0
         if args.cmd == "abort":
-            print(f"run {run.id}: {runs.abort(run)}")
+            print(f"run {run.id}: {abort(run)}")
             return 0
         start(run)
-        print(f"run {run.id} started: {json.loads((run.dir / runs.COMMAND_FILE).read_text())['display']}")
+        print(f"run {run.id} started: {read_json(run.dir / COMMAND_FILE)['display']}")
         stage, cfg = load(run)
         for rank, line in enumerate(commands(stage, cfg, run.dir)):
             if rank != cfg.machine_rank:  # the other machines join with their own command
                 print(f"# machine {rank}: {line}")
-        return runs.follow(run) if args.wait else 0
+        return launcher.follow(run) if args.wait else 0
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

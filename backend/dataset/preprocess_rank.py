@@ -18,8 +18,8 @@ from typing import Any
 from backend.core.atomic import write_text_atomic
 from backend.core.errors import StudioError
 from backend.dataset.preprocess import PROGRESS_DIR, STAGES, SUMMARY_FILE, load, outcome, stage_config
-from backend.finetune import runs
-from backend.core.launch import on_cpu
+from backend.jobs.folder import Job
+from backend.jobs.launch_config import on_cpu
 
 GATHER_TIMEOUT = datetime.timedelta(days=7)
 PROGRESS_EVERY_S = 1.0
@@ -48,7 +48,7 @@ def progress_writer(run_dir: Path, rank: int):  # type: ignore[no-untyped-def]
 
 def run_share(run_dir: Path) -> dict[str, Any]:
     """This rank's share of the stage: {"summary": dict} or {"error": message}."""
-    stage, cfg = load(runs.Run(run_dir))
+    stage, cfg = load(Job(run_dir))
     rank, world, local_rank, local_world = place()
     own = stage_config(stage, cfg)
     if on_cpu(cfg):
@@ -84,7 +84,7 @@ def gather(part: dict[str, Any], world: int) -> list[dict[str, Any]] | None:
 
 def finish(run_dir: Path, parts: list[dict[str, Any]]) -> int:
     """Rank 0: one summary, one list of failures (and summary.json); exit code 1 when anything failed."""
-    stage, _ = load(runs.Run(run_dir))
+    stage, _ = load(Job(run_dir))
     errors = [f"rank {p['rank']}: {p['error']}" for p in parts if "error" in p]
     summaries = [STAGES[stage].summary(**p["summary"]) for p in parts if "summary" in p]
     merged = STAGES[stage].summary.merge(summaries) if summaries else None

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             if not cfg.mimi:
                 raise ConfigError("--wav needs --mimi (the codec the dataset was tokenized with)")
             from backend.data.audio_io import write_stereo_wav
-            from backend.models.source import load_mimi
+            from backend.models.weights import load_mimi
 
             write_stereo_wav(cfg.wav, window_audio(load_mimi(cfg.mimi), row, first, count))
             print(f"wrote {cfg.wav}")

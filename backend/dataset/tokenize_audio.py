@@ -13,28 +13,29 @@ import os
 import sys
 import time
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from backend.core.progress import Progress
 from backend.core import config as cfgmod
 from backend.core.atomic import atomic_path, check_output_folder
 from backend.data.audio_io import AudioInfo, load_stereo, probe
 from backend.data.files import AUDIO_EXTENSIONS, dialogue_files
-from backend.dataset.sharding import ShareSummary, share
+from backend.jobs.sharding import ShareSummary, share
 from backend.core.config import option
 from backend.core.progress import cli_progress
 from backend.core.errors import ConfigError, InputError, StudioError
-from backend.models.source import DEFAULT_REPO, MIMI_CONFIG, MIMI_WEIGHTS, load_mimi, pick_device
+from backend.models.source import DEFAULT_REPO, MIMI_CONFIG, MIMI_WEIGHTS
+from backend.models.weights import load_mimi
+from backend.core.device import pick_device
 from backend.core.spec import FRAME_RATE, NUM_CODEBOOKS, SAMPLE_RATE
 
 FORMAT_VERSION = 1  # bump when the token files change meaning: older files are then redone
 CONFIG_NAME = "audio_tokenize_config.json"
 
-Progress = Callable[[float, str], None]
 
 
 @dataclass

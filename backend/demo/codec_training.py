@@ -27,7 +27,8 @@ from backend.demo import speech_corpus
 from backend.core.atomic import atomic_path, write_text_atomic
 from backend.core.config import cli_parser, from_cli, option, to_dict
 from backend.demo.dialogues import DEMO_DIR
-from backend.models.source import demo_mimi_config, load_mimi, save_mimi
+from backend.models.source import demo_mimi_config, save_mimi
+from backend.models.weights import load_mimi
 from backend.core.spec import FRAME_SIZE, SAMPLE_RATE
 
 MEL_SCALES = (256, 512, 1024, 2048)  # STFT windows of the reconstruction loss

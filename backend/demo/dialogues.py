@@ -25,10 +25,10 @@ from backend.core.atomic import atomic_path, write_text_atomic
 from backend.core.config import cli_parser, from_cli, option
 from backend.core.errors import StudioError
 from backend.core.spec import SAMPLE_RATE
+from backend.data.transcripts import KYUTAI_LABELS
 
 DEMO_DIR = ASSETS / "demo"  # where the committed files live
 TRIM_THRESHOLD = 0.01  # |sample| above this (-40 dBFS) counts as speech when trimming a word
-KYUTAI_LABELS = {"A": "SPEAKER_MAIN", "B": "SPEAKER_OTHER"}  # moshi-finetune's label for the main speaker
 # espeak-ng spells some backchannels out letter by letter; give it phonemes instead.
 PRONUNCIATIONS = {"mhm": "[[m'hm:]]"}
 

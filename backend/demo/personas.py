@@ -22,7 +22,7 @@ from backend.core.config import cli_parser, from_cli, option
 from backend.core.errors import StudioError
 from backend.core.paths import ASSETS
 from backend.core.spec import SAMPLE_RATE
-from backend.demo.dialogues import MALE, MALE_UK, FEMALE_2, DemoDialogue, Turn, Voice, render, transcript
+from backend.demo.dialogues import DemoDialogue, FEMALE_2, MALE, MALE_UK, Turn, Voice, render, transcript
 
 PERSONA_DIR = ASSETS / "demo_personas"
 USER_TURN = "Hello, can you help me please?"

@@ -15,8 +15,7 @@ from backend.core.atomic import atomic_path
 from backend.core.errors import ConfigError, StudioError
 from backend.core.workspace import Workspace, WorkspaceSettings, describe_workspace, open_workspace
 from backend.demo.dialogues import DEMO_DIR, demo_sentences
-from backend.models.source import (DEMO_MIMI_ASSET, LM_KWARGS, LM_WEIGHTS, MIMI_CONFIG, MIMI_WEIGHTS, random_mimi,
-                                   save_lm, save_mimi, tiny_lm_kwargs, tiny_mimi_config)
+from backend.models.source import DEMO_MIMI_ASSET, LM_KWARGS, LM_WEIGHTS, MIMI_CONFIG, MIMI_WEIGHTS, random_mimi, save_lm, save_mimi, tiny_lm_kwargs, tiny_mimi_config
 
 if TYPE_CHECKING:  # torch and moshi load only when models are built
     from moshi.models.lm import LMModel
@@ -43,12 +42,12 @@ def copy_demo_personas(ws: Workspace, dialogues: bool) -> list[Path]:
     """The persona demo (assets/demo_personas, backend.demo.personas): its voice prompts into voices/ and, with
     `dialogues`, its dialogues into raw/ with each one's persona (speaker A, role text, voice) beside it. Files
     already there are kept. Returns the persona files written."""
-    from backend.data.raw_personas import RawPersona, persona_path, save_raw_persona, voices_dir
+    from backend.data.raw_personas import RawPersona, persona_path, save_raw_persona
     from backend.demo.personas import PERSONA_DIR, PERSONAS
 
     written = []
     for p in PERSONAS:
-        copies = [(PERSONA_DIR / "voices" / f"{p.name}.wav", voices_dir(ws) / f"{p.name}.wav")]
+        copies = [(PERSONA_DIR / "voices" / f"{p.name}.wav", ws.voices / f"{p.name}.wav")]
         if dialogues:
             copies += [(PERSONA_DIR / f"{p.name}{ext}", ws.raw / f"{p.name}{ext}") for ext in (".flac", ".json")]
         for src, target in copies:

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from backend.finetune.config import FinetuneConfig, deepspeed_config
-from backend.models.source import lm_kwargs_of, torch_dtype
+from backend.models.weights import lm_kwargs_of
+from backend.models.source import torch_dtype
 
 STREAMS = 17  # main text + 8 main codebooks + 8 user codebooks (the training view)
 ACT_VALUES_PER_LAYER = 17

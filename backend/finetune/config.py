@@ -13,10 +13,11 @@ from typing import Any, Literal
 
 from backend.core.config import option
 from backend.core.errors import ConfigError, InputError
-from backend.core.launch import MAX_COUNT, LaunchConfig, check_launch, on_cpu
+from backend.jobs.launch_config import LaunchConfig, MAX_COUNT, check_launch, on_cpu
 from backend.core.paths import ASSETS
 from backend.dataset.read import check_schema
-from backend.models.source import Dtype, check_layout, is_hub_id, lm_kwargs_of
+from backend.models.source import Dtype, check_layout, is_hub_id
+from backend.models.weights import lm_kwargs_of
 
 DEEPSPEED_PRESETS = {name: ASSETS / "deepspeed" / f"{name}.json" for name in ("zero2", "zero3")}
 STREAMS_WITH_USER = 16  # dep_q of a model that also predicts the user's 8 codebooks
@@ -78,6 +79,12 @@ class FinetuneConfig(LaunchConfig):  # the launch settings (device, processes, m
     # --- launch (accelerate) ---
     deepspeed: str = option("none", "DeepSpeed: none, zero2, zero3 (configs under assets/deepspeed) or a JSON path")
     mixed_precision: Literal["no", "bf16", "fp16"] = option("no", "mixed precision (GPUs: bf16)")
+
+    def deepspeed_file(self) -> Path | None:
+        return deepspeed_config_path(self)
+
+    def precision(self) -> str:
+        return self.mixed_precision
 
 
 # ---------------------------------------------------------------- checks (all of them: the launcher, the

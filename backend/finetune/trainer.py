@@ -23,17 +23,19 @@ import torch
 
 from backend.core import config
 from backend.core.errors import ConfigError, InputError, StudioError
-from backend.core.launch import on_cpu
-from backend.finetune import checkpoints
+from backend.jobs.launch_config import on_cpu
+from backend.models import checkpoints
 from backend.finetune.config import FinetuneConfig, check_config, check_model_kwargs, deepspeed_config
 from backend.finetune.data import DatasetRows, ExampleStream, Position, collate, eval_share, example_rows, \
     make_examples
 from backend.finetune.loss import PARTS, LossWeights, compute_loss
 from backend.finetune.optim import apply_mode, make_optimizer, make_scheduler
 from backend.finetune.prefix import dataset_personas, example_prefixes, with_prefixes
-from backend.finetune.run_folder import ABORT_FILE, CONFIG_FILE, METRICS_FILE
-from backend.finetune.runs import supervisor_gone
-from backend.models.source import LM_KWARGS, LM_WEIGHTS, lm_kwargs_of, load_model, torch_dtype
+from backend.jobs.folder import ABORT_FILE, CONFIG_FILE, METRICS_FILE
+from backend.jobs.processes import supervisor_gone
+from backend.models.source import LM_KWARGS, LM_WEIGHTS, torch_dtype
+from backend.models.weights import lm_kwargs_of
+from backend.models.loading import load_model
 from backend.models.tensor_file import save_tensors
 
 

@@ -16,10 +16,14 @@ from moshi.models import LMGen, loaders
 from backend.core.errors import InputError
 from backend.inference.chat_config import ChatConfig
 from backend.inference.live_text import LiveText
-from backend.inference.persona_prompt import PersonaCache, voice_file
+from backend.inference.persona_prompt import PersonaCache
+from backend.models.persona import voice_file
 from backend.models import personaplex
 from backend.models.persona import finish_prefix, step_prefix
-from backend.models.source import load_mimi, load_model, pick_device, resolve_dtype
+from backend.models.weights import load_mimi
+from backend.models.loading import load_model
+from backend.core.device import pick_device
+from backend.models.source import resolve_dtype
 from backend.core.spec import EPAD_ID, FRAME_SIZE, NUM_CODEBOOKS, PAD_ID
 
 

@@ -36,11 +36,12 @@ from fastapi.responses import PlainTextResponse
 from backend.core import config
 from backend.inference.chat_config import ChatConfig
 from backend.inference.chat_recording import SessionRecording
-from backend.inference.persona_prompt import VOICES_DIR, check_text_prompt, voice_file
+from backend.models.persona import check_text_prompt, voice_file
 from backend.core.errors import ConfigError, StudioError
-from backend.models.source import lm_kwargs_of
+from backend.models.weights import lm_kwargs_of
 from backend.core.spec import FRAME_RATE, FRAME_SIZE, NUM_CODEBOOKS, SAMPLE_RATE
-from backend.core.workspace import Workspace, model_folders
+from backend.core.workspace import Workspace
+from backend.models.checkpoints import model_folders
 
 if TYPE_CHECKING:  # torch and moshi load with the first model, not with the server
     from backend.inference.chat_engine import ChatEngine, FrameOutput
@@ -280,7 +281,7 @@ def workspace_chat_config(ws: Workspace) -> ChatConfig:
     clean = [m for m in model_folders(ws) if "/exports/" in m and lm_kwargs_of(ws.root / m).get("dep_q") == NUM_CODEBOOKS]
     model = ws.root / clean[0] if clean else ws.demo_lm
     return ChatConfig(model=str(model), mimi=ws.mimi_source, tokenizer=str(ws.tokenizer_path),
-                      device=ws.settings.device, record_dir=str(ws.raw), voices_dir=str(ws.root / VOICES_DIR))
+                      device=ws.settings.device, record_dir=str(ws.raw), voices_dir=str(ws.voices))
 
 
 def add_chat_route(app: FastAPI, service: ChatService, path: str = "/api/chat") -> None:

@@ -34,17 +34,20 @@ import torch
 from moshi.models.lm import LMModel
 from moshi.utils.compile import CUDAGraphed
 
+from backend.core.progress import Progress
 from backend.core import config, figures
 from backend.core.atomic import atomic_path, write_text_atomic
 from backend.core.errors import InputError, StudioError
 from backend.inference.generate_config import SUFFIXES, GenerateConfig, output_files
-from backend.models.source import load_mimi, load_model, pick_device, resolve_dtype
+from backend.models.weights import load_mimi
+from backend.models.loading import load_model
+from backend.core.device import pick_device
+from backend.models.source import resolve_dtype
 from backend.core.spec import DELAYS, EPAD_ID, FRAME_RATE, NUM_CODEBOOKS, PAD_ID, SAMPLE_RATE, ZERO_TOKEN
 from backend.finetune.data import DatasetRows
 from backend.inference.persona_prompt import batches_by_length, continuation_prefixes
 from backend.dataset.training_view import delayed_input, training_rows
 
-Progress = Callable[[float, str], None]
 ROWS = 1 + 2 * NUM_CODEBOOKS  # text, Moshi's 8 codebooks, the user's 8
 MOSHI_ROWS = slice(1, 1 + NUM_CODEBOOKS)
 USER_ROWS = slice(1 + NUM_CODEBOOKS, ROWS)

@@ -1,38 +1,13 @@
 """Persona prompts at inference (issue 15): which persona a continuation or a conversation starts with, and the
 one rule for voice prompts that a client names (`/api/chat?voice_prompt=<file>`, as PersonaPlex's web client)."""
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from backend.core.errors import ConfigError
-from backend.models.persona import ROWS, Persona, make_persona, voice_codes
-
-MAX_TEXT_PROMPT = 4000  # characters of role text a client may send (PersonaPlex's presets are a few hundred)
-MAX_VOICE_NAME = 255
-VOICES_DIR = "voices"  # a workspace's voice prompts, chosen by file name from /api/chat
-
-
-def voice_file(voices_dir: str | Path, name: str, param: str = "voice_prompt") -> Path:
-    """The file `name` directly inside `voices_dir`: a plain file name (no folders, no `..`, not absolute), that
-    exists, and whose real path stays inside the folder (a symlink out is refused). Errors name `param`."""
-    if not name or len(name) > MAX_VOICE_NAME or "\x00" in name or name in (".", "..") \
-            or os.path.basename(name) != name or "/" in name or "\\" in name:
-        raise ConfigError(f"{param}: {name[:80]!r} is not a file name in the voices folder")
-    folder = Path(voices_dir).resolve()
-    path = folder / name
-    if not path.resolve().is_relative_to(folder) or not path.resolve().is_file():
-        raise ConfigError(f"{param}: no voice prompt {name!r} in the voices folder")
-    return path.resolve()
-
-
-def check_text_prompt(text: str, param: str = "text_prompt") -> str:
-    if len(text) > MAX_TEXT_PROMPT or "\x00" in text:
-        raise ConfigError(f"{param}: at most {MAX_TEXT_PROMPT} characters of text")
-    return text
-
+from backend.models.persona import ROWS, Persona, check_text_prompt, make_persona, voice_codes
 
 class PersonaCache:
     """Personas built from (role text, voice file) with one tokenizer and Mimi; the voice's codes are kept per

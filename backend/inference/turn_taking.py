@@ -30,7 +30,7 @@ import numpy as np
 
 from backend.core import config, figures, intervals
 
-from backend.inference import vad
+from backend.data import vad
 from backend.core.atomic import write_text_atomic
 from backend.data.audio_io import load_stereo
 from backend.core.config import option

@@ -17,10 +17,11 @@ import torch
 from backend.core import config
 from backend.core.atomic import atomic_dir
 from backend.core.errors import StudioError
-from backend.models.surgery import (build_lm, check_replaceable, count, resample_rows, resize_depformer,
-                                    safetensors_shapes, source_kwargs)
+from backend.models.surgery import build_lm, check_replaceable, count, resample_rows, resize_depformer, safetensors_shapes
+from backend.models.weights import source_kwargs
 from backend.models.init_config import InitConfig
-from backend.models.source import LM_WEIGHTS, is_hub_id, load_lm, read_lm_kwargs, save_lm, torch_dtype
+from backend.models.source import LM_WEIGHTS, is_hub_id, read_lm_kwargs, save_lm, torch_dtype
+from backend.models.weights import load_lm
 
 INIT_CONFIG = "init_config.json"
 TEXT_EMBEDDINGS = ("text_emb.weight", "depformer_text_emb.weight")

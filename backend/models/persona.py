@@ -23,6 +23,7 @@ Quirks of PersonaPlex and what the studio does (README "Persona prompts"):
   own `step_text_prompt_tokens` does with no tokens). No voice prompt likewise gives a voice phase of zero frames.
 """
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,31 @@ from typing import Any
 
 import numpy as np
 
-from backend.core.errors import InputError
+from backend.core.errors import ConfigError, InputError
 from backend.core.spec import FRAME_SIZE, NUM_CODEBOOKS, PAD_ID, SAMPLE_RATE
+
+MAX_TEXT_PROMPT = 4000  # characters of role text a client may send (PersonaPlex's presets are a few hundred)
+MAX_VOICE_NAME = 255
+
+
+def voice_file(voices_dir: str | Path, name: str, param: str = "voice_prompt") -> Path:
+    """The file `name` directly inside `voices_dir`: a plain file name (no folders, no `..`, not absolute), that
+    exists, and whose real path stays inside the folder (a symlink out is refused). Errors name `param`."""
+    if not name or len(name) > MAX_VOICE_NAME or "\x00" in name or name in (".", "..") \
+            or os.path.basename(name) != name or "/" in name or "\\" in name:
+        raise ConfigError(f"{param}: {name[:80]!r} is not a file name in the voices folder")
+    folder = Path(voices_dir).resolve()
+    path = folder / name
+    if not path.resolve().is_relative_to(folder) or not path.resolve().is_file():
+        raise ConfigError(f"{param}: no voice prompt {name!r} in the voices folder")
+    return path.resolve()
+
+
+def check_text_prompt(text: str, param: str = "text_prompt") -> str:
+    if len(text) > MAX_TEXT_PROMPT or "\x00" in text:
+        raise ConfigError(f"{param}: at most {MAX_TEXT_PROMPT} characters of text")
+    return text
+
 
 # Mimi codes of an all-zero frame and of PersonaPlex's 0.5-amplitude 440 Hz frame (the user's stream during the
 # prompt), as PersonaPlex hard-codes them: they belong to the real Mimi, so a tiny test Mimi uses them too.

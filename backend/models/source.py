@@ -1,12 +1,10 @@
-"""Where models come from: the tiny demo presets, local files or a hub repo, always through
-the `moshi` package's own loaders so that the 7B path is the same code with other weights. Also the facts
-about model folders that the torch-free parts need (file names, hub ids, dtypes, LM kwargs, the device
-rule): importing this module loads neither torch nor moshi, each function imports them when it runs."""
+"""The facts about models that every other module of backend.models builds on: model folders' file names, hub
+ids, dtypes, LM kwargs and stream layout, the tiny and demo presets, writing a model folder. Importing it loads
+neither torch nor moshi (each function imports them when it runs); loading weights is backend.models.weights'."""
 
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import re
 from pathlib import Path
@@ -28,6 +26,7 @@ MIMI_WEIGHTS = "mimi.safetensors"
 MIMI_CONFIG = "mimi_config.json"
 LM_WEIGHTS = "model.safetensors"
 LM_KWARGS = "moshi_lm_kwargs.json"
+SERVE_CONFIG = "config.json"  # Kyutai's format, what moshi.server --config-path reads
 Dtype = Literal["float32", "bfloat16", "float16"]  # parameter dtypes, named as torch names them
 _HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
@@ -52,20 +51,6 @@ def resolve_dtype(name: str, device: str) -> torch.dtype:
     if name == "float16" and not device.startswith("cuda"):
         raise ConfigError("dtype float16 needs a GPU; on CPU use float32 or bfloat16")
     return torch_dtype(name)
-
-
-def pick_device(requested: str = "auto", must_exist: bool = True) -> str:
-    """The one device rule: 'auto' is CUDA when this machine has a GPU, else CPU. An explicit 'cuda' without
-    a GPU is an error, unless `must_exist` is False (a command previewed here for GPU nodes)."""
-    if requested == "cpu":
-        return requested
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if must_exist and requested.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was requested but this machine has no CUDA GPU; use 'cpu' or 'auto'")
-    return requested
 
 
 def is_hub_id(source: str | Path) -> bool:
@@ -93,30 +78,6 @@ def read_lm_kwargs(folder: str | Path) -> dict[str, Any]:
     if not isinstance(kwargs, dict) or "dep_q" not in kwargs or "n_q" not in kwargs:
         raise InputError(file, "not LMModel kwargs (needs at least n_q and dep_q)")
     return kwargs
-
-
-def lm_kwargs_of(source: str | Path, fetch: bool = False) -> dict[str, Any]:
-    """The LMModel kwargs of a source: a model or checkpoint folder's own; for a hub repo id its config.json
-    when `fetch` (a download), else Moshi 7B's (moshiko's architecture, no network); PersonaPlex's repo or a
-    folder in its layout: models/personaplex.py."""
-    from backend.models import personaplex
-
-    if personaplex.is_personaplex(source):
-        return personaplex.personaplex_kwargs(source)
-    if Path(source).is_dir():
-        return read_lm_kwargs(source)
-    if not is_hub_id(source):
-        raise ConfigError(f"{source}: neither a model folder ({LM_WEIGHTS} + {LM_KWARGS}) nor a hub repo id "
-                          "such as kyutai/moshiko-pytorch-bf16")
-    if not fetch:
-        return moshi_lm_kwargs()
-    from moshi.models import loaders
-
-    try:
-        info = loaders.CheckpointInfo.from_hf_repo(str(source))
-    except Exception as e:  # huggingface_hub raises many types (offline, missing repo, auth)
-        raise InputError(source, f"no such local model folder, and the hub repo could not be read ({e})") from None
-    return copy.deepcopy(info.lm_config) if info.lm_config else moshi_lm_kwargs()
 
 
 def check_layout(kwargs: dict[str, Any], where: str | Path) -> None:
@@ -222,82 +183,6 @@ def save_mimi(mimi: MimiModel, config: dict[str, Any], directory: str | Path, ha
     return _save_model(mimi, MIMI_WEIGHTS, config, MIMI_CONFIG, directory, half_parameters)
 
 
-def load_mimi(source: str | Path, device: str = "cpu", num_codebooks: int = 8) -> MimiModel:
-    """Mimi from a model directory (mimi.safetensors + mimi_config.json), a local safetensors file
-    (full-size config, or a mimi_config.json beside it), or a hub repo id such as kyutai/moshiko-pytorch-bf16."""
-    from moshi.models import loaders
-
-    from backend.models import personaplex
-
-    path = Path(source)
-    if personaplex.is_personaplex(source):  # its own file name (moshi's MIMI_NAME), mimi_config.json optional beside
-        path = personaplex.mimi_file(source)
-    if path.is_dir():
-        weights, cfg_file = path / MIMI_WEIGHTS, path / MIMI_CONFIG
-        if not weights.exists():
-            raise ConfigError(f"{path}: no {MIMI_WEIGHTS} in this Mimi directory")
-    elif path.is_file():
-        weights, cfg_file = path, path.with_name(MIMI_CONFIG)
-    elif is_hub_id(source):
-        info = loaders.CheckpointInfo.from_hf_repo(str(source))
-        return info.get_mimi(device=device)
-    else:
-        raise ConfigError(f"{source}: no such Mimi file or directory (give a directory, a .safetensors file or a hub repo id)")
-    config = json.loads(cfg_file.read_text()) if cfg_file.exists() else None
-    return loaders.get_mimi(weights, mimi_config=config, device=device, num_codebooks=num_codebooks)
-
-
-def load_lm(source: str | Path, device: str = "cpu", dtype: torch.dtype | None = None) -> LMModel:
-    """LM from a model directory (model.safetensors + moshi_lm_kwargs.json) or a hub repo id (float32 unless
-    `dtype` is given)."""
-    import torch
-    from moshi.models import loaders
-
-    from backend.models import personaplex
-
-    dtype = dtype or torch.float32
-    if personaplex.is_personaplex(source):
-        return personaplex.load_personaplex(source, device=device, dtype=dtype)
-    path = Path(source)
-    if path.is_dir():
-        return loaders.get_moshi_lm(path / LM_WEIGHTS, lm_kwargs=lm_kwargs_of(path), device=device, dtype=dtype)
-    if not is_hub_id(source):
-        raise ConfigError(f"{source}: no such model folder (give a folder with {LM_WEIGHTS} + {LM_KWARGS}, or a hub "
-                          "repo id such as kyutai/moshiko-pytorch-bf16)")
-    info = loaders.CheckpointInfo.from_hf_repo(str(source))
-    return info.get_moshi(device=device, dtype=dtype)
-
-
 def save_lm(model: LMModel, lm_kwargs: dict[str, Any], directory: str | Path) -> Path:
     """Write `model.safetensors` + `moshi_lm_kwargs.json` into `directory`."""
     return _save_model(model, LM_WEIGHTS, lm_kwargs, LM_KWARGS, directory)
-
-
-@functools.lru_cache(maxsize=2)
-def cached_mimi(source: str, device: str = "cpu") -> MimiModel:
-    """One loaded Mimi per source for interactive use (the studio decodes many short windows)."""
-    return load_mimi(source, device=device)
-
-
-def load_model(source: str | Path, base_model: str = "", device: str = "cpu",
-               dtype: torch.dtype | None = None) -> LMModel:
-    """The LM of a model folder, of a training checkpoint in any form the trainer writes (full weights,
-    LoRA adapters merged onto their base, DeepSpeed shards: `export.read_checkpoint`) or of a hub id, in
-    eval mode; its stream layout is checked (`check_layout`)."""
-    import torch
-
-    from backend.models.export import merged_state, read_checkpoint
-    from backend.models.personaplex import is_personaplex_folder
-    from backend.models.surgery import build_lm
-
-    dtype = dtype or torch.float32
-    if Path(source).is_dir() and not is_personaplex_folder(source):
-        ckpt = read_checkpoint(Path(source), base_model)
-        # LoRA adapters are merged one weight at a time (export.merged_weight): the model is never held twice.
-        model = build_lm(merged_state(ckpt, dtype, str(source)), ckpt.kwargs, dtype, where=str(source))
-        model = model.to(device=device)
-    else:
-        model = load_lm(source, device=device, dtype=dtype)
-    check_layout({"n_q": model.n_q, "dep_q": model.dep_q, "delays": list(model.delays), "card": model.card,
-                  "text_card": model.text_card}, source)
-    return model.eval()

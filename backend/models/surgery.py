@@ -21,7 +21,7 @@ from moshi.models import loaders
 from moshi.models.lm import LMModel
 
 from backend.core.errors import ConfigError, InputError
-from backend.models.source import LM_KWARGS, LM_WEIGHTS, lm_kwargs_of, moshi_lm_kwargs
+from backend.models.source import LM_KWARGS, moshi_lm_kwargs
 
 State = dict[str, torch.Tensor]
 
@@ -173,20 +173,6 @@ def safetensors_shapes(file: Path) -> dict[str, tuple[int, ...]]:
             return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as e:  # safetensors raises its own error types for a corrupt header
         raise InputError(file, f"not a readable safetensors file ({e})") from None
-
-
-def source_kwargs(source: str) -> dict[str, Any]:
-    """LMModel kwargs of a model folder, checked against its weights' names and shapes before any weight is
-    read, or of a hub repo (its config.json; Moshi 7B's when absent)."""
-    from backend.models import personaplex
-
-    kwargs = lm_kwargs_of(source, fetch=True)
-    weights = Path(source) / LM_WEIGHTS
-    if Path(source).is_dir() and not personaplex.is_personaplex(source):  # its loader adapts dep_q 8 weights
-        if not weights.is_file():
-            raise InputError(source, f"not a model folder: {LM_WEIGHTS} is missing")
-        check_shapes(safetensors_shapes(weights), shapes_of(meta_lm(kwargs).state_dict()), str(weights))
-    return kwargs
 
 
 def count(shapes: dict[str, tuple[int, ...]]) -> int:

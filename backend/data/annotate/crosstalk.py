@@ -14,7 +14,7 @@ import numpy as np
 
 from backend.core import intervals
 from backend.core.intervals import Interval
-from backend.inference.vad import frame_levels, runs
+from backend.data.vad import frame_levels, runs
 
 FRAME_SECONDS = 0.01
 

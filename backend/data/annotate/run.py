@@ -35,8 +35,8 @@ from backend.data.annotate.engines import Engine, TimedWord
 from backend.data.annotate.turns import read_turns
 from backend.data.audio_io import load_stereo, probe
 from backend.data.files import AUDIO_EXTENSIONS, SIDECAR_SUFFIXES
-from backend.dataset.sharding import ShareSummary, share
-from backend.demo.dialogues import KYUTAI_LABELS
+from backend.jobs.sharding import ShareSummary, share
+from backend.data.transcripts import KYUTAI_LABELS
 
 ANNOTATION_SUFFIX = SIDECAR_SUFFIXES["annotation"]
 TURNS_SUFFIX = ".txt"

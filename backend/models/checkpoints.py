@@ -1,4 +1,6 @@
-"""Checkpoint folders of a run: written whole under a hidden temporary name, marked complete, renamed.
+"""Checkpoint folders of a fine-tune run, and the model folders a workspace holds. Torch-free.
+
+Checkpoints are written whole under a hidden temporary name, marked complete, renamed.
 
 `runs/<id>/checkpoints/step-000050/` holds model.safetensors (or lora.safetensors in LoRA mode) with
 moshi's own parameter names, moshi_lm_kwargs.json, trainer_state.json and accelerate_state/ (optimiser,
@@ -14,11 +16,15 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from backend.core.workspace import Workspace
+from backend.models.source import LM_KWARGS
+
 CHECKPOINTS = "checkpoints"
 COMPLETE = "complete"
 TRAINER_STATE = "trainer_state.json"
 LORA_WEIGHTS = "lora.safetensors"  # LoRA mode: the adapters only (also in an unmerged LoRA export)
 ACCELERATE_STATE = "accelerate_state"
+EXPORTS_DIR = "exports"  # the export stage's default output: <run>/exports/<checkpoint name>
 NAME = re.compile(r"^step-(\d+)$")
 
 
@@ -94,3 +100,13 @@ def prune(run_dir: str | Path, keep: int) -> list[Path]:
         os.rename(p, hidden)
         shutil.rmtree(hidden, ignore_errors=True)
     return old
+
+
+def model_folders(ws: Workspace) -> list[str]:
+    """Every LM folder of the workspace, relative to it: models/, run exports and complete checkpoints (newest
+    runs first)."""
+    found = sorted(p.parent for p in ws.models.glob(f"*/{LM_KWARGS}"))
+    for run in sorted(ws.runs.glob("*/"), reverse=True):
+        found += sorted((p.parent for p in (run / EXPORTS_DIR).glob(f"*/{LM_KWARGS}")), reverse=True)
+        found += [p for p in reversed(list_checkpoints(run)) if (p / LM_KWARGS).is_file()]
+    return [str(p.relative_to(ws.root)) for p in found]

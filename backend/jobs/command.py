@@ -1,6 +1,7 @@
-"""The `accelerate launch` command of a run (a fine-tune, or a preprocessing stage: any module taking
-`--run-dir`): one argv LIST per machine plus the environment it needs. Never a shell string
-(`display_command` joins with shlex for showing only). DeepSpeed and mixed precision are fine-tune settings.
+"""The `accelerate launch` command of a job (any module taking `--run-dir`: the trainer, a preprocessing rank,
+an evaluation): one argv LIST per machine plus the environment it needs. Never a shell string
+(`display_command` joins with shlex for showing only). DeepSpeed and mixed precision come from the job's
+config (`LaunchConfig.deepspeed_file` / `precision`, which only training overrides).
 
 Flag choices, checked against accelerate 1.15 and on this CPU machine:
 - CPU, one process: `--cpu`. CPU, N processes: `--multi_gpu` + ACCELERATE_USE_CPU=true (gloo);
@@ -19,15 +20,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from backend.core.launch import LaunchConfig, on_cpu
-from backend.finetune.config import FinetuneConfig, deepspeed_config_path
-
-TRAIN_MODULE = "backend.finetune.trainer"
-
-
-def deepspeed_file(cfg: LaunchConfig) -> Path | None:
-    """The DeepSpeed JSON of a fine-tune run; other jobs (preprocessing) run without DeepSpeed."""
-    return deepspeed_config_path(cfg) if isinstance(cfg, FinetuneConfig) else None
+from backend.jobs.launch_config import LaunchConfig, on_cpu
 
 
 def accelerate_executable() -> list[str]:
@@ -36,12 +29,11 @@ def accelerate_executable() -> list[str]:
     return [str(exe), "launch"] if exe.exists() else [sys.executable, "-m", "accelerate.commands.launch"]
 
 
-def accelerate_command(cfg: LaunchConfig, run_dir: Path, machine_rank: int | None = None,
-                       module: str = TRAIN_MODULE) -> list[str]:
+def accelerate_command(cfg: LaunchConfig, run_dir: Path, module: str, machine_rank: int | None = None) -> list[str]:
     """The argv that starts `module --run-dir run_dir` on one machine (default: the config's machine_rank)."""
     rank = cfg.machine_rank if machine_rank is None else machine_rank
     cpu = on_cpu(cfg)
-    ds_file = deepspeed_file(cfg)
+    ds_file = cfg.deepspeed_file()
     argv = accelerate_executable()
     if ds_file is not None:
         argv += ["--use_deepspeed", "--deepspeed_config_file", str(ds_file)]
@@ -51,9 +43,8 @@ def accelerate_command(cfg: LaunchConfig, run_dir: Path, machine_rank: int | Non
         argv.append("--multi_gpu")
     elif cpu:
         argv.append("--cpu")
-    mixed_precision = cfg.mixed_precision if isinstance(cfg, FinetuneConfig) else "no"
     argv += ["--num_processes", str(cfg.num_processes), "--num_machines", str(cfg.num_machines),
-             "--mixed_precision", mixed_precision, "--dynamo_backend", "no"]
+             "--mixed_precision", cfg.precision(), "--dynamo_backend", "no"]
     if not cpu:
         argv += ["--gpu_ids", cfg.gpu_ids]
     if cfg.num_machines > 1:
@@ -63,9 +54,9 @@ def accelerate_command(cfg: LaunchConfig, run_dir: Path, machine_rank: int | Non
     return argv + ["-m", module, "--run-dir", str(run_dir)]
 
 
-def commands_for_all_nodes(cfg: LaunchConfig, run_dir: Path, module: str = TRAIN_MODULE) -> list[list[str]]:
+def commands_for_all_nodes(cfg: LaunchConfig, run_dir: Path, module: str) -> list[list[str]]:
     """One argv per machine, index = machine_rank."""
-    return [accelerate_command(cfg, run_dir, rank, module) for rank in range(cfg.num_machines)]
+    return [accelerate_command(cfg, run_dir, module, rank) for rank in range(cfg.num_machines)]
 
 
 def env_for(cfg: LaunchConfig) -> dict[str, str]:
@@ -73,23 +64,22 @@ def env_for(cfg: LaunchConfig) -> dict[str, str]:
     if not on_cpu(cfg):
         return {}
     env = {"CUDA_VISIBLE_DEVICES": ""}  # a CPU run stays off the machine's GPUs, whatever accelerate detects
-    if deepspeed_file(cfg) is not None:
+    if cfg.deepspeed_file() is not None:
         env["DS_ACCELERATOR"] = "cpu"
     elif cfg.num_processes > 1:
         env["ACCELERATE_USE_CPU"] = "true"
     return env
 
 
-def display_command(cfg: LaunchConfig, run_dir: Path, machine_rank: int | None = None,
-                    module: str = TRAIN_MODULE) -> str:
+def display_command(cfg: LaunchConfig, run_dir: Path, module: str, machine_rank: int | None = None) -> str:
     """The command as one line a user can paste into a POSIX shell (for showing; never executed)."""
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in env_for(cfg).items())
-    return (env + " " if env else "") + shlex.join(accelerate_command(cfg, run_dir, machine_rank, module))
+    return (env + " " if env else "") + shlex.join(accelerate_command(cfg, run_dir, module, machine_rank))
 
 
-def preview_commands(cfg: LaunchConfig, run_dir: Path, module: str = TRAIN_MODULE) -> str:
+def preview_commands(cfg: LaunchConfig, run_dir: Path, module: str) -> str:
     """Every machine's command for showing before a start: the one line, or one per machine under its rank."""
     if cfg.num_machines <= 1:
-        return display_command(cfg, run_dir, module=module)
-    return "\n\n".join(f"# machine {rank}\n{display_command(cfg, run_dir, rank, module)}"
+        return display_command(cfg, run_dir, module)
+    return "\n\n".join(f"# machine {rank}\n{display_command(cfg, run_dir, module, rank)}"
                        for rank in range(cfg.num_machines))

@@ -1,11 +1,13 @@
-"""Where the processes of a distributed job go: the `accelerate launch` settings shared by fine-tuning and the
-preprocessing stages (backend.finetune.command turns them into one command per machine)."""
+"""Where the processes of a distributed job go: the `accelerate launch` settings every job shares (fine-tuning,
+the preprocessing stages, evaluation); backend.jobs.command turns them into one command per machine."""
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from backend.core import config
 from backend.core.config import option
+from backend.core.device import pick_device
 from backend.core.errors import ConfigError
 
 MAX_COUNT = 2**16  # processes, machines, batch sizes, ranks: beyond any real job
@@ -25,13 +27,19 @@ class LaunchConfig:
     main_port: int = option(29500, "port on machine 0 for the rendezvous", ge=1, le=65535)
     gpu_ids: str = option("all", "GPUs of this machine the run may use, e.g. 0,1 (used to refuse overlapping runs)")
 
+    def deepspeed_file(self) -> Path | None:
+        """The DeepSpeed JSON the job runs under (None: plain accelerate); a stage that trains overrides it."""
+        return None
+
+    def precision(self) -> str:
+        """accelerate's --mixed_precision for the job; a stage that trains overrides it."""
+        return "no"
+
 
 def on_cpu(cfg: LaunchConfig, must_exist: bool = False) -> bool:
     """Whether the job's processes compute on CPUs. 'auto' is decided by this machine (the launcher's), so a
     command previewed for GPU nodes should say device 'cuda'; with `must_exist` (the job starts here) a
     'cuda' job on a machine without a GPU is an error."""
-    from backend.models.source import pick_device  # torch-free at import; asks torch only for 'auto'/'cuda'
-
     return pick_device(cfg.device, must_exist) == "cpu"
 
 
