@@ -20,6 +20,7 @@ from . import curate
 from .alignment_view import ALIGNMENT_JS, render_alignment
 from .context import Shown, StudioContext
 from .files import file_url, received_uploads
+from .plots import histogram
 from .forms import build_config, choices_update, config_inputs, kept_pick
 from .uploads import remove_uploads
 
@@ -224,8 +225,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
 
     def show_stats() -> tuple[str, Any]:
         text, gaps_df = stats_outputs(ctx.ws)
-        step = float(gaps_df["gap (s)"].diff().min()) if len(gaps_df) > 1 else None
-        return text, gr.BarPlot(value=gaps_df if len(gaps_df) else None, x_bin=step)  # bins of the histogram's width on a numeric axis
+        return text, histogram(gaps_df, "gap (s)")
 
     upload.upload(upload_files, upload, [upload_msg, pick], api_name="upload_dialogues")
     pick.input(lambda: "", None, upload_msg, show_progress="hidden")  # "Imported X" goes once another is viewed
