@@ -26,8 +26,8 @@ from backend.models.source import lm_kwargs_of
 from .context import Shown, StudioContext
 from .files import received_uploads
 from .forms import build_config, config_inputs, form_value
-from .run_controls import (abort_run, progress_html as bar_html, resume_run, run_choices as pick_run, run_row,
-                           wire_run_row)
+from .run_controls import (abort_run, explained, progress_html as bar_html, resume_run, run_choices as pick_run,
+                           run_row, wire_run_row)
 from .uploads import remove_uploads
 
 FIELDS = [f.name for f in dataclasses.fields(FinetuneConfig)]
@@ -72,7 +72,7 @@ def curves(metrics: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def command_preview(cfg: FinetuneConfig) -> str:
-    return preview_commands(cfg, Path("runs/<new-run>"))
+    return explained(preview_commands(cfg, Path("runs/<new-run>")))
 
 
 # ---------------------------------------------------------------- handlers: (workspace, form values) -> plain data
