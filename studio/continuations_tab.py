@@ -21,8 +21,8 @@ from backend.inference.generate_config import (PAGE_GENERATE_S, PAGE_PROMPT_S, G
 from backend.inference.persona_prompt import MAX_TEXT_PROMPT, check_text_prompt
 
 from .context import Shown, StudioContext
-from .plots import histogram
 from .forms import build_config, choices_update, config_inputs, kept_pick
+from .plots import histogram
 
 KNOBS = ["main_speaker", "text_temperature", "text_top_k", "audio_temperature", "audio_top_k", "seed"]
 CHANNELS = {"stereo": None, "Moshi (left)": 0, "user (right)": 1}

@@ -20,8 +20,8 @@ from . import curate
 from .alignment_view import ALIGNMENT_JS, render_alignment
 from .context import Shown, StudioContext
 from .files import file_url, received_uploads
-from .plots import histogram
 from .forms import build_config, choices_update, config_inputs, kept_pick
+from .plots import histogram
 from .uploads import remove_uploads
 
 LAYOUT_FIELDS = ["layout", "no_whitespace", "drop_overflow", "pad_id", "epad_id"]
