@@ -6,8 +6,10 @@ process busy on one core, side by side.
 
 Setup (not timed): a fresh demo workspace, Build dataset and Initialise as the studio does them. Timed: the
 studio's Start (`runs.create_run` + `runs.start`: the supervisor, `accelerate launch`, the trainer) until the run
-has ended. Then the Continuations defaults (4 s prompt, 6 s generated), greedy, from the run's last checkpoint:
-the share of the reference's audio tokens reproduced after the prompt (Moshi's 8 codebooks; the user's are
+has ended. Then what the Continuations tab does by default in the demo workspace (its prompt and generated
+lengths, its sampling: greedy there; every other setting GenerateConfig's default), one dataset row at a time as
+the tab picks one, from the run's last checkpoint: the share of the reference's audio tokens reproduced after the
+prompt (Moshi's 8 codebooks; the user's are
 sampled too and shown beside). The ETA the run showed about one minute in is set against the real end. The CPU
 time of the run's process tree stands in for the wall time on an idle machine (the run uses one thread).
 Targets: match >= 60 %, at most 3 min quiet and 6 min busy. The machine's load average is printed with each
@@ -38,9 +40,9 @@ from backend.finetune import runs  # noqa: E402
 from backend.models import checkpoints  # noqa: E402
 from backend.finetune.config import FinetuneConfig  # noqa: E402
 from backend.finetune.presets import PRESETS  # noqa: E402
+from backend.inference.generate_config import PAGE_GENERATE_S, PAGE_PROMPT_S, page_sampling  # noqa: E402
 
 DEMO_PRESET = next(iter(PRESETS))
-PROMPT_S, GENERATE_S = 4.0, 6.0  # the Continuations tab's defaults
 ETA_AT_S = 60.0
 BUSY_LOOP = "import os\nos.sched_setaffinity(0, {%d})\nwhile True:\n    pass\n"
 
@@ -91,16 +93,20 @@ def children_cpu_s() -> float:
 
 
 def continuation_match(ws: Workspace, run: folder.Job) -> dict[str, float]:
-    """Greedy continuations of every demo dialogue from the run's last checkpoint: share of matching tokens."""
+    """The Continuations tab's default continuation of each demo dialogue from the run's last checkpoint: share
+    of matching tokens."""
+    from backend.dataset.read import list_dialogues
     from backend.inference.generate import MOSHI_ROWS, USER_ROWS, GenerateConfig, generate
 
-    prompt = int(PROMPT_S * FRAME_RATE)
+    prompt = int(round(PAGE_PROMPT_S * FRAME_RATE))
     checkpoint = checkpoints.latest_checkpoint(run.dir)
     assert checkpoint is not None, f"run {run.id} wrote no checkpoint"
     start = time.monotonic()
-    found = generate(GenerateConfig(model=str(checkpoint), dataset=ws.dataset, prompt_frames=prompt,
-                                    gen_frames=int(GENERATE_S * FRAME_RATE), text_temperature=0,
-                                    audio_temperature=0, device="cpu", output=None))
+    page = dataclasses.replace(GenerateConfig(**page_sampling(ws.settings.demo)), model=str(checkpoint),
+                               dataset=ws.dataset, prompt_frames=prompt,
+                               gen_frames=int(round(PAGE_GENERATE_S * FRAME_RATE)), output=None,
+                               device=ws.settings.device)
+    found = [c for dialogue in list_dialogues(ws.dataset) for c in generate(dataclasses.replace(page, dialogues=[dialogue]))]
     rates = {}
     for key, rows in (("moshi", MOSHI_ROWS), ("user", USER_ROWS), ("text", slice(0, 1))):
         rates[key] = float(np.mean([(c.tokens[rows, prompt:] == c.reference[rows, prompt:]).mean() for c in found]))
@@ -146,8 +152,9 @@ def main() -> None:
     finally:
         if args.keep is None:
             shutil.rmtree(root.parent, ignore_errors=True)
-    print(f"\nfrom Start to the end of the run; then greedy continuation ({PROMPT_S:g} s prompt, {GENERATE_S:g} s "
-          f"generated) of the {len(results[0][2]['per_dialogue'])} demo dialogues")
+    print(f"\nfrom Start to the end of the run; then the Continuations tab's default continuation "
+          f"({PAGE_PROMPT_S:g} s prompt, {PAGE_GENERATE_S:g} s generated, {page_sampling(True) or 'sampled'}) "
+          f"of the {len(results[0][2]['per_dialogue'])} demo dialogues")
     print(f"{'condition':<10} {'wall':>6} {'CPU':>6} {'target':>6} {'steps':>5} {'moshi match':>12} {'per dialogue':>20} "
           f"{'user':>6} {'text':>6}  {'ETA shown at':>12} -> {'real rest':>9}  load 1-min before/after")
     for condition, timing, match, before, after in results:

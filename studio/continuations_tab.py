@@ -9,6 +9,7 @@ import gradio as gr
 import pandas as pd
 
 from backend.core.progress import Progress
+from backend.core import config
 from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
 from backend.core.spec import FRAME_RATE
@@ -17,11 +18,13 @@ from backend.models.checkpoints import model_folders
 from backend.data.raw_personas import voice_pick, voice_prompt_path
 from backend.dataset.read import list_dialogues
 from backend.inference.continuation_files import read_audio, read_words, turn_taking
-from backend.inference.generate_config import GenerateConfig, output_files
+from backend.inference.generate_config import (PAGE_GENERATE_S, PAGE_PROMPT_S, GenerateConfig, output_files,
+                                               page_sampling)
 from backend.models.persona import MAX_TEXT_PROMPT, check_text_prompt
 
 from .context import Shown, StudioContext
 from .forms import build_config, choices_update, config_inputs, kept_pick
+from .plots import histogram
 
 KNOBS = ["main_speaker", "text_temperature", "text_top_k", "audio_temperature", "audio_top_k", "seed"]
 CHANNELS = {"stereo": None, "Moshi (left)": 0, "user (right)": 1}
@@ -29,6 +32,12 @@ LABELS = ("model", "second model")  # also the output folders under continuation
 TABLE_METRICS = ["floor_transfer_offset", "gap", "overlap_between", "pause", "ipu", "talk_ratio_A",
                  "backchannels_per_minute", "time_to_first_speech"]
 Pick = tuple[list[str], Any]  # a dropdown's choices and value
+
+
+def knob_values(ws: Workspace) -> list[Any]:
+    """The sampling knobs' first values (KNOBS order): greedy in a demo workspace, Moshi's sampling otherwise."""
+    values = config.to_dict(GenerateConfig()) | page_sampling(ws.settings.demo)
+    return [values[k] for k in KNOBS]
 
 
 def output_dir(ws: Workspace, label: str) -> Path:
@@ -136,10 +145,10 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         refresh = gr.Button("↻ Refresh", scale=1)
     rows = gr.Dropdown(label="dataset rows", choices=[], multiselect=True, elem_id="ct-rows")
     with gr.Row():
-        prompt_s = gr.Slider(0.8, 20, value=4.0, step=0.08, label="prompt (s)", elem_id="ct-prompt")
-        gen_s = gr.Slider(0.8, 30, value=6.0, step=0.08, label="generate (s)", elem_id="ct-gen")
+        prompt_s = gr.Slider(0.8, 20, value=PAGE_PROMPT_S, step=0.08, label="prompt (s)", elem_id="ct-prompt")
+        gen_s = gr.Slider(0.8, 30, value=PAGE_GENERATE_S, step=0.08, label="generate (s)", elem_id="ct-gen")
     with gr.Row():
-        knobs = config_inputs(GenerateConfig, KNOBS)
+        knobs = config_inputs(GenerateConfig, KNOBS, dict(zip(KNOBS, knob_values(ctx.ws))))
     with gr.Row():
         voice = gr.Dropdown(label="voice prompt (voices/; none: each row's own persona)", choices=[],
                             elem_id="ct-voice")
@@ -154,8 +163,9 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         a_audio = gr.Audio(label="model: prompt + continuation", elem_id="ct-a")
         b_audio = gr.Audio(label="second model", elem_id="ct-b")
     text = gr.Markdown(elem_id="ct-text")
-    spectra = gr.Image(label="model: spectrograms of reference and continuation (saved next to the WAVs)",
-                       type="filepath", interactive=False, elem_id="ct-spectrograms")
+    # The caption above the image, not Gradio's label badge, which sits over the figure's title.
+    gr.Markdown("**model: spectrograms of reference and continuation** (saved next to the WAVs)")
+    spectra = gr.Image(show_label=False, type="filepath", interactive=False, elem_id="ct-spectrograms")
     table = gr.Dataframe(label="turn-taking after the prompt (median, count)", elem_id="ct-stats")
     hist = gr.BarPlot(x="offset (s)", y="count", color="source", title="floor-transfer offsets")
     state = gr.State({})  # label -> model, plus the prompt length of the last generation
@@ -171,13 +181,17 @@ def build(ctx: StudioContext, shown: Shown) -> None:
 
     def show_item(*values: Any) -> tuple[Any, ...]:
         try:
-            return on_item(ctx.ws, *values)
+            *shown_item, offsets = on_item(ctx.ws, *values)
+            return *shown_item, histogram(offsets, "offset (s)")
         except StudioError as e:
             raise gr.Error(str(e)) from None
 
     gr.on([*shown, refresh.click], refresh_lists, [model_a, model_b, rows], [model_a, model_b, rows])
-    go.click(generate, [model_a, model_b, rows, prompt_s, gen_s, *knobs.values(), voice, role], [msg, item, state])
+    views = [ref_audio, a_audio, b_audio, text, spectra, table, hist]
+    # The views follow each generation itself: regenerating the picked row changes no dropdown value, so a
+    # change listener would leave the first run's text, players and spectrograms on screen (files replaced).
+    go.click(generate, [model_a, model_b, rows, prompt_s, gen_s, *knobs.values(), voice, role],
+             [msg, item, state]).then(show_item, [item, channel, state], views)
     gr.on([*shown, refresh.click], lambda v: choices_update(*voice_pick(ctx.ws, v)), voice, voice,
           show_progress="hidden")
-    gr.on([item.change, channel.change], show_item, [item, channel, state],
-          [ref_audio, a_audio, b_audio, text, spectra, table, hist])
+    gr.on([item.input, channel.change], show_item, [item, channel, state], views)

@@ -35,6 +35,8 @@ MAX_EVENT_CHARS = 2000  # one edit event: an op, indices, times and two words at
 OPS = ("text", "times", "delete", "insert", "split", "merge")
 BAR_BUTTONS = [("text", "Set text"), ("times", "Set times"), ("delete", "Delete"), ("insert", "Insert"),
                ("split", "Split at"), ("merge", "Merge with next")]  # the edit bar's buttons (curate.js sends them)
+BAR_LABELS = {"text": "text", "start": "start (s)", "end": "end (s)", "at": "split at (s)",
+              "spk": "insert as speaker"}  # the edit bar's inputs (curate.js reads them by class)
 
 CURATE_JS: str = (ASSETS / "studio" / "curate.js").read_text()
 
@@ -78,15 +80,17 @@ def curate_preview(d: DialogueFiles, selected: int | None = None) -> str:
     w = editor.words[selected] if selected is not None and 0 <= selected < len(editor.words) else None
     if w is not None:
         preview = preview.replace(f'data-i="{selected}" ', f'data-i="{selected}" data-selected="1" ', 1)
-    field = (lambda cls, v, kind="text": f'<input class="cur-{cls}" type="{kind}" step="0.001" min="0" '
-                                         f'value="{escape(str(v), quote=True)}" aria-label="{cls}">')
+    def field(cls: str, v: Any, kind: str = "text") -> str:  # a visible label around each input
+        return (f'<label class="cur-field">{BAR_LABELS[cls]}<input class="cur-{cls}" type="{kind}" step="0.001" '
+                f'min="0" value="{escape(str(v), quote=True)}"></label>')
+
     bar = (f'<div class="cur-bar"><b class="cur-label">{"word " + str(selected) if w else "click a word"}</b>'
            + field("text", w.word if w else "")
            + field("start", f"{w.start:.3f}" if w else "", "number") + field("end", f"{w.end:.3f}" if w else "", "number")
            + field("at", f"{(w.start + w.end) / 2:.3f}" if w else "", "number")
-           + '<select class="cur-spk" aria-label="speaker">'
+           + f'<label class="cur-field">{BAR_LABELS["spk"]}<select class="cur-spk">'
            + "".join(f'<option{" selected" if w and w.speaker == s else ""}>{s}</option>' for s in SPEAKERS)
-           + "</select>"
+           + "</select></label>"
            + "".join(f'<button type="button" data-op="{op}">{label}</button>' for op, label in BAR_BUTTONS)
            + "</div>")
     sel = f' data-sel="{selected}"' if w is not None else ""
@@ -95,9 +99,9 @@ def curate_preview(d: DialogueFiles, selected: int | None = None) -> str:
 
 def _status(d: DialogueFiles) -> str:
     editor = _editors.get(d.transcript.resolve(), (0, None))[1] if d.transcript else None
-    flags = ["excluded from the dataset" if is_excluded(d.audio) else "in the dataset"]  # type: ignore[arg-type]
-    if editor is not None and editor.can_undo:
-        flags.append("edits since opening (Undo takes them back; Save writes them)")
+    flags = ["excluded: Build leaves it out" if is_excluded(d.audio) else "Build includes it"]  # type: ignore[arg-type]
+    if editor is not None and editor.unsaved:
+        flags.append("unsaved edits (Undo takes them back; Save writes them)")
     return f"**{d.name}**: " + ", ".join(flags)
 
 
@@ -269,4 +273,4 @@ def on_swap(ws: Workspace, name: Any) -> tuple[str, str]:
 def on_exclude(ws: Workspace, name: Any, excluded: Any) -> tuple[str, str]:
     d = _dialogue(ws, name)
     set_excluded(d.audio, bool(excluded))  # type: ignore[arg-type]
-    return _view(ws, name, "✔ left out of the dataset" if excluded else "✔ back in the dataset")
+    return _view(ws, name, "✔ left out of the dataset" if excluded else "✔ Build includes it again")

@@ -22,6 +22,7 @@ from .alignment_view import ALIGNMENT_JS, render_alignment
 from .context import Shown, StudioContext
 from .files import file_url, received_uploads
 from .forms import build_config, choices_update, config_inputs, kept_pick
+from .plots import histogram
 from .uploads import remove_uploads
 
 LAYOUT_FIELDS = ["layout", "no_whitespace", "drop_overflow", "pad_id", "epad_id"]
@@ -164,9 +165,9 @@ def build(ctx: StudioContext, shown: Shown) -> None:
             pick = gr.Dropdown(choices=[], label="Dialogue", elem_id="data-pick")
     report = gr.Markdown(elem_id="data-report")
     preview = gr.HTML(js_on_load=ALIGNMENT_JS, elem_id="data-preview")
-    with gr.Group():
-        gr.Markdown("#### Persona (PersonaPlex): role text and voice prompt of the speaker playing Moshi; Build "
-                    "puts it into the dataset")
+    # Closed until wanted: most dialogues have no persona, and open it filled the tab's first screen.
+    with gr.Accordion("Persona (PersonaPlex): role text and voice prompt of the speaker playing Moshi; Build puts "
+                      "it into the dataset", open=False, elem_id="data-persona"):
         with gr.Row():
             p_speaker = gr.Radio(["A", "B"], value="A", label="Moshi speaker", elem_id="data-persona-speaker")
             p_text = gr.Textbox(label="role text", max_length=MAX_TEXT_PROMPT, elem_id="data-persona-text", scale=3)
@@ -174,12 +175,13 @@ def build(ctx: StudioContext, shown: Shown) -> None:
             p_voice = gr.Dropdown(label="voice prompt (voices/)", choices=[], elem_id="data-persona-voice")
             p_start = gr.Number(label="or clip from (s)", minimum=0, elem_id="data-persona-start")
             p_end = gr.Number(label="to (s)", minimum=0, elem_id="data-persona-end")
-            p_take = gr.Button("⇐ word clicked in the preview", size="sm", elem_id="data-persona-take")
+            with gr.Column(min_width=160):  # the button at the fields' height, not stretched beside the upload
+                p_take = gr.Button("⇐ word clicked in the preview", size="sm", elem_id="data-persona-take")
             p_upload = gr.File(label="or upload a voice wav", file_types=[".wav", ".flac", ".ogg"], type="filepath",
-                               elem_id="data-persona-upload")
+                               height=90, elem_id="data-persona-upload")  # not a tall empty grey drop area
         p_save = gr.Button("Save persona", elem_id="data-persona-save")
         p_msg = gr.Markdown(elem_id="data-persona-msg")
-        p_table = gr.Dataframe(label="personas", interactive=False, elem_id="data-personas")
+        p_table = gr.Dataframe(persona_table(ctx.ws), label="personas", interactive=False, elem_id="data-personas")
     curate_outputs, curate_view = build_curate(ctx, pick, [report, preview])
     with gr.Accordion("Dataset statistics", open=False):
         stats_md = gr.Markdown(elem_id="data-stats")
@@ -224,8 +226,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
 
     def show_stats() -> tuple[str, Any]:
         text, gaps_df = stats_outputs(ctx.ws)
-        step = float(gaps_df["gap (s)"].diff().min()) if len(gaps_df) > 1 else None
-        return text, gr.BarPlot(value=gaps_df if len(gaps_df) else None, x_bin=step)  # bins of the histogram's width on a numeric axis
+        return text, histogram(gaps_df, "gap (s)")
 
     upload.upload(upload_files, upload, [upload_msg, pick], api_name="upload_dialogues")
     pick.input(lambda: "", None, upload_msg, show_progress="hidden")  # "Imported X" goes once another is viewed
@@ -266,7 +267,8 @@ def build_curate(ctx: StudioContext, pick: gr.Dropdown, views: list[Any]
         return *result, choices_update(curate.dialogue_labels(ctx.ws), name)
 
     out = [msg, view]
-    annotate.click(annotate_now, [pick, engine, model], out).then(
+    # One progress line (on the message), not one over each output.
+    annotate.click(annotate_now, [pick, engine, model], out, show_progress_on=[msg]).then(
         lambda name: choices_update(curate.dialogue_labels(ctx.ws), name), pick, pick).then(
         ctx.bind(on_pick), pick, views)
     event.change(ctx.bind(curate.on_edit), [pick, event], out)

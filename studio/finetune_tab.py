@@ -3,6 +3,7 @@ command, start/abort/resume runs (studio/run_controls.py), follow logs, progress
 export."""
 
 import dataclasses
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,14 @@ from backend.models.checkpoints import latest_checkpoint
 from backend.jobs.command import preview_commands
 from backend.finetune.config import FinetuneConfig
 from backend.finetune.presets import PRESETS
-from backend.models.init_config import InitConfig
+from backend.models.init_config import InitConfig, init_output
 from backend.models.weights import lm_kwargs_of
 
 from .context import Shown, StudioContext
 from .files import received_uploads
 from .forms import build_config, config_inputs, form_value
-from .run_controls import (abort_run, progress_html as bar_html, resume_run, run_choices as pick_run, run_row,
-                           wire_run_row)
+from .run_controls import (abort_run, explained, progress_html as bar_html, resume_run, run_choices as pick_run,
+                           run_row, wire_run_row)
 from .uploads import remove_uploads
 
 FIELDS = [f.name for f in dataclasses.fields(FinetuneConfig)]
@@ -47,6 +48,8 @@ if set(FIELDS) - _grouped:  # a field added to FinetuneConfig still gets an inpu
     GROUPS["Other"] = [n for n in FIELDS if n not in _grouped]
 INIT_FIELDS = ["source", "output", "user_stream", "reinit_text_embeddings", "keep_text_ids", "dtype"]
 DEMO_PRESET = next(iter(PRESETS))
+LOSS_AXIS = "log10 loss"  # the curves span decades: on a linear axis everything after the first steps lies on zero
+LOSS_FLOOR = 1e-6  # a zero loss is drawn here (its log is -inf)
 LOSS_KEYS = ["loss", "text_nonpad_loss", "text_pad_loss", "moshi_semantic_loss", "moshi_acoustic_loss",
              "user_semantic_loss", "user_acoustic_loss"]
 
@@ -64,13 +67,13 @@ def progress_html(step: int, max_steps: int, eta: float | None, state: str) -> s
 
 def curves(metrics: list[dict[str, Any]]) -> pd.DataFrame:
     """Long format for gr.LinePlot: one row per (step, loss component)."""
-    rows = [{"step": m["step"], "series": k, "value": m[k]} for m in metrics
+    rows = [{"step": m["step"], "series": k, LOSS_AXIS: math.log10(max(m[k], LOSS_FLOOR))} for m in metrics
             if "event" not in m and "step" in m for k in LOSS_KEYS if m.get(k) is not None]
-    return pd.DataFrame(rows, columns=["step", "series", "value"])  # empty: no placeholder row drawn as "null"
+    return pd.DataFrame(rows, columns=["step", "series", LOSS_AXIS])  # empty: no placeholder row drawn as "null"
 
 
 def command_preview(cfg: FinetuneConfig) -> str:
-    return preview_commands(cfg, Path(RUNS_DIR) / "<new-run>", runs.TRAIN_MODULE)
+    return explained(preview_commands(cfg, Path(RUNS_DIR) / "<new-run>", runs.TRAIN_MODULE))
 
 
 # ---------------------------------------------------------------- handlers: (workspace, form values) -> plain data
@@ -142,6 +145,13 @@ def on_load(file: str) -> list[Any]:
     finally:
         remove_uploads(file)
     return [form_value(values[n]) for n in FIELDS]
+
+
+def init_values(ws: Workspace) -> list[Any]:
+    """The Initialise form's first values (INIT_FIELDS order): the workspace's LM, written where the presets
+    look (the demo's models/demo-lm-init, or models/moshiko-init for real weights)."""
+    values = config.to_dict(InitConfig(source=ws.settings.lm, output=Path(init_output(ws.settings.demo))))
+    return [form_value(values[n]) for n in INIT_FIELDS]
 
 
 def on_init(ws: Workspace, *values: Any) -> str:
@@ -222,7 +232,7 @@ def on_export(ws: Workspace, run_id: str | None, clean: bool, folder: str = "") 
 def build(ctx: StudioContext, shown: Shown) -> None:
     with gr.Accordion("1. Initialise the model (user-stream extension, text-embedding re-init)", open=True):
         with gr.Row():
-            init_inputs = config_inputs(InitConfig, INIT_FIELDS)
+            init_inputs = config_inputs(InitConfig, INIT_FIELDS, dict(zip(INIT_FIELDS, init_values(ctx.ws))))
         init_btn = gr.Button("Initialise", elem_id="ft-init")
         init_msg = gr.Markdown(elem_id="ft-init-msg")
 
@@ -249,7 +259,8 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     gr.Markdown("#### 3. Runs")
     row = run_row("ft")
     bar = gr.HTML(elem_id="ft-progress")
-    plot = gr.LinePlot(x="step", y="value", color="series", title="losses per stream", elem_id="ft-curves")
+    plot = gr.LinePlot(x="step", y=LOSS_AXIS, color="series", title="losses per stream (log10, as the run's loss.png)",
+                       elem_id="ft-curves")
     log = gr.Code(label="log (tail)", language=None, elem_id="ft-log", max_lines=20)
     with gr.Row():
         export_clean = gr.Checkbox(value=True, label="clean for serving (dep_q 8)")
@@ -279,7 +290,9 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     preset.change(on_preset, preset, ordered).then(ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
     save_btn.click(lambda *values: gr.File(on_save(*values), visible=True), ordered, saved)
     load_btn.upload(load, load_btn, ordered, api_name="load_config")
+    # The form's problem line and estimate are re-checked: the base model folder may exist only now.
     init_btn.click(ctx.bind(on_init), [init_inputs[n] for n in INIT_FIELDS], init_msg).then(
+        ctx.bind(on_form), ordered, [command, problem], show_progress="hidden").then(
         ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
     wire_run_row(ctx, row, shown, ordered, on_start, on_abort, on_resume, run_choices)
     row.pick.change(tick, row.pick, [bar, plot, log])

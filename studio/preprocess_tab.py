@@ -20,7 +20,8 @@ from backend.jobs.command import preview_commands
 
 from .context import Shown, StudioContext
 from .forms import build_config, config_inputs, form_value
-from .run_controls import abort_run, progress_html, resume_run, run_choices as pick_run, run_row, wire_run_row
+from .run_controls import (abort_run, explained, progress_html, resume_run, run_choices as pick_run, run_row,
+                           wire_run_row)
 
 LAUNCH_FIELDS = [f.name for f in dataclasses.fields(LaunchConfig)]
 STAGE_FIELDS = {stage: [f.name for f in dataclasses.fields(preprocess.run_config_class(stage))
@@ -63,7 +64,7 @@ def on_form(ws: Workspace, stage: str, *values: Any) -> tuple[str, str]:
     try:
         cfg = preprocess.absolute(stage, confined(ws, stage, read_form(stage, list(values))), ws.root)
         check_launch(cfg)  # its bounds first: num_machines sizes the preview
-        command = preview_commands(cfg, Path(PREPROCESS_DIR) / "<new-run>", preprocess.RANK_MODULE)
+        command = explained(preview_commands(cfg, Path(PREPROCESS_DIR) / "<new-run>", preprocess.RANK_MODULE))
     except StudioError as e:
         return f"# {e}", f"✘ {e}"
     try:

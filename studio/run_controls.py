@@ -60,6 +60,16 @@ def resume_run(ws: Workspace, run_id: str | None, open_run: OpenRun, start: Call
     return f"resumed **{run_id}**" + (f": {note}" if note else "")
 
 
+CPU_PROCESSES_NOTE = ("# On the CPU, accelerate starts several processes only with --multi_gpu; ACCELERATE_USE_CPU=true "
+                      "keeps them on the CPU (no GPU is used).")
+
+
+def explained(command: str) -> str:
+    """A command preview, with a note where it says --multi_gpu for CPU processes (it looks like a mistake)."""
+    on_cpu = "ACCELERATE_USE_CPU=true" in command and "--multi_gpu" in command
+    return f"{CPU_PROCESSES_NOTE}\n{command}" if on_cpu else command
+
+
 def progress_html(fraction: float, state: str, text: str) -> str:
     """A bar `fraction` full, coloured by the run's state (studio.css), with `text` on it."""
     return (f'<div class="ms-progress" data-state="{html.escape(state)}"><div class="ms-progress-bar" '

@@ -1,14 +1,17 @@
 """Settings tab: which Mimi, LM and tokenizer the workspace uses (demo, local files or hub repo ids)."""
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from backend.core import config
 from backend.core.confine import inside_workspace
-from backend.core.errors import StudioError
+from backend.core.errors import ConfigError, StudioError
 from backend.core.workspace import LM_PRESETS, Workspace, WorkspaceSettings
+from backend.models.personaplex import TOKENIZER_FILE
+from backend.models.source import DEFAULT_REPO
 
 from .context import StudioContext
 from .forms import build_config, config_inputs
@@ -17,12 +20,21 @@ FIELDS = [f.name for f in dataclasses.fields(WorkspaceSettings)]
 PATHS = ["mimi", "lm", "tokenizer"]  # files in the workspace; a hub id passes as a name in it
 
 
+def check_tokenizer(ws: Workspace, tokenizer: str) -> None:
+    """The tokenizer is a file of the workspace: unlike the models, a hub id is not downloaded."""
+    if not Path(ws.resolve(tokenizer)).is_file():
+        raise ConfigError(f"tokenizer: no file {tokenizer!r} in the workspace. Kyutai's 32k tokenizer is "
+                          f"{TOKENIZER_FILE} in the hub repo {DEFAULT_REPO}: put it in models/ and give "
+                          f"models/{TOKENIZER_FILE}")
+
+
 def on_save(ws: Workspace, *values: Any) -> tuple[Workspace, str]:
     """(the workspace with the new settings, message); nothing is saved unless every path is in the workspace."""
     try:
         settings = build_config(WorkspaceSettings, {}, FIELDS, list(values))
         for name in PATHS:
             inside_workspace(ws.root, getattr(settings, name), name)
+        check_tokenizer(ws, settings.tokenizer)
         ws = ws.with_settings(settings)
     except StudioError as e:
         return ws, f"✘ {e}"

@@ -133,7 +133,7 @@ class _FixedEngine:
     def describe(self) -> dict:
         return {"engine": self.name}
 
-    def transcribe(self, pieces: list[np.ndarray]) -> list[list[TimedWord]]:
+    def transcribe(self, pieces: list[np.ndarray], tick: object = None) -> list[list[TimedWord]]:
         return [[TimedWord("word", 0.0, self.share * len(audio) / self.sample_rate, 0.8)] for audio in pieces]
 
     def align(self, audio: np.ndarray, words: list[str]) -> list[TimedWord | None]:

@@ -160,5 +160,5 @@ def test_build_leaves_an_excluded_dialogue_out(demo_workspace) -> None:  # type:
         result = prepare_dataset(ws, TextTokenizeConfig(**text_paths(ws)))
     finally:
         curate.on_exclude(ws, "demo_weekend", False)
-    assert result.dataset.rows == 2 and "left out demo_weekend (excluded)" in result.markdown()
+    assert result.dataset.rows == 2 and "1 excluded" in result.markdown() and "demo_weekend" not in result.markdown()
     assert not result.dataset.missing_audio and not result.dataset.missing_text

@@ -33,6 +33,7 @@ def test_settings_refuse_paths_outside_and_keep_the_file(ws, tmp_path: Path, fie
 
 
 def test_settings_take_hub_ids_and_paths_inside(ws) -> None:  # type: ignore[no-untyped-def]
+    (ws.root / "models" / "tok.model").write_bytes(b"")  # the tokenizer must be a file of the workspace
     new, message = settings_tab.on_save(ws, *settings_values(ws, lm="kyutai/moshiko-pytorch-bf16",
                                                              tokenizer=str(ws.root / "models" / "tok.model")))
     assert message.startswith("Saved") and new.settings.lm == "kyutai/moshiko-pytorch-bf16"

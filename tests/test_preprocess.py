@@ -12,6 +12,7 @@ import soundfile as sf
 from accelerate.commands.launch import launch_command_parser
 from conftest import free_port
 
+from backend.core.workspace import PREPROCESS_DIR
 from backend.jobs import control, folder
 from backend.core import config
 from backend.core.errors import ConfigError
@@ -97,7 +98,7 @@ def test_two_cpu_processes_write_what_one_process_writes(tmp_path: Path, monkeyp
     ws = tmp_path / "ws"
     cfg = run_config(**common, output_dir=str(tmp_path / "two"), num_processes=2, main_port=free_port())
     run = preprocess.create_run(ws, "tokenize_audio", cfg)
-    assert run.dir.parent == ws.resolve() / preprocess.RUNS_DIR
+    assert run.dir.parent == ws.resolve() / PREPROCESS_DIR
     preprocess.start(run)
     assert wait_until_done(run) == "failed"  # the mono file fails: exit code 1, as the one-process CLI
     log = folder.tail_log(run, 100_000)

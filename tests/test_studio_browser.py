@@ -181,6 +181,18 @@ def test_upload_preview_build_and_timeline(studio: Studio, page, tmp_path: Path)
     assert not [m for m in page.console if "Vega" in m or "Infinite extent" in m], page.console
 
 
+def test_initialise_clears_the_missing_base_model_problem(studio: Studio, page) -> None:  # type: ignore[no-untyped-def]
+    """Issue 21: "base_model ... demo-lm-init not found" stayed under the form after a successful Initialise."""
+    shutil.rmtree(studio.workspace / "models" / "demo-lm-init", ignore_errors=True)
+    page.goto(studio.url)
+    page.get_by_role("tab", name="Fine-tune").click()
+    page.locator("#ft-problem", has_text="demo-lm-init").wait_for(timeout=60_000)
+    page.locator("#ft-init").click()
+    page.get_by_text("✔ wrote").wait_for(timeout=120_000)
+    page.wait_for_function("!document.querySelector('#ft-problem').innerText.includes('demo-lm-init')", timeout=30_000)
+    assert not page.errors, page.errors
+
+
 def test_finetune_start_follow_and_abort(studio: Studio, page) -> None:  # type: ignore[no-untyped-def]
     if not list((studio.workspace / "dataset").glob("*.parquet")):  # when run alone: the dataset the Data tab would build
         from backend.dataset.pipeline import prepare_dataset, text_paths

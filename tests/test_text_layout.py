@@ -282,7 +282,7 @@ def test_dialogue_audit_is_json_ready(sp: spm.SentencePieceProcessor) -> None:
     assert d["speakers"]["B"]["pieces"] == len(sp.encode("quiz")) - 1  # without the dummy prefix
     assert d["speakers"]["A"]["after_audio"] == 2  # "l", "o" from 0.74 s: frames 9, 10 of 9 audio frames
     line = audit.summary()
-    assert "\n" not in line and line.startswith("d [spread]: A ") and "2 after the audio" in line
+    assert "\n" not in line and line.startswith("d [spread]: A: ") and "2 after the audio" in line
 
 
 # --- the stage ---
@@ -315,7 +315,7 @@ def test_stage_cli(tmp_path: Path, sp: spm.SentencePieceProcessor, capsys: pytes
     model.write_bytes(sp.serialized_model_proto())
     args = ["--transcripts", str(tmp_path), "--tokenizer", str(model), "--output", str(tmp_path / "out")]
     assert stage.main(args) == 0
-    assert capsys.readouterr().out.startswith("d [spread]: A 5/5 pieces placed")
+    assert capsys.readouterr().out.startswith("d [spread]: A: 5 of 5 text pieces placed")
     (tmp_path / "bad.json").write_text("[")
     assert stage.main(args) == 1
     captured = capsys.readouterr()

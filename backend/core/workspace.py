@@ -44,7 +44,8 @@ class WorkspaceSettings:
                                   "or a hub repo id such as kyutai/moshiko-pytorch-bf16")
     lm: str = option(DEMO_LM, "Moshi LM to fine-tune: a model folder (relative to the workspace) or a hub "
                               "repo id such as kyutai/moshiko-pytorch-bf16")
-    tokenizer: str = option(DEMO_TOKENIZER, "SentencePiece model file (relative to the workspace or absolute)")
+    tokenizer: str = option(DEMO_TOKENIZER, "SentencePiece model file in the workspace (a path relative to it; "
+                                            "Kyutai's 32k one: tokenizer_spm_32k_3.model of their hub repos)")
     demo: bool = option(True, "offline demo models: the project's small trained Mimi (speech-like audio) and a "
                                "tiny random LM that speaks only after fine-tuning")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where models run (auto: CUDA when available)")

@@ -68,6 +68,10 @@ def import_dialogues(files: list[str | Path], dest: str | Path) -> ImportResult:
             else:
                 to_annotate.append((name, uploaded))
             continue
+        if audio is None:  # said here: the validation report would name the upload's temporary path
+            result.rejected.append(f"{', '.join(p.name for p in uploaded)}: no audio named {name}.wav/.flac/.ogg "
+                                   "in this upload or the workspace; upload the audio with its transcript")
+            continue
         if group["turns"]:
             result.rejected.append(f"{group['turns'][0].name}: turns are for audio without a transcript; "
                                    f"'{name}' has one")

@@ -4,6 +4,7 @@ Each step is its stage's own function with its own config object; this only fill
 workspace's paths in and chains them under one progress callback.
 """
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,21 @@ class PrepareResult:
     audits: list[DialogueAudit]
     dataset: DatasetReport
     notes: list[str] = field(default_factory=list)
+    left_out: dict[str, str] = field(default_factory=dict)  # name -> why (selection.left_out)
 
     def markdown(self) -> str:
-        lines = [f"✔ {self.dataset.summary()}", "", "| dialogue | text audit |", "|---|---|"]
-        lines += [f"| {a.name} | {a.summary()} |" for a in self.audits]
+        """The report under Build: the audit of the dataset's rows only; what stayed out, counted."""
+        d = self.dataset
+        outside = set(self.left_out) | set(d.recordings_left_out)
+        lines = [f"✔ {d.rows} dialogues, {d.hours:.3f} h of audio in {len(d.files)} shard(s)"]
+        counts = [f"{len(d.recordings_left_out)} chat recording(s) (tick *include chat recordings* to add them)"
+                  ] if d.recordings_left_out else []
+        counts += [f"{n} {why}" for why, n in sorted(Counter(self.left_out.values()).items())]
+        counts += [f"{len(names)} without {what} tokens" for what, names in (("audio", d.missing_audio),
+                                                                             ("text", d.missing_text)) if names]
+        lines += [f"Left out: {', '.join(counts)}."] if counts else []
+        lines += ["", "| dialogue | text audit |", "|---|---|"]
+        lines += [f"| {a.name} | {a.summary()} |" for a in self.audits if a.name not in outside]
         lines += [f"- {n}" for n in self.notes]
         lines += [f"- wrote `{Path(f).name}`" for f in self.dataset.files]
         return "\n".join(lines)
@@ -45,12 +57,12 @@ def _stage(progress: Progress | None, lo: float, hi: float) -> Progress | None:
     return lambda f, msg: progress(lo + (hi - lo) * f, msg)
 
 
-def _drop_tokens(ws: Workspace, names: dict[str, str]) -> list[str]:
+def _drop_tokens(ws: Workspace, names: dict[str, str]) -> dict[str, str]:
     """Token files are caches of raw/: those of left-out dialogues go, so the dataset cannot take them."""
     for name in names:
         for folder in (ws.tokens_audio, ws.tokens_text):
             (Path(folder) / f"{name}.npz").unlink(missing_ok=True)
-    return [f"left out {name} ({why})" for name, why in sorted(names.items())]
+    return names
 
 
 def prepare_dataset(ws: Workspace, text_cfg: TextTokenizeConfig, progress: Progress | None = None,
@@ -60,13 +72,13 @@ def prepare_dataset(ws: Workspace, text_cfg: TextTokenizeConfig, progress: Progr
     audio = tokenize_audio(AudioTokenizeConfig(input_dir=ws.raw, output_dir=ws.tokens_audio, mimi=ws.mimi_source,
                                                device=ws.settings.device), progress=_stage(progress, 0.0, 0.7))
     audits = tokenize_text(text_cfg, progress=_stage(progress, 0.7, 0.85))
-    notes = _drop_tokens(ws, left_out(ws))
+    dropped = _drop_tokens(ws, left_out(ws))
     dataset_cfg = DatasetConfig(audio_tokens=ws.tokens_audio, text_tokens=ws.tokens_text, output=ws.dataset,
                                 recordings=recordings)
     report = build_dataset(dataset_cfg, progress=_stage(progress, 0.85, 0.95))
     count = carry_personas(ws, dataset_cfg.output_prefix)
-    notes += [f"{count} persona(s) written to the dataset"] if count else []
-    return PrepareResult(audio, audits, report, notes)
+    notes = [f"{count} persona(s) written to the dataset"] if count else []
+    return PrepareResult(audio, audits, report, notes, dropped)
 
 
 def carry_personas(ws: Workspace, prefix: str) -> int:

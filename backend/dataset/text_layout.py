@@ -114,10 +114,11 @@ class SpeakerAudit:
                                                 (self.past_end, "past the end"),
                                                 (self.after_audio, "after the audio"),
                                                 (self.unknown_pieces, "unknown")) if n]
-        return (f"{self.speaker} {self.placed}/{self.pieces} pieces placed"
+        return (f"{self.speaker}: {self.placed} of {self.pieces} text pieces placed"
                 + (f" ({', '.join(losses)})" if losses else "")
-                + f", drift <= {self.max_drift} fr, bare ▁ {100 * self.bare_boundary_share:.0f}%, "
-                  f"PAD {100 * self.pad_share:.0f}% of {self.frames} fr")
+                + f", at most {self.max_drift / FRAME_RATE:.2f} s late, {100 * self.bare_boundary_share:.0f}% "
+                  f"are a lone word-start mark, {100 * self.pad_share:.0f}% of {self.frames / FRAME_RATE:.1f} s "
+                  "without text")
 
 
 @dataclass

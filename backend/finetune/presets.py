@@ -2,9 +2,11 @@
 
 from typing import Any
 
+from backend.models.init_config import DEMO_INIT, MOSHIKO_INIT
+
 PRESETS: dict[str, dict[str, Any]] = {
     "demo on CPU (tiny model, 1 process)": {
-        "base_model": "models/demo-lm-init", "train_data": "dataset", "mode": "full", "dtype": "float32",
+        "base_model": DEMO_INIT, "train_data": "dataset", "mode": "full", "dtype": "float32",
         "device": "cpu", "num_processes": 1, "num_machines": 1, "deepspeed": "none", "mixed_precision": "no",
         # The tiny LM memorises the three demo dialogues in 125 steps: a greedy continuation with the
         # Continuations defaults replays their audio tokens (bench/bench_demo_payoff.py), so Continuations and
@@ -22,19 +24,19 @@ PRESETS: dict[str, dict[str, Any]] = {
         "activation_checkpointing": False,
     },
     "1 GPU, LoRA (7B)": {
-        "base_model": "models/moshiko-init", "mode": "lora", "lora_rank": 64, "lora_scaling": 2.0,
+        "base_model": MOSHIKO_INIT, "mode": "lora", "lora_rank": 64, "lora_scaling": 2.0,
         "dtype": "bfloat16", "device": "cuda", "num_processes": 1, "num_machines": 1, "deepspeed": "none",
         "mixed_precision": "bf16", "lr": 2e-4, "max_steps": 2000, "batch_size": 1, "grad_accum": 8,
         "max_frames": 375, "activation_checkpointing": True, "checkpoint_every": 250, "gpu_ids": "0",
     },
     "8 GPUs, ZeRO-3, full (7B)": {
-        "base_model": "models/moshiko-init", "mode": "full", "dtype": "float32", "device": "cuda",
+        "base_model": MOSHIKO_INIT, "mode": "full", "dtype": "float32", "device": "cuda",
         "num_processes": 8, "num_machines": 1, "deepspeed": "zero3", "mixed_precision": "bf16", "lr": 3e-5,
         "max_steps": 10_000, "batch_size": 1, "grad_accum": 4, "max_frames": 375,
         "activation_checkpointing": True, "checkpoint_every": 500, "gpu_ids": "all",
     },
     "2 nodes x 8 GPUs, ZeRO-3, full (7B)": {
-        "base_model": "models/moshiko-init", "mode": "full", "dtype": "float32", "device": "cuda",
+        "base_model": MOSHIKO_INIT, "mode": "full", "dtype": "float32", "device": "cuda",
         "num_processes": 16, "num_machines": 2, "machine_rank": 0, "main_address": "node-0.cluster.local",
         "main_port": 29500, "deepspeed": "zero3", "mixed_precision": "bf16", "lr": 3e-5, "max_steps": 10_000,
         "batch_size": 1, "grad_accum": 2, "max_frames": 375, "activation_checkpointing": True,

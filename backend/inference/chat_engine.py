@@ -49,7 +49,8 @@ class ChatEngine:
             lm = load_model(cfg.model, device=self.device, dtype=dtype)
         if lm.dep_q != NUM_CODEBOOKS:
             raise InputError(cfg.model, f"dep_q {lm.dep_q}: chat needs a clean model (dep_q {NUM_CODEBOOKS}); "
-                                        "export the checkpoint with --clean")
+                                        "export the checkpoint clean (the Fine-tune tab's 'clean for "
+                                        "serving' box; moshi-studio export --clean)")
         self.mimi = load_mimi(cfg.mimi, device=self.device)
         self.tokenizer = self._tokenizer(cfg)
         self.text = LiveText(self.tokenizer)

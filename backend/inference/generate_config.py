@@ -46,6 +46,18 @@ class GenerateConfig:
                                     "(the dataset's personas.json) goes before its prompt, as in training")
 
 
+# What the Continuations tab starts with: a 4 s prompt, 6 s generated. In a demo workspace it decodes greedily:
+# the demo preset's model memorises the demo dialogues, and only greedy decoding replays all three word for
+# word (sampled, one in three did); bench/bench_demo_payoff.py measures exactly these settings.
+PAGE_PROMPT_S, PAGE_GENERATE_S = 4.0, 6.0
+DEMO_SAMPLING = {"text_temperature": 0.0, "audio_temperature": 0.0}
+
+
+def page_sampling(demo: bool) -> dict[str, float]:
+    """The sampling settings the Continuations tab starts with (the rest are GenerateConfig's defaults)."""
+    return dict(DEMO_SAMPLING) if demo else {}
+
+
 # The files of one continuation: <output>/<dialogue id><suffix> (ids are `<prefix>/<name>`: one
 # sub-folder per prefix).
 SUFFIXES = {"tokens": ".npz", "wav": ".continuation.wav", "reference_wav": ".reference.wav",

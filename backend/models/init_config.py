@@ -9,11 +9,21 @@ from backend.core.spec import EPAD_ID, PAD_ID, TEXT_CARD
 from backend.models.source import Dtype
 
 
+# Where Initialise writes by default, and what the fine-tune presets train: the demo LM's extension, or the
+# real 7B model's (Settings pointing at moshiko, moshika or J-Moshi).
+DEMO_INIT = "models/demo-lm-init"
+MOSHIKO_INIT = "models/moshiko-init"
+
+
+def init_output(demo: bool) -> str:
+    return DEMO_INIT if demo else MOSHIKO_INIT
+
+
 @dataclass
 class InitConfig:
     source: str = option("models/demo-lm", "LM to start from: a model folder (model.safetensors + "
                          "moshi_lm_kwargs.json) or a hub repo id such as kyutai/moshiko-pytorch-bf16")
-    output: Path = option(Path("models/demo-lm-init"), "model folder to write (replaced if it is a model folder)")
+    output: Path = option(Path(DEMO_INIT), "model folder to write (replaced if it is a model folder)")
     user_stream: bool = option(True, "model the user's audio too: depformer dep_q 8 -> 16, the new steps copied "
                                "from Moshi's own")
     reinit_text_embeddings: bool = option(False, "re-initialise the text embeddings (text_emb, depformer_text_emb) "

@@ -19,6 +19,7 @@ from backend.core.atomic import atomic_dir
 from backend.core.errors import StudioError
 from backend.models.surgery import build_lm, check_replaceable, count, resample_rows, resize_depformer, safetensors_shapes
 from backend.models.weights import source_kwargs
+from backend.models.hub import check_reachable
 from backend.models.init_config import InitConfig
 from backend.models.source import LM_WEIGHTS, is_hub_id, read_lm_kwargs, save_lm, torch_dtype
 from backend.models.weights import load_lm
@@ -33,6 +34,7 @@ def init_model(cfg: InitConfig) -> Path:
         check_replaceable(cfg.output, Path(cfg.source))
     else:
         check_replaceable(cfg.output)
+        check_reachable(cfg.source)
     kwargs = source_kwargs(cfg.source)  # checks a local folder before any weights are read
     dtype = torch_dtype(cfg.dtype)
     state = load_lm(cfg.source, dtype=dtype).state_dict()

@@ -43,6 +43,10 @@ class TranscriptEditor:
     format: Literal["jmoshi", "kyutai"]
     words: list[AnnotatedWord]
     _undo: list[list[AnnotatedWord]] = field(default_factory=list, repr=False)
+    _on_disk: list[AnnotatedWord] | None = field(default=None, repr=False)  # the words as last read or saved
+
+    def __post_init__(self) -> None:
+        self._on_disk = list(self.words)
 
     @classmethod
     def open(cls, path: str | Path) -> "TranscriptEditor":
@@ -59,6 +63,7 @@ class TranscriptEditor:
         words = [AnnotatedWord(w.speaker, w.word, w.start, w.end, _confidence(c)) for w, c in zip(t.words, conf)]
         editor = cls(path, t.format, words)
         editor._sort()
+        editor._on_disk = list(editor.words)
         return editor
 
     # ------------------------------------------------------------------ edits
@@ -135,11 +140,17 @@ class TranscriptEditor:
     def can_undo(self) -> bool:
         return bool(self._undo)
 
+    @property
+    def unsaved(self) -> bool:
+        """The words differ from the file's (Undo back to them counts as saved)."""
+        return self.words != self._on_disk
+
     # ------------------------------------------------------------------ saving
     def save(self) -> Path:
         """Write the words atomically; the first save keeps the file as it was in `<name>.original.json`."""
         keep_original(self.path)
         write_text_atomic(self.path, self.to_json())
+        self._on_disk = list(self.words)
         return self.path
 
     def to_json(self) -> str:

@@ -8,9 +8,12 @@ place (the caller interpolates those).
 """
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
+
+
+Tick = Callable[[float], None]  # the share of a channel's work done, called as it moves
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,6 @@ class Engine(Protocol):
     def describe(self) -> dict:
         """What the output records about the engine (name, model, version)."""
 
-    def transcribe(self, pieces: list[np.ndarray]) -> list[list[TimedWord]]: ...
+    def transcribe(self, pieces: list[np.ndarray], tick: Tick | None = None) -> list[list[TimedWord]]: ...
 
     def align(self, audio: np.ndarray, words: list[str]) -> list[TimedWord | None]: ...

@@ -31,7 +31,7 @@ from backend.core.errors import ConfigError, InputError, StudioError
 from backend.core.progress import Progress, cli_progress
 from backend.core.spec import SAMPLE_RATE, SPEAKERS
 from backend.data.annotate.crosstalk import Ownership, ownership, suppress_foreign
-from backend.data.annotate.engines import Engine, TimedWord
+from backend.data.annotate.engines import Engine, Tick, TimedWord
 from backend.data.annotate.turns import read_turns
 from backend.data.audio_io import load_stereo, probe
 from backend.data.files import AUDIO_EXTENSIONS, SIDECAR_SUFFIXES
@@ -131,12 +131,13 @@ def _channel(x: np.ndarray, engine: Engine) -> np.ndarray:
     return soxr.resample(x, SAMPLE_RATE, engine.sample_rate).astype(np.float32)
 
 
-def _transcribe_channel(engine: Engine, x: np.ndarray, own: Ownership, duration: float) -> list[TimedWord]:
+def _transcribe_channel(engine: Engine, x: np.ndarray, own: Ownership, duration: float,
+                        tick: Tick | None = None) -> list[TimedWord]:
     """Words of the stretches of own speech (the rest is the other speaker's or silence)."""
     regions = own.regions(bridge=0.3, pad=0.2, duration=duration)
     pieces = [_channel(x[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)], engine) for start, end in regions]
     return [TimedWord(w.word, w.start + start, w.end + start, w.confidence)
-            for (start, _), found in zip(regions, engine.transcribe(pieces) if pieces else []) for w in found]
+            for (start, _), found in zip(regions, engine.transcribe(pieces, tick) if pieces else []) for w in found]
 
 
 def fill_unplaced(placed: list[TimedWord | None], words: list[str], duration: float) -> list[TimedWord]:
@@ -161,15 +162,21 @@ def fill_unplaced(placed: list[TimedWord | None], words: list[str], duration: fl
 
 
 def annotate_audio(engine: Engine, audio: np.ndarray, cfg: AnnotateConfig,
-                   turns: dict[str, list[str]] | None = None, name: str = "") -> DialogueAnnotation:
-    """Annotate float [2, N] audio at 24 kHz: ASR mode without `turns`, alignment mode with them."""
+                   turns: dict[str, list[str]] | None = None, name: str = "",
+                   progress: Progress | None = None) -> DialogueAnnotation:
+    """Annotate float [2, N] audio at 24 kHz: ASR mode without `turns`, alignment mode with them. `progress`
+    moves with each stretch of speech decoded (a minute of audio takes minutes on a busy CPU)."""
     started = time.monotonic()
     duration = audio.shape[1] / SAMPLE_RATE
     owners = ownership(audio, SAMPLE_RATE, on_dbfs=cfg.voice_dbfs, margin_db=cfg.crosstalk_db)
     words, dropped, unplaced = [], [], 0
-    for speaker, x, own in zip(SPEAKERS, audio, owners):
+    for c, (speaker, x, own) in enumerate(zip(SPEAKERS, audio, owners)):
+        what = f"speaker {speaker}: {'recognising' if turns is None else 'aligning'} {duration:.0f} s"
+        tick = None if progress is None else (lambda f, c=c, what=what: progress((c + f) / len(SPEAKERS), what))
+        if tick:
+            tick(0.0)
         if turns is None:
-            found = _transcribe_channel(engine, x, own, duration)
+            found = _transcribe_channel(engine, x, own, duration, tick)
         else:
             said = turns[speaker]
             if not said:
@@ -243,7 +250,7 @@ def annotate_folder(cfg: AnnotateConfig, progress: Progress | None = None, engin
     engine = engine or (make_engine(cfg) if todo else None)
     for i, path in enumerate(todo):
         if progress:
-            progress(i / len(todo), f"{i}/{len(todo)}: {path.name}")
+            progress(i / len(todo), f"{i + 1}/{len(todo)}: {path.name}, reading")
         turns_path = path.with_suffix(TURNS_SUFFIX)
         try:
             probe(path)  # the audio's own problems first (mono, empty, unreadable)
@@ -255,7 +262,9 @@ def annotate_folder(cfg: AnnotateConfig, progress: Progress | None = None, engin
                 raise InputError(path, f"alignment mode needs {turns_path.name} (lines 'A: ...' / 'B: ...')")
             turns = read_turns(turns_path) if align else None
             audio, _ = load_stereo(path)
-            result = annotate_audio(engine, audio, cfg, turns, path.stem)  # type: ignore[arg-type]
+            step = None if progress is None else (
+                lambda f, m, i=i, name=path.name: progress((i + f) / len(todo), f"{i + 1}/{len(todo)}: {name}, {m}"))
+            result = annotate_audio(engine, audio, cfg, turns, path.stem, step)  # type: ignore[arg-type]
             write_annotation(result, cfg, out)
         except StudioError as e:
             summary.failed[path.stem] = str(e) if isinstance(e, InputError) and e.path else f"{path}: {e}"

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.core.errors import InputError
-from backend.data.annotate.engines import TimedWord
+from backend.data.annotate.engines import Tick, TimedWord
 from backend.data.annotate.mllr import MllrStatistics, features, read_cepstra, write_mllr
 from backend.data.annotate.sphinx_model import load_model
 
@@ -117,18 +117,24 @@ class PocketsphinxEngine:
             write_mllr(path, *stats.solve())
             return self._decoder(mllr=str(path), **ASR_OPTIONS)
 
-    def transcribe(self, pieces: list[np.ndarray]) -> list[list[TimedWord]]:
+    def transcribe(self, pieces: list[np.ndarray], tick: Tick | None = None) -> list[list[TimedWord]]:
         if self._asr is None:
             logs = {"mfclogdir": self._cepstra.name} if self._cepstra else {}
             self._asr = self._decoder(**ASR_OPTIONS, **logs)
+        passes = 2 if self.adapt else 1
+        done = (lambda k: tick(k / (passes * len(pieces)))) if tick else (lambda k: None)
         found, cepstra = [], []
         for audio in pieces:
             found.append(self._decode(self._asr, audio))
+            done(len(found))
             if self.adapt:
                 cepstra.append(self._logged_cepstra())
         adapted = self._adapted_decoder(pieces, found, cepstra) if self.adapt else None
         if adapted is not None:
-            found = [self._decode(adapted, audio) for audio in pieces]
+            found = []
+            for audio in pieces:
+                found.append(self._decode(adapted, audio))
+                done(len(pieces) + len(found))
         return [[self._timed(s, _ALTERNATE.sub("", s.word)) for s in segs] for segs in found]
 
     def align(self, audio: np.ndarray, words: list[str]) -> list[TimedWord | None]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.core.errors import ConfigError
-from backend.data.annotate.engines import TimedWord
+from backend.data.annotate.engines import Tick, TimedWord
 
 CHUNK_SECONDS = 30.0  # Whisper's window
 
@@ -42,8 +42,13 @@ class WhisperEngine:
         return {"engine": self.name, "model": self.model, "language": self.language,
                 "version": f"transformers {version('transformers')}"}
 
-    def transcribe(self, pieces: list[np.ndarray]) -> list[list[TimedWord]]:
-        return [self._transcribe_one(audio) for audio in pieces]
+    def transcribe(self, pieces: list[np.ndarray], tick: Tick | None = None) -> list[list[TimedWord]]:
+        found = []
+        for audio in pieces:
+            found.append(self._transcribe_one(audio))
+            if tick:
+                tick(len(found) / len(pieces))
+        return found
 
     def _transcribe_one(self, audio: np.ndarray) -> list[TimedWord]:
         duration = len(audio) / self.sample_rate
