@@ -11,7 +11,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, ClassVar, Literal
 
 import numpy as np
 
@@ -37,7 +37,8 @@ class TextTokenizeConfig:
                   "packed = Kyutai (each word's pieces on consecutive frames from its start)")
     pad_id: int = config.option(PAD_ID, "text id of an empty frame (PAD)")
     epad_id: int = config.option(EPAD_ID, "text id of the frame just before a piece that follows a PAD (EPAD)")
-    no_whitespace: bool = config.option(False, "join words without spaces (Japanese, Chinese)")
+    whitespace: bool = config.option(True, "put a space before every word but the first (off for Japanese and "
+                                           "Chinese: words joined without spaces)")
     drop_overflow: bool = config.option(False, "packed only: drop the pieces a word has not placed when the next "
                                                "word starts, exactly as Kyutai's interleaver does by default "
                                                "(otherwise they are kept and shifted later)")
@@ -46,8 +47,10 @@ class TextTokenizeConfig:
     speaker_map: str | None = config.option(None, "transcript speaker labels to A/B, e.g. 'SPEAKER_0=A "
                                                   "SPEAKER_1=B' (default: A, B, SPEAKER_MAIN=A + one other label=B)")
 
+    RENAMED: ClassVar[dict[str, config.Renamed]] = {"no_whitespace": config.Renamed("whitespace", negated=True)}
+
     def layout_options(self) -> LayoutOptions:
-        return LayoutOptions(self.layout, self.pad_id, self.epad_id, self.no_whitespace, self.drop_overflow)
+        return LayoutOptions(self.layout, self.pad_id, self.epad_id, self.whitespace, self.drop_overflow)
 
 
 class TokenizeFailures(StudioError):
