@@ -34,6 +34,7 @@ RECEIVERS = {
     "validate": "backend.data.validate:report",
     "tokenize-audio": "backend.dataset.tokenize_audio:tokenize_audio",
     "tokenize-text": "backend.dataset.tokenize_text:tokenize_text",
+    "tokenizer inspect": "backend.dataset.tokenizer_cli:inspect_tokenizer",
     "build-dataset": "backend.dataset.build:build_dataset",
     "personas": "backend.dataset.personas:set_persona",
     "timeline": "backend.dataset.timeline:show",
@@ -120,7 +121,8 @@ def received(cmd: Command, flags: list[str], monkeypatch: pytest.MonkeyPatch) ->
         assert configs, f"{RECEIVERS[key]} got no {cmd.cls.__name__}"
         raise _Received(configs[0])
 
-    positionals = [a for a in cmd.parser._actions if not a.option_strings and not isinstance(a, argparse._SubParsersAction)]
+    positionals = [a for a in cmd.parser._actions
+                   if not a.option_strings and not isinstance(a, argparse._SubParsersAction)]
     argv = [*cmd.words[1:], *("placeholder" for _ in positionals), *flags]
     err = io.StringIO()
     with monkeypatch.context() as m, contextlib.redirect_stderr(err):

@@ -254,6 +254,18 @@ def _stream_length(cfg: LayoutOptions, units: list[_Unit], words: list[Word], du
     return frames_for_duration(duration)
 
 
+def _units(words: list[Word], sp: spm.SentencePieceProcessor, cfg: LayoutOptions) -> list[_Unit]:
+    """The pieces of one speaker's words (sorted by start), grouped as the layout places them."""
+    if cfg.layout == "spread":
+        return _joint_pieces(words, sp, cfg.whitespace)
+    return _packed_units(words, sp, cfg.whitespace)
+
+
+def speaker_pieces(words: list[Word], sp: spm.SentencePieceProcessor, cfg: LayoutOptions) -> list[int]:
+    """The ids one speaker's words become under the layout, in order, before any is placed or lost."""
+    return [pid for u in _units(sorted(words, key=lambda w: w.start), sp, cfg) for pid in u.ids]
+
+
 def layout_speaker(words: list[Word], sp: spm.SentencePieceProcessor, cfg: LayoutOptions,
                    n_frames: int | None = None, duration: float | None = None) -> tuple[np.ndarray, SpeakerAudit]:
     """One speaker's text stream (int64 [T]) and where each of their words and pieces went.
@@ -266,13 +278,10 @@ def layout_speaker(words: list[Word], sp: spm.SentencePieceProcessor, cfg: Layou
     if len(speakers) > 1:
         raise ValueError(f"layout_speaker takes the words of one speaker, got {sorted(speakers)}")
     words = sorted(words, key=lambda w: w.start)  # stable: ties keep file order, as both tools do
+    units = _units(words, sp, cfg)
     zero = [False] * len(words)
-    if cfg.layout == "spread":
-        units = _joint_pieces(words, sp, cfg.whitespace)
-    else:
-        units = _packed_units(words, sp, cfg.whitespace)
-        if cfg.drop_overflow:  # Kyutai removes words without duration before placing anything
-            zero = [w.end <= w.start for w in words]
+    if cfg.layout == "packed" and cfg.drop_overflow:  # Kyutai removes words without duration before placing anything
+        zero = [w.end <= w.start for w in words]
     kept = [u for u in units if not zero[u.word]]
     T = n_frames if n_frames is not None else _stream_length(cfg, kept, words, duration)
     placement = _place(kept, T, cfg.drop_overflow and cfg.layout == "packed")
