@@ -25,7 +25,7 @@ from .forms import build_config, choices_update, config_inputs, kept_pick
 from .plots import histogram
 from .uploads import remove_uploads
 
-LAYOUT_FIELDS = ["layout", "no_whitespace", "drop_overflow", "pad_id", "epad_id"]
+LAYOUT_FIELDS = ["layout", "whitespace", "drop_overflow", "pad_id", "epad_id"]
 
 
 def report_markdown(r: DialogueReport) -> str:

@@ -38,7 +38,7 @@ def test_build_shows_progress_before_loading_anything(ws, monkeypatch: pytest.Mo
         raise InputError(None, "stop here")
 
     monkeypatch.setattr(pipeline, "prepare_dataset", prepare)
-    data_tab.on_build(ws, lambda f, msg: seen.append((f, msg)), False, "spread", False, False, 3, 0)
+    data_tab.on_build(ws, lambda f, msg: seen.append((f, msg)), False, "spread", True, False, 3, 0)
     assert seen[0][0] == 0 and seen[0][1]
 
 

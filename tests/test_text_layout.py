@@ -204,7 +204,7 @@ def test_no_whitespace_mode(sp: spm.SentencePieceProcessor, layout: str) -> None
     words = [A("the", 0.0, 0.3), A("cat", 0.5, 0.8)]
     assert "▁" in sp.encode("the cat", out_type=str)  # with spaces, a bare word-boundary piece
     spaced, spaced_audit = layout_speaker(words, sp, LayoutOptions(layout))
-    joined, joined_audit = layout_speaker(words, sp, LayoutOptions(layout, no_whitespace=True))
+    joined, joined_audit = layout_speaker(words, sp, LayoutOptions(layout, whitespace=False))
     assert sp.decode(text_ids(spaced)) == "the cat"
     assert sp.decode(text_ids(joined)) == "thecat"
     assert spaced_audit.bare_boundary_share > 0 and joined_audit.bare_boundary_share == 0

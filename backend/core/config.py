@@ -3,7 +3,9 @@
 The same dataclass builds the CLI (`cli_parser`), is filled by the studio's forms (`from_dict`)
 and is saved next to every output (`to_dict`), so there is no second list of flags anywhere.
 Declare fields with `option(default, "help", choices=..., ge=..., le=...)`; `check_numbers` refuses values
-outside those bounds, non-finite floats and integers no int64 holds, naming the field.
+outside those bounds, non-finite floats and integers no int64 holds, naming the field. Boolean fields are named
+positively (argparse makes `--no-x` the negation of `x`); a renamed field lists its former name in the class's
+`RENAMED: ClassVar[dict[str, Renamed]]`, so saved configs that use it still load.
 """
 
 import argparse
@@ -35,6 +37,27 @@ def option(default: Any, help: str, *, choices: tuple | None = None, cli: bool =
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass(frozen=True)
+class Renamed:
+    """The new name of a former field; `negated` when the new field means the opposite (`no_x` -> `x`)."""
+
+    name: str
+    negated: bool = False
+
+
+def _renamed(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with the class's former field names (its RENAMED) replaced by the current ones."""
+    values = dict(values)
+    for old, new in getattr(cls, "RENAMED", {}).items():
+        if old not in values:
+            continue
+        if new.name in values:
+            raise ConfigError(f"{old} (the former name of {new.name}) and {new.name} are both set: keep {new.name}")
+        value = values.pop(old)
+        values[new.name] = not _convert(value, bool, old) if new.negated else value
+    return values
 
 
 def _base_type(tp: Any) -> tuple[Any, bool]:
@@ -113,7 +136,9 @@ def check_numbers(cfg: Any) -> None:
 
 
 def from_dict(cls: type[C], values: dict[str, Any]) -> C:
-    """Build a config from loose values (strings from a form, JSON); unknown keys are an error."""
+    """Build a config from loose values (strings from a form, JSON); unknown keys are an error, former names
+    (the class's RENAMED) are read as the current ones."""
+    values = _renamed(cls, values)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - names
@@ -169,14 +194,16 @@ def cli_parser(cls: type, description: str, parser: argparse.ArgumentParser | No
         flag = "--" + f.name.replace("_", "-")
         base, _ = _base_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        help_text = f.metadata.get("help", "")
+        help_text = f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%")  # argparse formats %
         if base is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                                help=f"{help_text} (default: {default})")
+            if f.name.startswith("no_"):
+                raise TypeError(f"{cls.__name__}.{f.name}: argparse would make {flag} and --no-{flag[2:]}, which both "
+                                f"set False; name the field positively ({f.name[3:]}) and list {f.name} in its "
+                                f"RENAMED as Renamed({f.name[3:]!r}, negated=True)")
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             parser.add_argument(flag, dest=f.name, default=None, choices=field_choices(f, hints[f.name]),
-                                nargs="+" if typing.get_origin(base) is list else None,
-                                help=f"{help_text} (default: {default})")
+                                nargs="+" if typing.get_origin(base) is list else None, help=help_text)
     return parser
 
 

@@ -93,18 +93,13 @@ def plot_gaps(reports: list[DialogueReport], path: Path) -> Path:
     return figures.save(figures.gap_histogram(edges, counts, title), path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = config.cli_parser(ValidateConfig, "Validate stereo dialogues and their word transcripts.")
-    try:
-        cfg = config.from_cli(ValidateConfig, parser.parse_args(argv))
-        if cfg.plot is not None:
-            figures.check_png_path(cfg.plot)
-        reports, problems = validate_folder(cfg.input)
-        if cfg.plot is not None:
-            print(f"wrote {plot_gaps(reports, cfg.plot)}")
-    except (FileNotFoundError, StudioError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+def report(cfg: ValidateConfig) -> int:
+    """Validate `cfg.input` and print the reports (text or JSON); exit status 0 when every dialogue is fine."""
+    if cfg.plot is not None:
+        figures.check_png_path(cfg.plot)
+    reports, problems = validate_folder(cfg.input)
+    if cfg.plot is not None:
+        print(f"wrote {plot_gaps(reports, cfg.plot)}")
     if cfg.json:
         print(json.dumps({"dialogues": [r.to_dict() for r in reports], "problems": problems}, indent=2))
     else:
@@ -116,6 +111,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"BAD {p}")
     return 0 if all(r.ok for r in reports) and not problems else 1
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = config.cli_parser(ValidateConfig, "Validate stereo dialogues and their word transcripts.")
+    try:
+        return report(config.from_cli(ValidateConfig, parser.parse_args(argv)))
+    except (FileNotFoundError, StudioError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -74,7 +74,7 @@ class LayoutOptions:
     layout: Literal["spread", "packed"] = "spread"
     pad_id: int = PAD_ID
     epad_id: int = EPAD_ID
-    no_whitespace: bool = False  # join words without spaces (Japanese, Chinese)
+    whitespace: bool = True  # a space before every word but the first (off: Japanese, Chinese)
     drop_overflow: bool = False  # packed only: Kyutai's default of dropping what the next word cuts off
 
 
@@ -175,14 +175,14 @@ def check_options(cfg: LayoutOptions, sp: spm.SentencePieceProcessor) -> None:
             raise ConfigError(f"{name} {getattr(cfg, name)} is outside the tokenizer's ids 0..{size - 1}")
 
 
-def _joint_pieces(words: list[Word], sp: spm.SentencePieceProcessor, no_whitespace: bool) -> list[_Unit]:
+def _joint_pieces(words: list[Word], sp: spm.SentencePieceProcessor, whitespace: bool) -> list[_Unit]:
     """Tokenize the joined words once; one unit per piece, timed by its first character."""
     text, starts, ends, owner = [], [], [], []
     for j, w in enumerate(words):
         chunk = w.word.strip()
         if not chunk:
             continue
-        if text and not no_whitespace:
+        if text and whitespace:
             chunk = " " + chunk
         step = (w.end - w.start) / len(chunk)  # the word's span, split evenly over its characters
         for i in range(len(chunk)):
@@ -205,10 +205,10 @@ def _joint_pieces(words: list[Word], sp: spm.SentencePieceProcessor, no_whitespa
     return units
 
 
-def _packed_units(words: list[Word], sp: spm.SentencePieceProcessor, no_whitespace: bool) -> list[_Unit]:
-    if no_whitespace:
+def _packed_units(words: list[Word], sp: spm.SentencePieceProcessor, whitespace: bool) -> list[_Unit]:
+    if not whitespace:
         by_word: dict[int, list[int]] = {}
-        for u in _joint_pieces(words, sp, no_whitespace=True):
+        for u in _joint_pieces(words, sp, whitespace=False):
             by_word.setdefault(u.word, []).extend(u.ids)
         return [_Unit(frame_of(words[j].start), ids, j, words[j].end) for j, ids in sorted(by_word.items())]
     # Kyutai: each word alone, so each keeps its leading "▁"; an empty word is an empty unit (it
@@ -255,6 +255,18 @@ def _stream_length(cfg: LayoutOptions, units: list[_Unit], words: list[Word], du
     return frames_for_duration(duration)
 
 
+def _units(words: list[Word], sp: spm.SentencePieceProcessor, cfg: LayoutOptions) -> list[_Unit]:
+    """The pieces of one speaker's words (sorted by start), grouped as the layout places them."""
+    if cfg.layout == "spread":
+        return _joint_pieces(words, sp, cfg.whitespace)
+    return _packed_units(words, sp, cfg.whitespace)
+
+
+def speaker_pieces(words: list[Word], sp: spm.SentencePieceProcessor, cfg: LayoutOptions) -> list[int]:
+    """The ids one speaker's words become under the layout, in order, before any is placed or lost."""
+    return [pid for u in _units(sorted(words, key=lambda w: w.start), sp, cfg) for pid in u.ids]
+
+
 def layout_speaker(words: list[Word], sp: spm.SentencePieceProcessor, cfg: LayoutOptions,
                    n_frames: int | None = None, duration: float | None = None) -> tuple[np.ndarray, SpeakerAudit]:
     """One speaker's text stream (int64 [T]) and where each of their words and pieces went.
@@ -267,13 +279,10 @@ def layout_speaker(words: list[Word], sp: spm.SentencePieceProcessor, cfg: Layou
     if len(speakers) > 1:
         raise ValueError(f"layout_speaker takes the words of one speaker, got {sorted(speakers)}")
     words = sorted(words, key=lambda w: w.start)  # stable: ties keep file order, as both tools do
+    units = _units(words, sp, cfg)
     zero = [False] * len(words)
-    if cfg.layout == "spread":
-        units = _joint_pieces(words, sp, cfg.no_whitespace)
-    else:
-        units = _packed_units(words, sp, cfg.no_whitespace)
-        if cfg.drop_overflow:  # Kyutai removes words without duration before placing anything
-            zero = [w.end <= w.start for w in words]
+    if cfg.layout == "packed" and cfg.drop_overflow:  # Kyutai removes words without duration before placing anything
+        zero = [w.end <= w.start for w in words]
     kept = [u for u in units if not zero[u.word]]
     T = n_frames if n_frames is not None else _stream_length(cfg, kept, words, duration)
     placement = _place(kept, T, cfg.drop_overflow and cfg.layout == "packed")

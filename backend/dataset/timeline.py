@@ -95,35 +95,37 @@ def format_grid(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def show(cfg: TimelineConfig) -> None:
+    """Print the row's token grid; also draw it (`plot`) and decode its audio (`wav`) when asked."""
+    from backend.dataset.spm import load_spm
+
+    if cfg.plot is not None:
+        figures.check_png_path(cfg.plot)
+    row = load_row(cfg.dataset, cfg.dialogue_id)
+    first, count = frame_window(row["A"].shape[1], cfg.start, cfg.seconds)
+    data = timeline_data(row, cfg.dialogue_id, first, count, load_spm(cfg.tokenizer), cfg.main, cfg.pad_id,
+                         cfg.epad_id)
+    print(format_grid(data))
+    if cfg.plot is not None:
+        print(f"wrote {figures.save(figures.timeline(data), cfg.plot)}")
+    if cfg.wav is not None:
+        if not cfg.mimi:
+            raise ConfigError("--wav needs --mimi (the codec the dataset was tokenized with)")
+        from backend.data.audio_io import write_stereo_wav
+        from backend.models.weights import load_mimi
+
+        write_stereo_wav(cfg.wav, window_audio(load_mimi(cfg.mimi), row, first, count))
+        print(f"wrote {cfg.wav}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = config.cli_parser(TimelineConfig, "Show the token timeline of one dataset row.")
-    args = parser.parse_args(argv)
     try:
-        cfg = config.from_cli(TimelineConfig, args)
-        from backend.dataset.spm import load_spm
-
-        if cfg.plot is not None:
-            figures.check_png_path(cfg.plot)
-        row = load_row(cfg.dataset, cfg.dialogue_id)
-        first, count = frame_window(row["A"].shape[1], cfg.start, cfg.seconds)
-        data = timeline_data(row, cfg.dialogue_id, first, count, load_spm(cfg.tokenizer), cfg.main, cfg.pad_id,
-                             cfg.epad_id)
-        print(format_grid(data))
-        if cfg.plot is not None:
-            print(f"wrote {figures.save(figures.timeline(data), cfg.plot)}")
-        if cfg.wav is not None:
-            if not cfg.mimi:
-                raise ConfigError("--wav needs --mimi (the codec the dataset was tokenized with)")
-            from backend.data.audio_io import write_stereo_wav
-            from backend.models.weights import load_mimi
-
-            write_stereo_wav(cfg.wav, window_audio(load_mimi(cfg.mimi), row, first, count))
-            print(f"wrote {cfg.wav}")
+        show(config.from_cli(TimelineConfig, parser.parse_args(argv)))
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

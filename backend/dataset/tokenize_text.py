@@ -11,7 +11,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, ClassVar, Literal
 
 import numpy as np
 
@@ -28,16 +28,25 @@ from backend.data.transcripts import load_transcript, parse_speaker_map
 
 
 @dataclass
-class TextTokenizeConfig:
-    transcripts: Path = config.option(Path("workspace/raw"), "folder of word transcripts <name>.json")
-    tokenizer: Path = config.option(Path("workspace/models/tokenizer.model"), "SentencePiece model file")
-    output: Path = config.option(Path("workspace/tokens/text"), "folder for <name>.npz and <name>.audit.json")
+class TextLayoutSettings:
+    """What decides the pieces a transcript becomes and the ids of empty frames (tokenize-text, tokenizer inspect)."""
+
     layout: Literal["spread", "packed"] = config.option(
         "spread", "spread = J-Moshi (one tokenization per speaker, pieces timed by their characters); "
                   "packed = Kyutai (each word's pieces on consecutive frames from its start)")
     pad_id: int = config.option(PAD_ID, "text id of an empty frame (PAD)")
     epad_id: int = config.option(EPAD_ID, "text id of the frame just before a piece that follows a PAD (EPAD)")
-    no_whitespace: bool = config.option(False, "join words without spaces (Japanese, Chinese)")
+    whitespace: bool = config.option(True, "put a space before every word but the first (off for Japanese and "
+                                           "Chinese: words joined without spaces)")
+
+    RENAMED: ClassVar[dict[str, config.Renamed]] = {"no_whitespace": config.Renamed("whitespace", negated=True)}
+
+
+@dataclass
+class TextTokenizeConfig(TextLayoutSettings):
+    transcripts: Path = config.option(Path("workspace/raw"), "folder of word transcripts <name>.json")
+    tokenizer: Path = config.option(Path("workspace/models/tokenizer.model"), "SentencePiece model file")
+    output: Path = config.option(Path("workspace/tokens/text"), "folder for <name>.npz and <name>.audit.json")
     drop_overflow: bool = config.option(False, "packed only: drop the pieces a word has not placed when the next "
                                                "word starts, exactly as Kyutai's interleaver does by default "
                                                "(otherwise they are kept and shifted later)")
@@ -47,7 +56,7 @@ class TextTokenizeConfig:
                                                   "SPEAKER_1=B' (default: A, B, SPEAKER_MAIN=A + one other label=B)")
 
     def layout_options(self) -> LayoutOptions:
-        return LayoutOptions(self.layout, self.pad_id, self.epad_id, self.no_whitespace, self.drop_overflow)
+        return LayoutOptions(self.layout, self.pad_id, self.epad_id, self.whitespace, self.drop_overflow)
 
 
 class TokenizeFailures(StudioError):
