@@ -183,34 +183,52 @@ class ChatSession:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        # The client is listened to from the start: one that leaves while the model steps its persona prefix
+        # (seconds for a long role text) stops that work, and the model is free for the next client at once.
+        receive = asyncio.create_task(self._receive())
+        left = threading.Event()  # read by the worker thread between prefix steps
+        receive.add_done_callback(lambda _: left.set())
+        tasks = {receive}
         try:
-            engine = await loop.run_in_executor(None, self.service.load, self.cfg)
-        except StudioError as e:
-            await tell(self.ws, str(e), 1011)
-            return
-        try:  # the persona's system prompt is stepped before the handshake, as PersonaPlex's server does
-            await loop.run_in_executor(self.service.executor, engine.start, self.cfg)
-        except StudioError as e:
-            await tell(self.ws, str(e), 1011)
-            return
-        await self.ws.send_bytes(HANDSHAKE)
-        receive, respond = asyncio.create_task(self._receive()), asyncio.create_task(self._respond(engine))
-        try:
-            done, _ = await asyncio.wait({receive, respond}, timeout=self.cfg.max_session_seconds,
+            engine = await self._start(left)
+            if engine is None:
+                return
+            respond = asyncio.create_task(self._respond(engine))
+            tasks.add(respond)
+            done, _ = await asyncio.wait(tasks, timeout=self.cfg.max_session_seconds,
                                          return_when=asyncio.FIRST_COMPLETED)
             if not done or (respond in done and respond.exception() is None):
                 await tell(self.ws, f"session time limit reached ({self.cfg.max_session_seconds:g} s)", 1000)
             elif respond in done:
                 await tell(self.ws, f"the chat engine failed: {respond.exception()}", 1011)
         finally:
-            for task in (receive, respond):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(receive, respond, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             # The model is free once a step still running in the worker is done; the WAV is written off the loop.
             await loop.run_in_executor(self.service.executor, lambda: None)
             if self.recording is not None and self.recording.frames:
                 self.service.last_recording = await loop.run_in_executor(
                     None, self.recording.save, Path(self.cfg.record_dir))
+
+    async def _start(self, left: threading.Event) -> "ChatEngine | None":
+        """The engine, started for this session, once the handshake is sent; None when it failed (the client is
+        told) or the client left."""
+        loop = asyncio.get_running_loop()
+        try:
+            engine = await loop.run_in_executor(None, self.service.load, self.cfg)
+            # The persona's system prompt is stepped before the handshake, as PersonaPlex's server does.
+            started = await loop.run_in_executor(self.service.executor, engine.start, self.cfg, left.is_set)
+        except StudioError as e:
+            await tell(self.ws, str(e), 1011)
+            return None
+        if not started or left.is_set():
+            return None
+        try:
+            await self.ws.send_bytes(HANDSHAKE)
+        except (WebSocketDisconnect, RuntimeError):  # the client left just now
+            return None
+        return engine
 
     async def _receive(self) -> None:
         """Client messages until it disconnects; audio becomes 80 ms frames in the input buffer."""
