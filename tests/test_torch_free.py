@@ -7,10 +7,11 @@ import sys
 
 import backend.core
 import backend.data
+import backend.web
 from backend.core.paths import REPO
 
 HEAVY = ("torch", "moshi")
-LIGHT = sorted({m.name for pkg in (backend.core, backend.data)
+LIGHT = sorted({m.name for pkg in (backend.core, backend.data, backend.web)
                 for m in pkgutil.iter_modules(pkg.__path__, f"{pkg.__name__}.")}
                | {"backend.finetune.config", "backend.finetune.command", "backend.finetune.runs",
                   "backend.finetune.budget", "backend.finetune.checkpoints", "backend.finetune.run_folder",
