@@ -240,7 +240,7 @@ def test_remote_studio_needs_a_login_for_pages_api_files_and_websocket(remote: S
         assert anonymous.get(remote.url + "/", auth=(USER, "wrong")).status_code == 401
         assert anonymous.get(remote.url + "/", auth=("eve", PASSWORD)).status_code == 401
     host = remote.url.split("//")[1]
-    assert chat_refusal(remote, tls, {"Origin": f"https://{host}"}) == 403
+    assert chat_refusal(remote, tls, {"Origin": f"https://{host}"}) == 401
 
     with client(tls) as browser:
         page = browser.get(remote.url + "/", auth=(USER, PASSWORD))
@@ -294,7 +294,7 @@ def test_a_rebound_host_name_is_refused_on_every_route_and_the_websocket(studio:
         join = {"data": [None], "fn_index": 0, "session_hash": "rebound", "event_data": None, "trigger_id": None}
         assert http.post(studio.url + "/gradio_api/queue/join", headers=evil, json=join).status_code == 421
         rebound_page = {**evil, "Origin": f"http://evil.example:{port}"}
-        assert handshake_status(http, studio.url + "/api/chat", rebound_page) == 403
+        assert handshake_status(http, studio.url + "/api/chat", rebound_page) == 421
         # The names of the loopback bind still answer (any port: an SSH tunnel may forward another one).
         for host in [f"127.0.0.1:{port}", f"localhost:{port}", "LocalHost:8000", f"[::1]:{port}", "localhost."]:
             assert http.get(studio.url + "/config", headers={"Host": host}).status_code == 200, host
@@ -347,7 +347,7 @@ def test_chat_server_checks_host_and_origin(demo_workspace: Any) -> None:
         r = http.get(url + "/", headers=evil)
         assert r.status_code == 421 and "evil.example" in r.text, r.text
         assert http.get(url + "/").status_code == 200
-        assert handshake_status(http, url + "/api/chat", {**evil, "Origin": f"http://evil.example:{port}"}) == 403
+        assert handshake_status(http, url + "/api/chat", {**evil, "Origin": f"http://evil.example:{port}"}) == 421
         assert handshake_status(http, url + "/api/chat", {"Origin": "https://evil.example"}) == 403
         assert chat_welcome(f"ws://127.0.0.1:{port}/api/chat") == b"\x00"
         assert chat_welcome(f"ws://localhost:{port}/api/chat", origin=f"http://localhost:{port}") == b"\x00"
@@ -387,9 +387,9 @@ def test_remote_chat_server_needs_a_login_and_speaks_tls(demo_workspace: Any, tl
                            "--record-dir", str(tmp_path / "rec")), client(tls) as http:
         r = http.get(url + "/")
         assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic")
-        assert handshake_status(http, url + "/api/chat", {}) == 403
+        assert handshake_status(http, url + "/api/chat", {}) == 401
         assert handshake_status(http, url + "/api/chat", {"Authorization": "Basic " + base64.b64encode(
-            f"{USER}:wrong".encode()).decode()}) == 403
+            f"{USER}:wrong".encode()).decode()}) == 401
         assert not (tmp_path / "rec").exists()
         assert http.get(url + "/", headers=login).status_code == 200
         assert chat_welcome(f"wss://127.0.0.1:{port}/api/chat", headers=login, tls=tls) == b"\x00"

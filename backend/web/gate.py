@@ -1,6 +1,6 @@
 """One ASGI gate in front of a whole server (pages, API, file routes, websockets), in this order:
 
-1. Host must be a name the server answers to (names.py), else 421 (websocket: refused handshake, 403).
+1. Host must be a name the server answers to (names.py), else 421.
 2. A websocket's Origin must be this server or an allowed origin, which stops another site's page from opening
    the chat endpoint in a user's browser.
 3. With accounts: HTTP Basic credentials, or the session cookie a first authenticated request earns (HttpOnly,
@@ -67,7 +67,9 @@ class AccessGate:
         websocket = scope["type"] == "websocket"
 
         async def refuse(status: int, reason: str, extra: dict[str, str] | None = None) -> None:
-            if websocket:  # before the handshake is accepted: the client gets HTTP 403
+            # A refused websocket handshake gets the same HTTP answer where the server can send one (uvicorn
+            # can: the ASGI websocket.http.response extension), else the bare 403 of a closed handshake.
+            if websocket and "websocket.http.response" not in scope.get("extensions", {}):
                 return await WebSocketClose(code=1008, reason=reason[:120])(scope, receive, send)
             await PlainTextResponse(f"{REALM}: {reason}\n", status_code=status, headers=extra)(scope, receive, send)
 
