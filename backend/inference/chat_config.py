@@ -43,8 +43,6 @@ class ChatConfig:
                                "the oldest waiting input is dropped, so Moshi stays in real time and memory bounded")
     record_dir: str = option("", "write every conversation here as a stereo WAV (left Moshi, right user) + word "
                              "transcript, ready for the Data stage; empty: do not record")
-    host: str = option("127.0.0.1", "standalone server (python -m backend.inference.chat_server): address to bind")
-    port: int = option(8998, "standalone server: port (moshi.server's default)")
     threads: int = option(1, "torch CPU threads (1 is fastest for small models on CPU, where the loop is mostly "
                          "Python overhead; 0: torch's default)")
     text_prompt: str = option("", "persona (PersonaPlex): role text stepped through the model before every "

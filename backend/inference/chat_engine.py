@@ -7,6 +7,7 @@ no per-frame `.item()` sync inside the loop beyond the one text token, no CUDA c
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,14 +95,17 @@ class ChatEngine:
         self._prefix_tail = None
 
     @torch.no_grad()
-    def start(self, cfg: ChatConfig) -> None:
+    def start(self, cfg: ChatConfig, stop: Callable[[], bool] = lambda: False) -> bool:
         """A fresh conversation with `cfg`'s seed and persona: PersonaPlex's system prompt (models/persona.py) is
-        stepped through the model first, so the conversation starts from the state it leaves."""
+        stepped through the model first, so the conversation starts from the state it leaves. False when `stop()`
+        became true meanwhile (the client left): the prefix was abandoned, the next `start` resets the state."""
         voice = voice_file(cfg.voices_dir, cfg.voice_prompt) if cfg.voice_prompt else None
         persona = self.personas.persona(cfg.text_prompt, voice)
         self.reset(cfg.seed)
         if persona is not None:
-            self._prefix_tail = step_prefix(self.lm_gen, persona.rows())
+            self._prefix_tail = step_prefix(self.lm_gen, persona.rows(), stop)
+            return self._prefix_tail is not None
+        return True
 
     @torch.no_grad()
     def step(self, pcm: np.ndarray) -> FrameOutput:

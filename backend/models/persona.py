@@ -24,7 +24,7 @@ Quirks of PersonaPlex and what the studio does (README "Persona prompts"):
 """
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,7 +195,7 @@ def make_persona(text: str, sp: Any | None, voice: np.ndarray | None) -> Persona
 
 # ---------------------------------------------------------------- stepping a prefix through moshi's LMGen
 
-def step_prefix(lm_gen: Any, rows: np.ndarray) -> np.ndarray | None:
+def step_prefix(lm_gen: Any, rows: np.ndarray, stop: Callable[[], bool] = lambda: False) -> np.ndarray | None:
     """Feed `rows` ([17, M] from `lm_rows`, M >= 2) to a fresh moshi `LMGen` (batch 1, dep_q 8) with every token
     provided: afterwards its KV cache and token cache are those of the model having read
     `training_view.delayed_input(rows)` up to its last column, the state the conversation starts from.
@@ -204,7 +204,8 @@ def step_prefix(lm_gen: Any, rows: np.ndarray) -> np.ndarray | None:
     after each step and the audio goes in through `depformer_replace_tokens` (no depformer run). The user's
     codes of frame s - 1 go in at step s (LMGen reads a user frame in the step it is given).
     Returns the last frame's acoustic codes (codebooks 1..7): pass them to `finish_prefix` after the first
-    conversation step, which is where LMGen would otherwise sample them."""
+    conversation step, which is where LMGen would otherwise sample them. Returns None, the state half stepped,
+    when `stop()` is true before a step (a chat client that left: a long role text takes seconds)."""
     import torch
 
     from backend.core.spec import DELAYS
@@ -217,6 +218,8 @@ def step_prefix(lm_gen: Any, rows: np.ndarray) -> np.ndarray | None:
     width = state.cache.shape[-1]
     moshi, user = slice(1, 1 + NUM_CODEBOOKS), slice(1 + NUM_CODEBOOKS, ROWS)
     for s in range(rows.shape[1]):
+        if stop():
+            return None
         prev = max(s - 1, 0)
         audio = torch.cat([t[moshi.start:moshi.start + 1, s], t[moshi.start + 1:moshi.stop, prev]])
         lm_gen.step(t[user, prev][None, :, None], depformer_replace_tokens=audio[None, :, None])
