@@ -3,17 +3,20 @@ every change). Models and probe sets are `LABEL=source` entries: a model is a mo
 model), a training checkpoint (exported clean for the chat loop first) or a hub id; a probe set is a shipped set's
 name (assets/probes/<name>) or a folder in Full-Duplex-Bench's sample layout."""
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from backend.core import config
 from backend.core.config import option
-from backend.core.errors import ConfigError
+from backend.core.errors import ConfigError, StudioError
 from backend.core.paths import ASSETS
 from backend.core.workspace import Workspace
 from backend.evaluate import fdb
 from backend.inference.chat_config import ChatConfig
+from backend.jobs.folder import CONFIG_FILE, Job
 from backend.jobs.launch_config import LaunchConfig
 from backend.models.source import Dtype
 
@@ -96,3 +99,12 @@ def check(cfg: EvaluateConfig, ws: Workspace) -> None:
             raise ConfigError(f"models: {label}={source}: no such folder in the workspace, nor a hub id (owner/name)")
     if cfg.eval_data is not None and not Path(ws.resolve(str(cfg.eval_data))).exists():
         raise ConfigError(f"eval_data: {cfg.eval_data} does not exist")
+
+
+def load(run: Job) -> EvaluateConfig:
+    """The settings an evaluation folder was started with."""
+    try:
+        saved = json.loads((run.dir / CONFIG_FILE).read_text(encoding="utf-8"))["config"]
+        return config.from_dict(EvaluateConfig, saved)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise StudioError(f"{run.dir}: not an evaluation ({e})") from None

@@ -26,7 +26,7 @@ from backend.core import config
 from backend.core.atomic import write_text_atomic
 from backend.core.errors import StudioError
 from backend.core.workspace import EVALUATIONS_DIR, Workspace, open_workspace
-from backend.evaluate.config import EvaluateConfig, check, labelled, probe_folder
+from backend.evaluate.config import EvaluateConfig, check, labelled, load, probe_folder
 from backend.evaluate.report import RESULTS_FILE, read_results, table
 from backend.jobs import launcher
 from backend.jobs.control import abort, status
@@ -52,13 +52,6 @@ def validate(cfg: EvaluateConfig, ws: Workspace, here: bool = True) -> None:
     if here:
         on_cpu(cfg, must_exist=True)
     check(cfg, ws)
-
-
-def load(run: Job) -> EvaluateConfig:
-    try:
-        return config.from_dict(EvaluateConfig, json.loads((run.dir / CONFIG_FILE).read_text(encoding="utf-8"))["config"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise StudioError(f"{run.dir}: not an evaluation ({e})") from None
 
 
 def create_run(ws: Workspace, cfg: EvaluateConfig, name: str = "") -> Job:
@@ -110,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.cmd == "score":
-            from backend.evaluate.rank import score_folder
+            from backend.evaluate.score import score_folder
 
             print(json.dumps(score_folder(args.folder), indent=1))
             return 0

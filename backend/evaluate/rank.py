@@ -17,10 +17,9 @@ from backend.core.errors import StudioError
 from backend.core.spec import NUM_CODEBOOKS, SAMPLE_RATE
 from backend.dataset.preprocess_rank import gather, place, progress_writer
 from backend.evaluate import fdb
-from backend.evaluate.config import EvaluateConfig, labelled
-from backend.evaluate.job import load
+from backend.evaluate.config import EvaluateConfig, labelled, load
 from backend.evaluate.report import write_figures, write_results
-from backend.evaluate.score import score_sample, summarise
+from backend.evaluate.score import score_folder
 from backend.inference.chat_config import ChatConfig
 from backend.jobs.folder import Job
 from backend.jobs.launch_config import on_cpu
@@ -104,13 +103,6 @@ def stream_share(run_dir: Path, cfg: EvaluateConfig, rank: int, world: int, devi
         print(f"{pair.model} {pair.sample.task}/{pair.sample.dir.name}: {len(out.words)} words, "
               f"{out.compute_s:.1f} s of compute", flush=True)
     report(1.0, f"{len(mine)} probe(s) streamed")
-
-
-def score_folder(folder: Path) -> dict[str, Any]:
-    """Records and per-task summary of every written sample under `folder`."""
-    records = {str(s.dir.relative_to(folder)): score_sample(s.dir) for s in fdb.find_samples(folder)
-               if fdb.done(s.dir)}
-    return {"records": records, "summary": summarise(list(records.values()))}
 
 
 def finish(run_dir: Path, cfg: EvaluateConfig) -> None:

@@ -80,3 +80,10 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                     "jsd": metrics.mean([r["jsd"] for r in mine if r["jsd"] is not None])}
         out[task] = row
     return out
+
+
+def score_folder(folder: Path) -> dict[str, Any]:
+    """Records and per-task summary of every written sample under `folder`."""
+    records = {str(s.dir.relative_to(folder)): score_sample(s.dir) for s in fdb.find_samples(folder)
+               if fdb.done(s.dir)}
+    return {"records": records, "summary": summarise(list(records.values()))}
