@@ -14,7 +14,8 @@ from backend.core.errors import ConfigError
 from backend.inference.chat_server import ChatService, add_chat_route, workspace_chat_config
 from backend.core.workspace import Workspace
 
-from . import chat_tab, continuations_tab, data_tab, finetune_tab, preprocess_tab, settings_tab, timeline_tab
+from . import (chat_tab, continuations_tab, data_tab, evaluate_tab, finetune_tab, preprocess_tab, settings_tab,
+               timeline_tab)
 from .auth import AUTH_ENV, AuthGate, Users
 from .context import StudioContext
 
@@ -75,6 +76,8 @@ def build_blocks(ws: Workspace, chat: ChatService) -> gr.Blocks:
                 continuations_tab.build(ctx, [tab.select])
             with gr.Tab("Chat", id="chat") as tab:
                 chat_tab.build(ctx, [tab.select], chat)
+            with gr.Tab("Evaluate", id="evaluate") as tab:
+                evaluate_tab.build(ctx, [tab.select])
             with gr.Tab("Settings", id="settings"):
                 settings_tab.build(ctx)
     return app
