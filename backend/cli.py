@@ -31,6 +31,9 @@ STAGES: dict[str, Stage] = {
     "export": Stage("backend.models.export", "export a training checkpoint for serving"),
     "generate": Stage("backend.inference.generate", "prompted continuations of dataset dialogues"),
     "turn-taking": Stage("backend.inference.turn_taking", "turn-taking statistics of stereo dialogues"),
+    "evaluate": Stage("backend.evaluate.job", "behaviour probes through the chat loop, Full-Duplex-Bench's metrics, "
+                                              "models side by side: start, show, resume, abort, score"),
+    "probes": Stage("backend.demo.probes", "synthesize the behaviour probe sets (assets/probes, developers)"),
     "chat-server": Stage("backend.inference.chat_server", "serve /api/chat (moshi's protocol) without the studio"),
     "demo-dialogues": Stage("backend.demo.dialogues", "synthesize the demo dialogues (assets/demo, developers)"),
     "codec-training": Stage("backend.demo.codec_training", "train the demo codec (assets/demo_mimi, developers)"),

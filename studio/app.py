@@ -16,7 +16,8 @@ from backend.core.workspace import Workspace
 from backend.web.access import Access, ServeConfig, access_of
 from backend.web.gate import AccessGate
 
-from . import chat_tab, continuations_tab, data_tab, finetune_tab, preprocess_tab, settings_tab, timeline_tab
+from . import (chat_tab, continuations_tab, data_tab, evaluate_tab, finetune_tab, preprocess_tab, settings_tab,
+               timeline_tab)
 from .context import StudioContext
 
 
@@ -65,6 +66,8 @@ def build_blocks(ws: Workspace, chat: ChatService) -> gr.Blocks:
                 continuations_tab.build(ctx, [tab.select])
             with gr.Tab("Chat", id="chat") as tab:
                 chat_tab.build(ctx, [tab.select], chat)
+            with gr.Tab("Evaluate", id="evaluate") as tab:
+                evaluate_tab.build(ctx, [tab.select])
             with gr.Tab("Settings", id="settings"):
                 settings_tab.build(ctx)
     return app
