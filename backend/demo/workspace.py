@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from backend.core.workspace import VOICES_DIR, Workspace, WorkspaceSettings, describe_workspace, open_workspace
 from backend.core.atomic import atomic_path
 from backend.core.errors import ConfigError, StudioError
-from backend.core.workspace import Workspace, WorkspaceSettings, describe_workspace, open_workspace
 from backend.demo.dialogues import DEMO_DIR, demo_sentences
 from backend.models.source import DEMO_MIMI_ASSET, LM_KWARGS, LM_WEIGHTS, MIMI_CONFIG, MIMI_WEIGHTS, random_mimi, save_lm, save_mimi, tiny_lm_kwargs, tiny_mimi_config
 
@@ -47,7 +47,7 @@ def copy_demo_personas(ws: Workspace, dialogues: bool) -> list[Path]:
 
     written = []
     for p in PERSONAS:
-        copies = [(PERSONA_DIR / "voices" / f"{p.name}.wav", ws.voices / f"{p.name}.wav")]
+        copies = [(PERSONA_DIR / VOICES_DIR / f"{p.name}.wav", ws.voices / f"{p.name}.wav")]
         if dialogues:
             copies += [(PERSONA_DIR / f"{p.name}{ext}", ws.raw / f"{p.name}{ext}") for ext in (".flac", ".json")]
         for src, target in copies:
