@@ -8,6 +8,7 @@ and checked before they reach the editor. Every handler returns (message, previe
 
 import json
 import math
+import reprlib
 from html import escape
 from pathlib import Path
 from typing import Any, Callable
@@ -188,8 +189,8 @@ def parse_event(raw: Any) -> dict[str, Any]:
         raise StudioError(f"an edit event is a JSON object of at most {MAX_EVENT_CHARS} characters")
     try:
         event = json.loads(raw)
-    except json.JSONDecodeError:
-        raise StudioError("an edit event must be JSON") from None
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: a few hundred nested brackets
+        raise StudioError("an edit event must be a flat JSON object") from None
     if not isinstance(event, dict) or event.get("op") not in OPS:
         raise StudioError(f"an edit event needs an op among {', '.join(OPS)}")
     return event
@@ -204,8 +205,9 @@ def _index(event: dict[str, Any], key: str = "i") -> int:
 
 def _seconds(event: dict[str, Any], key: str, duration: float) -> float:
     t = event.get(key)
-    if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t) or not 0 <= t <= duration:
-        raise StudioError(f"{key} must be a time in seconds within the audio (0..{duration:.2f}), not {t!r}")
+    number = isinstance(t, float) or (isinstance(t, int) and not isinstance(t, bool) and t.bit_length() <= 64)
+    if not number or not math.isfinite(t) or not 0 <= t <= duration:  # bit_length: float(400 digits) overflows
+        raise StudioError(f"{key} must be a time in seconds within the audio (0..{duration:.2f}), not {reprlib.repr(t)}")
     return float(t)
 
 
