@@ -4,7 +4,6 @@ export."""
 
 import dataclasses
 import math
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -130,11 +129,11 @@ def on_preset(name: str) -> list[Any]:
     return [form_value(values[n]) for n in FIELDS]
 
 
-def on_save(*values: Any) -> str:
-    """The form as a configuration file to download (what the CLI takes with --config)."""
-    path = Path(tempfile.mkdtemp(prefix="moshi-studio-")) / "finetune_config.json"
-    config.save(read_form(list(values)), path)
-    return str(path)
+def on_save(ws: Workspace, *values: Any) -> str:
+    """The form as a configuration file to download (what the CLI takes with --config): one file in the
+    workspace, replaced at each save, so clicks leave nothing behind; a refused form writes nothing."""
+    config.save(read_form(list(values)), ws.saved_finetune_config)
+    return str(ws.saved_finetune_config)
 
 
 def on_load(file: str) -> list[Any]:
@@ -288,7 +287,13 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
     # Values equal to the form's fire no change event, and Initialise creates the base model folder: re-check.
     preset.change(on_preset, preset, ordered).then(ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
-    save_btn.click(lambda *values: gr.File(on_save(*values), visible=True), ordered, saved)
+    def save(*values: Any) -> Any:
+        try:
+            return gr.File(on_save(ctx.ws, *values), visible=True)
+        except StudioError as e:
+            raise gr.Error(str(e)) from None
+
+    save_btn.click(save, ordered, saved)
     load_btn.upload(load, load_btn, ordered, api_name="load_config")
     # The form's problem line and estimate are re-checked: the base model folder may exist only now.
     init_btn.click(ctx.bind(on_init), [init_inputs[n] for n in INIT_FIELDS], init_msg).then(
