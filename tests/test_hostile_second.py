@@ -100,3 +100,90 @@ def test_save_configuration_writes_one_file_in_the_workspace(ws, monkeypatch: py
     with pytest.raises(StudioError):
         ft.on_save(ws, *ft_form(lr="many"))
     assert not any(temp.iterdir())
+
+
+# ---------------------------------------------------------------- 1: compressed-audio bombs
+
+def silent_flac(path: Path, seconds: float, rate: int = 16000) -> Path:
+    """Digital silence compresses to almost nothing: minutes of audio in a few kB (the probe's bomb: 10 h, 7 MB)."""
+    import numpy as np
+    import soundfile
+
+    block = np.zeros((rate * 60, 2), dtype=np.int16)
+    with soundfile.SoundFile(str(path), "w", rate, 2, "PCM_16", format="FLAC") as f:
+        for _ in range(int(seconds // 60)):
+            f.write(block)
+    return path
+
+
+def test_audio_beyond_the_duration_limit_is_refused_before_decoding(ws, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import soundfile
+
+    from backend.data.audio_io import MAX_AUDIO_HOURS_ENV
+
+    monkeypatch.setenv(MAX_AUDIO_HOURS_ENV, "0.05")  # 3 minutes
+    up = tmp_path / "up"
+    up.mkdir()
+    bomb = silent_flac(up / "aaa_bomb.flac", 240)
+    decoded: list[str] = []
+    for name in ("read", "blocks"):
+        real = getattr(soundfile, name)
+        monkeypatch.setattr(soundfile, name, lambda f, *a, _r=real, **k: decoded.append(str(f)) or _r(f, *a, **k))
+    message, _, chosen = data_tab.on_upload(ws, [str(bomb)])
+    assert "lasts 0.07 h, longer than the limit of 0.05 h" in message and chosen is None, message
+    assert not list(ws.raw.glob("aaa_bomb*")) and decoded == []
+    silent_flac(ws.raw / "aaa_bomb.flac", 240)  # copied in by hand: the first dialogue the tab picks on load
+    names, picked = data_tab.on_shown(ws, None)
+    assert picked == "aaa_bomb"
+    report, preview = data_tab.on_pick(ws, picked)
+    assert "longer than the limit" in report and preview == "" and decoded == []
+
+
+def test_validating_long_audio_reads_it_in_blocks(tmp_path: Path) -> None:
+    """Memory bounded independently of the duration: 20 minutes (153 MB as float32) validate in a few blocks."""
+    import tracemalloc
+
+    from backend.data.files import DialogueFiles
+    from backend.data.validate import validate_dialogue
+
+    audio = silent_flac(tmp_path / "long.flac", 20 * 60)
+    tracemalloc.start()
+    report = validate_dialogue(DialogueFiles("long", audio, None))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert report.audio_info and report.audio_info["duration"] == 1200.0
+    assert peak < 40 * 2**20, f"peak {peak / 2**20:.0f} MB"
+
+
+# ---------------------------------------------------------------- 2 and "Also": words bounded at import
+
+def test_words_are_bounded_per_second_per_file_and_in_length(ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from backend.data.transcripts import MAX_WORDS
+    from test_bad_inputs import stereo, transcript
+
+    up = tmp_path / "up"
+    up.mkdir()
+    dense = [{"speaker": "A", "word": f"w{i}", "start": i / 100, "end": i / 100 + 0.01} for i in range(100)]
+    huge = [{"speaker": "A", "word": "x", "start": 0.1, "end": 0.2}] * (MAX_WORDS + 1)
+    long_word = [{"speaker": "A", "word": "x" * 2_000_000, "start": 0.1, "end": 0.2}]
+    files = [stereo(up / "dense.wav"), transcript(up / "dense.json", dense), stereo(up / "huge.wav"),
+             transcript(up / "huge.json", huge), stereo(up / "long.wav"), transcript(up / "long.json", long_word)]
+    message, _, chosen = data_tab.on_upload(ws, [str(f) for f in files])
+    assert "100 words for 1.00 s of audio: more than 20 words a second" in message, message
+    assert f"holds {MAX_WORDS + 1} words; a transcript may hold at most {MAX_WORDS}" in message
+    assert "a word of 2000000 characters" in message and len(message) < 2000 and chosen is None
+    assert not [p for p in ws.raw.iterdir() if p.stem in ("dense", "huge", "long")]
+
+
+def test_a_5_sample_wav_at_1_hz_is_refused(ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+    import soundfile
+
+    from test_bad_inputs import transcript
+
+    up = tmp_path / "up"
+    up.mkdir()
+    soundfile.write(str(up / "slow.wav"), np.zeros((5, 2)), 1)
+    message, _, chosen = data_tab.on_upload(ws, [str(up / "slow.wav"), str(transcript(up / "slow.json"))])
+    assert "sample rate of 1 Hz; dialogue audio needs at least 8000 Hz" in message and chosen is None, message

@@ -23,7 +23,7 @@ from backend.core.errors import InputError, StudioError
 from backend.core.spec import SPEAKERS
 from backend.data.annotate.run import AnnotatedWord, transcript_json
 from backend.data.files import SIDECAR_SUFFIXES
-from backend.data.transcripts import load_transcript
+from backend.data.transcripts import MAX_WORD_CHARS, load_transcript
 
 EXCLUDE_SUFFIX = ".exclude"  # `<name>.exclude` beside the audio: leave this dialogue out of the dataset
 MAX_UNDO = 200
@@ -169,8 +169,8 @@ def keep_original(transcript: Path) -> Path:
 def _text(text: str) -> str:
     if not isinstance(text, str) or not text.strip():
         raise EditError("a word needs some text")
-    if len(text) > 200:
-        raise EditError(f"a word of {len(text)} characters is not a word (200 at most)")
+    if len(text) > MAX_WORD_CHARS:
+        raise EditError(f"a word of {len(text)} characters is not a word ({MAX_WORD_CHARS} at most)")
     return text.strip()
 
 
