@@ -187,3 +187,28 @@ def test_a_5_sample_wav_at_1_hz_is_refused(ws, tmp_path: Path) -> None:  # type:
     soundfile.write(str(up / "slow.wav"), np.zeros((5, 2)), 1)
     message, _, chosen = data_tab.on_upload(ws, [str(up / "slow.wav"), str(transcript(up / "slow.json"))])
     assert "sample rate of 1 Hz; dialogue audio needs at least 8000 Hz" in message and chosen is None, message
+
+
+# ---------------------------------------------------------------- 7: an upload never replaces a file silently
+
+def test_an_upload_with_an_existing_name_keeps_the_old_dialogue(ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from test_bad_inputs import stereo, transcript
+
+    up = tmp_path / "up"
+    up.mkdir()
+    before = {p.name: p.read_bytes() for p in ws.raw.glob("demo_cafe*")}
+    message, _, chosen = data_tab.on_upload(ws, [str(stereo(up / "demo_cafe.wav")), str(transcript(up / "demo_cafe.json"))])
+    assert "the workspace already has demo_cafe.flac, demo_cafe.json" in message and chosen is None, message
+    assert {p.name: p.read_bytes() for p in ws.raw.glob("demo_cafe*")} == before
+
+
+def test_a_voice_upload_with_an_existing_name_keeps_the_old_voice(ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from test_bad_inputs import stereo
+
+    (tmp_path / "up1").mkdir()
+    (tmp_path / "up2").mkdir()
+    first, second = stereo(tmp_path / "up1" / "voice.wav", seconds=1.0), stereo(tmp_path / "up2" / "voice.wav", 2, 2.0)
+    data_tab.on_save_persona(ws, "demo_cafe", "A", "", None, None, None, str(first))
+    old = (ws.voices / "voice.wav").read_bytes()
+    _, (voices, voice), _ = data_tab.on_save_persona(ws, "demo_weekend", "A", "", None, None, None, str(second))
+    assert (ws.voices / "voice.wav").read_bytes() == old and voice == "voice-2.wav" and "voice-2.wav" in voices
