@@ -21,9 +21,9 @@ from backend.core.spec import SPEAKERS
 from backend.core.workspace import Workspace
 from backend.data.annotate.edit import TranscriptEditor, is_excluded, set_excluded, swap_channels
 from backend.data.annotate.run import AnnotateConfig, annotate_folder
-from backend.data.audio_io import probe
+from backend.data.audio_io import probe, scan_audio
 from backend.data.files import DialogueFiles, is_recording, scan_dialogues
-from backend.data.preview import alignment_data, word_layers
+from backend.data.preview import waveform, word_layers
 from backend.dataset.selection import left_out
 
 from backend.core.paths import ASSETS
@@ -74,7 +74,8 @@ def curate_preview(d: DialogueFiles, selected: int | None = None) -> str:
     """The edit bar over the alignment preview of the editor's words (unsaved edits shown), each word with its
     index and confidence; `selected` (the word an edit produced) starts selected with its values in the bar."""
     editor = _editor(d)
-    data = alignment_data(d.audio, d.transcript)  # type: ignore[arg-type]
+    scan = scan_audio(d.audio)  # type: ignore[arg-type]  # the editor's words, not the file's (they may be none)
+    data = {"name": d.name, "duration": scan.duration, "envelope": waveform(scan)}
     words = [{"i": i, "speaker": w.speaker, "word": w.word, "start": w.start, "end": w.end,
               "confidence": w.confidence} for i, w in enumerate(editor.words)]
     preview = render_alignment({**data, **word_layers(words)}, file_url(d.audio))  # type: ignore[arg-type]

@@ -212,3 +212,55 @@ def test_a_voice_upload_with_an_existing_name_keeps_the_old_voice(ws, tmp_path: 
     old = (ws.voices / "voice.wav").read_bytes()
     _, (voices, voice), _ = data_tab.on_save_persona(ws, "demo_weekend", "A", "", None, None, None, str(second))
     assert (ws.voices / "voice.wav").read_bytes() == old and voice == "voice-2.wav" and "voice-2.wav" in voices
+
+
+# ---------------------------------------------------------------- 8, 9: Curate edits by the importer's rules
+
+def edit(ws, name: str, **event) -> str:  # type: ignore[no-untyped-def]
+    return curate.on_edit(ws, name, json.dumps(event))[0]
+
+
+def test_a_lone_surrogate_in_a_curate_edit_is_refused_and_the_dialogue_stays_usable(ws) -> None:  # type: ignore[no-untyped-def]
+    from backend.data.transcripts import load_transcript
+
+    before = load_transcript(ws.raw / "demo_cafe.json").words
+    message = curate.on_edit(ws, "demo_cafe", '{"op": "text", "i": 0, "text": "caf\\ud800"}')[0]
+    assert message.startswith("✘") and "lone surrogate" in message, message
+    message, preview = curate.on_curate_pick(ws, "demo_cafe")
+    assert 'class="ms-curate"' in preview and "unsaved" not in message
+    assert edit(ws, "demo_cafe", op="text", i=0, text="x" * 201).startswith("✘ a word of 201 characters")
+    assert curate.on_save(ws, "demo_cafe")[0].startswith("✔ saved")
+    assert load_transcript(ws.raw / "demo_cafe.json").words == before
+
+
+def test_a_save_never_writes_a_transcript_that_fails_validation(ws, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The editor's own checks passed, the importer's did not (here: a word past the bound, slipped in): not written."""
+    import dataclasses
+
+    from backend.data.annotate.edit import TranscriptEditor
+
+    curate.on_curate_pick(ws, "demo_cafe")
+    editor = curate._editor(curate._dialogue(ws, "demo_cafe"))
+    editor.words[0] = dataclasses.replace(editor.words[0], word="y\ud800")
+    before = (ws.raw / "demo_cafe.json").read_bytes()
+    message, _ = curate.on_save(ws, "demo_cafe")
+    assert message.startswith("✘ demo_cafe.json: not saved") and "surrogate" in message, message
+    assert (ws.raw / "demo_cafe.json").read_bytes() == before and not list(ws.raw.glob(".demo_cafe.json.*"))
+    assert TranscriptEditor.open(ws.raw / "demo_cafe.json").words[0].word != "y\ud800"
+
+
+def test_an_empty_transcript_stays_editable(ws) -> None:  # type: ignore[no-untyped-def]
+    from backend.data.transcripts import load_transcript
+
+    count = len(load_transcript(ws.raw / "demo_cafe.json").words)
+    for _ in range(count):
+        assert edit(ws, "demo_cafe", op="delete", i=0).startswith("✔")
+    message, _ = curate.on_save(ws, "demo_cafe")
+    assert message.startswith("✘ demo_cafe.json: not saved, no words are left"), message
+    assert len(load_transcript(ws.raw / "demo_cafe.json").words) == count
+    (ws.raw / "demo_cafe.json").write_text("[]")  # what annotating a recording without speech writes
+    message, preview = curate.on_curate_pick(ws, "demo_cafe")
+    assert not message.startswith("✘") and 'class="ms-curate"' in preview, message
+    assert edit(ws, "demo_cafe", op="insert", speaker="A", text="hello", start=0.5, end=0.9).startswith("✔")
+    assert curate.on_save(ws, "demo_cafe")[0].startswith("✔ saved")
+    assert [w.word for w in load_transcript(ws.raw / "demo_cafe.json").words] == ["hello"]

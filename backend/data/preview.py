@@ -27,6 +27,11 @@ def envelope(pairs: np.ndarray, bins: int = MAX_ENVELOPE_BINS) -> list[list[floa
     return np.round(pairs, 3).tolist()
 
 
+def waveform(scan: AudioScan) -> dict[str, list[list[float]]]:
+    """Each speaker's envelope, as the preview draws it."""
+    return {s: envelope(scan.envelope[i]) for i, s in enumerate(SPEAKERS)}
+
+
 def alignment_data(audio_path: str | Path, transcript_path: str | Path, scan: AudioScan | None = None) -> dict[str, Any]:
     """`scan`: the audio's `scan_audio` when the caller has it already."""
     scan = scan if scan is not None else scan_audio(audio_path)
@@ -37,7 +42,7 @@ def alignment_data(audio_path: str | Path, transcript_path: str | Path, scan: Au
     return {
         "name": Path(audio_path).stem,
         "duration": scan.duration,
-        "envelope": {s: envelope(scan.envelope[i]) for i, s in enumerate(SPEAKERS)},
+        "envelope": waveform(scan),
         **word_layers(words),
     }
 

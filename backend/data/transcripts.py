@@ -104,6 +104,18 @@ def _check_text(path: Path, where: str, what: str, text: str) -> None:
                                f"{e.start}), which is not valid Unicode text") from None
 
 
+def word_problem(word: str) -> str | None:
+    """Why a word's text cannot be used (None: it can): the one rule of the importer and the Curate editor."""
+    if len(word) > MAX_WORD_CHARS:  # checked first: the word is not quoted whole
+        return f"a word of {len(word)} characters ({word[:20]!r}...); a word may have at most {MAX_WORD_CHARS}"
+    try:
+        word.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return (f"the word {word!r} holds a lone surrogate ({word[e.start:e.end]!r} at character {e.start}), "
+                "which is not valid Unicode text")
+    return None
+
+
 def _jmoshi_entry(path: Path, i: int, entry: Any) -> tuple[str, str, Any, Any]:
     where = f"entry {i}"
     if not isinstance(entry, dict):
@@ -185,11 +197,10 @@ def load_transcript(path: str | Path, speaker_map: dict[str, str] | None = None)
     raw = []
     for i, entry in enumerate(entries):
         label, word, start, end = parse(path, i, entry)
-        if len(word) > MAX_WORD_CHARS:  # before the word is quoted in any message
-            raise InputError(path, f"entry {i}: a word of {len(word)} characters ({word[:20]!r}...); a word may "
-                                   f"have at most {MAX_WORD_CHARS}")
+        problem = word_problem(word)
+        if problem:
+            raise InputError(path, f"entry {i}: {problem}")
         where = f"entry {i} ({word!r})"
-        _check_text(path, where, "word", word)
         _check_text(path, where, "speaker label", label)
         start, end = _time(path, where, "start", start), _time(path, where, "end", end)
         if start > end:
