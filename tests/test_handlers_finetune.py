@@ -54,7 +54,7 @@ def form(**changes: Any) -> list[Any]:
 
 def init_values(**changes: Any) -> list[Any]:
     values = {"source": "models/tiny8", "output": "models/tiny-init", "user_stream": True,
-              "reinit_text_embeddings": False, "keep_text_ids": "0 3 32000", "dtype": "float32"} | changes
+              "reinit_text_embeddings": False, "keep_text_ids": "0 3 32000", "dtype": "float32", "overwrite": False} | changes
     return [values[n] for n in ft.INIT_FIELDS]
 
 
