@@ -264,3 +264,143 @@ def test_an_empty_transcript_stays_editable(ws) -> None:  # type: ignore[no-unty
     assert edit(ws, "demo_cafe", op="insert", speaker="A", text="hello", start=0.5, end=0.9).startswith("✔")
     assert curate.on_save(ws, "demo_cafe")[0].startswith("✔ saved")
     assert [w.word for w in load_transcript(ws.raw / "demo_cafe.json").words] == ["hello"]
+
+
+# ---------------------------------------------------------------- 10: Build lists what it cannot use
+
+def test_build_skips_what_is_left_out_and_lists_what_it_cannot_use(tmp_path: Path, demo_workspace,  # type: ignore[no-untyped-def]
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import shutil
+
+    import soundfile
+
+    from backend.dataset.tokenize_text import TextTokenizeConfig
+
+    ws = make_workspace(tmp_path)
+    shutil.copytree(demo_workspace.models, ws.models, dirs_exist_ok=True, copy_function=os.link)
+    shutil.copyfile(ws.raw / "demo_cafe.flac", ws.raw / "chat-20260101-120000.flac")
+    (ws.raw / "chat-20260101-120000.json").write_text("[]")  # a silent chat conversation
+    curate.on_exclude(ws, "demo_weekend", True)
+    (ws.raw / "demo_weekend.json").write_text("[]")  # excluded, and unusable: never read
+    (ws.raw / "demo_cafe.json").write_text(json.dumps([{"speaker": "A", "word": "x", "start": 0.1, "end": 0.05}]))
+    read: list[str] = []
+    real = soundfile.read
+    monkeypatch.setattr(soundfile, "read", lambda f, *a, **k: read.append(Path(f).stem) or real(f, *a, **k))
+    message = data_tab.on_build(ws, None, False, *[getattr(TextTokenizeConfig(), n) for n in data_tab.LAYOUT_FIELDS])
+    assert message.startswith("✔ 1 dialogues"), message
+    assert "1 excluded" in message and "1 chat recording(s)" in message and "1 without text tokens" in message
+    assert "✘ not usable, left out: demo_cafe.json: entry 0" in message and "start 0.1 s is after end" in message
+    assert "demo_weekend" not in read and not any(n.startswith("chat-") for n in read), read
+
+
+# ---------------------------------------------------------------- 6: export and init replace only their own output
+
+def test_export_and_init_never_replace_a_checkpoint_or_a_model_in_use(tmp_path: Path, assets: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    import dataclasses
+
+    from backend.models import export, initialise
+    from studio import finetune_tab as ft
+    from test_handlers_finetune import init_values
+
+    ws = make_workspace(tmp_path, assets)
+    ws = ws.with_settings(dataclasses.replace(ws.settings, lm="models/tiny8"))
+    step = ws.runs / "other" / "checkpoints" / "step-000010"
+    step.mkdir(parents=True)
+    (step / "complete").write_text("")
+    (step / "trainer_state.json").write_text("{}")
+    snapshot = {p: p.read_bytes() for p in [*ws.models.rglob("*"), *ws.runs.rglob("*")] if p.is_file()}
+
+    def export_to(output: Path, *flags: str, source: str = "tiny") -> tuple[int, str]:
+        code = export.main(["--checkpoint", str(ws.models / source), "--output", str(output), "--dtype", "float32",
+                            *flags])
+        return code, capsys.readouterr().err
+
+    for output in (step, ws.models / "tiny8"):  # a run's checkpoint; the workspace's configured LM
+        code, err = export_to(output, "--overwrite")
+        assert code == 2 and ("is a training checkpoint" in err or "is the workspace's LM" in err), err
+    code, err = export_to(ws.models / "tiny-copy")  # fresh: written
+    assert code == 0, err
+    assert "not the output of an earlier init" in ft.on_init(ws, *init_values(output="models/tiny-copy"))
+    code, err = export_to(ws.models / "tiny", source="tiny-copy")  # an init's output, the runs' base model
+    assert code == 2 and "is not the output of an earlier export" in err and "--overwrite" in err, err
+    assert {p: p.read_bytes() for p in snapshot} == snapshot
+    assert initialise.main(["--source", str(ws.models / "tiny8"), "--output", str(ws.models / "tiny")]) == 0  # its own
+    assert ft.on_init(ws, *init_values(output="models/tiny-copy", overwrite=True)).startswith("✔")
+
+
+# ---------------------------------------------------------------- 14: what a run records when it ends
+
+def start_job(workspace: Path, script: str) -> "object":
+    """A job of the workspace's runs/ whose command is `python -c script` (in the job folder), under the supervisor."""
+    import sys
+
+    from backend.jobs import launcher
+    from backend.jobs.folder import COMMAND_FILE, mark_queued, new_job, write_json
+
+    job = new_job(workspace / "runs", "probe")
+    command = {"argv": [sys.executable, "-c", script], "env": {}, "cwd": str(job.dir), "display": "probe",
+               "devices": ["cpu"], "module": "probe", "finish": []}
+    write_json(job.dir / COMMAND_FILE, command)
+    mark_queued(job)
+    launcher.launch(job, lambda: command)
+    return job
+
+
+def ended(job: "object") -> dict:
+    from backend.jobs import control
+    from handler_helpers import wait_for
+
+    wait_for(lambda: control.status(job).get("state") != "running", 60, "the job's end")  # type: ignore[arg-type]
+    return control.status(job)  # type: ignore[arg-type]
+
+
+def test_a_run_whose_trainer_finished_is_finished_though_its_launcher_was_killed(tmp_path: Path) -> None:
+    script = ("import json, os, signal; open('metrics.jsonl', 'a').write(json.dumps({'event': 'finished', 'step': 3})"
+              " + '\\n'); os.kill(os.getpid(), signal.SIGKILL)")
+    st = ended(start_job(tmp_path, script))
+    assert st["state"] == "finished" and st["exit_code"] == -9, st
+
+
+def test_a_full_disk_during_a_checkpoint_gives_the_run_a_message(tmp_path: Path) -> None:
+    script = "import errno, os; raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), 'checkpoints/.step-3.partial')"
+    st = ended(start_job(tmp_path, script))
+    assert st["state"] == "failed" and st["message"].startswith("the disk is full: free some space"), st
+    assert "No space left on device" in st["message"]
+
+
+def test_a_full_disk_during_build_or_export_is_a_message(tmp_path: Path, assets: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    import errno
+    import os
+
+    import pyarrow.parquet as pq
+
+    from backend.dataset import build
+    from backend.models import export
+    from test_hostile_data import token_folders
+
+    def full(*args: object, **kw: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pq, "write_table", full)
+    assert build.main(token_folders(tmp_path) + ["--output", str(tmp_path / "ds")]) == 2
+    err = capsys.readouterr().err
+    assert "-001-of-001.parquet: not written, the disk is full" in err and "Traceback" not in err, err
+    monkeypatch.setattr(export, "write_tensors", full)
+    out = tmp_path / "export"
+    assert export.main(["--checkpoint", str(assets / "models" / "tiny"), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: not written, the disk is full" in err and not out.exists(), err
+
+
+def test_a_path_component_over_255_characters_is_a_message(tmp_path: Path, assets: Path) -> None:
+    from studio import finetune_tab as ft
+    from test_handlers_finetune import init_values
+
+    ws = make_workspace(tmp_path, assets)
+    message = ft.on_init(ws, *init_values(output="models/" + "x" * 300))
+    assert message.startswith("✘ output: the name 'xxxx") and "at most 255 bytes" in message, message
+    message = ft.on_export(ws, "run-" + "y" * 300, True)
+    assert "Errno" not in message and "255" in message, message
