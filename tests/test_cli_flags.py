@@ -47,7 +47,7 @@ RECEIVERS = {
     "chat-server": "backend.inference.chat_server:ChatService",
     "demo-dialogues": "backend.demo.dialogues:generate",
     "codec-training": "backend.demo.codec_training:train_codec",
-    "preprocess start": "backend.dataset.preprocess:create_run",
+    "preprocess start": "backend.dataset.preprocess:start_new",
     "preprocess preview": "backend.dataset.preprocess:absolute",
 }
 STUBS = {"runs show": ["backend.finetune.runs:open_run"]}  # what runs before the receiver and needs a real run

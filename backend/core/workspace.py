@@ -112,6 +112,11 @@ class Workspace:
     def settings_file(self) -> Path:
         return self.root / SETTINGS_FILE
 
+    @property
+    def saved_finetune_config(self) -> Path:
+        """The Fine-tune form's "Save configuration" download (replaced at each save)."""
+        return self.root / "finetune_config.json"
+
     def resolve(self, source: str) -> str:
         """A settings value as the loaders take it: an absolute path if it names a file or folder
         (absolute, or relative to the workspace), else unchanged (a hub repo id)."""

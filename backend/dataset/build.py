@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from backend.core import config
 from backend.core.atomic import atomic_path, check_output_folder
-from backend.core.errors import ConfigError, InputError
+from backend.core.errors import ConfigError, InputError, StudioError
 from backend.core.spec import CARD, NUM_CODEBOOKS, PAD_ID, SPEAKERS
 from backend.data.files import RECORDING_PREFIX, is_recording
 
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         report = build_dataset(config.from_cli(DatasetConfig, args))
-    except (ConfigError, InputError) as e:
+    except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(report.summary())

@@ -4,6 +4,7 @@ Per speaker the text stream (decoded pieces, PAD and EPAD named) and the 8 codeb
 12.5 Hz grid; the training view with its delays; the window's audio decoded through Mimi.
 """
 
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +46,11 @@ def text_label(token: int, sp: Any, pad_id: int, epad_id: int) -> str:
 
 def frame_window(total: int, start: float, seconds: float) -> tuple[int, int]:
     """(first frame, frame count) of a window in seconds, clamped to the row."""
-    if seconds <= 0:
-        raise ConfigError(f"window length must be positive, got {seconds} s")
-    first = min(max(int(start * FRAME_RATE), 0), max(total - 1, 0))
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"window length must be a positive number of seconds, got {seconds}")
+    if not math.isfinite(start) or start < 0:
+        raise ConfigError(f"window start must be a number of seconds from 0, got {start}")
+    first = min(int(min(start, total / FRAME_RATE) * FRAME_RATE), max(total - 1, 0))  # 1e308 s: the row's end
     return first, max(1, min(int(round(seconds * FRAME_RATE)), total - first))
 
 

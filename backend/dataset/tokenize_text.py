@@ -90,14 +90,16 @@ def write_tokens(path: Path, streams: dict[str, np.ndarray]) -> None:
         np.savez_compressed(f, **{s: a.astype(np.int64) for s, a in streams.items()})
 
 
-def tokenize_text(cfg: TextTokenizeConfig, progress: Callable[[float, str], None] | None = None) -> list[DialogueAudit]:
-    """Tokenize every transcript of `cfg.transcripts`. Raises TokenizeFailures after writing the good ones."""
+def tokenize_text(cfg: TextTokenizeConfig, progress: Callable[[float, str], None] | None = None,
+                  skip: frozenset[str] = frozenset()) -> list[DialogueAudit]:
+    """Tokenize every transcript of `cfg.transcripts` but those named in `skip` (not even read). Raises
+    TokenizeFailures after writing the good ones."""
     sp = load_spm(cfg.tokenizer)
     options = cfg.layout_options()
     check_options(options, sp)
     speaker_map = parse_speaker_map(cfg.speaker_map)
     check_output_folder(cfg.output, "output")
-    files = transcript_files(cfg.transcripts)
+    files = [p for p in transcript_files(cfg.transcripts) if p.stem not in skip]
     if not files:
         raise ConfigError(f"transcripts: no <name>.json transcripts in {cfg.transcripts}")
     audits: list[DialogueAudit] = []

@@ -23,7 +23,7 @@ def init_output(demo: bool) -> str:
 class InitConfig:
     source: str = option("models/demo-lm", "LM to start from: a model folder (model.safetensors + "
                          "moshi_lm_kwargs.json) or a hub repo id such as kyutai/moshiko-pytorch-bf16")
-    output: Path = option(Path(DEMO_INIT), "model folder to write (replaced if it is a model folder)")
+    output: Path = option(Path(DEMO_INIT), "model folder to write (an earlier init's output there is replaced)")
     user_stream: bool = option(True, "model the user's audio too: depformer dep_q 8 -> 16, the new steps copied "
                                "from Moshi's own")
     reinit_text_embeddings: bool = option(False, "re-initialise the text embeddings (text_emb, depformer_text_emb) "
@@ -34,3 +34,5 @@ class InitConfig:
                                      "full spread of the existing rows)")
     dtype: Dtype = option("float32", "parameter dtype of the written model")
     seed: int = option(0, "seed of the re-initialisation")
+    overwrite: bool = option(False, "replace an existing folder that is not an earlier init's output (never a "
+                                    "checkpoint or a model in use)")

@@ -17,7 +17,8 @@ import torch
 from backend.core import config
 from backend.core.atomic import atomic_dir
 from backend.core.errors import StudioError
-from backend.models.surgery import build_lm, check_replaceable, count, resample_rows, resize_depformer, safetensors_shapes
+from backend.models.output_folder import check_output
+from backend.models.surgery import build_lm, count, resample_rows, resize_depformer, safetensors_shapes
 from backend.models.weights import source_kwargs
 from backend.models.hub import check_reachable
 from backend.models.init_config import InitConfig
@@ -30,10 +31,9 @@ TEXT_EMBEDDINGS = ("text_emb.weight", "depformer_text_emb.weight")
 
 def init_model(cfg: InitConfig) -> Path:
     """Write the initialised model folder `cfg.output`; returns it."""
-    if not is_hub_id(cfg.source):
-        check_replaceable(cfg.output, Path(cfg.source))
-    else:
-        check_replaceable(cfg.output)
+    sources = () if is_hub_id(cfg.source) else (Path(cfg.source),)
+    check_output(cfg.output, "init", INIT_CONFIG, *sources, overwrite=cfg.overwrite)
+    if not sources:
         check_reachable(cfg.source)
     kwargs = source_kwargs(cfg.source)  # checks a local folder before any weights are read
     dtype = torch_dtype(cfg.dtype)

@@ -52,8 +52,10 @@ def voice_file(voices_dir: str | Path, name: str, param: str = "voice_prompt") -
 
 
 def check_text_prompt(text: str, param: str = "text_prompt") -> str:
-    if len(text) > MAX_TEXT_PROMPT or "\x00" in text:
-        raise ConfigError(f"{param}: at most {MAX_TEXT_PROMPT} characters of text")
+    if len(text) > MAX_TEXT_PROMPT:
+        raise ConfigError(f"{param}: at most {MAX_TEXT_PROMPT} characters of text, got {len(text)}")
+    if "\x00" in text:
+        raise ConfigError(f"{param}: holds a NUL character (\\x00) at character {text.index(chr(0))}; remove it")
     return text
 
 
