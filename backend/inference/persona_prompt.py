@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from backend.core.errors import ConfigError
-from backend.models.persona import ROWS, Persona, check_text_prompt, make_persona, voice_codes
+from backend.models.persona import ROWS, Persona, check_text_prompt, has_role_text, make_persona, voice_codes
 
 class PersonaCache:
     """Personas built from (role text, voice file) with one tokenizer and Mimi; the voice's codes are kept per
@@ -19,7 +19,7 @@ class PersonaCache:
 
     def persona(self, text: str, voice: Path | None) -> Persona | None:
         """None when there is neither role text nor voice: the conversation starts as without personas."""
-        if not text.strip() and voice is None:
+        if not has_role_text(text) and voice is None:
             return None
         codes = None
         if voice is not None:
@@ -41,8 +41,8 @@ def continuation_prefixes(dataset: str | Path, ids: list[str], main_speaker: str
     from backend.dataset.personas import load_personas
 
     empty = np.zeros((ROWS, 0), dtype=np.int64)
-    if text_prompt.strip() or voice_prompt:
-        if text_prompt.strip() and not tokenizer:
+    if has_role_text(text_prompt) or voice_prompt:
+        if has_role_text(text_prompt) and not tokenizer:
             raise ConfigError("text_prompt: needs the LM's tokenizer (set tokenizer)")
         if voice_prompt and not mimi:
             raise ConfigError("voice_prompt: needs the Mimi that tokenized the data (set mimi)")

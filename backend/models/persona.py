@@ -19,8 +19,10 @@ Quirks of PersonaPlex and what the studio does (README "Persona prompts"):
 - PersonaPlex's step loop overwrites the cache column of the very first step with the initial tokens (all rows)
   and, one step later, the first frame's acoustic codebooks too: frame 0 never reaches the LM. `lm_rows` drops it
   in the one place that decides what the LM sees, so training and inference agree with PersonaPlex.
-- An empty role text crashes PersonaPlex's server; here it gives a role phase of zero frames (what PersonaPlex's
-  own `step_text_prompt_tokens` does with no tokens). No voice prompt likewise gives a voice phase of zero frames.
+- PersonaPlex counts a role text as absent only when it is the empty string (`len(text) > 0` in its server and
+  offline runner): whitespace is wrapped and fed like any text (`has_role_text`). An empty role text crashes
+  PersonaPlex's server (its `_step_text_prompt_core` iterates None); here it gives a role phase of zero frames.
+  No voice prompt likewise gives a voice phase of zero frames.
 """
 
 import os
@@ -90,9 +92,14 @@ def wrap_role_text(text: str) -> str:
     return f"{SYSTEM_TAG} {cleaned} {SYSTEM_TAG}"
 
 
+def has_role_text(text: str) -> bool:
+    """PersonaPlex's test for a role text: any string but the empty one (whitespace only is wrapped and fed)."""
+    return len(text) > 0
+
+
 def role_text_ids(sp: Any, text: str) -> list[int]:
     """Ids of the wrapped role text (SentencePiece plain encode: no BOS/EOS); [] for an empty role text."""
-    if not text.strip():
+    if not has_role_text(text):
         return []
     return [int(i) for i in sp.encode(wrap_role_text(text))]
 
@@ -140,7 +147,8 @@ def read_voice(path: str | Path) -> np.ndarray:
 
 def normalise_loudness(wav: np.ndarray, where: str | Path = "voice prompt") -> np.ndarray:
     """The mono 24 kHz wav scaled to -24 LUFS integrated loudness (pyloudnorm's BS.1770-4 meter, as PersonaPlex:
-    its gating and K-weighting decide the gain, so the same library gives the same samples)."""
+    its gating and K-weighting decide the gain, so the same library on the same float32 samples gives the same
+    gain; PersonaPlex hands sphn's float32 array to the meter as it is)."""
     import pyloudnorm
 
     if len(wav) < MIN_VOICE_SECONDS * SAMPLE_RATE:
@@ -148,11 +156,11 @@ def normalise_loudness(wav: np.ndarray, where: str | Path = "voice prompt") -> n
                                 f"{MIN_VOICE_SECONDS} s to measure its loudness")
     if not np.isfinite(wav).all():
         raise InputError(where, "holds NaN or Inf samples")
-    wav64 = wav.astype(np.float64)
-    loudness = pyloudnorm.Meter(SAMPLE_RATE).integrated_loudness(wav64)
+    samples = np.asarray(wav, dtype=np.float32)
+    loudness = pyloudnorm.Meter(SAMPLE_RATE).integrated_loudness(samples)
     if not np.isfinite(loudness):
         raise InputError(where, "is silent: a voice prompt needs audible speech")
-    return pyloudnorm.normalize.loudness(wav64, loudness, TARGET_LUFS)
+    return pyloudnorm.normalize.loudness(samples, loudness, TARGET_LUFS)
 
 
 def encode_voice(mimi: Any, wav: np.ndarray, where: str | Path = "voice prompt") -> np.ndarray:
@@ -187,10 +195,10 @@ def voice_codes(mimi: Any, path: str | Path) -> np.ndarray:
 
 def make_persona(text: str, sp: Any | None, voice: np.ndarray | None) -> Persona:
     """A Persona from role text (encoded with `sp`, needed only when the text is not empty) and voice codes."""
-    if text.strip() and sp is None:
+    if has_role_text(text) and sp is None:
         raise InputError(None, "a role text needs the LM's SentencePiece tokenizer")
     codes = np.zeros((NUM_CODEBOOKS, 0), dtype=np.int64) if voice is None else np.asarray(voice, dtype=np.int64)
-    return Persona(text=text, text_ids=tuple(role_text_ids(sp, text)) if text.strip() else (), voice=codes)
+    return Persona(text=text, text_ids=tuple(role_text_ids(sp, text)), voice=codes)
 
 
 # ---------------------------------------------------------------- stepping a prefix through moshi's LMGen
