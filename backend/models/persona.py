@@ -74,11 +74,13 @@ ROWS = 1 + 2 * NUM_CODEBOOKS
 @dataclass(frozen=True)
 class Persona:
     """A persona ready to build a prefix: the role text as given, its token ids (of `wrap_role_text`, with the
-    LM's tokenizer) and the voice prompt's Mimi codes int64 [8, F] (F may be 0)."""
+    LM's tokenizer) and the voice prompt's Mimi codes int64 [8, F] (F may be 0); from a voice preset, the
+    embeddings that replace the LM's first F - 1 inputs (those codes are then ZERO_TOKEN)."""
 
     text: str
     text_ids: tuple[int, ...]
     voice: np.ndarray
+    voice_embeddings: Any = None  # a PersonaPlex voice preset's transformer inputs [F - 1, dim] (voice_preset.py)
 
     def rows(self) -> np.ndarray:
         return lm_rows(build_prefix(self.voice, self.text_ids))
@@ -131,9 +133,14 @@ def read_voice(path: str | Path) -> np.ndarray:
     """float32 [N] at 24 kHz: the first channel of an audio file, resampled with sphn as PersonaPlex does."""
     import sphn
 
+    from backend.models.voice_preset import is_preset
+
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such voice prompt file")
+    if is_preset(path):
+        raise InputError(path, "a PersonaPlex voice preset holds the LM's input embeddings, not audio: it serves "
+                               "continuations and chat only; personas for training need the voice as audio")
     try:
         pcm, sr = sphn.read(str(path))
     except Exception as e:  # sphn raises plain exceptions for unreadable files
@@ -193,17 +200,18 @@ def voice_codes(mimi: Any, path: str | Path) -> np.ndarray:
     return encode_voice(mimi, read_voice(path), path)
 
 
-def make_persona(text: str, sp: Any | None, voice: np.ndarray | None) -> Persona:
-    """A Persona from role text (encoded with `sp`, needed only when the text is not empty) and voice codes."""
+def make_persona(text: str, sp: Any | None, voice: np.ndarray | None, voice_embeddings: Any = None) -> Persona:
+    """A Persona from role text (encoded with `sp`, needed only when the text is not empty) and voice codes
+    (with a voice preset's embeddings, voice_preset.py)."""
     if has_role_text(text) and sp is None:
         raise InputError(None, "a role text needs the LM's SentencePiece tokenizer")
     codes = np.zeros((NUM_CODEBOOKS, 0), dtype=np.int64) if voice is None else np.asarray(voice, dtype=np.int64)
-    return Persona(text=text, text_ids=tuple(role_text_ids(sp, text)), voice=codes)
+    return Persona(text=text, text_ids=tuple(role_text_ids(sp, text)), voice=codes, voice_embeddings=voice_embeddings)
 
 
 # ---------------------------------------------------------------- stepping a prefix through moshi's LMGen
 
-def step_prefix(lm_gen: Any, rows: np.ndarray) -> np.ndarray | None:
+def step_prefix(lm_gen: Any, rows: np.ndarray, embeddings: Any = None) -> np.ndarray | None:
     """Feed `rows` ([17, M] from `lm_rows`, M >= 2) to a fresh moshi `LMGen` (batch 1, dep_q 8) with every token
     provided: afterwards its KV cache and token cache are those of the model having read
     `training_view.delayed_input(rows)` up to its last column, the state the conversation starts from.
@@ -212,10 +220,12 @@ def step_prefix(lm_gen: Any, rows: np.ndarray) -> np.ndarray | None:
     after each step and the audio goes in through `depformer_replace_tokens` (no depformer run). The user's
     codes of frame s - 1 go in at step s (LMGen reads a user frame in the step it is given).
     Returns the last frame's acoustic codes (codebooks 1..7): pass them to `finish_prefix` after the first
-    conversation step, which is where LMGen would otherwise sample them."""
+    conversation step, which is where LMGen would otherwise sample them.
+    `embeddings` (a voice preset's, [n, dim]) are the transformer's inputs of the first n steps instead."""
     import torch
 
     from backend.core.spec import DELAYS
+    from backend.models.voice_preset import check_fits, forward_embedding
 
     if rows.shape[0] != ROWS or rows.shape[1] < 2 or max(DELAYS) != 1:
         raise ValueError(f"expected [17, >= 2] rows with delays of at most 1, got {list(rows.shape)}")
@@ -224,11 +234,22 @@ def step_prefix(lm_gen: Any, rows: np.ndarray) -> np.ndarray | None:
     t = torch.from_numpy(rows).to(device)
     width = state.cache.shape[-1]
     moshi, user = slice(1, 1 + NUM_CODEBOOKS), slice(1 + NUM_CODEBOOKS, ROWS)
-    for s in range(rows.shape[1]):
-        prev = max(s - 1, 0)
-        audio = torch.cat([t[moshi.start:moshi.start + 1, s], t[moshi.start + 1:moshi.stop, prev]])
-        lm_gen.step(t[user, prev][None, :, None], depformer_replace_tokens=audio[None, :, None])
-        state.cache[:, 0, (s + 1) % width] = t[0, s]
+    replayed = 0 if embeddings is None else embeddings.shape[0]
+    if replayed:
+        check_fits(embeddings, lm_gen.lm_model, "voice prompt")
+    tokens_in = state.graphed_main
+    try:
+        for s in range(rows.shape[1]):
+            if s < replayed:  # LMGen's main step reads its input from the token cache: give the embedding instead
+                state.graphed_main = lambda *_, e=embeddings[s]: forward_embedding(lm_gen.lm_model, e[None, None])
+            else:
+                state.graphed_main = tokens_in
+            prev = max(s - 1, 0)
+            audio = torch.cat([t[moshi.start:moshi.start + 1, s], t[moshi.start + 1:moshi.stop, prev]])
+            lm_gen.step(t[user, prev][None, :, None], depformer_replace_tokens=audio[None, :, None])
+            state.cache[:, 0, (s + 1) % width] = t[0, s]
+    finally:
+        state.graphed_main = tokens_in
     return rows[2:1 + NUM_CODEBOOKS, -1].copy()
 
 
