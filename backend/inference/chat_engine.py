@@ -103,7 +103,7 @@ class ChatEngine:
         persona = self.personas.persona(cfg.text_prompt, voice)
         self.reset(cfg.seed)
         if persona is not None:
-            self._prefix_tail = step_prefix(self.lm_gen, persona.rows(), stop)
+            self._prefix_tail = step_prefix(self.lm_gen, persona.rows(), persona.voice_embeddings, stop)
             return self._prefix_tail is not None
         return True
 

@@ -43,6 +43,7 @@ from backend.models.weights import load_mimi
 from backend.models.loading import load_model
 from backend.core.device import pick_device
 from backend.models.source import resolve_dtype
+from backend.models.voice_preset import check_fits, forward_embedding
 from backend.core.spec import DELAYS, EPAD_ID, FRAME_RATE, NUM_CODEBOOKS, PAD_ID, SAMPLE_RATE, ZERO_TOKEN
 from backend.finetune.data import DatasetRows
 from backend.inference.persona_prompt import batches_by_length, continuation_prefixes
@@ -120,9 +121,11 @@ class Sampler:
 # ---------------------------------------------------------------- generation
 
 def run_batch(model: LMModel, sampler: Sampler, rows: list[np.ndarray], prompt: int, frames: int,
-              seeds: list[int], progress: Callable[[int], None] | None = None) -> np.ndarray:
+              seeds: list[int], progress: Callable[[int], None] | None = None,
+              embeddings: torch.Tensor | None = None) -> np.ndarray:
     """[B, 17, frames] undelayed tokens: `rows` (each [17, >= prompt], cut or zero-padded) forced for
-    their first `prompt` frames (dep_q 8: the user rows everywhere), the rest sampled."""
+    their first `prompt` frames (dep_q 8: the user rows everywhere), the rest sampled. `embeddings` ([n, dim], a
+    voice preset's) are the transformer's inputs of the first n steps (models/voice_preset.py)."""
     device, dep_q = model.device, model.dep_q
     max_delay = max(DELAYS)
     steps = frames + max_delay  # the last step completes the acoustic codebooks of the last frame
@@ -139,7 +142,10 @@ def run_batch(model: LMModel, sampler: Sampler, rows: list[np.ndarray], prompt: 
     delays = torch.tensor(DELAYS[:1 + dep_q])
     with torch.no_grad(), model.streaming(len(rows)):
         for s in range(steps):
-            hidden, text_logits = sampler.main(seq[:, :, s:s + 1])
+            if embeddings is not None and s < embeddings.shape[0]:
+                hidden, text_logits = forward_embedding(model, embeddings[s].expand(len(rows), 1, -1))
+            else:
+                hidden, text_logits = sampler.main(seq[:, :, s:s + 1])
             force = s - delays < prompt  # row k of column s + 1 holds frame s - delay[k]
             if not force.all():  # inside the prompt the depformer has nothing to predict
                 target = seq[:, :1 + dep_q, s + 1]
@@ -186,8 +192,11 @@ def generate(cfg: GenerateConfig, progress: Progress | None = None) -> list[Cont
             "config": config.to_dict(cfg)}
 
     # Persona prefixes (issue 15) go before the prompt, forced like it; a batch shares one prefix length.
-    prefixes = continuation_prefixes(cfg.dataset, [data.ids[i] for i in chosen], cfg.main_speaker, cfg.text_prompt,
-                                     cfg.voice_prompt, cfg.dataset_personas, cfg.tokenizer, cfg.mimi)
+    prefixes, voice_embeddings = continuation_prefixes(
+        cfg.dataset, [data.ids[i] for i in chosen], cfg.main_speaker, cfg.text_prompt, cfg.voice_prompt,
+        cfg.dataset_personas, cfg.tokenizer, cfg.mimi)
+    if voice_embeddings is not None:
+        check_fits(voice_embeddings, model, cfg.voice_prompt)
     results: list[Continuation] = []
     done_count = 0
     for positions in batches_by_length([x.shape[1] for x in prefixes], cfg.batch_size):
@@ -208,7 +217,7 @@ def generate(cfg: GenerateConfig, progress: Progress | None = None) -> list[Cont
                                                                    f"{len(chosen)}: step {s}/{steps}")
 
         if max(gens) > 0:
-            tokens = run_batch(model, sampler, rows, lp + p, frames, seeds, step_done)
+            tokens = run_batch(model, sampler, rows, lp + p, frames, seeds, step_done, voice_embeddings)
         else:
             tokens = np.stack([r[:, :lp + p] for r in rows])
         for b, i in enumerate(batch):

@@ -42,7 +42,8 @@ class GenerateConfig:
                        "<id>.reference.wav and <id>.spectrogram.png; empty: tokens only")
     tokenizer: str = option("", "SentencePiece model: writes <id>.transcript.json (timed words of Moshi's text)")
     text_prompt: str = option("", "persona (PersonaPlex): role text put before every prompt (needs tokenizer)")
-    voice_prompt: str = option("", "persona: voice prompt audio file put before every prompt (needs mimi)")
+    voice_prompt: str = option("", "persona: voice prompt put before every prompt: an audio file (needs mimi) "
+                               "or a PersonaPlex voice preset (.pt)")
     dataset_personas: bool = option(True, "without text_prompt/voice_prompt: each dialogue's stored persona "
                                     "(the dataset's personas.json) goes before its prompt, as in training")
 
