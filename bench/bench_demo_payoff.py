@@ -107,11 +107,13 @@ def continuation_match(ws: Workspace, run: folder.Job) -> dict[str, float]:
                                gen_frames=int(round(PAGE_GENERATE_S * FRAME_RATE)), output=None,
                                device=ws.settings.device)
     found = [c for dialogue in list_dialogues(ws.dataset) for c in generate(dataclasses.replace(page, dialogues=[dialogue]))]
-    rates = {}
-    for key, rows in (("moshi", MOSHI_ROWS), ("user", USER_ROWS), ("text", slice(0, 1))):
-        rates[key] = float(np.mean([(c.tokens[rows, prompt:] == c.reference[rows, prompt:]).mean() for c in found]))
-    rates["per_dialogue"] = [float((c.tokens[MOSHI_ROWS, prompt:] == c.reference[MOSHI_ROWS, prompt:]).mean())
-                             for c in found]
+    def same(c, rows: slice) -> float:  # over the frames the reference has (a short dialogue ends before G does)
+        n = min(c.tokens.shape[1], c.reference.shape[1])
+        return float((c.tokens[rows, prompt:n] == c.reference[rows, prompt:n]).mean())
+
+    rates = {key: float(np.mean([same(c, rows) for c in found]))
+             for key, rows in (("moshi", MOSHI_ROWS), ("user", USER_ROWS), ("text", slice(0, 1)))}
+    rates["per_dialogue"] = [same(c, MOSHI_ROWS) for c in found]
     rates["generate_s"] = time.monotonic() - start
     return rates
 
