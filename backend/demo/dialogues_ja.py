@@ -52,8 +52,8 @@ class JaVoice:
         # NFKC lets Open JTalk read half-width katakana and full-width Latin; the transcript keeps the word as written.
         audio, rate = pyopenjtalk.tts(word, speed=self.speed, half_tone=self.half_tone, normalize_mode="NFKC")
         audio = soxr.resample(audio.astype(np.float32), rate * self.tract, SAMPLE_RATE, quality="HQ")
-        clip = trim(audio / max(float(np.abs(audio).max()), 1e-9), f"Open JTalk produced silence for {word!r}")
-        return (PEAK * clip).astype(np.float32)
+        audio = PEAK * audio / max(float(np.abs(audio).max()), 1e-9)
+        return trim(audio, f"Open JTalk produced silence for {word!r}").astype(np.float32)
 
 
 HIGH = JaVoice(half_tone=1.0, speed=1.05)
