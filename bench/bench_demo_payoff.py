@@ -56,7 +56,8 @@ def prepare(root: Path, language: str) -> Workspace:
     ws = create_demo_workspace(root, language=language)
     prepare_dataset(ws, TextTokenizeConfig(**text_paths(ws)))
     preset = dataclasses.replace(FinetuneConfig(), **PRESETS[DEMO_PRESET])
-    init_model(InitConfig(source=str(ws.demo_lm), output=ws.root / preset.base_model))
+    init_model(InitConfig(source=str(ws.demo_lm), output=ws.root / preset.base_model,
+                          tokenizer=str(ws.tokenizer_path)))
     return ws
 
 

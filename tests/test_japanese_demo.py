@@ -77,7 +77,7 @@ def ja_ws(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
 
 
 def test_init_demo_ja_makes_a_japanese_workspace(ja_ws, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:  # type: ignore[no-untyped-def]
-    from backend.dataset.spm import load_spm
+    from backend.models.text_tokenizer import load_spm
     from backend.dataset.tokenizer_inspect import byte_fallback
 
     assert sorted(p.name for p in ja_ws.raw.glob("*.json")) == sorted(f"{d.name}.json" for d in JA_DIALOGUES)

@@ -13,7 +13,7 @@ import reference_tools
 from backend.cli import main as cli
 from backend.data.transcripts import Word, load_transcript
 from backend.dataset import tokenize_text as stage
-from backend.dataset.spm import load_spm
+from backend.models.text_tokenizer import load_spm
 from backend.dataset.text_layout import LayoutOptions, frame_of, layout_speaker
 from backend.dataset.tokenizer_train import TokenizerTrainConfig, train_tokenizer
 from backend.demo.dialogues_ja import DEMO_JA_DIR

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from backend.core import figures
-from backend.dataset.spm import load_spm
+from backend.models.text_tokenizer import load_spm
 from backend.dataset.timeline import byte_characters, text_label
 from backend.dataset.tokenizer_train import TokenizerTrainConfig, train_tokenizer
 from backend.demo.dialogues_ja import DEMO_JA_DIR

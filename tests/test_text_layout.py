@@ -12,7 +12,8 @@ import soundfile as sf
 
 from backend.dataset import tokenize_text as stage
 from backend.core.errors import ConfigError
-from backend.dataset.spm import load_spm, train_spm
+from backend.dataset.spm import train_spm
+from backend.models.text_tokenizer import load_spm
 from backend.dataset.text_layout import (LayoutOptions, SpeakerAudit, frame_of, frames_for_duration, layout_speaker,
                                  tokenize_dialogue)
 from backend.data.transcripts import Transcript, Word

@@ -1,4 +1,4 @@
-"""SentencePiece models: load any model file, or train one (the demo's, `moshi-studio tokenizer train`)."""
+"""Training SentencePiece models (the demo's, `moshi-studio tokenizer train`); loading one: backend.models.text_tokenizer."""
 
 import io
 from pathlib import Path
@@ -7,20 +7,10 @@ from typing import Iterable
 import sentencepiece as spm
 
 from backend.core.atomic import atomic_path
-from backend.core.errors import ConfigError, InputError
+from backend.core.errors import ConfigError
 from backend.core.spec import EPAD_ID, PAD_ID
 
 SPECIAL_IDS = range(4)  # SentencePiece's four special pieces: <unk>, <s>, </s>, <pad>
-
-
-def load_spm(path: str | Path) -> spm.SentencePieceProcessor:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "SentencePiece model not found")
-    try:
-        return spm.SentencePieceProcessor(model_file=str(path))
-    except (RuntimeError, OSError) as e:
-        raise InputError(path, f"not a SentencePiece model ({e})") from None
 
 
 def special_ids(pad_id: int, epad_id: int) -> dict[str, int]:

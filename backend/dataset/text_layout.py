@@ -141,6 +141,7 @@ class DialogueAudit:
     duration: float | None  # audio seconds, when known
     speakers: dict[str, SpeakerAudit]
     warnings: list[str] = field(default_factory=list)
+    tokenizer: dict[str, Any] = field(default_factory=dict)  # the tokenizer's record (backend.models.text_tokenizer)
 
     @property
     def pieces(self) -> int:
@@ -158,7 +159,7 @@ class DialogueAudit:
         return {"name": self.name, "transcript": self.transcript, "format": self.format, "options": self.options,
                 "duration": self.duration, "pieces": self.pieces, "placed": self.placed,
                 "not_placed": self.not_placed, "speakers": {s: a.to_dict() for s, a in self.speakers.items()},
-                "warnings": list(self.warnings)}
+                "warnings": list(self.warnings), "tokenizer": dict(self.tokenizer)}
 
     def summary(self) -> str:
         text = f"{self.name} [{self.options['layout']}]: " + "; ".join(a.summary() for a in self.speakers.values())

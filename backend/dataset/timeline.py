@@ -118,7 +118,7 @@ def format_grid(data: dict[str, Any]) -> str:
 
 def show(cfg: TimelineConfig) -> None:
     """Print the row's token grid; also draw it (`plot`) and decode its audio (`wav`) when asked."""
-    from backend.dataset.spm import load_spm
+    from backend.models.text_tokenizer import load_spm
 
     if cfg.plot is not None:
         figures.check_png_path(cfg.plot)

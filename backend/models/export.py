@@ -33,6 +33,7 @@ from backend.core.spec import NUM_CODEBOOKS
 from backend.models.checkpoints import CHECKPOINTS, EXPORTS_DIR, LORA_WEIGHTS
 from backend.models.loading import Checkpoint, check_checkpoint, lora_rank, merged_weight, read_checkpoint
 from backend.models.source import Dtype, LM_KWARGS, LM_WEIGHTS, SERVE_CONFIG, torch_dtype
+from backend.models.text_tokenizer import read_record, write_record
 from backend.models.surgery import State, check_replaceable, resize_depformer
 from backend.models.tensor_file import save_tensors, write_tensors
 
@@ -93,6 +94,8 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
         write_text_atomic(tmp / SERVE_CONFIG, json.dumps(
             serve_config(ckpt.kwargs, ckpt.lora if keep_lora else {}, ckpt.lora_scaling), indent=2) + "\n")
         config.save(cfg, tmp / EXPORT_CONFIG)
+        if (tokenizer := read_record(cfg.checkpoint)) is not None:  # its base model's, for chat's check
+            write_record(tmp, tokenizer)
     return output
 
 
