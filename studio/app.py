@@ -4,6 +4,7 @@
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import gradio as gr
 from fastapi import FastAPI
@@ -25,6 +26,8 @@ class StudioConfig:
                                            "other address needs --auth-file or " + AUTH_ENV + ")")
     port: int = config.option(7860, "port to serve on")
     workspace: Path = config.option(Path("workspace"), "workspace folder; created with the offline demo if missing")
+    demo_language: Literal["en", "ja"] = config.option("en", "language of the demo a missing workspace is created "
+                                                              "with (ja: the Japanese demo, J-Moshi's layout)")
     auth_file: Path | None = config.option(None, "file of user:password lines; every page, API call, file and "
                                                  "websocket then needs one of them (also: " + AUTH_ENV + "=user:password)")
     ssl_certfile: Path | None = config.option(None, "TLS certificate (PEM): serve https, which browsers require "
