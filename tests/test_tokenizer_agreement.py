@@ -107,3 +107,13 @@ def test_training_continuations_and_chat_refuse_a_model_of_another_tokenizer(set
         generate(GenerateConfig(model=str(en_init), dataset=ws.dataset, output=None, prompt_frames=10, gen_frames=2))
     with pytest.raises(ConfigError, match="model .*en-init has .*, tokenizer .* has"):
         ChatEngine(ChatConfig(model=str(en_init), mimi=str(ws.demo_mimi), tokenizer=str(ws.tokenizer_path)))
+
+
+def test_the_studio_initialise_records_the_workspace_tokenizer(setup: dict) -> None:  # type: ignore[type-arg]
+    from studio.finetune_tab import INIT_FIELDS, init_values, on_init
+
+    ws = setup["ws"]
+    values = dict(zip(INIT_FIELDS, init_values(ws))) | {"output": "models/studio-init", "user_stream": False}
+    message = on_init(ws, *values.values())
+    assert message.startswith("✔"), message
+    assert read_record(ws.models / "studio-init").fingerprint == fingerprint(load_spm(ws.tokenizer_path))
