@@ -56,3 +56,19 @@ def test_a_byte_fallback_run_is_shown_as_its_character(sp) -> None:  # type: ign
     html = render_timeline(data)
     assert html.count('<span class="ms-char">𠮷</span>') >= 4 and "&lt;0xF0&gt;" in html
     assert 'title="𠮷: &lt;0xA0&gt;"' in html
+
+
+@pytest.mark.skipif(figures.cjk_font() is None, reason="no CJK font installed (Debian: apt-get install fonts-noto-cjk)")
+def test_the_timeline_figure_labels_a_byte_piece_with_its_character(sp, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = timeline_sample()
+    stream = data["speakers"]["A"]
+    ids = sp.encode("𠮷田", out_type=int)[1:]
+    n = len(stream["text_labels"])
+    stream["text_labels"] = ([text_label(t, sp, 3, 0) for t in ids] + ["PAD"] * n)[:n]
+    stream["text_chars"] = (byte_characters(ids, sp) + [""] * n)[:n]
+    fig = figures.timeline(data)
+    labels = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "𠮷 <0xF0>" in labels and "田" in labels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figures.save(fig, tmp_path / "timeline.png")
