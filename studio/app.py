@@ -4,6 +4,7 @@
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import gradio as gr
 from fastapi import FastAPI
@@ -27,6 +28,8 @@ class StudioConfig(ServeConfig):
     """Where and how the studio serves (ServeConfig: address, accounts, TLS, allowed names) and its workspace."""
 
     workspace: Path = config.option(Path("workspace"), "workspace folder; created with the offline demo if missing")
+    demo_language: Literal["en", "ja"] = config.option("en", "language of the demo a missing workspace is created "
+                                                              "with (ja: the Japanese demo, J-Moshi's layout)")
     # An hour of 48 kHz 24-bit stereo WAV is 1.04 GB; dialogues are usually minutes long. Larger files can
     # be copied into the workspace's raw/ folder directly.
     max_upload_mb: int = config.option(1024, "largest file the browser may upload, in MB (1 MB = 2**20 bytes)")

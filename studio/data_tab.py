@@ -191,7 +191,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     with gr.Group():
         gr.Markdown("#### Build the dataset: tokenize audio (Mimi) and text (SentencePiece), write Parquet")
         with gr.Row():
-            layout_inputs = config_inputs(TextTokenizeConfig, LAYOUT_FIELDS)
+            layout_inputs = config_inputs(TextTokenizeConfig, LAYOUT_FIELDS, {"whitespace": ctx.ws.settings.whitespace})
         recordings = gr.Checkbox(False, label="include chat recordings (chat-*: only Moshi's side is transcribed)",
                                  elem_id="data-recordings")
         build_btn = gr.Button("Build dataset", variant="primary", elem_id="data-build")

@@ -162,7 +162,8 @@ def on_init(ws: Workspace, *values: Any) -> str:
         cfg = build_config(InitConfig, {}, INIT_FIELDS, list(values))
         inside_workspace(ws.root, cfg.source, "source")
         output = inside_workspace(ws.root, cfg.output, "output")  # refused before anything is written
-        out = init_model(dataclasses.replace(cfg, source=ws.resolve(cfg.source), output=output))
+        tokenizer = str(ws.tokenizer_path) if ws.tokenizer_path.is_file() else ""  # recorded in the model
+        out = init_model(dataclasses.replace(cfg, source=ws.resolve(cfg.source), output=output, tokenizer=tokenizer))
     except StudioError as e:
         return f"✘ {e}"
     return f"✔ wrote `{out}`: use it as base_model ({out.relative_to(ws.root)})"

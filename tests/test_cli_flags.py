@@ -35,6 +35,7 @@ RECEIVERS = {
     "tokenize-audio": "backend.dataset.tokenize_audio:tokenize_audio",
     "tokenize-text": "backend.dataset.tokenize_text:tokenize_text",
     "tokenizer inspect": "backend.dataset.tokenizer_cli:inspect_tokenizer",
+    "tokenizer train": "backend.dataset.tokenizer_cli:train_tokenizer",
     "build-dataset": "backend.dataset.build:build_dataset",
     "personas": "backend.dataset.personas:set_persona",
     "timeline": "backend.dataset.timeline:show",

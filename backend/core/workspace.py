@@ -46,6 +46,8 @@ class WorkspaceSettings:
                               "repo id such as kyutai/moshiko-pytorch-bf16")
     tokenizer: str = option(DEMO_TOKENIZER, "SentencePiece model file in the workspace (a path relative to it; "
                                             "Kyutai's 32k one: tokenizer_spm_32k_3.model of their hub repos)")
+    whitespace: bool = option(True, "transcripts are written with spaces between words (off for Japanese and "
+                                    "Chinese: J-Moshi's --no_whitespace_before_word); Build's and the tokenizer's default")
     demo: bool = option(True, "offline demo models: the project's small trained Mimi (speech-like audio) and a "
                                "tiny random LM that speaks only after fine-tuning")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where models run (auto: CUDA when available)")

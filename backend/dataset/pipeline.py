@@ -21,8 +21,10 @@ from backend.core.workspace import Workspace
 
 
 def text_paths(ws: Workspace) -> dict[str, Any]:
-    """The TextTokenizeConfig fields a workspace decides (the form supplies the layout options)."""
-    return {"transcripts": ws.raw, "tokenizer": ws.tokenizer_path, "output": ws.tokens_text, "audio": ws.raw}
+    """The TextTokenizeConfig fields a workspace decides, and its default for whitespace (the form supplies the
+    layout options)."""
+    return {"transcripts": ws.raw, "tokenizer": ws.tokenizer_path, "output": ws.tokens_text, "audio": ws.raw,
+            "whitespace": ws.settings.whitespace}
 
 
 RECORDINGS_WHY = "chat recording(s) (tick *include chat recordings* to add them)"

@@ -35,6 +35,7 @@ from backend.models.loading import Checkpoint, check_checkpoint, lora_rank, merg
 from backend.models.source import Dtype, LM_KWARGS, LM_WEIGHTS, SERVE_CONFIG, torch_dtype
 from backend.models.output_folder import check_output
 from backend.models.surgery import State, resize_depformer
+from backend.models.text_tokenizer import read_record, write_record
 from backend.models.tensor_file import save_tensors, write_tensors
 
 EXPORT_CONFIG = "export_config.json"
@@ -96,6 +97,8 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
         write_text_atomic(tmp / SERVE_CONFIG, json.dumps(
             serve_config(ckpt.kwargs, ckpt.lora if keep_lora else {}, ckpt.lora_scaling), indent=2) + "\n")
         config.save(cfg, tmp / EXPORT_CONFIG)
+        if (tokenizer := read_record(cfg.checkpoint)) is not None:  # its base model's, for chat's check
+            write_record(tmp, tokenizer)
     return output
 
 

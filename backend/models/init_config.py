@@ -32,6 +32,9 @@ class InitConfig:
                                       "re-initialisation (EPAD, PAD and the initial token, as J-Moshi)")
     reinit_cov_scale: float = option(1e-5, "covariance scale of the re-initialised rows (J-Moshi: 1e-5; 1: the "
                                      "full spread of the existing rows)")
+    tokenizer: str = option("", "SentencePiece model the fine-tune will use: recorded in the model (tokenizer.json), "
+                            "refused when larger than the LM's text card or, without --reinit-text-embeddings, "
+                            "other than the one the source was made with (none: the source's record is kept)")
     dtype: Dtype = option("float32", "parameter dtype of the written model")
     seed: int = option(0, "seed of the re-initialisation")
     overwrite: bool = option(False, "replace an existing folder that is not an earlier init's output (never a "
