@@ -39,6 +39,7 @@ from backend.core.paths import REPO
 from backend.core.workspace import PREPROCESS_DIR, RUNS_DIR
 from backend.finetune.command import TRAIN_MODULE, accelerate_command, display_command, env_for
 from backend.finetune.config import DEEPSPEED_PRESETS, FinetuneConfig, check_config
+from backend.finetune.pace import current_phase
 from backend.finetune.run_folder import (ABORT_FILE, COMMAND_FILE, CONFIG_FILE, LOCK_FILE, LOG_FILE, METRICS_FILE,
                                          STATUS_FILE, SUMMARY_PLOT)
 
@@ -80,6 +81,7 @@ class RunInfo:
     losses: dict[str, float | None]  # the newest logged value of every *loss key
     exit_code: int | None
     message: str
+    phase: str = ""  # what a running trainer does before its first step, e.g. "loading the base model x (35 s)"
 
 
 @dataclass
@@ -286,7 +288,8 @@ def run_info(run: Run) -> RunInfo:
                    started=st.get("started"), ended=st.get("ended"), step=step, max_steps=max_steps,
                    eta_s=eta if st.get("state") == "running" else None,
                    losses={k: v for k, v in last.items() if k.endswith("loss")},
-                   exit_code=st.get("exit_code"), message=st.get("message", ""))
+                   exit_code=st.get("exit_code"), message=st.get("message", ""),
+                   phase=current_phase(metrics, time.time()) if st.get("state") == "running" else "")
 
 
 def list_runs(workspace_root: Path) -> list[RunInfo]:
