@@ -60,8 +60,10 @@ def _clock(seconds: float | None) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def progress_html(step: int, max_steps: int, eta: float | None, state: str) -> str:
-    return bar_html(step / max(max_steps, 1), state, f"{state} · step {step} / {max_steps} · ETA {_clock(eta)}")
+def progress_html(step: int, max_steps: int, eta: float | None, state: str, phase: str = "") -> str:
+    doing = f" · {phase}" if phase else ""  # the startup's phase, until the first step is logged
+    text = f"{state}{doing} · step {step} / {max_steps} · ETA {_clock(eta)}"
+    return bar_html(step / max(max_steps, 1), state, text)
 
 
 def curves(metrics: list[dict[str, Any]]) -> pd.DataFrame:
@@ -206,8 +208,8 @@ def on_tick(ws: Workspace, run_id: str | None) -> tuple[str, pd.DataFrame | None
         info = runs.run_info(run)
     except StudioError as e:
         return f"✘ {e}", None, ""
-    return (progress_html(info.step, info.max_steps, info.eta_s, info.state), curves(folder.read_metrics(run)),
-            folder.tail_log(run, 6000))
+    bar = progress_html(info.step, info.max_steps, info.eta_s, info.state, info.phase)
+    return bar, curves(folder.read_metrics(run)), folder.tail_log(run, 6000)
 
 
 def on_export(ws: Workspace, run_id: str | None, clean: bool, folder: str = "", overwrite: bool = False) -> str:
