@@ -45,13 +45,16 @@ RECEIVERS = {
     "export": "backend.models.export:export_checkpoint",
     "generate": "backend.inference.generate:generate",
     "turn-taking": "backend.inference.turn_taking:run",
-    "chat-server": "backend.inference.chat_server:ChatService",
+    "chat-server": "backend.inference.chat_server:access_of",  # the first to get the whole ChatServerConfig
+    "evaluate start": "backend.evaluate.job:create_run",
+    "probes": "backend.demo.probes:from_cli",
     "demo-dialogues": "backend.demo.dialogues:generate",
     "codec-training": "backend.demo.codec_training:train_codec",
     "preprocess start": "backend.dataset.preprocess:start_new",
     "preprocess preview": "backend.dataset.preprocess:absolute",
 }
-STUBS = {"runs show": ["backend.finetune.runs:open_run"]}  # what runs before the receiver and needs a real run
+# What runs before the receiver and needs real files: a run, a workspace.
+STUBS = {"runs show": ["backend.finetune.runs:open_run"], "evaluate start": ["backend.evaluate.job:open_workspace"]}
 
 
 class Command(NamedTuple):

@@ -141,9 +141,11 @@ def test_a_lone_transcript_upload_names_no_server_path(ws: Workspace, tmp_path: 
 
 def test_chat_tells_a_studio_user_about_the_clean_box(ws: Workspace) -> None:
     from backend.inference.chat_server import ChatService, workspace_chat_config
+    from backend.dataset.spm import train_spm
     from train_helpers import write_model
 
     write_model(ws.models / "tiny16", dep_q=16)
+    train_spm(["hello there hi", "the cat sat on the mat"] * 5, ws.tokenizer_path, 300)  # chat checks it first
     service = ChatService(workspace_chat_config(ws))
     knobs = [config.to_dict(service.cfg)[k] for k in chat_tab.KNOBS]
     message = chat_tab.on_load(ws, service, "models/tiny16", False, *knobs)

@@ -15,6 +15,7 @@ from backend.data.transcripts import Word, load_transcript
 from backend.dataset import tokenize_text as stage
 from backend.models.text_tokenizer import load_spm
 from backend.dataset.text_layout import LayoutOptions, frame_of, layout_speaker
+from backend.dataset.token_folders import audits_beside
 from backend.dataset.tokenizer_train import TokenizerTrainConfig, train_tokenizer
 from backend.demo.dialogues_ja import DEMO_JA_DIR
 from backend.demo.workspace import JA_DEMO_COVERAGE, JA_DEMO_VOCAB_SIZE
@@ -164,7 +165,7 @@ def test_the_stage_on_the_japanese_demo(tmp_path: Path, sp: spm.SentencePiecePro
                                                               audio=DEMO_JA_DIR, whitespace=whitespace))
         assert len(audits) == 3 and all(a.not_placed == 0 for a in audits)
         counts[whitespace] = sum(a.pieces for a in audits)
-        saved = (out / "ja_meeting.audit.json").read_text()
+        saved = (audits_beside(out) / "ja_meeting.audit.json").read_text()
         assert "𠮷" in saved and json.loads(saved)["speakers"]["A"]["byte_characters"] == ["𠮷"]
     # With spaces a word's "▁" is a piece of its own or part of one: more pieces for the same text (J-Moshi without
     # its flag; with a 32k model about twice as many).

@@ -10,6 +10,7 @@ import pytest
 from backend.core.errors import ConfigError
 from backend.dataset.build import DatasetConfig, build_dataset
 from backend.dataset.spm import train_spm
+from backend.dataset.token_folders import audits_beside
 from backend.demo.dialogues import demo_sentences
 from backend.demo.workspace import DEMO_VOCAB_SIZE, create_demo_workspace
 from backend.models.text_tokenizer import (RECORD_FILE, TokenizerRecord, check_agreement, fingerprint, load_spm,
@@ -35,7 +36,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[typ
 def test_audits_dataset_and_initialised_model_record_the_tokenizer(setup: dict) -> None:  # type: ignore[type-arg]
     ws = setup["ws"]
     printed = fingerprint(load_spm(ws.tokenizer_path))
-    audit = json.loads((ws.tokens_text / "ja_cafe.audit.json").read_text(encoding="utf-8"))
+    audit = json.loads((audits_beside(ws.tokens_text) / "ja_cafe.audit.json").read_text(encoding="utf-8"))
     assert audit["tokenizer"]["fingerprint"] == printed and audit["tokenizer"]["pad_id"] == 3
     for folder in (ws.dataset, setup["ja_init"]):
         record = read_record(folder)
@@ -44,7 +45,7 @@ def test_audits_dataset_and_initialised_model_record_the_tokenizer(setup: dict) 
 
 def test_build_refuses_rows_of_two_tokenizers_and_another_pad(setup: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
     ws = setup["ws"]
-    audit = ws.tokens_text / "ja_cafe.audit.json"
+    audit = audits_beside(ws.tokens_text) / "ja_cafe.audit.json"
     kept = audit.read_text(encoding="utf-8")
     cfg = DatasetConfig(audio_tokens=ws.tokens_audio, text_tokens=ws.tokens_text, output=tmp_path)
     try:

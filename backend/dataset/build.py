@@ -22,6 +22,7 @@ from backend.core.atomic import atomic_path, check_output_folder
 from backend.core.errors import ConfigError, InputError, StudioError
 from backend.core.spec import CARD, NUM_CODEBOOKS, PAD_ID, SPEAKERS
 from backend.data.files import AUDIT_SUFFIX, RECORDING_PREFIX, is_recording
+from backend.dataset.token_folders import audits_beside
 from backend.models.text_tokenizer import RECORD_FILE, TokenizerRecord, check_agreement, write_record
 
 MAX_SHARD_ROWS = 100_000
@@ -110,7 +111,7 @@ def text_tokenizer(cfg: DatasetConfig, names: list[str]) -> TokenizerRecord | No
     is missing (tokens made before records). Refuses rows of two tokenizers and a PAD id other than cfg.pad_id."""
     found: dict[str, TokenizerRecord] = {}
     for name in names:
-        audit = Path(cfg.text_tokens) / f"{name}{AUDIT_SUFFIX}"
+        audit = audits_beside(Path(cfg.text_tokens)) / f"{name}{AUDIT_SUFFIX}"
         record = json.loads(audit.read_text(encoding="utf-8")).get("tokenizer") if audit.is_file() else None
         if not record:
             return None
