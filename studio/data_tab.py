@@ -1,5 +1,6 @@
 """Data tab: upload or pick dialogues, validation report, alignment preview, statistics, dataset build."""
 
+from html import escape
 from typing import Any, Callable
 
 import gradio as gr
@@ -98,12 +99,25 @@ SELECTED_WORD_JS = """(start, end) => {
 }"""
 
 
-def persona_table(ws: Workspace) -> pd.DataFrame:
-    rows = [[name, p.speaker, p.text, p.voice] for name, p in raw_personas(ws).items()]
-    return pd.DataFrame(rows, columns=["dialogue", "Moshi speaker", "role text", "voice prompt"])
+PERSONA_COLUMNS = ("dialogue", "Moshi speaker", "role text", "voice prompt")
 
 
-def on_persona(ws: Workspace, name: str | None) -> tuple[str, str, tuple[list[str], str | None], pd.DataFrame]:
+def persona_rows(ws: Workspace) -> list[list[str]]:
+    return [[name, p.speaker, p.text, p.voice] for name, p in raw_personas(ws).items()]
+
+
+def persona_table(ws: Workspace) -> str:
+    """Every persona as an HTML table. Not a gr.Dataframe: Gradio 6's showed a second saved persona only after a
+    reload, and its empty header read "1 2 3"."""
+    rows = persona_rows(ws)
+    if not rows:
+        return "<p>No personas yet.</p>"
+    head = "".join(f"<th>{c}</th>" for c in PERSONA_COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f'<table class="ms-personas"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def on_persona(ws: Workspace, name: str | None) -> tuple[str, str, tuple[list[str], str | None], str]:
     """(speaker, role text, (voice choices, voice), every persona) for the persona fields of a picked dialogue."""
     try:
         p = load_raw_persona(ws, name) if name else None
@@ -116,7 +130,7 @@ def on_persona(ws: Workspace, name: str | None) -> tuple[str, str, tuple[list[st
 
 def on_save_persona(ws: Workspace, name: str | None, speaker: str, text: str, voice: str | None,
                     clip_start: float | None, clip_end: float | None, upload: str | None
-                    ) -> tuple[str, tuple[list[str], str | None], pd.DataFrame]:
+                    ) -> tuple[str, tuple[list[str], str | None], str]:
     """(message, (voice choices, voice), every persona): the voice is an uploaded file, else a clip of the
     speaker's channel (end > 0), else the voices/ file picked; empty text and no voice removes the persona."""
     try:
@@ -181,7 +195,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
                                height=90, elem_id="data-persona-upload")  # not a tall empty grey drop area
         p_save = gr.Button("Save persona", elem_id="data-persona-save")
         p_msg = gr.Markdown(elem_id="data-persona-msg")
-        p_table = gr.Dataframe(persona_table(ctx.ws), label="personas", interactive=False, elem_id="data-personas")
+        p_table = gr.HTML(persona_table(ctx.ws), label="personas", elem_id="data-personas")
     curate_outputs, curate_view = build_curate(ctx, pick, [report, preview])
     with gr.Accordion("Dataset statistics", open=False):
         stats_md = gr.Markdown(elem_id="data-stats")
