@@ -18,7 +18,7 @@ from backend.core.errors import StudioError
 from backend.core.workspace import RUNS_DIR, Workspace
 from backend.finetune import budget, runs
 from backend.models.checkpoints import latest_checkpoint
-from backend.jobs.command import preview_commands
+from backend.jobs.slurm import cluster_preview
 from backend.finetune.config import FinetuneConfig
 from backend.finetune.presets import PRESETS
 from backend.models.init_config import InitConfig, init_output
@@ -73,7 +73,7 @@ def curves(metrics: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def command_preview(cfg: FinetuneConfig) -> str:
-    return explained(preview_commands(cfg, Path(RUNS_DIR) / "<new-run>", runs.TRAIN_MODULE))
+    return explained(cluster_preview(cfg, Path(RUNS_DIR) / "<new-run>", runs.TRAIN_MODULE))
 
 
 # ---------------------------------------------------------------- handlers: (workspace, form values) -> plain data

@@ -16,7 +16,7 @@ from backend.core.errors import StudioError
 from backend.jobs.launch_config import LaunchConfig, check_launch
 from backend.core.workspace import PREPROCESS_DIR, Workspace
 from backend.dataset import preprocess
-from backend.jobs.command import preview_commands
+from backend.jobs.slurm import cluster_preview
 
 from .context import Shown, StudioContext
 from .forms import build_config, config_inputs, form_value
@@ -64,7 +64,7 @@ def on_form(ws: Workspace, stage: str, *values: Any) -> tuple[str, str]:
     try:
         cfg = preprocess.absolute(stage, confined(ws, stage, read_form(stage, list(values))), ws.root)
         check_launch(cfg)  # its bounds first: num_machines sizes the preview
-        command = explained(preview_commands(cfg, Path(PREPROCESS_DIR) / "<new-run>", preprocess.RANK_MODULE))
+        command = explained(cluster_preview(cfg, Path(PREPROCESS_DIR) / "<new-run>", preprocess.RANK_MODULE))
     except StudioError as e:
         return f"# {e}", f"✘ {e}"
     try:

@@ -390,3 +390,23 @@ def test_the_trainer_stops_when_its_supervisor_is_killed(ws: Path) -> None:
     assert out.returncode == 0, out.stdout[-3000:]
     steps = [m["step"] for m in folder.read_metrics(run) if "event" not in m]
     assert steps == list(range(1, 31))  # one trainer at a time: no step twice, none skipped
+
+
+def test_cli_start_slurm_writes_every_node_command_and_starts_nothing(ws: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from test_slurm import HOSTS, run_script
+
+    script = tmp_path / "ft.sbatch"
+    out = cli(ws, "start", "--slurm", str(script), "--train-data", "dataset", "--base-model", "models/tiny",
+              "--device", "cuda", "--num-processes", "16", "--num-machines", "4", "--max-steps", "4")
+    assert out.returncode == 0, out.stderr
+    (info,) = runs.list_runs(ws)
+    run = folder.Job(info.dir)
+    assert info.state == "queued" and f"sbatch {script}" in out.stdout  # a cluster job: nothing started here
+    saved = runs.run_config(run)
+    argvs, _ = run_script(script.read_text(), tmp_path / "nodes")
+    assert argvs == [accelerate_command(replace(saved, main_address=HOSTS[0]), run.dir, TRAIN_MODULE, rank)
+                     for rank in range(4)]
+    assert "#SBATCH --gpus-per-node=4" in script.read_text()
+    assert "num_machines: 4" in (run.dir / folder.ACCELERATE_CONFIG_FILE).read_text()

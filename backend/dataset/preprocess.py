@@ -40,7 +40,8 @@ from backend.core.workspace import PREPROCESS_DIR
 from backend.data.annotate.run import AnnotateConfig, AnnotateSummary, annotate_folder, check_config
 from backend.dataset.tokenize_audio import AudioTokenizeConfig, TokenizeSummary, _validate, tokenize_audio
 from backend.jobs import launcher
-from backend.jobs.command import display_command, preview_commands
+from backend.jobs.command import display_command
+from backend.jobs.slurm import cluster_preview, write_slurm_script
 from backend.jobs.control import abort, status
 from backend.jobs.folder import COMMAND_FILE, CONFIG_FILE, Job, list_jobs, mark_queued, new_job, open_job, \
     read_json, tail_log
@@ -107,10 +108,11 @@ def load(run: Job) -> tuple[str, Any]:
         raise StudioError(f"{run.dir}: not a preprocessing run ({e})") from None
 
 
-def create_run(workspace: Path, stage: str, cfg: Any) -> Job:
-    """Validate, then make `<workspace>/preprocess/<timestamp>-<stage>/` ready to start."""
+def create_run(workspace: Path, stage: str, cfg: Any, here: bool = True) -> Job:
+    """Validate, then make `<workspace>/preprocess/<timestamp>-<stage>/` ready to start (`here`: on this machine;
+    else on a cluster's nodes, whose devices are not checked here)."""
     cfg = absolute(stage, cfg, workspace)
-    check(stage, cfg)
+    check(stage, cfg, here)
     run = new_job(Path(workspace).resolve() / PREPROCESS_DIR, stage)
     write_text_atomic(run.dir / CONFIG_FILE, json.dumps({"stage": stage, "config": config.to_dict(cfg)}, indent=2))
     launcher.write_command(run, cfg, RANK_MODULE)
@@ -186,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--workspace", type=Path, default=Path("."), help="workspace folder (default: .)")
             if name == "start":
                 p.add_argument("--wait", action="store_true", help="follow the log until the run ends")
+                p.add_argument("--slurm", type=Path, default=None, metavar="FILE", help="do not start here: "
+                               "create the run and write a SLURM batch script to FILE that runs every machine's "
+                               "command, one task per node (then: sbatch FILE)")
     for name in ("show", "resume", "abort"):
         p = sub.add_parser(name, help=f"{name} a preprocessing run")
         p.add_argument("run", help="run id (folder name under <workspace>/preprocess) or run folder")
@@ -197,10 +202,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "preview":
             cfg = absolute(args.stage, config.from_cli(run_config_class(args.stage), args), args.workspace)
             check(args.stage, cfg, here=False)
-            print(preview_commands(cfg, Path(args.workspace).resolve() / PREPROCESS_DIR / "<run>", RANK_MODULE))
+            print(cluster_preview(cfg, Path(args.workspace).resolve() / PREPROCESS_DIR / "<run>", RANK_MODULE))
             return 0
         if args.cmd == "start":
-            run = create_run(args.workspace, args.stage, config.from_cli(run_config_class(args.stage), args))
+            cfg = config.from_cli(run_config_class(args.stage), args)
+            if args.slurm is not None:
+                run = create_run(args.workspace, args.stage, cfg, here=False)
+                write_slurm_script(args.slurm, load(run)[1], run.dir, RANK_MODULE)
+                print(f"run {run.id} created; submit it with: sbatch {args.slurm}")
+                return 0
+            run = create_run(args.workspace, args.stage, cfg)
         else:
             run = open_run(args.workspace, args.run)
         if args.cmd == "show":

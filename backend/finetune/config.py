@@ -149,17 +149,18 @@ def check_relations(cfg: FinetuneConfig) -> None:
             raise ConfigError(message)
 
 
-def check_config(cfg: FinetuneConfig) -> None:
+def check_config(cfg: FinetuneConfig, here: bool = True) -> None:
     """Refuse a configuration before any work, with a ConfigError naming the field or file: numbers, GPUs,
     the datasets, the device and precision, DeepSpeed, the base model's layout and the tracker. Paths are taken
-    as they are (the launcher first makes a workspace's relative paths absolute: runs.absolute_config)."""
+    as they are (the launcher first makes a workspace's relative paths absolute: runs.absolute_config).
+    `here`: the run starts on this machine (a 'cuda' run needs its GPU); else on a cluster's nodes."""
     check_launch(cfg)  # also every field's own bounds (config.check_numbers)
     check_relations(cfg)
     for name in ("train_data", "eval_data"):
         path = getattr(cfg, name)
         if path is not None and not Path(path).exists():
             raise ConfigError(f"{name}: {path} not found (build the dataset first)")
-    if on_cpu(cfg, must_exist=True) and (cfg.mixed_precision == "fp16" or cfg.dtype == "float16"):
+    if on_cpu(cfg, must_exist=here) and (cfg.mixed_precision == "fp16" or cfg.dtype == "float16"):
         raise ConfigError("float16 training needs a GPU; on CPU use float32 or bfloat16")
     deepspeed_config(cfg)
     try:

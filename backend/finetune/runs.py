@@ -22,6 +22,7 @@ from backend.finetune.config import DEEPSPEED_PRESETS, FinetuneConfig, check_con
 from backend.finetune.presets import PRESETS
 from backend.jobs import launcher
 from backend.jobs.control import abort, status
+from backend.jobs.slurm import write_slurm_script
 from backend.jobs.folder import COMMAND_FILE, CONFIG_FILE, Job, list_jobs, mark_queued, new_job, open_job, \
     read_json, read_metrics, tail_log
 
@@ -74,22 +75,24 @@ def absolute_config(cfg: FinetuneConfig, workspace_root: Path) -> FinetuneConfig
     return dataclasses.replace(cfg, **changes)
 
 
-def validate_before_launch(cfg: FinetuneConfig, workspace_root: Path) -> None:
+def validate_before_launch(cfg: FinetuneConfig, workspace_root: Path, here: bool = True) -> None:
     """Raise ConfigError for anything that would fail after launch: check_config on the config with the
-    workspace's paths, and a base model meant to be in the workspace that is not there."""
+    workspace's paths (`here`: to start on this machine), and a base model meant to be in the workspace that
+    is not there."""
     parts = Path(cfg.base_model).parts
     if parts and not Path(cfg.base_model).is_absolute() and (Path(workspace_root) / parts[0]).is_dir() \
             and not (Path(workspace_root) / cfg.base_model).exists():
         raise ConfigError(f"base_model: {Path(workspace_root).resolve() / cfg.base_model} not found "
                           f"(make it with the init stage, moshi-studio init)")
-    check_config(absolute_config(cfg, workspace_root))
+    check_config(absolute_config(cfg, workspace_root), here)
 
 
 # ---------------------------------------------------------------- a run's folder
 
-def create_run(workspace_root: Path, cfg: FinetuneConfig, name: str | None = None) -> Job:
-    """Validate, then make `runs/<timestamp>-<slug>/` with config.json, command.json and a queued status."""
-    validate_before_launch(cfg, workspace_root)
+def create_run(workspace_root: Path, cfg: FinetuneConfig, name: str | None = None, here: bool = True) -> Job:
+    """Validate, then make `runs/<timestamp>-<slug>/` with config.json, command.json and a queued status
+    (`here`: to start on this machine; else on a cluster's nodes)."""
+    validate_before_launch(cfg, workspace_root, here)
     return _make_run(workspace_root, cfg, name)
 
 
@@ -223,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                            "(exit 0 when finished); SIGTERM then aborts the run, as a cluster job should")
         if name == "start":
             p.add_argument("--name", default=None, help="short name in the run's folder name")
+            p.add_argument("--slurm", type=Path, default=None, metavar="FILE", help="do not start here: create "
+                           "the run and write a SLURM batch script to FILE that runs every machine's command, "
+                           "one task per node (then: sbatch FILE)")
             p.add_argument("--preset", default=None, help="start from a preset of the studio's form (its name or "
                            "the start of it, e.g. demo); --config and explicit flags override it. Presets: "
                            + "; ".join(PRESETS))
@@ -238,7 +244,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "start":
             base = preset_values(args.preset) if args.preset else {}
-            run = start_new(args.workspace, config.from_cli(FinetuneConfig, args, base), args.name)
+            cfg = config.from_cli(FinetuneConfig, args, base)
+            if args.slurm is not None:
+                run = create_run(args.workspace, cfg, args.name, here=False)
+                write_slurm_script(args.slurm, run_config(run), run.dir, TRAIN_MODULE)
+                print(f"run {run.id} created; submit it with: sbatch {args.slurm}")
+                return 0
+            run = start_new(args.workspace, cfg, args.name)
         else:
             run = open_run(args.workspace, args.run)
         if args.cmd == "show":
