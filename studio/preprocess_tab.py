@@ -23,9 +23,10 @@ from .forms import build_config, config_inputs, form_value
 from .run_controls import (abort_run, explained, progress_html, resume_run, run_choices as pick_run, run_row,
                            wire_run_row)
 
-LAUNCH_FIELDS = [f.name for f in dataclasses.fields(LaunchConfig)]
-STAGE_FIELDS = {stage: [f.name for f in dataclasses.fields(preprocess.run_config_class(stage))
-                        if f.name not in LAUNCH_FIELDS] for stage in preprocess.STAGES}
+LAUNCH_FIELDS = config.form_fields(LaunchConfig)
+_LAUNCH_NAMES = {f.name for f in dataclasses.fields(LaunchConfig)}  # slurm too: the form does not offer it
+STAGE_FIELDS = {stage: [name for name in config.form_fields(preprocess.run_config_class(stage))
+                        if name not in _LAUNCH_NAMES] for stage in preprocess.STAGES}
 # The whole form, in the order its values arrive: (stage, field), stage "" for the launch settings all share.
 FORM = [("", n) for n in LAUNCH_FIELDS] + [(stage, n) for stage, names in STAGE_FIELDS.items() for n in names]
 
@@ -89,8 +90,7 @@ def open_run(ws: Workspace, run_id: Any) -> folder.Job:
 
 def on_start(ws: Workspace, stage: str, *values: Any) -> tuple[str, list[str] | None, str | None]:
     try:
-        run = preprocess.create_run(ws.root, stage, confined(ws, stage, read_form(stage, list(values))))
-        preprocess.start(run)
+        run = preprocess.start_new(ws.root, stage, confined(ws, stage, read_form(stage, list(values))))
     except StudioError as e:
         return f"✘ {e}", None, None
     return f"started **{run.id}**", *run_choices(ws, run.id)

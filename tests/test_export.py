@@ -151,7 +151,7 @@ def test_lora_export_merged_and_unmerged(lora_trained: tuple[Path, torch.nn.Modu
 ZERO_SCRIPT = r"""
 import json, os, sys, torch, torch.distributed as dist, deepspeed
 from moshi.modules.lora import replace_all_linear_with_lora
-from backend.models.source import load_lm
+from backend.models.weights import load_lm
 source, out = sys.argv[1], sys.argv[2]
 dist.init_process_group("gloo", rank=0, world_size=1)
 

@@ -10,7 +10,8 @@ import soundfile as sf
 import torch
 
 from backend.core.errors import InputError
-from backend.dataset.spm import load_spm, train_spm
+from backend.dataset.spm import train_spm
+from backend.models.text_tokenizer import load_spm
 from backend.dataset.training_view import delayed_input
 from backend.demo.workspace import DEMO_VOCAB_SIZE
 from backend.demo.dialogues import demo_sentences

@@ -96,7 +96,8 @@ def test_persona_stage_from_the_command_line(tmp_path: Path) -> None:
 
     from backend.demo.workspace import DEMO_VOCAB_SIZE
     from backend.dataset.personas import main
-    from backend.dataset.spm import load_spm, train_spm
+    from backend.dataset.spm import train_spm
+    from backend.models.text_tokenizer import load_spm
     from backend.demo.dialogues import demo_sentences
     from backend.models.persona import encode_voice, role_text_ids
     from backend.models.weights import load_mimi
@@ -127,7 +128,8 @@ def test_continuation_prefixes_given_or_stored(tmp_path: Path) -> None:
 
     from backend.core.errors import ConfigError
     from backend.demo.workspace import DEMO_VOCAB_SIZE
-    from backend.dataset.spm import load_spm, train_spm
+    from backend.dataset.spm import train_spm
+    from backend.models.text_tokenizer import load_spm
     from backend.demo.dialogues import demo_sentences
     from backend.inference.persona_prompt import batches_by_length, continuation_prefixes
     from backend.models.persona import read_voice, voice_codes

@@ -404,9 +404,33 @@ def test_cli_start_slurm_writes_every_node_command_and_starts_nothing(ws: Path, 
     (info,) = runs.list_runs(ws)
     run = folder.Job(info.dir)
     assert info.state == "queued" and f"sbatch {script}" in out.stdout  # a cluster job: nothing started here
+    assert control.status(run)["attempts"] == 0 and not (run.dir / folder.LOG_FILE).exists()
     saved = runs.run_config(run)
     argvs, _ = run_script(script.read_text(), tmp_path / "nodes")
     assert argvs == [accelerate_command(replace(saved, main_address=HOSTS[0]), run.dir, TRAIN_MODULE, rank)
                      for rank in range(4)]
     assert "#SBATCH --gpus-per-node=4" in script.read_text()
     assert "num_machines: 4" in (run.dir / folder.ACCELERATE_CONFIG_FILE).read_text()
+
+
+def test_a_slurm_start_is_refused_before_any_folder_when_it_cannot_be_run(ws: Path, tmp_path: Path) -> None:
+    """'auto' would pick this machine's device for the nodes; a script in a folder that is not there would leave
+    a run nobody can submit."""
+    for device, script, words in (("auto", tmp_path / "ft.sbatch", "device: 'auto'"),
+                                  ("cuda", tmp_path / "no-such-folder" / "ft.sbatch", "does not exist")):
+        out = cli(ws, "start", "--slurm", str(script), "--train-data", "dataset", "--base-model", "models/tiny",
+                  "--device", device, "--num-processes", "8", "--num-machines", "4")
+        assert out.returncode == 2 and words in out.stderr, out.stderr
+        assert runs.list_runs(ws) == [] and not script.exists()
+
+
+def test_a_runs_processes_do_not_inherit_the_studios_password(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The studio's MOSHI_STUDIO_AUTH would be readable in every run process's /proc/<pid>/environ."""
+    monkeypatch.setenv("MOSHI_STUDIO_AUTH", "alice:secret")
+    monkeypatch.setenv("MOSHI_STUDIO_PROBE", "visible")  # any other variable still reaches the run
+    script = "import os; print('auth', os.environ.get('MOSHI_STUDIO_AUTH'), os.environ.get('MOSHI_STUDIO_PROBE'))"
+    monkeypatch.setattr(launcher, "accelerate_command", lambda *a, **k: [sys.executable, "-c", script])
+    run = runs.create_run(ws, cfg())
+    runs.start(run)
+    wait_for(lambda: control.status(run)["state"] != "running", 60, "the run to end")
+    assert "auth None visible" in folder.tail_log(run)

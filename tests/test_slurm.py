@@ -2,6 +2,7 @@
 commands the studio runs. The script is run by bash with stand-ins for srun and scontrol that record what each
 node's task would exec; the config file is read by accelerate's own launch-argument handling."""
 
+import dataclasses
 import os
 import subprocess
 from dataclasses import replace
@@ -110,3 +111,24 @@ def test_the_studio_shows_the_script_beside_the_machine_commands() -> None:
     shown = cluster_preview(four, RUN, MODULE)
     assert all(display_command(four, RUN, MODULE, rank) in shown for rank in range(4))
     assert slurm_script(four, RUN, MODULE, "moshi-studio") in shown
+
+
+def test_the_studio_forms_offer_no_slurm_file() -> None:
+    """Only the command line writes a script (a client must not name a file the studio writes); the forms show it
+    in the command preview instead."""
+    from studio import finetune_tab, preprocess_tab
+
+    assert "slurm" not in finetune_tab.FIELDS and all(name != "slurm" for _, name in preprocess_tab.FORM)
+    assert "slurm" in {f.name for f in dataclasses.fields(FinetuneConfig)}  # the CLI's flag: the same config
+
+
+def test_a_slurm_job_is_judged_by_its_nodes_not_by_this_machine(tmp_path: Path) -> None:
+    from backend.core.errors import ConfigError
+    from backend.jobs.launch_config import check_launch
+
+    many = LaunchConfig(device="cpu", num_processes=4 * 1024, num_machines=4)  # more processes than cores here
+    with pytest.raises(ConfigError, match="core"):
+        check_launch(many)
+    check_launch(replace(many, slurm=str(tmp_path / "job.sbatch")))
+    with pytest.raises(ConfigError, match="auto"):  # this machine's device says nothing of the nodes'
+        check_launch(replace(many, device="auto", slurm=str(tmp_path / "job.sbatch")))

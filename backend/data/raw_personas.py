@@ -10,6 +10,7 @@ is cut and saved there as `<name>.<speaker>.wav`. Build (dataset/pipeline.py) en
 `personas.json` sidecar (dataset/personas.py) under the dialogue ids it wrote.
 """
 
+import filecmp
 import json
 import re
 import shutil
@@ -110,7 +111,12 @@ def save_upload(ws: Workspace, upload: Path) -> str:
     if upload.suffix.lower() not in AUDIO_EXTENSIONS:
         raise ConfigError(f"voice upload {upload.name[:80]!r}: expected {'/'.join(AUDIO_EXTENSIONS)}")
     name = SAFE_NAME.sub("_", upload.name).lstrip(".")[-100:] or "voice.wav"
-    target = ws.voices / name
+    target, n = ws.voices / name, 1
+    while target.exists():  # other personas may use the old voice: keep it (the same bytes are the same voice)
+        if filecmp.cmp(target, upload, shallow=False):
+            return target.name
+        n += 1
+        target = ws.voices / f"{Path(name).stem}-{n}{Path(name).suffix}"
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:
         shutil.copyfile(upload, tmp)

@@ -159,7 +159,7 @@ def build_persona(text: str, tokenizer: str, voice: np.ndarray | None, mimi: str
 
     sp = None
     if has_role_text(text):
-        from backend.dataset.spm import load_spm
+        from backend.models.text_tokenizer import load_spm
 
         sp = load_spm(tokenizer)
     codes = None

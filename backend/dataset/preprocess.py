@@ -41,10 +41,10 @@ from backend.data.annotate.run import AnnotateConfig, AnnotateSummary, annotate_
 from backend.dataset.tokenize_audio import AudioTokenizeConfig, TokenizeSummary, _validate, tokenize_audio
 from backend.jobs import launcher
 from backend.jobs.command import display_command
-from backend.jobs.slurm import cluster_preview, write_slurm_script
 from backend.jobs.control import abort, status
 from backend.jobs.folder import COMMAND_FILE, CONFIG_FILE, Job, list_jobs, mark_queued, new_job, open_job, \
     read_json, tail_log
+from backend.jobs.slurm import cluster_preview, slurm_note, write_slurm_script
 
 RANK_MODULE = "backend.dataset.preprocess_rank"
 PROGRESS_DIR = "progress"
@@ -108,15 +108,32 @@ def load(run: Job) -> tuple[str, Any]:
         raise StudioError(f"{run.dir}: not a preprocessing run ({e})") from None
 
 
-def create_run(workspace: Path, stage: str, cfg: Any, here: bool = True) -> Job:
-    """Validate, then make `<workspace>/preprocess/<timestamp>-<stage>/` ready to start (`here`: on this machine;
-    else on a cluster's nodes, whose devices are not checked here)."""
+def create_run(workspace: Path, stage: str, cfg: Any) -> Job:
+    """Validate, then make `<workspace>/preprocess/<timestamp>-<stage>/` ready to start (on this machine, or
+    with `cfg.slurm` on a cluster's nodes, whose devices are not checked here)."""
     cfg = absolute(stage, cfg, workspace)
-    check(stage, cfg, here)
+    check(stage, cfg, here=not cfg.slurm)
     run = new_job(Path(workspace).resolve() / PREPROCESS_DIR, stage)
     write_text_atomic(run.dir / CONFIG_FILE, json.dumps({"stage": stage, "config": config.to_dict(cfg)}, indent=2))
     launcher.write_command(run, cfg, RANK_MODULE)
     mark_queued(run)
+    return run
+
+
+def start_new(workspace: Path, stage: str, cfg: Any) -> Job:
+    """Create a run and start it (Start in the studio, `preprocess start`). Refused (bad settings, the devices
+    busy) before anything is written: no run folder is left that would never start. With `cfg.slurm` nothing
+    starts here: the run is created and its SLURM script written (slurm.write_slurm_script)."""
+    if cfg.slurm:
+        run = create_run(workspace, stage, cfg)
+        write_slurm_script(Path(cfg.slurm), load(run)[1], run.dir, RANK_MODULE)
+        return run
+    cfg = absolute(stage, cfg, workspace)
+    check(stage, cfg)
+    with launcher.workspace_lock(Path(workspace).resolve()):
+        launcher.refuse_overlap(Path(workspace).resolve(), launcher.devices(cfg))  # before the folder exists
+        run = create_run(workspace, stage, cfg)
+        launcher.launch_locked(run, lambda: launcher.write_command(run, cfg, RANK_MODULE))
     return run
 
 
@@ -188,9 +205,6 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--workspace", type=Path, default=Path("."), help="workspace folder (default: .)")
             if name == "start":
                 p.add_argument("--wait", action="store_true", help="follow the log until the run ends")
-                p.add_argument("--slurm", type=Path, default=None, metavar="FILE", help="do not start here: "
-                               "create the run and write a SLURM batch script to FILE that runs every machine's "
-                               "command, one task per node (then: sbatch FILE)")
     for name in ("show", "resume", "abort"):
         p = sub.add_parser(name, help=f"{name} a preprocessing run")
         p.add_argument("run", help="run id (folder name under <workspace>/preprocess) or run folder")
@@ -205,13 +219,10 @@ def main(argv: list[str] | None = None) -> int:
             print(cluster_preview(cfg, Path(args.workspace).resolve() / PREPROCESS_DIR / "<run>", RANK_MODULE))
             return 0
         if args.cmd == "start":
-            cfg = config.from_cli(run_config_class(args.stage), args)
-            if args.slurm is not None:
-                run = create_run(args.workspace, args.stage, cfg, here=False)
-                write_slurm_script(args.slurm, load(run)[1], run.dir, RANK_MODULE)
-                print(f"run {run.id} created; submit it with: sbatch {args.slurm}")
+            run = start_new(args.workspace, args.stage, config.from_cli(run_config_class(args.stage), args))
+            if slurm := load(run)[1].slurm:
+                print(slurm_note(run, slurm))
                 return 0
-            run = create_run(args.workspace, args.stage, cfg)
         else:
             run = open_run(args.workspace, args.run)
         if args.cmd == "show":
@@ -223,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "abort":
             print(f"run {run.id}: {abort(run)}")
             return 0
-        start(run)
+        if args.cmd != "start":  # resume
+            start(run)
         print(f"run {run.id} started: {read_json(run.dir / COMMAND_FILE)['display']}")
         stage, cfg = load(run)
         for rank, line in enumerate(commands(stage, cfg, run.dir)):

@@ -125,15 +125,16 @@ def write_tokens(target: Path, codes: np.ndarray, meta: dict) -> None:
 
 
 def tokenize_audio(cfg: AudioTokenizeConfig, progress: Progress | None = None,
-                   shard: tuple[int, int] = (0, 1)) -> TokenizeSummary:
+                   shard: tuple[int, int] = (0, 1), skip: frozenset[str] = frozenset()) -> TokenizeSummary:
     """Tokenize every dialogue file of cfg.input_dir into cfg.output_dir (see the module doc); `shard` =
-    (rank, world) of a distributed run (backend.dataset.preprocess): only this rank's share of the files."""
+    (rank, world) of a distributed run (backend.dataset.preprocess): only this rank's share of the files;
+    `skip`: dialogue names left alone (not even read)."""
     input_dir, output_dir = _validate(cfg)
     device = pick_device(cfg.device)
     report = progress or (lambda fraction, message: None)
     started = time.monotonic()
     summary = TokenizeSummary(output_dir=str(output_dir))
-    files = dialogue_files(input_dir, "audio")
+    files = [p for p in dialogue_files(input_dir, "audio") if p.stem not in skip]
     if not files:
         raise ConfigError(f"{input_dir}: no {' / '.join(AUDIO_EXTENSIONS)} files in this folder")
 

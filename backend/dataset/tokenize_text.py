@@ -22,8 +22,8 @@ from backend.data.audio_io import probe
 from backend.data.files import AUDIO_EXTENSIONS, AUDIT_SUFFIX, dialogue_files
 from backend.core.errors import ConfigError, InputError, StudioError
 from backend.core.spec import EPAD_ID, PAD_ID
-from backend.dataset.spm import load_spm
 from backend.dataset.token_folders import audits_beside
+from backend.models.text_tokenizer import load_spm, record_of
 from backend.dataset.text_layout import DialogueAudit, LayoutOptions, check_options, tokenize_dialogue
 from backend.data.transcripts import load_transcript, parse_speaker_map
 
@@ -93,14 +93,17 @@ def write_tokens(path: Path, streams: dict[str, np.ndarray]) -> None:
         np.savez_compressed(f, **{s: a.astype(np.int64) for s, a in streams.items()})
 
 
-def tokenize_text(cfg: TextTokenizeConfig, progress: Callable[[float, str], None] | None = None) -> list[DialogueAudit]:
-    """Tokenize every transcript of `cfg.transcripts`. Raises TokenizeFailures after writing the good ones."""
+def tokenize_text(cfg: TextTokenizeConfig, progress: Callable[[float, str], None] | None = None,
+                  skip: frozenset[str] = frozenset()) -> list[DialogueAudit]:
+    """Tokenize every transcript of `cfg.transcripts` but those named in `skip` (not even read). Raises
+    TokenizeFailures after writing the good ones."""
     sp = load_spm(cfg.tokenizer)
     options = cfg.layout_options()
     check_options(options, sp)
+    tokenizer = record_of(sp, cfg.pad_id, cfg.epad_id, cfg.tokenizer).to_dict()
     speaker_map = parse_speaker_map(cfg.speaker_map)
     check_output_folder(cfg.output, "output")
-    files = transcript_files(cfg.transcripts)
+    files = [p for p in transcript_files(cfg.transcripts) if p.stem not in skip]
     if not files:
         raise ConfigError(f"transcripts: no <name>.json transcripts in {cfg.transcripts}")
     audits: list[DialogueAudit] = []
@@ -121,6 +124,7 @@ def tokenize_text(cfg: TextTokenizeConfig, progress: Callable[[float, str], None
         if cfg.audio is not None and duration is None:
             audit.warnings.append(f"no audio named {path.stem}.wav/.flac/.ogg in {cfg.audio}: "
                                   "stream lengths come from the transcript")
+        audit.tokenizer = tokenizer
         write_tokens(tokens, streams)
         write_text_atomic(audit_path, json.dumps(audit.to_dict(), indent=1, ensure_ascii=False) + "\n")
         audits.append(audit)

@@ -17,6 +17,7 @@ from backend.jobs.launch_config import LaunchConfig, MAX_COUNT, check_launch, on
 from backend.core.paths import ASSETS
 from backend.dataset.read import check_schema
 from backend.models.source import Dtype, check_layout, is_hub_id
+from backend.models.text_tokenizer import check_model
 from backend.models.weights import lm_kwargs_of
 
 DEEPSPEED_PRESETS = {name: ASSETS / "deepspeed" / f"{name}.json" for name in ("zero2", "zero3")}
@@ -149,23 +150,23 @@ def check_relations(cfg: FinetuneConfig) -> None:
             raise ConfigError(message)
 
 
-def check_config(cfg: FinetuneConfig, here: bool = True) -> None:
+def check_config(cfg: FinetuneConfig) -> None:
     """Refuse a configuration before any work, with a ConfigError naming the field or file: numbers, GPUs,
     the datasets, the device and precision, DeepSpeed, the base model's layout and the tracker. Paths are taken
-    as they are (the launcher first makes a workspace's relative paths absolute: runs.absolute_config).
-    `here`: the run starts on this machine (a 'cuda' run needs its GPU); else on a cluster's nodes."""
+    as they are (the launcher first makes a workspace's relative paths absolute: runs.absolute_config)."""
     check_launch(cfg)  # also every field's own bounds (config.check_numbers)
     check_relations(cfg)
     for name in ("train_data", "eval_data"):
         path = getattr(cfg, name)
         if path is not None and not Path(path).exists():
             raise ConfigError(f"{name}: {path} not found (build the dataset first)")
-    if on_cpu(cfg, must_exist=here) and (cfg.mixed_precision == "fp16" or cfg.dtype == "float16"):
+    if on_cpu(cfg, must_exist=not cfg.slurm) and (cfg.mixed_precision == "fp16" or cfg.dtype == "float16"):
         raise ConfigError("float16 training needs a GPU; on CPU use float32 or bfloat16")
     deepspeed_config(cfg)
     try:
         if not is_hub_id(cfg.base_model):  # a hub model's kwargs are known once the trainer downloads it
             check_model_kwargs(lm_kwargs_of(cfg.base_model), cfg)
+            check_model(cfg.base_model, {"train_data": cfg.train_data, "eval_data": cfg.eval_data})
         check_schema(cfg.train_data)
         if cfg.eval_data is not None:
             check_schema(cfg.eval_data)

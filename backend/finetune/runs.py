@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,13 @@ from backend.core import config, figures
 from backend.core.errors import ConfigError, StudioError
 from backend.core.workspace import RUNS_DIR
 from backend.finetune.config import DEEPSPEED_PRESETS, FinetuneConfig, check_config
+from backend.finetune.pace import current_phase
 from backend.finetune.presets import PRESETS
 from backend.jobs import launcher
 from backend.jobs.control import abort, status
-from backend.jobs.slurm import write_slurm_script
 from backend.jobs.folder import COMMAND_FILE, CONFIG_FILE, Job, list_jobs, mark_queued, new_job, open_job, \
     read_json, read_metrics, tail_log
+from backend.jobs.slurm import slurm_note, write_slurm_script
 
 TRAIN_MODULE = "backend.finetune.trainer"
 SUMMARY_PLOT = "loss.png"  # loss curves, drawn when the run ends (the supervisor's finish step)
@@ -44,6 +46,7 @@ class RunInfo:
     losses: dict[str, float | None]  # the newest logged value of every *loss key
     exit_code: int | None
     message: str
+    phase: str = ""  # what a running trainer does before its first step, e.g. "loading the base model x (35 s)"
 
 
 @dataclass
@@ -75,24 +78,22 @@ def absolute_config(cfg: FinetuneConfig, workspace_root: Path) -> FinetuneConfig
     return dataclasses.replace(cfg, **changes)
 
 
-def validate_before_launch(cfg: FinetuneConfig, workspace_root: Path, here: bool = True) -> None:
+def validate_before_launch(cfg: FinetuneConfig, workspace_root: Path) -> None:
     """Raise ConfigError for anything that would fail after launch: check_config on the config with the
-    workspace's paths (`here`: to start on this machine), and a base model meant to be in the workspace that
-    is not there."""
+    workspace's paths, and a base model meant to be in the workspace that is not there."""
     parts = Path(cfg.base_model).parts
     if parts and not Path(cfg.base_model).is_absolute() and (Path(workspace_root) / parts[0]).is_dir() \
             and not (Path(workspace_root) / cfg.base_model).exists():
         raise ConfigError(f"base_model: {Path(workspace_root).resolve() / cfg.base_model} not found "
                           f"(make it with the init stage, moshi-studio init)")
-    check_config(absolute_config(cfg, workspace_root), here)
+    check_config(absolute_config(cfg, workspace_root))
 
 
 # ---------------------------------------------------------------- a run's folder
 
-def create_run(workspace_root: Path, cfg: FinetuneConfig, name: str | None = None, here: bool = True) -> Job:
-    """Validate, then make `runs/<timestamp>-<slug>/` with config.json, command.json and a queued status
-    (`here`: to start on this machine; else on a cluster's nodes)."""
-    validate_before_launch(cfg, workspace_root, here)
+def create_run(workspace_root: Path, cfg: FinetuneConfig, name: str | None = None) -> Job:
+    """Validate, then make `runs/<timestamp>-<slug>/` with config.json, command.json and a queued status."""
+    validate_before_launch(cfg, workspace_root)
     return _make_run(workspace_root, cfg, name)
 
 
@@ -140,7 +141,8 @@ def run_info(run: Job) -> RunInfo:
                    started=st.get("started"), ended=st.get("ended"), step=step, max_steps=max_steps,
                    eta_s=eta if st.get("state") == "running" else None,
                    losses={k: v for k, v in last.items() if k.endswith("loss")},
-                   exit_code=st.get("exit_code"), message=st.get("message", ""))
+                   exit_code=st.get("exit_code"), message=st.get("message", ""),
+                   phase=current_phase(metrics, time.time()) if st.get("state") == "running" else "")
 
 
 def list_runs(workspace_root: Path) -> list[RunInfo]:
@@ -162,8 +164,13 @@ def start(run: Job) -> None:
 
 def start_new(workspace_root: Path, cfg: FinetuneConfig, name: str | None = None) -> Job:
     """Create a run and start it (Start in the studio, `runs start`). Refused (bad settings, the devices
-    busy) before anything is written: no run folder is left that would never start."""
+    busy) before anything is written: no run folder is left that would never start. With `cfg.slurm` nothing
+    starts here: the run is created and its SLURM script written (slurm.write_slurm_script)."""
     validate_before_launch(cfg, workspace_root)
+    if cfg.slurm:
+        run = _make_run(workspace_root, cfg, name)
+        write_slurm_script(Path(cfg.slurm), run_config(run), run.dir, TRAIN_MODULE)
+        return run
     with launcher.workspace_lock(workspace_root):
         launcher.refuse_overlap(workspace_root, launcher.devices(cfg))  # before the folder exists: none is left
         run = _make_run(workspace_root, cfg, name)
@@ -226,9 +233,6 @@ def main(argv: list[str] | None = None) -> int:
                            "(exit 0 when finished); SIGTERM then aborts the run, as a cluster job should")
         if name == "start":
             p.add_argument("--name", default=None, help="short name in the run's folder name")
-            p.add_argument("--slurm", type=Path, default=None, metavar="FILE", help="do not start here: create "
-                           "the run and write a SLURM batch script to FILE that runs every machine's command, "
-                           "one task per node (then: sbatch FILE)")
             p.add_argument("--preset", default=None, help="start from a preset of the studio's form (its name or "
                            "the start of it, e.g. demo); --config and explicit flags override it. Presets: "
                            + "; ".join(PRESETS))
@@ -244,13 +248,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "start":
             base = preset_values(args.preset) if args.preset else {}
-            cfg = config.from_cli(FinetuneConfig, args, base)
-            if args.slurm is not None:
-                run = create_run(args.workspace, cfg, args.name, here=False)
-                write_slurm_script(args.slurm, run_config(run), run.dir, TRAIN_MODULE)
-                print(f"run {run.id} created; submit it with: sbatch {args.slurm}")
+            run = start_new(args.workspace, config.from_cli(FinetuneConfig, args, base), args.name)
+            if slurm := run_config(run).slurm:
+                print(slurm_note(run, slurm))
                 return 0
-            run = start_new(args.workspace, cfg, args.name)
         else:
             run = open_run(args.workspace, args.run)
         if args.cmd == "show":

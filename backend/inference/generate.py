@@ -41,6 +41,7 @@ from backend.core.errors import InputError, StudioError
 from backend.inference.generate_config import SUFFIXES, GenerateConfig, output_files
 from backend.models.weights import load_mimi
 from backend.models.loading import load_model
+from backend.models.text_tokenizer import check_model
 from backend.core.device import pick_device
 from backend.models.source import resolve_dtype
 from backend.models.voice_preset import check_fits, forward_embedding
@@ -182,6 +183,7 @@ def generate(cfg: GenerateConfig, progress: Progress | None = None) -> list[Cont
         if data.lengths[i] < start + p:
             raise InputError(cfg.dataset, f"dialogue {data.ids[i]} has {data.lengths[i]} frames, fewer than "
                                           f"start_frame + prompt_frames = {start + p}")
+    check_model(cfg.model, {"dataset": cfg.dataset}, cfg.tokenizer or None)  # one tokenizer's ids throughout
     device = pick_device(cfg.device)
     report(0.0, f"loading {cfg.model}")
     model = load_model(cfg.model, cfg.base_model, device, resolve_dtype(cfg.dtype, device))
@@ -293,7 +295,7 @@ def load_continuation(path: str | Path) -> Continuation:
 
 def write_outputs(results: list[Continuation], cfg: GenerateConfig) -> None:
     from backend.data.audio_io import write_stereo_wav
-    from backend.dataset.spm import load_spm
+    from backend.models.text_tokenizer import load_spm
 
     assert cfg.output is not None
     mimi = load_mimi(cfg.mimi, device=pick_device(cfg.device)) if cfg.mimi else None

@@ -1,6 +1,7 @@
 """Where the processes of a distributed job go: the `accelerate launch` settings every job shares (fine-tuning,
 the preprocessing stages, evaluation); backend.jobs.command turns them into one command per machine."""
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,6 +27,9 @@ class LaunchConfig:
     main_address: str = option("127.0.0.1", "address of machine 0, reachable from every node")
     main_port: int = option(29500, "port on machine 0 for the rendezvous", ge=1, le=65535)
     gpu_ids: str = option("all", "GPUs of this machine the run may use, e.g. 0,1 (used to refuse overlapping runs)")
+    slurm: str = option("", "do not start here: create the job and write to this file a SLURM batch script that "
+                        "runs every machine's command, one task per node (then: sbatch FILE); empty: start here",
+                        form=False)  # the studio shows the script (backend.jobs.slurm); only the CLI writes files
 
     def deepspeed_file(self) -> Path | None:
         """The DeepSpeed JSON the job runs under (None: plain accelerate); a stage that trains overrides it."""
@@ -58,7 +62,8 @@ def gpu_id_list(cfg: LaunchConfig) -> list[int] | None:
 
 def check_launch(cfg: LaunchConfig) -> None:
     """Refuse launch settings accelerate would fail on later (or silently run differently): each number's own
-    bounds, the rules between them, and gpu_ids naming one GPU per process of this machine."""
+    bounds, the rules between them, no more processes per machine than it can hold (CPU: one per core of this
+    machine; GPU: one per GPU listed, or per GPU of this machine) and gpu_ids naming one GPU per process."""
     config.check_numbers(cfg)
     rules = [
         (cfg.num_processes >= cfg.num_machines, "num_processes counts all machines: it must be >= num_machines"),
@@ -69,10 +74,32 @@ def check_launch(cfg: LaunchConfig) -> None:
     for ok, message in rules:
         if not ok:
             raise ConfigError(message)
+    if cfg.slurm and cfg.device == "auto":
+        raise ConfigError("device: 'auto' would be decided by this machine, not by the cluster's nodes: with slurm "
+                          "say cuda or cpu")
+    if cfg.slurm and (Path(cfg.slurm).is_dir() or not Path(cfg.slurm).parent.is_dir()):
+        raise ConfigError(f"slurm: {cfg.slurm} is a folder or lies in a folder that does not exist")
+    per_machine = cfg.num_processes // cfg.num_machines
     if on_cpu(cfg):
+        cores = len(os.sched_getaffinity(0))
+        # more would only time-share the cores (and 65536 would fork-bomb the machine); a cluster's nodes are not
+        # this machine
+        if per_machine > cores and not cfg.slurm:
+            raise ConfigError(f"num_processes: {per_machine} CPU process(es) per machine, but this machine has "
+                              f"{cores} core(s) for them: at most one process per core")
         return
     ids = gpu_id_list(cfg)
-    per_machine = cfg.num_processes // cfg.num_machines
+    gpus = _gpus_here()
+    if ids is None and gpus and per_machine > gpus:
+        raise ConfigError(f"num_processes: {per_machine} process(es) per machine, but this machine has {gpus} "
+                          "GPU(s): one process per GPU")
     if ids is not None and len(ids) != per_machine:
         raise ConfigError(f"gpu_ids {cfg.gpu_ids} lists {len(ids)} GPU(s) but each machine runs "
                           f"{per_machine} process(es), one per GPU")
+
+
+def _gpus_here() -> int:
+    """CUDA devices of this machine (0 without a GPU: a command previewed for GPU nodes is not bounded here)."""
+    import torch  # on_cpu has imported it already for a GPU job
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0

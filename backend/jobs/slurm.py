@@ -14,7 +14,8 @@ from pathlib import Path
 
 from backend.core.atomic import write_text_atomic
 from backend.core.paths import REPO
-from backend.jobs.command import accelerate_command, env_for, preview_commands
+from backend.jobs.command import commands_for_all_nodes, env_for, preview_commands
+from backend.jobs.folder import Job
 from backend.jobs.launch_config import LaunchConfig, on_cpu
 
 MAIN_ADDRESS_VAR = "MAIN_ADDRESS"
@@ -29,8 +30,7 @@ def _shell_words(argv: list[str]) -> str:
 
 def node_commands(cfg: LaunchConfig, run_dir: Path, module: str) -> list[list[str]]:
     """Each node's argv (index = machine_rank) with the main address as `$MAIN_ADDRESS`."""
-    on_allocation = replace(cfg, main_address=_MAIN_ADDRESS)
-    return [accelerate_command(on_allocation, run_dir, module, rank) for rank in range(cfg.num_machines)]
+    return commands_for_all_nodes(replace(cfg, main_address=_MAIN_ADDRESS), run_dir, module)
 
 
 def slurm_script(cfg: LaunchConfig, run_dir: Path, module: str, job_name: str) -> str:
@@ -69,6 +69,11 @@ def write_slurm_script(file: Path, cfg: LaunchConfig, run_dir: Path, module: str
     write_text_atomic(file, slurm_script(cfg, run_dir, module, f"moshi-studio-{run_dir.name}"))
     Path(file).chmod(0o755)
     return Path(file)
+
+
+def slurm_note(job: Job, file: str) -> str:
+    """What `start --slurm FILE` prints: the job is made, nothing runs until the script is submitted."""
+    return f"{job.dir.name} created (queued); nothing started here: submit it with  sbatch {shlex.quote(file)}"
 
 
 def cluster_preview(cfg: LaunchConfig, run_dir: Path, module: str) -> str:

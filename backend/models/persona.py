@@ -26,7 +26,7 @@ Quirks of PersonaPlex and what the studio does (README "Persona prompts"):
 """
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,8 +54,10 @@ def voice_file(voices_dir: str | Path, name: str, param: str = "voice_prompt") -
 
 
 def check_text_prompt(text: str, param: str = "text_prompt") -> str:
-    if len(text) > MAX_TEXT_PROMPT or "\x00" in text:
-        raise ConfigError(f"{param}: at most {MAX_TEXT_PROMPT} characters of text")
+    if len(text) > MAX_TEXT_PROMPT:
+        raise ConfigError(f"{param}: at most {MAX_TEXT_PROMPT} characters of text, got {len(text)}")
+    if "\x00" in text:
+        raise ConfigError(f"{param}: holds a NUL character (\\x00) at character {text.index(chr(0))}; remove it")
     return text
 
 
@@ -211,7 +213,8 @@ def make_persona(text: str, sp: Any | None, voice: np.ndarray | None, voice_embe
 
 # ---------------------------------------------------------------- stepping a prefix through moshi's LMGen
 
-def step_prefix(lm_gen: Any, rows: np.ndarray, embeddings: Any = None) -> np.ndarray | None:
+def step_prefix(lm_gen: Any, rows: np.ndarray, embeddings: Any = None,
+                stop: Callable[[], bool] = lambda: False) -> np.ndarray | None:
     """Feed `rows` ([17, M] from `lm_rows`, M >= 2) to a fresh moshi `LMGen` (batch 1, dep_q 8) with every token
     provided: afterwards its KV cache and token cache are those of the model having read
     `training_view.delayed_input(rows)` up to its last column, the state the conversation starts from.
@@ -221,7 +224,9 @@ def step_prefix(lm_gen: Any, rows: np.ndarray, embeddings: Any = None) -> np.nda
     codes of frame s - 1 go in at step s (LMGen reads a user frame in the step it is given).
     Returns the last frame's acoustic codes (codebooks 1..7): pass them to `finish_prefix` after the first
     conversation step, which is where LMGen would otherwise sample them.
-    `embeddings` (a voice preset's, [n, dim]) are the transformer's inputs of the first n steps instead."""
+    `embeddings` (a voice preset's, [n, dim]) are the transformer's inputs of the first n steps instead. Returns
+    None, the state half stepped, when `stop()` is true before a step (a chat client that left: a long role text
+    takes seconds)."""
     import torch
 
     from backend.core.spec import DELAYS
@@ -240,6 +245,8 @@ def step_prefix(lm_gen: Any, rows: np.ndarray, embeddings: Any = None) -> np.nda
     tokens_in = state.graphed_main
     try:
         for s in range(rows.shape[1]):
+            if stop():
+                return None
             if s < replayed:  # LMGen's main step reads its input from the token cache: give the embedding instead
                 state.graphed_main = lambda *_, e=embeddings[s]: forward_embedding(lm_gen.lm_model, e[None, None])
             else:

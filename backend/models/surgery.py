@@ -21,7 +21,7 @@ from moshi.models import loaders
 from moshi.models.lm import LMModel
 
 from backend.core.errors import ConfigError, InputError
-from backend.models.source import LM_KWARGS, moshi_lm_kwargs
+from backend.models.source import moshi_lm_kwargs
 
 State = dict[str, torch.Tensor]
 
@@ -228,13 +228,3 @@ def parameter_report(kwargs: dict[str, Any] | None = None, user_dep_q: int = 16)
         raise InputError("clean", f"kwargs differ after extend + clean: {clean_kwargs} vs {kwargs}")
     return {"base": count(shapes_of(base)), "init": count(shapes_of(grown)), "fresh": count(fresh),
             "clean": count(shapes_of(cleaned)), "added": count(shapes_of(grown)) - count(shapes_of(base))}
-
-
-def check_replaceable(output: Path, *sources: Path) -> None:
-    """Refuse to replace a folder that is not a model folder, or one we are reading from."""
-    output = output.resolve()
-    for source in sources:
-        if output == source.resolve() or source.resolve().is_relative_to(output):
-            raise ConfigError(f"{output}: the output folder would replace the input {source}; choose another")
-    if output.exists() and (not output.is_dir() or (any(output.iterdir()) and not (output / LM_KWARGS).exists())):
-        raise ConfigError(f"{output}: exists and is not a model folder; refusing to replace it")
