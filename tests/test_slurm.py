@@ -111,6 +111,8 @@ def test_the_studio_shows_the_script_beside_the_machine_commands() -> None:
     shown = cluster_preview(four, RUN, MODULE)
     assert all(display_command(four, RUN, MODULE, rank) in shown for rank in range(4))
     assert slurm_script(four, RUN, MODULE, "moshi-studio") in shown
+    auto = cluster_preview(replace(four, device="auto"), RUN, MODULE)  # decided by this machine: no script
+    assert "srun" not in auto and "set device to cuda or cpu" in auto
 
 
 def test_the_studio_forms_offer_no_slurm_file() -> None:

@@ -82,5 +82,7 @@ def cluster_preview(cfg: LaunchConfig, run_dir: Path, module: str) -> str:
     commands = preview_commands(cfg, run_dir, module)
     if cfg.num_machines <= 1:
         return commands
+    if cfg.device == "auto":  # refused with --slurm (launch_config.check_launch): say how to get the script
+        return f"{commands}\n\n# --- under SLURM: set device to cuda or cpu to see the batch script ---"
     return (f"{commands}\n\n# --- or under SLURM: this batch script (start with --slurm FILE writes it; "
             f"then sbatch FILE) ---\n{slurm_script(cfg, run_dir, module, 'moshi-studio')}")
