@@ -134,3 +134,6 @@ def test_a_slurm_job_is_judged_by_its_nodes_not_by_this_machine(tmp_path: Path) 
     check_launch(replace(many, slurm=str(tmp_path / "job.sbatch")))
     with pytest.raises(ConfigError, match="auto"):  # this machine's device says nothing of the nodes'
         check_launch(replace(many, device="auto", slurm=str(tmp_path / "job.sbatch")))
+    with pytest.raises(ConfigError, match="gpu_ids"):  # the allocation picks each node's GPUs
+        check_launch(LaunchConfig(device="cuda", num_processes=8, num_machines=4, gpu_ids="0,1",
+                                  slurm=str(tmp_path / "job.sbatch")))

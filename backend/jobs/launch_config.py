@@ -77,6 +77,9 @@ def check_launch(cfg: LaunchConfig) -> None:
     if cfg.slurm and cfg.device == "auto":
         raise ConfigError("device: 'auto' would be decided by this machine, not by the cluster's nodes: with slurm "
                           "say cuda or cpu")
+    if cfg.slurm and cfg.gpu_ids.strip() != "all":
+        raise ConfigError("gpu_ids: under SLURM the allocation gives each node its GPUs (--gpus-per-node, "
+                          "CUDA_VISIBLE_DEVICES): leave gpu_ids 'all'")
     if cfg.slurm and (Path(cfg.slurm).is_dir() or not Path(cfg.slurm).parent.is_dir()):
         raise ConfigError(f"slurm: {cfg.slurm} is a folder or lies in a folder that does not exist")
     per_machine = cfg.num_processes // cfg.num_machines
