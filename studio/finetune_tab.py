@@ -17,7 +17,7 @@ from backend.core.errors import StudioError
 from backend.core.workspace import RUNS_DIR, Workspace
 from backend.finetune import budget, runs
 from backend.models.checkpoints import latest_checkpoint
-from backend.jobs.command import preview_commands
+from backend.jobs.slurm import cluster_preview
 from backend.finetune.config import FinetuneConfig
 from backend.finetune.presets import PRESETS
 from backend.models.init_config import InitConfig, init_output
@@ -30,7 +30,7 @@ from .run_controls import (abort_run, explained, progress_html as bar_html, resu
                            run_row, wire_run_row)
 from .uploads import named, remove_uploads
 
-FIELDS = [f.name for f in dataclasses.fields(FinetuneConfig)]
+FIELDS = config.form_fields(FinetuneConfig)
 GROUPS = {  # accordion title -> fields (every FinetuneConfig field appears exactly once)
     "Model and data": ["base_model", "dtype", "train_data", "eval_data", "main_speaker", "max_frames", "min_frames"],
     "What trains": ["user_stream", "mode", "lora_rank", "lora_scaling", "trainable", "activation_checkpointing"],
@@ -74,7 +74,7 @@ def curves(metrics: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def command_preview(cfg: FinetuneConfig) -> str:
-    return explained(preview_commands(cfg, Path(RUNS_DIR) / "<new-run>", runs.TRAIN_MODULE))
+    return explained(cluster_preview(cfg, Path(RUNS_DIR) / "<new-run>", runs.TRAIN_MODULE))
 
 
 # ---------------------------------------------------------------- handlers: (workspace, form values) -> plain data

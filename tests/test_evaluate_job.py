@@ -57,3 +57,25 @@ def test_bad_entries_are_refused_by_name_before_anything_is_written(demo_workspa
         out = cli("start", "--workspace", str(demo_workspace.root), "--device", "cpu", *args)
         assert out.returncode == 2 and words in out.stderr, out.stderr
     assert list_runs(demo_workspace.root) == before
+
+
+def test_start_slurm_writes_every_node_command_and_starts_nothing(demo_workspace, tmp_path: Path) -> None:
+    """`evaluate start --slurm FILE` goes through the same command builder as the fine-tune and preprocessing runs."""
+    from dataclasses import replace
+
+    from backend.evaluate.config import load
+    from backend.evaluate.job import RANK_MODULE
+    from backend.jobs.command import accelerate_command
+    from test_slurm import HOSTS, run_script
+
+    before = list_runs(demo_workspace.root)
+    script = tmp_path / "eval.sbatch"
+    out = cli("start", "--slurm", str(script), "--workspace", str(demo_workspace.root), "--models",
+              "base=models/demo-lm", "--device", "cuda", "--num-processes", "8", "--num-machines", "4")
+    assert out.returncode == 0, out.stderr
+    (run,) = [job for job in list_runs(demo_workspace.root) if job not in before]
+    assert status(run)["state"] == "queued" and f"sbatch {script}" in out.stdout
+    argvs, _ = run_script(script.read_text(), tmp_path / "nodes")
+    assert argvs == [accelerate_command(replace(load(run), main_address=HOSTS[0]), run.dir, RANK_MODULE, rank)
+                     for rank in range(4)]
+    assert "#SBATCH --gpus-per-node=2" in script.read_text()

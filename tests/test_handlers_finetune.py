@@ -64,7 +64,14 @@ def init_values(**changes: Any) -> list[Any]:
 
 def test_a_good_form_shows_the_command_and_no_problem(ws) -> None:  # type: ignore[no-untyped-def]
     command, problem = ft.on_form(ws, *form())
-    assert "backend.finetune.trainer" in command and problem == ""
+    assert "backend.finetune.trainer" in command and problem == "" and "SBATCH" not in command  # one machine
+
+
+def test_several_machines_show_their_commands_and_the_slurm_script(ws) -> None:  # type: ignore[no-untyped-def]
+    """(This machine has no GPU: the form says so, as Start would run here, and still shows the commands.)"""
+    command, _ = ft.on_form(ws, *form(device="cuda", num_processes=8, num_machines=4, main_address="node0"))
+    assert "--machine_rank 3" in command and "node0" in command
+    assert "#SBATCH --nodes=4" in command and "#SBATCH --gpus-per-node=2" in command
 
 
 @pytest.mark.parametrize("changes, words", [

@@ -394,6 +394,38 @@ def test_the_trainer_stops_when_its_supervisor_is_killed(ws: Path) -> None:
     assert steps == list(range(1, 61))  # one trainer at a time: no step twice, none skipped
 
 
+def test_cli_start_slurm_writes_every_node_command_and_starts_nothing(ws: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from test_slurm import HOSTS, run_script
+
+    script = tmp_path / "ft.sbatch"
+    out = cli(ws, "start", "--slurm", str(script), "--train-data", "dataset", "--base-model", "models/tiny",
+              "--device", "cuda", "--num-processes", "16", "--num-machines", "4", "--max-steps", "4")
+    assert out.returncode == 0, out.stderr
+    (info,) = runs.list_runs(ws)
+    run = folder.Job(info.dir)
+    assert info.state == "queued" and f"sbatch {script}" in out.stdout  # a cluster job: nothing started here
+    assert control.status(run)["attempts"] == 0 and not (run.dir / folder.LOG_FILE).exists()
+    saved = runs.run_config(run)
+    argvs, _ = run_script(script.read_text(), tmp_path / "nodes")
+    assert argvs == [accelerate_command(replace(saved, main_address=HOSTS[0]), run.dir, TRAIN_MODULE, rank)
+                     for rank in range(4)]
+    assert "#SBATCH --gpus-per-node=4" in script.read_text()
+    assert "num_machines: 4" in (run.dir / folder.ACCELERATE_CONFIG_FILE).read_text()
+
+
+def test_a_slurm_start_is_refused_before_any_folder_when_it_cannot_be_run(ws: Path, tmp_path: Path) -> None:
+    """'auto' would pick this machine's device for the nodes; a script in a folder that is not there would leave
+    a run nobody can submit."""
+    for device, script, words in (("auto", tmp_path / "ft.sbatch", "device: 'auto'"),
+                                  ("cuda", tmp_path / "no-such-folder" / "ft.sbatch", "does not exist")):
+        out = cli(ws, "start", "--slurm", str(script), "--train-data", "dataset", "--base-model", "models/tiny",
+                  "--device", device, "--num-processes", "8", "--num-machines", "4")
+        assert out.returncode == 2 and words in out.stderr, out.stderr
+        assert runs.list_runs(ws) == [] and not script.exists()
+
+
 def test_a_runs_processes_do_not_inherit_the_studios_password(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The studio's MOSHI_STUDIO_AUTH would be readable in every run process's /proc/<pid>/environ."""
     monkeypatch.setenv("MOSHI_STUDIO_AUTH", "alice:secret")

@@ -33,6 +33,7 @@ from backend.jobs.control import abort, status
 from backend.jobs.folder import COMMAND_FILE, CONFIG_FILE, Job, list_jobs, mark_queued, new_job, open_job, \
     read_json, tail_log
 from backend.jobs.launch_config import check_launch, on_cpu
+from backend.jobs.slurm import slurm_note, write_slurm_script
 
 RANK_MODULE = "backend.evaluate.rank"
 
@@ -55,12 +56,15 @@ def validate(cfg: EvaluateConfig, ws: Workspace, here: bool = True) -> None:
 
 
 def create_run(ws: Workspace, cfg: EvaluateConfig, name: str = "") -> Job:
-    """Validate, then make `<workspace>/evaluations/<timestamp>-<name>/` ready to start."""
-    validate(cfg, ws)
+    """Validate, then make `<workspace>/evaluations/<timestamp>-<name>/` ready to start: here, or with
+    `cfg.slurm` on a cluster's nodes by the SLURM script written there (slurm.write_slurm_script)."""
+    validate(cfg, ws, here=not cfg.slurm)
     cfg = absolute(cfg, ws)
     run = new_job(ws.evaluations, name or "-".join(labelled(cfg.models, "models")))
     write_text_atomic(run.dir / CONFIG_FILE, json.dumps({"config": config.to_dict(cfg)}, indent=2))
     launcher.write_command(run, cfg, RANK_MODULE)
+    if cfg.slurm:
+        write_slurm_script(Path(cfg.slurm), cfg, run.dir, RANK_MODULE)
     mark_queued(run)
     return run
 
@@ -110,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         ws = open_workspace(args.workspace)
         if args.cmd == "start":
             run = create_run(ws, config.from_cli(EvaluateConfig, args), args.name)
+            if slurm := load(run).slurm:
+                print(slurm_note(run, slurm))
+                return 0
         else:
             run = open_run(ws.root, args.run)
         if args.cmd == "show":

@@ -160,7 +160,7 @@ def check_config(cfg: FinetuneConfig) -> None:
         path = getattr(cfg, name)
         if path is not None and not Path(path).exists():
             raise ConfigError(f"{name}: {path} not found (build the dataset first)")
-    if on_cpu(cfg, must_exist=True) and (cfg.mixed_precision == "fp16" or cfg.dtype == "float16"):
+    if on_cpu(cfg, must_exist=not cfg.slurm) and (cfg.mixed_precision == "fp16" or cfg.dtype == "float16"):
         raise ConfigError("float16 training needs a GPU; on CPU use float32 or bfloat16")
     deepspeed_config(cfg)
     try:

@@ -26,6 +26,7 @@ from backend.jobs import launcher
 from backend.jobs.control import abort, status
 from backend.jobs.folder import COMMAND_FILE, CONFIG_FILE, Job, list_jobs, mark_queued, new_job, open_job, \
     read_json, read_metrics, tail_log
+from backend.jobs.slurm import slurm_note, write_slurm_script
 
 TRAIN_MODULE = "backend.finetune.trainer"
 SUMMARY_PLOT = "loss.png"  # loss curves, drawn when the run ends (the supervisor's finish step)
@@ -163,8 +164,13 @@ def start(run: Job) -> None:
 
 def start_new(workspace_root: Path, cfg: FinetuneConfig, name: str | None = None) -> Job:
     """Create a run and start it (Start in the studio, `runs start`). Refused (bad settings, the devices
-    busy) before anything is written: no run folder is left that would never start."""
+    busy) before anything is written: no run folder is left that would never start. With `cfg.slurm` nothing
+    starts here: the run is created and its SLURM script written (slurm.write_slurm_script)."""
     validate_before_launch(cfg, workspace_root)
+    if cfg.slurm:
+        run = _make_run(workspace_root, cfg, name)
+        write_slurm_script(Path(cfg.slurm), run_config(run), run.dir, TRAIN_MODULE)
+        return run
     with launcher.workspace_lock(workspace_root):
         launcher.refuse_overlap(workspace_root, launcher.devices(cfg))  # before the folder exists: none is left
         run = _make_run(workspace_root, cfg, name)
@@ -243,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "start":
             base = preset_values(args.preset) if args.preset else {}
             run = start_new(args.workspace, config.from_cli(FinetuneConfig, args, base), args.name)
+            if slurm := run_config(run).slurm:
+                print(slurm_note(run, slurm))
+                return 0
         else:
             run = open_run(args.workspace, args.run)
         if args.cmd == "show":

@@ -16,6 +16,7 @@ from backend.core.errors import StudioError
 
 CONFIG_FILE = "config.json"  # the job's settings (paths absolute): what its processes read
 COMMAND_FILE = "command.json"  # {"argv", "env", "cwd", "display", "devices", "module", "finish"}: what is started
+ACCELERATE_CONFIG_FILE = "accelerate_config.yaml"  # the same launch as an `accelerate config` file, to run by hand
 STATUS_FILE = "status.json"  # state, pid/pgid, process start time, exit code, times
 LOG_FILE = "train.log"  # stdout+stderr of the whole process tree
 METRICS_FILE = "metrics.jsonl"  # one line per logged step or event, written by the job's rank 0
