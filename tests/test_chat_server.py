@@ -177,6 +177,30 @@ def test_client_sampling_parameters_out_of_range_are_refused_by_name(server, use
     assert conv.close_code == 1011
 
 
+def test_kyutai_seeds_choose_the_conversation(server, user_pcm):
+    """The client's per-conversation text_seed/audio_seed: the same pair gives the same conversation, another pair
+    another one. Sent at half real time, so the model processes every frame (no skips)."""
+    def conversation(seeds: str) -> tuple[list[str], bytes]:
+        wait_idle(server.service)
+        conv = run_async(talk(f"{server.url}?{seeds}", user_pcm[:SAMPLE_RATE], speed=0.5, linger=0.5))
+        assert conv.handshake and not conv.errors and conv.audio, conv.errors
+        return conv.text, np.concatenate(conv.audio).tobytes()
+
+    first = conversation("text_seed=1234&audio_seed=5678")
+    assert conversation("text_seed=1234&audio_seed=5678") == first
+    assert conversation("text_seed=1234&audio_seed=5679") != first
+
+
+@pytest.mark.parametrize("query,param", [("pad_mult=0.5", "pad_mult"), ("repetition_penalty=1.3", "repetition_penalty"),
+                                         ("repetition_penalty=nan", "repetition_penalty"),
+                                         ("text_seed=-1", "text_seed"), ("audio_seed=2.5", "audio_seed"),
+                                         ("audio_seed=1e12", "audio_seed"), ("seed=5&text_seed=1", "seed")])
+def test_kyutai_settings_the_model_cannot_follow_are_refused_by_name(server, user_pcm, query, param):
+    conv = run_async(talk(f"{server.url}?{query}", user_pcm[:SAMPLE_RATE]))
+    assert not conv.handshake and len(conv.errors) == 1 and param in conv.errors[0], conv.errors
+    assert conv.close_code == 1011
+
+
 def test_reconnecting_right_after_a_clean_close_is_never_busy(server, user_pcm):
     """Ten clients back to back, each closing cleanly right after the handshake: the model is free as soon as
     the close completes (the server sees the old connection end a round trip later)."""
