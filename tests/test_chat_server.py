@@ -308,31 +308,50 @@ def test_standalone_server_refuses_what_it_cannot_serve(demo_workspace, model, t
     assert "Traceback" not in result.stderr
 
 
-def test_kyutai_moshi_client_talks_to_the_studio(demo_workspace, model, user_pcm, tmp_path):
-    """`python -m moshi.client`, Kyutai's own command-line client, unchanged: only its sound card is a file."""
+def moshi_client(args: list[str], mic_pcm: np.ndarray, folder: Path):  # -> (CompletedProcess, played audio)
+    """`python -m moshi.client ARGS`, Kyutai's own command-line client, unchanged: only its sound card is a file."""
     import os
     import subprocess
     import sys
 
     from conftest import REPO
 
-    mic, speaker = tmp_path / "mic.wav", tmp_path / "speaker.wav"
-    sf.write(mic, user_pcm[: 4 * SAMPLE_RATE], SAMPLE_RATE)
-    service = ChatService(chat_config(demo_workspace, model, max_session_seconds=4.0, record_dir=str(tmp_path)))
-    service.load()
+    mic, speaker = folder / "mic.wav", folder / "speaker.wav"
+    sf.write(mic, mic_pcm, SAMPLE_RATE)
     env = dict(os.environ, FAKE_MIC_WAV=str(mic), FAKE_SPEAKER_WAV=str(speaker),
                PYTHONPATH=os.pathsep.join([str(REPO / "tests" / "fake_sound_card"), os.environ.get("PYTHONPATH", "")]))
+    result = subprocess.run([sys.executable, "-m", "moshi.client", *args], env=env, capture_output=True, text=True,
+                            timeout=120)
+    return result, (sf.read(speaker)[0] if speaker.exists() else np.zeros(0))
+
+
+def test_kyutai_moshi_client_talks_to_the_studio(demo_workspace, model, user_pcm, tmp_path):
+    service = ChatService(chat_config(demo_workspace, model, max_session_seconds=4.0, record_dir=str(tmp_path)))
+    service.load()
     with ServerThread(service, free_port()) as srv:
         port = srv.url.split(":")[2].split("/")[0]
-        result = subprocess.run([sys.executable, "-m", "moshi.client", "--host", "127.0.0.1", "--port", port],
-                                env=env, capture_output=True, text=True, timeout=120)
+        result, played = moshi_client(["--host", "127.0.0.1", "--port", port], user_pcm[: 4 * SAMPLE_RATE], tmp_path)
     # It ends as moshi.client does when a server closes: "Lost connection" (here: the session time limit).
     assert result.returncode == 0 and "connected!" in result.stderr, result.stderr
     assert result.stdout.strip(), "moshi.client printed none of Moshi's text pieces"
-    played, _ = sf.read(speaker)
     assert len(played) > 3 * SAMPLE_RATE and np.abs(played).max() > 0.001  # Moshi's voice reached the speaker
     (wav,) = tmp_path.glob("chat-*.wav")  # the server saw a normal session (recording what the model processed)
     assert SAMPLE_RATE < len(sf.read(wav)[0]) <= 4 * SAMPLE_RATE
+
+
+def test_moshi_client_logs_in_with_the_account_in_its_url(demo_workspace, model, user_pcm, tmp_path):
+    """With accounts, moshi.client (which has no login option) connects given `--url ws://user:pass@host:port`, as
+    the README says; with --host/--port it is refused."""
+    (tmp_path / "users").write_text("ann:s3cret\n")
+    port = free_port()
+    mic = user_pcm[: 2 * SAMPLE_RATE]
+    with standalone_server(demo_workspace, model, port, "--auth-file", str(tmp_path / "users"),
+                           "--max-session-seconds", "2"):
+        anonymous, _ = moshi_client(["--host", "127.0.0.1", "--port", str(port)], mic, tmp_path)
+        result, played = moshi_client(["--url", f"ws://ann:s3cret@127.0.0.1:{port}"], mic, tmp_path)
+    assert "connected!" not in anonymous.stderr and "401" in anonymous.stderr, anonymous.stderr
+    assert result.returncode == 0 and "connected!" in result.stderr, result.stderr
+    assert len(played) > SAMPLE_RATE and np.abs(played).max() > 0.001
 
 
 def test_a_client_that_leaves_during_its_persona_prefix_frees_the_model(demo_workspace, model, user_pcm):

@@ -40,12 +40,15 @@ window.result = new Promise((resolve) => {
 </script></body></html>"""
 
 
-def handshake(port: int, origin: str) -> httpx.Response:
-    """A websocket handshake on /api/chat as a browser page of `origin` sends it (the answer's body read)."""
+def handshake(port: int, origin: str, **headers: str) -> httpx.Response:
+    """A websocket handshake on /api/chat as a browser page of `origin` sends it (a refusal's body read)."""
     upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-               "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(), "Origin": origin}
-    with httpx.Client(timeout=30) as http:
-        return http.get(f"http://127.0.0.1:{port}/api/chat", headers=upgrade)
+               "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(), "Origin": origin, **headers}
+    with httpx.Client(timeout=30) as http, http.stream("GET", f"http://127.0.0.1:{port}/api/chat",
+                                                        headers=upgrade) as r:
+        if r.status_code != 101:
+            r.read()
+        return r
 
 
 def test_a_refused_origin_is_named_with_the_setting_in_the_answer_and_the_log(demo_workspace: Any) -> None:
@@ -56,6 +59,18 @@ def test_a_refused_origin_is_named_with_the_setting_in_the_answer_and_the_log(de
     assert r.status_code == 403
     assert "'http://localhost:5173'" in r.text and "--allowed-origins http://localhost:5173" in r.text, r.text
     assert "--allowed-origins http://localhost:5173" in log, log
+
+
+def test_the_reverse_proxy_settings_of_the_readme_pass_the_origin_check(demo_workspace: Any) -> None:
+    """Behind a proxy on https://studio.example.org:8443 that forwards the browser's Host (nginx: `proxy_set_header
+    Host $http_host`), the page's websocket is accepted; nginx's `$host` (no port) or no Host header set (the
+    upstream's address) is refused."""
+    port = free_port()
+    origin = "https://studio.example.org:8443"
+    with standalone_server(demo_workspace, demo_workspace.demo_lm, port, "--allowed-hosts", "studio.example.org"):
+        assert handshake(port, origin, Host="studio.example.org:8443").status_code == 101
+        assert handshake(port, origin, Host="studio.example.org").status_code == 403
+        assert handshake(port, origin, Host=f"127.0.0.1:{port}").status_code == 403
 
 
 # ---------------------------------------------------------------- chat-server --static

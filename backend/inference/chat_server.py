@@ -8,7 +8,9 @@ Messages are binary; the first byte is the kind (as moshi.server and Kyutai's cl
 with `?meta=1`), 0x05 an error message (server). One conversation at a time per model: a second
 client is told "busy" and closed; a disconnect frees the model at once, also while the persona prefix
 is stepped before the handshake. Standalone, the server is behind the studio's access rules
-(backend/web: Host and Origin checks, accounts off loopback, TLS).
+(backend/web: Host and Origin checks, accounts off loopback, TLS) and can serve a built web client at / (--static).
+Query parameters: the sampling ones and Kyutai's text_seed/audio_seed set the session's settings; Kyutai's settings
+moshi's LMGen has no knob for are accepted at their neutral value only (README, "Kyutai's web client").
 
 Two tasks per conversation: `_receive` decodes Opus into 80 ms frames as they arrive; `_respond`
 steps the engine on them in a worker thread, never faster than real time. Between the two, a
