@@ -126,6 +126,28 @@ def test_second_client_is_told_busy_and_disconnect_frees_the_model(server, user_
     assert third.handshake and third.audio and not third.errors
 
 
+def test_clients_queue_for_the_model_up_to_queue_seconds(demo_workspace, model, user_pcm):
+    """As moshi.server does (it holds a second client until the first conversation ends), within queue_seconds:
+    two clients that arrive during a conversation each get the model in turn, once the one before them leaves."""
+    service = ChatService(chat_config(demo_workspace, model, queue_seconds=60.0))
+    service.load()
+
+    async def scenario():
+        first = asyncio.create_task(talk(url, user_pcm[:SAMPLE_RATE], linger=0.0))
+        while not service.busy:
+            await asyncio.sleep(0.05)
+        waiting = [asyncio.create_task(talk(url, user_pcm[:SAMPLE_RATE], linger=0.0)) for _ in range(2)]
+        return await first, *await asyncio.gather(*waiting)
+
+    with ServerThread(service, free_port()) as srv:
+        url = srv.url
+        convs = run_async(scenario())
+    assert all(c.handshake and c.audio and not c.errors for c in convs), [c.errors for c in convs]
+    starts = sorted(c.connected_at for c in convs)
+    ends = sorted(c.closed_at for c in convs)
+    assert starts[1] >= ends[0] and starts[2] >= ends[1]  # one at a time, in turn
+
+
 def test_malformed_messages_get_errors_and_the_session_goes_on(server, user_pcm):
     conv = run_async(talk(server.url, user_pcm[: 2 * SAMPLE_RATE], 
                             extra=[b"", b"\x07abc", b"\x01not an ogg stream at all", "hello"]))

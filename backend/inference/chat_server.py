@@ -6,7 +6,7 @@ Messages are binary; the first byte is the kind (as moshi.server and Kyutai's cl
 0x00 handshake (server, once the model is ready), 0x01 Ogg/Opus audio at 24 kHz (both ways),
 0x02 a text piece (server), 0x04 JSON metadata (server; per-frame stats, only when the client asks
 with `?meta=1`), 0x05 an error message (server). One conversation at a time per model: a second
-client is told "busy" and closed; a disconnect frees the model at once, also while the persona prefix
+client waits its turn up to `queue_seconds` (moshi.server: without limit), then is told "busy" and closed; a disconnect frees the model at once, also while the persona prefix
 is stepped before the handshake. Standalone, the server is behind the studio's access rules
 (backend/web: Host and Origin checks, accounts off loopback, TLS) and can serve a built web client at / (--static).
 Query parameters: the sampling ones and Kyutai's text_seed/audio_seed set the session's settings; Kyutai's settings
@@ -69,7 +69,6 @@ MAX_KYUTAI_SEED = 2**31 - 1
 # Its other settings have no knob in moshi's LMGen: their neutral value (the client's default) is accepted, any
 # other refused by name rather than ignored. repetition_penalty_context only matters with a penalty.
 NEUTRAL_PARAMS = {"pad_mult": 0.0, "repetition_penalty": 1.0}
-HANDOVER_SECONDS = 3.0  # how long a new client waits for the previous conversation to end before "busy"
 # A microphone client sends an Ogg page every 20-80 ms: a few hundred bytes. A bigger message would decode into
 # minutes of audio on the event loop at once (and the memory for it): the web server (uvicorn's ws_max_size)
 # closes the connection with code 1009 before reading more than this.
@@ -137,15 +136,18 @@ class ChatService:
         except StudioError as e:
             await tell(ws, str(e), 1011)
             return
-        if self.busy:
-            # A client that reconnects right after a clean close can get here before the server has seen
-            # that close (the old connection lingers a round trip after the close handshake): let that
-            # conversation end before calling the model busy.
+        # Waiting clients queue for the model (up to queue_seconds): a client that reconnects right after a clean
+        # close can get here before the server has seen that close (the old connection lingers a round trip after
+        # the close handshake), so even the default lets that conversation end before calling the model busy.
+        # Whoever wakes first takes the model (no await between the check and the claim); the others wait on.
+        deadline = asyncio.get_running_loop().time() + cfg.queue_seconds
+        while self.busy:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                await tell(ws, "busy: another conversation is in progress; try again when it ends", 1013)
+                return
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), HANDOVER_SECONDS)
-        if self.busy:
-            await tell(ws, "busy: another conversation is in progress; try again when it ends", 1013)
-            return
+                await asyncio.wait_for(self._idle.wait(), left)
         self._idle.clear()
         try:
             await ChatSession(self, ws, cfg).run()
