@@ -6,9 +6,10 @@ Messages are binary; the first byte is the kind (as moshi.server and Kyutai's cl
 0x00 handshake (server, once the model is ready), 0x01 Ogg/Opus audio at 24 kHz (both ways),
 0x02 a text piece (server), 0x04 JSON metadata (server; per-frame stats, only when the client asks
 with `?meta=1`), 0x05 an error message (server). One conversation at a time per model: a second
-client waits its turn up to `queue_seconds` (moshi.server: without limit), then is told "busy" and closed; a disconnect frees the model at once, also while the persona prefix
-is stepped before the handshake. Standalone, the server is behind the studio's access rules
-(backend/web: Host and Origin checks, accounts off loopback, TLS) and can serve a built web client at / (--static).
+client waits its turn up to `queue_seconds` (moshi.server: without limit), then is told "busy" and closed;
+a disconnect frees the model at once, also while the persona prefix is stepped before the handshake.
+Standalone, the server is behind the studio's access rules (backend/web: Host and Origin checks, accounts off
+loopback, TLS) and can serve a built web client at / (--static).
 Query parameters: the sampling ones and Kyutai's text_seed/audio_seed set the session's settings; Kyutai's settings
 moshi's LMGen has no knob for are accepted at their neutral value only (README, "Kyutai's web client").
 
