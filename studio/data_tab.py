@@ -261,7 +261,7 @@ def build_curate(ctx: StudioContext, pick: gr.Dropdown, views: list[Any]
 
     def annotate_now(name: str | None, engine_name: str, model_id: str,
                      progress: gr.Progress = gr.Progress()) -> tuple[str, str]:
-        return curate.on_annotate(ctx.ws, name, engine_name, model_id, lambda f, m: progress(f, desc=m))
+        return ctx.curator.on_annotate(ctx.ws, name, engine_name, model_id, lambda f, m: progress(f, desc=m))
 
     def with_list(result: tuple[str, str], name: str | None) -> tuple[str, str, Any]:
         return *result, choices_update(curate.dialogue_labels(ctx.ws), name)
@@ -271,10 +271,10 @@ def build_curate(ctx: StudioContext, pick: gr.Dropdown, views: list[Any]
     annotate.click(annotate_now, [pick, engine, model], out, show_progress_on=[msg]).then(
         lambda name: choices_update(curate.dialogue_labels(ctx.ws), name), pick, pick).then(
         ctx.bind(on_pick), pick, views)
-    event.change(ctx.bind(curate.on_edit), [pick, event], out)
-    undo.click(ctx.bind(curate.on_undo), pick, out)
-    save.click(ctx.bind(curate.on_save), pick, out).then(ctx.bind(on_pick), pick, views)
-    swap.click(ctx.bind(curate.on_swap), pick, out).then(ctx.bind(on_pick), pick, views)
-    exclude.input(lambda name, x: with_list(curate.on_exclude(ctx.ws, name, x), name), [pick, exclude],
+    event.change(ctx.bind(ctx.curator.on_edit), [pick, event], out)
+    undo.click(ctx.bind(ctx.curator.on_undo), pick, out)
+    save.click(ctx.bind(ctx.curator.on_save), pick, out).then(ctx.bind(on_pick), pick, views)
+    swap.click(ctx.bind(ctx.curator.on_swap), pick, out).then(ctx.bind(on_pick), pick, views)
+    exclude.input(lambda name, x: with_list(ctx.curator.on_exclude(ctx.ws, name, x), name), [pick, exclude],
                   [msg, view, pick])
-    return [*out, exclude], lambda name: (*curate.on_curate_pick(ctx.ws, name), curate.excluded(ctx.ws, name))
+    return [*out, exclude], lambda name: (*ctx.curator.on_curate_pick(ctx.ws, name), curate.excluded(ctx.ws, name))

@@ -13,6 +13,7 @@ from backend.jobs import control, folder, launcher
 from backend.core.errors import StudioError
 from backend.finetune import runs
 from backend.models.checkpoints import COMPLETE, final_path
+from backend.finetune.pace import phase_record
 from backend.finetune.presets import PRESETS
 from backend.models.init_config import InitConfig
 from backend.models.initialise import init_model
@@ -148,6 +149,22 @@ def test_start_follow_and_resume_a_run(ws, quick_runs) -> None:  # type: ignore[
     assert control.status(run)["attempts"] == 2
     assert ft.run_choices(ws, None) == ([picked], picked)
     assert ft.on_abort(ws, picked).startswith("abort requested")
+
+
+def test_the_bar_says_what_a_starting_run_is_doing(ws, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Before its first step the trainer writes phase lines; the bar shows the newest with its duration."""
+    line = json.dumps(phase_record("loading the base model m")) + "\n"
+    script = "import sys, time; open(sys.argv[1] + '/metrics.jsonl', 'a').write(sys.argv[2]); time.sleep(60)"
+    monkeypatch.setattr(launcher, "accelerate_command",
+                        lambda c, run_dir, rank=None, module=None: [sys.executable, "-c", script, str(run_dir), line])
+    _, _, picked = ft.on_start(ws, *form())
+    run = runs.open_run(ws.root, picked)
+    try:
+        wait_for(lambda: folder.read_metrics(run) != [], 60, "the phase line")
+        bar, _, _ = ft.on_tick(ws, picked)
+        assert "running · loading the base model m (" in bar and "step 0 / " in bar, bar
+    finally:
+        control.abort(run, grace_s=0)
 
 
 def test_start_refuses_a_bad_form_and_writes_no_run(ws, quick_runs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -95,6 +95,7 @@ def test_persona_fields_data_continuations_chat(studio: Studio, page) -> None:  
     page.goto(studio.url)
     page.locator("#data-preview .word").first.wait_for(timeout=60_000)  # demo_cafe picked and previewed
     try:
+        page.locator("#data-persona").get_by_text("Persona (PersonaPlex)").click()  # closed until wanted
         page.locator("#data-persona-text textarea").fill("You are a barista.")
         word = page.locator("#data-preview .ms-spk-A .word").first  # the preview's selection fills the clip
         word.click()
@@ -108,6 +109,14 @@ def test_persona_fields_data_continuations_chat(studio: Studio, page) -> None:  
         page.locator("#data-personas", has_text="demo_cafe.A.wav").wait_for(timeout=30_000)
         assert "You are a barista." in page.locator("#data-personas").inner_text()
         assert (ws.root / "voices" / "demo_cafe.A.wav").is_file() and (ws.raw / "demo_cafe.persona.json").is_file()
+        # A second persona joins the table at once (issue 21: it once showed only after a reload).
+        page.locator("#data-pick input").click()
+        page.get_by_role("option", name="demo_weekend", exact=True).click()
+        page.locator("#data-report", has_text="demo_weekend").wait_for(timeout=30_000)
+        page.locator("#data-persona-text textarea").fill("You are a friend.")
+        page.locator("#data-persona-save").click()
+        page.locator("#data-personas", has_text="You are a friend.").wait_for(timeout=30_000)
+        assert "demo_cafe.A.wav" in page.locator("#data-personas").inner_text()
         for tab, voice, role in (("Continuations", "#ct-voice", "#ct-role"), ("Chat", "#chat-voice", "#chat-role")):
             page.get_by_role("tab", name=tab).click()
             page.locator(f"{voice} input").click(timeout=30_000)
@@ -120,8 +129,9 @@ def test_persona_fields_data_continuations_chat(studio: Studio, page) -> None:  
         assert "Ready" in page.locator("#chat-status").inner_text(), page.locator("#chat-status").inner_text()
         assert not page.errors, page.errors
     finally:  # later tests build the dataset without this persona
-        (ws.raw / "demo_cafe.persona.json").unlink(missing_ok=True)
-        (ws.root / "voices" / "demo_cafe.A.wav").unlink(missing_ok=True)
+        for name in ("demo_cafe", "demo_weekend"):
+            (ws.raw / f"{name}.persona.json").unlink(missing_ok=True)
+            (ws.root / "voices" / f"{name}.A.wav").unlink(missing_ok=True)
 
 
 def test_upload_preview_build_and_timeline(studio: Studio, page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
