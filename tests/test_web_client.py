@@ -195,13 +195,17 @@ def test_a_page_of_another_origin_talks_to_chat_server_only_when_allowed(demo_wo
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_a_page_of_another_origin_talks_to_the_studio_when_allowed(demo_workspace: Any, browser: Any,
-                                                                   page_server: int, tmp_path: Path) -> None:
+def test_a_page_of_another_origin_talks_to_the_studio_only_when_allowed(demo_workspace: Any, browser: Any,
+                                                                        page_server: int, tmp_path: Path) -> None:
     origin = f"http://localhost:{page_server}"
-    proc, port = start_studio(demo_workspace.root, tmp_path / "studio.log", "--allowed-origins", origin,
-                              "--preload-chat")
-    try:
-        accepted = kyutai_handshake(browser, tmp_path, page_server, port)
-    finally:
-        stop_process(proc)
-    assert accepted.get("first") == 0, (accepted, (tmp_path / "studio.log").read_text())
+    results = {}
+    for allowed in [(), ("--allowed-origins", origin, "--preload-chat")]:
+        log = tmp_path / f"studio{len(allowed)}.log"
+        proc, port = start_studio(demo_workspace.root, log, *allowed)
+        try:
+            results[bool(allowed)] = kyutai_handshake(browser, tmp_path, page_server, port), log.read_text()
+        finally:
+            stop_process(proc)
+    (refused, refused_log), (accepted, accepted_log) = results[False], results[True]
+    assert refused == {"closed": 1006} and f"--allowed-origins {origin}" in refused_log, (refused, refused_log)
+    assert accepted.get("first") == 0, (accepted, accepted_log)
