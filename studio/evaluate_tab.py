@@ -11,7 +11,8 @@ from backend.core.errors import StudioError
 from backend.core.workspace import EVALUATIONS_DIR, Workspace
 from backend.dataset.preprocess import progress
 from backend.evaluate import job
-from backend.evaluate.config import DEFAULT_SET, PROBE_SETS, EvaluateConfig
+from backend.core.paths import PROBE_SETS
+from backend.evaluate.config import DEFAULT_SET, EvaluateConfig
 from backend.evaluate.report import BACKCHANNEL_FIGURE, TOR_FIGURE, read_results, table
 from backend.jobs import control, folder
 from backend.models.checkpoints import model_folders

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from backend.evaluate import fdb
-from backend.evaluate.config import PROBE_SETS
+from backend.core.paths import PROBE_SETS
 from backend.evaluate.job import list_runs
 from backend.evaluate.report import read_results
 from backend.jobs.control import status
