@@ -5,16 +5,19 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import soundfile as sf
 
-from backend.evaluate import fdb
 from backend.core.paths import PROBE_SETS
+from backend.evaluate import fdb
 from backend.evaluate.job import list_runs
 from backend.evaluate.report import read_results
 from backend.jobs.control import status
+from backend.jobs.folder import tail_log
+from backend.jobs.processes import members
 from conftest import REPO
 
 
@@ -56,3 +59,27 @@ def test_bad_entries_are_refused_by_name_before_anything_is_written(demo_workspa
         out = cli("start", "--workspace", str(demo_workspace.root), "--device", "cpu", *args)
         assert out.returncode == 2 and words in out.stderr, out.stderr
     assert list_runs(demo_workspace.root) == []
+
+
+@pytest.mark.slow
+def test_an_evaluation_aborted_mid_way_stops_keeps_its_samples_and_says_so(demo_workspace) -> None:
+    started = cli("start", "--workspace", str(demo_workspace.root), "--models", "base=models/demo-lm",
+                  "--probes", "studio-en", "--max-probes", "1", "--device", "cpu", "--name", "to-abort")
+    assert started.returncode == 0, started.stdout + started.stderr
+    (run,) = [r for r in list_runs(demo_workspace.root) if r.id.endswith("-to-abort")]
+    outputs = run.dir / "outputs" / "base" / "studio-en"
+    deadline = time.monotonic() + 600
+    while not list(outputs.rglob(fdb.OUTPUT_JSON)) and time.monotonic() < deadline:  # the first probe is streamed
+        assert status(run)["state"] == "running", tail_log(run)
+        time.sleep(0.5)
+    written = [p.parent for p in outputs.rglob(fdb.OUTPUT_JSON)]
+    assert written, "no probe was streamed within 10 minutes"
+    aborted_at = time.monotonic()
+    shown = cli("abort", run.id, "--workspace", str(demo_workspace.root))
+    assert shown.returncode == 0 and "aborted" in shown.stdout, shown.stdout + shown.stderr
+    assert time.monotonic() - aborted_at < 30  # the ranks take SIGTERM at once: no 60 s grace used up
+    assert status(run)["state"] == "aborted" and not members(run)
+    assert not (run.dir / "results.json").exists()  # never scored: the table is made by a finished evaluation
+    assert all(fdb.done(folder) for folder in written)  # what was streamed stays for Resume
+    assert len(list(outputs.rglob(fdb.OUTPUT_JSON))) < len({s.task for s in fdb.find_samples(PROBE_SETS / "studio-en")})
+    assert "aborted" in cli("show", run.id, "--workspace", str(demo_workspace.root)).stdout

@@ -488,3 +488,45 @@ def test_chat_talks_both_ways_and_records(studio: Studio, fake_mic_browser, tmp_
     assert np.mean(np.abs(frames[:, :, 1]).max(axis=1) > 0.01) > 0.3  # the user's speech, most of the time
     assert np.mean(np.abs(frames[:, :, 0]).max(axis=1) > 0.001) > 0.5  # Moshi's voice
     assert wav.with_suffix(".json").is_file()
+
+
+def test_evaluate_start_follow_table_figures_and_reattach(studio: Studio, page) -> None:  # type: ignore[no-untyped-def]
+    """An evaluation of the demo model started from the Evaluate tab: progress while it streams, then the table and
+    the TOR/latency figure; after a reload the evaluation is picked and shown again."""
+    from backend.core.paths import PROBE_SETS
+
+    probes = studio.workspace / "probes-one"  # one short probe: the tab's own probe-set field takes a folder
+    if not probes.exists():
+        shutil.copytree(PROBE_SETS / "studio-en" / "smooth_turn_taking" / "1", probes / "smooth_turn_taking" / "1")
+    page.goto(studio.url)
+    page.get_by_role("tab", name="Evaluate").click()
+    page.locator("#ev-models input").click(timeout=60_000)
+    page.get_by_role("option", name="models/demo-lm", exact=True).click()
+    page.keyboard.press("Escape")
+    page.locator("#ev-probes .token-remove[title$='studio-en']").click()  # the default set: too long for a test
+    page.locator("#ev-probes input").fill("probes-one")
+    page.locator("#ev-probes input").press("Enter")
+    page.keyboard.press("Escape")
+    page.get_by_label("cpu").check()
+    page.locator("#ev-start").click()
+    page.locator("#ev-msg", has_text="started").or_(page.locator("#ev-msg", has_text="✘")).wait_for(timeout=60_000)
+    assert "started" in page.locator("#ev-msg").inner_text(), page.locator("#ev-msg").inner_text()
+    page.locator("#ev-progress", has_text="running").wait_for(timeout=30_000)
+    page.locator("#ev-progress", has_text="finished").or_(page.locator("#ev-progress", has_text="failed")).wait_for(
+        timeout=600_000)
+    assert "finished" in page.locator("#ev-progress").inner_text(), page.locator("#ev-log").inner_text()
+    page.locator("#ev-table", has_text="smooth turn-taking: TOR").wait_for(timeout=30_000)
+    assert "demo-lm" in page.locator("#ev-table").inner_text()  # the model's column
+    page.wait_for_function("(document.querySelector('#ev-tor img') || {}).naturalWidth > 500", timeout=30_000)
+    run_id = page.locator("#ev-run input").input_value()
+    assert (studio.workspace / "evaluations" / run_id / "tor_latency.png").is_file()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "studio-evaluate.png"), full_page=True)
+
+    page.reload()
+    page.get_by_role("tab", name="Evaluate").click()
+    expect(page.locator("#ev-run input")).to_have_value(run_id, timeout=60_000)
+    page.locator("#ev-table", has_text="smooth turn-taking: TOR").wait_for(timeout=30_000)
+    assert "finished" in page.locator("#ev-progress").inner_text()
+    page.wait_for_function("(document.querySelector('#ev-tor img') || {}).naturalWidth > 500", timeout=30_000)
+    assert not page.errors, page.errors

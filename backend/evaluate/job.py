@@ -25,8 +25,8 @@ from typing import Any
 from backend.core import config
 from backend.core.atomic import write_text_atomic
 from backend.core.errors import StudioError
-from backend.core.workspace import EVALUATIONS_DIR, Workspace, open_workspace
 from backend.core.paths import probe_folder
+from backend.core.workspace import EVALUATIONS_DIR, Workspace, open_workspace
 from backend.evaluate.config import EvaluateConfig, check, labelled, load
 from backend.evaluate.report import RESULTS_FILE, read_results, table
 from backend.jobs import launcher
