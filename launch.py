@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Start Moshi Studio: `python launch.py [--host H] [--port P] [--workspace DIR] [--auth-file F] [--ssl-...]`.
+"""Start Moshi Studio: `python launch.py [--host H] [--port P] [--workspace DIR] [--demo-language ja] [--auth-file F]
+[--ssl-...]`.
 
 Without a workspace it creates the offline demo one (bundled dialogues, tiny random models,
 a SentencePiece model trained on the demo transcripts), so it needs no download. A host other than
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     from backend.web.serve import serve
 
     existing = (cfg.workspace / SETTINGS_FILE).is_file()
-    ws = open_workspace(cfg.workspace) if existing else create_demo_workspace(cfg.workspace)
+    ws = open_workspace(cfg.workspace) if existing else create_demo_workspace(cfg.workspace, language=cfg.demo_language)
     scheme = "https" if cfg.ssl_certfile else "http"
     login = f", {len(access.users)} account(s)" if access.users else ""
     print(f"Moshi Studio on {scheme}://{cfg.host}:{cfg.port}  (workspace: {ws.root}{login})", flush=True)

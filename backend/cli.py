@@ -22,7 +22,8 @@ STAGES: dict[str, Stage] = {
     "tokenize-audio": Stage("backend.dataset.tokenize_audio", "stereo dialogue audio -> Mimi tokens"),
     "tokenize-text": Stage("backend.dataset.tokenize_text", "word transcripts -> per-frame text tokens"),
     "tokenizer": Stage("backend.dataset.tokenizer_cli", "a SentencePiece model's fingerprint, PAD/EPAD pieces and "
-                                                        "byte fallback, and its pieces on transcripts (inspect MODEL)"),
+                                                        "byte fallback, and its pieces on transcripts (inspect MODEL); train one on "
+                                                        "transcripts (train)"),
     "build-dataset": Stage("backend.dataset.build", "merge audio and text tokens into the Parquet dataset"),
     "personas": Stage("backend.dataset.personas", "set or remove a dialogue's persona (role text + voice prompt)"),
     "timeline": Stage("backend.dataset.timeline", "show the token timeline of one dataset row"),

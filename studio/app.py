@@ -4,6 +4,7 @@
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import gradio as gr
 from fastapi import FastAPI
@@ -19,6 +20,7 @@ from backend.web.gate import AccessGate
 from . import (chat_tab, continuations_tab, data_tab, evaluate_tab, finetune_tab, preprocess_tab, settings_tab,
                timeline_tab)
 from .context import StudioContext
+from .uploads import UploadBound, cache_expiry
 
 
 @dataclass
@@ -26,14 +28,19 @@ class StudioConfig(ServeConfig):
     """Where and how the studio serves (ServeConfig: address, accounts, TLS, allowed names) and its workspace."""
 
     workspace: Path = config.option(Path("workspace"), "workspace folder; created with the offline demo if missing")
+    demo_language: Literal["en", "ja"] = config.option("en", "language of the demo a missing workspace is created "
+                                                              "with (ja: the Japanese demo, J-Moshi's layout)")
     # An hour of 48 kHz 24-bit stereo WAV is 1.04 GB; dialogues are usually minutes long. Larger files can
     # be copied into the workspace's raw/ folder directly.
     max_upload_mb: int = config.option(1024, "largest file the browser may upload, in MB (1 MB = 2**20 bytes)")
+    upload_keep_minutes: float = config.option(60.0, "an upload no event has used (imported or refused) is "
+                                                     "deleted from the upload cache after this many minutes", gt=0)
 
     def check(self) -> None:
         """Refuse a setting that cannot serve, before anything is created."""
         if self.max_upload_mb < 1:
             raise ConfigError(f"max_upload_mb must be >= 1, got {self.max_upload_mb}")
+        config.check_numbers(self)
 
 
 def demo_banner(ws: Workspace) -> str:
@@ -81,12 +88,14 @@ def create_server(ws: Workspace, cfg: StudioConfig | None = None, access: Access
     # Gradio 6.17 reads a status constant Starlette deprecated: without this, one warning per event in the log.
     warnings.filterwarnings("ignore", message="'HTTP_422_UNPROCESSABLE_ENTITY' is deprecated")
     server = FastAPI(title="Moshi Studio")
+    server.add_middleware(UploadBound, max_file_bytes=cfg.max_upload_mb * 2**20)
     server.add_middleware(AccessGate, access=access)  # wraps every route, Gradio's mount and /api/chat included
     chat = ChatService(workspace_chat_config(ws))  # loads its model on first use
     add_chat_route(server, chat)  # before Gradio's catch-all mount at "/"
     css = "\n".join((ASSETS / "studio" / f).read_text(encoding="utf-8") for f in ("studio.css", "curate.css"))
     head = f'<script>{(ASSETS / "studio" / "quiet_vega.js").read_text(encoding="utf-8")}</script>'
     blocks = build_blocks(ws, chat)
+    blocks.delete_cache = cache_expiry(cfg.upload_keep_minutes)  # uploads no event used (Gradio's own sweep)
     gr.mount_gradio_app(server, blocks, path="/", allowed_paths=[str(ws.root.resolve())], css=css, head=head,
                         theme=gr.themes.Soft(), max_file_size=cfg.max_upload_mb * 2**20)
     # Mounting leaves has_launched False, and Gradio then skips its own check that a file a client names in

@@ -46,6 +46,8 @@ class WorkspaceSettings:
                               "repo id such as kyutai/moshiko-pytorch-bf16")
     tokenizer: str = option(DEMO_TOKENIZER, "SentencePiece model file in the workspace (a path relative to it; "
                                             "Kyutai's 32k one: tokenizer_spm_32k_3.model of their hub repos)")
+    whitespace: bool = option(True, "transcripts are written with spaces between words (off for Japanese and "
+                                    "Chinese: J-Moshi's --no_whitespace_before_word); Build's and the tokenizer's default")
     demo: bool = option(True, "offline demo models: the project's small trained Mimi (speech-like audio) and a "
                                "tiny random LM that speaks only after fine-tuning")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where models run (auto: CUDA when available)")
@@ -111,6 +113,11 @@ class Workspace:
     @property
     def settings_file(self) -> Path:
         return self.root / SETTINGS_FILE
+
+    @property
+    def saved_finetune_config(self) -> Path:
+        """The Fine-tune form's "Save configuration" download (replaced at each save)."""
+        return self.root / "finetune_config.json"
 
     def resolve(self, source: str) -> str:
         """A settings value as the loaders take it: an absolute path if it names a file or folder

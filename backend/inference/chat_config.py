@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from backend.core.workspace import VOICES_DIR
 from backend.core.config import option
 from backend.core.errors import ConfigError
 from backend.core.spec import CARD, TEXT_CARD
@@ -48,7 +49,7 @@ class ChatConfig:
     text_prompt: str = option("", "persona (PersonaPlex): role text stepped through the model before every "
                               "conversation (clients may send their own: ?text_prompt=...)")
     voice_prompt: str = option("", "persona: voice prompt, a file name in voices_dir (clients: ?voice_prompt=...)")
-    voices_dir: str = option("voices", "folder of the voice prompts clients may choose by file name")
+    voices_dir: str = option(VOICES_DIR, "folder of the voice prompts clients may choose by file name")
 
     def __post_init__(self) -> None:
         # NaN, negative or absurd values are refused here, not passed to moshi's sampler (which would sample

@@ -23,6 +23,7 @@ from backend.models import personaplex
 from backend.models.persona import finish_prefix, step_prefix
 from backend.models.weights import load_mimi
 from backend.models.loading import load_model
+from backend.models.text_tokenizer import check_model
 from backend.core.device import pick_device
 from backend.models.source import resolve_dtype
 from backend.core.spec import EPAD_ID, FRAME_SIZE, NUM_CODEBOOKS, PAD_ID
@@ -44,6 +45,7 @@ class ChatEngine:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         dtype = resolve_dtype(cfg.dtype, self.device)
+        check_model(cfg.model, tokenizer=cfg.tokenizer or None)  # its text ids are this tokenizer's pieces
         if personaplex.is_personaplex(cfg.model):  # dep_q 16; Moshi's 8 steps do not depend on the user's 8
             lm = personaplex.load_personaplex(cfg.model, device=self.device, dtype=dtype, dep_q=NUM_CODEBOOKS)
         else:
@@ -66,7 +68,7 @@ class ChatEngine:
 
     @staticmethod
     def _tokenizer(cfg: ChatConfig):  # -> sentencepiece.SentencePieceProcessor
-        from backend.dataset.spm import load_spm
+        from backend.models.text_tokenizer import load_spm
 
         if cfg.tokenizer:
             return load_spm(cfg.tokenizer)
@@ -103,7 +105,7 @@ class ChatEngine:
         persona = self.personas.persona(cfg.text_prompt, voice)
         self.reset(cfg.seed)
         if persona is not None:
-            self._prefix_tail = step_prefix(self.lm_gen, persona.rows(), stop)
+            self._prefix_tail = step_prefix(self.lm_gen, persona.rows(), persona.voice_embeddings, stop)
             return self._prefix_tail is not None
         return True
 
