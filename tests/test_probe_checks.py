@@ -3,11 +3,11 @@ due, the settings refused by name, at most one probe process, and a real tiny fi
 in the background into probes.jsonl, read back by the Fine-tune tab beside the loss curves."""
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
-from train_helpers import reset_accelerate, write_dataset, write_model, write_run
+from handler_helpers import wait_for
+from train_helpers import write_dataset, write_model
 
 from backend.core import config
 from backend.core.errors import ConfigError
@@ -15,6 +15,7 @@ from backend.core.paths import PROBE_SETS
 from backend.evaluate import fdb
 from backend.finetune import probe_checks, runs
 from backend.finetune.config import FinetuneConfig, check_relations
+from backend.jobs import control, folder
 from backend.models.checkpoints import COMPLETE, final_path
 from studio import finetune_tab as ft
 
@@ -67,30 +68,35 @@ def test_probe_curves_put_tor_and_latency_per_task_beside_the_steps() -> None:
 
 @pytest.mark.slow
 def test_a_tiny_fine_tune_probes_its_checkpoints_in_the_background(demo_workspace, tmp_path: Path) -> None:
+    """A run started as the Fine-tune tab's Start does (accelerate launch, the supervisor): its checkpoints are
+    probed by a background process, the run ends only once its last checkpoint is probed, and the tab's progress
+    handler returns the probes' TOR and latency per step beside the loss curves."""
     probes = demo_workspace.root / "probes-turn"
     shutil.copytree(PROBE_SETS / "studio-en" / "smooth_turn_taking" / "1", probes / "smooth_turn_taking" / "1")
-    run = demo_workspace.root / "runs" / "20260101-000000-probed"
     model, data = write_model(tmp_path / "model"), write_dataset(tmp_path / "data", [40])
-    write_run(run, base_model=str(model), train_data=str(data), max_steps=4, checkpoint_every=2, eval_probes_every=2,
-              eval_probes=str(probes), threads=1)
-    from backend.finetune.trainer import train
-
+    cfg = config.from_dict(FinetuneConfig, {"base_model": str(model), "train_data": str(data), "device": "cpu",
+                                            "max_frames": 16, "min_frames": 4, "log_every": 1, "max_steps": 4,
+                                            "checkpoint_every": 2, "eval_probes_every": 2, "eval_probes": "probes-turn",
+                                            "threads": 1})
+    run = runs.start_new(demo_workspace.root, cfg, name="probed")
     try:
-        assert train(run) == "finished"
+        wait_for(lambda: control.status(run)["state"] != "running", 600, "the run to end")
     finally:
-        reset_accelerate()
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and 4 not in {r["step"] for r in probe_checks.read_probes(run)}:
-        time.sleep(1)
-    records = {r["step"]: r for r in probe_checks.read_probes(run)}
-    assert 4 in records, records
+        control.abort(run, grace_s=1)
+    assert control.status(run)["state"] == "finished", folder.tail_log(run, 3000)
+    records = {r["step"]: r for r in probe_checks.read_probes(run.dir)}
+    assert 4 in records, (records, folder.tail_log(run, 3000))  # the supervisor waited for the probe process
     last = records[4]
     assert "error" not in last, last
     assert last["samples"] == 1 and last["tor"]["smooth_turn_taking"] in (0.0, 1.0), last
     assert set(records) <= {2, 4}  # step 2 may have been skipped for 4 if 4 was published while 2 waited
-    sample = run / "probes" / "step-000004" / "outputs" / "model" / "probes" / "smooth_turn_taking" / "1"
+    sample = run.dir / "probes" / "step-000004" / "outputs" / "model" / "probes" / "smooth_turn_taking" / "1"
     assert fdb.done(sample)
-    assert not (run / "probes" / "step-000004" / "models").exists()  # the clean export is not kept
-    saved = config.load(FinetuneConfig, run / "config.json")
-    assert saved.eval_probes_every == 2
-    assert ft.probe_curves(probe_checks.read_probes(run))["step"].max() == 4
+    assert not (run.dir / "probes" / "step-000004" / "models").exists()  # the clean export is not kept
+    assert config.load(FinetuneConfig, run.dir / "config.json").eval_probes_every == 2
+
+    bar, losses, plotted, _ = ft.on_tick(demo_workspace, run.id)
+    assert "finished" in bar and not losses.empty
+    tor = plotted[plotted["series"] == "tor smooth_turn_taking"]
+    assert tor["step"].max() == 4 and set(tor[ft.PROBE_AXIS]) <= {0.0, 1.0}
+    assert len(tor) == len(records)  # one point per probed checkpoint
