@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+from conftest import REPO
 
 from backend.core.paths import PROBE_SETS
 from backend.evaluate import fdb
@@ -18,7 +19,6 @@ from backend.evaluate.report import read_results
 from backend.jobs.control import status
 from backend.jobs.folder import tail_log
 from backend.jobs.processes import members
-from conftest import REPO
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -31,9 +31,9 @@ def test_an_evaluation_job_streams_scores_and_resumes(demo_workspace, tmp_path: 
     probes = demo_workspace.root / "probes-one"
     shutil.copytree(PROBE_SETS / "studio-en" / "smooth_turn_taking" / "1", probes / "smooth_turn_taking" / "1")
     done = cli("start", "--workspace", str(demo_workspace.root), "--models", "base=models/demo-lm",
-               "--probes", "one=probes-one", "--device", "cpu", "--text-temperature", "0", "--wait")
+               "--probes", "one=probes-one", "--device", "cpu", "--text-temperature", "0", "--name", "one", "--wait")
     assert done.returncode == 0, done.stdout + done.stderr
-    (run,) = list_runs(demo_workspace.root)
+    (run,) = [r for r in list_runs(demo_workspace.root) if r.id.endswith("-one")]  # the session's workspace
     assert status(run)["state"] == "finished"
     sample = run.dir / "outputs" / "base" / "one" / "smooth_turn_taking" / "1"
     assert fdb.done(sample)
@@ -63,7 +63,7 @@ def test_bad_entries_are_refused_by_name_before_anything_is_written(demo_workspa
 
 
 @pytest.mark.slow
-def test_an_evaluation_aborted_mid_way_stops_keeps_its_samples_and_says_so(demo_workspace) -> None:
+def test_an_evaluation_aborted_mid_way_keeps_its_samples_and_resumes_to_the_end(demo_workspace) -> None:
     started = cli("start", "--workspace", str(demo_workspace.root), "--models", "base=models/demo-lm",
                   "--probes", "studio-en", "--max-probes", "1", "--device", "cpu", "--name", "to-abort")
     assert started.returncode == 0, started.stdout + started.stderr
@@ -84,3 +84,13 @@ def test_an_evaluation_aborted_mid_way_stops_keeps_its_samples_and_says_so(demo_
     assert all(fdb.done(folder) for folder in written)  # what was streamed stays for Resume
     assert len(list(outputs.rglob(fdb.OUTPUT_JSON))) < len({s.task for s in fdb.find_samples(PROBE_SETS / "studio-en")})
     assert "aborted" in cli("show", run.id, "--workspace", str(demo_workspace.root)).stdout
+
+    kept = {folder: (folder / fdb.OUTPUT_JSON).stat().st_mtime_ns for folder in written}
+    again = cli("resume", run.id, "--workspace", str(demo_workspace.root), "--wait")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert status(run)["state"] == "finished" and status(run)["attempts"] == 2
+    assert {f: (f / fdb.OUTPUT_JSON).stat().st_mtime_ns for f in written} == kept  # not streamed again
+    tasks = {s.task for s in fdb.find_samples(PROBE_SETS / "studio-en")}
+    summary = read_results(run.dir)["summary"]["base"]
+    assert {task: row["samples"] for task, row in summary.items()} == dict.fromkeys(tasks, 1)  # one per task, all
+    assert "smooth turn-taking: TOR" in cli("show", run.id, "--workspace", str(demo_workspace.root)).stdout
