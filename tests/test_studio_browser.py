@@ -490,43 +490,45 @@ def test_chat_talks_both_ways_and_records(studio: Studio, fake_mic_browser, tmp_
     assert wav.with_suffix(".json").is_file()
 
 
-def test_evaluate_start_follow_table_figures_and_reattach(studio: Studio, page) -> None:  # type: ignore[no-untyped-def]
-    """An evaluation of the demo model started from the Evaluate tab: progress while it streams, then the table and
-    the TOR/latency figure; after a reload the evaluation is picked and shown again."""
+def test_evaluate_start_follow_reattach_table_and_figures(studio: Studio, page) -> None:  # type: ignore[no-untyped-def]
+    """An evaluation of the demo model started from the Evaluate tab: the page is reloaded while it streams and the
+    tab picks it again and follows it to its end; then the table and the TOR/latency figure."""
     from backend.core.paths import PROBE_SETS
 
-    probes = studio.workspace / "probes-one"  # one short probe: the tab's own probe-set field takes a folder
-    if not probes.exists():
-        shutil.copytree(PROBE_SETS / "studio-en" / "smooth_turn_taking" / "1", probes / "smooth_turn_taking" / "1")
+    probes = studio.workspace / "probes-two"  # two short probes: the tab's probe-set field takes a folder
+    for task in ("smooth_turn_taking", "pause_handling"):
+        if not (probes / task).exists():
+            shutil.copytree(PROBE_SETS / "studio-en" / task / "1", probes / task / "1")
     page.goto(studio.url)
     page.get_by_role("tab", name="Evaluate").click()
     page.locator("#ev-models input").click(timeout=60_000)
     page.get_by_role("option", name="models/demo-lm", exact=True).click()
     page.keyboard.press("Escape")
-    page.locator("#ev-probes .token-remove[title$='studio-en']").click()  # the default set: too long for a test
-    page.locator("#ev-probes input").fill("probes-one")
+    default = page.locator("#ev-probes .token", has_text="studio-en")  # the default set: too long for a test
+    default.locator(".token-remove").click()
+    page.locator("#ev-probes input").fill("probes-two")
     page.locator("#ev-probes input").press("Enter")
     page.keyboard.press("Escape")
-    page.get_by_label("cpu").check()
+    page.locator("#ev-device").get_by_label("cpu").check()
     page.locator("#ev-start").click()
-    page.locator("#ev-msg", has_text="started").or_(page.locator("#ev-msg", has_text="✘")).wait_for(timeout=60_000)
-    assert "started" in page.locator("#ev-msg").inner_text(), page.locator("#ev-msg").inner_text()
+    page.locator("#ev-msg", has_text="started").wait_for(timeout=60_000)
+    run_id = page.locator("#ev-run input").input_value()
+    page.locator("#ev-progress", has_text="running").wait_for(timeout=30_000)
+
+    page.reload()  # reattach: the running evaluation is picked again and followed
+    page.get_by_role("tab", name="Evaluate").click()
+    expect(page.locator("#ev-run input")).to_have_value(run_id, timeout=60_000)
     page.locator("#ev-progress", has_text="running").wait_for(timeout=30_000)
     page.locator("#ev-progress", has_text="finished").or_(page.locator("#ev-progress", has_text="failed")).wait_for(
         timeout=600_000)
     assert "finished" in page.locator("#ev-progress").inner_text(), page.locator("#ev-log").inner_text()
-    page.locator("#ev-table", has_text="smooth turn-taking: TOR").wait_for(timeout=30_000)
-    assert "demo-lm" in page.locator("#ev-table").inner_text()  # the model's column
+    shown = page.locator("#ev-table")
+    for row in ("smooth turn-taking: TOR", "pause handling: TOR", "demo-lm"):  # both tasks, the model's column
+        expect(shown).to_contain_text(row, timeout=30_000)
     page.wait_for_function("(document.querySelector('#ev-tor img') || {}).naturalWidth > 500", timeout=30_000)
-    run_id = page.locator("#ev-run input").input_value()
     assert (studio.workspace / "evaluations" / run_id / "tor_latency.png").is_file()
+    assert "2 probe(s) streamed" in page.locator("#ev-log").inner_text() or "results:" in page.locator(
+        "#ev-log").inner_text()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "studio-evaluate.png"), full_page=True)
-
-    page.reload()
-    page.get_by_role("tab", name="Evaluate").click()
-    expect(page.locator("#ev-run input")).to_have_value(run_id, timeout=60_000)
-    page.locator("#ev-table", has_text="smooth turn-taking: TOR").wait_for(timeout=30_000)
-    assert "finished" in page.locator("#ev-progress").inner_text()
-    page.wait_for_function("(document.querySelector('#ev-tor img') || {}).naturalWidth > 500", timeout=30_000)
     assert not page.errors, page.errors
