@@ -107,6 +107,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     log = gr.Code(label="log (tail)", language=None, elem_id="ev-log", max_lines=20)
     timer = gr.Timer(2.0)
     gr.on(shown, lambda current: choices_update(model_folders(ctx.ws), current), models, models)
-    wire_run_row(ctx, row, shown, [models, probes, max_probes, device, eval_data], on_start, on_abort, on_resume, run_choices)
+    wire_run_row(ctx, row, shown, [models, probes, max_probes, device, eval_data], on_start, on_abort, on_resume,
+                 run_choices)
     row.pick.change(ctx.bind(on_tick), row.pick, [bar, result, tor, bc, log])
     timer.tick(ctx.bind(on_tick), row.pick, [bar, result, tor, bc, log], show_progress="hidden")
