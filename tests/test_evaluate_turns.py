@@ -1,11 +1,16 @@
 """Turn-taking statistics of continuations against the reference (backend.evaluate.continuation_stats) on hand-made
-dialogues with known units, and their rows in the evaluation table."""
+dialogues with known units, their rows in the evaluation table, and continuations read back on resume."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
+from train_helpers import write_dataset, write_model
 
+from backend.evaluate import continuation_stats
 from backend.evaluate.continuation_stats import unit_stats
 from backend.evaluate.report import REFERENCE, table
+from backend.inference.generate_config import DONE_FILE, GenerateConfig
 from backend.inference.turn_taking import TurnStats
 
 
@@ -43,3 +48,23 @@ def test_the_table_shows_each_model_beside_the_reference() -> None:
     shown = table(results)
     assert "| continuations: gaps per minute (reference 2.000) | 2.000 |" in shown
     assert "| continuations: gaps: JSD of durations to the reference ↓ | 0.000 |" in shown
+
+
+def test_a_resumed_evaluation_reads_its_continuations_back_instead_of_generating_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gen = GenerateConfig(model=str(write_model(tmp_path / "model")), dataset=write_dataset(tmp_path / "data", [20, 20]),
+                         output=tmp_path / "continuations" / "m", prompt_frames=4, gen_frames=4, device="cpu")
+    first = continuation_stats.continued(gen)
+    assert [c.dialogue_id for c in first] == ["train/d000", "train/d001"]
+
+    def never(cfg: GenerateConfig) -> list:
+        raise AssertionError("generated again")
+
+    monkeypatch.setattr(continuation_stats, "generate", never)
+    again = continuation_stats.continued(gen)
+    assert [c.dialogue_id for c in again] == ["train/d000", "train/d001"]
+    assert all(np.array_equal(a.tokens, b.tokens) and np.array_equal(a.reference, b.reference)
+               for a, b in zip(first, again))
+    (gen.output / DONE_FILE).unlink()  # an attempt stopped while writing: generated again
+    with pytest.raises(AssertionError, match="generated again"):
+        continuation_stats.continued(gen)

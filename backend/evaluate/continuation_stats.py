@@ -13,8 +13,8 @@ from backend.core.spec import FRAME_RATE
 from backend.evaluate.config import EvaluateConfig
 from backend.evaluate.metrics import jensen_shannon
 from backend.evaluate.report import REFERENCE, TURN_UNITS
-from backend.inference.generate import generate
-from backend.inference.generate_config import GenerateConfig
+from backend.inference.generate import Continuation, generate, load_continuation
+from backend.inference.generate_config import DONE_FILE, SUFFIXES, GenerateConfig
 from backend.inference.turn_taking import METRICS, TurnStats, TurnTakingConfig, analyse_file, compare
 
 DISJOINT = math.sqrt(math.log(2))  # the JSD (natural log) of distributions without a common bin: its largest
@@ -44,17 +44,27 @@ def unit_stats(sources: dict[str, list[TurnStats]]) -> dict[str, dict[str, dict[
     return out
 
 
+def continued(gen: GenerateConfig) -> list[Continuation]:
+    """A model's continuations: read back when an earlier attempt wrote them all (a resumed evaluation), else
+    generated."""
+    assert gen.output is not None
+    if (gen.output / DONE_FILE).is_file():
+        return [load_continuation(p) for p in sorted(gen.output.rglob("*" + SUFFIXES["tokens"]))]
+    return generate(gen)
+
+
 def continuation_stats(cfg: EvaluateConfig, models: dict[str, str], run_dir: Path, device: str) -> dict[str, Any]:
     """The unit statistics of every model's continuations of cfg.eval_data, and of the reference."""
     assert cfg.eval_data is not None
     sources: dict[str, list[TurnStats]] = {}
     for label, source in models.items():
-        gen = GenerateConfig(model=source, dataset=cfg.eval_data, main_speaker=cfg.main_speaker,  # type: ignore[arg-type]
-                             output=run_dir / CONTINUATIONS / label, mimi=cfg.mimi, device=device,  # type: ignore[arg-type]
-                             dtype=cfg.dtype, text_temperature=cfg.text_temperature, text_top_k=cfg.text_top_k,
-                             audio_temperature=cfg.audio_temperature, audio_top_k=cfg.audio_top_k, seed=cfg.seed)
+        gen = GenerateConfig(
+            model=source, dataset=cfg.eval_data, main_speaker=cfg.main_speaker,  # type: ignore[arg-type]
+            output=run_dir / CONTINUATIONS / label, mimi=cfg.mimi, device=device,  # type: ignore[arg-type]
+            dtype=cfg.dtype, text_temperature=cfg.text_temperature, text_top_k=cfg.text_top_k,
+            audio_temperature=cfg.audio_temperature, audio_top_k=cfg.audio_top_k, seed=cfg.seed)
         window = TurnTakingConfig(start_seconds=gen.prompt_frames / FRAME_RATE)  # the generated part only
-        found = generate(gen)
+        found = continued(gen)
         sources[label] = [analyse_file(c.files["wav"], window) for c in found]
         if REFERENCE not in sources:  # the same dialogues and span for every model
             sources[REFERENCE] = [analyse_file(c.files["reference_wav"], window) for c in found]
