@@ -149,8 +149,8 @@ def test_start_follow_and_resume_a_run(ws, quick_runs) -> None:  # type: ignore[
     assert message.startswith("started") and ids == [picked] and picked in message
     run = runs.open_run(ws.root, picked)
     wait_for(lambda: control.status(run)["state"] != "running", 60, "the run to end")
-    bar, curves, log = ft.on_tick(ws, picked)
-    assert "failed" in bar and "hello" in log and curves is not None
+    bar, curves, probes, log = ft.on_tick(ws, picked)
+    assert "failed" in bar and "hello" in log and curves is not None and probes is not None
     assert ft.on_resume(ws, picked) == f"resumed **{picked}**"
     wait_for(lambda: control.status(run)["state"] != "running", 60, "the second attempt to end")
     assert control.status(run)["attempts"] == 2

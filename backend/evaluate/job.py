@@ -5,7 +5,9 @@
         command.json, status.json, train.log, progress/rank-<r>.json   (as every job's)
         models/<label>/      checkpoints exported clean for the chat loop
         outputs/<model>/<probe set>/<sample>/   input.wav + task file + output.wav + output.json (FD-Bench's layout)
-        results.json         per-sample records, per-task summaries and losses, per model (backend.evaluate.report)
+        continuations/<model>/   with eval_data: its continuations of the split (backend.evaluate.continuation_stats)
+        results.json         per-sample records, per-task summaries, losses and continuations' turn-taking, per model
+                             (backend.evaluate.report)
         table.md, tor_latency.png, backchannel_timing.png
 
     moshi-studio evaluate start --workspace W --models base=models/demo-lm tuned=runs/<id>/exports/step-000125 --wait
@@ -13,7 +15,8 @@
     moshi-studio evaluate score FOLDER     # FD-Bench's metrics of any folder of written samples
 
 Every rank streams its share of (model, probe) pairs; a pair whose output.json exists is skipped, so Resume
-continues where an abort stopped. Rank 0 then scores every sample and writes the results."""
+continues where an abort stopped. Rank 0 then scores every sample and writes the results (continuations written
+completely by an earlier attempt are read back)."""
 
 import argparse
 import dataclasses
@@ -25,8 +28,9 @@ from typing import Any
 from backend.core import config
 from backend.core.atomic import write_text_atomic
 from backend.core.errors import StudioError
+from backend.core.paths import probe_folder
 from backend.core.workspace import EVALUATIONS_DIR, Workspace, open_workspace
-from backend.evaluate.config import EvaluateConfig, check, labelled, load, probe_folder
+from backend.evaluate.config import EvaluateConfig, check, labelled, load
 from backend.evaluate.report import RESULTS_FILE, read_results, table
 from backend.jobs import launcher
 from backend.jobs.control import abort, status

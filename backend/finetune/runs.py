@@ -18,6 +18,7 @@ from typing import Any
 
 from backend.core import config, figures
 from backend.core.errors import ConfigError, StudioError
+from backend.core.paths import probe_folder
 from backend.core.workspace import RUNS_DIR
 from backend.finetune.config import DEEPSPEED_PRESETS, FinetuneConfig, check_config
 from backend.finetune.pace import current_phase
@@ -75,6 +76,7 @@ def absolute_config(cfg: FinetuneConfig, workspace_root: Path) -> FinetuneConfig
         changes["base_model"] = str(local(cfg.base_model))
     if cfg.deepspeed not in ("", "none", *DEEPSPEED_PRESETS) and local(cfg.deepspeed).exists():
         changes["deepspeed"] = str(local(cfg.deepspeed))
+    changes["eval_probes"] = str(probe_folder(root, cfg.eval_probes))
     return dataclasses.replace(cfg, **changes)
 
 
@@ -86,6 +88,8 @@ def validate_before_launch(cfg: FinetuneConfig, workspace_root: Path) -> None:
             and not (Path(workspace_root) / cfg.base_model).exists():
         raise ConfigError(f"base_model: {Path(workspace_root).resolve() / cfg.base_model} not found "
                           f"(make it with the init stage, moshi-studio init)")
+    if cfg.eval_probes_every and not probe_folder(Path(workspace_root), cfg.eval_probes).is_dir():
+        raise ConfigError(f"eval_probes: {cfg.eval_probes} is neither a shipped probe set nor a folder in the workspace")
     check_config(absolute_config(cfg, workspace_root))
 
 

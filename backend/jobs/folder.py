@@ -97,9 +97,13 @@ def list_jobs(parent: Path) -> list[Job]:
 
 
 def read_metrics(job: Job) -> list[dict[str, Any]]:
-    """Every complete line of metrics.jsonl (a line being appended right now is skipped)."""
+    return read_jsonl(job.dir / METRICS_FILE)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every complete line of a JSON-lines file (a line being appended right now is skipped); none if absent."""
     try:
-        text = (job.dir / METRICS_FILE).read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
     rows = []
