@@ -168,7 +168,7 @@ def test_the_bar_says_what_a_starting_run_is_doing(ws, monkeypatch: pytest.Monke
     run = runs.open_run(ws.root, picked)
     try:
         wait_for(lambda: folder.read_metrics(run) != [], 60, "the phase line")
-        bar, _, _ = ft.on_tick(ws, picked)
+        bar = ft.on_tick(ws, picked)[0]
         assert "running · loading the base model m (" in bar and "step 0 / " in bar, bar
     finally:
         control.abort(run, grace_s=0)
