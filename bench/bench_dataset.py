@@ -16,6 +16,10 @@ batch, with the cache already built and the page cache warm from the build (no r
 machine).
 RSS comes from /proc/self/status after the first batch (anon = the process's own memory; file = mapped
 pages it touched, shared by all ranks through the page cache).
+run     = a real 1-step `runs start --wait` (accelerate launch, the trainer, fine-tune defaults, device cpu) of a
+          tiny model on each dataset, the row cache already built: the peak RSS of its whole process tree
+          (CLI, supervisor, accelerate, trainer), sampled every 0.2 s.
+    .venv/bin/python bench/bench_dataset.py --only run                           # just that measurement
 """
 
 import argparse
@@ -28,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -42,7 +47,8 @@ GROUP_ROWS = 256  # dialogues per Parquet row group while generating
 BATCH = 4
 # Bytes per token on disk, measured on these random tokens (Parquet: dictionary + bit packing + snappy).
 PARQUET_BYTES, STUDIO_BYTES, DATASETS_BYTES = 2.5, 2, 8
-TARGETS = {"rss_growth_mb": 150, "first_batch_s": 10}
+TARGETS = {"rss_growth_mb": 150, "first_batch_s": 10, "run_peak_growth_mb": 50}
+SAMPLE_S = 0.2  # the run's process tree is sampled this often
 
 
 def tokens_for(hours: float) -> int:
@@ -146,6 +152,68 @@ def run_child(loader: str, folder: Path, cache: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# ---------------------------------------------------------------- a real 1-step run
+
+def tree_rss_mb(root: psutil.Process) -> float:
+    """RSS of a process and all its descendants (processes that end between the calls count as 0)."""
+    total = 0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 2**20
+
+
+def run_peak(workspace: Path, model: Path, folder: Path, name: str) -> tuple[float, float]:
+    """(peak RSS of the process tree in MB, seconds) of `runs start --wait` training 1 step on `folder`."""
+    command = [sys.executable, "-m", "backend.finetune.runs", "start", "--workspace", str(workspace), "--wait",
+               "--name", name, "--base-model", str(model), "--train-data", str(folder), "--device", "cpu",
+               "--max-steps", "1", "--checkpoint-every", "0"]
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    root, peak = psutil.Process(proc.pid), 0.0
+    while proc.poll() is None:
+        peak = max(peak, tree_rss_mb(root))
+        time.sleep(SAMPLE_S)
+    log = proc.stdout.read() if proc.stdout else ""
+    if proc.returncode:
+        sys.exit(f"runs start on {folder} failed ({proc.returncode}):\n{log[-3000:]}")
+    return peak, time.perf_counter() - started
+
+
+def tiny_model(folder: Path) -> Path:
+    sys.path.insert(0, str(REPO / "tests"))
+    from train_helpers import write_model
+
+    return write_model(folder)
+
+
+def measure_runs(out: Path, hours: list[float]) -> dict[float, tuple[float, float]]:
+    """Build each dataset's row cache first (the build is measured by the loader benchmark), then train."""
+    from backend.finetune.data import mapped_table
+
+    model = tiny_model(out / "workspace" / "models" / "tiny")
+    results = {}
+    for h in hours:
+        mapped_table(out / f"{h:g}h")
+        results[h] = run_peak(out / "workspace", model, out / f"{h:g}h", f"{h:g}h")
+        print(f"{h:g} h run: peak RSS of the process tree {results[h][0]:.0f} MB, {results[h][1]:.0f} s", flush=True)
+    return results
+
+
+def report_runs(results: dict[float, tuple[float, float]], hours: list[float]) -> None:
+    small, large = hours
+    growth = results[large][0] - results[small][0]
+    print(f"\n{'1-step runs start, process tree':34}{f'{small:g} h':>12}{f'{large:g} h':>12}{'diff':>9}")
+    print(f"{'  peak RSS (MB)':34}{results[small][0]:>12.0f}{results[large][0]:>12.0f}{growth:>+9.0f}")
+    print(f"{'  seconds':34}{results[small][1]:>12.0f}{results[large][1]:>12.0f}"
+          f"{results[large][1] - results[small][1]:>+9.0f}")
+    print(f"target: run peak growth {growth:.0f} MB <= {TARGETS['run_peak_growth_mb']} MB: "
+          f"{'met' if growth <= TARGETS['run_peak_growth_mb'] else 'MISSED'}")
+
+
 # ---------------------------------------------------------------- the side-by-side run
 
 def cache_size(loader: str, folder: Path, cache: Path) -> float:
@@ -158,9 +226,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_dataset"))
     parser.add_argument("--hours", type=float, nargs=2, default=[100.0, 1000.0])
     parser.add_argument("--keep", action="store_true", help="keep the generated data and caches")
+    parser.add_argument("--only", choices=("loaders", "run"), default=None, help="one of the two measurements")
     args = parser.parse_args()
+    loaders = () if args.only == "run" else ("studio", "jmoshi")
 
-    need = sum(tokens_for(h) for h in args.hours) * (PARQUET_BYTES + STUDIO_BYTES + DATASETS_BYTES) / 1e9
+    per_token = PARQUET_BYTES + STUDIO_BYTES + (DATASETS_BYTES if loaders else 0)
+    need = sum(tokens_for(h) for h in args.hours) * per_token / 1e9
     free = shutil.disk_usage(args.out.parent).free / 1e9
     print(f"disk: about {need:.1f} GB needed under {args.out}, {free:.1f} GB free")
     if need > free * 0.8:
@@ -172,14 +243,17 @@ def main() -> None:
             if not any(folder.glob("*.parquet")):
                 print(f"{hours:g} h: generating ... {generate(folder, hours, seed=int(hours)):.0f} s, "
                       f"{sum(f.stat().st_size for f in folder.glob('*.parquet')) / 1e9:.2f} GB of Parquet")
-            for loader in ("studio", "jmoshi"):
+            for loader in loaders:
                 cache = args.out / "hf_cache" / f"{hours:g}h"
                 build = run_child(loader, folder, cache)  # the first process builds the cache
                 again = run_child(loader, folder, cache)  # the cache exists: what every later rank/run pays
                 results[(loader, hours)] = {"build": build, "first": again, "gb": cache_size(loader, folder, cache)}
                 print(f"{hours:g} h {loader}: build {build['seconds']:.1f} s (peak RSS {build['after']['peak']:.0f}"
                       f" MB), first batch {again['seconds']:.2f} s, RSS {again['after']['rss']:.0f} MB", flush=True)
-        report(results, args.hours)
+        if loaders:
+            report(results, args.hours)
+        if args.only != "loaders":
+            report_runs(measure_runs(args.out, args.hours), args.hours)
     finally:
         if not args.keep:
             shutil.rmtree(args.out, ignore_errors=True)

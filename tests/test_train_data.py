@@ -1,5 +1,7 @@
 """Training examples: chunking, speakers, seeded order, exact resume positions, per-rank shards."""
 
+import re
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ from train_helpers import write_dataset
 from backend.dataset.build import SCHEMA
 from backend.core.errors import InputError
 from backend.finetune.data import DatasetRows, Example, ExampleStream, Position, cache_path, collate, eval_share, \
-    example_rows, make_examples
+    example_rows, make_examples, mapped_table
 
 
 def test_chunks_cover_each_dialogue_and_drop_short_tails() -> None:
@@ -19,6 +21,10 @@ def test_chunks_cover_each_dialogue_and_drop_short_tails() -> None:
     assert [(e.dialogue, e.start, e.frames) for e in ex] == [(0, 0, 10), (0, 10, 10), (0, 20, 5), (1, 0, 7)]
     ex = make_examples([24], "A", max_frames=10, min_frames=5)
     assert [(e.start, e.frames) for e in ex] == [(0, 10), (10, 10)]  # the 4-frame tail is dropped
+    ex = make_examples([12, 3, 7], "both", max_frames=5, min_frames=2)  # dialogue, then speaker, then start
+    assert [(e.dialogue, e.main, e.start) for e in ex] == [(0, "A", 0), (0, "A", 5), (0, "A", 10), (0, "B", 0),
+                                                           (0, "B", 5), (0, "B", 10), (1, "A", 0), (1, "B", 0),
+                                                           (2, "A", 0), (2, "A", 5), (2, "B", 0), (2, "B", 5)]
 
 
 def test_both_speakers_play_moshi(tmp_path: Path) -> None:
@@ -44,7 +50,7 @@ def test_order_is_deterministic_from_the_seed() -> None:
     assert draw(1) == draw(1)
     assert draw(1) != draw(2)
     first_epoch = draw(1)[:len(ex)]
-    assert sorted(first_epoch, key=lambda e: (e.dialogue, e.main, e.start)) == ex  # a permutation: each once
+    assert sorted(first_epoch, key=lambda e: (e.dialogue, e.main, e.start)) == list(ex)  # a permutation: each once
 
 
 def test_resume_position_skips_exactly_the_consumed_examples() -> None:
@@ -98,7 +104,7 @@ def test_eval_share_gives_every_rank_the_same_count() -> None:
     shares = [eval_share(ex, r, 2) for r in range(2)]
     assert len(shares[0]) == len(shares[1]) == 3
     counted = [e for share in shares for e, counts in share if counts]
-    assert sorted(counted, key=lambda e: e.dialogue) == ex
+    assert sorted(counted, key=lambda e: e.dialogue) == list(ex)
 
 
 def test_collate_pads_with_the_zero_token() -> None:
@@ -124,7 +130,7 @@ def test_missing_or_malformed_data_names_the_path(tmp_path: Path) -> None:
 def test_a_single_parquet_file_is_a_dataset(tmp_path: Path) -> None:
     folder = write_dataset(tmp_path / "data", [8, 9])
     (file,) = folder.glob("*.parquet")
-    assert DatasetRows(file).lengths == [8, 9] and DatasetRows(file).ids == ["train/d000", "train/d001"]
+    assert DatasetRows(file).lengths.tolist() == [8, 9] and list(DatasetRows(file).ids) == ["train/d000", "train/d001"]
 
 
 def _parquet_rows(folder: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -139,7 +145,8 @@ def test_mapped_rows_equal_the_parquet_rows_across_shards_and_batches(tmp_path: 
     rows = DatasetRows(folder)
     assert cache_path(folder).is_file()
     expected = _parquet_rows(folder)
-    assert rows.ids == [d for d, _, _ in expected] and rows.lengths == [a.shape[1] for _, a, _ in expected]
+    assert list(rows.ids) == [d for d, _, _ in expected]
+    assert rows.lengths.tolist() == [a.shape[1] for _, a, _ in expected]
     for i, (_, a, b) in enumerate(expected):
         got = rows.speaker(i, "A"), rows.speaker(i, "B")
         assert got[0].dtype == np.int64
@@ -161,7 +168,7 @@ def test_cache_follows_a_rebuilt_dataset_and_keeps_large_ids(tmp_path: Path) -> 
             "B": [big.tolist(), big.tolist()]}
     pq.write_table(pa.table(rows, schema=SCHEMA), shard)
     rebuilt = DatasetRows(folder)
-    assert rebuilt.ids == ["train/x", "train/y"]
+    assert list(rebuilt.ids) == ["train/x", "train/y"]
     np.testing.assert_array_equal(rebuilt.speaker(1, "B"), big)
     assert not np.array_equal(first, big)
 
@@ -174,5 +181,53 @@ def test_other_writers_list_and_integer_kinds_map_alike(tmp_path: Path) -> None:
     other = pa.schema([("dialogue_id", pa.large_string()), ("A", tokens), ("B", tokens)])
     pq.write_table(pq.read_table(shard).cast(other), shard)
     rows = DatasetRows(folder)
-    assert rows.ids == expected.ids and rows.lengths == expected.lengths
+    assert list(rows.ids) == list(expected.ids) and rows.lengths.tolist() == expected.lengths.tolist()
     np.testing.assert_array_equal(rows.speaker(1, "B"), expected.speaker(1, "B"))
+
+
+# ---------------------------------------------------------------- memory that must not grow with the data (issue 22)
+
+MANY = 20_000  # dialogues of 8 frames: 313 record batches of the cache, 160 000 examples of 2 frames
+
+
+def _many_dialogues(tmp_path: Path) -> Path:
+    folder = write_dataset(tmp_path / "many", [8] * MANY)
+    mapped_table(folder)  # the cache is built before anything is measured
+    return folder
+
+
+def test_the_row_index_and_examples_take_a_few_bytes_each(tmp_path: Path) -> None:
+    """What a rank keeps per dialogue (id, frames, where it starts) and per example is numpy/Arrow columns: an
+    Example object per chunk and Python lists of ids and lengths took ~150 and ~100 bytes (+100 MB at 1 000 h)."""
+    folder = _many_dialogues(tmp_path)
+    tracemalloc.start()
+    arrow_before = pa.total_allocated_bytes()  # the ids are Arrow memory, which tracemalloc does not see
+    rows = DatasetRows(folder)
+    examples = make_examples(rows.lengths, "both", max_frames=2, min_frames=2)
+    kept = tracemalloc.get_traced_memory()[0] + pa.total_allocated_bytes() - arrow_before
+    tracemalloc.stop()
+    assert len(rows) == MANY and len(examples) == 8 * MANY
+    assert kept < 64 * len(rows) + 16 * len(examples), f"{kept / len(examples):.0f} bytes per example"
+    assert examples[-1] == Example(MANY - 1, "B", 6, 2) and list(examples[:2]) == [Example(0, "A", 0, 2),
+                                                                                  Example(0, "A", 2, 2)]
+
+
+def _mapped_kb(path: Path) -> int:
+    """Resident kB of this process's mappings of `path` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):  # a mapping's header: address range ... path
+            inside = line.split()[-1] == str(path)
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+def test_reading_the_index_leaves_no_cache_pages_mapped(tmp_path: Path) -> None:
+    """Reading every record batch's ids and offsets maps pages all over the cache (the kernel's fault-around:
+    +35 MB at 1 000 h); they are released, and a training read maps only what it reads."""
+    folder = _many_dialogues(tmp_path)
+    rows = DatasetRows(folder)
+    assert _mapped_kb(cache_path(folder)) <= 64
+    rows.speaker(MANY - 1, "A")
+    assert _mapped_kb(cache_path(folder)) > 0  # the measure sees the mapping
