@@ -2,7 +2,8 @@
 """Start Moshi Studio: `python launch.py [--host H] [--port P] [--workspace DIR] [--auth-file F] [--ssl-...]`.
 
 Without a workspace it creates the offline demo one (bundled dialogues, tiny random models,
-a SentencePiece model trained on the demo transcripts), so it needs no download. A host other than
+a SentencePiece model trained on the demo transcripts), so it needs no download; `--start empty` creates an
+empty one for your own data instead. A host other than
 127.0.0.1/localhost needs accounts (--auth-file or MOSHI_STUDIO_AUTH); see README, "Security".
 """
 
@@ -26,12 +27,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import uvicorn
 
-    from backend.core.workspace import SETTINGS_FILE, open_workspace
+    from backend.core.workspace import SETTINGS_FILE, create_empty_workspace, open_workspace
     from backend.demo.workspace import create_demo_workspace
     from backend.inference.chat_server import MAX_MESSAGE_BYTES
 
     existing = (cfg.workspace / SETTINGS_FILE).is_file()
-    ws = open_workspace(cfg.workspace) if existing else create_demo_workspace(cfg.workspace)
+    if existing:
+        ws = open_workspace(cfg.workspace)
+    else:
+        ws = create_empty_workspace(cfg.workspace) if cfg.start == "empty" else create_demo_workspace(cfg.workspace)
     scheme = "https" if cfg.ssl_certfile else "http"
     login = f", {len(users)} account(s)" if users else ""
     print(f"Moshi Studio on {scheme}://{cfg.host}:{cfg.port}  (workspace: {ws.root}{login})", flush=True)

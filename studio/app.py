@@ -3,6 +3,7 @@
 
 import warnings
 from dataclasses import dataclass
+from typing import Literal
 from pathlib import Path
 
 import gradio as gr
@@ -24,7 +25,10 @@ class StudioConfig:
     host: str = config.option("127.0.0.1", "address to bind (127.0.0.1 keeps the studio on this machine; any "
                                            "other address needs --auth-file or " + AUTH_ENV + ")")
     port: int = config.option(7860, "port to serve on")
-    workspace: Path = config.option(Path("workspace"), "workspace folder; created with the offline demo if missing")
+    workspace: Path = config.option(Path("workspace"), "workspace folder; created if missing, as --start says")
+    start: Literal["demo", "empty"] = config.option("demo", "what a new --workspace starts with: the offline demo "
+                                                            "(dialogues and tiny models) or empty, for your own "
+                                                            "data (settings pointing at Kyutai's weights)")
     auth_file: Path | None = config.option(None, "file of user:password lines; every page, API call, file and "
                                                  "websocket then needs one of them (also: " + AUTH_ENV + "=user:password)")
     ssl_certfile: Path | None = config.option(None, "TLS certificate (PEM): serve https, which browsers require "

@@ -156,7 +156,8 @@ def on_curate_pick(ws: Workspace, name: Any) -> tuple[str, str]:
 
 def on_annotate(ws: Workspace, name: Any, engine: Any, whisper_model: Any,
                 progress: Progress | None = None) -> tuple[str, str]:
-    """Annotate the recordings of raw/ that have no transcript yet (done ones are skipped), then show `name`."""
+    """Annotate the recordings of raw/ as `annotate` plans them (done ones are skipped, your transcripts kept),
+    then show `name`; the message says each dialogue's mode and why, and names turns that could not be aligned."""
     if engine not in ENGINES:
         return f"✘ engine must be one of {', '.join(ENGINES)}", ""
     try:
@@ -165,7 +166,12 @@ def on_annotate(ws: Workspace, name: Any, engine: Any, whisper_model: Any,
     except StudioError as e:
         return f"✘ {e}", _safe_preview(ws, name)
     lines = [f"✔ annotated {', '.join(summary.written) or 'nothing new'}"
-             + (f" · already done: {len(summary.skipped)}" if summary.skipped else "")]
+             + (f" · already done: {len(summary.skipped)}" if summary.skipped else "")
+             + (f" · real-time factor {summary.compute_seconds / summary.audio_seconds:.2f} (CPU time)"
+                if summary.audio_seconds else "")]
+    lines += [f"· {n}: {mode}" for n, mode in summary.modes.items()]
+    lines += [f"✘ {n}: turn not aligned: {t}" for n, turns in summary.failed_turns.items() for t in turns]
+    lines += [f"· {n}: kept: {why}" for n, why in summary.kept.items()]
     lines += [f"✘ {n}: {why}" for n, why in summary.failed.items()]
     try:
         return _view(ws, name, "\n\n".join(lines))

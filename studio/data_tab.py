@@ -32,7 +32,7 @@ def report_markdown(r: DialogueReport) -> str:
     head = f"### {'✔' if r.ok else '✘'} {r.name}\n"
     facts = []
     if r.audio_info:
-        facts.append(f"{r.audio_info['duration']:.1f} s, {r.audio_info['sample_rate']} Hz")
+        facts.append(r.audio_facts())
     facts.append(f"{r.words} words")
     lines = [head, " · ".join(facts), ""]
     if not r.issues:

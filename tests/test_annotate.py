@@ -13,13 +13,14 @@ import soundfile as sf
 from backend.core.errors import ConfigError, InputError
 from backend.core.spec import SAMPLE_RATE
 from backend.data.annotate.crosstalk import ownership
-from backend.data.annotate.edit import (EditError, TranscriptEditor, is_excluded, original_path, set_excluded,
+from backend.data.annotate.original import original_path
+from backend.data.annotate.edit import (EditError, TranscriptEditor, is_excluded, set_excluded,
                                         swap_channels)
 from backend.data.annotate.engines import TimedWord
 from backend.data.annotate.measure import scoring_form, word_errors
 from backend.data.annotate.run import AnnotateConfig, annotate_audio, annotate_folder, main
 from backend.data.annotate.sphinx import PocketsphinxEngine
-from backend.data.annotate.turns import format_turns, read_turns
+from backend.data.annotate.turns import Turn, format_turns, read_turns
 from backend.data.transcripts import load_transcript
 from backend.data.files import scan_dialogues
 from backend.data.validate import validate_folder
@@ -125,7 +126,7 @@ class _FixedEngine:
     """Stands in for a recogniser that hears one word in the first `share` of whatever it is given (to test
     the filter alone)."""
 
-    name, sample_rate = "fixed", 16_000
+    name, sample_rate, bridge = "fixed", 16_000, 0.3
 
     def __init__(self, share: float = 1.0) -> None:
         self.share = share
@@ -159,8 +160,8 @@ def test_words_the_other_channel_dominates_are_dropped() -> None:
     assert [d["speaker"] for d in result.dropped] == ["B"] and result.dropped[0]["support"] < 0.5
     assert [w.speaker for w in result.words] == ["A", "B"]  # A's word and B's word in the third second
     # An engine that cannot place words makes alignment fail with a reason, not a silent empty file.
-    with pytest.raises(InputError, match="none of the 1 words"):
-        annotate_audio(_FixedEngine(), audio, AnnotateConfig(), {"A": ["hello"], "B": []})
+    with pytest.raises(InputError, match="none of the 1 turns"):
+        annotate_audio(_FixedEngine(), audio, AnnotateConfig(), [Turn("A", ("hello",), 1)])
 
 
 def test_resume_bad_files_and_progress(dialogues, tmp_path: Path) -> None:
@@ -199,7 +200,7 @@ def test_cli(dialogues, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
 def test_turn_file_format(tmp_path: Path) -> None:
     path = tmp_path / "d.txt"
     path.write_text("# call 12\nA: Hello there.\n\nB: hi\nA: how are you\n")
-    assert read_turns(path) == {"A": ["Hello", "there.", "how", "are", "you"], "B": ["hi"]}
+    assert read_turns(path) == [Turn("A", ("Hello", "there."), 2), Turn("B", ("hi",), 4), Turn("A", ("how", "are", "you"), 5)]
     for text, problem in (("hello\n", "line 1"), ("", "no words"), ("A:\n", "no words")):
         path.write_text(text)
         with pytest.raises(InputError, match=problem):
