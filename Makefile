@@ -3,13 +3,21 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: studio test setup
+.PHONY: studio test test-fast lint setup
 
 studio: $(STAMP)
 	$(PY) launch.py $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The edit loop: everything but the browser and slow tests (a few minutes instead of a quarter of an hour).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not browser and not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 
 setup: $(STAMP)
 

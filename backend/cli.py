@@ -23,7 +23,8 @@ STAGES: dict[str, Stage] = {
     "tokenize-audio": Stage("backend.dataset.tokenize_audio", "stereo dialogue audio -> Mimi tokens"),
     "tokenize-text": Stage("backend.dataset.tokenize_text", "word transcripts -> per-frame text tokens"),
     "tokenizer": Stage("backend.dataset.tokenizer_cli", "a SentencePiece model's fingerprint, PAD/EPAD pieces and "
-                                                        "byte fallback, and its pieces on transcripts (inspect MODEL)"),
+                                                        "byte fallback, and its pieces on transcripts (inspect MODEL); train one on "
+                                                        "transcripts (train)"),
     "build-dataset": Stage("backend.dataset.build", "merge audio and text tokens into the Parquet dataset"),
     "personas": Stage("backend.dataset.personas", "set or remove a dialogue's persona (role text + voice prompt)"),
     "timeline": Stage("backend.dataset.timeline", "show the token timeline of one dataset row"),
@@ -32,6 +33,9 @@ STAGES: dict[str, Stage] = {
     "export": Stage("backend.models.export", "export a training checkpoint for serving"),
     "generate": Stage("backend.inference.generate", "prompted continuations of dataset dialogues"),
     "turn-taking": Stage("backend.inference.turn_taking", "turn-taking statistics of stereo dialogues"),
+    "evaluate": Stage("backend.evaluate.job", "behaviour probes through the chat loop, Full-Duplex-Bench's metrics, "
+                                              "models side by side: start, show, resume, abort, score"),
+    "probes": Stage("backend.demo.probes", "synthesize the behaviour probe sets (assets/probes, developers)"),
     "chat-server": Stage("backend.inference.chat_server", "serve /api/chat (moshi's protocol) without the studio"),
     "demo-dialogues": Stage("backend.demo.dialogues", "synthesize the demo dialogues (assets/demo, developers)"),
     "codec-training": Stage("backend.demo.codec_training", "train the demo codec (assets/demo_mimi, developers)"),

@@ -30,7 +30,7 @@ from backend.models.source import DEMO_MIMI_ASSET
 from backend.models.weights import load_mimi
 from backend.models.loading import load_model
 from backend.core.spec import FRAME_SIZE, SAMPLE_RATE  # noqa: E402
-from backend.dataset.spm import load_spm  # noqa: E402
+from backend.models.text_tokenizer import load_spm  # noqa: E402
 from backend.demo.workspace import create_demo_workspace  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@
 model whose greedy continuation of the demo dialogues replays them, on a quiet machine and with another
 process busy on one core, side by side.
 
-    .venv/bin/python bench/bench_demo_payoff.py [--conditions quiet busy] [--keep DIR]
+    .venv/bin/python bench/bench_demo_payoff.py [--conditions quiet busy] [--keep DIR] [--language ja]
 
 Setup (not timed): a fresh demo workspace, Build dataset and Initialise as the studio does them. Timed: the
 studio's Start (`runs.create_run` + `runs.start`: the supervisor, `accelerate launch`, the trainer) until the run
@@ -47,16 +47,17 @@ ETA_AT_S = 60.0
 BUSY_LOOP = "import os\nos.sched_setaffinity(0, {%d})\nwhile True:\n    pass\n"
 
 
-def prepare(root: Path) -> Workspace:
-    """The demo workspace after the studio's Build dataset and Initialise."""
+def prepare(root: Path, language: str) -> Workspace:
+    """The demo workspace (English or Japanese) after the studio's Build dataset and Initialise."""
     from backend.dataset.pipeline import prepare_dataset, text_paths
     from backend.dataset.tokenize_text import TextTokenizeConfig
     from backend.models.initialise import InitConfig, init_model
 
-    ws = create_demo_workspace(root)
+    ws = create_demo_workspace(root, language=language)
     prepare_dataset(ws, TextTokenizeConfig(**text_paths(ws)))
     preset = dataclasses.replace(FinetuneConfig(), **PRESETS[DEMO_PRESET])
-    init_model(InitConfig(source=str(ws.demo_lm), output=ws.root / preset.base_model))
+    init_model(InitConfig(source=str(ws.demo_lm), output=ws.root / preset.base_model,
+                          tokenizer=str(ws.tokenizer_path)))
     return ws
 
 
@@ -107,11 +108,13 @@ def continuation_match(ws: Workspace, run: folder.Job) -> dict[str, float]:
                                gen_frames=int(round(PAGE_GENERATE_S * FRAME_RATE)), output=None,
                                device=ws.settings.device)
     found = [c for dialogue in list_dialogues(ws.dataset) for c in generate(dataclasses.replace(page, dialogues=[dialogue]))]
-    rates = {}
-    for key, rows in (("moshi", MOSHI_ROWS), ("user", USER_ROWS), ("text", slice(0, 1))):
-        rates[key] = float(np.mean([(c.tokens[rows, prompt:] == c.reference[rows, prompt:]).mean() for c in found]))
-    rates["per_dialogue"] = [float((c.tokens[MOSHI_ROWS, prompt:] == c.reference[MOSHI_ROWS, prompt:]).mean())
-                             for c in found]
+    def same(c, rows: slice) -> float:  # over the frames the reference has (a short dialogue ends before G does)
+        n = min(c.tokens.shape[1], c.reference.shape[1])
+        return float((c.tokens[rows, prompt:n] == c.reference[rows, prompt:n]).mean())
+
+    rates = {key: float(np.mean([same(c, rows) for c in found]))
+             for key, rows in (("moshi", MOSHI_ROWS), ("user", USER_ROWS), ("text", slice(0, 1)))}
+    rates["per_dialogue"] = [same(c, MOSHI_ROWS) for c in found]
     rates["generate_s"] = time.monotonic() - start
     return rates
 
@@ -128,12 +131,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conditions", nargs="+", choices=("quiet", "busy"), default=["quiet", "busy"])
     parser.add_argument("--keep", type=Path, default=None, help="build the workspace here and keep it")
+    parser.add_argument("--language", choices=("en", "ja"), default="en", help="the demo workspace's language")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp()) / "workspace"
     cores = sorted(os.sched_getaffinity(0))
     print(f"preset {DEMO_PRESET!r}: {PRESETS[DEMO_PRESET]}")
     print(f"{len(cores)} cores; preparing the demo workspace in {root} ...", flush=True)
-    ws = prepare(root)
+    ws = prepare(root, args.language)
     results = []
     try:
         for condition in args.conditions:

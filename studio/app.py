@@ -3,8 +3,8 @@
 
 import warnings
 from dataclasses import dataclass
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 import gradio as gr
 from fastapi import FastAPI
@@ -14,39 +14,36 @@ from backend.core import config
 from backend.core.errors import ConfigError
 from backend.inference.chat_server import ChatService, add_chat_route, workspace_chat_config
 from backend.core.workspace import Workspace
+from backend.web.access import Access, ServeConfig, access_of
+from backend.web.gate import AccessGate
 
-from . import chat_tab, continuations_tab, data_tab, finetune_tab, preprocess_tab, settings_tab, timeline_tab
-from .auth import AUTH_ENV, AuthGate, Users
+from . import (chat_tab, continuations_tab, data_tab, evaluate_tab, finetune_tab, preprocess_tab, settings_tab,
+               timeline_tab)
 from .context import StudioContext
+from .uploads import UploadBound, cache_expiry
 
 
 @dataclass
-class StudioConfig:
-    host: str = config.option("127.0.0.1", "address to bind (127.0.0.1 keeps the studio on this machine; any "
-                                           "other address needs --auth-file or " + AUTH_ENV + ")")
-    port: int = config.option(7860, "port to serve on")
+class StudioConfig(ServeConfig):
+    """Where and how the studio serves (ServeConfig: address, accounts, TLS, allowed names) and its workspace."""
+
     workspace: Path = config.option(Path("workspace"), "workspace folder; created if missing, as --start says")
     start: Literal["demo", "empty"] = config.option("demo", "what a new --workspace starts with: the offline demo "
                                                             "(dialogues and tiny models) or empty, for your own "
                                                             "data (settings pointing at Kyutai's weights)")
-    auth_file: Path | None = config.option(None, "file of user:password lines; every page, API call, file and "
-                                                 "websocket then needs one of them (also: " + AUTH_ENV + "=user:password)")
-    ssl_certfile: Path | None = config.option(None, "TLS certificate (PEM): serve https, which browsers require "
-                                                    "before they give a page from another machine the microphone")
-    ssl_keyfile: Path | None = config.option(None, "TLS private key (PEM) of --ssl-certfile")
+    demo_language: Literal["en", "ja"] = config.option("en", "language of the demo a missing workspace is created "
+                                                              "with (ja: the Japanese demo, J-Moshi's layout)")
     # An hour of 48 kHz 24-bit stereo WAV is 1.04 GB; dialogues are usually minutes long. Larger files can
     # be copied into the workspace's raw/ folder directly.
     max_upload_mb: int = config.option(1024, "largest file the browser may upload, in MB (1 MB = 2**20 bytes)")
+    upload_keep_minutes: float = config.option(60.0, "an upload no event has used (imported or refused) is "
+                                                     "deleted from the upload cache after this many minutes", gt=0)
 
     def check(self) -> None:
         """Refuse a setting that cannot serve, before anything is created."""
         if self.max_upload_mb < 1:
             raise ConfigError(f"max_upload_mb must be >= 1, got {self.max_upload_mb}")
-        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
-            raise ConfigError("--ssl-certfile and --ssl-keyfile go together")
-        for path in (self.ssl_certfile, self.ssl_keyfile):
-            if path is not None and not path.is_file():
-                raise ConfigError(f"{path}: TLS file not found")
+        config.check_numbers(self)
 
 
 def demo_banner(ws: Workspace) -> str:
@@ -79,25 +76,29 @@ def build_blocks(ws: Workspace, chat: ChatService) -> gr.Blocks:
                 continuations_tab.build(ctx, [tab.select])
             with gr.Tab("Chat", id="chat") as tab:
                 chat_tab.build(ctx, [tab.select], chat)
+            with gr.Tab("Evaluate", id="evaluate") as tab:
+                evaluate_tab.build(ctx, [tab.select])
             with gr.Tab("Settings", id="settings"):
                 settings_tab.build(ctx)
     return app
 
 
-def create_server(ws: Workspace, cfg: StudioConfig | None = None, users: Users | None = None) -> FastAPI:
-    """The studio's server (default settings: `StudioConfig()`); with `users`, nothing on it answers without one
-    of their passwords."""
+def create_server(ws: Workspace, cfg: StudioConfig | None = None, access: Access | None = None) -> FastAPI:
+    """The studio's server (default settings: `StudioConfig()`), behind its access gate: nothing on it answers
+    a host name or websocket origin `access` does not allow, nor, with accounts, without one of their passwords."""
     cfg = cfg or StudioConfig()
-    users = users or {}
+    access = access or access_of(cfg)
     # Gradio 6.17 reads a status constant Starlette deprecated: without this, one warning per event in the log.
     warnings.filterwarnings("ignore", message="'HTTP_422_UNPROCESSABLE_ENTITY' is deprecated")
     server = FastAPI(title="Moshi Studio")
-    server.add_middleware(AuthGate, users=users)  # wraps every route, Gradio's mount and /api/chat included
+    server.add_middleware(UploadBound, max_file_bytes=cfg.max_upload_mb * 2**20)
+    server.add_middleware(AccessGate, access=access)  # wraps every route, Gradio's mount and /api/chat included
     chat = ChatService(workspace_chat_config(ws))  # loads its model on first use
     add_chat_route(server, chat)  # before Gradio's catch-all mount at "/"
     css = "\n".join((ASSETS / "studio" / f).read_text(encoding="utf-8") for f in ("studio.css", "curate.css"))
     head = f'<script>{(ASSETS / "studio" / "quiet_vega.js").read_text(encoding="utf-8")}</script>'
     blocks = build_blocks(ws, chat)
+    blocks.delete_cache = cache_expiry(cfg.upload_keep_minutes)  # uploads no event used (Gradio's own sweep)
     gr.mount_gradio_app(server, blocks, path="/", allowed_paths=[str(ws.root.resolve())], css=css, head=head,
                         theme=gr.themes.Soft(), max_file_size=cfg.max_upload_mb * 2**20)
     # Mounting leaves has_launched False, and Gradio then skips its own check that a file a client names in

@@ -8,12 +8,12 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from backend.core.workspace import CONTINUATIONS_DIR, Workspace
 from backend.core.progress import Progress
 from backend.core import config
 from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
 from backend.core.spec import FRAME_RATE
-from backend.core.workspace import Workspace
 from backend.models.checkpoints import model_folders
 from backend.data.raw_personas import voice_pick, voice_prompt_path
 from backend.dataset.read import list_dialogues
@@ -41,7 +41,7 @@ def knob_values(ws: Workspace) -> list[Any]:
 
 
 def output_dir(ws: Workspace, label: str) -> Path:
-    return inside_workspace(ws.root, Path("continuations") / label, "continuation label")
+    return inside_workspace(ws.root, Path(CONTINUATIONS_DIR) / label, "continuation label")
 
 
 def transcript_md(words: list[dict[str, Any]] | None, prompt_s: float) -> str:

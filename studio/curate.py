@@ -8,6 +8,7 @@ and checked before they reach the editor. Every handler returns (message, previe
 
 import json
 import math
+import reprlib
 from html import escape
 from pathlib import Path
 from typing import Any, Callable
@@ -20,9 +21,9 @@ from backend.core.spec import SPEAKERS
 from backend.core.workspace import Workspace
 from backend.data.annotate.edit import TranscriptEditor, is_excluded, set_excluded, swap_channels
 from backend.data.annotate.run import AnnotateConfig, annotate_folder
-from backend.data.audio_io import probe
+from backend.data.audio_io import probe, scan_audio
 from backend.data.files import DialogueFiles, is_recording, scan_dialogues
-from backend.data.preview import alignment_data, word_layers
+from backend.data.preview import waveform, word_layers
 from backend.dataset.selection import left_out
 
 from backend.core.paths import ASSETS
@@ -73,7 +74,8 @@ def curate_preview(d: DialogueFiles, selected: int | None = None) -> str:
     """The edit bar over the alignment preview of the editor's words (unsaved edits shown), each word with its
     index and confidence; `selected` (the word an edit produced) starts selected with its values in the bar."""
     editor = _editor(d)
-    data = alignment_data(d.audio, d.transcript)  # type: ignore[arg-type]
+    scan = scan_audio(d.audio)  # type: ignore[arg-type]  # the editor's words, not the file's (they may be none)
+    data = {"name": d.name, "duration": scan.duration, "envelope": waveform(scan)}
     words = [{"i": i, "speaker": w.speaker, "word": w.word, "start": w.start, "end": w.end,
               "confidence": w.confidence} for i, w in enumerate(editor.words)]
     preview = render_alignment({**data, **word_layers(words)}, file_url(d.audio))  # type: ignore[arg-type]
@@ -194,8 +196,8 @@ def parse_event(raw: Any) -> dict[str, Any]:
         raise StudioError(f"an edit event is a JSON object of at most {MAX_EVENT_CHARS} characters")
     try:
         event = json.loads(raw)
-    except json.JSONDecodeError:
-        raise StudioError("an edit event must be JSON") from None
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: a few hundred nested brackets
+        raise StudioError("an edit event must be a flat JSON object") from None
     if not isinstance(event, dict) or event.get("op") not in OPS:
         raise StudioError(f"an edit event needs an op among {', '.join(OPS)}")
     return event
@@ -210,8 +212,9 @@ def _index(event: dict[str, Any], key: str = "i") -> int:
 
 def _seconds(event: dict[str, Any], key: str, duration: float) -> float:
     t = event.get(key)
-    if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t) or not 0 <= t <= duration:
-        raise StudioError(f"{key} must be a time in seconds within the audio (0..{duration:.2f}), not {t!r}")
+    number = isinstance(t, float) or (isinstance(t, int) and not isinstance(t, bool) and t.bit_length() <= 64)
+    if not number or not math.isfinite(t) or not 0 <= t <= duration:  # bit_length: float(400 digits) overflows
+        raise StudioError(f"{key} must be a time in seconds within the audio (0..{duration:.2f}), not {reprlib.repr(t)}")
     return float(t)
 
 

@@ -23,7 +23,7 @@ from .context import Shown, StudioContext
 from .files import file_url, received_uploads
 from .forms import build_config, choices_update, config_inputs, kept_pick
 from .plots import histogram
-from .uploads import remove_uploads
+from .uploads import named, remove_uploads
 
 LAYOUT_FIELDS = ["layout", "whitespace", "drop_overflow", "pad_id", "epad_id"]
 
@@ -69,7 +69,7 @@ def on_upload(ws: Workspace, files: list[str] | None) -> tuple[str, list[str], s
     finally:
         remove_uploads(files)
     names = [r.name for r in result.imported] + result.to_annotate
-    return result.markdown(), dialogue_names(ws), names[-1] if names else None
+    return named(result.markdown(), files), dialogue_names(ws), names[-1] if names else None
 
 
 def on_shown(ws: Workspace, name: str | None) -> tuple[list[str], str | None]:
@@ -191,7 +191,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     with gr.Group():
         gr.Markdown("#### Build the dataset: tokenize audio (Mimi) and text (SentencePiece), write Parquet")
         with gr.Row():
-            layout_inputs = config_inputs(TextTokenizeConfig, LAYOUT_FIELDS)
+            layout_inputs = config_inputs(TextTokenizeConfig, LAYOUT_FIELDS, {"whitespace": ctx.ws.settings.whitespace})
         recordings = gr.Checkbox(False, label="include chat recordings (chat-*: only Moshi's side is transcribed)",
                                  elem_id="data-recordings")
         build_btn = gr.Button("Build dataset", variant="primary", elem_id="data-build")

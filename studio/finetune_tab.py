@@ -4,7 +4,6 @@ export."""
 
 import dataclasses
 import math
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from .files import received_uploads
 from .forms import build_config, config_inputs, form_value
 from .run_controls import (abort_run, explained, progress_html as bar_html, resume_run, run_choices as pick_run,
                            run_row, wire_run_row)
-from .uploads import remove_uploads
+from .uploads import named, remove_uploads
 
 FIELDS = [f.name for f in dataclasses.fields(FinetuneConfig)]
 GROUPS = {  # accordion title -> fields (every FinetuneConfig field appears exactly once)
@@ -48,7 +47,7 @@ GROUPS = {  # accordion title -> fields (every FinetuneConfig field appears exac
 _grouped = {n for names in GROUPS.values() for n in names}
 if set(FIELDS) - _grouped:  # a field added to FinetuneConfig still gets an input
     GROUPS["Other"] = [n for n in FIELDS if n not in _grouped]
-INIT_FIELDS = ["source", "output", "user_stream", "reinit_text_embeddings", "keep_text_ids", "dtype"]
+INIT_FIELDS = ["source", "output", "user_stream", "reinit_text_embeddings", "keep_text_ids", "dtype", "overwrite"]
 DEMO_PRESET = next(iter(PRESETS))
 LOSS_AXIS = "log10 loss"  # the curves span decades: on a linear axis everything after the first steps lies on zero
 LOSS_FLOOR = 1e-6  # a zero loss is drawn here (its log is -inf)
@@ -63,8 +62,10 @@ def _clock(seconds: float | None) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def progress_html(step: int, max_steps: int, eta: float | None, state: str) -> str:
-    return bar_html(step / max(max_steps, 1), state, f"{state} · step {step} / {max_steps} · ETA {_clock(eta)}")
+def progress_html(step: int, max_steps: int, eta: float | None, state: str, phase: str = "") -> str:
+    doing = f" · {phase}" if phase else ""  # the startup's phase, until the first step is logged
+    text = f"{state}{doing} · step {step} / {max_steps} · ETA {_clock(eta)}"
+    return bar_html(step / max(max_steps, 1), state, text)
 
 
 def curves(metrics: list[dict[str, Any]]) -> pd.DataFrame:
@@ -138,11 +139,11 @@ def on_preset(name: str) -> list[Any]:
     return [form_value(values[n]) for n in FIELDS]
 
 
-def on_save(*values: Any) -> str:
-    """The form as a configuration file to download (what the CLI takes with --config)."""
-    path = Path(tempfile.mkdtemp(prefix="moshi-studio-")) / "finetune_config.json"
-    config.save(read_form(list(values)), path)
-    return str(path)
+def on_save(ws: Workspace, *values: Any) -> str:
+    """The form as a configuration file to download (what the CLI takes with --config): one file in the
+    workspace, replaced at each save, so clicks leave nothing behind; a refused form writes nothing."""
+    config.save(read_form(list(values)), ws.saved_finetune_config)
+    return str(ws.saved_finetune_config)
 
 
 def on_load(file: str) -> list[Any]:
@@ -150,6 +151,8 @@ def on_load(file: str) -> list[Any]:
     (path,) = received_uploads([file])
     try:
         values = config.to_dict(config.load(FinetuneConfig, path))
+    except StudioError as e:
+        raise StudioError(named(str(e), file)) from None
     finally:
         remove_uploads(file)
     return [form_value(values[n]) for n in FIELDS]
@@ -169,7 +172,8 @@ def on_init(ws: Workspace, *values: Any) -> str:
         cfg = build_config(InitConfig, {}, INIT_FIELDS, list(values))
         inside_workspace(ws.root, cfg.source, "source")
         output = inside_workspace(ws.root, cfg.output, "output")  # refused before anything is written
-        out = init_model(dataclasses.replace(cfg, source=ws.resolve(cfg.source), output=output))
+        tokenizer = str(ws.tokenizer_path) if ws.tokenizer_path.is_file() else ""  # recorded in the model
+        out = init_model(dataclasses.replace(cfg, source=ws.resolve(cfg.source), output=output, tokenizer=tokenizer))
     except StudioError as e:
         return f"✘ {e}"
     return f"✔ wrote `{out}`: use it as base_model ({out.relative_to(ws.root)})"
@@ -212,13 +216,14 @@ def on_tick(ws: Workspace, run_id: str | None) -> tuple[str, pd.DataFrame | None
         info = runs.run_info(run)
     except StudioError as e:
         return f"✘ {e}", None, ""
-    return (progress_html(info.step, info.max_steps, info.eta_s, info.state), curves(folder.read_metrics(run)),
-            folder.tail_log(run, 6000))
+    bar = progress_html(info.step, info.max_steps, info.eta_s, info.state, info.phase)
+    return bar, curves(folder.read_metrics(run)), folder.tail_log(run, 6000)
 
 
-def on_export(ws: Workspace, run_id: str | None, clean: bool, folder: str = "") -> str:
+def on_export(ws: Workspace, run_id: str | None, clean: bool, folder: str = "", overwrite: bool = False) -> str:
     """Export the run's newest complete checkpoint (one whose save finished), to `folder` in the workspace
-    or, when empty, next to the checkpoints."""
+    or, when empty, next to the checkpoints; `overwrite`: the user confirmed replacing a folder that is not an
+    earlier export."""
     from backend.models.export import ExportConfig, export_checkpoint
 
     if not run_id:
@@ -229,7 +234,8 @@ def on_export(ws: Workspace, run_id: str | None, clean: bool, folder: str = "") 
         checkpoint = latest_checkpoint(run.dir)
         if checkpoint is None:
             return "✘ this run has no complete checkpoint yet"
-        out = export_checkpoint(ExportConfig(checkpoint=checkpoint, output=output, clean=clean))
+        out = export_checkpoint(ExportConfig(checkpoint=checkpoint, output=output, clean=clean,
+                                             overwrite=bool(overwrite)))
     except StudioError as e:
         return f"✘ {e}"
     return f"✔ exported `{out.relative_to(ws.root) if out.is_relative_to(ws.root) else out}`"
@@ -275,6 +281,8 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         export_clean = gr.Checkbox(value=True, label="clean for serving (dep_q 8)")
         export_dir = gr.Textbox(label="export to (a folder in the workspace; empty: runs/<id>/exports/<step>)",
                                 elem_id="ft-export-dir", scale=2)
+        export_replace = gr.Checkbox(value=False, label="replace a folder that is not an earlier export",
+                                     elem_id="ft-export-replace")
         export_btn = gr.Button("Export newest checkpoint", elem_id="ft-export")
     export_msg = gr.Markdown(elem_id="ft-export-msg")
     timer = gr.Timer(2.0)
@@ -297,7 +305,13 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
     # Values equal to the form's fire no change event, and Initialise creates the base model folder: re-check.
     preset.change(on_preset, preset, ordered).then(ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
-    save_btn.click(lambda *values: gr.File(on_save(*values), visible=True), ordered, saved)
+    def save(*values: Any) -> Any:
+        try:
+            return gr.File(on_save(ctx.ws, *values), visible=True)
+        except StudioError as e:
+            raise gr.Error(str(e)) from None
+
+    save_btn.click(save, ordered, saved)
     load_btn.upload(load, load_btn, ordered, api_name="load_config")
     # The form's problem line and estimate are re-checked: the base model folder may exist only now.
     init_btn.click(ctx.bind(on_init), [init_inputs[n] for n in INIT_FIELDS], init_msg).then(
@@ -306,4 +320,4 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     wire_run_row(ctx, row, shown, ordered, on_start, on_abort, on_resume, run_choices)
     row.pick.change(tick, row.pick, [bar, plot, log])
     timer.tick(tick, row.pick, [bar, plot, log], show_progress="hidden")
-    export_btn.click(ctx.bind(on_export), [row.pick, export_clean, export_dir], export_msg)
+    export_btn.click(ctx.bind(on_export), [row.pick, export_clean, export_dir, export_replace], export_msg)

@@ -89,8 +89,7 @@ def open_run(ws: Workspace, run_id: Any) -> folder.Job:
 
 def on_start(ws: Workspace, stage: str, *values: Any) -> tuple[str, list[str] | None, str | None]:
     try:
-        run = preprocess.create_run(ws.root, stage, confined(ws, stage, read_form(stage, list(values))))
-        preprocess.start(run)
+        run = preprocess.start_new(ws.root, stage, confined(ws, stage, read_form(stage, list(values))))
     except StudioError as e:
         return f"✘ {e}", None, None
     return f"started **{run.id}**", *run_choices(ws, run.id)

@@ -1,4 +1,5 @@
-"""Settings tab: which Mimi, LM and tokenizer the workspace uses (demo, local files or hub repo ids)."""
+"""Settings tab: which Mimi, LM and tokenizer the workspace uses (demo, local files or hub repo ids), and what the
+tokenizer is (`moshi-studio tokenizer inspect` on the workspace's transcripts)."""
 
 import dataclasses
 from pathlib import Path
@@ -41,6 +42,19 @@ def on_save(ws: Workspace, *values: Any) -> tuple[Workspace, str]:
     return ws, "Saved. New settings apply to the next action."
 
 
+def on_inspect(ws: Workspace) -> str:
+    """`tokenizer inspect` of the workspace's tokenizer on its transcripts (raw/), joined as the settings say."""
+    from backend.dataset.tokenizer_inspect import TokenizerInspectConfig, inspect_tokenizer
+
+    try:
+        transcripts = ws.raw if any(ws.raw.glob("*.json")) else None
+        report = inspect_tokenizer(TokenizerInspectConfig(model=ws.tokenizer_path, transcripts=transcripts,
+                                                          whitespace=ws.settings.whitespace))
+    except StudioError as e:
+        return f"✘ {e}"
+    return "```\n" + "\n".join(report.lines()) + "\n```"
+
+
 def build(ctx: StudioContext) -> None:
     gr.Markdown(f"Workspace: `{ctx.ws.root}`. Paths are relative to it and stay inside it; anything else is read as "
                 f"a Hugging Face repo id (for example {', '.join(f'`{p}`' for p in LM_PRESETS[1:])}), downloaded on "
@@ -54,3 +68,9 @@ def build(ctx: StudioContext) -> None:
         return message
 
     save.click(save_settings, list(inputs.values()), msg)
+    with gr.Group():
+        gr.Markdown("#### Tokenizer: its fingerprint (of its pieces, not its file name), vocabulary, PAD/EPAD pieces, "
+                    "byte fallback, and what it makes of the workspace's transcripts")
+        inspect = gr.Button("Inspect the tokenizer", elem_id="settings-inspect")
+        report = gr.Markdown(elem_id="settings-tokenizer")
+    inspect.click(lambda: on_inspect(ctx.ws), None, report)

@@ -9,7 +9,7 @@ from backend.core.errors import InputError, StudioError
 from backend.core.spec import SAMPLE_RATE
 from backend.core.workspace import Workspace
 from backend.dataset.read import list_dialogues, load_row
-from backend.dataset.spm import load_spm
+from backend.models.text_tokenizer import load_spm
 from backend.dataset.timeline import frame_window, timeline_data, window_audio
 
 from .context import Shown, StudioContext

@@ -24,13 +24,17 @@ def _hue(token: int) -> int:
     return round(token * 137.508) % 360
 
 
-def _text_cell(col: int, label: str) -> str:
+def _text_cell(col: int, label: str, char: str = "") -> str:
+    """A text frame; `char`: the character a byte-fallback piece's run forms, shown above the byte itself."""
     if label == "PAD":
         return f'<td data-c="{col}" class="ms-pad">pad</td>'
     if label == "EPAD":
         return f'<td data-c="{col}" class="ms-epad">EPAD</td>'
-    kind = "ms-piece ms-bare" if label == BARE else "ms-piece"
     text = escape(label)
+    if char:
+        return (f'<td data-c="{col}" class="ms-piece ms-byte" title="{escape(char)}: {text}">'
+                f'<span class="ms-char">{escape(char)}</span><small>{text}</small></td>')
+    kind = "ms-piece ms-bare" if label == BARE else "ms-piece"
     return f'<td data-c="{col}" class="{kind}" title="{text}">{text}</td>'
 
 
@@ -64,7 +68,8 @@ def _delayed_rows(data: dict[str, Any]) -> list[str]:
                 cells.append(_init_cell(col))
             elif i == 0:
                 known = 0 <= src < len(frames) and main["text_ids"][src] == token
-                cells.append(_text_cell(col, main["text_labels"][src]) if known else _code_cell(col, token))
+                cells.append(_text_cell(col, main["text_labels"][src], main["text_chars"][src]) if known
+                             else _code_cell(col, token))
             else:
                 cells.append(_code_cell(col, token, f"from frame {frames[col] - delay}" if delay else ""))
         badge = f' <span class="ms-delay">+{delay}</span>' if delay else ""
@@ -85,8 +90,8 @@ def render_timeline(data: dict[str, Any], audio_url: str | None = None) -> str:
     for s, stream in data["speakers"].items():
         role = "Moshi" if s == data["main"] else "user"
         body.append(_section(f"Speaker {s} ({role} in the training view): dataset row, undelayed", n))
-        body.append(_row(f"text {s}", [_text_cell(c, lab) for c, lab in enumerate(stream["text_labels"])],
-                         "ms-text"))
+        body.append(_row(f"text {s}", [_text_cell(c, lab, ch) for c, (lab, ch)
+                                        in enumerate(zip(stream["text_labels"], stream["text_chars"]))], "ms-text"))
         body += [_row(f"{s} cb{k}", [_code_cell(c, tok) for c, tok in enumerate(codes)], "ms-codes")
                  for k, codes in enumerate(stream["codes"])]
     body.append(_section(f"Training view (main {data['main']}): model input with delays applied, "
@@ -99,6 +104,8 @@ def render_timeline(data: dict[str, Any], audio_url: str | None = None) -> str:
         f'<div class="ms-head"><span class="ms-title">{escape(str(data["dialogue_id"]))}</span>'
         f'<span class="ms-legend"><span class="ms-chip ms-piece">piece</span>'
         f'<span class="ms-chip ms-piece ms-bare">{BARE}</span> word boundary alone '
+        f'<span class="ms-chip ms-piece ms-byte"><span class="ms-char">𠮷</span><small>&lt;0xF0&gt;</small></span> '
+        f'a character\'s UTF-8 byte pieces '
         f'<span class="ms-chip ms-pad">pad</span><span class="ms-chip ms-epad">EPAD</span>'
         f'<span class="ms-chip ms-init">init</span> initial token ({TEXT_CARD} / {CARD}) '
         f'<span class="ms-delay">+1</span> row delayed one frame · codes coloured by value</span></div>'

@@ -309,3 +309,33 @@ def test_kyutai_moshi_client_talks_to_the_studio(demo_workspace, model, user_pcm
     assert len(played) > 3 * SAMPLE_RATE and np.abs(played).max() > 0.001  # Moshi's voice reached the speaker
     (wav,) = tmp_path.glob("chat-*.wav")  # the server saw a normal session (recording what the model processed)
     assert SAMPLE_RATE < len(sf.read(wav)[0]) <= 4 * SAMPLE_RATE
+
+
+def test_a_client_that_leaves_during_its_persona_prefix_frees_the_model(demo_workspace, model, user_pcm):
+    """Issue 22.13: the longest role text a client may send, and the client leaves 0.5 s later (before the
+    handshake). The server stops stepping that prefix (the next client is not told "busy" and starts at once)
+    and logs no ASGI traceback for the client that left."""
+    import aiohttp
+
+    from backend.models.persona import MAX_TEXT_PROMPT
+
+    role = ("You are a patient barista who explains every coffee at length. " * 80)[:MAX_TEXT_PROMPT]
+    port = free_port()
+
+    async def leave_then_talk():
+        async with aiohttp.ClientSession() as session:
+            ws = await session.ws_connect(f"ws://127.0.0.1:{port}/api/chat", params={"text_prompt": role})
+            await asyncio.sleep(0.5)
+            await ws.close()
+        start = time.perf_counter()
+        conv = await talk(f"ws://127.0.0.1:{port}/api/chat", user_pcm[:SAMPLE_RATE], linger=0.3)
+        return conv, conv.connected_at - start
+
+    with standalone_server(demo_workspace, model, port) as proc:
+        conv, wait = run_async(leave_then_talk())
+        time.sleep(0.5)
+        proc.terminate()
+        log = proc.communicate(timeout=20)[0]
+    assert conv.handshake and not conv.errors, (conv.errors, log)
+    assert wait < 2.0, f"the next client waited {wait:.1f} s for the model"
+    assert "Traceback" not in log and "Exception in ASGI" not in log, log

@@ -35,6 +35,7 @@ RECEIVERS = {
     "tokenize-audio": "backend.dataset.tokenize_audio:tokenize_audio",
     "tokenize-text": "backend.dataset.tokenize_text:tokenize_text",
     "tokenizer inspect": "backend.dataset.tokenizer_cli:inspect_tokenizer",
+    "tokenizer train": "backend.dataset.tokenizer_cli:train_tokenizer",
     "build-dataset": "backend.dataset.build:build_dataset",
     "personas": "backend.dataset.personas:set_persona",
     "timeline": "backend.dataset.timeline:show",
@@ -44,13 +45,16 @@ RECEIVERS = {
     "export": "backend.models.export:export_checkpoint",
     "generate": "backend.inference.generate:generate",
     "turn-taking": "backend.inference.turn_taking:run",
-    "chat-server": "backend.inference.chat_server:ChatService",
+    "chat-server": "backend.inference.chat_server:access_of",  # the first to get the whole ChatServerConfig
+    "evaluate start": "backend.evaluate.job:create_run",
+    "probes": "backend.demo.probes:from_cli",
     "demo-dialogues": "backend.demo.dialogues:generate",
     "codec-training": "backend.demo.codec_training:train_codec",
-    "preprocess start": "backend.dataset.preprocess:create_run",
+    "preprocess start": "backend.dataset.preprocess:start_new",
     "preprocess preview": "backend.dataset.preprocess:absolute",
 }
-STUBS = {"runs show": ["backend.finetune.runs:open_run"]}  # what runs before the receiver and needs a real run
+# What runs before the receiver and needs real files: a run, a workspace.
+STUBS = {"runs show": ["backend.finetune.runs:open_run"], "evaluate start": ["backend.evaluate.job:open_workspace"]}
 
 
 class Command(NamedTuple):

@@ -108,3 +108,29 @@ def test_chat_recordings_are_left_out_unless_chosen(tmp_path: Path) -> None:
     assert f"chat recordings left out: {recording}" in report.summary()
     build_dataset(cfg(tmp_path, recordings=True))
     assert list_dialogues(tmp_path / "ds") == [f"train/{recording}", "train/talk"]
+
+
+# J-Moshi's own merge step (nu-dialogue/moshi-finetune tools/prepare_dataset.py), run from its code on the studio's
+# token folders: it stops unless every entry of both folders is a dialogue's .npz.
+def test_jmoshi_prepare_dataset_runs_on_the_token_folders(demo_workspace, tmp_path: Path) -> None:
+    from backend.dataset.pipeline import prepare_dataset, text_paths
+    from backend.dataset.tokenize_text import TextTokenizeConfig
+    from upstream_helpers import run_upstream, upstream_tree
+
+    ws = demo_workspace
+    result = prepare_dataset(ws, TextTokenizeConfig(**text_paths(ws)))
+    tools = upstream_tree("nu-dialogue/moshi-finetune", "tools", tmp_path / "jmoshi")
+    script = (tools / "prepare_dataset.py").read_text(encoding="utf-8")
+    done = run_upstream(f"import sys; sys.argv[0] = 'prepare_dataset.py'\n{script}", tools,
+                        "--tokenized_text_dir", str(ws.tokens_text), "--tokenized_audio_dir", str(ws.tokens_audio),
+                        "--output_prefix", str(tmp_path / "out" / "train"), cwd=tmp_path)
+    assert "Missing" not in done.stdout, done.stdout
+    theirs = datasets.load_dataset("parquet", data_files=str(tmp_path / "out" / "train-001-of-001.parquet"),
+                                   split="train")
+    ours = datasets.load_dataset("parquet", data_files=result.dataset.files, split="train")
+    name = lambda dialogue_id: dialogue_id.rsplit("/", 1)[1]  # noqa: E731  (ids are <prefix>/<name> in both)
+    rows = {name(r["dialogue_id"]): r for r in ours}
+    assert sorted(name(i) for i in theirs["dialogue_id"]) == sorted(rows)
+    for row in theirs:
+        for speaker in ("A", "B"):
+            np.testing.assert_array_equal(row[speaker], rows[name(row["dialogue_id"])][speaker])

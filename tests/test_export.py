@@ -151,7 +151,7 @@ def test_lora_export_merged_and_unmerged(lora_trained: tuple[Path, torch.nn.Modu
 ZERO_SCRIPT = r"""
 import json, os, sys, torch, torch.distributed as dist, deepspeed
 from moshi.modules.lora import replace_all_linear_with_lora
-from backend.models.source import load_lm
+from backend.models.weights import load_lm
 source, out = sys.argv[1], sys.argv[2]
 dist.init_process_group("gloo", rank=0, world_size=1)
 
@@ -252,3 +252,100 @@ def test_bad_inputs(trained: tuple[Path, torch.nn.Module], base16: Path, tmp_pat
     out = export_checkpoint(ExportConfig(checkpoint=src, output=tmp_path / "clean8", dtype="float32"))
     a, b = load_file(str(src / LM_WEIGHTS)), load_file(str(out / LM_WEIGHTS))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# `python -m moshi.server` itself, unmodified but for one call: its warmup ends with torch.cuda.synchronize(), which
+# fails on a CPU-only torch (PITFALLS), so that call is a no-op here. Everything else (argument parsing,
+# CheckpointInfo.from_hf_repo with --lora-weight / --config-path, get_moshi(fuse_lora=...), the warmup, /api/chat)
+# is moshi's own code.
+_MOSHI_SERVER = """
+import runpy, sys, torch
+torch.cuda.synchronize = lambda *args, **kwargs: None
+sys.argv = ["moshi.server", *sys.argv[1:]]
+runpy.run_module("moshi.server", run_name="__main__")
+"""
+
+
+async def _first_reply(url: str, frames: int = 12) -> tuple[bool, int]:
+    """(handshake seen, audio messages received) after sending `frames` 80 ms frames of a tone."""
+    import asyncio
+
+    import aiohttp
+    import numpy as np
+    import sphn
+
+    writer = sphn.OpusStreamWriter(24_000)
+    tone = (0.1 * np.sin(np.arange(frames * 1920) * 2 * np.pi * 220 / 24_000)).astype(np.float32)
+    handshake, audio = False, 0
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        msg = await ws.receive(timeout=120)
+        handshake = msg.type == aiohttp.WSMsgType.BINARY and msg.data[:1] == b"\x00"
+        for i in range(frames):
+            await ws.send_bytes(b"\x01" + writer.append_pcm(tone[i * 1920:(i + 1) * 1920]))
+        deadline = asyncio.get_running_loop().time() + 120
+        while audio == 0 and asyncio.get_running_loop().time() < deadline:
+            msg = await ws.receive(timeout=120)
+            if msg.type != aiohttp.WSMsgType.BINARY:
+                break
+            audio += msg.data[:1] == b"\x01"
+    return handshake, audio
+
+
+@pytest.fixture(scope="module")
+def full_mimi(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random full-size Mimi file (moshi.server has no option for another Mimi config), in bfloat16."""
+    path = tmp_path_factory.mktemp("mimi") / "mimi.safetensors"
+    mimi = loaders.get_mimi(None, device="cpu")
+    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in mimi.state_dict().items()}, str(path))
+    return path
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_kept_lora_export_served_by_moshi_server(lora_trained: tuple[Path, torch.nn.Module], base16: Path,
+                                                 full_mimi: Path, tmp_path: Path, fuse: bool) -> None:
+    from chat_helpers import run_async
+    from conftest import stop_process
+
+    from backend.dataset.spm import train_spm
+    from backend.demo.dialogues import demo_sentences
+    from backend.demo.workspace import DEMO_VOCAB_SIZE
+
+    ckpt, model = lora_trained
+    kept = export_checkpoint(ExportConfig(checkpoint=ckpt, output=tmp_path / "kept", merge_lora=False))
+    served = json.loads((kept / "config.json").read_text())
+    assert served["lora"] is True and served["dep_q"] == 8
+    tokenizer = train_spm(demo_sentences(), tmp_path / "spm.model", vocab_size=DEMO_VOCAB_SIZE)
+    # The server's loading calls, in process: the adapters are in the model it serves, fused or not.
+    info = loaders.CheckpointInfo.from_hf_repo(loaders.DEFAULT_REPO, str(kept / LM_WEIGHTS), str(full_mimi),
+                                               str(tokenizer),
+                                               lora_weights=str(kept / "lora.safetensors"),
+                                               config_path=str(kept / "config.json"))
+    lm = info.get_moshi(device="cpu", dtype=torch.float32, fuse_lora=fuse)
+    text, audio = logits_of(lm)
+    text_ref, audio_ref = logits_of(model)
+    base, _ = logits_of(load_lm(base16))
+    assert (base - text_ref).abs().nan_to_num().max() > 0.2  # the adapters move the logits well past bf16 noise
+    torch.testing.assert_close(text, text_ref, equal_nan=True, atol=2e-2, rtol=2e-2)  # bf16 export
+    torch.testing.assert_close(audio, audio_ref[:, :8], equal_nan=True, atol=2e-2, rtol=2e-2)
+
+    # And the server itself, on 127.0.0.1, answers a conversation.
+    port = free_port()
+    cmd = [sys.executable, "-c", _MOSHI_SERVER, "--host", "127.0.0.1", "--port", str(port), "--static", "none",
+           "--device", "cpu", "--moshi-weight", str(kept / LM_WEIGHTS), "--mimi-weight", str(full_mimi),
+           "--tokenizer", str(tokenizer), "--config-path", str(kept / "config.json"),
+           "--lora-weight", str(kept / "lora.safetensors"), *([] if fuse else ["--no_fuse_lora"])]
+    log = tmp_path / "server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    try:
+        import time
+
+        deadline = time.time() + 300
+        while "Access the Web UI" not in log.read_text() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.5)
+        assert proc.poll() is None, log.read_text()[-3000:]
+        time.sleep(1.0)  # aiohttp binds right after that line
+        handshake, audio = run_async(_first_reply(f"ws://127.0.0.1:{port}/api/chat"))
+        assert handshake and audio > 0, log.read_text()[-3000:]
+    finally:
+        stop_process(proc)

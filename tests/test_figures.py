@@ -116,7 +116,9 @@ def test_runs_show_plots_the_loss_curves_and_a_run_folder_gets_them_when_it_ends
     assert runs.main(["show", "--workspace", str(tmp_path), run_dir.name, "--plot", str(plot)]) == 0
     assert png_size(plot) == (1200, 450)
     assert runs.main(["show", "--workspace", str(tmp_path), run_dir.name, "--plot", str(tmp_path)]) == 2
-    # The supervisor runs the run's finish step, which draws its summary, however it ends (here: it fails at once).
+    # The supervisor runs the run's finish step, which draws its summary, however it ends (here: it fails at once,
+    # before recording "finished", which would make a non-zero launcher exit a finished run).
+    (run_dir / folder.METRICS_FILE).write_text("".join(json.dumps(m) + "\n" for m in metrics_rows()[:-1]))
     command = runs.write_command(folder.Job(run_dir), FinetuneConfig(device="cpu"))
     command["argv"] = [sys.executable, "-c", "raise SystemExit(3)"]
     (run_dir / folder.COMMAND_FILE).write_text(json.dumps(command))

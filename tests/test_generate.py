@@ -23,7 +23,8 @@ from backend.models.weights import lm_kwargs_of, load_lm
 from backend.models.loading import load_model
 from backend.models.source import random_mimi, save_lm, save_mimi, tiny_mimi_config
 from backend.core.spec import CARD, EPAD_ID, FRAME_SIZE, PAD_ID, TEXT_CARD
-from backend.dataset.spm import load_spm, train_spm
+from backend.dataset.spm import train_spm
+from backend.models.text_tokenizer import load_spm
 from backend.finetune.trainer import train
 from backend.dataset.training_view import training_rows
 

@@ -51,8 +51,8 @@ def test_listing_keeps_the_pick_and_shows_report_and_preview(ws) -> None:  # typ
 def test_an_upload_then_its_view_decode_the_audio_twice_a_pick_once(ws, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     decodes: list[str] = []
-    read = soundfile.read
-    monkeypatch.setattr(soundfile, "read", lambda file, *a, **k: decodes.append(str(file)) or read(file, *a, **k))
+    read = soundfile.blocks  # the validation and the preview read audio in blocks (memory bounded by the block)
+    monkeypatch.setattr(soundfile, "blocks", lambda file, *a, **k: decodes.append(str(file)) or read(file, *a, **k))
     _, _, chosen = data_tab.on_upload(ws, uploaded(tmp_path, "mine", ".flac", ".json"))
     data_tab.on_pick(ws, chosen)  # the upload sets the pick: the browser then asks for its view
     assert len(decodes) == 2  # the import's validation, then report + preview together

@@ -54,7 +54,7 @@ def form(**changes: Any) -> list[Any]:
 
 def init_values(**changes: Any) -> list[Any]:
     values = {"source": "models/tiny8", "output": "models/tiny-init", "user_stream": True,
-              "reinit_text_embeddings": False, "keep_text_ids": "0 3 32000", "dtype": "float32"} | changes
+              "reinit_text_embeddings": False, "keep_text_ids": "0 3 32000", "dtype": "float32", "overwrite": False} | changes
     return [values[n] for n in ft.INIT_FIELDS]
 
 
@@ -95,9 +95,9 @@ def test_each_preset_fills_every_field_with_its_values() -> None:
 
 def test_save_then_load_gives_the_same_form(ws) -> None:  # type: ignore[no-untyped-def]
     values = form(lr=0.002, trainable="depformer text_emb", mode="subset", eval_data="dataset")
-    path = Path(ft.on_save(*values))
+    path = Path(ft.on_save(ws, *values))
     assert json.loads(path.read_text())["trainable"] == ["depformer", "text_emb"]
-    assert ft.on_load(str(path)) == ft.on_load(ft.on_save(*ft.on_load(str(path))))
+    assert ft.on_load(str(path)) == ft.on_load(ft.on_save(ws, *ft.on_load(str(path))))
     loaded = dict(zip(ft.FIELDS, ft.on_load(str(path))))
     assert (loaded["lr"], loaded["trainable"], loaded["eval_data"]) == (0.002, "depformer text_emb", "dataset")
 

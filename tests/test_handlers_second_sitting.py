@@ -14,7 +14,7 @@ import soundfile
 from backend.core import config
 from backend.core.workspace import Workspace, WorkspaceSettings
 from backend.dataset.build import DatasetReport
-from backend.dataset.pipeline import PrepareResult
+from backend.dataset.pipeline import RECORDINGS_WHY, PrepareResult
 from backend.dataset.text_layout import DialogueAudit, SpeakerAudit
 from backend.finetune.presets import PRESETS
 from handler_helpers import make_workspace
@@ -118,11 +118,10 @@ def test_histogram_bars_are_as_wide_as_their_bins() -> None:
 def test_build_audit_counts_what_it_leaves_out_in_plain_words() -> None:
     speaker = SpeakerAudit("A", "spread", 100, 10, pieces=20, placed=20, max_drift=3, bare_boundary_share=0.11,
                            pad_share=0.5)
-    audits = [DialogueAudit(n, f"raw/{n}.json", "words", {"layout": "spread"}, 8.0, {"A": speaker})
-              for n in ("demo_cafe", "chat-20260101-120000", "noisy_call")]
-    report = DatasetReport(rows=1, frames=100, files=["train-001-of-001.parquet"],
-                           recordings_left_out=["chat-20260101-120000"])
-    text = PrepareResult(None, audits, report, left_out={"noisy_call": "excluded"}).markdown()
+    audits = [DialogueAudit("demo_cafe", "raw/demo_cafe.json", "words", {"layout": "spread"}, 8.0, {"A": speaker})]
+    report = DatasetReport(rows=1, frames=100, files=["train-001-of-001.parquet"])
+    left = {"noisy_call": "excluded", "chat-20260101-120000": RECORDINGS_WHY}  # skipped: never tokenized
+    text = PrepareResult(None, audits, report, left_out=left).markdown()
     assert "demo_cafe" in text and "chat-20260101-120000" not in text and "noisy_call" not in text
     assert "1 chat recording" in text and "1 excluded" in text, text
     assert "bare ▁" not in text and "drift <=" not in text and " fr" not in text, text
@@ -142,9 +141,11 @@ def test_a_lone_transcript_upload_names_no_server_path(ws: Workspace, tmp_path: 
 
 def test_chat_tells_a_studio_user_about_the_clean_box(ws: Workspace) -> None:
     from backend.inference.chat_server import ChatService, workspace_chat_config
+    from backend.dataset.spm import train_spm
     from train_helpers import write_model
 
     write_model(ws.models / "tiny16", dep_q=16)
+    train_spm(["hello there hi", "the cat sat on the mat"] * 5, ws.tokenizer_path, 300)  # chat checks it first
     service = ChatService(workspace_chat_config(ws))
     knobs = [config.to_dict(service.cfg)[k] for k in chat_tab.KNOBS]
     message = chat_tab.on_load(ws, service, "models/tiny16", False, *knobs)

@@ -8,7 +8,7 @@ from backend.core.paths import REPO
 
 # Lowest first: a package may import only itself and the packages before it. The studio sits on all of them,
 # and backend.cli (the table of stages) on every stage.
-ORDER = ["core", "jobs", "models", "data", "dataset", "finetune", "inference", "evaluate", "demo", "cli"]
+ORDER = ["core", "web", "jobs", "models", "data", "dataset", "finetune", "inference", "evaluate", "demo", "cli"]
 
 
 def module_files() -> dict[str, Path]:

@@ -3,7 +3,7 @@
 import pytest
 
 from backend.inference.live_text import LiveText
-from backend.dataset.spm import load_spm
+from backend.models.text_tokenizer import load_spm
 
 
 @pytest.fixture(scope="module")

@@ -145,7 +145,7 @@ def test_cli_help_and_bad_inputs(source: Path, tmp_path: Path, capsys: pytest.Ca
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="not a model folder"):
+    with pytest.raises(ConfigError, match="not the output of an earlier init"):
         init_model(InitConfig(source=str(source), output=busy))
     assert (busy / "notes.txt").read_text() == "mine"
     with pytest.raises(ConfigError, match="outside the 32001"):

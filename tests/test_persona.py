@@ -10,7 +10,8 @@ import soundfile as sf
 import torch
 
 from backend.core.errors import InputError
-from backend.dataset.spm import load_spm, train_spm
+from backend.dataset.spm import train_spm
+from backend.models.text_tokenizer import load_spm
 from backend.dataset.training_view import delayed_input
 from backend.demo.workspace import DEMO_VOCAB_SIZE
 from backend.demo.dialogues import demo_sentences
@@ -58,7 +59,28 @@ def test_role_text_wrapping(sp) -> None:  # type: ignore[no-untyped-def]
     ids = persona.role_text_ids(sp, " You are a barista.\n")
     assert ids == sp.encode("<system> You are a barista. <system>")
     assert sp.bos_id() not in ids and sp.eos_id() not in ids
-    assert persona.role_text_ids(sp, "   ") == []
+    assert persona.role_text_ids(sp, "") == []
+
+
+def test_whitespace_role_text_is_fed_as_personaplex_does(sp) -> None:  # type: ignore[no-untyped-def]
+    # PersonaPlex (server.py, offline.py): ids = encode(wrap_with_system_tags(text)) if len(text) > 0 else None,
+    # and wrap_with_system_tags strips then puts the rest between "<system> " and " <system>".
+    ids = sp.encode("<system>  <system>")
+    assert persona.role_text_ids(sp, "   ") == ids
+    made = persona.make_persona(" \n ", sp, None)
+    assert made.text_ids == tuple(ids)
+    assert made.rows().shape[1] == 6 + len(ids) + 6 - 1  # role frames present; frame 0 is never fed
+
+
+def test_loudness_is_measured_on_float32_samples() -> None:
+    import pyloudnorm
+
+    # PersonaPlex's normalize_audio gives sphn's float32 samples to pyloudnorm unconverted.
+    t = np.arange(31_000) / 24_000
+    wav = (0.05 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    meter = pyloudnorm.Meter(24_000)
+    expected = pyloudnorm.normalize.loudness(wav, meter.integrated_loudness(wav), -24.0)
+    np.testing.assert_array_equal(persona.normalise_loudness(wav), expected)
 
 
 def test_prefix_matches_the_table(sp, mimi, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -70,7 +92,7 @@ def test_prefix_matches_the_table(sp, mimi, tmp_path: Path) -> None:  # type: ig
     assert codes.shape == (8, math.ceil(len(samples) / 1920))  # ceil(samples / 1920) frames
     # Independently: -24 LUFS by the meter, zero-padded to whole frames, encoded in one non-streaming call.
     meter = pyloudnorm.Meter(24_000)
-    gain = 10 ** ((-24.0 - meter.integrated_loudness(samples.astype(np.float64))) / 20)
+    gain = 10 ** ((-24.0 - meter.integrated_loudness(samples)) / 20)
     padded = np.zeros(codes.shape[1] * 1920, dtype=np.float32)
     padded[:len(samples)] = samples * gain
     with torch.no_grad():

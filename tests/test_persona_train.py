@@ -96,7 +96,8 @@ def test_persona_stage_from_the_command_line(tmp_path: Path) -> None:
 
     from backend.demo.workspace import DEMO_VOCAB_SIZE
     from backend.dataset.personas import main
-    from backend.dataset.spm import load_spm, train_spm
+    from backend.dataset.spm import train_spm
+    from backend.models.text_tokenizer import load_spm
     from backend.demo.dialogues import demo_sentences
     from backend.models.persona import encode_voice, role_text_ids
     from backend.models.weights import load_mimi
@@ -127,7 +128,8 @@ def test_continuation_prefixes_given_or_stored(tmp_path: Path) -> None:
 
     from backend.core.errors import ConfigError
     from backend.demo.workspace import DEMO_VOCAB_SIZE
-    from backend.dataset.spm import load_spm, train_spm
+    from backend.dataset.spm import train_spm
+    from backend.models.text_tokenizer import load_spm
     from backend.demo.dialogues import demo_sentences
     from backend.inference.persona_prompt import batches_by_length, continuation_prefixes
     from backend.models.persona import read_voice, voice_codes
@@ -138,15 +140,17 @@ def test_continuation_prefixes_given_or_stored(tmp_path: Path) -> None:
     ids = ["train/d000", "train/d001"]
     stored = a_persona(5)
     save_personas(data, {("train/d001", "A"): stored})
-    got = continuation_prefixes(data, ids, "A", "", "", True, "", "")
+    got, embeddings = continuation_prefixes(data, ids, "A", "", "", True, "", "")
+    assert embeddings is None
     assert got[0].shape == (17, 0) and np.array_equal(got[1], stored.rows())
-    assert all(g.shape == (17, 0) for g in continuation_prefixes(data, ids, "A", "", "", False, "", ""))
-    assert continuation_prefixes(data, ids, "B", "", "", True, "", "")[1].shape == (17, 0)  # A's persona only
+    assert all(g.shape == (17, 0) for g in continuation_prefixes(data, ids, "A", "", "", False, "", "")[0])
+    assert continuation_prefixes(data, ids, "B", "", "", True, "", "")[0][1].shape == (17, 0)  # A's persona only
     mimi_dir = save_mimi(random_mimi(tiny_mimi_config(), seed=2), tiny_mimi_config(), tmp_path / "mimi")
     spm_path = train_spm(demo_sentences(), tmp_path / "spm.model", vocab_size=DEMO_VOCAB_SIZE)
     wav = tmp_path / "voice.wav"
     sf.write(wav, (0.1 * np.random.default_rng(1).standard_normal(30_000)).astype(np.float32), 24_000)
-    given = continuation_prefixes(data, ids, "A", "You are a barista.", str(wav), True, str(spm_path), str(mimi_dir))
+    given, _ = continuation_prefixes(data, ids, "A", "You are a barista.", str(wav), True, str(spm_path),
+                                     str(mimi_dir))
     expected = make_persona("You are a barista.", load_spm(spm_path), voice_codes(load_mimi(mimi_dir), wav)).rows()
     assert all(np.array_equal(g, expected) for g in given)  # the given persona wins over the stored one
     assert read_voice(wav).shape == (30_000,)

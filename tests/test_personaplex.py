@@ -85,3 +85,42 @@ def test_not_a_personaplex_checkpoint_is_refused(tmp_path: Path) -> None:
     save_file({k: v for k, v in state.items() if not k.startswith("linears.")}, str(folder / "model.safetensors"))
     with pytest.raises(Exception, match="depformer output heads"):
         load_lm(folder)
+
+
+# Runs in PersonaPlex's own vendored moshi (its moshi/moshi package): its LMModel at the tiny size, its weights
+# under its own parameter names, and its own forward pass on fixed codes as the reference.
+_PERSONAPLEX_SAVE = """
+import json, sys, torch
+from moshi.models.lm import LMModel
+from safetensors.torch import save_file
+kwargs, weights, codes_file, logits_file = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+torch.manual_seed(0)
+lm = LMModel(device="cpu", dtype=torch.float32, **kwargs).eval()
+save_file({k: v.contiguous() for k, v in lm.state_dict().items()}, weights)
+with torch.no_grad():
+    out = lm.forward_train(torch.load(codes_file))
+torch.save({"logits": out.logits, "text_logits": out.text_logits}, logits_file)
+print(json.dumps(sorted(k for k in lm.state_dict() if "self_attn" in k)))
+"""
+
+
+@pytest.mark.parametrize("dep_q", [16, 8])
+def test_weights_under_personaplex_own_names_load(tmp_path: Path, dep_q: int) -> None:
+    from tests.upstream_helpers import run_upstream, upstream_tree
+
+    vendored = upstream_tree("NVIDIA/personaplex", "moshi/moshi", tmp_path / "personaplex")
+    folder, _ = personaplex_folder(tmp_path / "pp", dep_q=dep_q)
+    kwargs = tiny_lm_kwargs() | {"dep_q": dep_q}
+    codes = torch.cat([torch.randint(0, 32000, (1, 1, 5)), torch.randint(0, 2048, (1, 16, 5))], dim=1)
+    torch.save(codes, tmp_path / "codes.pt")
+    done = run_upstream(_PERSONAPLEX_SAVE, vendored.parent, json.dumps(kwargs), str(folder / "model.safetensors"),
+                        str(tmp_path / "codes.pt"), str(tmp_path / "logits.pt"))
+    names = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "transformer.layers.0.self_attn.in_proj_weight" in names  # its own names, not moshi's current ones
+    reference = torch.load(tmp_path / "logits.pt")
+    lm = load_lm(folder)
+    assert lm.dep_q == 16
+    with torch.no_grad():
+        out = lm(codes)
+    torch.testing.assert_close(out.text_logits, reference["text_logits"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out.logits[:, :dep_q], reference["logits"], rtol=1e-4, atol=1e-5, equal_nan=True)

@@ -390,3 +390,15 @@ def test_the_trainer_stops_when_its_supervisor_is_killed(ws: Path) -> None:
     assert out.returncode == 0, out.stdout[-3000:]
     steps = [m["step"] for m in folder.read_metrics(run) if "event" not in m]
     assert steps == list(range(1, 31))  # one trainer at a time: no step twice, none skipped
+
+
+def test_a_runs_processes_do_not_inherit_the_studios_password(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The studio's MOSHI_STUDIO_AUTH would be readable in every run process's /proc/<pid>/environ."""
+    monkeypatch.setenv("MOSHI_STUDIO_AUTH", "alice:secret")
+    monkeypatch.setenv("MOSHI_STUDIO_PROBE", "visible")  # any other variable still reaches the run
+    script = "import os; print('auth', os.environ.get('MOSHI_STUDIO_AUTH'), os.environ.get('MOSHI_STUDIO_PROBE'))"
+    monkeypatch.setattr(launcher, "accelerate_command", lambda *a, **k: [sys.executable, "-c", script])
+    run = runs.create_run(ws, cfg())
+    runs.start(run)
+    wait_for(lambda: control.status(run)["state"] != "running", 60, "the run to end")
+    assert "auth None visible" in folder.tail_log(run)

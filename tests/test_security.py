@@ -1,5 +1,7 @@
-"""The studio as a hostile client sees it, over HTTP against `launch.py`: client-sent file paths, upload size,
-and (on a non-loopback bind) authentication of pages, API, file routes and the /api/chat websocket, over TLS."""
+"""The studio and the standalone chat server as a hostile client sees them, over HTTP against `launch.py` and
+`chat-server`: client-sent file paths, upload size, Host (DNS rebinding) and websocket Origin checks, TLS files
+that cannot serve, and (on a non-loopback bind) authentication of pages, API, file routes and the /api/chat
+websocket, over TLS."""
 
 import base64
 import json
@@ -193,7 +195,8 @@ def remote(workspace: Path, tls: tuple[Path, Path], tmp_path_factory: pytest.Tem
     (d / "users").write_text(f"# studio accounts\n{USER}:{PASSWORD}\n\nbob:other\n")
     cert, key = tls
     proc, s = start_studio(workspace, d, ["--host", "0.0.0.0", "--auth-file", str(d / "users"), "--ssl-certfile",
-                                          str(cert), "--ssl-keyfile", str(key)], scheme="https")
+                                          str(cert), "--ssl-keyfile", str(key), "--allowed-hosts", "studio.lan"],
+                           scheme="https")
     yield s
     stop_process(proc)
 
@@ -212,13 +215,18 @@ def chat_handshake(studio: Studio, tls: tuple[Path, Path], headers: dict[str, st
         return ws.recv(timeout=180)
 
 
-def chat_refusal(studio: Studio, tls: tuple[Path, Path], headers: dict[str, str]) -> int:
-    """The HTTP status a websocket handshake on /api/chat gets, as a browser sends it. (websockets' own client
-    can wait forever for a TLS server to close after a refused handshake: it joins its reader thread.)"""
+def handshake_status(http: httpx.Client, url: str, headers: dict[str, str]) -> int:
+    """The HTTP status a websocket handshake on `url` gets, as a browser sends it (101: accepted). (websockets'
+    own client can wait forever for a TLS server to close after a refused handshake: it joins its reader thread.)"""
     upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
                "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode()}
+    with http.stream("GET", url, headers={**upgrade, **headers}) as r:
+        return r.status_code
+
+
+def chat_refusal(studio: Studio, tls: tuple[Path, Path], headers: dict[str, str]) -> int:
     with client(tls) as c:
-        return c.get(studio.url + "/api/chat", headers={**upgrade, **headers}).status_code
+        return handshake_status(c, studio.url + "/api/chat", headers)
 
 
 def test_remote_studio_needs_a_login_for_pages_api_files_and_websocket(remote: Studio, tls: tuple[Path, Path]) -> None:
@@ -232,7 +240,7 @@ def test_remote_studio_needs_a_login_for_pages_api_files_and_websocket(remote: S
         assert anonymous.get(remote.url + "/", auth=(USER, "wrong")).status_code == 401
         assert anonymous.get(remote.url + "/", auth=("eve", PASSWORD)).status_code == 401
     host = remote.url.split("//")[1]
-    assert chat_refusal(remote, tls, {"Origin": f"https://{host}"}) == 403
+    assert chat_refusal(remote, tls, {"Origin": f"https://{host}"}) == 401
 
     with client(tls) as browser:
         page = browser.get(remote.url + "/", auth=(USER, PASSWORD))
@@ -249,8 +257,169 @@ def test_remote_studio_needs_a_login_for_pages_api_files_and_websocket(remote: S
     assert chat_handshake(remote, tls, {**session, "Origin": f"https://{host}"}) == b"\x00"
 
 
+def test_remote_studio_answers_its_names_only(remote: Studio, tls: tuple[Path, Path]) -> None:
+    """Bound to 0.0.0.0: the machine's addresses and names and --allowed-hosts answer; another name is refused
+    before the login is even asked for."""
+    import socket
+
+    port = remote.url.rsplit(":", 1)[1]
+    with client(tls, auth=(USER, PASSWORD)) as c:
+        for host in ["studio.lan", f"STUDIO.LAN:{port}", f"10.1.2.3:{port}", f"[fe80::1]:{port}", socket.gethostname()]:
+            assert c.get(remote.url + "/config", headers={"Host": host}).status_code == 200, host
+    with client(tls) as anonymous:
+        for host in [f"evil.example:{port}", f"studio.lan.evil.example:{port}", ""]:
+            assert anonymous.get(remote.url + "/config", headers={"Host": host}).status_code == 421, host
+
+
 def test_remote_studio_speaks_only_tls(remote: Studio, tls: tuple[Path, Path]) -> None:
     with client(tls) as c:  # verified against the certificate given to --ssl-certfile
         assert c.get(remote.url + "/", auth=(USER, PASSWORD)).status_code == 200
     with pytest.raises(httpx.HTTPError):
         httpx.get(remote.url.replace("https", "http") + "/", auth=(USER, PASSWORD), timeout=10)
+
+
+# ---------------------------------------------------------------- issue 22.4: DNS rebinding
+
+def test_a_rebound_host_name_is_refused_on_every_route_and_the_websocket(studio: Studio) -> None:
+    """A page on a name the attacker points at 127.0.0.1 (DNS rebinding) sends its own name as Host: pages,
+    Gradio's config, API and queue, workspace files and the /api/chat handshake must all refuse it."""
+    port = studio.url.rsplit(":", 1)[1]
+    wav = studio.workspace / "raw" / "demo_cafe.flac"
+    evil = {"Host": f"evil.example:{port}"}
+    with httpx.Client(timeout=30) as http:
+        for path in ["/", "/config", "/gradio_api/config", "/gradio_api/info", f"/gradio_api/file={wav}", "/docs"]:
+            r = http.get(studio.url + path, headers=evil)
+            assert r.status_code == 421, (path, r.text[:200])
+            assert "evil.example" in r.text and "--allowed-hosts" in r.text, r.text
+        join = {"data": [None], "fn_index": 0, "session_hash": "rebound", "event_data": None, "trigger_id": None}
+        assert http.post(studio.url + "/gradio_api/queue/join", headers=evil, json=join).status_code == 421
+        rebound_page = {**evil, "Origin": f"http://evil.example:{port}"}
+        assert handshake_status(http, studio.url + "/api/chat", rebound_page) == 421
+        # The names of the loopback bind still answer (any port: an SSH tunnel may forward another one).
+        for host in [f"127.0.0.1:{port}", f"localhost:{port}", "LocalHost:8000", f"[::1]:{port}", "localhost."]:
+            assert http.get(studio.url + "/config", headers={"Host": host}).status_code == 200, host
+
+
+# ---------------------------------------------------------------- issue 22.5: the standalone chat server
+
+def chat_server_command(ws: Any, *args: str) -> list[str]:
+    return [sys.executable, "-m", "backend.inference.chat_server", "--model", str(ws.demo_lm), "--mimi",
+            str(ws.demo_mimi), "--tokenizer", str(ws.demo_tokenizer), "--device", "cpu", *args]
+
+
+def chat_welcome(url: str, origin: str | None = None, headers: dict[str, str] | None = None,
+                 tls: tuple[Path, Path] | None = None) -> bytes:
+    """The first message a client gets from the /api/chat at `url` (b"\\x00": the handshake)."""
+    from websockets.sync.client import connect
+
+    context = ssl.create_default_context(cafile=str(tls[0])) if tls else None
+    with connect(url, origin=origin, additional_headers=headers, ssl=context, open_timeout=30) as ws:
+        return ws.recv(timeout=60)
+
+
+def test_chat_server_off_loopback_needs_accounts_and_explicit_origins(demo_workspace: Any, tmp_path: Path) -> None:
+    """Refused at start, before the model is loaded: another machine's clients without accounts (they could
+    record into --record-dir), and a wildcard origin off loopback (any site's page could use the model)."""
+    env = {k: v for k, v in os.environ.items() if k != "MOSHI_STUDIO_AUTH"}
+    (tmp_path / "users").write_text(f"{USER}:{PASSWORD}\n")
+    cases = [(chat_server_command(demo_workspace, "--host", "0.0.0.0", "--record-dir", str(tmp_path)),
+              "--auth-file"),
+             (chat_server_command(demo_workspace, "--host", "0.0.0.0", "--auth-file", str(tmp_path / "users"),
+                                  "--allowed-origins", "*"), "allowed_origins"),
+             ([sys.executable, "launch.py", "--host", "0.0.0.0", "--auth-file", str(tmp_path / "users"),
+               "--allowed-origins", "*", "--workspace", str(tmp_path / "ws")], "allowed_origins"),
+             (chat_server_command(demo_workspace, "--allowed-origins", "kyutai.example"), "allowed_origins")]
+    for command, named in cases:
+        out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+        assert out.returncode == 2 and named in out.stderr and "Traceback" not in out.stderr, (command, out.stderr)
+    assert not (tmp_path / "ws").exists() and not list(tmp_path.glob("chat-*"))
+
+
+def test_chat_server_checks_host_and_origin(demo_workspace: Any) -> None:
+    """On loopback without accounts: a rebound Host and another site's page are refused; the names it is bound
+    to, clients that are not browsers (no Origin) and the server's own pages are not."""
+    from chat_helpers import standalone_server
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with standalone_server(demo_workspace, demo_workspace.demo_lm, port), httpx.Client(timeout=30) as http:
+        evil = {"Host": f"evil.example:{port}"}
+        r = http.get(url + "/", headers=evil)
+        assert r.status_code == 421 and "evil.example" in r.text, r.text
+        assert http.get(url + "/").status_code == 200
+        assert handshake_status(http, url + "/api/chat", {**evil, "Origin": f"http://evil.example:{port}"}) == 421
+        assert handshake_status(http, url + "/api/chat", {"Origin": "https://evil.example"}) == 403
+        assert chat_welcome(f"ws://127.0.0.1:{port}/api/chat") == b"\x00"
+        assert chat_welcome(f"ws://localhost:{port}/api/chat", origin=f"http://localhost:{port}") == b"\x00"
+
+
+def test_chat_server_allowed_hosts_and_origins(demo_workspace: Any) -> None:
+    """Kyutai's web client served from its own origin connects where the user allows it (--allowed-origins), and
+    a name the user gives (--allowed-hosts) is answered; other names and origins are still refused."""
+    from chat_helpers import standalone_server
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with standalone_server(demo_workspace, demo_workspace.demo_lm, port, "--allowed-hosts", "chat.lan",
+                           "--allowed-origins", "https://kyutai.example", "http://127.0.0.1:5173"), \
+            httpx.Client(timeout=30) as http:
+        assert http.get(url + "/", headers={"Host": f"chat.lan:{port}"}).status_code == 200
+        assert http.get(url + "/", headers={"Host": f"evil.chat.lan:{port}"}).status_code == 421
+        assert handshake_status(http, url + "/api/chat", {"Origin": "https://kyutai.example.evil"}) == 403
+        assert handshake_status(http, url + "/api/chat", {"Origin": "http://kyutai.example"}) == 403
+        for origin in ["https://kyutai.example", "https://KYUTAI.example:443", "http://127.0.0.1:5173"]:
+            assert chat_welcome(f"ws://127.0.0.1:{port}/api/chat", origin=origin) == b"\x00", origin
+
+
+def test_remote_chat_server_needs_a_login_and_speaks_tls(demo_workspace: Any, tls: tuple[Path, Path],
+                                                          tmp_path: Path) -> None:
+    """Bound to 0.0.0.0 with accounts and TLS, recording: an anonymous client gets neither the page nor the
+    model, and records nothing; a client with an account talks over wss."""
+    from chat_helpers import standalone_server
+
+    (tmp_path / "users").write_text(f"{USER}:{PASSWORD}\n")
+    cert, key = tls
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    login = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
+    with standalone_server(demo_workspace, demo_workspace.demo_lm, port, "--host", "0.0.0.0", "--auth-file",
+                           str(tmp_path / "users"), "--ssl-certfile", str(cert), "--ssl-keyfile", str(key),
+                           "--record-dir", str(tmp_path / "rec")), client(tls) as http:
+        r = http.get(url + "/")
+        assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic")
+        assert handshake_status(http, url + "/api/chat", {}) == 401
+        assert handshake_status(http, url + "/api/chat", {"Authorization": "Basic " + base64.b64encode(
+            f"{USER}:wrong".encode()).decode()}) == 401
+        assert not (tmp_path / "rec").exists()
+        assert http.get(url + "/", headers=login).status_code == 200
+        assert chat_welcome(f"wss://127.0.0.1:{port}/api/chat", headers=login, tls=tls) == b"\x00"
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/", headers=login, timeout=10)
+
+
+# ---------------------------------------------------------------- issue 22.14: TLS files that cannot serve
+
+@pytest.fixture(scope="module")
+def bad_tls(tls: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("bad-tls")
+    (d / "garbage.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    subprocess.run(["openssl", "genrsa", "-out", str(d / "other-key.pem"), "2048"], check=True, capture_output=True)
+    return {"garbage": d / "garbage.pem", "other_key": d / "other-key.pem"}
+
+
+@pytest.mark.parametrize("server", ["studio", "chat-server"])
+@pytest.mark.parametrize("case", ["garbage certificate", "garbage key", "mismatched key"])
+def test_tls_files_that_cannot_serve_are_refused_at_start_in_one_line(
+        server: str, case: str, tls: tuple[Path, Path], bad_tls: dict[str, Path], demo_workspace: Any,
+        tmp_path: Path) -> None:
+    cert, key = tls
+    cert, key, named = {"garbage certificate": (bad_tls["garbage"], key, bad_tls["garbage"]),
+                        "garbage key": (cert, bad_tls["garbage"], bad_tls["garbage"]),
+                        "mismatched key": (cert, bad_tls["other_key"], bad_tls["other_key"])}[case]
+    flags = ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+    command = ([sys.executable, "launch.py", "--workspace", str(tmp_path / "ws"), *flags] if server == "studio"
+               else chat_server_command(demo_workspace, *flags))
+    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2 and len(errors) == 1 and str(named) in errors[0], out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "ws").exists()

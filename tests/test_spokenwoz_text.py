@@ -8,7 +8,8 @@ import pytest
 import sentencepiece as spm
 
 from backend.data.audio_io import probe
-from backend.dataset.spm import load_spm, train_spm
+from backend.dataset.spm import train_spm
+from backend.models.text_tokenizer import load_spm
 from backend.dataset.text_layout import LayoutOptions, frames_for_duration, tokenize_dialogue
 from backend.data.transcripts import check_transcript, load_transcript
 

@@ -3,6 +3,7 @@
 import json
 import math
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ import soundfile as sf
 
 from backend.dataset import tokenize_text as stage
 from backend.core.errors import ConfigError
-from backend.dataset.spm import load_spm, train_spm
+from backend.dataset.spm import train_spm
+from backend.models.text_tokenizer import load_spm
 from backend.dataset.text_layout import (LayoutOptions, SpeakerAudit, frame_of, frames_for_duration, layout_speaker,
                                  tokenize_dialogue)
 from backend.data.transcripts import Transcript, Word
@@ -60,10 +62,11 @@ def epad_positions_ok(stream: np.ndarray) -> bool:
 
 # --- independent statements of the reference tools' rules (ASCII words known to the vocabulary) ---
 
-def jmoshi_reference(words: list[Word], sp: spm.SentencePieceProcessor) -> list[int]:
-    """J-Moshi's spread: character spans counted by piece length, next free frame, online EPAD."""
+def jmoshi_reference(words: list[Word], sp: spm.SentencePieceProcessor, whitespace: bool = True) -> list[int]:
+    """J-Moshi's spread: character spans counted by piece length, next free frame, online EPAD (words known to
+    the vocabulary, no normalisation changing lengths: where J-Moshi works)."""
     words = sorted(words, key=lambda w: w.start)
-    chunks = [w.word if i == 0 else " " + w.word for i, w in enumerate(words)]
+    chunks = [w.word if i == 0 or not whitespace else " " + w.word for i, w in enumerate(words)]
     chars = [(w.start + i * (w.end - w.start) / len(c), w.start + (i + 1) * (w.end - w.start) / len(c))
              for w, c in zip(words, chunks) for i in range(len(c))]
     timed, pos = [], 0
@@ -84,9 +87,12 @@ def jmoshi_reference(words: list[Word], sp: spm.SentencePieceProcessor) -> list[
     return ids
 
 
-def kyutai_reference(words: list[Word], sp: spm.SentencePieceProcessor, T: int, keep: bool) -> list[int]:
+def kyutai_reference(words: list[Word], sp: spm.SentencePieceProcessor, T: int, keep: bool,
+                     word_ids: Callable[[Word], list[int]] | None = None) -> list[int]:
     """Kyutai's interleaver in closed form: word j's piece k at max(F_j + k, previous + 1) when keeping,
-    at F_j + k before the next word's frame when dropping (and words without duration removed)."""
+    at F_j + k before the next word's frame when dropping (and words without duration removed). A word's ids
+    are `word_ids(word)`, by default the word tokenized alone as Kyutai does."""
+    word_ids = word_ids or (lambda w: sp.encode(w.word))
     words = sorted(words, key=lambda w: w.start)
     if not keep:
         words = [w for w in words if w.start < w.end]
@@ -94,7 +100,7 @@ def kyutai_reference(words: list[Word], sp: spm.SentencePieceProcessor, T: int, 
     ids, last = [PAD] * T, -1
     for j, w in enumerate(words):
         limit = T if keep or j + 1 == len(words) else min(T, F[j + 1])
-        for k, pid in enumerate(sp.encode(w.word)):
+        for k, pid in enumerate(word_ids(w)):
             f = max(F[j] + k, last + 1) if keep else F[j] + k
             if f >= limit:
                 break
@@ -302,7 +308,8 @@ def test_stage_writes_streams_sized_by_the_audio(tmp_path: Path, sp: spm.Sentenc
     assert [a.name for a in audits] == ["one", "two"] and seen[-1][0] == 1.0
     with np.load(out / "one.npz") as z:
         assert z["A"].shape == z["B"].shape == (math.ceil(3.0125 * 12.5),) and z["A"].dtype == np.int64
-    assert json.loads((out / "one.audit.json").read_text()) == audits[0].to_dict()
+    assert json.loads((tmp_path / "out.audits" / "one.audit.json").read_text()) == audits[0].to_dict()
+    assert sorted(p.name for p in out.iterdir()) == ["one.npz", "two.npz"]  # npz only: J-Moshi's tools list it
     assert any("no audio named two" in w for w in audits[1].warnings)
     # The output may be the transcripts folder itself: audits are not read back as transcripts.
     again = stage.TextTokenizeConfig(transcripts=text, tokenizer=model, output=text)

@@ -9,8 +9,10 @@ import pytest
 import sentencepiece as spm
 
 from backend import cli
-from backend.dataset.spm import load_spm, train_spm
-from backend.dataset.tokenizer_inspect import TokenizerInspectConfig, fingerprint, inspect_tokenizer
+from backend.dataset.spm import train_spm
+from backend.models.text_tokenizer import load_spm
+from backend.dataset.tokenizer_inspect import TokenizerInspectConfig, inspect_tokenizer
+from backend.models.text_tokenizer import fingerprint
 from backend.demo.dialogues import demo_sentences
 from backend.demo.workspace import DEMO_VOCAB_SIZE
 

@@ -11,7 +11,8 @@ from test_layers import module_files
 HEAVY = ("torch", "moshi")
 # Modules whose job is computing with torch: they import it at the top.
 HEAVY_MODULES = {
-    "backend.dataset.codec", "backend.demo.codec_quality", "backend.demo.codec_training", "backend.finetune.data",
+    "backend.dataset.codec", "backend.demo.codec_quality", "backend.evaluate.dataset_eval", "backend.evaluate.rank",
+    "backend.evaluate.score", "backend.evaluate.speech", "backend.evaluate.stream", "backend.demo.codec_training", "backend.finetune.data",
     "backend.finetune.loss", "backend.finetune.optim", "backend.finetune.prefix", "backend.finetune.trainer",
     "backend.inference.chat_engine", "backend.inference.generate", "backend.models.export",
     "backend.models.initialise", "backend.models.loading", "backend.models.surgery", "backend.models.tensor_file",

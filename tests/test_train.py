@@ -93,7 +93,7 @@ def test_tiny_model_overfits_two_dialogues(tmp_path: Path, assets: dict[str, Pat
         start = sum(m[key] for m in log[:2]) / 2
         end = sum(m[key] for m in log[-3:]) / 3
         assert end < 0.6 * start, f"{key} fell only from {start:.2f} to {end:.2f}"
-    events = [m for m in metrics(run) if "event" in m]
+    events = [m for m in metrics(run) if m.get("event", "phase") != "phase"]
     assert [e["event"] for e in events] == ["eval", "checkpoint", "finished"]
     assert events[0]["loss"] is not None and events[0]["user_acoustic_loss"] is not None
     # The final checkpoint is a model folder for moshi's loaders, with moshi's own names.
@@ -101,6 +101,29 @@ def test_tiny_model_overfits_two_dialogues(tmp_path: Path, assets: dict[str, Pat
     assert final is not None and final.name == "step-000025"
     trained = load_lm(final)
     assert set(trained.state_dict()) == set(load_lm(assets["model"]).state_dict())
+
+
+def test_startup_phases_are_reported_in_order_and_the_eta_counts_steps_only(
+        tmp_path: Path, assets: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    run_cfg(run, assets, max_steps=4)
+    assert train(run) == "finished"
+    rows = metrics(run)
+    phases = [m["message"] for m in rows if m.get("event") == "phase"]
+    assert phases == ["memory-mapping the datasets (a row cache is built on first use)",
+                      f"loading the base model {assets['model']}", "preparing the model and optimiser",
+                      "first step (one-time warm-up: memory, kernels)"]
+    first_step = next(i for i, m in enumerate(rows) if "event" not in m)
+    assert all(m.get("event") != "phase" for m in rows[first_step:])  # every phase comes before the first step
+    log = capsys.readouterr().out  # train.log: the phases, in order, before the first step's line
+    at = [log.index(f"{p} ...\n") for p in phases] + [log.index("step 1/4")]
+    assert at == sorted(at), log
+    # The first step's own duration (warm-up) makes no ETA; later ones come from the steps after it.
+    logged = steps(run)
+    assert logged[0]["eta_s"] is None and "ETA -" in log
+    for m in logged[1:]:
+        per_step = (m["elapsed_s"] - logged[0]["elapsed_s"]) / (m["step"] - 1)
+        assert m["eta_s"] == pytest.approx(per_step * (4 - m["step"]), rel=0.25, abs=0.1)
 
 
 def split_vs_straight_config(run: Path, assets: dict[str, Path], max_steps: int, mode: str) -> None:

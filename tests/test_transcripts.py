@@ -131,7 +131,7 @@ def test_stage_writes_nothing_for_a_malformed_transcript(tmp_path: Path, tiny_sp
     assert [e.path for e in err.value.failures] == [str(bad)]
     assert f"{bad}: " in str(err.value) and problem in str(err.value)
     assert [a.name for a in err.value.audits] == ["good"]
-    assert sorted(p.name for p in out.iterdir()) == ["good.audit.json", "good.npz"]  # stale output removed too
+    assert sorted(p.name for p in out.iterdir()) == ["good.npz"]  # stale output removed too; audits go beside
     with np.load(out / "good.npz") as z:
         assert z["A"].dtype == np.int64 and z["B"].dtype == np.int64
 

@@ -64,7 +64,7 @@ def timeline_data(first: int = 0, count: int = 12) -> dict[str, Any]:
         "dialogue_id": "demo/dlg", "start_frame": first, "frame_rate": 12.5,
         "frames": list(range(first, total)), "times": [f / 12.5 for f in range(first, total)],
         "speakers": {s: {"text_ids": row[s][0, win].tolist(), "text_labels": labels[s][first:total],
-                         "codes": row[s][1:, win].tolist()} for s in ("A", "B")},
+                         "text_chars": [""] * (total - first), "codes": row[s][1:, win].tolist()} for s in ("A", "B")},
         "main": "A",
         "delayed": {"row_names": ["text A"] + [f"A cb{i}" for i in range(8)] + [f"B cb{i}" for i in range(8)],
                     "rows": delayed.tolist(), "delays": DELAYS, "start_step": first + 1},

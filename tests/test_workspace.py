@@ -12,7 +12,7 @@ from backend.core.errors import ConfigError, InputError
 from backend.models.source import DEMO_MIMI_ASSET, random_mimi, tiny_mimi_config
 from backend.models.weights import load_lm, load_mimi
 from backend.core.spec import CARD, FRAME_SIZE, PAD_ID, EPAD_ID
-from backend.dataset.spm import load_spm
+from backend.models.text_tokenizer import load_spm
 from backend.core.workspace import WorkspaceSettings, open_workspace
 from backend.demo.workspace import create_demo_workspace, demo_lm, main
 

@@ -1,13 +1,14 @@
 """Write files under a temporary name, then rename: readers never see a half-written file."""
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from backend.core.errors import ConfigError
+from backend.core.errors import ConfigError, DiskFull
 
 
 @contextlib.contextmanager
@@ -25,8 +26,9 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as e:
         tmp_path.unlink(missing_ok=True)
+        _raise_disk_full(e, target)
         raise
 
 
@@ -55,9 +57,17 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        _raise_disk_full(e, target)
         raise
+
+
+def _raise_disk_full(e: BaseException, target: Path) -> None:
+    """A full disk (or quota) as a message naming what could not be written, not a bare OSError."""
+    if isinstance(e, OSError) and (e.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(e)):  # pyarrow
+        raise DiskFull(f"{target}: not written, the disk is full ({e.strerror}); free some space and try "
+                       "again (the old version, if any, is untouched)") from None
 
 
 def check_output_folder(folder: str | Path, what: str) -> None:

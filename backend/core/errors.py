@@ -22,6 +22,10 @@ class ConfigError(StudioError):
     """A configuration value is invalid; refused before any work starts."""
 
 
+class DiskFull(StudioError):
+    """A file or folder could not be written for lack of space; nothing half-written is left."""
+
+
 @dataclass(frozen=True)
 class Issue:
     """One finding of a validation report: an error makes the file unusable, a warning does not."""

@@ -3,8 +3,13 @@
 Drawn on matplotlib's Agg canvas through `matplotlib.figure.Figure` (no pyplot: no global state, safe in
 the studio's worker threads, no display needed). matplotlib is imported inside the functions, so the
 stages that import this module stay light until they draw.
+
+Japanese (and Chinese, Korean) text: matplotlib's own DejaVu Sans has no CJK glyphs, so the first figure adds a
+CJK font installed on the system (Debian's fonts-noto-cjk; .ci/run installs it) behind DejaVu Sans: Latin text
+looks as before and CJK characters come from the CJK font. Without one, CJK labels render as boxes.
 """
 
+import functools
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,10 +50,30 @@ def check_png_path(path: str | Path) -> Path:
     return path
 
 
+CJK_FONT_FILES = ("NotoSansCJK-Regular.ttc", "NotoSansCJKjp-Regular.otf", "NotoSansJP-Regular.otf", "ipaexg.ttf",
+                  "ipag.ttf")  # preferred first: Debian fonts-noto-cjk, older Noto packagings, IPA fonts
+
+
+@functools.cache
+def cjk_font() -> str | None:
+    """Family name of the CJK font the figures fall back to (registered with matplotlib), None if none is installed."""
+    from matplotlib import font_manager, rcParams
+
+    found = {Path(f).name: f for f in font_manager.findSystemFonts()}
+    path = next((found[name] for name in CJK_FONT_FILES if name in found), None)
+    if path is None:
+        return None
+    font_manager.fontManager.addfont(path)
+    family = font_manager.FontProperties(fname=path).get_name()
+    rcParams["font.family"] = ["DejaVu Sans", family]  # per glyph: DejaVu first, then the CJK font
+    return family
+
+
 def new_figure(width: float, height: float) -> "Figure":
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    cjk_font()
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -176,15 +201,20 @@ def gap_histogram(edges: list[float], counts: list[int], title: str = "") -> "Fi
 
 # ---------------------------------------------------------------- dataset timeline
 
+def _piece_labels(stream: dict[str, Any]) -> list[str]:
+    """A stream's piece labels, each byte-fallback piece with the character its run forms ("𠮷 <0xF0>")."""
+    return [f"{char} {label}" if char else label for label, char in zip(stream["text_labels"], stream["text_chars"])]
+
+
 def timeline(data: dict[str, Any]) -> "Figure":
     """A window of `timeline.timeline_data`: per speaker the 8 codebooks as colours with the text pieces
     above them, then the training view with its delays (16 audio rows, the main speaker's text on top)."""
     times = np.asarray(data["times"], dtype=float)
     step = 1 / data["frame_rate"]
     extent = (times[0], times[-1] + step)
-    panels = [(f"speaker {s}", np.asarray(v["codes"]), v["text_labels"]) for s, v in data["speakers"].items()]
+    panels = [(f"speaker {s}", np.asarray(v["codes"]), _piece_labels(v)) for s, v in data["speakers"].items()]
     delayed = np.asarray(data["delayed"]["rows"])
-    text_main = data["speakers"][data["main"]]["text_labels"]
+    text_main = _piece_labels(data["speakers"][data["main"]])
     panels.append((f"training view (main {data['main']}, acoustic codebooks delayed)", delayed[1:], text_main))
     fig = new_figure(max(8.0, 0.25 * len(times)), 2.2 * len(panels) + 0.6)
     fig.suptitle(f"{data['dialogue_id']}: frames {data['frames'][0]}-{data['frames'][-1]}")

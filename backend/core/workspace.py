@@ -34,8 +34,10 @@ CONTINUATIONS_DIR = "continuations"
 DEMO_MIMI = "models/demo-mimi"
 DEMO_LM = "models/demo-lm"
 DEMO_TOKENIZER = "models/tokenizer.model"
+KYUTAI_REPO = "kyutai/moshiko-pytorch-bf16"  # Kyutai's Moshi (Mimi, LM and tokenizer), fetched on first use
+KYUTAI_TOKENIZER = "tokenizer_spm_32k_3.model"  # its SentencePiece model, to be put in the workspace
 # Choices offered for the LM; any path or repo id is accepted.
-LM_PRESETS = (DEMO_LM, "kyutai/moshiko-pytorch-bf16", "kyutai/moshika-pytorch-bf16", "nu-dialogue/j-moshi-ext")
+LM_PRESETS = (DEMO_LM, KYUTAI_REPO, "kyutai/moshika-pytorch-bf16", "nu-dialogue/j-moshi-ext")
 
 
 @dataclass
@@ -46,6 +48,8 @@ class WorkspaceSettings:
                               "repo id such as kyutai/moshiko-pytorch-bf16")
     tokenizer: str = option(DEMO_TOKENIZER, "SentencePiece model file in the workspace (a path relative to it; "
                                             "Kyutai's 32k one: tokenizer_spm_32k_3.model of their hub repos)")
+    whitespace: bool = option(True, "transcripts are written with spaces between words (off for Japanese and "
+                                    "Chinese: J-Moshi's --no_whitespace_before_word); Build's and the tokenizer's default")
     demo: bool = option(True, "offline demo models: the project's small trained Mimi (speech-like audio) and a "
                                "tiny random LM that speaks only after fine-tuning")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where models run (auto: CUDA when available)")
@@ -112,6 +116,11 @@ class Workspace:
     def settings_file(self) -> Path:
         return self.root / SETTINGS_FILE
 
+    @property
+    def saved_finetune_config(self) -> Path:
+        """The Fine-tune form's "Save configuration" download (replaced at each save)."""
+        return self.root / "finetune_config.json"
+
     def resolve(self, source: str) -> str:
         """A settings value as the loaders take it: an absolute path if it names a file or folder
         (absolute, or relative to the workspace), else unchanged (a hub repo id)."""
@@ -141,10 +150,6 @@ class Workspace:
     def folders(self) -> list[Path]:
         return [self.raw, self.models, self.voices, self.tokens_audio, self.tokens_text, self.dataset,
                 self.continuations, self.runs, self.preprocess, self.evaluations]
-
-
-KYUTAI_REPO = "kyutai/moshiko-pytorch-bf16"  # Kyutai's Moshi (Mimi, LM and tokenizer), fetched on first use
-KYUTAI_TOKENIZER = "tokenizer_spm_32k_3.model"  # its SentencePiece model, to be put in the workspace
 
 
 def create_empty_workspace(path: str | Path, mimi: str = KYUTAI_REPO, lm: str = KYUTAI_REPO,

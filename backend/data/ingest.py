@@ -37,7 +37,8 @@ def import_dialogues(files: list[str | Path], dest: str | Path) -> ImportResult:
 
     Every dialogue is validated before any is copied, so an upload either reports each file or (on an
     unexpected failure) writes nothing. Nothing is written for a refused dialogue; a file whose partner is
-    already in `dest` completes it.
+    already in `dest` completes it, but a file never replaces one of its kind already there (the old one is kept
+    and the upload refused: replacing would silently lose a dialogue the workspace uses).
     """
     dest = Path(dest)
     result = ImportResult()
@@ -58,6 +59,11 @@ def import_dialogues(files: list[str | Path], dest: str | Path) -> ImportResult:
         if duplicates:
             result.rejected.append(f"{', '.join(p.name for p in duplicates)}: several files named '{name}' "
                                    "in one upload; rename one")
+            continue
+        taken = sorted({t.name for src in uploaded for t in _taken(dest, name, src)})
+        if taken:
+            result.rejected.append(f"{', '.join(p.name for p in uploaded)}: the workspace already has "
+                                   f"{', '.join(taken)}; rename the upload, or delete the old file first")
             continue
         audio = group["audio"][0] if group["audio"] else _existing(dest, name, AUDIO_EXTENSIONS)
         text = group["text"][0] if group["text"] else _existing(dest, name, TRANSCRIPT_EXTENSIONS)
@@ -85,15 +91,12 @@ def import_dialogues(files: list[str | Path], dest: str | Path) -> ImportResult:
     for report, uploaded in accepted:
         for src in uploaded:
             if src.parent.resolve() != dest.resolve():
-                _replace_name(dest, report.name, src.suffix.lower())
                 with atomic_path(dest / f"{report.name}{src.suffix.lower()}") as tmp:
                     shutil.copyfile(src, tmp)
         result.imported.append(report)
     for name, uploaded in to_annotate:
         for src in uploaded:
             if src.parent.resolve() != dest.resolve():
-                if src.suffix.lower() in AUDIO_EXTENSIONS:
-                    _replace_name(dest, name, src.suffix.lower())
                 with atomic_path(dest / f"{name}{src.suffix.lower()}") as tmp:
                     shutil.copyfile(src, tmp)
         result.to_annotate.append(name)
@@ -111,16 +114,18 @@ def _needs_annotation_problem(audio: Path, turns: list[Path]) -> str | None:
     return None
 
 
+def _taken(dest: Path, name: str, upload: Path) -> list[Path]:
+    """The files of `dest` an upload would replace: any audio of that name for audio (one basename never has two
+    audio files), the same file for a transcript or turns; none for a file that is already in `dest`."""
+    if upload.parent.resolve() == dest.resolve():
+        return []
+    suffix = upload.suffix.lower()
+    kinds = AUDIO_EXTENSIONS if suffix in AUDIO_EXTENSIONS else (suffix,)
+    return [dest / f"{name}{ext}" for ext in kinds if (dest / f"{name}{ext}").exists()]
+
+
 def _existing(dest: Path, name: str, extensions: tuple[str, ...]) -> Path | None:
     for ext in extensions:
         if (dest / f"{name}{ext}").is_file():
             return dest / f"{name}{ext}"
     return None
-
-
-def _replace_name(dest: Path, name: str, keep_suffix: str) -> None:
-    """An upload of name.flac replaces an existing name.wav, so one basename never has two audio files."""
-    kinds = AUDIO_EXTENSIONS if keep_suffix in AUDIO_EXTENSIONS else TRANSCRIPT_EXTENSIONS
-    for ext in kinds:
-        if ext != keep_suffix:
-            (dest / f"{name}{ext}").unlink(missing_ok=True)

@@ -10,6 +10,7 @@ is cut and saved there as `<name>.<speaker>.wav`. Build (dataset/pipeline.py) en
 `personas.json` sidecar (dataset/personas.py) under the dialogue ids it wrote.
 """
 
+import filecmp
 import json
 import re
 import shutil
@@ -26,6 +27,7 @@ from backend.core.workspace import Workspace
 from backend.data.audio_io import load_stereo
 from backend.data.files import AUDIO_EXTENSIONS, PERSONA_SUFFIX, scan_dialogues
 from backend.models.persona import check_text_prompt, voice_file
+from backend.models.voice_preset import is_preset
 
 MAX_CLIP_SECONDS = 60.0  # a voice prompt is a few seconds (PersonaPlex's are ~10 s)
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -39,12 +41,13 @@ class RawPersona:
 
 
 def voice_names(ws: Workspace) -> list[str]:
-    """The voice prompt files of the workspace (the choices of the Continuations and Chat tabs)."""
+    """The voice prompt files of the workspace (the choices of the Continuations and Chat tabs): audio, and
+    PersonaPlex's voice presets (models/voice_preset.py)."""
     folder = ws.voices
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
-                  and not p.name.startswith("."))
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                  and (p.suffix.lower() in AUDIO_EXTENSIONS or is_preset(p)))
 
 
 def voice_pick(ws: Workspace, current: str | None) -> tuple[list[str], str | None]:
@@ -108,7 +111,12 @@ def save_upload(ws: Workspace, upload: Path) -> str:
     if upload.suffix.lower() not in AUDIO_EXTENSIONS:
         raise ConfigError(f"voice upload {upload.name[:80]!r}: expected {'/'.join(AUDIO_EXTENSIONS)}")
     name = SAFE_NAME.sub("_", upload.name).lstrip(".")[-100:] or "voice.wav"
-    target = ws.voices / name
+    target, n = ws.voices / name, 1
+    while target.exists():  # other personas may use the old voice: keep it (the same bytes are the same voice)
+        if filecmp.cmp(target, upload, shallow=False):
+            return target.name
+        n += 1
+        target = ws.voices / f"{Path(name).stem}-{n}{Path(name).suffix}"
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:
         shutil.copyfile(upload, tmp)

@@ -24,6 +24,12 @@ KYUTAI_MAIN = "SPEAKER_MAIN"
 KYUTAI_LABELS = {"A": KYUTAI_MAIN, "B": "SPEAKER_OTHER"}  # the labels the studio writes in format B
 MAX_SECONDS = 24 * 3600  # no dialogue time is later than this
 AUDIO_TOLERANCE = 1.0  # seconds a word may end after the audio (aligners overshoot a little)
+# Bounds on what one transcript may hold, so a file within the upload limit cannot make every later read (the
+# preview, Curate, tokenization) cost seconds and gigabytes: fast overlapping speech is ~8 words a second.
+MAX_WORD_CHARS = 200  # one word's text (the Curate editor's bound too)
+MAX_WORDS_PER_SECOND = 20  # words of both speakers per second of audio
+MAX_WORDS = 50_000  # per file: 2 hours (the default audio limit) at ~7 words a second
+MAX_TRANSCRIPT_BYTES = 16 * 2**20  # the file itself, checked before it is parsed
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,18 @@ def _check_text(path: Path, where: str, what: str, text: str) -> None:
                                f"{e.start}), which is not valid Unicode text") from None
 
 
+def word_problem(word: str) -> str | None:
+    """Why a word's text cannot be used (None: it can): the one rule of the importer and the Curate editor."""
+    if len(word) > MAX_WORD_CHARS:  # checked first: the word is not quoted whole
+        return f"a word of {len(word)} characters ({word[:20]!r}...); a word may have at most {MAX_WORD_CHARS}"
+    try:
+        word.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return (f"the word {word!r} holds a lone surrogate ({word[e.start:e.end]!r} at character {e.start}), "
+                "which is not valid Unicode text")
+    return None
+
+
 def _jmoshi_entry(path: Path, i: int, entry: Any) -> tuple[str, str, Any, Any]:
     where = f"entry {i}"
     if not isinstance(entry, dict):
@@ -129,6 +147,10 @@ def _kyutai_entry(path: Path, i: int, entry: Any) -> tuple[str, str, Any, Any]:
 
 def _read_json(path: Path) -> Any:
     try:
+        size = path.stat().st_size
+        if size > MAX_TRANSCRIPT_BYTES:
+            raise InputError(path, f"is {size / 2**20:.1f} MiB; a transcript may hold at most "
+                                   f"{MAX_TRANSCRIPT_BYTES // 2**20} MiB ({MAX_WORDS} words)")
         data = path.read_bytes()
     except OSError as e:
         raise InputError(path, f"cannot read the file ({e.strerror or e})") from None
@@ -169,11 +191,16 @@ def load_transcript(path: str | Path, speaker_map: dict[str, str] | None = None)
                                f"'alignments' (Kyutai format), found {found}")
     if not entries:
         raise InputError(path, "the transcript has no words")
+    if len(entries) > MAX_WORDS:
+        raise InputError(path, f"holds {len(entries)} words; a transcript may hold at most {MAX_WORDS} "
+                               "(split the dialogue)")
     raw = []
     for i, entry in enumerate(entries):
         label, word, start, end = parse(path, i, entry)
+        problem = word_problem(word)
+        if problem:
+            raise InputError(path, f"entry {i}: {problem}")
         where = f"entry {i} ({word!r})"
-        _check_text(path, where, "word", word)
         _check_text(path, where, "speaker label", label)
         start, end = _time(path, where, "start", start), _time(path, where, "end", end)
         if start > end:
@@ -202,7 +229,11 @@ def _overlaps(words: list[Word]) -> tuple[int, Word | None]:
 
 def check_within_audio(t: Transcript, audio_seconds: float) -> None:
     """Refuse words that end well after the audio: wrong times (or the wrong audio), and they would size the
-    text streams and previews. Call before anything is allocated from the word times."""
+    text streams and previews; and more words than the audio's length can hold. Call before anything is
+    allocated from the word times."""
+    if len(t.words) > MAX_WORDS_PER_SECOND * max(audio_seconds, 1.0):
+        raise InputError(t.path, f"{len(t.words)} words for {audio_seconds:.2f} s of audio: more than "
+                                 f"{MAX_WORDS_PER_SECOND} words a second is not speech")
     far = [w for w in t.words if w.end > audio_seconds + AUDIO_TOLERANCE]
     if far:
         first = min(far, key=lambda w: w.start)

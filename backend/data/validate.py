@@ -6,11 +6,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from backend.core import config, figures
 from backend.core.spec import SAMPLE_RATE
-from backend.data.audio_io import audio_report
+from backend.data.audio_io import AudioScan, audio_report
 from backend.data.files import DialogueFiles, scan_dialogues
 from backend.core.errors import InputError, Issue, StudioError
 from backend.data.stats import CorpusStats, corpus_stats, dialogue_stats
@@ -51,15 +49,15 @@ class DialogueReport:
         return f"{self.audio_info['duration']:.1f} s, {rate}, {levels}"
 
 
-def validate_dialogue(d: DialogueFiles, samples: tuple[np.ndarray, int] | None = None) -> DialogueReport:
-    """`samples`: the audio's `read_native` result when the caller has it already."""
+def validate_dialogue(d: DialogueFiles, scan: AudioScan | None = None) -> DialogueReport:
+    """`scan`: the audio's `scan_audio` when the caller has it already."""
     report = DialogueReport(d.name, str(d.audio) if d.audio else None, str(d.transcript) if d.transcript else None)
     duration = None
     if d.audio is None:
         report.issues.append(Issue("error", f"{d.transcript}: no audio file named {d.name}.wav/.flac/.ogg"))
     else:
         try:
-            info = audio_report(d.audio, samples=samples)
+            info = audio_report(d.audio, scan=scan)
             report.audio_info = info.to_dict()
             duration = info.duration
             report.issues.extend(info.issues)

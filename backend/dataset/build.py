@@ -1,9 +1,12 @@
 """Stage: merge audio and text tokens into the Parquet dataset of SPEC.md.
 
 One row per dialogue: `dialogue_id` = `<output_prefix>/<name>`, `A` and `B` = [9, T] (text row,
-then codebooks 0..7, undelayed). The audio length wins: text is cut or PAD-padded to T.
+then codebooks 0..7, undelayed). The audio length wins: text is cut or PAD-padded to T. The tokenizer the text
+tokens were made with (their audits record it) is recorded beside the shards as tokenizer.json; rows made with
+different tokenizers, or with another PAD id than the padding's, are refused.
 """
 
+import json
 import math
 import random
 import sys
@@ -17,9 +20,11 @@ import pyarrow.parquet as pq
 
 from backend.core import config
 from backend.core.atomic import atomic_path, check_output_folder
-from backend.core.errors import ConfigError, InputError
+from backend.core.errors import ConfigError, InputError, StudioError
 from backend.core.spec import CARD, NUM_CODEBOOKS, PAD_ID, SPEAKERS
-from backend.data.files import RECORDING_PREFIX, is_recording
+from backend.data.files import AUDIT_SUFFIX, RECORDING_PREFIX, is_recording
+from backend.dataset.token_folders import audits_beside
+from backend.models.text_tokenizer import RECORD_FILE, TokenizerRecord, check_agreement, write_record
 
 MAX_SHARD_ROWS = 100_000
 VALIDATION_DIR = "validation"  # beside the training shards: train_data globs only its own folder
@@ -110,6 +115,23 @@ def shard_name(prefix: str, index: int, count: int) -> str:
     return f"{prefix}-{index:03d}-of-{count:03d}.parquet"
 
 
+def text_tokenizer(cfg: DatasetConfig, names: list[str]) -> TokenizerRecord | None:
+    """The one tokenizer the rows' text tokens were made with, from their audits; None when an audit or its record
+    is missing (tokens made before records). Refuses rows of two tokenizers and a PAD id other than cfg.pad_id."""
+    found: dict[str, TokenizerRecord] = {}
+    for name in names:
+        audit = audits_beside(Path(cfg.text_tokens)) / f"{name}{AUDIT_SUFFIX}"
+        record = json.loads(audit.read_text(encoding="utf-8")).get("tokenizer") if audit.is_file() else None
+        if not record:
+            return None
+        found[name] = TokenizerRecord(**record)
+    check_agreement({f"text tokens of {name}": r for name, r in found.items()})
+    record = next(iter(found.values()))
+    if record.pad_id != cfg.pad_id:
+        raise ConfigError(f"pad_id {cfg.pad_id}: the text tokens use PAD {record.pad_id} ({record.describe()})")
+    return record
+
+
 def build_dataset(cfg: DatasetConfig, progress: Callable[[float, str], None] | None = None) -> DatasetReport:
     """Write the shards (sorted by name, so the order is deterministic) and report what was left out."""
     if not 1 <= cfg.shard_rows <= MAX_SHARD_ROWS:
@@ -133,9 +155,10 @@ def build_dataset(cfg: DatasetConfig, progress: Callable[[float, str], None] | N
         raise ConfigError(f"no dialogue has both audio tokens in {cfg.audio_tokens} and text tokens in {cfg.text_tokens}")
     report.validation = pick_validation(names, cfg.validation, cfg.split_seed)
     train = [n for n in names if n not in report.validation]
+    tokenizer = text_tokenizer(cfg, names)
     total = len(names)
-    _write_shards(train, Path(cfg.output), cfg, report, progress, total)
-    _write_shards(report.validation, Path(cfg.output) / VALIDATION_DIR, cfg, report, progress, total)
+    _write_shards(train, Path(cfg.output), cfg, report, progress, total, tokenizer)
+    _write_shards(report.validation, Path(cfg.output) / VALIDATION_DIR, cfg, report, progress, total, tokenizer)
     return report
 
 
@@ -163,12 +186,14 @@ def pick_validation(names: list[str], spec: str, seed: int) -> list[str]:
 
 
 def _write_shards(names: list[str], folder: Path, cfg: DatasetConfig, report: DatasetReport,
-                  progress: Callable[[float, str], None] | None, total: int) -> None:
-    """`names` as shards of `folder` (none: the folder's old shards removed, so a split once made does not
-    linger)."""
+                  progress: Callable[[float, str], None] | None, total: int,
+                  tokenizer: TokenizerRecord | None) -> None:
+    """`names` as shards of `folder` with the tokenizer's record beside them (none: the folder's old shards and
+    record removed, so a split once made does not linger)."""
     for old in folder.glob(f"{cfg.output_prefix}-*-of-*.parquet"):
         old.unlink()  # a previous build with another shard count would otherwise linger
     if not names:
+        (folder / RECORD_FILE).unlink(missing_ok=True)
         return
     folder.mkdir(parents=True, exist_ok=True)
     count = math.ceil(len(names) / cfg.shard_rows)
@@ -195,6 +220,10 @@ def _write_shards(names: list[str], folder: Path, cfg: DatasetConfig, report: Da
         with atomic_path(target) as tmp:
             pq.write_table(pa.table(rows, schema=SCHEMA), tmp)
         report.files.append(str(target))
+    if tokenizer is not None:
+        write_record(folder, tokenizer)
+    else:  # a record of an earlier build would vouch for tokens it never saw
+        (folder / RECORD_FILE).unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         report = build_dataset(config.from_cli(DatasetConfig, args))
-    except (ConfigError, InputError) as e:
+    except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(report.summary())

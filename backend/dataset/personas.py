@@ -26,7 +26,7 @@ from backend.core import config
 from backend.core.atomic import write_text_atomic
 from backend.core.errors import ConfigError, InputError
 from backend.core.spec import CARD, NUM_CODEBOOKS, SAMPLE_RATE, SPEAKERS
-from backend.models.persona import Persona
+from backend.models.persona import Persona, has_role_text
 
 FORMAT = "moshi-studio-personas/1"
 SIDECAR = "personas.json"
@@ -145,7 +145,7 @@ def set_persona(cfg: PersonaConfig) -> Personas:
     if cfg.remove:
         personas.pop(key, None)
     else:
-        if not cfg.text.strip() and cfg.voice is None:
+        if not has_role_text(cfg.text) and cfg.voice is None:
             raise ConfigError("a persona needs a role text, a voice prompt or both")
         personas[key] = build_persona(cfg.text, cfg.tokenizer, voice_clip(cfg) if cfg.voice else None, cfg.mimi,
                                       cfg.voice or "voice prompt")
@@ -158,8 +158,8 @@ def build_persona(text: str, tokenizer: str, voice: np.ndarray | None, mimi: str
     from backend.models.persona import encode_voice, make_persona
 
     sp = None
-    if text.strip():
-        from backend.dataset.spm import load_spm
+    if has_role_text(text):
+        from backend.models.text_tokenizer import load_spm
 
         sp = load_spm(tokenizer)
     codes = None

@@ -10,18 +10,24 @@ from pathlib import Path
 from typing import Any
 
 from backend.core.progress import Progress
+from backend.data.files import is_recording, scan_dialogues
 from backend.dataset.selection import left_out
 from backend.dataset.build import DatasetConfig, DatasetReport, build_dataset
 from backend.dataset.text_layout import DialogueAudit
 from backend.dataset.tokenize_audio import AudioTokenizeConfig, tokenize_audio
-from backend.dataset.tokenize_text import TextTokenizeConfig, tokenize_text
+from backend.dataset.tokenize_text import TextTokenizeConfig, TokenizeFailures, tokenize_text
 from backend.core.workspace import Workspace
 
 
 
 def text_paths(ws: Workspace) -> dict[str, Any]:
-    """The TextTokenizeConfig fields a workspace decides (the form supplies the layout options)."""
-    return {"transcripts": ws.raw, "tokenizer": ws.tokenizer_path, "output": ws.tokens_text, "audio": ws.raw}
+    """The TextTokenizeConfig fields a workspace decides, and its default for whitespace (the form supplies the
+    layout options)."""
+    return {"transcripts": ws.raw, "tokenizer": ws.tokenizer_path, "output": ws.tokens_text, "audio": ws.raw,
+            "whitespace": ws.settings.whitespace}
+
+
+RECORDINGS_WHY = "chat recording(s) (tick *include chat recordings* to add them)"
 
 
 @dataclass
@@ -30,21 +36,21 @@ class PrepareResult:
     audits: list[DialogueAudit]
     dataset: DatasetReport
     notes: list[str] = field(default_factory=list)
-    left_out: dict[str, str] = field(default_factory=dict)  # name -> why (selection.left_out)
+    left_out: dict[str, str] = field(default_factory=dict)  # name -> why (selection.left_out, recordings)
+    unusable: list[str] = field(default_factory=list)  # "<file>: <problem>" of what could not be tokenized
 
     def markdown(self) -> str:
-        """The report under Build: the audit of the dataset's rows only; what stayed out, counted."""
+        """The report under Build: the audit of the dataset's rows only; what stayed out, counted; what could not
+        be used, each with its problem."""
         d = self.dataset
-        outside = set(self.left_out) | set(d.recordings_left_out)
         lines = [f"✔ {d.rows} dialogues, {d.hours:.3f} h of audio in {len(d.files)} shard(s)"]
-        counts = [f"{len(d.recordings_left_out)} chat recording(s) (tick *include chat recordings* to add them)"
-                  ] if d.recordings_left_out else []
-        counts += [f"{n} {why}" for why, n in sorted(Counter(self.left_out.values()).items())]
+        counts = [f"{n} {why}" for why, n in sorted(Counter(self.left_out.values()).items())]
         counts += [f"{len(names)} without {what} tokens" for what, names in (("audio", d.missing_audio),
                                                                              ("text", d.missing_text)) if names]
         lines += [f"Left out: {', '.join(counts)}."] if counts else []
+        lines += [f"- ✘ not usable, left out: {u}" for u in self.unusable]
         lines += ["", "| dialogue | text audit |", "|---|---|"]
-        lines += [f"| {a.name} | {a.summary()} |" for a in self.audits if a.name not in outside]
+        lines += [f"| {a.name} | {a.summary()} |" for a in self.audits]
         lines += [f"- {n}" for n in self.notes]
         lines += [f"- wrote `{Path(f).name}`" for f in self.dataset.files]
         return "\n".join(lines)
@@ -67,18 +73,28 @@ def _drop_tokens(ws: Workspace, names: dict[str, str]) -> dict[str, str]:
 
 def prepare_dataset(ws: Workspace, text_cfg: TextTokenizeConfig, progress: Progress | None = None,
                     recordings: bool = False) -> PrepareResult:
-    """`recordings`: chat recordings become rows too (tokenized either way, so choosing them later is quick);
-    dialogues marked excluded never do."""
+    """`recordings`: chat recordings become rows too; dialogues marked excluded never do. What is left out is
+    skipped before it is read (its old token files dropped); a dialogue whose audio or transcript cannot be
+    tokenized is listed with its problem and the others still make the dataset."""
+    out = left_out(ws)
+    if not recordings:
+        out |= {d.name: RECORDINGS_WHY for d in scan_dialogues(ws.raw).dialogues if is_recording(d.name)}
+    skip = frozenset(_drop_tokens(ws, out))
     audio = tokenize_audio(AudioTokenizeConfig(input_dir=ws.raw, output_dir=ws.tokens_audio, mimi=ws.mimi_source,
-                                               device=ws.settings.device), progress=_stage(progress, 0.0, 0.7))
-    audits = tokenize_text(text_cfg, progress=_stage(progress, 0.7, 0.85))
-    dropped = _drop_tokens(ws, left_out(ws))
+                                               device=ws.settings.device), progress=_stage(progress, 0.0, 0.7),
+                           skip=skip)
+    try:
+        audits, failures = tokenize_text(text_cfg, progress=_stage(progress, 0.7, 0.85), skip=skip), []
+    except TokenizeFailures as e:
+        audits, failures = e.audits, e.failures
+    unusable = [message.replace(f"{ws.raw}/", "") for message in audio.failed.values()]
+    unusable += [f"{Path(e.path).name if e.path else ''}: {e.problem}" for e in failures]
     dataset_cfg = DatasetConfig(audio_tokens=ws.tokens_audio, text_tokens=ws.tokens_text, output=ws.dataset,
                                 recordings=recordings)
     report = build_dataset(dataset_cfg, progress=_stage(progress, 0.85, 0.95))
     count = carry_personas(ws, dataset_cfg.output_prefix)
     notes = [f"{count} persona(s) written to the dataset"] if count else []
-    return PrepareResult(audio, audits, report, notes, dropped)
+    return PrepareResult(audio, audits, report, notes, out, unusable)
 
 
 def carry_personas(ws: Workspace, prefix: str) -> int:

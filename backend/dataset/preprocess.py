@@ -118,6 +118,18 @@ def create_run(workspace: Path, stage: str, cfg: Any) -> Job:
     return run
 
 
+def start_new(workspace: Path, stage: str, cfg: Any) -> Job:
+    """Create a run and start it (Start in the studio, `preprocess start`). Refused (bad settings, the devices
+    busy) before anything is written: no run folder is left that would never start."""
+    cfg = absolute(stage, cfg, workspace)
+    check(stage, cfg)
+    with launcher.workspace_lock(Path(workspace).resolve()):
+        launcher.refuse_overlap(Path(workspace).resolve(), launcher.devices(cfg))  # before the folder exists
+        run = create_run(workspace, stage, cfg)
+        launcher.launch_locked(run, lambda: launcher.write_command(run, cfg, RANK_MODULE))
+    return run
+
+
 def start(run: Job) -> None:
     """Start (or start again: resume) a preprocessing run; returns at once."""
     def prepare() -> dict[str, Any]:
@@ -200,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             print(preview_commands(cfg, Path(args.workspace).resolve() / PREPROCESS_DIR / "<run>", RANK_MODULE))
             return 0
         if args.cmd == "start":
-            run = create_run(args.workspace, args.stage, config.from_cli(run_config_class(args.stage), args))
+            run = start_new(args.workspace, args.stage, config.from_cli(run_config_class(args.stage), args))
         else:
             run = open_run(args.workspace, args.run)
         if args.cmd == "show":
@@ -212,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "abort":
             print(f"run {run.id}: {abort(run)}")
             return 0
-        start(run)
+        if args.cmd != "start":  # resume
+            start(run)
         print(f"run {run.id} started: {read_json(run.dir / COMMAND_FILE)['display']}")
         stage, cfg = load(run)
         for rank, line in enumerate(commands(stage, cfg, run.dir)):

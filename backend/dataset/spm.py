@@ -1,4 +1,4 @@
-"""SentencePiece models: load any model file, or train a small one (the offline demo's)."""
+"""Training SentencePiece models (the demo's, `moshi-studio tokenizer train`); loading one: backend.models.text_tokenizer."""
 
 import io
 from pathlib import Path
@@ -7,28 +7,38 @@ from typing import Iterable
 import sentencepiece as spm
 
 from backend.core.atomic import atomic_path
-from backend.core.errors import InputError
+from backend.core.errors import ConfigError
 from backend.core.spec import EPAD_ID, PAD_ID
 
-
-def load_spm(path: str | Path) -> spm.SentencePieceProcessor:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "SentencePiece model not found")
-    try:
-        return spm.SentencePieceProcessor(model_file=str(path))
-    except (RuntimeError, OSError) as e:
-        raise InputError(path, f"not a SentencePiece model ({e})") from None
+SPECIAL_IDS = range(4)  # SentencePiece's four special pieces: <unk>, <s>, </s>, <pad>
 
 
-def train_spm(sentences: Iterable[str], output: str | Path, vocab_size: int = 1000) -> Path:
-    """Train a unigram model with byte fallback, with Kyutai's special ids (EPAD 0 = unk, PAD 3)."""
+def special_ids(pad_id: int, epad_id: int) -> dict[str, int]:
+    """SentencePiece's special ids with PAD on <pad> and EPAD on <unk> (as Kyutai's and J-Moshi's models: a
+    frame's EPAD then never collides with a text piece), <s> and </s> on the other two of ids 0..3."""
+    if pad_id == epad_id or pad_id not in SPECIAL_IDS or epad_id not in SPECIAL_IDS:
+        raise ConfigError(f"pad_id {pad_id} and epad_id {epad_id} must be two different ids among 0..3, "
+                          "SentencePiece's special pieces (Kyutai and J-Moshi: PAD 3, EPAD 0)")
+    bos, eos = (i for i in SPECIAL_IDS if i not in (pad_id, epad_id))
+    return {"unk_id": epad_id, "pad_id": pad_id, "bos_id": bos, "eos_id": eos}
+
+
+def train_spm(sentences: Iterable[str], output: str | Path, vocab_size: int = 1000, byte_fallback: bool = True,
+              character_coverage: float = 1.0, pad_id: int = PAD_ID, epad_id: int = EPAD_ID) -> Path:
+    """Train a unigram model (at most `vocab_size` pieces: a small corpus gives fewer) with PAD and EPAD on
+    SentencePiece's <pad> and <unk>. Characters outside `character_coverage` of the corpus get no piece: with
+    byte fallback they become their UTF-8 bytes, else <unk>."""
+    sentences = [s for s in sentences if s.strip()]
+    if not sentences:
+        raise ConfigError(f"{output}: no text to train a tokenizer on")
     buf = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(list(sentences)), model_writer=buf, vocab_size=vocab_size,
-        model_type="unigram", byte_fallback=True, character_coverage=1.0, hard_vocab_limit=False,
-        unk_id=EPAD_ID, bos_id=1, eos_id=2, pad_id=PAD_ID, minloglevel=2,
-    )
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences), model_writer=buf, vocab_size=vocab_size, model_type="unigram",
+            byte_fallback=byte_fallback, character_coverage=character_coverage, hard_vocab_limit=False,
+            minloglevel=2, **special_ids(pad_id, epad_id))
+    except RuntimeError as e:  # e.g. a vocabulary smaller than the corpus's characters (+ 256 bytes)
+        raise ConfigError(f"{output}: SentencePiece could not train: {e}") from None
     output = Path(output)
     with atomic_path(output) as tmp:
         tmp.write_bytes(buf.getvalue())

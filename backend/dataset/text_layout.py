@@ -19,20 +19,26 @@ dropped, and so are words of zero duration. Otherwise pieces are kept and shifte
 zero-duration word is kept too (Kyutai drops those even with keep_and_shift: a word said in no
 time by the aligner is still a word said).
 
-Where this differs from the reference tools, on purpose:
-- A start frame is floor(start * 12.5) (SPEC) with a 1e-6 frame tolerance; J-Moshi's
+Where this differs from the reference tools, on purpose (D1-D5; the README's "Deviations" lists them too):
+- D1. A start frame is floor(start * 12.5) (SPEC) with a 1e-6 frame tolerance; J-Moshi's
   `start // 0.08` puts exact boundaries such as 0.24 s one frame early (0.24 / 0.08 < 3 in floats).
-- Piece spans come from SentencePiece's own offset mapping, so normalisation (NFKC, collapsed
-  spaces) cannot shift characters. J-Moshi counts characters itself and loses the count after
-  the first piece; it then crashes when a plain ASCII letter falls back to bytes (a small
-  tokenizer without that letter), and maps other merged byte characters to <unk> = id 0 = EPAD.
-  Here a byte-fallback character keeps its byte-piece ids (as Kyutai's tokenizer encodes it and
-  as Moshi decodes it), on consecutive frames from the character's start frame.
-- J-Moshi writes a piece into the next *free* frame, so when words of one speaker overlap in
+- D2. J-Moshi writes a piece into the next *free* frame, so when words of one speaker overlap in
   time a later word can land in a gap before an earlier word's last pieces (reordered text, and an
   EPAD right after a piece). The queue keeps text order; for sorted, non-overlapping words the
   result is the same.
-- Pieces that find no frame are counted in the audit (J-Moshi warns, Kyutai is silent).
+- D3. Byte fallback. J-Moshi merges a character's byte pieces back into the character and looks that up
+  (<unk> = id 0 = EPAD when it is no piece); its cursor counts the first piece's dummy "▁" as a character,
+  so it loses the count after the first piece and stops with "Failed to decode the last byte tokens" on
+  the first byte-fallback character (every one in no-whitespace mode: Japanese 𠮷, 齬; an ASCII letter
+  a small tokenizer lacks). Here a byte-fallback character keeps its byte-piece ids (as Kyutai's
+  tokenizer encodes it and as Moshi decodes it), on consecutive frames from the character's start frame,
+  and the audit lists the characters (`byte_characters`).
+- D4. Normalisation. Piece spans come from SentencePiece's own offset mapping, so normalisation that
+  changes lengths (NFKC: "…" -> "...", half-width "ｶﾞ" -> "ガ"; collapsed spaces) cannot shift
+  characters. J-Moshi counts a piece's normalised length in the original text: from such a character
+  on, every later piece of the turn is timed by the wrong characters, and the tool fails its check of
+  the remaining characters. The audit lists that text (`renormalized`).
+- D5. Pieces that find no frame are counted in the audit (J-Moshi warns, Kyutai is silent).
 
 EPAD: after placement, every frame f-1 that is empty while frame f holds a piece becomes EPAD.
 A piece on frame 0 has no frame before it, so it gets no EPAD (as in both reference tools).
@@ -100,6 +106,8 @@ class SpeakerAudit:
     unknown_pieces: int = 0  # <unk> ids: Kyutai's <unk> is id 0 = EPAD, so these read as EPAD
     bare_boundary_share: float = 0.0  # share of pieces that are a bare "▁"
     pad_share: float = 0.0  # share of frames that are PAD
+    byte_characters: list[str] = field(default_factory=list)  # D3: placed as their UTF-8 byte pieces
+    renormalized: list[str] = field(default_factory=list)  # D4: text whose length the tokenizer's normalisation changed
 
     @property
     def not_placed(self) -> int:
@@ -114,8 +122,11 @@ class SpeakerAudit:
                                                 (self.past_end, "past the end"),
                                                 (self.after_audio, "after the audio"),
                                                 (self.unknown_pieces, "unknown")) if n]
+        notes = ([f"{' '.join(self.byte_characters)} as UTF-8 byte pieces"] if self.byte_characters else []) + (
+            [f"{' '.join(self.renormalized)} normalised by the tokenizer, timed by their own characters"]
+            if self.renormalized else [])
         return (f"{self.speaker}: {self.placed} of {self.pieces} text pieces placed"
-                + (f" ({', '.join(losses)})" if losses else "")
+                + (f" ({', '.join(losses)})" if losses else "") + "".join(f"; {n}" for n in notes)
                 + f", at most {self.max_drift / FRAME_RATE:.2f} s late, {100 * self.bare_boundary_share:.0f}% "
                   f"are a lone word-start mark, {100 * self.pad_share:.0f}% of {self.frames / FRAME_RATE:.1f} s "
                   "without text")
@@ -130,6 +141,7 @@ class DialogueAudit:
     duration: float | None  # audio seconds, when known
     speakers: dict[str, SpeakerAudit]
     warnings: list[str] = field(default_factory=list)
+    tokenizer: dict[str, Any] = field(default_factory=dict)  # the tokenizer's record (backend.models.text_tokenizer)
 
     @property
     def pieces(self) -> int:
@@ -147,7 +159,7 @@ class DialogueAudit:
         return {"name": self.name, "transcript": self.transcript, "format": self.format, "options": self.options,
                 "duration": self.duration, "pieces": self.pieces, "placed": self.placed,
                 "not_placed": self.not_placed, "speakers": {s: a.to_dict() for s, a in self.speakers.items()},
-                "warnings": list(self.warnings)}
+                "warnings": list(self.warnings), "tokenizer": dict(self.tokenizer)}
 
     def summary(self) -> str:
         text = f"{self.name} [{self.options['layout']}]: " + "; ".join(a.summary() for a in self.speakers.values())
@@ -162,6 +174,35 @@ class _Unit:
     ids: list[int]
     word: int  # index into the speaker's sorted words
     end: float  # seconds: when the unit's text ends (J-Moshi sizes the stream from it)
+    byte_characters: tuple[str, ...] = ()  # characters among its pieces that fell back to bytes (D3)
+    renormalized: tuple[str, ...] = ()  # text among its pieces whose length normalisation changed (D4)
+
+
+@dataclass(frozen=True)
+class _Piece:
+    id: int
+    start: int  # offsets into the tokenized text: the piece's characters are text[start:end]
+    end: int
+    byte_character: str = ""  # the last byte piece of a byte-fallback character: that character (D3)
+    renormalized: str = ""  # text[start:end] when the piece's normalised text has another length (D4)
+
+
+def encode_pieces(text: str, sp: spm.SentencePieceProcessor) -> list[_Piece]:
+    """`text`'s pieces with their character spans, the leading bare dummy-prefix "▁" dropped (no character of
+    the text). A byte-fallback piece other than a character's last byte has an empty span (b, b): it belongs to
+    character b, so all bytes of a character share its start."""
+    enc = sp.encode(text, out_type="offset_mapping")
+    out = []
+    for n, (pid, piece, (b, e)) in enumerate(zip(enc["ids"], enc["pieces"], enc["offsets"])):
+        if n == 0 and piece == BOUNDARY:
+            continue
+        if sp.is_byte(pid):
+            out.append(_Piece(pid, b, e, byte_character=text[b:e]))
+            continue
+        # The dummy prefix of the first piece and a "▁" standing for a space: one character each, or none.
+        length = len(piece) - (n == 0 and piece.startswith(BOUNDARY) and not text[:1].isspace())
+        out.append(_Piece(pid, b, e, renormalized=text[b:e] if length != e - b and not sp.is_unknown(pid) else ""))
+    return out
 
 
 def check_options(cfg: LayoutOptions, sp: spm.SentencePieceProcessor) -> None:
@@ -192,28 +233,38 @@ def _joint_pieces(words: list[Word], sp: spm.SentencePieceProcessor, whitespace:
         text.append(chunk)
     if not owner:
         return []
-    enc = sp.encode("".join(text), out_type="offset_mapping")
     units = []
-    for n, (pid, piece, (b, e)) in enumerate(zip(enc["ids"], enc["pieces"], enc["offsets"])):
-        if n == 0 and piece == BOUNDARY:
-            continue  # SentencePiece's dummy prefix: no character of the text
-        # A byte-fallback piece other than a character's last byte has an empty span (b, b):
-        # it belongs to character b, so all bytes of a character share its start frame.
-        c = min(b, len(owner) - 1)
-        end = ends[min(e, len(owner)) - 1] if e > b else ends[c]
-        units.append(_Unit(frame_of(starts[c]), [pid], owner[c], end))
+    for p in encode_pieces("".join(text), sp):
+        c = min(p.start, len(owner) - 1)
+        end = ends[min(p.end, len(owner)) - 1] if p.end > p.start else ends[c]
+        units.append(_Unit(frame_of(starts[c]), [p.id], owner[c], end, _notes(p.byte_character),
+                           _notes(p.renormalized)))
     return units
+
+
+def _notes(text: str) -> tuple[str, ...]:
+    return (text,) if text else ()
 
 
 def _packed_units(words: list[Word], sp: spm.SentencePieceProcessor, whitespace: bool) -> list[_Unit]:
     if not whitespace:
-        by_word: dict[int, list[int]] = {}
+        by_word: dict[int, _Unit] = {}
         for u in _joint_pieces(words, sp, whitespace=False):
-            by_word.setdefault(u.word, []).extend(u.ids)
-        return [_Unit(frame_of(words[j].start), ids, j, words[j].end) for j, ids in sorted(by_word.items())]
+            w = by_word.setdefault(u.word, _Unit(frame_of(words[u.word].start), [], u.word, words[u.word].end))
+            w.ids.extend(u.ids)
+            w.byte_characters += u.byte_characters
+            w.renormalized += u.renormalized
+        return [by_word[j] for j in sorted(by_word)]
     # Kyutai: each word alone, so each keeps its leading "▁"; an empty word is an empty unit (it
     # still cuts off the previous word under drop_overflow, as in Kyutai's loop).
-    return [_Unit(frame_of(w.start), sp.encode(w.word.strip()), j, w.end) for j, w in enumerate(words)]
+    units = []
+    for j, w in enumerate(words):
+        pieces = sp.encode(w.word.strip(), out_type="offset_mapping")  # all ids, its "▁" included
+        notes = encode_pieces(w.word.strip(), sp)
+        units.append(_Unit(frame_of(w.start), list(pieces["ids"]), j, w.end,
+                           tuple(p.byte_character for p in notes if p.byte_character),
+                           tuple(p.renormalized for p in notes if p.renormalized)))
+    return units
 
 
 @dataclass
@@ -309,6 +360,8 @@ def layout_speaker(words: list[Word], sp: spm.SentencePieceProcessor, cfg: Layou
     stream[epad] = cfg.epad_id
 
     all_ids = [pid for u in units for pid in u.ids]
+    audit.byte_characters = [c for u in units for c in u.byte_characters]
+    audit.renormalized = [t for u in units for t in u.renormalized]
     audit.pieces = len(all_ids)
     audit.placed = int(occupied.sum())
     audit.unknown_pieces = sum(sp.is_unknown(pid) for pid in all_ids)

@@ -4,6 +4,7 @@ Per speaker the text stream (decoded pieces, PAD and EPAD named) and the 8 codeb
 12.5 Hz grid; the training view with its delays; the window's audio decoded through Mimi.
 """
 
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,11 +44,34 @@ def text_label(token: int, sp: Any, pad_id: int, epad_id: int) -> str:
     return f"<{token}>"  # initial token (text_card) or ids past this tokenizer's vocabulary
 
 
+def byte_characters(ids: list[int], sp: Any) -> list[str]:
+    """Per frame, the character that a run of byte-fallback pieces on consecutive frames forms ("" elsewhere),
+    as Moshi's text decoder joins them: 𠮷 on the four frames of <0xF0> <0xA0> <0xAE> <0xB7>."""
+    out = [""] * len(ids)
+    run: list[int] = []  # frames of the bytes read so far
+    for f, token in enumerate(ids):
+        if not (0 <= token < sp.vocab_size() and sp.is_byte(int(token))):
+            run = []
+            continue
+        run.append(f)
+        try:
+            char = bytes(int(sp.id_to_piece(int(ids[j]))[3:5], 16) for j in run).decode("utf-8")
+        except UnicodeDecodeError:  # an incomplete character: wait for its next byte (UTF-8 has at most 4)
+            run = run if len(run) < 4 else []
+            continue
+        for j in run:
+            out[j] = char if char.isprintable() else ""  # a control byte shows as its piece alone
+        run = []
+    return out
+
+
 def frame_window(total: int, start: float, seconds: float) -> tuple[int, int]:
     """(first frame, frame count) of a window in seconds, clamped to the row."""
-    if seconds <= 0:
-        raise ConfigError(f"window length must be positive, got {seconds} s")
-    first = min(max(int(start * FRAME_RATE), 0), max(total - 1, 0))
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"window length must be a positive number of seconds, got {seconds}")
+    if not math.isfinite(start) or start < 0:
+        raise ConfigError(f"window start must be a number of seconds from 0, got {start}")
+    first = min(int(min(start, total / FRAME_RATE) * FRAME_RATE), max(total - 1, 0))  # 1e308 s: the row's end
     return first, max(1, min(int(round(seconds * FRAME_RATE)), total - first))
 
 
@@ -59,7 +83,7 @@ def timeline_data(row: dict[str, np.ndarray], dialogue_id: str, first: int, coun
     for s in SPEAKERS:
         text = row[s][0, window]
         speakers[s] = {"text_ids": text.tolist(), "text_labels": [text_label(t, sp, pad_id, epad_id) for t in text],
-                       "codes": row[s][1:, window].tolist()}
+                       "text_chars": byte_characters(text.tolist(), sp), "codes": row[s][1:, window].tolist()}
     other = "B" if main == "A" else "A"
     # Column f of the delayed view is what sits at frame f once delays are applied: step f + 1 of the
     # model's input sequence (step 0 is the initial column).
@@ -97,7 +121,7 @@ def format_grid(data: dict[str, Any]) -> str:
 
 def show(cfg: TimelineConfig) -> None:
     """Print the row's token grid; also draw it (`plot`) and decode its audio (`wav`) when asked."""
-    from backend.dataset.spm import load_spm
+    from backend.models.text_tokenizer import load_spm
 
     if cfg.plot is not None:
         figures.check_png_path(cfg.plot)

@@ -28,13 +28,13 @@ from backend.jobs.sharding import ShareSummary, share
 from backend.core.config import option
 from backend.core.progress import cli_progress
 from backend.core.errors import ConfigError, InputError, StudioError
+from backend.dataset.token_folders import config_beside
 from backend.models.source import DEFAULT_REPO, MIMI_CONFIG, MIMI_WEIGHTS
 from backend.models.weights import load_mimi
 from backend.core.device import pick_device
 from backend.core.spec import FRAME_RATE, NUM_CODEBOOKS, SAMPLE_RATE
 
 FORMAT_VERSION = 1  # bump when the token files change meaning: older files are then redone
-CONFIG_NAME = "audio_tokenize_config.json"
 
 
 
@@ -125,15 +125,16 @@ def write_tokens(target: Path, codes: np.ndarray, meta: dict) -> None:
 
 
 def tokenize_audio(cfg: AudioTokenizeConfig, progress: Progress | None = None,
-                   shard: tuple[int, int] = (0, 1)) -> TokenizeSummary:
+                   shard: tuple[int, int] = (0, 1), skip: frozenset[str] = frozenset()) -> TokenizeSummary:
     """Tokenize every dialogue file of cfg.input_dir into cfg.output_dir (see the module doc); `shard` =
-    (rank, world) of a distributed run (backend.dataset.preprocess): only this rank's share of the files."""
+    (rank, world) of a distributed run (backend.dataset.preprocess): only this rank's share of the files;
+    `skip`: dialogue names left alone (not even read)."""
     input_dir, output_dir = _validate(cfg)
     device = pick_device(cfg.device)
     report = progress or (lambda fraction, message: None)
     started = time.monotonic()
     summary = TokenizeSummary(output_dir=str(output_dir))
-    files = dialogue_files(input_dir, "audio")
+    files = [p for p in dialogue_files(input_dir, "audio") if p.stem not in skip]
     if not files:
         raise ConfigError(f"{input_dir}: no {' / '.join(AUDIO_EXTENSIONS)} files in this folder")
 
@@ -165,7 +166,7 @@ def tokenize_audio(cfg: AudioTokenizeConfig, progress: Progress | None = None,
         report(0.0, f"loading Mimi from {cfg.mimi}")
         mimi = load_mimi(cfg.mimi, device=device).eval()  # before writing anything: a bad source leaves no trace
         output_dir.mkdir(parents=True, exist_ok=True)
-        cfgmod.save(cfg, output_dir / CONFIG_NAME)
+        cfgmod.save(cfg, config_beside(output_dir))  # beside the folder: it holds only <name>.npz
         channels = 2 * min(cfg.batch_dialogues, len(todo))
         workers = 1 if device != "cpu" else min(cfg.workers or len(os.sched_getaffinity(0)), channels)
         models = replicas(mimi, workers)

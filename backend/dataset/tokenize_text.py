@@ -1,4 +1,5 @@
-"""Stage: word transcripts -> text token files `<name>.npz` (A, B: int64 [T_text]) + `<name>.audit.json`.
+"""Stage: word transcripts -> text token files `<name>.npz` (A, B: int64 [T_text]) + `<name>.audit.json` in a
+folder beside the output (backend/dataset/token_folders.py: the output holds only `<name>.npz`).
 
 A batch tool should not let one bad transcript stop the other hundreds, nor hide it: every
 transcript is tried, the good ones are written, and the bad ones are reported together at the
@@ -21,7 +22,8 @@ from backend.data.audio_io import probe
 from backend.data.files import AUDIO_EXTENSIONS, AUDIT_SUFFIX, dialogue_files
 from backend.core.errors import ConfigError, InputError, StudioError
 from backend.core.spec import EPAD_ID, PAD_ID
-from backend.dataset.spm import load_spm
+from backend.dataset.token_folders import audits_beside
+from backend.models.text_tokenizer import load_spm, record_of
 from backend.dataset.text_layout import DialogueAudit, LayoutOptions, check_options, tokenize_dialogue
 from backend.data.transcripts import load_transcript, parse_speaker_map
 
@@ -46,7 +48,8 @@ class TextLayoutSettings:
 class TextTokenizeConfig(TextLayoutSettings):
     transcripts: Path = config.option(Path("workspace/raw"), "folder of word transcripts <name>.json")
     tokenizer: Path = config.option(Path("workspace/models/tokenizer.model"), "SentencePiece model file")
-    output: Path = config.option(Path("workspace/tokens/text"), "folder for <name>.npz and <name>.audit.json")
+    output: Path = config.option(Path("workspace/tokens/text"), "folder for <name>.npz (audits: <name>.audit.json "
+                                 "in <output>.audits/ beside it)")
     drop_overflow: bool = config.option(False, "packed only: drop the pieces a word has not placed when the next "
                                                "word starts, exactly as Kyutai's interleaver does by default "
                                                "(otherwise they are kept and shifted later)")
@@ -90,14 +93,17 @@ def write_tokens(path: Path, streams: dict[str, np.ndarray]) -> None:
         np.savez_compressed(f, **{s: a.astype(np.int64) for s, a in streams.items()})
 
 
-def tokenize_text(cfg: TextTokenizeConfig, progress: Callable[[float, str], None] | None = None) -> list[DialogueAudit]:
-    """Tokenize every transcript of `cfg.transcripts`. Raises TokenizeFailures after writing the good ones."""
+def tokenize_text(cfg: TextTokenizeConfig, progress: Callable[[float, str], None] | None = None,
+                  skip: frozenset[str] = frozenset()) -> list[DialogueAudit]:
+    """Tokenize every transcript of `cfg.transcripts` but those named in `skip` (not even read). Raises
+    TokenizeFailures after writing the good ones."""
     sp = load_spm(cfg.tokenizer)
     options = cfg.layout_options()
     check_options(options, sp)
+    tokenizer = record_of(sp, cfg.pad_id, cfg.epad_id, cfg.tokenizer).to_dict()
     speaker_map = parse_speaker_map(cfg.speaker_map)
     check_output_folder(cfg.output, "output")
-    files = transcript_files(cfg.transcripts)
+    files = [p for p in transcript_files(cfg.transcripts) if p.stem not in skip]
     if not files:
         raise ConfigError(f"transcripts: no <name>.json transcripts in {cfg.transcripts}")
     audits: list[DialogueAudit] = []
@@ -105,7 +111,7 @@ def tokenize_text(cfg: TextTokenizeConfig, progress: Callable[[float, str], None
     for i, path in enumerate(files):
         if progress:
             progress(i / len(files), f"tokenizing {path.name}")
-        tokens, audit_path = cfg.output / f"{path.stem}.npz", cfg.output / f"{path.stem}{AUDIT_SUFFIX}"
+        tokens, audit_path = cfg.output / f"{path.stem}.npz", audits_beside(cfg.output) / f"{path.stem}{AUDIT_SUFFIX}"
         try:
             transcript = load_transcript(path, speaker_map)
             duration = audio_duration(cfg.audio, path.stem)
@@ -118,6 +124,7 @@ def tokenize_text(cfg: TextTokenizeConfig, progress: Callable[[float, str], None
         if cfg.audio is not None and duration is None:
             audit.warnings.append(f"no audio named {path.stem}.wav/.flac/.ogg in {cfg.audio}: "
                                   "stream lengths come from the transcript")
+        audit.tokenizer = tokenizer
         write_tokens(tokens, streams)
         write_text_atomic(audit_path, json.dumps(audit.to_dict(), indent=1, ensure_ascii=False) + "\n")
         audits.append(audit)

@@ -1,13 +1,10 @@
 """Facts about a SentencePiece model, and what it makes of a folder of transcripts.
 
-Two tokenizers can share a file name (J-Moshi's rinna model and Kyutai's English one are both
-`tokenizer_spm_32k_3.model`), so a model is named by a fingerprint of its pieces: the id, text, score and kind
-of every piece, which decide every tokenization (the file's other contents, such as the trainer's input paths,
-do not). On transcripts, the shares of byte-fallback, unknown and bare "▁" pieces tell whether the model fits the
-language: with Japanese and spaces between words, J-Moshi saw close to half its pieces become a bare "▁".
+A model is named by a fingerprint of its pieces, not its file name (backend.models.text_tokenizer). On
+transcripts, the shares of byte-fallback, unknown and bare "▁" pieces tell whether the model fits the language:
+with Japanese and spaces between words, J-Moshi saw close to half its pieces become a bare "▁".
 """
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +15,7 @@ from backend.core import config
 from backend.core.errors import ConfigError
 from backend.data.transcripts import load_transcript
 from backend.core.spec import SPEAKERS
-from backend.dataset.spm import load_spm
+from backend.models.text_tokenizer import fingerprint, load_spm, piece_kind
 from backend.dataset.text_layout import BOUNDARY, LayoutOptions, speaker_pieces
 from backend.dataset.tokenize_text import TextLayoutSettings, transcript_files
 
@@ -30,22 +27,6 @@ class TokenizerInspectConfig(TextLayoutSettings):
     model: Path = config.option(Path("workspace/models/tokenizer.model"), "SentencePiece model file", cli=False)
     transcripts: Path | None = config.option(None, "folder of word transcripts <name>.json: the shares of "
                                                    "byte-fallback, unknown and bare '▁' pieces they tokenize into")
-
-
-def piece_kind(sp: spm.SentencePieceProcessor, pid: int) -> str:
-    for kind, test in (("unknown", sp.is_unknown), ("control", sp.is_control), ("byte", sp.is_byte),
-                       ("unused", sp.is_unused)):
-        if test(pid):
-            return kind
-    return "normal"
-
-
-def fingerprint(sp: spm.SentencePieceProcessor) -> str:
-    """16 hex digits of a SHA-256 over every piece's id, text, score and kind: equal models, equal prints."""
-    digest = hashlib.sha256()
-    for pid in range(sp.get_piece_size()):
-        digest.update(f"{pid}\t{sp.id_to_piece(pid)}\t{sp.get_score(pid)!r}\t{piece_kind(sp, pid)}\n".encode())
-    return digest.hexdigest()[:16]
 
 
 def byte_fallback(sp: spm.SentencePieceProcessor) -> bool:

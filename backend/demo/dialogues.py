@@ -14,7 +14,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import soundfile as sf
@@ -31,6 +31,15 @@ DEMO_DIR = ASSETS / "demo"  # where the committed files live
 TRIM_THRESHOLD = 0.01  # |sample| above this (-40 dBFS) counts as speech when trimming a word
 # espeak-ng spells some backchannels out letter by letter; give it phonemes instead.
 PRONUNCIATIONS = {"mhm": "[[m'hm:]]"}
+CLAUSE_END = ",.!?、。！？…"  # a word ending in one of these is followed by a longer pause
+
+
+class SpeakingVoice(Protocol):
+    """A demo voice: says one word alone, and varies a little from line to line."""
+
+    def vary(self, rng: random.Random) -> "SpeakingVoice": ...
+
+    def speak(self, word: str, workdir: Path) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,12 @@ class Voice:
     name: str  # espeak-ng voice, with an optional +variant
     pitch: int  # 0..99
     speed: int  # words per minute
+
+    def vary(self, rng: random.Random) -> "Voice":
+        return Voice(self.name, self.pitch + rng.randint(-6, 6), self.speed + rng.randint(-12, 12))
+
+    def speak(self, word: str, workdir: Path) -> np.ndarray:
+        return synth_word(word, self, workdir)
 
 
 @dataclass(frozen=True)
@@ -60,7 +75,7 @@ class Backchannel:
 class DemoDialogue:
     name: str
     transcript_format: Literal["jmoshi", "kyutai"]
-    voices: dict[str, Voice]
+    voices: dict[str, SpeakingVoice]
     lines: tuple[Turn | Backchannel, ...]
 
 
@@ -134,9 +149,14 @@ def synth_word(word: str, voice: Voice, workdir: Path) -> np.ndarray:
         raise StudioError(f"espeak-ng failed on {word!r}: {e.stderr.decode(errors='replace').strip()}") from None
     samples, rate = sf.read(out, dtype="float32")
     audio = soxr.resample(samples, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
+    return trim(audio, f"espeak-ng produced silence for {word!r} with voice {voice.name}")
+
+
+def trim(audio: np.ndarray, silent: str) -> np.ndarray:
+    """The clip from its first to its last sample above TRIM_THRESHOLD; StudioError(`silent`) if none is."""
     loud = np.flatnonzero(np.abs(audio) > TRIM_THRESHOLD)
     if loud.size == 0:
-        raise StudioError(f"espeak-ng produced silence for {word!r} with voice {voice.name}")
+        raise StudioError(silent)
     return audio[loud[0]: loud[-1] + 1]
 
 
@@ -147,9 +167,8 @@ def render(dialogue: DemoDialogue, rng: random.Random, workdir: Path) -> tuple[n
     clips: list[np.ndarray] = []
     turn_start = turn_end = lead
     for line in dialogue.lines:
-        base = dialogue.voices[line.speaker]
         # A little variation per line, as one person never says two sentences the same way.
-        voice = Voice(base.name, base.pitch + rng.randint(-6, 6), base.speed + rng.randint(-12, 12))
+        voice = dialogue.voices[line.speaker].vary(rng)
         if isinstance(line, Backchannel):
             cursor = turn_start + int(line.at * (turn_end - turn_start))
             words = [line.word]
@@ -158,10 +177,10 @@ def render(dialogue: DemoDialogue, rng: random.Random, workdir: Path) -> tuple[n
             words = line.text.split()
         first = cursor
         for i, word in enumerate(words):
-            clip = synth_word(word, voice, workdir)
+            clip = voice.speak(word, workdir)
             placed.append(PlacedWord(line.speaker, word, cursor, len(clip)))
             clips.append(clip)
-            pause = rng.uniform(0.12, 0.22) if word[-1] in ",.!?" else rng.uniform(0.02, 0.08)
+            pause = rng.uniform(0.12, 0.22) if word[-1] in CLAUSE_END else rng.uniform(0.02, 0.08)
             cursor += len(clip) + (int(pause * SAMPLE_RATE) if i < len(words) - 1 else 0)
         if isinstance(line, Turn):
             turn_start, turn_end = first, cursor
@@ -191,13 +210,16 @@ def write_dialogue(dialogue: DemoDialogue, folder: Path, seed: int, workdir: Pat
     audio_path, text_path = folder / f"{dialogue.name}.flac", folder / f"{dialogue.name}.json"
     with atomic_path(audio_path) as tmp:
         sf.write(tmp, pcm, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-    write_text_atomic(text_path, json.dumps(transcript(words, dialogue.transcript_format), indent=1) + "\n")
+    write_text_atomic(text_path, json.dumps(transcript(words, dialogue.transcript_format), indent=1,
+                                                ensure_ascii=False) + "\n")
     return audio_path, text_path
 
 
-def demo_sentences() -> list[str]:
-    """Every line of the demo scripts: the words of the demo transcripts, a line at a time."""
-    return [line.text if isinstance(line, Turn) else line.word for d in DIALOGUES for line in d.lines]
+def demo_sentences(dialogues: tuple[DemoDialogue, ...] = DIALOGUES, joiner: str = " ") -> list[str]:
+    """Every line of the demo scripts: the words of the demo transcripts, a line at a time, joined by `joiner`
+    (no space for Japanese, as the no-whitespace layout joins them)."""
+    return [joiner.join(line.text.split()) if isinstance(line, Turn) else line.word
+            for d in dialogues for line in d.lines]
 
 
 @dataclass
@@ -206,11 +228,11 @@ class DemoConfig:
     seed: int = option(0, "seed of the pauses and voice variation")
 
 
-def generate(cfg: DemoConfig) -> list[Path]:
+def generate(cfg: DemoConfig, dialogues: tuple[DemoDialogue, ...] = DIALOGUES) -> list[Path]:
     folder = Path(cfg.output)
     written: list[Path] = []
     with tempfile.TemporaryDirectory() as workdir:
-        for dialogue in DIALOGUES:
+        for dialogue in dialogues:
             written.extend(write_dialogue(dialogue, folder, cfg.seed, Path(workdir)))
     return written
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from backend.core.workspace import VOICES_DIR
 from backend.core.atomic import atomic_path, write_text_atomic
 from backend.core.config import cli_parser, from_cli, option
 from backend.core.errors import StudioError
@@ -61,7 +62,7 @@ def write_persona(p: DemoPersona, folder: Path, workdir: Path) -> list[Path]:
     import json
 
     signal, words = render(dialogue(p), random.Random(SEED), workdir)
-    audio, text, voice = folder / f"{p.name}.flac", folder / f"{p.name}.json", folder / "voices" / f"{p.name}.wav"
+    audio, text, voice = folder / f"{p.name}.flac", folder / f"{p.name}.json", folder / VOICES_DIR / f"{p.name}.wav"
     voice.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(audio) as tmp:
         sf.write(tmp, np.round(np.clip(signal.T, -1, 1) * 32767).astype(np.int16), SAMPLE_RATE, format="FLAC",

@@ -17,6 +17,7 @@ from backend.jobs.launch_config import LaunchConfig, MAX_COUNT, check_launch, on
 from backend.core.paths import ASSETS
 from backend.dataset.read import check_schema
 from backend.models.source import Dtype, check_layout, is_hub_id
+from backend.models.text_tokenizer import check_model
 from backend.models.weights import lm_kwargs_of
 
 DEEPSPEED_PRESETS = {name: ASSETS / "deepspeed" / f"{name}.json" for name in ("zero2", "zero3")}
@@ -165,6 +166,7 @@ def check_config(cfg: FinetuneConfig) -> None:
     try:
         if not is_hub_id(cfg.base_model):  # a hub model's kwargs are known once the trainer downloads it
             check_model_kwargs(lm_kwargs_of(cfg.base_model), cfg)
+            check_model(cfg.base_model, {"train_data": cfg.train_data, "eval_data": cfg.eval_data})
         check_schema(cfg.train_data)
         if cfg.eval_data is not None:
             check_schema(cfg.eval_data)

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from backend.core import config, figures
 from backend.core.errors import ConfigError, StudioError
 from backend.core.workspace import RUNS_DIR
 from backend.finetune.config import DEEPSPEED_PRESETS, FinetuneConfig, check_config
+from backend.finetune.pace import current_phase
 from backend.finetune.presets import PRESETS
 from backend.jobs import launcher
 from backend.jobs.control import abort, status
@@ -43,6 +45,7 @@ class RunInfo:
     losses: dict[str, float | None]  # the newest logged value of every *loss key
     exit_code: int | None
     message: str
+    phase: str = ""  # what a running trainer does before its first step, e.g. "loading the base model x (35 s)"
 
 
 @dataclass
@@ -137,7 +140,8 @@ def run_info(run: Job) -> RunInfo:
                    started=st.get("started"), ended=st.get("ended"), step=step, max_steps=max_steps,
                    eta_s=eta if st.get("state") == "running" else None,
                    losses={k: v for k, v in last.items() if k.endswith("loss")},
-                   exit_code=st.get("exit_code"), message=st.get("message", ""))
+                   exit_code=st.get("exit_code"), message=st.get("message", ""),
+                   phase=current_phase(metrics, time.time()) if st.get("state") == "running" else "")
 
 
 def list_runs(workspace_root: Path) -> list[RunInfo]:

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from backend.finetune.data import DatasetRows, ExampleStream, Position, collate,
     make_examples
 from backend.finetune.loss import PARTS, LossWeights, compute_loss
 from backend.finetune.optim import apply_mode, make_optimizer, make_scheduler
+from backend.finetune.pace import eta_s, phase_record
 from backend.finetune.prefix import dataset_personas, example_prefixes, with_prefixes
 from backend.jobs.folder import ABORT_FILE, CONFIG_FILE, METRICS_FILE
 from backend.jobs.processes import supervisor_gone
@@ -49,9 +51,12 @@ class StopRequest:
     """SIGTERM/SIGINT, the run folder's `abort` file or the death of the run's supervisor ask for a stop at the
     next step boundary."""
 
+    SUPERVISOR_CHECK_S = 2.0  # reading its process from /proc at every step of a fast model is wasted work
+
     def __init__(self, run_dir: Path):
         self.abort_file = run_dir / ABORT_FILE
         self.signalled = False
+        self.supervisor_checked = -math.inf
         self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def restore(self) -> None:
@@ -63,9 +68,11 @@ class StopRequest:
         self.signalled = True
 
     def requested(self) -> bool:
-        if not self.signalled and supervisor_gone():
-            print("the run's supervisor is gone: stopping at this step", file=sys.stderr, flush=True)
-            self.signalled = True
+        if not self.signalled and time.monotonic() - self.supervisor_checked >= self.SUPERVISOR_CHECK_S:
+            self.supervisor_checked = time.monotonic()
+            if supervisor_gone():
+                print("the run's supervisor is gone: stopping at this step", file=sys.stderr, flush=True)
+                self.signalled = True
         return self.signalled or self.abort_file.exists()
 
 
@@ -86,6 +93,18 @@ class MetricsLog:
             self.file.close()
 
 
+@dataclass
+class StepClock:
+    """When training started in this process (after the startup) and when its first step completed."""
+    start: float
+    first_step: int = -1
+    first_done: float = math.nan
+
+    def completed(self, step: int) -> None:
+        if self.first_step < 0:
+            self.first_step, self.first_done = step, time.monotonic()
+
+
 def parts_vector(parts: dict[str, torch.Tensor | None], device: torch.device) -> torch.Tensor:
     """The loss parts as one float vector (NaN for a missing part), ready for one all-reduce. It stays on
     the device: reading values here would cost a GPU sync per micro-step."""
@@ -103,10 +122,10 @@ def step_line(record: dict[str, Any]) -> str:
         value = record.get(key)
         return "-" if value is None or not math.isfinite(value) else f"{value:.4g}"
 
-    eta = int(record["eta_s"])
+    eta = None if record["eta_s"] is None else int(record["eta_s"])
     return (f"step {record['step']}/{record['max_steps']}  loss {num('loss')} (text {num('text_loss')}, "
             f"audio {num('audio_loss')})  lr {num('lr')}  {record['tokens_per_s']:.0f} tokens/s  "
-            f"ETA {eta // 60}:{eta % 60:02d}\n")
+            f"ETA {'-' if eta is None else f'{eta // 60}:{eta % 60:02d}'}\n")
 
 
 def make_accelerator(cfg: FinetuneConfig, run_dir: Path):  # type: ignore[no-untyped-def]
@@ -200,6 +219,7 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
 
+        self.phase("memory-mapping the datasets (a row cache is built on first use)")
         self.train_set = DatasetRows(cfg.train_data)
         examples = make_examples(self.train_set.lengths, cfg.main_speaker, cfg.max_frames, cfg.min_frames)
         self.stream = ExampleStream(examples, cfg.seed, cfg.batch_size, acc.process_index, acc.num_processes)
@@ -208,6 +228,7 @@ class Trainer:
                               if self.eval_set is not None else [])
 
         self.personas = dataset_personas([cfg.train_data, cfg.eval_data])  # sidecars: dataset/personas.py
+        self.phase(f"loading the base model {cfg.base_model}")
         model, self.lm_kwargs = training_model(cfg)
         self.text_card, self.card = model.text_card, model.card
         self.weights = LossWeights(
@@ -218,7 +239,9 @@ class Trainer:
         optimizer = make_optimizer(model, cfg)
         # Stepped here once per optimiser step: accelerate's wrapper would step it once per process.
         self.scheduler = make_scheduler(optimizer, cfg)
-        if acc.state.deepspeed_plugin is not None and acc.state.deepspeed_plugin.zero_stage == 3:
+        ds = acc.state.deepspeed_plugin
+        self.phase(f"starting DeepSpeed ZeRO-{ds.zero_stage}" if ds else "preparing the model and optimiser")
+        if ds is not None and ds.zero_stage == 3:
             prepare_for_zero3(model)
         self.model, self.optimizer = acc.prepare(model, optimizer)
         acc.register_for_checkpointing(self.scheduler)
@@ -238,6 +261,13 @@ class Trainer:
             acc.init_trackers("moshi-studio", config=config.to_dict(cfg))
         self.step = 0
 
+    def phase(self, message: str) -> None:
+        """Say what the run is doing before its first step, in metrics.jsonl (the Fine-tune tab) and train.log."""
+        self.metrics.write(phase_record(message))
+        if self.is_main:
+            sys.stdout.write(f"{message} ...\n")  # one write: ranks' lines do not interleave
+            sys.stdout.flush()
+
     # -- checkpoints
 
     def resume(self) -> None:
@@ -252,6 +282,7 @@ class Trainer:
         if acc.state.deepspeed_plugin is not None and state["num_processes"] != acc.num_processes:
             raise ConfigError(f"{latest}: written by {state['num_processes']} processes; DeepSpeed shards can only be "
                               f"resumed by as many (this run has {acc.num_processes})")
+        self.phase(f"loading checkpoint {latest.name}")
         acc.load_state(str(latest / checkpoints.ACCELERATE_STATE), **self.load_kwargs)
         self.step = state["step"]
         self.stream.position = Position(**state["position"])
@@ -333,13 +364,13 @@ class Trainer:
         counts = acc.reduce(counts.to(acc.device), "sum").cpu()
         return vector_parts(torch.where(counts > 0, sums / counts.clamp_min(1), float("nan")))
 
-    def log_step(self, parts: torch.Tensor, frames: int, t_start: float, step_start: int, t_last: float) -> None:
+    def log_step(self, parts: torch.Tensor, frames: int, clock: StepClock, t_last: float) -> None:
         acc, cfg = self.accelerator, self.cfg
         parts = acc.reduce(parts.to(acc.device), "mean").cpu()
         frames_all = int(acc.reduce(torch.tensor([frames], device=acc.device), "sum").item())
         now = time.monotonic()
-        elapsed = now - t_start
-        eta = elapsed / (self.step - step_start) * (cfg.max_steps - self.step)
+        elapsed = now - clock.start
+        eta = eta_s(self.step, cfg.max_steps, now, clock.first_step, clock.first_done)
         lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(self.scheduler.optimizer.param_groups)}
         record = {"step": self.step, "max_steps": cfg.max_steps, "epoch": round(self.stream.epoch_progress(), 4),
                   "samples": self.samples, "tokens_per_s": frames_all / max(now - t_last, 1e-9),
@@ -391,18 +422,20 @@ class Trainer:
         self.resume()
         self.announce()
         last_saved = self.step if checkpoints.latest_checkpoint(self.run_dir) else -1
-        step_start, t_start = self.step, time.monotonic()
-        t_last, window_parts, window_frames = t_start, [], 0
+        self.phase("first step (one-time warm-up: memory, kernels)")
+        clock = StepClock(time.monotonic())
+        t_last, window_parts, window_frames = clock.start, [], 0
         outcome = "finished"
         while self.step < cfg.max_steps:
             parts, frames, loss = self.train_step()
+            clock.completed(self.step)
             stop, bad = self.agree(loss)
             if bad:
                 self.fail(f"loss became {bad} at step {self.step}")
             window_parts.append(parts)
             window_frames += frames
             if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                self.log_step(torch.stack(window_parts).nanmean(0), window_frames, t_start, step_start, t_last)
+                self.log_step(torch.stack(window_parts).nanmean(0), window_frames, clock, t_last)
                 t_last, window_parts, window_frames = time.monotonic(), [], 0
             if self.eval_set is not None and cfg.eval_every and self.step % cfg.eval_every == 0:
                 self.run_eval()
@@ -412,7 +445,7 @@ class Trainer:
             if self.step < cfg.max_steps and stop:
                 outcome = "aborted"
                 if window_parts:  # the status then shows the step the checkpoint is written at
-                    self.log_step(torch.stack(window_parts).nanmean(0), window_frames, t_start, step_start, t_last)
+                    self.log_step(torch.stack(window_parts).nanmean(0), window_frames, clock, t_last)
                 break
         if outcome == "finished" and self.eval_set is not None and not (cfg.eval_every and self.step % cfg.eval_every == 0):
             self.run_eval()

@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from backend.core.workspace import VOICES_DIR
 from backend.core.config import option
 from backend.core.errors import ConfigError
 from backend.core.spec import CARD, TEXT_CARD
@@ -43,14 +44,12 @@ class ChatConfig:
                                "the oldest waiting input is dropped, so Moshi stays in real time and memory bounded")
     record_dir: str = option("", "write every conversation here as a stereo WAV (left Moshi, right user) + word "
                              "transcript, ready for the Data stage; empty: do not record")
-    host: str = option("127.0.0.1", "standalone server (python -m backend.inference.chat_server): address to bind")
-    port: int = option(8998, "standalone server: port (moshi.server's default)")
     threads: int = option(1, "torch CPU threads (1 is fastest for small models on CPU, where the loop is mostly "
                          "Python overhead; 0: torch's default)")
     text_prompt: str = option("", "persona (PersonaPlex): role text stepped through the model before every "
                               "conversation (clients may send their own: ?text_prompt=...)")
     voice_prompt: str = option("", "persona: voice prompt, a file name in voices_dir (clients: ?voice_prompt=...)")
-    voices_dir: str = option("voices", "folder of the voice prompts clients may choose by file name")
+    voices_dir: str = option(VOICES_DIR, "folder of the voice prompts clients may choose by file name")
 
     def __post_init__(self) -> None:
         # NaN, negative or absurd values are refused here, not passed to moshi's sampler (which would sample

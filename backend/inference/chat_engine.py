@@ -7,6 +7,7 @@ no per-frame `.item()` sync inside the loop beyond the one text token, no CUDA c
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ from backend.models import personaplex
 from backend.models.persona import finish_prefix, step_prefix
 from backend.models.weights import load_mimi
 from backend.models.loading import load_model
+from backend.models.text_tokenizer import check_model
 from backend.core.device import pick_device
 from backend.models.source import resolve_dtype
 from backend.core.spec import EPAD_ID, FRAME_SIZE, NUM_CODEBOOKS, PAD_ID
@@ -43,6 +45,7 @@ class ChatEngine:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         dtype = resolve_dtype(cfg.dtype, self.device)
+        check_model(cfg.model, tokenizer=cfg.tokenizer or None)  # its text ids are this tokenizer's pieces
         if personaplex.is_personaplex(cfg.model):  # dep_q 16; Moshi's 8 steps do not depend on the user's 8
             lm = personaplex.load_personaplex(cfg.model, device=self.device, dtype=dtype, dep_q=NUM_CODEBOOKS)
         else:
@@ -65,7 +68,7 @@ class ChatEngine:
 
     @staticmethod
     def _tokenizer(cfg: ChatConfig):  # -> sentencepiece.SentencePieceProcessor
-        from backend.dataset.spm import load_spm
+        from backend.models.text_tokenizer import load_spm
 
         if cfg.tokenizer:
             return load_spm(cfg.tokenizer)
@@ -94,14 +97,17 @@ class ChatEngine:
         self._prefix_tail = None
 
     @torch.no_grad()
-    def start(self, cfg: ChatConfig) -> None:
+    def start(self, cfg: ChatConfig, stop: Callable[[], bool] = lambda: False) -> bool:
         """A fresh conversation with `cfg`'s seed and persona: PersonaPlex's system prompt (models/persona.py) is
-        stepped through the model first, so the conversation starts from the state it leaves."""
+        stepped through the model first, so the conversation starts from the state it leaves. False when `stop()`
+        became true meanwhile (the client left): the prefix was abandoned, the next `start` resets the state."""
         voice = voice_file(cfg.voices_dir, cfg.voice_prompt) if cfg.voice_prompt else None
         persona = self.personas.persona(cfg.text_prompt, voice)
         self.reset(cfg.seed)
         if persona is not None:
-            self._prefix_tail = step_prefix(self.lm_gen, persona.rows())
+            self._prefix_tail = step_prefix(self.lm_gen, persona.rows(), persona.voice_embeddings, stop)
+            return self._prefix_tail is not None
+        return True
 
     @torch.no_grad()
     def step(self, pcm: np.ndarray) -> FrameOutput:

@@ -6,7 +6,9 @@ Messages are binary; the first byte is the kind (as moshi.server and Kyutai's cl
 0x00 handshake (server, once the model is ready), 0x01 Ogg/Opus audio at 24 kHz (both ways),
 0x02 a text piece (server), 0x04 JSON metadata (server; per-frame stats, only when the client asks
 with `?meta=1`), 0x05 an error message (server). One conversation at a time per model: a second
-client is told "busy" and closed; a disconnect frees the model at once.
+client is told "busy" and closed; a disconnect frees the model at once, also while the persona prefix
+is stepped before the handshake. Standalone, the server is behind the studio's access rules
+(backend/web: Host and Origin checks, accounts off loopback, TLS).
 
 Two tasks per conversation: `_receive` decodes Opus into 80 ms frames as they arrive; `_respond`
 steps the engine on them in a worker thread, never faster than real time. Between the two, a
@@ -24,7 +26,7 @@ import sys
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +44,9 @@ from backend.models.weights import lm_kwargs_of
 from backend.core.spec import FRAME_RATE, FRAME_SIZE, NUM_CODEBOOKS, SAMPLE_RATE
 from backend.core.workspace import Workspace
 from backend.models.checkpoints import model_folders
+from backend.web.access import Access, ServeConfig, access_of
+from backend.web.gate import AccessGate
+from backend.web.serve import serve
 
 if TYPE_CHECKING:  # torch and moshi load with the first model, not with the server
     from backend.inference.chat_engine import ChatEngine, FrameOutput
@@ -184,34 +189,52 @@ class ChatSession:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        # The client is listened to from the start: one that leaves while the model steps its persona prefix
+        # (seconds for a long role text) stops that work, and the model is free for the next client at once.
+        receive = asyncio.create_task(self._receive())
+        left = threading.Event()  # read by the worker thread between prefix steps
+        receive.add_done_callback(lambda _: left.set())
+        tasks = {receive}
         try:
-            engine = await loop.run_in_executor(None, self.service.load, self.cfg)
-        except StudioError as e:
-            await tell(self.ws, str(e), 1011)
-            return
-        try:  # the persona's system prompt is stepped before the handshake, as PersonaPlex's server does
-            await loop.run_in_executor(self.service.executor, engine.start, self.cfg)
-        except StudioError as e:
-            await tell(self.ws, str(e), 1011)
-            return
-        await self.ws.send_bytes(HANDSHAKE)
-        receive, respond = asyncio.create_task(self._receive()), asyncio.create_task(self._respond(engine))
-        try:
-            done, _ = await asyncio.wait({receive, respond}, timeout=self.cfg.max_session_seconds,
+            engine = await self._start(left)
+            if engine is None:
+                return
+            respond = asyncio.create_task(self._respond(engine))
+            tasks.add(respond)
+            done, _ = await asyncio.wait(tasks, timeout=self.cfg.max_session_seconds,
                                          return_when=asyncio.FIRST_COMPLETED)
             if not done or (respond in done and respond.exception() is None):
                 await tell(self.ws, f"session time limit reached ({self.cfg.max_session_seconds:g} s)", 1000)
             elif respond in done:
                 await tell(self.ws, f"the chat engine failed: {respond.exception()}", 1011)
         finally:
-            for task in (receive, respond):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(receive, respond, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             # The model is free once a step still running in the worker is done; the WAV is written off the loop.
             await loop.run_in_executor(self.service.executor, lambda: None)
             if self.recording is not None and self.recording.frames:
                 self.service.last_recording = await loop.run_in_executor(
                     None, self.recording.save, Path(self.cfg.record_dir))
+
+    async def _start(self, left: threading.Event) -> "ChatEngine | None":
+        """The engine, started for this session, once the handshake is sent; None when it failed (the client is
+        told) or the client left."""
+        loop = asyncio.get_running_loop()
+        try:
+            engine = await loop.run_in_executor(None, self.service.load, self.cfg)
+            # The persona's system prompt is stepped before the handshake, as PersonaPlex's server does.
+            started = await loop.run_in_executor(self.service.executor, engine.start, self.cfg, left.is_set)
+        except StudioError as e:
+            await tell(self.ws, str(e), 1011)
+            return None
+        if not started or left.is_set():
+            return None
+        try:
+            await self.ws.send_bytes(HANDSHAKE)
+        except (WebSocketDisconnect, RuntimeError):  # the client left just now
+            return None
+        return engine
 
     async def _receive(self) -> None:
         """Client messages until it disconnects; audio becomes 80 ms frames in the input buffer."""
@@ -288,18 +311,19 @@ def add_chat_route(app: FastAPI, service: ChatService, path: str = "/api/chat") 
     app.add_api_websocket_route(path, service.handle)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import uvicorn
+@dataclass
+class ChatServerConfig(ServeConfig, ChatConfig):
+    """The standalone server: the chat settings, and where and for whom it serves (the studio's rules)."""
 
-    args = config.cli_parser(ChatConfig, "Serve /api/chat (moshi's protocol) for one model.").parse_args(argv)
-    try:
-        cfg = config.from_cli(ChatConfig, args)
-        service = ChatService(cfg)
-        service.load()
-    except StudioError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    port: int = config.option(8998, "port to serve on (moshi.server's default)")
+
+    def chat(self) -> ChatConfig:
+        return ChatConfig(**{f.name: getattr(self, f.name) for f in fields(ChatConfig)})
+
+
+def standalone_app(service: ChatService, access: Access) -> FastAPI:
     app = FastAPI(title="Moshi Studio chat")
+    app.add_middleware(AccessGate, access=access)
     add_chat_route(app, service)
 
     @app.get("/")
@@ -307,9 +331,24 @@ def main(argv: list[str] | None = None) -> int:
         state = "in a conversation" if service.busy else "free"
         return PlainTextResponse(f"Moshi Studio chat server ({state}): moshi clients connect to /api/chat\n")
 
-    print(f"/api/chat ready on ws://{cfg.host}:{cfg.port}/api/chat (python -m moshi.client --host {cfg.host} "
-          f"--port {cfg.port})", flush=True)
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", ws_max_size=MAX_MESSAGE_BYTES)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = config.cli_parser(ChatServerConfig, "Serve /api/chat (moshi's protocol) for one model.").parse_args(argv)
+    try:
+        cfg = config.from_cli(ChatServerConfig, args)
+        access = access_of(cfg)  # before the model loads: a setting that cannot serve is told at once
+        service = ChatService(cfg.chat())
+        service.load()
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    scheme = "wss" if cfg.ssl_certfile else "ws"
+    login = f", {len(access.users)} account(s)" if access.users else ""
+    print(f"/api/chat ready on {scheme}://{cfg.host}:{cfg.port}/api/chat{login} (python -m moshi.client --host "
+          f"{cfg.host} --port {cfg.port})", flush=True)
+    serve(standalone_app(service, access), cfg, access, ws_max_size=MAX_MESSAGE_BYTES)
     return 0
 
 

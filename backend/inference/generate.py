@@ -41,8 +41,10 @@ from backend.core.errors import InputError, StudioError
 from backend.inference.generate_config import SUFFIXES, GenerateConfig, output_files
 from backend.models.weights import load_mimi
 from backend.models.loading import load_model
+from backend.models.text_tokenizer import check_model
 from backend.core.device import pick_device
 from backend.models.source import resolve_dtype
+from backend.models.voice_preset import check_fits, forward_embedding
 from backend.core.spec import DELAYS, EPAD_ID, FRAME_RATE, NUM_CODEBOOKS, PAD_ID, SAMPLE_RATE, ZERO_TOKEN
 from backend.finetune.data import DatasetRows
 from backend.inference.persona_prompt import batches_by_length, continuation_prefixes
@@ -120,9 +122,11 @@ class Sampler:
 # ---------------------------------------------------------------- generation
 
 def run_batch(model: LMModel, sampler: Sampler, rows: list[np.ndarray], prompt: int, frames: int,
-              seeds: list[int], progress: Callable[[int], None] | None = None) -> np.ndarray:
+              seeds: list[int], progress: Callable[[int], None] | None = None,
+              embeddings: torch.Tensor | None = None) -> np.ndarray:
     """[B, 17, frames] undelayed tokens: `rows` (each [17, >= prompt], cut or zero-padded) forced for
-    their first `prompt` frames (dep_q 8: the user rows everywhere), the rest sampled."""
+    their first `prompt` frames (dep_q 8: the user rows everywhere), the rest sampled. `embeddings` ([n, dim], a
+    voice preset's) are the transformer's inputs of the first n steps (models/voice_preset.py)."""
     device, dep_q = model.device, model.dep_q
     max_delay = max(DELAYS)
     steps = frames + max_delay  # the last step completes the acoustic codebooks of the last frame
@@ -139,7 +143,10 @@ def run_batch(model: LMModel, sampler: Sampler, rows: list[np.ndarray], prompt: 
     delays = torch.tensor(DELAYS[:1 + dep_q])
     with torch.no_grad(), model.streaming(len(rows)):
         for s in range(steps):
-            hidden, text_logits = sampler.main(seq[:, :, s:s + 1])
+            if embeddings is not None and s < embeddings.shape[0]:
+                hidden, text_logits = forward_embedding(model, embeddings[s].expand(len(rows), 1, -1))
+            else:
+                hidden, text_logits = sampler.main(seq[:, :, s:s + 1])
             force = s - delays < prompt  # row k of column s + 1 holds frame s - delay[k]
             if not force.all():  # inside the prompt the depformer has nothing to predict
                 target = seq[:, :1 + dep_q, s + 1]
@@ -176,6 +183,7 @@ def generate(cfg: GenerateConfig, progress: Progress | None = None) -> list[Cont
         if data.lengths[i] < start + p:
             raise InputError(cfg.dataset, f"dialogue {data.ids[i]} has {data.lengths[i]} frames, fewer than "
                                           f"start_frame + prompt_frames = {start + p}")
+    check_model(cfg.model, {"dataset": cfg.dataset}, cfg.tokenizer or None)  # one tokenizer's ids throughout
     device = pick_device(cfg.device)
     report(0.0, f"loading {cfg.model}")
     model = load_model(cfg.model, cfg.base_model, device, resolve_dtype(cfg.dtype, device))
@@ -186,8 +194,11 @@ def generate(cfg: GenerateConfig, progress: Progress | None = None) -> list[Cont
             "config": config.to_dict(cfg)}
 
     # Persona prefixes (issue 15) go before the prompt, forced like it; a batch shares one prefix length.
-    prefixes = continuation_prefixes(cfg.dataset, [data.ids[i] for i in chosen], cfg.main_speaker, cfg.text_prompt,
-                                     cfg.voice_prompt, cfg.dataset_personas, cfg.tokenizer, cfg.mimi)
+    prefixes, voice_embeddings = continuation_prefixes(
+        cfg.dataset, [data.ids[i] for i in chosen], cfg.main_speaker, cfg.text_prompt, cfg.voice_prompt,
+        cfg.dataset_personas, cfg.tokenizer, cfg.mimi)
+    if voice_embeddings is not None:
+        check_fits(voice_embeddings, model, cfg.voice_prompt)
     results: list[Continuation] = []
     done_count = 0
     for positions in batches_by_length([x.shape[1] for x in prefixes], cfg.batch_size):
@@ -208,7 +219,7 @@ def generate(cfg: GenerateConfig, progress: Progress | None = None) -> list[Cont
                                                                    f"{len(chosen)}: step {s}/{steps}")
 
         if max(gens) > 0:
-            tokens = run_batch(model, sampler, rows, lp + p, frames, seeds, step_done)
+            tokens = run_batch(model, sampler, rows, lp + p, frames, seeds, step_done, voice_embeddings)
         else:
             tokens = np.stack([r[:, :lp + p] for r in rows])
         for b, i in enumerate(batch):
@@ -284,7 +295,7 @@ def load_continuation(path: str | Path) -> Continuation:
 
 def write_outputs(results: list[Continuation], cfg: GenerateConfig) -> None:
     from backend.data.audio_io import write_stereo_wav
-    from backend.dataset.spm import load_spm
+    from backend.models.text_tokenizer import load_spm
 
     assert cfg.output is not None
     mimi = load_mimi(cfg.mimi, device=pick_device(cfg.device)) if cfg.mimi else None

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from backend.core.workspace import CONTINUATIONS_DIR
 from backend.core.config import option
 from backend.core.errors import InputError
 from backend.models.source import Dtype
@@ -34,14 +35,15 @@ class GenerateConfig:
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where the LM runs (auto: CUDA when available)")
     dtype: Literal["auto", Dtype] = option("auto", "LM dtype (auto: bfloat16 on CUDA, float32 on CPU)")
     cuda_graphs: bool = option(True, "CUDA only: replay each step as a CUDA graph (faster; ignored on CPU)")
-    output: Path | None = option(Path("continuations"), "folder for <dialogue id>.npz (+ .continuation.wav, "
+    output: Path | None = option(Path(CONTINUATIONS_DIR), "folder for <dialogue id>.npz (+ .continuation.wav, "
                                  ".reference.wav, .spectrogram.png, .transcript.json); "
                                  "none: keep results in memory only")
     mimi: str = option("", "Mimi to decode with (folder, .safetensors or hub id): writes <id>.continuation.wav, "
                        "<id>.reference.wav and <id>.spectrogram.png; empty: tokens only")
     tokenizer: str = option("", "SentencePiece model: writes <id>.transcript.json (timed words of Moshi's text)")
     text_prompt: str = option("", "persona (PersonaPlex): role text put before every prompt (needs tokenizer)")
-    voice_prompt: str = option("", "persona: voice prompt audio file put before every prompt (needs mimi)")
+    voice_prompt: str = option("", "persona: voice prompt put before every prompt: an audio file (needs mimi) "
+                               "or a PersonaPlex voice preset (.pt)")
     dataset_personas: bool = option(True, "without text_prompt/voice_prompt: each dialogue's stored persona "
                                     "(the dataset's personas.json) goes before its prompt, as in training")
 

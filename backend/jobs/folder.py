@@ -110,11 +110,30 @@ def read_metrics(job: Job) -> list[dict[str, Any]]:
     return rows
 
 
-def failure_message(job: Job) -> str:
-    """Why the job's processes stopped, when they said so (the last event is "failed", with a message)."""
+def last_event(job: Job) -> dict[str, Any]:
+    """The last event rank 0 recorded in metrics.jsonl ({} for none): "finished", "aborted", "failed", ..."""
     events = [m for m in read_metrics(job) if "event" in m]
-    last = events[-1] if events else {}
-    return str(last.get("message", "")) if last.get("event") == "failed" else ""
+    return events[-1] if events else {}
+
+
+# The last error a process printed (a traceback's final line), for a job that ended without saying why.
+_ERROR_LINE = re.compile(r"^(?:[\w.]+(?:Error|Exception)|error)\b:?\s*(?P<text>.+)$")
+_LOG_ERROR_BYTES = 64 * 2**10
+
+
+def failure_message(job: Job) -> str:
+    """Why the job's processes stopped: what they said (the last event is "failed", with a message), else the last
+    error line of the log (an unexpected error such as a full disk while writing a checkpoint)."""
+    last = last_event(job)
+    if last.get("event") == "failed" and last.get("message"):
+        return str(last["message"])
+    found = [m for line in tail_log(job, _LOG_ERROR_BYTES).splitlines() if (m := _ERROR_LINE.match(line.strip()))]
+    if not found:
+        return ""
+    text = found[-1].group(0)[:500]
+    if "No space left on device" in text or "Errno 28" in text:
+        return f"the disk is full: free some space, then resume ({text})"
+    return text
 
 
 def tail_log(job: Job, n_bytes: int = 20_000) -> str:

@@ -1,6 +1,7 @@
 """Where the processes of a distributed job go: the `accelerate launch` settings every job shares (fine-tuning,
 the preprocessing stages, evaluation); backend.jobs.command turns them into one command per machine."""
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -58,7 +59,8 @@ def gpu_id_list(cfg: LaunchConfig) -> list[int] | None:
 
 def check_launch(cfg: LaunchConfig) -> None:
     """Refuse launch settings accelerate would fail on later (or silently run differently): each number's own
-    bounds, the rules between them, and gpu_ids naming one GPU per process of this machine."""
+    bounds, the rules between them, no more processes per machine than it can hold (CPU: one per core of this
+    machine; GPU: one per GPU listed, or per GPU of this machine) and gpu_ids naming one GPU per process."""
     config.check_numbers(cfg)
     rules = [
         (cfg.num_processes >= cfg.num_machines, "num_processes counts all machines: it must be >= num_machines"),
@@ -69,10 +71,25 @@ def check_launch(cfg: LaunchConfig) -> None:
     for ok, message in rules:
         if not ok:
             raise ConfigError(message)
+    per_machine = cfg.num_processes // cfg.num_machines
     if on_cpu(cfg):
+        cores = len(os.sched_getaffinity(0))
+        if per_machine > cores:  # more would only time-share the cores (and 65536 would fork-bomb the machine)
+            raise ConfigError(f"num_processes: {per_machine} CPU process(es) per machine, but this machine has "
+                              f"{cores} core(s) for them: at most one process per core")
         return
     ids = gpu_id_list(cfg)
-    per_machine = cfg.num_processes // cfg.num_machines
+    gpus = _gpus_here()
+    if ids is None and gpus and per_machine > gpus:
+        raise ConfigError(f"num_processes: {per_machine} process(es) per machine, but this machine has {gpus} "
+                          "GPU(s): one process per GPU")
     if ids is not None and len(ids) != per_machine:
         raise ConfigError(f"gpu_ids {cfg.gpu_ids} lists {len(ids)} GPU(s) but each machine runs "
                           f"{per_machine} process(es), one per GPU")
+
+
+def _gpus_here() -> int:
+    """CUDA devices of this machine (0 without a GPU: a command previewed for GPU nodes is not bounded here)."""
+    import torch  # on_cpu has imported it already for a GPU job
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0

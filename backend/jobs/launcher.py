@@ -17,6 +17,7 @@ from backend.core.errors import ConfigError
 from backend.core.paths import REPO
 from backend.core.workspace import JOB_KINDS, RUNS_DIR
 from backend.jobs import processes
+from backend.web.accounts import AUTH_ENV
 from backend.jobs.command import accelerate_command, display_command, env_for
 from backend.jobs.control import abort, status
 from backend.jobs.folder import ABORT_FILE, COMMAND_FILE, LOCK_FILE, LOG_FILE, STATUS_FILE, Job, read_json, \
@@ -25,7 +26,7 @@ from backend.jobs.launch_config import LaunchConfig, gpu_id_list, on_cpu
 
 ENDING_GRACE_S = 5.0  # how long a job that recorded its end may take for its processes to exit
 # Secrets of the studio's own process that a job's processes must not inherit (readable in /proc/*/environ).
-PRIVATE_ENV = ("MOSHI_STUDIO_AUTH",)
+PRIVATE_ENV = (AUTH_ENV,)
 
 
 def devices(cfg: LaunchConfig) -> frozenset[str]:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from backend.jobs import processes
-from backend.jobs.folder import ABORT_FILE, COMMAND_FILE, LOG_FILE, Job, failure_message, read_json, update_status
+from backend.jobs.folder import (ABORT_FILE, COMMAND_FILE, LOG_FILE, Job, failure_message, last_event, read_json,
+                                 update_status)
 
 FINISH_TIMEOUT_S = 300.0
 
@@ -58,7 +59,10 @@ def supervise(job_dir: Path) -> int:
                 break
         _run_finish(command, log)
     stopped = stop["signalled"] or (job.dir / ABORT_FILE).exists()
-    state = "aborted" if stopped else "finished" if rc == 0 else "failed"
+    # A launcher killed after its ranks finished (accelerate's exits at once on a signal) returns non-zero, but
+    # the job's own record of its end says what happened.
+    done = rc == 0 or last_event(job).get("event") == "finished"
+    state = "aborted" if stopped else "finished" if done else "failed"
     update_status(job, state=state, exit_code=rc, ended=time.time(),
                   message=failure_message(job) if state == "failed" else "")
     return 0

@@ -33,7 +33,9 @@ from backend.core.spec import NUM_CODEBOOKS
 from backend.models.checkpoints import CHECKPOINTS, EXPORTS_DIR, LORA_WEIGHTS
 from backend.models.loading import Checkpoint, check_checkpoint, lora_rank, merged_weight, read_checkpoint
 from backend.models.source import Dtype, LM_KWARGS, LM_WEIGHTS, SERVE_CONFIG, torch_dtype
-from backend.models.surgery import State, check_replaceable, resize_depformer
+from backend.models.output_folder import check_output
+from backend.models.surgery import State, resize_depformer
+from backend.models.text_tokenizer import read_record, write_record
 from backend.models.tensor_file import save_tensors, write_tensors
 
 EXPORT_CONFIG = "export_config.json"
@@ -50,6 +52,8 @@ class ExportConfig:
     dtype: Dtype = option("bfloat16", "dtype of the written weights")
     base_model: str = option("", "LoRA checkpoints: the base model folder or hub id (default: base_model of "
                              "trainer_state.json or of the run's config.json)")
+    overwrite: bool = option(False, "replace an existing folder that is not an earlier export (never a "
+                                    "checkpoint or a model in use)")
 
 
 def default_output(checkpoint: Path) -> Path:
@@ -73,7 +77,7 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
     if cfg.checkpoint is None:
         raise ConfigError("checkpoint: give the checkpoint folder to export")
     output = cfg.output or default_output(cfg.checkpoint)
-    check_replaceable(output, cfg.checkpoint)
+    check_output(output, "export", EXPORT_CONFIG, cfg.checkpoint, overwrite=cfg.overwrite)
     ckpt = read_checkpoint(cfg.checkpoint, cfg.base_model)
     if cfg.clean and int(ckpt.kwargs["dep_q"]) > NUM_CODEBOOKS:
         lora, _ = resize_depformer(ckpt.lora, ckpt.kwargs, NUM_CODEBOOKS)
@@ -93,6 +97,8 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
         write_text_atomic(tmp / SERVE_CONFIG, json.dumps(
             serve_config(ckpt.kwargs, ckpt.lora if keep_lora else {}, ckpt.lora_scaling), indent=2) + "\n")
         config.save(cfg, tmp / EXPORT_CONFIG)
+        if (tokenizer := read_record(cfg.checkpoint)) is not None:  # its base model's, for chat's check
+            write_record(tmp, tokenizer)
     return output
 
 

@@ -23,7 +23,7 @@ def init_output(demo: bool) -> str:
 class InitConfig:
     source: str = option("models/demo-lm", "LM to start from: a model folder (model.safetensors + "
                          "moshi_lm_kwargs.json) or a hub repo id such as kyutai/moshiko-pytorch-bf16")
-    output: Path = option(Path(DEMO_INIT), "model folder to write (replaced if it is a model folder)")
+    output: Path = option(Path(DEMO_INIT), "model folder to write (an earlier init's output there is replaced)")
     user_stream: bool = option(True, "model the user's audio too: depformer dep_q 8 -> 16, the new steps copied "
                                "from Moshi's own")
     reinit_text_embeddings: bool = option(False, "re-initialise the text embeddings (text_emb, depformer_text_emb) "
@@ -32,5 +32,10 @@ class InitConfig:
                                       "re-initialisation (EPAD, PAD and the initial token, as J-Moshi)")
     reinit_cov_scale: float = option(1e-5, "covariance scale of the re-initialised rows (J-Moshi: 1e-5; 1: the "
                                      "full spread of the existing rows)")
+    tokenizer: str = option("", "SentencePiece model the fine-tune will use: recorded in the model (tokenizer.json), "
+                            "refused when larger than the LM's text card or, without --reinit-text-embeddings, "
+                            "other than the one the source was made with (none: the source's record is kept)")
     dtype: Dtype = option("float32", "parameter dtype of the written model")
     seed: int = option(0, "seed of the re-initialisation")
+    overwrite: bool = option(False, "replace an existing folder that is not an earlier init's output (never a "
+                                    "checkpoint or a model in use)")

@@ -112,9 +112,9 @@ def _base_for_lora(folder: Path, base_model: str, kwargs: dict[str, Any]) -> Sta
     if int(base_kw["dep_q"]) != int(kwargs["dep_q"]):
         raise InputError(source, f"base model has dep_q {base_kw['dep_q']} but the LoRA checkpoint "
                                  f"{folder} was trained with dep_q {kwargs['dep_q']}")
-    if Path(source).is_dir():  # memory-mapped as stored: a 7B base is not copied, nor widened to float32
-        return _load_file(Path(source) / LM_WEIGHTS)
-    return load_lm(source, dtype=torch.bfloat16).state_dict()
+    if Path(source).is_dir() and not is_personaplex_folder(source):
+        return _load_file(Path(source) / LM_WEIGHTS)  # memory-mapped as stored: not copied, nor widened to float32
+    return load_lm(source, dtype=torch.bfloat16).state_dict()  # hub ids; PersonaPlex's names and steps
 
 
 def read_checkpoint(folder: Path, base_model: str = "") -> Checkpoint:

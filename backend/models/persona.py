@@ -19,12 +19,14 @@ Quirks of PersonaPlex and what the studio does (README "Persona prompts"):
 - PersonaPlex's step loop overwrites the cache column of the very first step with the initial tokens (all rows)
   and, one step later, the first frame's acoustic codebooks too: frame 0 never reaches the LM. `lm_rows` drops it
   in the one place that decides what the LM sees, so training and inference agree with PersonaPlex.
-- An empty role text crashes PersonaPlex's server; here it gives a role phase of zero frames (what PersonaPlex's
-  own `step_text_prompt_tokens` does with no tokens). No voice prompt likewise gives a voice phase of zero frames.
+- PersonaPlex counts a role text as absent only when it is the empty string (`len(text) > 0` in its server and
+  offline runner): whitespace is wrapped and fed like any text (`has_role_text`). An empty role text crashes
+  PersonaPlex's server (its `_step_text_prompt_core` iterates None); here it gives a role phase of zero frames.
+  No voice prompt likewise gives a voice phase of zero frames.
 """
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,8 +54,10 @@ def voice_file(voices_dir: str | Path, name: str, param: str = "voice_prompt") -
 
 
 def check_text_prompt(text: str, param: str = "text_prompt") -> str:
-    if len(text) > MAX_TEXT_PROMPT or "\x00" in text:
-        raise ConfigError(f"{param}: at most {MAX_TEXT_PROMPT} characters of text")
+    if len(text) > MAX_TEXT_PROMPT:
+        raise ConfigError(f"{param}: at most {MAX_TEXT_PROMPT} characters of text, got {len(text)}")
+    if "\x00" in text:
+        raise ConfigError(f"{param}: holds a NUL character (\\x00) at character {text.index(chr(0))}; remove it")
     return text
 
 
@@ -72,11 +76,13 @@ ROWS = 1 + 2 * NUM_CODEBOOKS
 @dataclass(frozen=True)
 class Persona:
     """A persona ready to build a prefix: the role text as given, its token ids (of `wrap_role_text`, with the
-    LM's tokenizer) and the voice prompt's Mimi codes int64 [8, F] (F may be 0)."""
+    LM's tokenizer) and the voice prompt's Mimi codes int64 [8, F] (F may be 0); from a voice preset, the
+    embeddings that replace the LM's first F - 1 inputs (those codes are then ZERO_TOKEN)."""
 
     text: str
     text_ids: tuple[int, ...]
     voice: np.ndarray
+    voice_embeddings: Any = None  # a PersonaPlex voice preset's transformer inputs [F - 1, dim] (voice_preset.py)
 
     def rows(self) -> np.ndarray:
         return lm_rows(build_prefix(self.voice, self.text_ids))
@@ -90,9 +96,14 @@ def wrap_role_text(text: str) -> str:
     return f"{SYSTEM_TAG} {cleaned} {SYSTEM_TAG}"
 
 
+def has_role_text(text: str) -> bool:
+    """PersonaPlex's test for a role text: any string but the empty one (whitespace only is wrapped and fed)."""
+    return len(text) > 0
+
+
 def role_text_ids(sp: Any, text: str) -> list[int]:
     """Ids of the wrapped role text (SentencePiece plain encode: no BOS/EOS); [] for an empty role text."""
-    if not text.strip():
+    if not has_role_text(text):
         return []
     return [int(i) for i in sp.encode(wrap_role_text(text))]
 
@@ -124,9 +135,14 @@ def read_voice(path: str | Path) -> np.ndarray:
     """float32 [N] at 24 kHz: the first channel of an audio file, resampled with sphn as PersonaPlex does."""
     import sphn
 
+    from backend.models.voice_preset import is_preset
+
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such voice prompt file")
+    if is_preset(path):
+        raise InputError(path, "a PersonaPlex voice preset holds the LM's input embeddings, not audio: it serves "
+                               "continuations and chat only; personas for training need the voice as audio")
     try:
         pcm, sr = sphn.read(str(path))
     except Exception as e:  # sphn raises plain exceptions for unreadable files
@@ -140,7 +156,8 @@ def read_voice(path: str | Path) -> np.ndarray:
 
 def normalise_loudness(wav: np.ndarray, where: str | Path = "voice prompt") -> np.ndarray:
     """The mono 24 kHz wav scaled to -24 LUFS integrated loudness (pyloudnorm's BS.1770-4 meter, as PersonaPlex:
-    its gating and K-weighting decide the gain, so the same library gives the same samples)."""
+    its gating and K-weighting decide the gain, so the same library on the same float32 samples gives the same
+    gain; PersonaPlex hands sphn's float32 array to the meter as it is)."""
     import pyloudnorm
 
     if len(wav) < MIN_VOICE_SECONDS * SAMPLE_RATE:
@@ -148,11 +165,11 @@ def normalise_loudness(wav: np.ndarray, where: str | Path = "voice prompt") -> n
                                 f"{MIN_VOICE_SECONDS} s to measure its loudness")
     if not np.isfinite(wav).all():
         raise InputError(where, "holds NaN or Inf samples")
-    wav64 = wav.astype(np.float64)
-    loudness = pyloudnorm.Meter(SAMPLE_RATE).integrated_loudness(wav64)
+    samples = np.asarray(wav, dtype=np.float32)
+    loudness = pyloudnorm.Meter(SAMPLE_RATE).integrated_loudness(samples)
     if not np.isfinite(loudness):
         raise InputError(where, "is silent: a voice prompt needs audible speech")
-    return pyloudnorm.normalize.loudness(wav64, loudness, TARGET_LUFS)
+    return pyloudnorm.normalize.loudness(samples, loudness, TARGET_LUFS)
 
 
 def encode_voice(mimi: Any, wav: np.ndarray, where: str | Path = "voice prompt") -> np.ndarray:
@@ -185,17 +202,19 @@ def voice_codes(mimi: Any, path: str | Path) -> np.ndarray:
     return encode_voice(mimi, read_voice(path), path)
 
 
-def make_persona(text: str, sp: Any | None, voice: np.ndarray | None) -> Persona:
-    """A Persona from role text (encoded with `sp`, needed only when the text is not empty) and voice codes."""
-    if text.strip() and sp is None:
+def make_persona(text: str, sp: Any | None, voice: np.ndarray | None, voice_embeddings: Any = None) -> Persona:
+    """A Persona from role text (encoded with `sp`, needed only when the text is not empty) and voice codes
+    (with a voice preset's embeddings, voice_preset.py)."""
+    if has_role_text(text) and sp is None:
         raise InputError(None, "a role text needs the LM's SentencePiece tokenizer")
     codes = np.zeros((NUM_CODEBOOKS, 0), dtype=np.int64) if voice is None else np.asarray(voice, dtype=np.int64)
-    return Persona(text=text, text_ids=tuple(role_text_ids(sp, text)) if text.strip() else (), voice=codes)
+    return Persona(text=text, text_ids=tuple(role_text_ids(sp, text)), voice=codes, voice_embeddings=voice_embeddings)
 
 
 # ---------------------------------------------------------------- stepping a prefix through moshi's LMGen
 
-def step_prefix(lm_gen: Any, rows: np.ndarray) -> np.ndarray | None:
+def step_prefix(lm_gen: Any, rows: np.ndarray, embeddings: Any = None,
+                stop: Callable[[], bool] = lambda: False) -> np.ndarray | None:
     """Feed `rows` ([17, M] from `lm_rows`, M >= 2) to a fresh moshi `LMGen` (batch 1, dep_q 8) with every token
     provided: afterwards its KV cache and token cache are those of the model having read
     `training_view.delayed_input(rows)` up to its last column, the state the conversation starts from.
@@ -204,10 +223,14 @@ def step_prefix(lm_gen: Any, rows: np.ndarray) -> np.ndarray | None:
     after each step and the audio goes in through `depformer_replace_tokens` (no depformer run). The user's
     codes of frame s - 1 go in at step s (LMGen reads a user frame in the step it is given).
     Returns the last frame's acoustic codes (codebooks 1..7): pass them to `finish_prefix` after the first
-    conversation step, which is where LMGen would otherwise sample them."""
+    conversation step, which is where LMGen would otherwise sample them.
+    `embeddings` (a voice preset's, [n, dim]) are the transformer's inputs of the first n steps instead. Returns
+    None, the state half stepped, when `stop()` is true before a step (a chat client that left: a long role text
+    takes seconds)."""
     import torch
 
     from backend.core.spec import DELAYS
+    from backend.models.voice_preset import check_fits, forward_embedding
 
     if rows.shape[0] != ROWS or rows.shape[1] < 2 or max(DELAYS) != 1:
         raise ValueError(f"expected [17, >= 2] rows with delays of at most 1, got {list(rows.shape)}")
@@ -216,11 +239,24 @@ def step_prefix(lm_gen: Any, rows: np.ndarray) -> np.ndarray | None:
     t = torch.from_numpy(rows).to(device)
     width = state.cache.shape[-1]
     moshi, user = slice(1, 1 + NUM_CODEBOOKS), slice(1 + NUM_CODEBOOKS, ROWS)
-    for s in range(rows.shape[1]):
-        prev = max(s - 1, 0)
-        audio = torch.cat([t[moshi.start:moshi.start + 1, s], t[moshi.start + 1:moshi.stop, prev]])
-        lm_gen.step(t[user, prev][None, :, None], depformer_replace_tokens=audio[None, :, None])
-        state.cache[:, 0, (s + 1) % width] = t[0, s]
+    replayed = 0 if embeddings is None else embeddings.shape[0]
+    if replayed:
+        check_fits(embeddings, lm_gen.lm_model, "voice prompt")
+    tokens_in = state.graphed_main
+    try:
+        for s in range(rows.shape[1]):
+            if stop():
+                return None
+            if s < replayed:  # LMGen's main step reads its input from the token cache: give the embedding instead
+                state.graphed_main = lambda *_, e=embeddings[s]: forward_embedding(lm_gen.lm_model, e[None, None])
+            else:
+                state.graphed_main = tokens_in
+            prev = max(s - 1, 0)
+            audio = torch.cat([t[moshi.start:moshi.start + 1, s], t[moshi.start + 1:moshi.stop, prev]])
+            lm_gen.step(t[user, prev][None, :, None], depformer_replace_tokens=audio[None, :, None])
+            state.cache[:, 0, (s + 1) % width] = t[0, s]
+    finally:
+        state.graphed_main = tokens_in
     return rows[2:1 + NUM_CODEBOOKS, -1].copy()
 
 

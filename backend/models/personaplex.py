@@ -7,7 +7,9 @@ whatever the checkpoint holds and, for a checkpoint of 8 steps, copies steps 0-7
 recognised here and given moshiko's kwargs (or those of a Kyutai-format `config.json` beside the weights) with
 dep_q 16. A checkpoint of 8 steps is extended by the studio's user-stream extension (models/surgery.py: copies of
 Moshi's steps, the user's codebook 0 embedding from Moshi's codebook 7) where PersonaPlex's loader leaves that
-one embedding uninitialised.
+one embedding uninitialised. PersonaPlex's vendored moshi names attention weights as moshi did before its
+per-step lists (`self_attn.in_proj_weight`, `self_attn.out_proj.weight`), and its published weights follow it: both
+those names and moshi's current ones load (surgery.current_attention_names).
 """
 
 import copy
@@ -82,11 +84,11 @@ def load_personaplex(source: str | Path, device: str = "cpu", dtype: Any = None,
     import torch
     from safetensors.torch import load_file
 
-    from backend.models.surgery import build_lm, resize_depformer
+    from backend.models.surgery import build_lm, current_attention_names, resize_depformer
 
     weights = _folder(source) / LM_WEIGHTS
     kwargs = personaplex_kwargs(source)
-    state = load_file(str(weights))
+    state = current_attention_names(load_file(str(weights)), weights)
     steps = 1 + max((int(m[1]) for k in state if (m := _LINEAR.fullmatch(k))), default=-1)
     if steps not in (NUM_CODEBOOKS, DEP_Q):
         raise InputError(weights, f"{steps} depformer output heads: PersonaPlex checkpoints have 8 or 16")

@@ -21,7 +21,7 @@ from moshi.models import loaders
 from moshi.models.lm import LMModel
 
 from backend.core.errors import ConfigError, InputError
-from backend.models.source import LM_KWARGS, moshi_lm_kwargs
+from backend.models.source import moshi_lm_kwargs
 
 State = dict[str, torch.Tensor]
 
@@ -29,6 +29,11 @@ State = dict[str, torch.Tensor]
 _STEP_KEY = re.compile(r"^(?P<list>depformer_in|depformer_emb|depformer_norms|linears|"
                        r"depformer\.layers\.\d+\.(?:self_attn\.in_projs|self_attn\.out_projs|gating))"
                        r"\.(?P<step>\d+)\.(?P<rest>.+)$")
+# Attention weights under moshi's older names (PersonaPlex's vendored moshi still uses them, and so do its
+# published weights): one tensor holding every step's rows, as moshi's StreamingMultiheadAttention._load_hook maps
+# them onto its per-step lists (rows split evenly, step i = i-th slice).
+_OLD_ATTENTION = re.compile(r"^(?P<layer>.*self_attn\.)(?P<old>in_proj_weight|in_proj\.weight|out_proj\.weight)$")
+_NEW_ATTENTION = {"in_proj_weight": "in_projs", "in_proj.weight": "in_projs", "out_proj.weight": "out_projs"}
 # Keys of LMModel's constructor that only `loaders.get_moshi_lm` understands (LoRA settings).
 LORA_KWARGS = ("lora", "lora_rank", "lora_scaling")
 
@@ -99,6 +104,27 @@ def resize_depformer(state: State, kwargs: dict[str, Any], new_dep_q: int) -> tu
     if isinstance(ff, list) and len(ff) == old:  # one feed-forward size per step
         new_kwargs["depformer_dim_feedforward"] = (ff + ff)[:new_dep_q]
     return out, new_kwargs
+
+
+def current_attention_names(state: State, where: str | Path) -> State:
+    """`state` with attention weights saved under moshi's older names split into its current per-step lists;
+    other names pass unchanged. The number of steps of a layer is read from its output projection, which is
+    [steps * dim, dim] (one step outside the depformer)."""
+    out: State = {}
+    for key, value in state.items():
+        m = _OLD_ATTENTION.match(key)
+        if m is None:
+            out[key] = value
+            continue
+        out_proj = state.get(f"{m['layer']}out_proj.weight")
+        if out_proj is None or out_proj.dim() != 2 or out_proj.shape[0] % out_proj.shape[1] \
+                or value.shape[0] % (out_proj.shape[0] // out_proj.shape[1]):
+            raise InputError(where, f"{key}: attention weights under moshi's older names, but "
+                                    f"{m['layer']}out_proj.weight does not say how many steps they hold")
+        steps = out_proj.shape[0] // out_proj.shape[1]
+        for i, part in enumerate(value.chunk(steps, dim=0)):
+            out[f"{m['layer']}{_NEW_ATTENTION[m['old']]}.{i}.weight"] = part
+    return out
 
 
 def base_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -202,13 +228,3 @@ def parameter_report(kwargs: dict[str, Any] | None = None, user_dep_q: int = 16)
         raise InputError("clean", f"kwargs differ after extend + clean: {clean_kwargs} vs {kwargs}")
     return {"base": count(shapes_of(base)), "init": count(shapes_of(grown)), "fresh": count(fresh),
             "clean": count(shapes_of(cleaned)), "added": count(shapes_of(grown)) - count(shapes_of(base))}
-
-
-def check_replaceable(output: Path, *sources: Path) -> None:
-    """Refuse to replace a folder that is not a model folder, or one we are reading from."""
-    output = output.resolve()
-    for source in sources:
-        if output == source.resolve() or source.resolve().is_relative_to(output):
-            raise ConfigError(f"{output}: the output folder would replace the input {source}; choose another")
-    if output.exists() and (not output.is_dir() or (any(output.iterdir()) and not (output / LM_KWARGS).exists())):
-        raise ConfigError(f"{output}: exists and is not a model folder; refusing to replace it")

@@ -22,7 +22,7 @@ from backend.core.errors import InputError, StudioError
 from backend.core.spec import SPEAKERS
 from backend.data.annotate.original import keep_original
 from backend.data.annotate.run import AnnotatedWord, transcript_json
-from backend.data.transcripts import load_transcript
+from backend.data.transcripts import load_transcript, word_problem
 
 EXCLUDE_SUFFIX = ".exclude"  # `<name>.exclude` beside the audio: leave this dialogue out of the dataset
 MAX_UNDO = 200
@@ -48,6 +48,8 @@ class TranscriptEditor:
         """Read a transcript of either format; confidences (format A's field, format B's parallel list) are
         kept, 1.0 where the file has none."""
         path = Path(path)
+        if _holds_no_words(path):  # annotating a recording without speech writes one: words can be added
+            return cls(path, "jmoshi", [])
         t = load_transcript(path)
         raw = json.loads(path.read_text(encoding="utf-8-sig"))
         if t.format == "jmoshi":
@@ -142,9 +144,20 @@ class TranscriptEditor:
 
     # ------------------------------------------------------------------ saving
     def save(self) -> Path:
-        """Write the words atomically; the first save keeps the file as it was in `<name>.original.json`."""
+        """Write the words atomically; the first save keeps the file as it was in `<name>.original.json`. The
+        file is checked by the importer's rules before it replaces the old one: a save never writes a transcript
+        that would fail validation (nor one without words, which no stage could use)."""
+        if not self.words:
+            raise EditError(f"{self.path.name}: not saved, no words are left; insert one, or tick Exclude to "
+                            "leave the dialogue out of the dataset")
+        text = self.to_json()
         keep_original(self.path)
-        write_text_atomic(self.path, self.to_json())
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+            try:
+                load_transcript(tmp)
+            except InputError as e:
+                raise EditError(f"{self.path.name}: not saved, {e.problem}") from None
         self._on_disk = list(self.words)
         return self.path
 
@@ -152,11 +165,23 @@ class TranscriptEditor:
         return json.dumps(transcript_json(self.words, self.format), indent=1) + "\n"
 
 
+def _holds_no_words(path: Path) -> bool:
+    """An empty word list in either format (other problems are load_transcript's to report)."""
+    try:
+        if path.stat().st_size > 64:
+            return False
+        raw = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return False
+    return raw == [] or raw == {"alignments": []}
+
+
 def _text(text: str) -> str:
     if not isinstance(text, str) or not text.strip():
         raise EditError("a word needs some text")
-    if len(text) > 200:
-        raise EditError(f"a word of {len(text)} characters is not a word (200 at most)")
+    problem = word_problem(text)
+    if problem:
+        raise EditError(problem)
     return text.strip()
 
 
