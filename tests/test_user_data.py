@@ -94,7 +94,8 @@ def test_build_holds_out_a_validation_split(tmp_path: Path) -> None:
     assert held_out_data(ws) == "dataset/validation"
     assert build("d03, d07")[1] == ["d03", "d07"]
     assert build("")[1] == [] and held_out_data(ws) is None  # no split: the old one is gone
-    for bad, problem in (("d99", "no dialogue named d99"), ("1.5", "between 0 and 1"), (",".join(names), "none to train")):
+    for bad, problem in (("d99", "no dialogue named d99"), ("1.5", "between 0 and 1"),
+                         (",".join(names), "none to train")):
         with pytest.raises(ConfigError, match=problem):
             build(bad)
 
@@ -110,3 +111,46 @@ def test_validation_report_shows_levels_and_resampling(tmp_path: Path, capsys: p
     assert "8000 Hz (resampled to 24000 Hz for Mimi)" in facts
     assert "A: RMS -13.5 dBFS, peak -10.5 dBFS" in facts and "B: RMS -33.5 dBFS, peak -30.4 dBFS" in facts, facts
     assert report(ValidateConfig(input=tmp_path)) == 0 and f"audio: {facts}" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_studio_build_holds_out_what_the_form_says(tmp_path: Path) -> None:
+    """The Data tab's Build with a validation name: that dialogue is in dataset/validation/, the message says so,
+    and a new fine-tune form starts with it as eval data."""
+    from backend.dataset.read import list_dialogues
+    from backend.dataset.tokenize_text import TextTokenizeConfig
+    from backend.demo.workspace import create_demo_workspace
+    from studio import data_tab
+    from studio.finetune_tab import held_out_data
+
+    ws = create_demo_workspace(tmp_path / "ws")
+    layout = [getattr(TextTokenizeConfig(), n) for n in data_tab.LAYOUT_FIELDS]
+    message = data_tab.on_build(ws, None, False, *layout, "demo_cafe", 0)
+    assert message.startswith("✔ 3 dialogues") and "Held out for validation" in message and "demo_cafe" in message
+    assert list_dialogues(ws.dataset / "validation") == ["train/demo_cafe"]
+    assert "train/demo_cafe" not in list_dialogues(ws.dataset) and held_out_data(ws) == "dataset/validation"
+    assert data_tab.on_build(ws, None, False, *layout, "demo_nowhere", 0).startswith("✘ validation: no dialogue")
+
+
+def test_data_tab_joins_two_uploaded_mono_recordings(tmp_path: Path) -> None:
+    """The Data tab's handler: the pair lands in raw/ under the typed name, the uploads are removed; a name with
+    folders, a name already taken, or a missing speaker is refused with nothing written."""
+    from studio.data_tab import on_join_mono
+
+    ws = create_empty_workspace(tmp_path / "ws")
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+
+    def upload(name: str, seconds: float, freq: float) -> str:
+        sf.write(uploads / name, _tone(seconds, 16000, freq), 16000)
+        return str(uploads / name)
+
+    message, names, shown = on_join_mono(ws, upload("caller.wav", 2.0, 220), upload("agent.wav", 1.8, 330),
+                                         "call1", 0.2)
+    assert message.startswith("✔ Joined into **call1.wav**") and names == ["call1"] and shown == "call1", message
+    assert sf.info(str(ws.raw / "call1.wav")).channels == 2
+    for name, problem in (("../out", "a plain file name"), ("call1", "already has call1.wav")):
+        message, _, shown = on_join_mono(ws, upload("a.wav", 1.0, 220), upload("b.wav", 1.0, 330), name, 0)
+        assert problem in message and shown is None, message
+    assert on_join_mono(ws, upload("a.wav", 1.0, 220), None, "x", 0)[0].startswith("✘ upload one mono recording")
+    assert sorted(p.name for p in ws.raw.iterdir()) == ["call1.wav"] and not (tmp_path / "out.wav").exists()

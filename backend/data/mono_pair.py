@@ -11,6 +11,7 @@ unless `overwrite`.
     moshi-studio join-mono --a caller.wav --b agent.wav --output workspace/raw/call1.wav [--offset 0.25]
 """
 
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import soxr
 from backend.core import config
 from backend.core.atomic import atomic_path
 from backend.core.errors import ConfigError, InputError, StudioError
+from backend.data.files import AUDIO_EXTENSIONS
 
 OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 
@@ -59,6 +61,8 @@ def _read_mono(path: Path, speaker: str) -> tuple[np.ndarray, int]:
 
 
 def join_mono(cfg: MonoPairConfig) -> JoinedPair:
+    if not math.isfinite(cfg.offset):
+        raise ConfigError(f"offset: a number of seconds, got {cfg.offset}")
     suffix = cfg.output.suffix.lower()
     if suffix not in OUTPUT_FORMATS:
         raise ConfigError(f"output {cfg.output}: write a .wav or .flac file")
@@ -83,6 +87,18 @@ def join_mono(cfg: MonoPairConfig) -> JoinedPair:
     with atomic_path(cfg.output) as tmp:
         sf.write(tmp, stereo, sr, subtype="PCM_16", format=OUTPUT_FORMATS[suffix])
     return JoinedPair(cfg.output, sr, total / sr, {s: (total - lengths[s] + lead[s]) / sr for s in lengths})
+
+
+def join_into(raw: Path, a: Path, b: Path, name: str, offset: float) -> JoinedPair:
+    """The studio's join: `<name>.wav` in the workspace's `raw` folder, `name` a plain file name that no audio of
+    `raw` has yet (a second audio of one name would make the dialogue ambiguous)."""
+    name = name.strip()
+    if not name or name != Path(name).name or name.startswith(".") or len(name) > 200:
+        raise ConfigError(f"dialogue name {name[:80]!r}: a plain file name (no folders, not starting with '.')")
+    taken = [f"{name}{ext}" for ext in AUDIO_EXTENSIONS if (raw / f"{name}{ext}").exists()]
+    if taken:
+        raise ConfigError(f"dialogue name {name!r}: the workspace already has {', '.join(taken)}; choose another")
+    return join_mono(MonoPairConfig(a=a, b=b, output=raw / f"{name}.wav", offset=offset))
 
 
 def main(argv: list[str] | None = None) -> int:
