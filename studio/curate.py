@@ -171,10 +171,7 @@ def on_annotate(ws: Workspace, name: Any, engine: Any, whisper_model: Any,
              + (f" · already done: {len(summary.skipped)}" if summary.skipped else "")
              + (f" · real-time factor {summary.compute_seconds / summary.audio_seconds:.2f} (CPU time)"
                 if summary.audio_seconds else "")]
-    lines += [f"· {n}: {mode}" for n, mode in summary.modes.items()]
-    lines += [f"✘ {n}: turn not aligned: {t}" for n, turns in summary.failed_turns.items() for t in turns]
-    lines += [f"· {n}: kept: {why}" for n, why in summary.kept.items()]
-    lines += [f"✘ {n}: {why}" for n, why in summary.failed.items()]
+    lines += [f"{'✘' if problem else '·'} {line}" for problem, line in summary.report()]
     try:
         return _view(ws, name, "\n\n".join(lines))
     except StudioError:

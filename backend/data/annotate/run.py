@@ -132,12 +132,13 @@ class AnnotateSummary(ShareSummary):  # written and skipped (done already) hold 
         return (f"{self.counts()}{kept} ({self.audio_seconds:.1f} s of audio, real-time factor {rtf:.2f} in CPU "
                 f"time)")
 
-    def report(self) -> list[str]:
-        """Per dialogue: the mode and why, the failed turns, the kept transcripts, the failures."""
-        lines = [f"{n}: {m}" for n, m in self.modes.items()]
-        lines += [f"{n}: turn not aligned: {t}" for n, turns in self.failed_turns.items() for t in turns]
-        lines += [f"{n}: kept: {why}" for n, why in self.kept.items()]
-        return lines + [f"failed: {why}" for why in self.failed.values()]
+    def report(self) -> list[tuple[bool, str]]:
+        """(is a problem, line) per dialogue: the mode and why, the failed turns, the kept transcripts, the
+        failures."""
+        lines = [(False, f"{n}: {m}") for n, m in self.modes.items()]
+        lines += [(True, f"{n}: turn not aligned: {t}") for n, turns in self.failed_turns.items() for t in turns]
+        lines += [(False, f"{n}: kept: {why}") for n, why in self.kept.items()]
+        return lines + [(True, f"{n}: failed: {why}") for n, why in self.failed.items()]
 
 
 def _check_engine(cfg: AnnotateConfig) -> None:
@@ -421,8 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(summary.line())
-    for line in summary.report():
-        print(line, file=sys.stderr if line.startswith("failed") or "not aligned" in line else sys.stdout)
+    for problem, line in summary.report():
+        print(line, file=sys.stderr if problem else sys.stdout)
     return 1 if summary.failed or summary.failed_turns else 0
 
 
