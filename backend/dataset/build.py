@@ -195,7 +195,6 @@ def _write_shards(names: list[str], folder: Path, cfg: DatasetConfig, report: Da
     if not names:
         (folder / RECORD_FILE).unlink(missing_ok=True)
         return
-    folder.mkdir(parents=True, exist_ok=True)
     count = math.ceil(len(names) / cfg.shard_rows)
     for shard in range(count):
         rows: dict[str, list] = {"dialogue_id": [], "A": [], "B": []}
