@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Start Moshi Studio: `python launch.py [--host H] [--port P] [--workspace DIR] [--start empty] [--demo-language ja]
-[--auth-file F] [--ssl-...]`.
+[--auth-file F] [--ssl-...] [--allowed-origins URL] [--preload-chat]`.
 
 Without a workspace it creates the offline demo one (bundled dialogues, tiny random models,
 a SentencePiece model trained on the demo transcripts), so it needs no download; `--start empty` creates an
@@ -39,8 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         ws = create_demo_workspace(cfg.workspace, language=cfg.demo_language)
     scheme = "https" if cfg.ssl_certfile else "http"
     login = f", {len(access.users)} account(s)" if access.users else ""
+    try:
+        server = create_server(ws, cfg, access)  # with --preload-chat, the chat model is loaded here
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"Moshi Studio on {scheme}://{cfg.host}:{cfg.port}  (workspace: {ws.root}{login})", flush=True)
-    serve(create_server(ws, cfg, access), cfg, access, ws_max_size=MAX_MESSAGE_BYTES)
+    serve(server, cfg, access, ws_max_size=MAX_MESSAGE_BYTES)
     return 0
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from backend.demo.workspace import create_demo_workspace
 from backend.evaluate import fdb
-from backend.evaluate.config import DEFAULT_SET, PROBE_SETS, EvaluateConfig
+from backend.core.paths import PROBE_SETS
+from backend.evaluate.config import DEFAULT_SET, EvaluateConfig
 from backend.evaluate.rank import chat_config, user_audio
 from backend.evaluate.score import score_folder
 from backend.evaluate.stream import stream

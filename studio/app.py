@@ -38,6 +38,9 @@ class StudioConfig(ServeConfig):
     max_upload_mb: int = config.option(1024, "largest file the browser may upload, in MB (1 MB = 2**20 bytes)")
     upload_keep_minutes: float = config.option(60.0, "an upload no event has used (imported or refused) is "
                                                      "deleted from the upload cache after this many minutes", gt=0)
+    preload_chat: bool = config.option(False, "load the Chat tab's model (the newest clean export, else the demo "
+                                              "LM) when the studio starts, so the first /api/chat conversation does "
+                                              "not wait for it")
 
     def check(self) -> None:
         """Refuse a setting that cannot serve, before anything is created."""
@@ -93,7 +96,9 @@ def create_server(ws: Workspace, cfg: StudioConfig | None = None, access: Access
     server = FastAPI(title="Moshi Studio")
     server.add_middleware(UploadBound, max_file_bytes=cfg.max_upload_mb * 2**20)
     server.add_middleware(AccessGate, access=access)  # wraps every route, Gradio's mount and /api/chat included
-    chat = ChatService(workspace_chat_config(ws))  # loads its model on first use
+    chat = ChatService(workspace_chat_config(ws))  # loads its model on first use, or now with preload_chat
+    if cfg.preload_chat:
+        print(f"chat model ready: {chat.load().cfg.model}", flush=True)
     add_chat_route(server, chat)  # before Gradio's catch-all mount at "/"
     css = "\n".join((ASSETS / "studio" / f).read_text(encoding="utf-8") for f in ("studio.css", "curate.css"))
     head = f'<script>{(ASSETS / "studio" / "quiet_vega.js").read_text(encoding="utf-8")}</script>'

@@ -1,14 +1,18 @@
-"""The studio's one piece of shared state: the workspace in use (Settings can replace it)."""
+"""The studio's shared state: the workspace in use (Settings can replace it) and the transcripts open for
+editing (Curate's unsaved edits), both per studio rather than per module."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from backend.core.workspace import Workspace
+
+from .curate import Curator
 
 
 @dataclass
 class StudioContext:
     ws: Workspace
+    curator: Curator = field(default_factory=Curator)
 
     def bind(self, handler: Callable[..., Any]) -> Callable[..., Any]:
         """`handler(workspace, *values)` as a Gradio callback of the values, on the workspace in use when it runs."""

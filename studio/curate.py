@@ -1,7 +1,9 @@
 """The Data tab's Curate block: annotate recordings, then fix their transcripts where they are drawn.
 
-Handlers are plain functions of (workspace, values) returning plain data. The editing state lives here,
-server-side, in one TranscriptEditor per transcript; the browser only sends edit events
+Handlers are plain functions of (workspace, values) returning plain data; those that edit are methods of a
+Curator, which holds the editing state server-side, one TranscriptEditor per transcript. The studio's context
+owns its Curator (one per studio, so every browser session of a workspace sees the same unsaved edits, and a
+second studio or a test has its own); the browser only sends edit events
 ({"op": ..., "i": ..., ...} as JSON, from the preview widget or the form's buttons), which are bounded
 and checked before they reach the editor. Every handler returns (message, preview HTML).
 """
@@ -41,94 +43,12 @@ BAR_LABELS = {"text": "text", "start": "start (s)", "end": "end (s)", "at": "spl
 
 CURATE_JS: str = (ASSETS / "studio" / "curate.js").read_text()
 
-# transcript path -> (the file's mtime when read or saved here, its editor with unsaved edits); a file changed
-# by anything else (a new upload, re-annotation) is read afresh.
-_editors: dict[Path, tuple[int, TranscriptEditor]] = {}
-
-
 def _dialogue(ws: Workspace, name: Any) -> DialogueFiles:
     """A dialogue of raw/ by name: the only way a client's string reaches a file."""
     d = next((d for d in scan_dialogues(ws.raw).dialogues if d.name == name), None)
     if d is None or d.audio is None:
         raise StudioError(f"{name!r}: no such recording in the workspace")
     return d
-
-
-def _editor(d: DialogueFiles) -> TranscriptEditor:
-    if d.transcript is None:
-        raise StudioError(f"{d.name}: no transcript yet; press Annotate first")
-    key = d.transcript.resolve()
-    mtime = key.stat().st_mtime_ns
-    if key not in _editors or _editors[key][0] != mtime:
-        _editors[key] = (mtime, TranscriptEditor.open(key))
-    return _editors[key][1]
-
-
-def _saved(editor: TranscriptEditor) -> None:
-    editor.save()
-    key = editor.path.resolve()
-    _editors[key] = (key.stat().st_mtime_ns, editor)
-
-
-def curate_preview(d: DialogueFiles, selected: int | None = None) -> str:
-    """The edit bar over the alignment preview of the editor's words (unsaved edits shown), each word with its
-    index and confidence; `selected` (the word an edit produced) starts selected with its values in the bar."""
-    editor = _editor(d)
-    scan = scan_audio(d.audio)  # type: ignore[arg-type]  # the editor's words, not the file's (they may be none)
-    data = {"name": d.name, "duration": scan.duration, "envelope": waveform(scan)}
-    words = [{"i": i, "speaker": w.speaker, "word": w.word, "start": w.start, "end": w.end,
-              "confidence": w.confidence} for i, w in enumerate(editor.words)]
-    preview = render_alignment({**data, **word_layers(words)}, file_url(d.audio))  # type: ignore[arg-type]
-    w = editor.words[selected] if selected is not None and 0 <= selected < len(editor.words) else None
-    if w is not None:
-        preview = preview.replace(f'data-i="{selected}" ', f'data-i="{selected}" data-selected="1" ', 1)
-    def field(cls: str, v: Any, kind: str = "text") -> str:  # a visible label around each input
-        return (f'<label class="cur-field">{BAR_LABELS[cls]}<input class="cur-{cls}" type="{kind}" step="0.001" '
-                f'min="0" value="{escape(str(v), quote=True)}"></label>')
-
-    bar = (f'<div class="cur-bar"><b class="cur-label">{"word " + str(selected) if w else "click a word"}</b>'
-           + field("text", w.word if w else "")
-           + field("start", f"{w.start:.3f}" if w else "", "number") + field("end", f"{w.end:.3f}" if w else "", "number")
-           + field("at", f"{(w.start + w.end) / 2:.3f}" if w else "", "number")
-           + f'<label class="cur-field">{BAR_LABELS["spk"]}<select class="cur-spk">'
-           + "".join(f'<option{" selected" if w and w.speaker == s else ""}>{s}</option>' for s in SPEAKERS)
-           + "</select></label>"
-           + "".join(f'<button type="button" data-op="{op}">{label}</button>' for op, label in BAR_BUTTONS)
-           + "</div>")
-    sel = f' data-sel="{selected}"' if w is not None else ""
-    return f'<div class="ms-curate"{sel}>{bar}{preview}</div>'
-
-
-def _status(d: DialogueFiles) -> str:
-    editor = _editors.get(d.transcript.resolve(), (0, None))[1] if d.transcript else None
-    flags = ["excluded: Build leaves it out" if is_excluded(d.audio) else "Build includes it"]  # type: ignore[arg-type]
-    if editor is not None and editor.unsaved:
-        flags.append("unsaved edits (Undo takes them back; Save writes them)")
-    return f"**{d.name}**: " + ", ".join(flags)
-
-
-def _view(ws: Workspace, name: Any, message: str = "", selected: int | None = None) -> tuple[str, str]:
-    d = _dialogue(ws, name)
-    if d.transcript is None:
-        return message or f"**{d.name}**: needs annotation (press Annotate)", ""
-    return (message + "\n\n" if message else "") + _status(d), curate_preview(d, selected)
-
-
-def _guarded(fn: Callable[..., tuple[str, str]]) -> Callable[..., tuple[str, str]]:
-    """A refused action leaves the preview as it was and says why."""
-    def run(ws: Workspace, name: Any, *values: Any) -> tuple[str, str]:
-        try:
-            return fn(ws, name, *values)
-        except StudioError as e:
-            return f"✘ {e}", _safe_preview(ws, name)
-    return run
-
-
-def _safe_preview(ws: Workspace, name: Any) -> str:
-    try:
-        return _view(ws, name)[1]
-    except StudioError:
-        return ""
 
 
 def dialogue_labels(ws: Workspace) -> list[tuple[str, str]]:
@@ -149,33 +69,6 @@ def excluded(ws: Workspace, name: Any) -> bool:
         return is_excluded(_dialogue(ws, name).audio)  # type: ignore[arg-type]
     except StudioError:
         return False
-
-
-@_guarded
-def on_curate_pick(ws: Workspace, name: Any) -> tuple[str, str]:
-    return _view(ws, name)
-
-
-def on_annotate(ws: Workspace, name: Any, engine: Any, whisper_model: Any,
-                progress: Progress | None = None) -> tuple[str, str]:
-    """Annotate the recordings of raw/ as `annotate` plans them (done ones are skipped, your transcripts kept),
-    then show `name`; the message says each dialogue's mode and why, and names turns that could not be aligned."""
-    if engine not in ENGINES:
-        return f"✘ engine must be one of {', '.join(ENGINES)}", ""
-    try:
-        cfg = AnnotateConfig(input=ws.raw, engine=engine, whisper_model=_whisper_model(ws, whisper_model))
-        summary = annotate_folder(cfg, progress)
-    except StudioError as e:
-        return f"✘ {e}", _safe_preview(ws, name)
-    lines = [f"✔ annotated {', '.join(summary.written) or 'nothing new'}"
-             + (f" · already done: {len(summary.skipped)}" if summary.skipped else "")
-             + (f" · real-time factor {summary.compute_seconds / summary.audio_seconds:.2f} (CPU time)"
-                if summary.audio_seconds else "")]
-    lines += [f"{'✘' if problem else '·'} {line}" for problem, line in summary.report()]
-    try:
-        return _view(ws, name, "\n\n".join(lines))
-    except StudioError:
-        return "\n\n".join(lines), ""
 
 
 def _whisper_model(ws: Workspace, value: Any) -> str:
@@ -243,40 +136,148 @@ def apply_event(editor: TranscriptEditor, event: dict[str, Any], duration: float
     return f"{op}: word {i} is now {w.word!r} ({w.start:.2f}..{w.end:.2f} s)", i
 
 
-@_guarded
-def on_edit(ws: Workspace, name: Any, raw_event: Any) -> tuple[str, str]:
-    d = _dialogue(ws, name)
-    done, selected = apply_event(_editor(d), parse_event(raw_event), probe(d.audio).duration)  # type: ignore[arg-type]
-    return _view(ws, name, f"✔ {done}", selected)
+def edit_view(d: DialogueFiles, editor: TranscriptEditor, selected: int | None = None) -> str:
+    """The edit bar over the alignment preview of the editor's words (unsaved edits shown), each word with its
+    index and confidence; `selected` (the word an edit produced) starts selected with its values in the bar."""
+    scan = scan_audio(d.audio)  # type: ignore[arg-type]  # the editor's words, not the file's (they may be none)
+    data = {"name": d.name, "duration": scan.duration, "envelope": waveform(scan)}
+    words = [{"i": i, "speaker": w.speaker, "word": w.word, "start": w.start, "end": w.end,
+              "confidence": w.confidence} for i, w in enumerate(editor.words)]
+    preview = render_alignment({**data, **word_layers(words)}, file_url(d.audio))  # type: ignore[arg-type]
+    w = editor.words[selected] if selected is not None and 0 <= selected < len(editor.words) else None
+    if w is not None:
+        preview = preview.replace(f'data-i="{selected}" ', f'data-i="{selected}" data-selected="1" ', 1)
+
+    def field(cls: str, v: Any, kind: str = "text") -> str:  # a visible label around each input
+        return (f'<label class="cur-field">{BAR_LABELS[cls]}<input class="cur-{cls}" type="{kind}" step="0.001" '
+                f'min="0" value="{escape(str(v), quote=True)}"></label>')
+
+    bar = (f'<div class="cur-bar"><b class="cur-label">{"word " + str(selected) if w else "click a word"}</b>'
+           + field("text", w.word if w else "")
+           + field("start", f"{w.start:.3f}" if w else "", "number") + field("end", f"{w.end:.3f}" if w else "", "number")
+           + field("at", f"{(w.start + w.end) / 2:.3f}" if w else "", "number")
+           + f'<label class="cur-field">{BAR_LABELS["spk"]}<select class="cur-spk">'
+           + "".join(f'<option{" selected" if w and w.speaker == s else ""}>{s}</option>' for s in SPEAKERS)
+           + "</select></label>"
+           + "".join(f'<button type="button" data-op="{op}">{label}</button>' for op, label in BAR_BUTTONS)
+           + "</div>")
+    sel = f' data-sel="{selected}"' if w is not None else ""
+    return f'<div class="ms-curate"{sel}>{bar}{preview}</div>'
 
 
-@_guarded
-def on_undo(ws: Workspace, name: Any) -> tuple[str, str]:
-    undone = _editor(_dialogue(ws, name)).undo()
-    return _view(ws, name, "✔ undone" if undone else "nothing to undo")
+def _guarded(fn: Callable[..., tuple[str, str]]) -> Callable[..., tuple[str, str]]:
+    """A refused action leaves the preview as it was and says why."""
+    def run(self: "Curator", ws: Workspace, name: Any, *values: Any) -> tuple[str, str]:
+        try:
+            return fn(self, ws, name, *values)
+        except StudioError as e:
+            return f"✘ {e}", self.safe_preview(ws, name)
+    return run
 
 
-@_guarded
-def on_save(ws: Workspace, name: Any) -> tuple[str, str]:
-    d = _dialogue(ws, name)
-    _saved(_editor(d))
-    return _view(ws, name, f"✔ saved {d.transcript.name}; the original stays in "  # type: ignore[union-attr]
-                           f"{d.transcript.stem}.original.json")  # type: ignore[union-attr]
+class Curator:
+    """The Curate handlers that read or change transcripts, over the editors they keep open."""
 
+    def __init__(self) -> None:
+        # transcript path -> (the file's mtime when read or saved here, its editor with unsaved edits); a file
+        # changed by anything else (a new upload, re-annotation) is read afresh.
+        self._editors: dict[Path, tuple[int, TranscriptEditor]] = {}
 
-@_guarded
-def on_swap(ws: Workspace, name: Any) -> tuple[str, str]:
-    """Swap the channels on disk (audio and transcript together); unsaved edits are saved first."""
-    d = _dialogue(ws, name)
-    editor = _editor(d)
-    if editor.can_undo:
-        _saved(editor)
-    swap_channels(d.audio, d.transcript)  # type: ignore[arg-type]  # a new mtime: the editor reads it afresh
-    return _view(ws, name, "✔ swapped the channels: A is now B and B is A (audio and transcript)")
+    def _editor(self, d: DialogueFiles) -> TranscriptEditor:
+        if d.transcript is None:
+            raise StudioError(f"{d.name}: no transcript yet; press Annotate first")
+        key = d.transcript.resolve()
+        mtime = key.stat().st_mtime_ns
+        if key not in self._editors or self._editors[key][0] != mtime:
+            self._editors[key] = (mtime, TranscriptEditor.open(key))
+        return self._editors[key][1]
 
+    def _saved(self, editor: TranscriptEditor) -> None:
+        editor.save()
+        key = editor.path.resolve()
+        self._editors[key] = (key.stat().st_mtime_ns, editor)
 
-@_guarded
-def on_exclude(ws: Workspace, name: Any, excluded: Any) -> tuple[str, str]:
-    d = _dialogue(ws, name)
-    set_excluded(d.audio, bool(excluded))  # type: ignore[arg-type]
-    return _view(ws, name, "✔ left out of the dataset" if excluded else "✔ Build includes it again")
+    def preview(self, d: DialogueFiles, selected: int | None = None) -> str:
+        """The edit bar over the alignment preview of the editor's words (unsaved edits shown), each word with its
+        index and confidence; `selected` (the word an edit produced) starts selected with its values in the bar."""
+        return edit_view(d, self._editor(d), selected)
+
+    def _status(self, d: DialogueFiles) -> str:
+        editor = self._editors.get(d.transcript.resolve(), (0, None))[1] if d.transcript else None
+        flags = ["excluded: Build leaves it out" if is_excluded(d.audio) else "Build includes it"]  # type: ignore[arg-type]
+        if editor is not None and editor.unsaved:
+            flags.append("unsaved edits (Undo takes them back; Save writes them)")
+        return f"**{d.name}**: " + ", ".join(flags)
+
+    def _view(self, ws: Workspace, name: Any, message: str = "", selected: int | None = None) -> tuple[str, str]:
+        d = _dialogue(ws, name)
+        if d.transcript is None:
+            return message or f"**{d.name}**: needs annotation (press Annotate)", ""
+        return (message + "\n\n" if message else "") + self._status(d), self.preview(d, selected)
+
+    def safe_preview(self, ws: Workspace, name: Any) -> str:
+        try:
+            return self._view(ws, name)[1]
+        except StudioError:
+            return ""
+
+    @_guarded
+    def on_curate_pick(self, ws: Workspace, name: Any) -> tuple[str, str]:
+        return self._view(ws, name)
+
+    def on_annotate(self, ws: Workspace, name: Any, engine: Any, whisper_model: Any,
+                    progress: Progress | None = None) -> tuple[str, str]:
+        """Annotate the recordings of raw/ as `annotate` plans them (done ones are skipped, your transcripts
+        kept), then show `name`; the message says each dialogue's mode and why, and names turns that could not be
+        aligned."""
+        if engine not in ENGINES:
+            return f"✘ engine must be one of {', '.join(ENGINES)}", ""
+        try:
+            cfg = AnnotateConfig(input=ws.raw, engine=engine, whisper_model=_whisper_model(ws, whisper_model))
+            summary = annotate_folder(cfg, progress)
+        except StudioError as e:
+            return f"✘ {e}", self.safe_preview(ws, name)
+        lines = [f"✔ annotated {', '.join(summary.written) or 'nothing new'}"
+                 + (f" · already done: {len(summary.skipped)}" if summary.skipped else "")
+                 + (f" · real-time factor {summary.compute_seconds / summary.audio_seconds:.2f} (CPU time)"
+                    if summary.audio_seconds else "")]
+        lines += [f"{'✘' if problem else '·'} {line}" for problem, line in summary.report()]
+        try:
+            return self._view(ws, name, "\n\n".join(lines))
+        except StudioError:
+            return "\n\n".join(lines), ""
+
+    @_guarded
+    def on_edit(self, ws: Workspace, name: Any, raw_event: Any) -> tuple[str, str]:
+        d = _dialogue(ws, name)
+        editor, event = self._editor(d), parse_event(raw_event)
+        done, selected = apply_event(editor, event, probe(d.audio).duration)  # type: ignore[arg-type]
+        return self._view(ws, name, f"✔ {done}", selected)
+
+    @_guarded
+    def on_undo(self, ws: Workspace, name: Any) -> tuple[str, str]:
+        undone = self._editor(_dialogue(ws, name)).undo()
+        return self._view(ws, name, "✔ undone" if undone else "nothing to undo")
+
+    @_guarded
+    def on_save(self, ws: Workspace, name: Any) -> tuple[str, str]:
+        d = _dialogue(ws, name)
+        self._saved(self._editor(d))
+        return self._view(ws, name, f"✔ saved {d.transcript.name}; the original stays in "  # type: ignore[union-attr]
+                                    f"{d.transcript.stem}.original.json")  # type: ignore[union-attr]
+
+    @_guarded
+    def on_swap(self, ws: Workspace, name: Any) -> tuple[str, str]:
+        """Swap the channels on disk (audio and transcript together); unsaved edits are saved first."""
+        d = _dialogue(ws, name)
+        editor = self._editor(d)
+        if editor.can_undo:
+            self._saved(editor)
+        swap_channels(d.audio, d.transcript)  # type: ignore[arg-type]  # a new mtime: the editor reads it afresh
+        return self._view(ws, name, "✔ swapped the channels: A is now B and B is A (audio and transcript)")
+
+    @_guarded
+    def on_exclude(self, ws: Workspace, name: Any, excluded: Any) -> tuple[str, str]:
+        d = _dialogue(ws, name)
+        set_excluded(d.audio, bool(excluded))  # type: ignore[arg-type]
+        return self._view(ws, name, "✔ left out of the dataset" if excluded else "✔ Build includes it again")

@@ -1,5 +1,6 @@
 """Data tab: upload or pick dialogues, validation report, alignment preview, statistics, dataset build."""
 
+from html import escape
 from typing import Any, Callable
 
 import gradio as gr
@@ -120,12 +121,25 @@ SELECTED_WORD_JS = """(start, end) => {
 }"""
 
 
-def persona_table(ws: Workspace) -> pd.DataFrame:
-    rows = [[name, p.speaker, p.text, p.voice] for name, p in raw_personas(ws).items()]
-    return pd.DataFrame(rows, columns=["dialogue", "Moshi speaker", "role text", "voice prompt"])
+PERSONA_COLUMNS = ("dialogue", "Moshi speaker", "role text", "voice prompt")
 
 
-def on_persona(ws: Workspace, name: str | None) -> tuple[str, str, tuple[list[str], str | None], pd.DataFrame]:
+def persona_rows(ws: Workspace) -> list[list[str]]:
+    return [[name, p.speaker, p.text, p.voice] for name, p in raw_personas(ws).items()]
+
+
+def persona_table(ws: Workspace) -> str:
+    """Every persona as an HTML table. Not a gr.Dataframe: Gradio 6's showed a second saved persona only after a
+    reload, and its empty header read "1 2 3"."""
+    rows = persona_rows(ws)
+    if not rows:
+        return "<p>No personas yet.</p>"
+    head = "".join(f"<th>{c}</th>" for c in PERSONA_COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f'<table class="ms-personas"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def on_persona(ws: Workspace, name: str | None) -> tuple[str, str, tuple[list[str], str | None], str]:
     """(speaker, role text, (voice choices, voice), every persona) for the persona fields of a picked dialogue."""
     try:
         p = load_raw_persona(ws, name) if name else None
@@ -138,7 +152,7 @@ def on_persona(ws: Workspace, name: str | None) -> tuple[str, str, tuple[list[st
 
 def on_save_persona(ws: Workspace, name: str | None, speaker: str, text: str, voice: str | None,
                     clip_start: float | None, clip_end: float | None, upload: str | None
-                    ) -> tuple[str, tuple[list[str], str | None], pd.DataFrame]:
+                    ) -> tuple[str, tuple[list[str], str | None], str]:
     """(message, (voice choices, voice), every persona): the voice is an uploaded file, else a clip of the
     speaker's channel (end > 0), else the voices/ file picked; empty text and no voice removes the persona."""
     try:
@@ -218,7 +232,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
                                height=90, elem_id="data-persona-upload")  # not a tall empty grey drop area
         p_save = gr.Button("Save persona", elem_id="data-persona-save")
         p_msg = gr.Markdown(elem_id="data-persona-msg")
-        p_table = gr.Dataframe(persona_table(ctx.ws), label="personas", interactive=False, elem_id="data-personas")
+        p_table = gr.HTML(persona_table(ctx.ws), label="personas", elem_id="data-personas")
     curate_outputs, curate_view = build_curate(ctx, pick, [report, preview])
     with gr.Accordion("Dataset statistics", open=False):
         stats_md = gr.Markdown(elem_id="data-stats")
@@ -305,7 +319,7 @@ def build_curate(ctx: StudioContext, pick: gr.Dropdown, views: list[Any]
 
     def annotate_now(name: str | None, engine_name: str, model_id: str,
                      progress: gr.Progress = gr.Progress()) -> tuple[str, str]:
-        return curate.on_annotate(ctx.ws, name, engine_name, model_id, lambda f, m: progress(f, desc=m))
+        return ctx.curator.on_annotate(ctx.ws, name, engine_name, model_id, lambda f, m: progress(f, desc=m))
 
     def with_list(result: tuple[str, str], name: str | None) -> tuple[str, str, Any]:
         return *result, choices_update(curate.dialogue_labels(ctx.ws), name)
@@ -315,10 +329,10 @@ def build_curate(ctx: StudioContext, pick: gr.Dropdown, views: list[Any]
     annotate.click(annotate_now, [pick, engine, model], out, show_progress_on=[msg]).then(
         lambda name: choices_update(curate.dialogue_labels(ctx.ws), name), pick, pick).then(
         ctx.bind(on_pick), pick, views)
-    event.change(ctx.bind(curate.on_edit), [pick, event], out)
-    undo.click(ctx.bind(curate.on_undo), pick, out)
-    save.click(ctx.bind(curate.on_save), pick, out).then(ctx.bind(on_pick), pick, views)
-    swap.click(ctx.bind(curate.on_swap), pick, out).then(ctx.bind(on_pick), pick, views)
-    exclude.input(lambda name, x: with_list(curate.on_exclude(ctx.ws, name, x), name), [pick, exclude],
+    event.change(ctx.bind(ctx.curator.on_edit), [pick, event], out)
+    undo.click(ctx.bind(ctx.curator.on_undo), pick, out)
+    save.click(ctx.bind(ctx.curator.on_save), pick, out).then(ctx.bind(on_pick), pick, views)
+    swap.click(ctx.bind(ctx.curator.on_swap), pick, out).then(ctx.bind(on_pick), pick, views)
+    exclude.input(lambda name, x: with_list(ctx.curator.on_exclude(ctx.ws, name, x), name), [pick, exclude],
                   [msg, view, pick])
-    return [*out, exclude], lambda name: (*curate.on_curate_pick(ctx.ws, name), curate.excluded(ctx.ws, name))
+    return [*out, exclude], lambda name: (*ctx.curator.on_curate_pick(ctx.ws, name), curate.excluded(ctx.ws, name))

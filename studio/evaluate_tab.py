@@ -11,7 +11,8 @@ from backend.core.errors import StudioError
 from backend.core.workspace import EVALUATIONS_DIR, Workspace
 from backend.dataset.preprocess import progress
 from backend.evaluate import job
-from backend.evaluate.config import DEFAULT_SET, PROBE_SETS, EvaluateConfig
+from backend.core.paths import PROBE_SETS
+from backend.evaluate.config import DEFAULT_SET, EvaluateConfig
 from backend.evaluate.report import BACKCHANNEL_FIGURE, TOR_FIGURE, read_results, table
 from backend.jobs import control, folder
 from backend.models.checkpoints import model_folders
@@ -25,18 +26,21 @@ def probe_choices() -> list[str]:
     return sorted(p.name for p in PROBE_SETS.iterdir() if p.is_dir())
 
 
-def read_form(ws: Workspace, models: list[str], probes: list[str], max_probes: Any, device: str) -> EvaluateConfig:
-    """The config of the form; every model is a folder of this workspace (a client's text is confined)."""
+def read_form(ws: Workspace, models: list[str], probes: list[str], max_probes: Any, device: str,
+              eval_data: str = "") -> EvaluateConfig:
+    """The config of the form; every model and the evaluation split are in this workspace (a client's text is
+    confined); an empty split: no loss and no continuations."""
     for source in models or []:
         inside_workspace(ws.root, source, "models")
+    split = inside_workspace(ws.root, eval_data, "evaluation split") if (eval_data or "").strip() else None
     return EvaluateConfig(models=list(models or []), probes=list(probes or []), max_probes=int(max_probes or 0),
-                          device=device)  # type: ignore[arg-type]
+                          device=device, eval_data=split)  # type: ignore[arg-type]
 
 
-def on_start(ws: Workspace, models: list[str], probes: list[str], max_probes: Any,
-             device: str) -> tuple[str, list[str] | None, str | None]:
+def on_start(ws: Workspace, models: list[str], probes: list[str], max_probes: Any, device: str,
+             eval_data: str = "") -> tuple[str, list[str] | None, str | None]:
     try:
-        run = job.create_run(ws, read_form(ws, models, probes, max_probes, device))
+        run = job.create_run(ws, read_form(ws, models, probes, max_probes, device, eval_data))
         job.start(run)
     except (StudioError, ValueError) as e:
         return f"✘ {e}", None, None
@@ -91,6 +95,9 @@ def build(ctx: StudioContext, shown: Shown) -> None:
                              allow_custom_value=True, elem_id="ev-probes")
         max_probes = gr.Number(label="at most, per task (0: all)", value=0, precision=0, elem_id="ev-max")
         device = gr.Radio(["auto", "cpu", "cuda"], value=ctx.ws.settings.device, label="device", elem_id="ev-device")
+    eval_data = gr.Textbox(label="evaluation split (a dataset folder in the workspace; empty: none)", value="",
+                           elem_id="ev-data", info="each model's per-stream loss on it, and the turn-taking of its "
+                           "continuations of its dialogues against the dialogues themselves")
     row = run_row("ev")
     bar = gr.HTML(elem_id="ev-progress")
     result = gr.Markdown(elem_id="ev-table")
@@ -100,6 +107,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     log = gr.Code(label="log (tail)", language=None, elem_id="ev-log", max_lines=20)
     timer = gr.Timer(2.0)
     gr.on(shown, lambda current: choices_update(model_folders(ctx.ws), current), models, models)
-    wire_run_row(ctx, row, shown, [models, probes, max_probes, device], on_start, on_abort, on_resume, run_choices)
+    wire_run_row(ctx, row, shown, [models, probes, max_probes, device, eval_data], on_start, on_abort, on_resume,
+                 run_choices)
     row.pick.change(ctx.bind(on_tick), row.pick, [bar, result, tor, bc, log])
     timer.tick(ctx.bind(on_tick), row.pick, [bar, result, tor, bc, log], show_progress="hidden")

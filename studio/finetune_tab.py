@@ -19,9 +19,10 @@ from backend.dataset.build import VALIDATION_DIR
 from backend.dataset.read import SHARD_PATTERN
 from backend.finetune import budget, runs
 from backend.models.checkpoints import latest_checkpoint
-from backend.jobs.command import preview_commands
+from backend.jobs.slurm import cluster_preview
 from backend.finetune.config import FinetuneConfig
 from backend.finetune.presets import PRESETS
+from backend.finetune.probe_checks import read_probes
 from backend.models.init_config import InitConfig, init_output
 from backend.models.weights import lm_kwargs_of
 
@@ -32,7 +33,7 @@ from .run_controls import (abort_run, explained, progress_html as bar_html, resu
                            run_row, wire_run_row)
 from .uploads import named, remove_uploads
 
-FIELDS = [f.name for f in dataclasses.fields(FinetuneConfig)]
+FIELDS = config.form_fields(FinetuneConfig)
 GROUPS = {  # accordion title -> fields (every FinetuneConfig field appears exactly once)
     "Model and data": ["base_model", "dtype", "train_data", "eval_data", "main_speaker", "max_frames", "min_frames"],
     "What trains": ["user_stream", "mode", "lora_rank", "lora_scaling", "trainable", "activation_checkpointing"],
@@ -40,7 +41,8 @@ GROUPS = {  # accordion title -> fields (every FinetuneConfig field appears exac
                   "batch_size", "grad_accum", "grad_clip", "seed"],
     "Loss weights": ["loss_variant", "text_weight", "audio_weight", "text_pad_weight", "semantic_weight",
                      "acoustic_weight", "user_stream_weight"],
-    "Checkpoints and logging": ["log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "tracker"],
+    "Checkpoints and logging": ["log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "eval_probes_every",
+                                "eval_probes", "tracker"],
     "Launch: processes, DeepSpeed, nodes": ["device", "threads", "num_processes", "num_machines", "machine_rank", "main_address",
                                             "main_port", "gpu_ids", "deepspeed", "mixed_precision"],
 }
@@ -51,6 +53,7 @@ INIT_FIELDS = ["source", "output", "user_stream", "reinit_text_embeddings", "kee
 DEMO_PRESET = next(iter(PRESETS))
 LOSS_AXIS = "log10 loss"  # the curves span decades: on a linear axis everything after the first steps lies on zero
 LOSS_FLOOR = 1e-6  # a zero loss is drawn here (its log is -inf)
+PROBE_AXIS = "TOR, latency (s)"
 LOSS_KEYS = ["loss", "text_nonpad_loss", "text_pad_loss", "moshi_semantic_loss", "moshi_acoustic_loss",
              "user_semantic_loss", "user_acoustic_loss"]
 
@@ -75,8 +78,15 @@ def curves(metrics: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "series", LOSS_AXIS])  # empty: no placeholder row drawn as "null"
 
 
+def probe_curves(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Long format for gr.LinePlot: one row per (probed step, task's TOR or latency); failed probes are left out."""
+    rows = [{"step": r["step"], "series": f"{key} {task}" + (" (s)" if key == "latency" else ""), PROBE_AXIS: value}
+            for r in records for key in ("tor", "latency") for task, value in r.get(key, {}).items()]
+    return pd.DataFrame(rows, columns=["step", "series", PROBE_AXIS])
+
+
 def command_preview(cfg: FinetuneConfig) -> str:
-    return explained(preview_commands(cfg, Path(RUNS_DIR) / "<new-run>", runs.TRAIN_MODULE))
+    return explained(cluster_preview(cfg, Path(RUNS_DIR) / "<new-run>", runs.TRAIN_MODULE))
 
 
 # ---------------------------------------------------------------- handlers: (workspace, form values) -> plain data
@@ -207,17 +217,17 @@ def on_resume(ws: Workspace, run_id: str | None) -> str:
     return resume_run(ws, run_id, open_run, runs.resume)
 
 
-def on_tick(ws: Workspace, run_id: str | None) -> tuple[str, pd.DataFrame | None, str]:
-    """(progress bar, loss curves, log tail) of a run; no curves without a run."""
+def on_tick(ws: Workspace, run_id: str | None) -> tuple[str, pd.DataFrame | None, pd.DataFrame | None, str]:
+    """(progress bar, loss curves, behaviour probes per step, log tail) of a run; no curves without a run."""
     if not run_id:
-        return "", None, ""
+        return "", None, None, ""
     try:
         run = open_run(ws, run_id)
         info = runs.run_info(run)
     except StudioError as e:
-        return f"✘ {e}", None, ""
+        return f"✘ {e}", None, None, ""
     bar = progress_html(info.step, info.max_steps, info.eta_s, info.state, info.phase)
-    return bar, curves(folder.read_metrics(run)), folder.tail_log(run, 6000)
+    return bar, curves(folder.read_metrics(run)), probe_curves(read_probes(run.dir)), folder.tail_log(run, 6000)
 
 
 def on_export(ws: Workspace, run_id: str | None, clean: bool, folder: str = "", overwrite: bool = False) -> str:
@@ -276,6 +286,8 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     bar = gr.HTML(elem_id="ft-progress")
     plot = gr.LinePlot(x="step", y=LOSS_AXIS, color="series", title="losses per stream (log10, as the run's loss.png)",
                        elem_id="ft-curves")
+    probes = gr.LinePlot(x="step", y=PROBE_AXIS, color="series", title="behaviour probes of the checkpoints "
+                         "(eval_probes_every: TOR and latency per task)", elem_id="ft-probes")
     log = gr.Code(label="log (tail)", language=None, elem_id="ft-log", max_lines=20)
     with gr.Row():
         export_clean = gr.Checkbox(value=True, label="clean for serving (dep_q 8)")
@@ -293,10 +305,10 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         except StudioError as e:
             raise gr.Error(str(e)) from None
 
-    def tick(run_id: str | None) -> tuple[str, Any, str]:
-        html, data, tail = on_tick(ctx.ws, run_id)
+    def tick(run_id: str | None) -> tuple[str, Any, Any, str]:
+        html, data, probed, tail = on_tick(ctx.ws, run_id)
         # No rows: no chart at all (an empty one draws "null" axes and Vega "Infinite extent" warnings).
-        return html, gr.skip() if data is None else None if data.empty else data, tail
+        return html, *(gr.skip() if d is None else None if d.empty else d for d in (data, probed)), tail
 
     # One listener per trigger (the estimate follows the command): Gradio 6 re-fires a whole trigger when one of
     # its deferred listeners ends, so two always_last listeners of one trigger can re-fire each other for good.
@@ -318,6 +330,6 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         ctx.bind(on_form), ordered, [command, problem], show_progress="hidden").then(
         ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
     wire_run_row(ctx, row, shown, ordered, on_start, on_abort, on_resume, run_choices)
-    row.pick.change(tick, row.pick, [bar, plot, log])
-    timer.tick(tick, row.pick, [bar, plot, log], show_progress="hidden")
+    row.pick.change(tick, row.pick, [bar, plot, probes, log])
+    timer.tick(tick, row.pick, [bar, plot, probes, log], show_progress="hidden")
     export_btn.click(ctx.bind(on_export), [row.pick, export_clean, export_dir, export_replace], export_msg)

@@ -16,16 +16,17 @@ from backend.core.errors import StudioError
 from backend.jobs.launch_config import LaunchConfig, check_launch
 from backend.core.workspace import PREPROCESS_DIR, Workspace
 from backend.dataset import preprocess
-from backend.jobs.command import preview_commands
+from backend.jobs.slurm import cluster_preview
 
 from .context import Shown, StudioContext
 from .forms import build_config, config_inputs, form_value
 from .run_controls import (abort_run, explained, progress_html, resume_run, run_choices as pick_run, run_row,
                            wire_run_row)
 
-LAUNCH_FIELDS = [f.name for f in dataclasses.fields(LaunchConfig)]
-STAGE_FIELDS = {stage: [f.name for f in dataclasses.fields(preprocess.run_config_class(stage))
-                        if f.name not in LAUNCH_FIELDS] for stage in preprocess.STAGES}
+LAUNCH_FIELDS = config.form_fields(LaunchConfig)
+_LAUNCH_NAMES = {f.name for f in dataclasses.fields(LaunchConfig)}  # slurm too: the form does not offer it
+STAGE_FIELDS = {stage: [name for name in config.form_fields(preprocess.run_config_class(stage))
+                        if name not in _LAUNCH_NAMES] for stage in preprocess.STAGES}
 # The whole form, in the order its values arrive: (stage, field), stage "" for the launch settings all share.
 FORM = [("", n) for n in LAUNCH_FIELDS] + [(stage, n) for stage, names in STAGE_FIELDS.items() for n in names]
 
@@ -64,7 +65,7 @@ def on_form(ws: Workspace, stage: str, *values: Any) -> tuple[str, str]:
     try:
         cfg = preprocess.absolute(stage, confined(ws, stage, read_form(stage, list(values))), ws.root)
         check_launch(cfg)  # its bounds first: num_machines sizes the preview
-        command = explained(preview_commands(cfg, Path(PREPROCESS_DIR) / "<new-run>", preprocess.RANK_MODULE))
+        command = explained(cluster_preview(cfg, Path(PREPROCESS_DIR) / "<new-run>", preprocess.RANK_MODULE))
     except StudioError as e:
         return f"# {e}", f"✘ {e}"
     try:

@@ -133,14 +133,14 @@ def test_the_studio_names_the_turn_that_failed(mixed, tmp_path: Path) -> None:
     """The Curate block's Annotate: the message gives the mode and why, the real-time factor in CPU time and the
     turn that could not be aligned; the dialogue is written with the rest."""
     from backend.core.workspace import create_empty_workspace
-    from studio.curate import on_annotate
+    from studio.curate import Curator
 
     d = mixed[2]
     ws = create_empty_workspace(tmp_path / "ws")
     turns = [*d.turns, ("B", "Nobody in this call ever said these particular words about volcanoes.")]
     _write(ws.raw, d)
     (ws.raw / f"{d.name}.txt").write_text(format_turns(turns))
-    message, preview = on_annotate(ws, d.name, "pocketsphinx", "")
+    message, preview = Curator().on_annotate(ws, d.name, "pocketsphinx", "")
     assert f"annotated {d.name}" in message and "(CPU time)" in message, message
     assert f"· {d.name}: align ({d.name}.txt is beside the audio)" in message, message
     assert f"✘ {d.name}: turn not aligned: B line {len(turns)} 'Nobody in this call" in message, message

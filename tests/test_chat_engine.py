@@ -48,7 +48,8 @@ def test_a_model_with_the_user_stream_is_refused(demo_workspace, tmp_path) -> No
 
 @pytest.mark.parametrize("setting,value", [("text_temperature", float("nan")), ("audio_temperature", -5.0),
                                            ("text_top_k", 0), ("audio_top_k", 2049), ("max_session_seconds", 1e12),
-                                           ("max_lag_ms", float("inf"))])
+                                           ("max_lag_ms", float("inf")), ("queue_seconds", -1.0),
+                                           ("queue_seconds", 1e9)])
 def test_settings_out_of_range_are_refused_by_name(demo_workspace, setting, value) -> None:
     with pytest.raises(ConfigError, match=setting):
         chat_config(demo_workspace, demo_workspace.demo_lm, **{setting: value})

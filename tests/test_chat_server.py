@@ -126,6 +126,28 @@ def test_second_client_is_told_busy_and_disconnect_frees_the_model(server, user_
     assert third.handshake and third.audio and not third.errors
 
 
+def test_clients_queue_for_the_model_up_to_queue_seconds(demo_workspace, model, user_pcm):
+    """As moshi.server does (it holds a second client until the first conversation ends), within queue_seconds:
+    two clients that arrive during a conversation each get the model in turn, once the one before them leaves."""
+    service = ChatService(chat_config(demo_workspace, model, queue_seconds=60.0))
+    service.load()
+
+    async def scenario():
+        first = asyncio.create_task(talk(url, user_pcm[:SAMPLE_RATE], linger=0.0))
+        while not service.busy:
+            await asyncio.sleep(0.05)
+        waiting = [asyncio.create_task(talk(url, user_pcm[:SAMPLE_RATE], linger=0.0)) for _ in range(2)]
+        return await first, *await asyncio.gather(*waiting)
+
+    with ServerThread(service, free_port()) as srv:
+        url = srv.url
+        convs = run_async(scenario())
+    assert all(c.handshake and c.audio and not c.errors for c in convs), [c.errors for c in convs]
+    starts = sorted(c.connected_at for c in convs)
+    ends = sorted(c.closed_at for c in convs)
+    assert starts[1] >= ends[0] and starts[2] >= ends[1]  # one at a time, in turn
+
+
 def test_malformed_messages_get_errors_and_the_session_goes_on(server, user_pcm):
     conv = run_async(talk(server.url, user_pcm[: 2 * SAMPLE_RATE], 
                             extra=[b"", b"\x07abc", b"\x01not an ogg stream at all", "hello"]))
@@ -173,6 +195,30 @@ def test_client_sampling_parameters_in_range_are_used(server, user_pcm, query):
                                          ("text_topk", "1e9"), ("audio_topk", "1000000000"), ("audio_topk", "2.5")])
 def test_client_sampling_parameters_out_of_range_are_refused_by_name(server, user_pcm, param, value):
     conv = run_async(talk(f"{server.url}?{param}={value}", user_pcm[:SAMPLE_RATE]))
+    assert not conv.handshake and len(conv.errors) == 1 and param in conv.errors[0], conv.errors
+    assert conv.close_code == 1011
+
+
+def test_kyutai_seeds_choose_the_conversation(server, user_pcm):
+    """The client's per-conversation text_seed/audio_seed: the same pair gives the same conversation, another pair
+    another one. Sent at half real time, so the model processes every frame (no skips)."""
+    def conversation(seeds: str) -> tuple[list[str], bytes]:
+        wait_idle(server.service)
+        conv = run_async(talk(f"{server.url}?{seeds}", user_pcm[:SAMPLE_RATE], speed=0.5, linger=0.5))
+        assert conv.handshake and not conv.errors and conv.audio, conv.errors
+        return conv.text, np.concatenate(conv.audio).tobytes()
+
+    first = conversation("text_seed=1234&audio_seed=5678")
+    assert conversation("text_seed=1234&audio_seed=5678") == first
+    assert conversation("text_seed=1234&audio_seed=5679") != first
+
+
+@pytest.mark.parametrize("query,param", [("pad_mult=0.5", "pad_mult"), ("repetition_penalty=1.3", "repetition_penalty"),
+                                         ("repetition_penalty=nan", "repetition_penalty"),
+                                         ("text_seed=-1", "text_seed"), ("audio_seed=2.5", "audio_seed"),
+                                         ("audio_seed=1e12", "audio_seed"), ("seed=5&text_seed=1", "seed")])
+def test_kyutai_settings_the_model_cannot_follow_are_refused_by_name(server, user_pcm, query, param):
+    conv = run_async(talk(f"{server.url}?{query}", user_pcm[:SAMPLE_RATE]))
     assert not conv.handshake and len(conv.errors) == 1 and param in conv.errors[0], conv.errors
     assert conv.close_code == 1011
 
@@ -284,31 +330,50 @@ def test_standalone_server_refuses_what_it_cannot_serve(demo_workspace, model, t
     assert "Traceback" not in result.stderr
 
 
-def test_kyutai_moshi_client_talks_to_the_studio(demo_workspace, model, user_pcm, tmp_path):
-    """`python -m moshi.client`, Kyutai's own command-line client, unchanged: only its sound card is a file."""
+def moshi_client(args: list[str], mic_pcm: np.ndarray, folder: Path):  # -> (CompletedProcess, played audio)
+    """`python -m moshi.client ARGS`, Kyutai's own command-line client, unchanged: only its sound card is a file."""
     import os
     import subprocess
     import sys
 
     from conftest import REPO
 
-    mic, speaker = tmp_path / "mic.wav", tmp_path / "speaker.wav"
-    sf.write(mic, user_pcm[: 4 * SAMPLE_RATE], SAMPLE_RATE)
-    service = ChatService(chat_config(demo_workspace, model, max_session_seconds=4.0, record_dir=str(tmp_path)))
-    service.load()
+    mic, speaker = folder / "mic.wav", folder / "speaker.wav"
+    sf.write(mic, mic_pcm, SAMPLE_RATE)
     env = dict(os.environ, FAKE_MIC_WAV=str(mic), FAKE_SPEAKER_WAV=str(speaker),
                PYTHONPATH=os.pathsep.join([str(REPO / "tests" / "fake_sound_card"), os.environ.get("PYTHONPATH", "")]))
+    result = subprocess.run([sys.executable, "-m", "moshi.client", *args], env=env, capture_output=True, text=True,
+                            timeout=120)
+    return result, (sf.read(speaker)[0] if speaker.exists() else np.zeros(0))
+
+
+def test_kyutai_moshi_client_talks_to_the_studio(demo_workspace, model, user_pcm, tmp_path):
+    service = ChatService(chat_config(demo_workspace, model, max_session_seconds=4.0, record_dir=str(tmp_path)))
+    service.load()
     with ServerThread(service, free_port()) as srv:
         port = srv.url.split(":")[2].split("/")[0]
-        result = subprocess.run([sys.executable, "-m", "moshi.client", "--host", "127.0.0.1", "--port", port],
-                                env=env, capture_output=True, text=True, timeout=120)
+        result, played = moshi_client(["--host", "127.0.0.1", "--port", port], user_pcm[: 4 * SAMPLE_RATE], tmp_path)
     # It ends as moshi.client does when a server closes: "Lost connection" (here: the session time limit).
     assert result.returncode == 0 and "connected!" in result.stderr, result.stderr
     assert result.stdout.strip(), "moshi.client printed none of Moshi's text pieces"
-    played, _ = sf.read(speaker)
     assert len(played) > 3 * SAMPLE_RATE and np.abs(played).max() > 0.001  # Moshi's voice reached the speaker
     (wav,) = tmp_path.glob("chat-*.wav")  # the server saw a normal session (recording what the model processed)
     assert SAMPLE_RATE < len(sf.read(wav)[0]) <= 4 * SAMPLE_RATE
+
+
+def test_moshi_client_logs_in_with_the_account_in_its_url(demo_workspace, model, user_pcm, tmp_path):
+    """With accounts, moshi.client (which has no login option) connects given `--url ws://user:pass@host:port`, as
+    the README says; with --host/--port it is refused."""
+    (tmp_path / "users").write_text("ann:s3cret\n")
+    port = free_port()
+    mic = user_pcm[: 2 * SAMPLE_RATE]
+    with standalone_server(demo_workspace, model, port, "--auth-file", str(tmp_path / "users"),
+                           "--max-session-seconds", "2"):
+        anonymous, _ = moshi_client(["--host", "127.0.0.1", "--port", str(port)], mic, tmp_path)
+        result, played = moshi_client(["--url", f"ws://ann:s3cret@127.0.0.1:{port}"], mic, tmp_path)
+    assert "connected!" not in anonymous.stderr and "401" in anonymous.stderr, anonymous.stderr
+    assert result.returncode == 0 and "connected!" in result.stderr, result.stderr
+    assert len(played) > SAMPLE_RATE and np.abs(played).max() > 0.001
 
 
 def test_a_client_that_leaves_during_its_persona_prefix_frees_the_model(demo_workspace, model, user_pcm):

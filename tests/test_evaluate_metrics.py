@@ -136,7 +136,7 @@ def test_task_files_are_recognised_as_fd_bench_names_them(tmp_path: Path) -> Non
 
 
 def test_the_shipped_probe_sets_are_fd_bench_samples() -> None:
-    from backend.evaluate.config import PROBE_SETS
+    from backend.core.paths import PROBE_SETS
 
     tasks = {s.task for s in fdb.find_samples(PROBE_SETS / "studio-en")}
     assert tasks == {"pause_handling", "smooth_turn_taking", "user_interruption", "backchannel"}

@@ -14,6 +14,9 @@ from backend.dataset.selection import left_out
 from handler_helpers import escapes, make_workspace
 from studio import curate, data_tab
 from studio.alignment_view import LOW_CONFIDENCE
+from studio.context import StudioContext
+
+CURATOR = curate.Curator()  # the editors one studio keeps open (tests use their own workspaces)
 
 
 @pytest.fixture
@@ -30,7 +33,7 @@ def short_clip(folder: Path, name: str, seconds: float = 3.0) -> Path:
 
 
 def edit(ws, name: str, **event) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    return curate.on_edit(ws, name, json.dumps(event))
+    return CURATOR.on_edit(ws, name, json.dumps(event))
 
 
 def test_audio_alone_is_imported_for_annotation_and_bad_audio_is_not(ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -40,7 +43,7 @@ def test_audio_alone_is_imported_for_annotation_and_bad_audio_is_not(ws, tmp_pat
     assert "needs annotation" in message and chosen == "call" and "call" in names
     assert (ws.raw / "call.wav").is_file() and (ws.raw / "call.txt").is_file()
     assert ("call (needs annotation)", "call") in curate.dialogue_labels(ws)
-    assert curate.on_curate_pick(ws, "call") == ("**call**: needs annotation (press Annotate)", "")
+    assert CURATOR.on_curate_pick(ws, "call") == ("**call**: needs annotation (press Annotate)", "")
     mono = tmp_path / "up" / "mono.wav"
     soundfile.write(str(mono), [0.0] * 24000, 24000)
     bad_turns = tmp_path / "up" / "turns.txt"
@@ -53,19 +56,19 @@ def test_audio_alone_is_imported_for_annotation_and_bad_audio_is_not(ws, tmp_pat
 
 def test_annotate_shows_the_words_with_their_confidence(ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     short_clip(ws.raw, "call")
-    assert curate.on_annotate(ws, "call", "nonsense", "")[0].startswith("✘ engine")
+    assert CURATOR.on_annotate(ws, "call", "nonsense", "")[0].startswith("✘ engine")
     for escape in escapes(tmp_path):  # a local Whisper folder must be in the workspace
-        assert "not inside the workspace" in curate.on_annotate(ws, "call", "whisper", escape)[0]
+        assert "not inside the workspace" in CURATOR.on_annotate(ws, "call", "whisper", escape)[0]
     assert not (ws.raw / "call.json").exists()
     steps: list[float] = []
-    message, preview = curate.on_annotate(ws, "call", "pocketsphinx", "", lambda f, m: steps.append(f))
+    message, preview = CURATOR.on_annotate(ws, "call", "pocketsphinx", "", lambda f, m: steps.append(f))
     assert "annotated call" in message and steps and steps[-1] == 1.0
     words = load_transcript(ws.raw / "call.json").words
     assert words and preview.count('class="word') == len(words) and 'data-i="0"' in preview
     confidences = [w["confidence"] for w in json.loads((ws.raw / "call.json").read_text())]
     assert preview.count(" ms-low") == sum(c < LOW_CONFIDENCE for c in confidences)
     assert "cur-bar" in preview and "data-op=\"merge\"" in preview
-    assert "annotated nothing new" in curate.on_annotate(ws, "call", "pocketsphinx", "")[0]  # resumable
+    assert "annotated nothing new" in CURATOR.on_annotate(ws, "call", "pocketsphinx", "")[0]  # resumable
 
 
 def test_annotate_with_a_whisper_folder_of_the_workspace(ws) -> None:  # type: ignore[no-untyped-def]
@@ -76,14 +79,14 @@ def test_annotate_with_a_whisper_folder_of_the_workspace(ws) -> None:  # type: i
 
     model = build_tiny_whisper(ws.models / "tiny-whisper")
     short_clip(ws.raw, "call")
-    message, preview = curate.on_annotate(ws, "call", "whisper", " models/tiny-whisper ")
+    message, preview = CURATOR.on_annotate(ws, "call", "whisper", " models/tiny-whisper ")
     assert "annotated call" in message and "✘" not in message, message
     record = json.loads((ws.raw / "call.annotation.json").read_text())
     assert record["engine"]["engine"] == "whisper" and record["engine"]["model"] == str(model.resolve())
     assert preview.count('class="word') == len(load_transcript(ws.raw / "call.json").words)
     (ws.raw / "call.txt").write_text("A: hello\nB: hi there\n")  # alignment mode: Whisper cannot place words
     (ws.raw / "call.json").unlink()
-    message, _ = curate.on_annotate(ws, "call", "whisper", "models/tiny-whisper")
+    message, _ = CURATOR.on_annotate(ws, "call", "whisper", "models/tiny-whisper")
     assert "✘ call" in message and "pocketsphinx" in message and not (ws.raw / "call.json").exists()
 
 
@@ -97,18 +100,18 @@ def test_annotate_with_a_whisper_folder_of_the_workspace(ws) -> None:  # type: i
 ])
 def test_hostile_edit_events_are_refused_and_change_nothing(ws, event: str) -> None:  # type: ignore[no-untyped-def]
     before = (ws.raw / "demo_cafe.json").read_bytes()
-    curate.on_curate_pick(ws, "demo_cafe")
-    message, preview = curate.on_edit(ws, "demo_cafe", event)
+    CURATOR.on_curate_pick(ws, "demo_cafe")
+    message, preview = CURATOR.on_edit(ws, "demo_cafe", event)
     assert message.startswith("✘") and 'class="ms-align"' in preview
-    assert "Undo" not in curate.on_curate_pick(ws, "demo_cafe")[0]  # no edit was recorded
+    assert "Undo" not in CURATOR.on_curate_pick(ws, "demo_cafe")[0]  # no edit was recorded
     assert (ws.raw / "demo_cafe.json").read_bytes() == before
-    assert curate.on_edit(ws, "../../etc/passwd", '{"op": "delete", "i": 0}')[0].startswith("✘")
+    assert CURATOR.on_edit(ws, "../../etc/passwd", '{"op": "delete", "i": 0}')[0].startswith("✘")
 
 
 def test_every_edit_then_undo_and_an_atomic_save_keeping_the_original(ws) -> None:  # type: ignore[no-untyped-def]
     path = ws.raw / "demo_cafe.json"
     original = path.read_bytes()
-    curate.on_curate_pick(ws, "demo_cafe")
+    CURATOR.on_curate_pick(ws, "demo_cafe")
     first = load_transcript(path).words
     n = len(first)
     msg, preview = edit(ws, "demo_cafe", op="text", i=0, text="Howdy")
@@ -120,8 +123,8 @@ def test_every_edit_then_undo_and_an_atomic_save_keeping_the_original(ws) -> Non
     assert "'mm hm'" in edit(ws, "demo_cafe", op="merge", i=0, j=1)[0]
     assert "deleted" in edit(ws, "demo_cafe", op="delete", i=0)[0]
     assert path.read_bytes() == original  # nothing written before Save
-    assert curate.on_undo(ws, "demo_cafe")[0].startswith("✔ undone")  # the delete taken back
-    msg, _ = curate.on_save(ws, "demo_cafe")
+    assert CURATOR.on_undo(ws, "demo_cafe")[0].startswith("✔ undone")  # the delete taken back
+    msg, _ = CURATOR.on_save(ws, "demo_cafe")
     assert "original stays in demo_cafe.original.json" in msg
     assert (ws.raw / "demo_cafe.original.json").read_bytes() == original
     saved = load_transcript(path).words
@@ -130,23 +133,36 @@ def test_every_edit_then_undo_and_an_atomic_save_keeping_the_original(ws) -> Non
     assert not list(ws.raw.glob("*.tmp*"))
     time.sleep(0.01)
     path.write_bytes(original)  # replaced from outside (a new upload): the editor reads the file afresh
-    assert curate.on_curate_pick(ws, "demo_cafe")[1].count('class="word') == n
+    assert CURATOR.on_curate_pick(ws, "demo_cafe")[1].count('class="word') == n
+
+
+def test_unsaved_edits_belong_to_one_studio(ws) -> None:  # type: ignore[no-untyped-def]
+    """Two studios (their contexts) over one workspace: each sees only its own unsaved edits; the file is the
+    meeting point once saved."""
+    one, other = StudioContext(ws), StudioContext(ws)
+    one.curator.on_edit(ws, "demo_cafe", json.dumps({"op": "text", "i": 0, "text": "mine"}))
+    assert "unsaved edits" in one.curator.on_curate_pick(ws, "demo_cafe")[0]
+    assert "unsaved edits" not in other.curator.on_curate_pick(ws, "demo_cafe")[0]
+    assert 'data-i="0"' in other.curator.on_curate_pick(ws, "demo_cafe")[1]
+    assert ">mine<" not in other.curator.on_curate_pick(ws, "demo_cafe")[1]
+    one.curator.on_save(ws, "demo_cafe")
+    assert ">mine<" in other.curator.on_curate_pick(ws, "demo_cafe")[1]
 
 
 def test_swap_and_exclude_reach_the_files_the_list_and_build(ws) -> None:  # type: ignore[no-untyped-def]
     audio, _ = soundfile.read(str(ws.raw / "demo_weekend.flac"))
     speakers = [w.speaker for w in load_transcript(ws.raw / "demo_weekend.json").words]
-    assert "swapped" in curate.on_swap(ws, "demo_weekend")[0]
+    assert "swapped" in CURATOR.on_swap(ws, "demo_weekend")[0]
     swapped, _ = soundfile.read(str(ws.raw / "demo_weekend.flac"))
     assert (swapped[:, 0] == audio[:, 1]).all() and (swapped[:, 1] == audio[:, 0]).all()
     assert [w.speaker for w in load_transcript(ws.raw / "demo_weekend.json").words] == \
         [{"A": "B", "B": "A"}[s] for s in speakers]
     assert (ws.raw / "demo_weekend.original.json").is_file()
-    assert "left out" in curate.on_exclude(ws, "demo_weekend", True)[0]
+    assert "left out" in CURATOR.on_exclude(ws, "demo_weekend", True)[0]
     assert curate.excluded(ws, "demo_weekend") and left_out(ws) == {"demo_weekend": "excluded"}
     assert ("demo_weekend (excluded)", "demo_weekend") in curate.dialogue_labels(ws)
     assert "demo_weekend" in data_tab.dialogue_names(ws)  # still listed, still editable
-    curate.on_exclude(ws, "demo_weekend", False)
+    CURATOR.on_exclude(ws, "demo_weekend", False)
     assert left_out(ws) == {} and not curate.excluded(ws, "demo_weekend")
 
 
@@ -155,10 +171,10 @@ def test_build_leaves_an_excluded_dialogue_out(demo_workspace) -> None:  # type:
     from backend.dataset.tokenize_text import TextTokenizeConfig
 
     ws = demo_workspace
-    curate.on_exclude(ws, "demo_weekend", True)
+    CURATOR.on_exclude(ws, "demo_weekend", True)
     try:
         result = prepare_dataset(ws, TextTokenizeConfig(**text_paths(ws)))
     finally:
-        curate.on_exclude(ws, "demo_weekend", False)
+        CURATOR.on_exclude(ws, "demo_weekend", False)
     assert result.dataset.rows == 2 and "1 excluded" in result.markdown() and "demo_weekend" not in result.markdown()
     assert not result.dataset.missing_audio and not result.dataset.missing_text

@@ -38,3 +38,15 @@ def test_start_is_refused_with_the_reason_and_paths_stay_in_the_workspace(tmp_pa
     assert ids is None and "not inside the workspace" in msg
     assert ev.on_tick(ws, "../../etc")[0].startswith("✘")
     assert job.list_runs(ws.root) == []
+
+
+def test_the_evaluation_split_is_confined_to_the_workspace_and_must_exist(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path)
+    (ws.models / "m").mkdir()
+    assert ev.read_form(ws, ["models/m"], ["studio-en"], 0, "cpu", "dataset").eval_data == ws.dataset.resolve()
+    assert ev.read_form(ws, ["models/m"], ["studio-en"], 0, "cpu", "  ").eval_data is None  # none: no continuations
+    for split, words in (("../../x", "not inside the workspace"), ("/etc", "not inside the workspace"),
+                         ("nothing-here", "eval_data")):
+        msg, ids, _ = ev.on_start(ws, ["models/m"], ["studio-en"], 0, "cpu", split)
+        assert ids is None and words in msg, msg
+    assert job.list_runs(ws.root) == []

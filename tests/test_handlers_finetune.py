@@ -13,6 +13,7 @@ from backend.jobs import control, folder, launcher
 from backend.core.errors import StudioError
 from backend.finetune import runs
 from backend.models.checkpoints import COMPLETE, final_path
+from backend.finetune.pace import phase_record
 from backend.finetune.presets import PRESETS
 from backend.models.init_config import InitConfig
 from backend.models.initialise import init_model
@@ -63,7 +64,14 @@ def init_values(**changes: Any) -> list[Any]:
 
 def test_a_good_form_shows_the_command_and_no_problem(ws) -> None:  # type: ignore[no-untyped-def]
     command, problem = ft.on_form(ws, *form())
-    assert "backend.finetune.trainer" in command and problem == ""
+    assert "backend.finetune.trainer" in command and problem == "" and "SBATCH" not in command  # one machine
+
+
+def test_several_machines_show_their_commands_and_the_slurm_script(ws) -> None:  # type: ignore[no-untyped-def]
+    """(This machine has no GPU: the form says so, as Start would run here, and still shows the commands.)"""
+    command, _ = ft.on_form(ws, *form(device="cuda", num_processes=8, num_machines=4, main_address="node0"))
+    assert "--machine_rank 3" in command and "node0" in command
+    assert "#SBATCH --nodes=4" in command and "#SBATCH --gpus-per-node=2" in command
 
 
 @pytest.mark.parametrize("changes, words", [
@@ -141,13 +149,29 @@ def test_start_follow_and_resume_a_run(ws, quick_runs) -> None:  # type: ignore[
     assert message.startswith("started") and ids == [picked] and picked in message
     run = runs.open_run(ws.root, picked)
     wait_for(lambda: control.status(run)["state"] != "running", 60, "the run to end")
-    bar, curves, log = ft.on_tick(ws, picked)
-    assert "failed" in bar and "hello" in log and curves is not None
+    bar, curves, probes, log = ft.on_tick(ws, picked)
+    assert "failed" in bar and "hello" in log and curves is not None and probes is not None
     assert ft.on_resume(ws, picked) == f"resumed **{picked}**"
     wait_for(lambda: control.status(run)["state"] != "running", 60, "the second attempt to end")
     assert control.status(run)["attempts"] == 2
     assert ft.run_choices(ws, None) == ([picked], picked)
     assert ft.on_abort(ws, picked).startswith("abort requested")
+
+
+def test_the_bar_says_what_a_starting_run_is_doing(ws, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Before its first step the trainer writes phase lines; the bar shows the newest with its duration."""
+    line = json.dumps(phase_record("loading the base model m")) + "\n"
+    script = "import sys, time; open(sys.argv[1] + '/metrics.jsonl', 'a').write(sys.argv[2]); time.sleep(60)"
+    monkeypatch.setattr(launcher, "accelerate_command",
+                        lambda c, run_dir, rank=None, module=None: [sys.executable, "-c", script, str(run_dir), line])
+    _, _, picked = ft.on_start(ws, *form())
+    run = runs.open_run(ws.root, picked)
+    try:
+        wait_for(lambda: folder.read_metrics(run) != [], 60, "the phase line")
+        bar, _, _ = ft.on_tick(ws, picked)
+        assert "running · loading the base model m (" in bar and "step 0 / " in bar, bar
+    finally:
+        control.abort(run, grace_s=0)
 
 
 def test_start_refuses_a_bad_form_and_writes_no_run(ws, quick_runs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -19,14 +19,15 @@ def test_clip_persona_saved_listed_and_offered(tmp_path: Path) -> None:
     assert voice == "demo_cafe.A.wav" and voices == [voice]
     clip, sr = sf.read(ws.root / "voices" / voice)
     assert sr == SAMPLE_RATE and len(clip) == int(1.5 * SAMPLE_RATE)
-    assert table.values.tolist() == [["demo_cafe", "A", "You are a barista.", "demo_cafe.A.wav"]]
+    assert data_tab.persona_rows(ws) == [["demo_cafe", "A", "You are a barista.", "demo_cafe.A.wav"]]
+    assert "<td>demo_cafe.A.wav</td>" in table
     speaker, text, (_, picked), _ = data_tab.on_persona(ws, "demo_cafe")
     assert (speaker, text, picked) == ("A", "You are a barista.", voice)
     assert voice_pick(ws, voice) == ([voice], voice)
     assert voice_prompt_path(ws, voice) == str((ws.root / "voices" / voice).resolve())
     # empty text and no voice removes it
     msg, _, table = data_tab.on_save_persona(ws, "demo_cafe", "A", "", None, None, None, None)
-    assert "removed" in msg and table.empty
+    assert "removed" in msg and table == "<p>No personas yet.</p>"
 
 
 def test_hostile_persona_values_refused(tmp_path: Path) -> None:
@@ -42,7 +43,7 @@ def test_hostile_persona_values_refused(tmp_path: Path) -> None:
     for name, speaker, text, voice, start, end in bad:
         msg, _, table = data_tab.on_save_persona(ws, name, speaker, text, voice, start, end, None)
         assert msg.startswith("✘"), (name, voice, start, end, msg)
-        assert table.empty
+        assert data_tab.persona_rows(ws) == [] and "<table" not in table
     assert not list(ws.raw.glob("*.persona.json"))
     for e in escapes(tmp_path):
         try:
@@ -84,9 +85,10 @@ def test_persona_demo_listed_with_its_voices(tmp_path: Path) -> None:
     assert copy_demo_personas(ws, dialogues=False) == [] and not list(ws.raw.glob("persona_*"))
     assert voice_pick(ws, None)[0] == ["persona_barista.wav", "persona_librarian.wav"]
     assert len(copy_demo_personas(ws, dialogues=True)) == 2
-    rows = data_tab.persona_table(ws).values.tolist()
+    rows = data_tab.persona_rows(ws)
     assert rows == [["persona_barista", "A", "You are a barista in a busy cafe.", "persona_barista.wav"],
                     ["persona_librarian", "A", "You are a librarian in a quiet library.", "persona_librarian.wav"]]
+    assert "<td>You are a librarian in a quiet library.</td>" in data_tab.persona_table(ws)
     assert "persona_barista" in data_tab.dialogue_names(ws)  # the .persona.json is no transcript
 
 

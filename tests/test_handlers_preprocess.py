@@ -52,6 +52,8 @@ def test_several_machines_show_one_command_each(ws) -> None:  # type: ignore[no-
     command, _ = pp.on_form(ws, "annotate", *form(ws, num_processes=4, num_machines=2, main_address="node0",
                                                   device="cuda", gpu_ids="0,1"))
     assert command.count("# machine") == 2 and "--machine_rank 1" in command and "node0" in command
+    # beside them the SLURM script `preprocess start --slurm FILE` writes, the address from the allocation
+    assert "#SBATCH --nodes=2" in command and '--main_process_ip "$MAIN_ADDRESS"' in command
 
 
 @pytest.mark.parametrize("stage, changes, words", [

@@ -22,6 +22,8 @@ from studio import chat_tab, continuations_tab, curate, data_tab, finetune_tab, 
 
 MOSHIKO = "kyutai/moshiko-pytorch-bf16"
 
+CURATOR = curate.Curator()  # the editors one studio keeps open (tests use their own workspaces)
+
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
@@ -48,7 +50,7 @@ def test_annotate_progress_moves_within_a_recording(ws: Workspace) -> None:
     audio, sr = soundfile.read(str(ws.raw / "demo_cafe.flac"))
     soundfile.write(str(ws.raw / "call.wav"), audio[: 4 * sr], sr)
     seen: list[tuple[float, str]] = []
-    message, _ = curate.on_annotate(ws, "call", "pocketsphinx", "", lambda f, m: seen.append((f, m)))
+    message, _ = CURATOR.on_annotate(ws, "call", "pocketsphinx", "", lambda f, m: seen.append((f, m)))
     assert "annotated call" in message
     inside = [m for f, m in seen if 0 < f < 1]
     assert inside and any("speaker A" in m for m in inside) and any("speaker B" in m for m in inside), seen
@@ -92,13 +94,13 @@ def test_loss_curves_on_a_log_axis() -> None:
 # ---------------------------------------------------------------- 7. the Curate edit bar and its status
 
 def test_curate_bar_labels_and_status_after_save(ws: Workspace) -> None:
-    message, preview = curate.on_curate_pick(ws, "demo_cafe")
+    message, preview = CURATOR.on_curate_pick(ws, "demo_cafe")
     for label in ("text", "start (s)", "end (s)", "split at (s)"):
         assert f">{label}<" in preview, label  # visible labels, not only aria-labels
     assert "in the dataset" not in message  # no dataset exists yet
-    curate.on_edit(ws, "demo_cafe", '{"op": "text", "i": 0, "text": "hi"}')
-    assert "unsaved edits" in curate.on_curate_pick(ws, "demo_cafe")[0]
-    saved, _ = curate.on_save(ws, "demo_cafe")
+    CURATOR.on_edit(ws, "demo_cafe", '{"op": "text", "i": 0, "text": "hi"}')
+    assert "unsaved edits" in CURATOR.on_curate_pick(ws, "demo_cafe")[0]
+    saved, _ = CURATOR.on_save(ws, "demo_cafe")
     assert "unsaved" not in saved and "edits since opening" not in saved, saved
 
 

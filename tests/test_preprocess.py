@@ -22,7 +22,7 @@ from backend.data.annotate.turns import format_turns
 from backend.dataset import preprocess
 from backend.jobs.sharding import share
 from backend.dataset.tokenize_audio import AudioTokenizeConfig, tokenize_audio
-from backend.jobs.command import accelerate_executable
+from backend.jobs.command import accelerate_command, accelerate_executable
 from backend.demo.heldout_speech import heldout_dialogues
 from backend.models.source import DEFAULT_REPO, random_mimi, save_mimi, tiny_mimi_config
 
@@ -161,3 +161,22 @@ def test_two_cpu_processes_annotate_as_one_process(tmp_path: Path, monkeypatch: 
     wait_until_done(run)
     again = json.loads((run.dir / preprocess.SUMMARY_FILE).read_text())["summary"]
     assert again["written"] == [single.written[1]] and len(again["skipped"]) == 2
+
+
+def test_cli_start_slurm_writes_every_node_command(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from test_slurm import HOSTS, run_script
+
+    (tmp_path / "in").mkdir()
+    script = tmp_path / "tok.sbatch"
+    assert preprocess.main(["start", "tokenize_audio", "--slurm", str(script), "--workspace", str(tmp_path),
+                            "--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"),
+                            "--device", "cpu", "--num-processes", "8", "--num-machines", "4"]) == 0
+    (run,) = preprocess.list_runs(tmp_path)
+    assert control.status(run)["state"] == "queued"
+    _, cfg = preprocess.load(run)
+    argvs, envs = run_script(script.read_text(), tmp_path / "nodes")
+    assert argvs == [accelerate_command(replace(cfg, main_address=HOSTS[0]), run.dir, preprocess.RANK_MODULE, rank)
+                     for rank in range(4)]
+    assert all(env["ACCELERATE_USE_CPU"] == "true" for env in envs)

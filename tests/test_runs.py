@@ -324,7 +324,8 @@ def test_real_two_process_run_aborts_gracefully_then_resumes_to_the_end(ws: Path
         tree = {supervisor.pid, *(p.pid for p in supervisor.children(recursive=True))}
         # supervisor, accelerate (torchrun's agent), 2 ranks in sessions of their own
         assert len(tree) >= 4 and len({os.getpgid(pid) for pid in tree}) >= 3, folder.tail_log(run)
-        assert folder.read_metrics(run)[0]["samples"] == 2  # two ranks, one example each per step
+        first_step = next(m for m in folder.read_metrics(run) if "event" not in m)  # after the startup phases
+        assert first_step["samples"] == 2  # two ranks, one example each per step
         assert control.abort(run, grace_s=120) == "aborted"
     finally:
         if control.status(run)["state"] == "running":
@@ -373,8 +374,9 @@ def test_a_loss_that_stops_being_finite_fails_the_run_and_keeps_the_checkpoints_
 def test_the_trainer_stops_when_its_supervisor_is_killed(ws: Path) -> None:
     """The real trainer notices its supervisor's death at the next step, checkpoints and exits; resume then
     continues in the same folder with one trainer: every step once."""
+    # Enough steps (6 s unloaded) that the trainer cannot end before it next checks on its supervisor (every 2 s).
     out = cli(ws, "start", "--train-data", "dataset", "--base-model", "models/tiny", "--device", "cpu",
-              "--max-frames", "16", "--min-frames", "4", "--max-steps", "30", "--checkpoint-every", "0")
+              "--max-frames", "16", "--min-frames", "4", "--max-steps", "60", "--checkpoint-every", "0")
     assert out.returncode == 0, out.stderr
     (info,) = runs.list_runs(ws)
     run = folder.Job(info.dir)
@@ -384,12 +386,44 @@ def test_the_trainer_stops_when_its_supervisor_is_killed(ws: Path) -> None:
     events = [m.get("event") for m in folder.read_metrics(run)]
     assert events[-1] == "aborted" and "checkpoint" in events, folder.tail_log(run)
     stopped_at = runs.progress(run)[0]
-    assert stopped_at < 30 and "supervisor is gone" in folder.tail_log(run)
+    assert stopped_at < 60 and "supervisor is gone" in folder.tail_log(run)
     assert control.status(run)["state"] in ("failed", "aborted")
     out = cli(ws, "resume", run.id, "--wait", timeout=600)
     assert out.returncode == 0, out.stdout[-3000:]
     steps = [m["step"] for m in folder.read_metrics(run) if "event" not in m]
-    assert steps == list(range(1, 31))  # one trainer at a time: no step twice, none skipped
+    assert steps == list(range(1, 61))  # one trainer at a time: no step twice, none skipped
+
+
+def test_cli_start_slurm_writes_every_node_command_and_starts_nothing(ws: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from test_slurm import HOSTS, run_script
+
+    script = tmp_path / "ft.sbatch"
+    out = cli(ws, "start", "--slurm", str(script), "--train-data", "dataset", "--base-model", "models/tiny",
+              "--device", "cuda", "--num-processes", "16", "--num-machines", "4", "--max-steps", "4")
+    assert out.returncode == 0, out.stderr
+    (info,) = runs.list_runs(ws)
+    run = folder.Job(info.dir)
+    assert info.state == "queued" and f"sbatch {script}" in out.stdout  # a cluster job: nothing started here
+    assert control.status(run)["attempts"] == 0 and not (run.dir / folder.LOG_FILE).exists()
+    saved = runs.run_config(run)
+    argvs, _ = run_script(script.read_text(), tmp_path / "nodes")
+    assert argvs == [accelerate_command(replace(saved, main_address=HOSTS[0]), run.dir, TRAIN_MODULE, rank)
+                     for rank in range(4)]
+    assert "#SBATCH --gpus-per-node=4" in script.read_text()
+    assert "num_machines: 4" in (run.dir / folder.ACCELERATE_CONFIG_FILE).read_text()
+
+
+def test_a_slurm_start_is_refused_before_any_folder_when_it_cannot_be_run(ws: Path, tmp_path: Path) -> None:
+    """'auto' would pick this machine's device for the nodes; a script in a folder that is not there would leave
+    a run nobody can submit."""
+    for device, script, words in (("auto", tmp_path / "ft.sbatch", "device: 'auto'"),
+                                  ("cuda", tmp_path / "no-such-folder" / "ft.sbatch", "does not exist")):
+        out = cli(ws, "start", "--slurm", str(script), "--train-data", "dataset", "--base-model", "models/tiny",
+                  "--device", device, "--num-processes", "8", "--num-machines", "4")
+        assert out.returncode == 2 and words in out.stderr, out.stderr
+        assert runs.list_runs(ws) == [] and not script.exists()
 
 
 def test_a_runs_processes_do_not_inherit_the_studios_password(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:

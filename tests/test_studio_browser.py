@@ -95,6 +95,7 @@ def test_persona_fields_data_continuations_chat(studio: Studio, page) -> None:  
     page.goto(studio.url)
     page.locator("#data-preview .word").first.wait_for(timeout=60_000)  # demo_cafe picked and previewed
     try:
+        page.locator("#data-persona").get_by_text("Persona (PersonaPlex)").click()  # closed until wanted
         page.locator("#data-persona-text textarea").fill("You are a barista.")
         word = page.locator("#data-preview .ms-spk-A .word").first  # the preview's selection fills the clip
         word.click()
@@ -108,6 +109,14 @@ def test_persona_fields_data_continuations_chat(studio: Studio, page) -> None:  
         page.locator("#data-personas", has_text="demo_cafe.A.wav").wait_for(timeout=30_000)
         assert "You are a barista." in page.locator("#data-personas").inner_text()
         assert (ws.root / "voices" / "demo_cafe.A.wav").is_file() and (ws.raw / "demo_cafe.persona.json").is_file()
+        # A second persona joins the table at once (issue 21: it once showed only after a reload).
+        page.locator("#data-pick input").click()
+        page.get_by_role("option", name="demo_weekend", exact=True).click()
+        page.locator("#data-report", has_text="demo_weekend").wait_for(timeout=30_000)
+        page.locator("#data-persona-text textarea").fill("You are a friend.")
+        page.locator("#data-persona-save").click()
+        page.locator("#data-personas", has_text="You are a friend.").wait_for(timeout=30_000)
+        assert "demo_cafe.A.wav" in page.locator("#data-personas").inner_text()
         for tab, voice, role in (("Continuations", "#ct-voice", "#ct-role"), ("Chat", "#chat-voice", "#chat-role")):
             page.get_by_role("tab", name=tab).click()
             page.locator(f"{voice} input").click(timeout=30_000)
@@ -120,8 +129,9 @@ def test_persona_fields_data_continuations_chat(studio: Studio, page) -> None:  
         assert "Ready" in page.locator("#chat-status").inner_text(), page.locator("#chat-status").inner_text()
         assert not page.errors, page.errors
     finally:  # later tests build the dataset without this persona
-        (ws.raw / "demo_cafe.persona.json").unlink(missing_ok=True)
-        (ws.root / "voices" / "demo_cafe.A.wav").unlink(missing_ok=True)
+        for name in ("demo_cafe", "demo_weekend"):
+            (ws.raw / f"{name}.persona.json").unlink(missing_ok=True)
+            (ws.root / "voices" / f"{name}.A.wav").unlink(missing_ok=True)
 
 
 def test_upload_preview_build_and_timeline(studio: Studio, page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -193,14 +203,19 @@ def test_initialise_clears_the_missing_base_model_problem(studio: Studio, page) 
     assert not page.errors, page.errors
 
 
-def test_finetune_start_follow_and_abort(studio: Studio, page) -> None:  # type: ignore[no-untyped-def]
-    if not list((studio.workspace / "dataset").glob("*.parquet")):  # when run alone: the dataset the Data tab would build
-        from backend.dataset.pipeline import prepare_dataset, text_paths
-        from backend.dataset.tokenize_text import TextTokenizeConfig
-        from backend.core.workspace import open_workspace
+def built_dataset(workspace: Path) -> None:
+    """The dataset the Data tab's Build makes, built here when a test runs alone."""
+    from backend.core.workspace import open_workspace
+    from backend.dataset.pipeline import prepare_dataset, text_paths
+    from backend.dataset.tokenize_text import TextTokenizeConfig
 
-        ws = open_workspace(studio.workspace)
+    ws = open_workspace(workspace)
+    if not list(ws.dataset.glob("*.parquet")):
         prepare_dataset(ws, TextTokenizeConfig(**text_paths(ws)))
+
+
+def test_finetune_start_follow_and_abort(studio: Studio, page) -> None:  # type: ignore[no-untyped-def]
+    built_dataset(studio.workspace)
     page.goto(studio.url)
     page.get_by_role("tab", name="Fine-tune").click()
 
@@ -315,13 +330,10 @@ def test_preprocess_two_processes_follow_and_reattach(studio: Studio, page) -> N
 
 
 def test_continuations_generate_and_play(studio: Studio, page) -> None:  # type: ignore[no-untyped-def]
-    from backend.dataset.pipeline import prepare_dataset, text_paths
-    from backend.dataset.tokenize_text import TextTokenizeConfig
     from backend.core.workspace import open_workspace
 
     ws = open_workspace(studio.workspace)
-    if not list(ws.dataset.glob("*.parquet")):  # when run alone: the dataset the Data tab would build
-        prepare_dataset(ws, TextTokenizeConfig(**text_paths(ws)))
+    built_dataset(ws.root)
     page.goto(studio.url)
     page.get_by_role("tab", name="Continuations").click()
     page.locator("#ct-model-a input").click(timeout=120_000)  # once the tab's models are listed
@@ -488,3 +500,51 @@ def test_chat_talks_both_ways_and_records(studio: Studio, fake_mic_browser, tmp_
     assert np.mean(np.abs(frames[:, :, 1]).max(axis=1) > 0.01) > 0.3  # the user's speech, most of the time
     assert np.mean(np.abs(frames[:, :, 0]).max(axis=1) > 0.001) > 0.5  # Moshi's voice
     assert wav.with_suffix(".json").is_file()
+
+
+def test_evaluate_start_follow_reattach_table_and_figures(studio: Studio, page) -> None:  # type: ignore[no-untyped-def]
+    """An evaluation of the demo model started from the Evaluate tab, with the demo dataset as its evaluation split:
+    the page is reloaded while it streams and the tab picks it again and follows it to its end; then the table (the
+    probes' rows, the loss and the continuations' turn-taking beside the dialogues') and the TOR/latency figure."""
+    from backend.core.paths import PROBE_SETS
+
+    built_dataset(studio.workspace)
+    probes = studio.workspace / "probes-two"  # two short probes: the tab's probe-set field takes a folder
+    for task in ("smooth_turn_taking", "pause_handling"):
+        if not (probes / task).exists():
+            shutil.copytree(PROBE_SETS / "studio-en" / task / "1", probes / task / "1")
+    page.goto(studio.url)
+    page.get_by_role("tab", name="Evaluate").click()
+    page.locator("#ev-models input").click(timeout=60_000)
+    page.get_by_role("option", name="models/demo-lm", exact=True).click()
+    page.keyboard.press("Escape")
+    default = page.locator("#ev-probes .token", has_text="studio-en")  # the default set: too long for a test
+    default.locator(".token-remove").click()
+    page.locator("#ev-probes input").fill("probes-two")
+    page.locator("#ev-probes input").press("Enter")
+    page.keyboard.press("Escape")
+    page.locator("#ev-device").get_by_label("cpu").check()
+    page.locator("#ev-data textarea").fill("dataset")
+    page.locator("#ev-start").click()
+    page.locator("#ev-msg", has_text="started").wait_for(timeout=60_000)
+    run_id = page.locator("#ev-run input").input_value()
+    page.locator("#ev-progress", has_text="running").wait_for(timeout=30_000)
+
+    page.reload()  # reattach: the running evaluation is picked again and followed
+    page.get_by_role("tab", name="Evaluate").click()
+    expect(page.locator("#ev-run input")).to_have_value(run_id, timeout=60_000)
+    page.locator("#ev-progress", has_text="running").wait_for(timeout=30_000)
+    page.locator("#ev-progress", has_text="finished").or_(page.locator("#ev-progress", has_text="failed")).wait_for(
+        timeout=600_000)
+    assert "finished" in page.locator("#ev-progress").inner_text(), page.locator("#ev-log").inner_text()
+    shown = page.locator("#ev-table")
+    for row in ("smooth turn-taking: TOR", "pause handling: TOR", "demo-lm",  # both tasks, the model's column
+                "eval loss: text_nonpad", "continuations: gaps per minute (reference"):
+        expect(shown).to_contain_text(row, timeout=30_000)
+    page.wait_for_function("(document.querySelector('#ev-tor img') || {}).naturalWidth > 500", timeout=30_000)
+    assert (studio.workspace / "evaluations" / run_id / "tor_latency.png").is_file()
+    assert "2 probe(s) streamed" in page.locator("#ev-log").inner_text() or "results:" in page.locator(
+        "#ev-log").inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "studio-evaluate.png"), full_page=True)
+    assert not page.errors, page.errors

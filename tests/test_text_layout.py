@@ -231,6 +231,21 @@ def test_speaker_with_no_words(sp: spm.SentencePieceProcessor) -> None:
     assert streams["A"].shape == streams["B"].shape == (frames_for_duration(0.9 + 1.0),)
 
 
+def test_packed_start_frames_differ_from_kyutais_float_comparison_as_d1_says(sp: spm.SentencePieceProcessor) -> None:
+    """D1 holds for packed too (README): Kyutai's loop takes a word at the first frame t with start * 12.5 < t + 1,
+    a floor without tolerance, so a start whose product falls just under a whole number starts a frame early."""
+    def kyutai_frame(start: float) -> int:
+        return next(t for t in range(10**6) if start * 12.5 < t + 1)
+
+    assert (kyutai_frame(2.32), frame_of(2.32)) == (28, 29) and kyutai_frame(0.24) == frame_of(0.24) == 3
+    stream, _ = layout_speaker([A("hello", 2.32, 2.8)], sp, packed(drop_overflow=True), n_frames=40)
+    assert stream[28] == EPAD and stream[29] == sp.encode("hello")[0]
+    grid = [round(i * 0.01, 2) for i in range(100_000)]  # 10 ms starts below 1000 s, the README's count
+    assert sum(math.floor(s * 12.5) != frame_of(s) for s in grid) == 573  # floor(x): Kyutai's first t, x < t + 1
+    assert kyutai_frame(grid[-1]) == math.floor(grid[-1] * 12.5)
+    assert sum(s // 0.08 != frame_of(s) for s in grid) == 7984  # J-Moshi's rule
+
+
 def test_drop_overflow_versus_keep_and_shift(sp: spm.SentencePieceProcessor) -> None:
     quiz = sp.encode("quiz")
     words = [A("quiz", 0.0, 0.5), A("hello", 0.16, 0.5)]  # "hello" starts on frame 2, quiz has 5 pieces

@@ -11,11 +11,13 @@ from test_layers import module_files
 HEAVY = ("torch", "moshi")
 # Modules whose job is computing with torch: they import it at the top.
 HEAVY_MODULES = {
-    "backend.dataset.codec", "backend.demo.codec_quality", "backend.evaluate.dataset_eval", "backend.evaluate.rank",
-    "backend.evaluate.score", "backend.evaluate.speech", "backend.evaluate.stream", "backend.demo.codec_training", "backend.finetune.data",
-    "backend.finetune.loss", "backend.finetune.optim", "backend.finetune.prefix", "backend.finetune.trainer",
-    "backend.inference.chat_engine", "backend.inference.generate", "backend.models.export",
-    "backend.models.initialise", "backend.models.loading", "backend.models.surgery", "backend.models.tensor_file",
+    "backend.dataset.codec", "backend.demo.codec_quality", "backend.evaluate.checkpoint_probes",
+    "backend.evaluate.continuation_stats", "backend.evaluate.dataset_eval", "backend.evaluate.rank",
+    "backend.evaluate.score", "backend.evaluate.speech", "backend.evaluate.stream", "backend.demo.codec_training",
+    "backend.finetune.data", "backend.finetune.loss", "backend.finetune.optim", "backend.finetune.prefix",
+    "backend.finetune.trainer", "backend.inference.chat_engine", "backend.inference.generate",
+    "backend.models.export", "backend.models.initialise", "backend.models.loading", "backend.models.surgery",
+    "backend.models.tensor_file",
 }
 LIGHT = sorted(m for m in module_files() if m not in HEAVY_MODULES and not m.endswith(".__main__"))
 

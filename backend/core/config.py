@@ -28,12 +28,13 @@ BOUNDS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),
           "le": ("<=", lambda v, b: v <= b), "lt": ("<", lambda v, b: v < b)}
 
 
-def option(default: Any, help: str, *, choices: tuple | None = None, cli: bool = True, ge: float | None = None,
-           gt: float | None = None, le: float | None = None, lt: float | None = None) -> Any:
+def option(default: Any, help: str, *, choices: tuple | None = None, cli: bool = True, form: bool = True,
+           ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None) -> Any:
     """A config field with its help text (shown in --help and as the studio's field info) and, for numbers,
-    its bounds (ge: >=, gt: >, le: <=, lt: <), checked by `check_numbers`."""
+    its bounds (ge: >=, gt: >, le: <=, lt: <), checked by `check_numbers`. `cli=False`: no flag; `form=False`:
+    no input in the studio's forms (a setting only the command line may give, such as a file it writes)."""
     bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
-    meta = {"help": help, "choices": choices, "cli": cli, "bounds": bounds}
+    meta = {"help": help, "choices": choices, "cli": cli, "form": form, "bounds": bounds}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -217,6 +218,11 @@ def from_cli(cls: type[C], args: argparse.Namespace, base: dict[str, Any] | None
         if v is not None:
             values[f.name] = v
     return from_dict(cls, values)
+
+
+def form_fields(cls: type) -> list[str]:
+    """The fields the studio's forms offer, in declaration order (all but those declared with form=False)."""
+    return [f.name for f in dataclasses.fields(cls) if f.metadata.get("form", True)]
 
 
 def choices(cls: type, name: str) -> tuple:

@@ -40,10 +40,11 @@ from backend.core.workspace import PREPROCESS_DIR
 from backend.data.annotate.run import AnnotateConfig, AnnotateSummary, annotate_folder, check_config
 from backend.dataset.tokenize_audio import AudioTokenizeConfig, TokenizeSummary, _validate, tokenize_audio
 from backend.jobs import launcher
-from backend.jobs.command import display_command, preview_commands
+from backend.jobs.command import display_command
 from backend.jobs.control import abort, status
 from backend.jobs.folder import COMMAND_FILE, CONFIG_FILE, Job, list_jobs, mark_queued, new_job, open_job, \
     read_json, tail_log
+from backend.jobs.slurm import cluster_preview, slurm_note, write_slurm_script
 
 RANK_MODULE = "backend.dataset.preprocess_rank"
 PROGRESS_DIR = "progress"
@@ -108,9 +109,10 @@ def load(run: Job) -> tuple[str, Any]:
 
 
 def create_run(workspace: Path, stage: str, cfg: Any) -> Job:
-    """Validate, then make `<workspace>/preprocess/<timestamp>-<stage>/` ready to start."""
+    """Validate, then make `<workspace>/preprocess/<timestamp>-<stage>/` ready to start (on this machine, or
+    with `cfg.slurm` on a cluster's nodes, whose devices are not checked here)."""
     cfg = absolute(stage, cfg, workspace)
-    check(stage, cfg)
+    check(stage, cfg, here=not cfg.slurm)
     run = new_job(Path(workspace).resolve() / PREPROCESS_DIR, stage)
     write_text_atomic(run.dir / CONFIG_FILE, json.dumps({"stage": stage, "config": config.to_dict(cfg)}, indent=2))
     launcher.write_command(run, cfg, RANK_MODULE)
@@ -120,7 +122,12 @@ def create_run(workspace: Path, stage: str, cfg: Any) -> Job:
 
 def start_new(workspace: Path, stage: str, cfg: Any) -> Job:
     """Create a run and start it (Start in the studio, `preprocess start`). Refused (bad settings, the devices
-    busy) before anything is written: no run folder is left that would never start."""
+    busy) before anything is written: no run folder is left that would never start. With `cfg.slurm` nothing
+    starts here: the run is created and its SLURM script written (slurm.write_slurm_script)."""
+    if cfg.slurm:
+        run = create_run(workspace, stage, cfg)
+        write_slurm_script(Path(cfg.slurm), load(run)[1], run.dir, RANK_MODULE)
+        return run
     cfg = absolute(stage, cfg, workspace)
     check(stage, cfg)
     with launcher.workspace_lock(Path(workspace).resolve()):
@@ -209,10 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "preview":
             cfg = absolute(args.stage, config.from_cli(run_config_class(args.stage), args), args.workspace)
             check(args.stage, cfg, here=False)
-            print(preview_commands(cfg, Path(args.workspace).resolve() / PREPROCESS_DIR / "<run>", RANK_MODULE))
+            print(cluster_preview(cfg, Path(args.workspace).resolve() / PREPROCESS_DIR / "<run>", RANK_MODULE))
             return 0
         if args.cmd == "start":
             run = start_new(args.workspace, args.stage, config.from_cli(run_config_class(args.stage), args))
+            if slurm := load(run)[1].slurm:
+                print(slurm_note(run, slurm))
+                return 0
         else:
             run = open_run(args.workspace, args.run)
         if args.cmd == "show":

@@ -20,8 +20,9 @@ zero-duration word is kept too (Kyutai drops those even with keep_and_shift: a w
 time by the aligner is still a word said).
 
 Where this differs from the reference tools, on purpose (D1-D5; the README's "Deviations" lists them too):
-- D1. A start frame is floor(start * 12.5) (SPEC) with a 1e-6 frame tolerance; J-Moshi's
-  `start // 0.08` puts exact boundaries such as 0.24 s one frame early (0.24 / 0.08 < 3 in floats).
+- D1. A start frame is floor(start * 12.5) (SPEC) with a 1e-6 frame tolerance, in both layouts; J-Moshi's
+  `start // 0.08` puts exact boundaries such as 0.24 s one frame early (0.24 / 0.08 < 3 in floats), and
+  Kyutai's `start * 12.5 < t + 1` (floor without the tolerance) does so for starts such as 2.32 s.
 - D2. J-Moshi writes a piece into the next *free* frame, so when words of one speaker overlap in
   time a later word can land in a gap before an earlier word's last pieces (reordered text, and an
   EPAD right after a piece). The queue keeps text order; for sorted, non-overlapping words the

@@ -51,8 +51,9 @@ class TextTokenizeConfig(TextLayoutSettings):
     output: Path = config.option(Path("workspace/tokens/text"), "folder for <name>.npz (audits: <name>.audit.json "
                                  "in <output>.audits/ beside it)")
     drop_overflow: bool = config.option(False, "packed only: drop the pieces a word has not placed when the next "
-                                               "word starts, exactly as Kyutai's interleaver does by default "
-                                               "(otherwise they are kept and shifted later)")
+                                               "word starts, as Kyutai's interleaver does by default (otherwise they "
+                                               "are kept and shifted later); a start a float's width under a frame "
+                                               "boundary still starts on that frame (deviation D1, README)")
     audio: Path | None = config.option(None, "folder of the dialogue audio <name>.wav|flac|ogg, read only for "
                                              "durations (packed stream length, text past the audio's end)")
     speaker_map: str | None = config.option(None, "transcript speaker labels to A/B, e.g. 'SPEAKER_0=A "

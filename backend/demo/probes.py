@@ -26,13 +26,13 @@ from backend.core import intervals
 from backend.core.atomic import atomic_path, write_text_atomic
 from backend.core.config import cli_parser, from_cli, option
 from backend.core.errors import StudioError
+from backend.core.paths import PROBE_SETS
 from backend.core.spec import SAMPLE_RATE
 from backend.data.audio_io import load_stereo
 from backend.data.stats import TURN_BRIDGE
 from backend.data.transcripts import load_transcript
 from backend.demo.dialogues import DEMO_DIR, TRIM_THRESHOLD
 from backend.demo.speech_corpus import CorpusVoice, synthesize
-from backend.evaluate.config import PROBE_SETS
 from backend.evaluate.fdb import INPUT, REFERENCE_FILE, TURNS_FILE
 from backend.evaluate.metrics import BACKCHANNEL_SECONDS as BACKCHANNEL_MAX, timing_distribution
 from backend.inference.turn_taking import backchannels

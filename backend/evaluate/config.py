@@ -12,7 +12,7 @@ from typing import Literal
 from backend.core import config
 from backend.core.config import option
 from backend.core.errors import ConfigError, StudioError
-from backend.core.paths import ASSETS
+from backend.core.paths import probe_folder
 from backend.core.workspace import Workspace
 from backend.evaluate import fdb
 from backend.inference.chat_config import ChatConfig
@@ -20,7 +20,6 @@ from backend.jobs.folder import CONFIG_FILE, Job
 from backend.jobs.launch_config import LaunchConfig
 from backend.models.source import Dtype
 
-PROBE_SETS = ASSETS / "probes"  # the project's own sets, one folder each (made by backend.demo.probes)
 DEFAULT_SET = "studio-en"
 MAX_ENTRIES = 64  # models or probe sets in one evaluation
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a label names folders of the evaluation
@@ -77,15 +76,6 @@ def labelled(entries: list[str], what: str) -> dict[str, str]:
             raise ConfigError(f"{what}: the label {label!r} is used twice; name them LABEL=SOURCE")
         out[label] = source
     return out
-
-
-def probe_folder(ws_root: Path, source: str) -> Path:
-    """A probe set's folder: a shipped set by name, else a path (relative to the workspace)."""
-    shipped = PROBE_SETS / source
-    if re.fullmatch(r"[A-Za-z0-9_.-]+", source) and shipped.is_dir():
-        return shipped
-    path = Path(source).expanduser()
-    return path if path.is_absolute() else Path(ws_root) / path
 
 
 def check(cfg: EvaluateConfig, ws: Workspace) -> None:

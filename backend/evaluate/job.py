@@ -5,7 +5,9 @@
         command.json, status.json, train.log, progress/rank-<r>.json   (as every job's)
         models/<label>/      checkpoints exported clean for the chat loop
         outputs/<model>/<probe set>/<sample>/   input.wav + task file + output.wav + output.json (FD-Bench's layout)
-        results.json         per-sample records, per-task summaries and losses, per model (backend.evaluate.report)
+        continuations/<model>/   with eval_data: its continuations of the split (backend.evaluate.continuation_stats)
+        results.json         per-sample records, per-task summaries, losses and continuations' turn-taking, per model
+                             (backend.evaluate.report)
         table.md, tor_latency.png, backchannel_timing.png
 
     moshi-studio evaluate start --workspace W --models base=models/demo-lm tuned=runs/<id>/exports/step-000125 --wait
@@ -13,7 +15,8 @@
     moshi-studio evaluate score FOLDER     # FD-Bench's metrics of any folder of written samples
 
 Every rank streams its share of (model, probe) pairs; a pair whose output.json exists is skipped, so Resume
-continues where an abort stopped. Rank 0 then scores every sample and writes the results."""
+continues where an abort stopped. Rank 0 then scores every sample and writes the results (continuations written
+completely by an earlier attempt are read back)."""
 
 import argparse
 import dataclasses
@@ -25,14 +28,16 @@ from typing import Any
 from backend.core import config
 from backend.core.atomic import write_text_atomic
 from backend.core.errors import StudioError
+from backend.core.paths import probe_folder
 from backend.core.workspace import EVALUATIONS_DIR, Workspace, open_workspace
-from backend.evaluate.config import EvaluateConfig, check, labelled, load, probe_folder
+from backend.evaluate.config import EvaluateConfig, check, labelled, load
 from backend.evaluate.report import RESULTS_FILE, read_results, table
 from backend.jobs import launcher
 from backend.jobs.control import abort, status
 from backend.jobs.folder import COMMAND_FILE, CONFIG_FILE, Job, list_jobs, mark_queued, new_job, open_job, \
     read_json, tail_log
 from backend.jobs.launch_config import check_launch, on_cpu
+from backend.jobs.slurm import slurm_note, write_slurm_script
 
 RANK_MODULE = "backend.evaluate.rank"
 
@@ -55,12 +60,15 @@ def validate(cfg: EvaluateConfig, ws: Workspace, here: bool = True) -> None:
 
 
 def create_run(ws: Workspace, cfg: EvaluateConfig, name: str = "") -> Job:
-    """Validate, then make `<workspace>/evaluations/<timestamp>-<name>/` ready to start."""
-    validate(cfg, ws)
+    """Validate, then make `<workspace>/evaluations/<timestamp>-<name>/` ready to start: here, or with
+    `cfg.slurm` on a cluster's nodes by the SLURM script written there (slurm.write_slurm_script)."""
+    validate(cfg, ws, here=not cfg.slurm)
     cfg = absolute(cfg, ws)
     run = new_job(ws.evaluations, name or "-".join(labelled(cfg.models, "models")))
     write_text_atomic(run.dir / CONFIG_FILE, json.dumps({"config": config.to_dict(cfg)}, indent=2))
     launcher.write_command(run, cfg, RANK_MODULE)
+    if cfg.slurm:
+        write_slurm_script(Path(cfg.slurm), cfg, run.dir, RANK_MODULE)
     mark_queued(run)
     return run
 
@@ -110,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         ws = open_workspace(args.workspace)
         if args.cmd == "start":
             run = create_run(ws, config.from_cli(EvaluateConfig, args), args.name)
+            if slurm := load(run).slurm:
+                print(slurm_note(run, slurm))
+                return 0
         else:
             run = open_run(ws.root, args.run)
         if args.cmd == "show":

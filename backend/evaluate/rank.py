@@ -105,8 +105,10 @@ def stream_share(run_dir: Path, cfg: EvaluateConfig, rank: int, world: int, devi
     report(1.0, f"{len(mine)} probe(s) streamed")
 
 
-def finish(run_dir: Path, cfg: EvaluateConfig) -> None:
-    """Rank 0: score every model's outputs, the losses, then results.json, table.md and the figures."""
+def finish(run_dir: Path, cfg: EvaluateConfig, device: str) -> None:
+    """Rank 0: score every model's outputs, the losses and turn-taking of continuations, then results.json, table.md
+    and the figures."""
+    from backend.evaluate.continuation_stats import continuation_stats
     from backend.evaluate.dataset_eval import model_losses
 
     models = list(labelled(cfg.models, "models"))
@@ -116,6 +118,7 @@ def finish(run_dir: Path, cfg: EvaluateConfig) -> None:
         results["records"][model], results["summary"][model] = scored["records"], scored["summary"]
     if cfg.eval_data is not None:
         results["loss"] = model_losses(cfg, labelled(cfg.models, "models"))
+        results["turn_taking"] = continuation_stats(cfg, labelled(cfg.models, "models"), run_dir, device)
     write_results(run_dir, results)
     write_figures(run_dir, results)
 
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = [p["error"] for p in parts if p["error"]]
     if failed:
         return 1
-    finish(run_dir, cfg)
+    finish(run_dir, cfg, device)
     print(f"results: {run_dir / 'table.md'}", flush=True)
     return 0
 

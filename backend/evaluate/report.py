@@ -35,6 +35,13 @@ ROWS = [
     ("*", "stop_latency", "v1.5 stop latency (s) ↓"),
     ("*", "response_latency", "v1.5 response latency (s) ↓"),
 ]
+# Turn-taking units of the continuations (backend.evaluate.continuation_stats), with their names in the table; the
+# dataset's own dialogues are the source named REFERENCE (not a model label: labels start with a letter or digit).
+TURN_UNITS = {"ipu": "IPUs", "pause": "pauses", "gap": "gaps", "overlap_between": "overlaps between speakers",
+              "overlap_within": "overlaps within a turn"}
+TURN_ROWS = (("per_minute", "{} per minute"), ("seconds", "{}, seconds in total"),
+             ("jsd", "{}: JSD of durations to the reference ↓"))
+REFERENCE = "(reference)"
 LOSS_ROWS = ("text_nonpad_loss", "moshi_semantic_loss", "moshi_acoustic_loss", "user_semantic_loss",
              "user_acoustic_loss")
 
@@ -79,6 +86,12 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
         values = [results.get("loss", {}).get(m, {}).get(key) for m in models]
         if any(v is not None for v in values):
             out.append([f"eval loss: {key.removesuffix('_loss')}", *map(_cell, values)])
+    turns = results.get("turn_taking", {})
+    for unit, name in TURN_UNITS.items() if turns else ():
+        for key, text in TURN_ROWS:
+            reference = "" if key == "jsd" else f" (reference {_cell(turns[REFERENCE][unit][key])})"
+            values = [turns.get(m, {}).get(unit, {}).get(key) for m in models]
+            out.append([f"continuations: {text.format(name)}{reference}", *map(_cell, values)])
     out.append(["probes (samples)", *[str(sum(r["samples"] for r in results["summary"][m].values()))
                                        for m in models]])
     return out

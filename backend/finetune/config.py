@@ -74,6 +74,11 @@ class FinetuneConfig(LaunchConfig):  # the launch settings (device, processes, m
     log_every: int = option(1, "optimiser steps between metrics.jsonl lines", ge=1, le=MAX_STEPS)
     eval_every: int = option(0, "optimiser steps between evaluations (0: only at the end, if eval_data is set)",
                              ge=0, le=MAX_STEPS)
+    eval_probes_every: int = option(0, "optimiser steps between behaviour probes of the checkpoint written then, "
+                                    "and of the last one (TOR and latency per step beside the losses; a background "
+                                    "process on the CPU, one probe per task; 0: off)", ge=0, le=MAX_STEPS)
+    eval_probes: str = option("studio-en", "probe set of eval_probes_every: a shipped set's name (studio-en, "
+                              "demo-turns) or a folder of Full-Duplex-Bench samples")
     checkpoint_every: int = option(50, "optimiser steps between checkpoints (0: only at the end)", ge=0, le=MAX_STEPS)
     keep_checkpoints: int = option(2, "how many recent checkpoints to keep", ge=1, le=MAX_COUNT)
     tracker: Literal["none", "tensorboard", "wandb"] = option("none", "experiment tracker besides metrics.jsonl")
@@ -144,6 +149,9 @@ def check_relations(cfg: FinetuneConfig) -> None:
         (cfg.max_frames >= cfg.min_frames, f"max_frames ({cfg.max_frames}) must be >= min_frames ({cfg.min_frames})"),
         (cfg.text_weight + cfg.audio_weight > 0, "text_weight and audio_weight are both 0: nothing to learn"),
         (cfg.mode != "subset" or bool(cfg.trainable), "mode subset needs parameter name prefixes in trainable"),
+        (not (cfg.eval_probes_every and cfg.checkpoint_every) or cfg.eval_probes_every % cfg.checkpoint_every == 0,
+         f"eval_probes_every ({cfg.eval_probes_every}) must be a multiple of checkpoint_every "
+         f"({cfg.checkpoint_every}): the probes run on checkpoints"),
     ]
     for ok, message in rules:
         if not ok:
@@ -160,7 +168,7 @@ def check_config(cfg: FinetuneConfig) -> None:
         path = getattr(cfg, name)
         if path is not None and not Path(path).exists():
             raise ConfigError(f"{name}: {path} not found (build the dataset first)")
-    if on_cpu(cfg, must_exist=True) and (cfg.mixed_precision == "fp16" or cfg.dtype == "float16"):
+    if on_cpu(cfg, must_exist=not cfg.slurm) and (cfg.mixed_precision == "fp16" or cfg.dtype == "float16"):
         raise ConfigError("float16 training needs a GPU; on CPU use float32 or bfloat16")
     deepspeed_config(cfg)
     try:

@@ -18,6 +18,7 @@ from typing import Any
 
 from backend.core import config, figures
 from backend.core.errors import ConfigError, StudioError
+from backend.core.paths import probe_folder
 from backend.core.workspace import RUNS_DIR
 from backend.finetune.config import DEEPSPEED_PRESETS, FinetuneConfig, check_config
 from backend.finetune.pace import current_phase
@@ -26,6 +27,7 @@ from backend.jobs import launcher
 from backend.jobs.control import abort, status
 from backend.jobs.folder import COMMAND_FILE, CONFIG_FILE, Job, list_jobs, mark_queued, new_job, open_job, \
     read_json, read_metrics, tail_log
+from backend.jobs.slurm import slurm_note, write_slurm_script
 
 TRAIN_MODULE = "backend.finetune.trainer"
 SUMMARY_PLOT = "loss.png"  # loss curves, drawn when the run ends (the supervisor's finish step)
@@ -74,6 +76,7 @@ def absolute_config(cfg: FinetuneConfig, workspace_root: Path) -> FinetuneConfig
         changes["base_model"] = str(local(cfg.base_model))
     if cfg.deepspeed not in ("", "none", *DEEPSPEED_PRESETS) and local(cfg.deepspeed).exists():
         changes["deepspeed"] = str(local(cfg.deepspeed))
+    changes["eval_probes"] = str(probe_folder(root, cfg.eval_probes))
     return dataclasses.replace(cfg, **changes)
 
 
@@ -85,6 +88,8 @@ def validate_before_launch(cfg: FinetuneConfig, workspace_root: Path) -> None:
             and not (Path(workspace_root) / cfg.base_model).exists():
         raise ConfigError(f"base_model: {Path(workspace_root).resolve() / cfg.base_model} not found "
                           f"(make it with the init stage, moshi-studio init)")
+    if cfg.eval_probes_every and not probe_folder(Path(workspace_root), cfg.eval_probes).is_dir():
+        raise ConfigError(f"eval_probes: {cfg.eval_probes} is neither a shipped probe set nor a folder in the workspace")
     check_config(absolute_config(cfg, workspace_root))
 
 
@@ -163,8 +168,13 @@ def start(run: Job) -> None:
 
 def start_new(workspace_root: Path, cfg: FinetuneConfig, name: str | None = None) -> Job:
     """Create a run and start it (Start in the studio, `runs start`). Refused (bad settings, the devices
-    busy) before anything is written: no run folder is left that would never start."""
+    busy) before anything is written: no run folder is left that would never start. With `cfg.slurm` nothing
+    starts here: the run is created and its SLURM script written (slurm.write_slurm_script)."""
     validate_before_launch(cfg, workspace_root)
+    if cfg.slurm:
+        run = _make_run(workspace_root, cfg, name)
+        write_slurm_script(Path(cfg.slurm), run_config(run), run.dir, TRAIN_MODULE)
+        return run
     with launcher.workspace_lock(workspace_root):
         launcher.refuse_overlap(workspace_root, launcher.devices(cfg))  # before the folder exists: none is left
         run = _make_run(workspace_root, cfg, name)
@@ -243,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "start":
             base = preset_values(args.preset) if args.preset else {}
             run = start_new(args.workspace, config.from_cli(FinetuneConfig, args, base), args.name)
+            if slurm := run_config(run).slurm:
+                print(slurm_note(run, slurm))
+                return 0
         else:
             run = open_run(args.workspace, args.run)
         if args.cmd == "show":

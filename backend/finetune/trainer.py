@@ -33,6 +33,7 @@ from backend.finetune.loss import PARTS, LossWeights, compute_loss
 from backend.finetune.optim import apply_mode, make_optimizer, make_scheduler
 from backend.finetune.pace import eta_s, phase_record
 from backend.finetune.prefix import dataset_personas, example_prefixes, with_prefixes
+from backend.finetune.probe_checks import start_probes
 from backend.jobs.folder import ABORT_FILE, CONFIG_FILE, METRICS_FILE
 from backend.jobs.processes import supervisor_gone
 from backend.models.source import LM_KWARGS, LM_WEIGHTS, torch_dtype
@@ -311,6 +312,7 @@ class Trainer:
             checkpoints.publish(staging, final)
             checkpoints.prune(self.run_dir, cfg.keep_checkpoints)
             self.metrics.write({"event": "checkpoint", "step": self.step, "path": str(final)})
+            start_probes(self.run_dir, cfg, self.step)  # in the background (probe_checks.py)
         acc.wait_for_everyone()
         return final
 

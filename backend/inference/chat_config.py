@@ -17,7 +17,8 @@ MAX_SESSION_SECONDS = 3600.0  # a recording is kept in memory until the conversa
 MAX_LAG_MS = 10_000.0
 BOUNDS = {"text_temperature": (0.0, MAX_TEMPERATURE), "audio_temperature": (0.0, MAX_TEMPERATURE),
           "text_top_k": (1, TEXT_CARD), "audio_top_k": (1, CARD),
-          "max_session_seconds": (1.0, MAX_SESSION_SECONDS), "max_lag_ms": (0.0, MAX_LAG_MS)}
+          "max_session_seconds": (1.0, MAX_SESSION_SECONDS), "max_lag_ms": (0.0, MAX_LAG_MS),
+          "queue_seconds": (0.0, MAX_SESSION_SECONDS)}
 
 
 @dataclass
@@ -42,6 +43,9 @@ class ChatConfig:
     max_lag_ms: float = option(240.0, f"input waits at most this long for the model (up to {MAX_LAG_MS:g}): "
                                "when frames take over 80 ms to compute, or a client sends faster than real time, "
                                "the oldest waiting input is dropped, so Moshi stays in real time and memory bounded")
+    queue_seconds: float = option(3.0, "a client that finds the model in a conversation waits up to this long for "
+                                  "it to end (in turn), then is told busy; moshi.server waits without limit. A few "
+                                  f"seconds let a client reconnect right after closing (0 to {MAX_SESSION_SECONDS:g})")
     record_dir: str = option("", "write every conversation here as a stereo WAV (left Moshi, right user) + word "
                              "transcript, ready for the Data stage; empty: do not record")
     threads: int = option(1, "torch CPU threads (1 is fastest for small models on CPU, where the loop is mostly "

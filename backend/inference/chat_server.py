@@ -6,9 +6,12 @@ Messages are binary; the first byte is the kind (as moshi.server and Kyutai's cl
 0x00 handshake (server, once the model is ready), 0x01 Ogg/Opus audio at 24 kHz (both ways),
 0x02 a text piece (server), 0x04 JSON metadata (server; per-frame stats, only when the client asks
 with `?meta=1`), 0x05 an error message (server). One conversation at a time per model: a second
-client is told "busy" and closed; a disconnect frees the model at once, also while the persona prefix
-is stepped before the handshake. Standalone, the server is behind the studio's access rules
-(backend/web: Host and Origin checks, accounts off loopback, TLS).
+client waits its turn up to `queue_seconds` (moshi.server: without limit), then is told "busy" and closed;
+a disconnect frees the model at once, also while the persona prefix is stepped before the handshake.
+Standalone, the server is behind the studio's access rules (backend/web: Host and Origin checks, accounts off
+loopback, TLS) and can serve a built web client at / (--static).
+Query parameters: the sampling ones and Kyutai's text_seed/audio_seed set the session's settings; Kyutai's settings
+moshi's LMGen has no knob for are accepted at their neutral value only (README, "Kyutai's web client").
 
 Two tasks per conversation: `_receive` decodes Opus into 80 ms frames as they arrive; `_respond`
 steps the engine on them in a worker thread, never faster than real time. Between the two, a
@@ -22,6 +25,7 @@ the frames the model processed are recorded, and the recording is written off th
 import asyncio
 import contextlib
 import json
+import math
 import sys
 import threading
 from collections.abc import Mapping
@@ -47,6 +51,7 @@ from backend.models.checkpoints import model_folders
 from backend.web.access import Access, ServeConfig, access_of
 from backend.web.gate import AccessGate
 from backend.web.serve import serve
+from backend.web.static import client_files
 
 if TYPE_CHECKING:  # torch and moshi load with the first model, not with the server
     from backend.inference.chat_engine import ChatEngine, FrameOutput
@@ -58,7 +63,13 @@ SAMPLING_PARAMS = {"text_temperature": "text_temperature", "text_topk": "text_to
 # PersonaPlex's web client: persona (role text, a voice file name in the voices folder) and seed (-1: the server's).
 PERSONA_PARAMS = {"text_prompt": "text_prompt", "voice_prompt": "voice_prompt", "seed": "seed"}
 MAX_SEED = 2**63 - 1
-HANDOVER_SECONDS = 3.0  # how long a new client waits for the previous conversation to end before "busy"
+# Kyutai's web client draws a text and an audio seed per conversation (0 to 1e6). moshi's LMGen samples both streams
+# from torch's one generator, so the pair makes one seed: the same pair gives the same conversation.
+KYUTAI_SEEDS = ("text_seed", "audio_seed")
+MAX_KYUTAI_SEED = 2**31 - 1
+# Its other settings have no knob in moshi's LMGen: their neutral value (the client's default) is accepted, any
+# other refused by name rather than ignored. repetition_penalty_context only matters with a penalty.
+NEUTRAL_PARAMS = {"pad_mult": 0.0, "repetition_penalty": 1.0}
 # A microphone client sends an Ogg page every 20-80 ms: a few hundred bytes. A bigger message would decode into
 # minutes of audio on the event loop at once (and the memory for it): the web server (uvicorn's ws_max_size)
 # closes the connection with code 1009 before reading more than this.
@@ -126,15 +137,18 @@ class ChatService:
         except StudioError as e:
             await tell(ws, str(e), 1011)
             return
-        if self.busy:
-            # A client that reconnects right after a clean close can get here before the server has seen
-            # that close (the old connection lingers a round trip after the close handshake): let that
-            # conversation end before calling the model busy.
+        # Waiting clients queue for the model (up to queue_seconds): a client that reconnects right after a clean
+        # close can get here before the server has seen that close (the old connection lingers a round trip after
+        # the close handshake), so even the default lets that conversation end before calling the model busy.
+        # Whoever wakes first takes the model (no await between the check and the claim); the others wait on.
+        deadline = asyncio.get_running_loop().time() + cfg.queue_seconds
+        while self.busy:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                await tell(ws, "busy: another conversation is in progress; try again when it ends", 1013)
+                return
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), HANDOVER_SECONDS)
-        if self.busy:
-            await tell(ws, "busy: another conversation is in progress; try again when it ends", 1013)
-            return
+                await asyncio.wait_for(self._idle.wait(), left)
         self._idle.clear()
         try:
             await ChatSession(self, ws, cfg).run()
@@ -144,6 +158,8 @@ class ChatService:
 
 def session_config(base: ChatConfig, query: Mapping[str, str]) -> ChatConfig:
     """`base` with the sampling a client asked for in the query string; a bad value is refused by its name."""
+    check_unsupported_params(query)
+    query = {**query, **kyutai_seed(query)}
     values, cfg = config.to_dict(base), base
     for param, name in (SAMPLING_PARAMS | PERSONA_PARAMS).items():
         if param in query and not (param == "seed" and query[param] == "-1"):
@@ -154,6 +170,39 @@ def session_config(base: ChatConfig, query: Mapping[str, str]) -> ChatConfig:
             except ConfigError as e:
                 raise ConfigError(f"query parameter {param}={query[param][:40]!r}: {e}") from None
     return cfg
+
+
+def query_number(query: Mapping[str, str], param: str) -> float:
+    try:
+        value = float(query[param])
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value):
+        raise ConfigError(f"query parameter {param}={query[param][:40]!r}: not a number")
+    return value
+
+
+def check_unsupported_params(query: Mapping[str, str]) -> None:
+    for param, neutral in NEUTRAL_PARAMS.items():
+        if param in query and query_number(query, param) != neutral:
+            raise ConfigError(f"query parameter {param}={query[param][:40]!r}: this server runs moshi's LMGen, "
+                              f"which has no such setting; only {param}={neutral:g} (no change) is served")
+
+
+def kyutai_seed(query: Mapping[str, str]) -> dict[str, str]:
+    """The session's `seed` from Kyutai's text_seed/audio_seed (none given: {})."""
+    if not any(param in query for param in KYUTAI_SEEDS):
+        return {}
+    if query.get("seed", "-1") != "-1":
+        raise ConfigError("query parameters seed and text_seed/audio_seed: give one or the other")
+    seeds = []
+    for param in KYUTAI_SEEDS:
+        value = query_number(query, param) if param in query else 0.0
+        if not (value.is_integer() and 0 <= value <= MAX_KYUTAI_SEED):
+            raise ConfigError(f"query parameter {param}={query[param][:40]!r}: an integer from 0 to "
+                              f"{MAX_KYUTAI_SEED}")
+        seeds.append(int(value))
+    return {"seed": str(seeds[0] * (MAX_KYUTAI_SEED + 1) + seeds[1])}
 
 
 def check_persona_params(cfg: ChatConfig) -> None:
@@ -316,15 +365,21 @@ class ChatServerConfig(ServeConfig, ChatConfig):
     """The standalone server: the chat settings, and where and for whom it serves (the studio's rules)."""
 
     port: int = config.option(8998, "port to serve on (moshi.server's default)")
+    static: Path | None = config.option(None, "folder of a built web client (Kyutai's client/dist) to serve at / on "
+                                              "the same origin, as moshi.server --static does")
 
     def chat(self) -> ChatConfig:
         return ChatConfig(**{f.name: getattr(self, f.name) for f in fields(ChatConfig)})
 
 
-def standalone_app(service: ChatService, access: Access) -> FastAPI:
+def standalone_app(service: ChatService, access: Access, static: Path | None = None) -> FastAPI:
+    """/api/chat, and at / the web client in `static` (else a status line)."""
     app = FastAPI(title="Moshi Studio chat")
     app.add_middleware(AccessGate, access=access)
     add_chat_route(app, service)
+    if static is not None:
+        app.mount("/", client_files(static))
+        return app
 
     @app.get("/")
     async def status() -> PlainTextResponse:  # a browser (or a health check) gets an answer, not a 404
@@ -340,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config.from_cli(ChatServerConfig, args)
         access = access_of(cfg)  # before the model loads: a setting that cannot serve is told at once
         service = ChatService(cfg.chat())
+        app = standalone_app(service, access, cfg.static)
         service.load()
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -348,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     login = f", {len(access.users)} account(s)" if access.users else ""
     print(f"/api/chat ready on {scheme}://{cfg.host}:{cfg.port}/api/chat{login} (python -m moshi.client --host "
           f"{cfg.host} --port {cfg.port})", flush=True)
-    serve(standalone_app(service, access), cfg, access, ws_max_size=MAX_MESSAGE_BYTES)
+    serve(app, cfg, access, ws_max_size=MAX_MESSAGE_BYTES)
     return 0
 
 

@@ -38,7 +38,7 @@ from backend.core.progress import Progress
 from backend.core import config, figures
 from backend.core.atomic import atomic_path, write_text_atomic
 from backend.core.errors import InputError, StudioError
-from backend.inference.generate_config import SUFFIXES, GenerateConfig, output_files
+from backend.inference.generate_config import DONE_FILE, SUFFIXES, GenerateConfig, output_files
 from backend.models.weights import load_mimi
 from backend.models.loading import load_model
 from backend.models.text_tokenizer import check_model
@@ -315,7 +315,7 @@ def write_outputs(results: list[Continuation], cfg: GenerateConfig) -> None:
                      "prompt_end": c.prompt_frames / FRAME_RATE}
             write_text_atomic(files["transcript"], json.dumps(words, indent=1) + "\n")
             c.files["transcript"] = files["transcript"]
-    config.save(cfg, cfg.output / "generate_config.json")
+    config.save(cfg, cfg.output / DONE_FILE)
 
 
 def main(argv: list[str] | None = None) -> int:

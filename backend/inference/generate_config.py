@@ -66,6 +66,9 @@ SUFFIXES = {"tokens": ".npz", "wav": ".continuation.wav", "reference_wav": ".ref
             "spectrogram": ".spectrogram.png", "transcript": ".transcript.json"}
 
 
+DONE_FILE = "generate_config.json"  # written into the output folder last: every continuation's files are there
+
+
 def output_files(output: Path, dialogue_id: str) -> dict[str, Path]:
     if Path(dialogue_id).is_absolute() or ".." in Path(dialogue_id).parts or not dialogue_id.strip():
         raise InputError(output, f"dialogue id {dialogue_id!r} cannot name a file inside the output folder")

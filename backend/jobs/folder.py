@@ -16,6 +16,7 @@ from backend.core.errors import StudioError
 
 CONFIG_FILE = "config.json"  # the job's settings (paths absolute): what its processes read
 COMMAND_FILE = "command.json"  # {"argv", "env", "cwd", "display", "devices", "module", "finish"}: what is started
+ACCELERATE_CONFIG_FILE = "accelerate_config.yaml"  # the same launch as an `accelerate config` file, to run by hand
 STATUS_FILE = "status.json"  # state, pid/pgid, process start time, exit code, times
 LOG_FILE = "train.log"  # stdout+stderr of the whole process tree
 METRICS_FILE = "metrics.jsonl"  # one line per logged step or event, written by the job's rank 0
@@ -96,9 +97,13 @@ def list_jobs(parent: Path) -> list[Job]:
 
 
 def read_metrics(job: Job) -> list[dict[str, Any]]:
-    """Every complete line of metrics.jsonl (a line being appended right now is skipped)."""
+    return read_jsonl(job.dir / METRICS_FILE)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every complete line of a JSON-lines file (a line being appended right now is skipped); none if absent."""
     try:
-        text = (job.dir / METRICS_FILE).read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
     rows = []

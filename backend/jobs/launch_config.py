@@ -27,6 +27,9 @@ class LaunchConfig:
     main_address: str = option("127.0.0.1", "address of machine 0, reachable from every node")
     main_port: int = option(29500, "port on machine 0 for the rendezvous", ge=1, le=65535)
     gpu_ids: str = option("all", "GPUs of this machine the run may use, e.g. 0,1 (used to refuse overlapping runs)")
+    slurm: str = option("", "do not start here: create the job and write to this file a SLURM batch script that "
+                        "runs every machine's command, one task per node (then: sbatch FILE); empty: start here",
+                        form=False)  # the studio shows the script (backend.jobs.slurm); only the CLI writes files
 
     def deepspeed_file(self) -> Path | None:
         """The DeepSpeed JSON the job runs under (None: plain accelerate); a stage that trains overrides it."""
@@ -71,10 +74,20 @@ def check_launch(cfg: LaunchConfig) -> None:
     for ok, message in rules:
         if not ok:
             raise ConfigError(message)
+    if cfg.slurm and cfg.device == "auto":
+        raise ConfigError("device: 'auto' would be decided by this machine, not by the cluster's nodes: with slurm "
+                          "say cuda or cpu")
+    if cfg.slurm and cfg.gpu_ids.strip() != "all":
+        raise ConfigError("gpu_ids: under SLURM the allocation gives each node its GPUs (--gpus-per-node, "
+                          "CUDA_VISIBLE_DEVICES): leave gpu_ids 'all'")
+    if cfg.slurm and (Path(cfg.slurm).is_dir() or not Path(cfg.slurm).parent.is_dir()):
+        raise ConfigError(f"slurm: {cfg.slurm} is a folder or lies in a folder that does not exist")
     per_machine = cfg.num_processes // cfg.num_machines
     if on_cpu(cfg):
         cores = len(os.sched_getaffinity(0))
-        if per_machine > cores:  # more would only time-share the cores (and 65536 would fork-bomb the machine)
+        # more would only time-share the cores (and 65536 would fork-bomb the machine); a cluster's nodes are not
+        # this machine
+        if per_machine > cores and not cfg.slurm:
             raise ConfigError(f"num_processes: {per_machine} CPU process(es) per machine, but this machine has "
                               f"{cores} core(s) for them: at most one process per core")
         return

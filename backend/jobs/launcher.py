@@ -13,15 +13,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from backend.core.atomic import write_text_atomic
 from backend.core.errors import ConfigError
 from backend.core.paths import REPO
 from backend.core.workspace import JOB_KINDS, RUNS_DIR
 from backend.jobs import processes
+from backend.jobs.accelerate_yaml import accelerate_config_yaml
 from backend.web.accounts import AUTH_ENV
 from backend.jobs.command import accelerate_command, display_command, env_for
 from backend.jobs.control import abort, status
-from backend.jobs.folder import ABORT_FILE, COMMAND_FILE, LOCK_FILE, LOG_FILE, STATUS_FILE, Job, read_json, \
-    update_status, write_json
+from backend.jobs.folder import ABORT_FILE, ACCELERATE_CONFIG_FILE, COMMAND_FILE, LOCK_FILE, LOG_FILE, STATUS_FILE, \
+    Job, read_json, update_status, write_json
 from backend.jobs.launch_config import LaunchConfig, gpu_id_list, on_cpu
 
 ENDING_GRACE_S = 5.0  # how long a job that recorded its end may take for its processes to exit
@@ -46,11 +48,13 @@ def devices_overlap(a: frozenset[str], b: frozenset[str]) -> bool:
 
 def write_command(job: Job, cfg: LaunchConfig, module: str, finish: list[str] | None = None) -> dict[str, Any]:
     """command.json: what the supervisor starts (`module --run-dir <job>` under accelerate), the devices the job
-    holds, and an optional `finish` argv the supervisor runs after the processes end."""
+    holds, and an optional `finish` argv the supervisor runs after the processes end; beside it the same launch as
+    an accelerate config file (accelerate_yaml.py)."""
     command = {"argv": accelerate_command(cfg, job.dir, module), "env": env_for(cfg), "cwd": str(REPO),
                "display": display_command(cfg, job.dir, module), "devices": sorted(devices(cfg)),
                "module": module, "finish": finish or []}
     write_json(job.dir / COMMAND_FILE, command)
+    write_text_atomic(job.dir / ACCELERATE_CONFIG_FILE, accelerate_config_yaml(cfg, job.dir, module))
     return command
 
 

@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
+import sys
 from typing import Any, Awaitable, Callable
 
 from starlette.datastructures import Headers
@@ -78,8 +79,13 @@ class AccessGate:
             return await refuse(421, f"this server does not answer to the host name {(host or '')[:100]!r} (a page "
                                      "on a name pointed at it: DNS rebinding?); if the name is yours, start the "
                                      "server with --allowed-hosts NAME")
-        if websocket and not self.access.origins.allows(headers.get("origin"), host):
-            return await refuse(403, "websocket from a page of another origin refused (see --allowed-origins)")
+        origin = headers.get("origin")
+        if websocket and not self.access.origins.allows(origin, host):
+            # The browser shows the page none of this (a failed handshake is only "closed"): the server's log says it.
+            reason = (f"websocket from a page of origin {(origin or '')[:100]!r} refused; if that page is yours, "
+                      f"start the server with --allowed-origins {(origin or '')[:100]}")
+            print(f"{REALM}: {reason}", file=sys.stderr, flush=True)
+            return await refuse(403, reason)
         if not self.access.users or self._from_cookie(headers) is not None:
             return await self.app(scope, receive, send)
         user = self._from_basic(headers)
