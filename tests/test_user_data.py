@@ -8,7 +8,8 @@ import soundfile as sf
 
 from backend.core.errors import ConfigError, InputError
 from backend.core.workspace import KYUTAI_REPO, create_empty_workspace, open_workspace
-from backend.data.mono_pair import MonoPairConfig, join_mono, main as join_main
+from backend.data.mono_pair import MonoPairConfig, join_mono
+from backend.data.mono_pair import main as join_main
 from backend.demo.workspace import main as workspace_main
 
 
@@ -154,3 +155,20 @@ def test_data_tab_joins_two_uploaded_mono_recordings(tmp_path: Path) -> None:
         assert problem in message and shown is None, message
     assert on_join_mono(ws, upload("a.wav", 1.0, 220), None, "x", 0)[0].startswith("✘ upload one mono recording")
     assert sorted(p.name for p in ws.raw.iterdir()) == ["call1.wav"] and not (tmp_path / "out.wav").exists()
+
+
+def test_launch_starts_a_new_workspace_empty_when_asked(tmp_path: Path) -> None:
+    """`launch.py --workspace NEW --start empty`: the studio serves an empty workspace (no demo dialogues, the
+    demo models off); the page shows no demo banner."""
+    import httpx
+    from conftest import stop_process
+    from test_security import start_studio
+
+    proc, studio = start_studio(tmp_path / "mine", tmp_path, ["--start", "empty"])
+    try:
+        ws = open_workspace(tmp_path / "mine")
+        assert not ws.settings.demo and not list(ws.raw.iterdir()) and not ws.demo_lm.exists()
+        assert httpx.get(studio.url, timeout=30).status_code == 200
+        assert "Moshi Studio on" in studio.log.read_text() and str(ws.root) in studio.log.read_text()
+    finally:
+        stop_process(proc)
