@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Start Moshi Studio: `python launch.py [--host H] [--port P] [--workspace DIR] [--demo-language ja] [--auth-file F]
-[--ssl-...] [--allowed-origins URL] [--preload-chat]`.
+"""Start Moshi Studio: `python launch.py [--host H] [--port P] [--workspace DIR] [--start empty] [--demo-language ja]
+[--auth-file F] [--ssl-...] [--allowed-origins URL] [--preload-chat]`.
 
 Without a workspace it creates the offline demo one (bundled dialogues, tiny random models,
-a SentencePiece model trained on the demo transcripts), so it needs no download. A host other than
+a SentencePiece model trained on the demo transcripts), so it needs no download; `--start empty` creates an
+empty one for your own data instead. A host other than
 127.0.0.1/localhost needs accounts (--auth-file or MOSHI_STUDIO_AUTH); see README, "Security".
 """
 
@@ -24,13 +25,18 @@ def main(argv: list[str] | None = None) -> int:
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from backend.core.workspace import SETTINGS_FILE, open_workspace
+    from backend.core.workspace import SETTINGS_FILE, create_empty_workspace, open_workspace
     from backend.demo.workspace import create_demo_workspace
     from backend.inference.chat_server import MAX_MESSAGE_BYTES
     from backend.web.serve import serve
 
     existing = (cfg.workspace / SETTINGS_FILE).is_file()
-    ws = open_workspace(cfg.workspace) if existing else create_demo_workspace(cfg.workspace, language=cfg.demo_language)
+    if existing:
+        ws = open_workspace(cfg.workspace)
+    elif cfg.start == "empty":
+        ws = create_empty_workspace(cfg.workspace)
+    else:
+        ws = create_demo_workspace(cfg.workspace, language=cfg.demo_language)
     scheme = "https" if cfg.ssl_certfile else "http"
     login = f", {len(access.users)} account(s)" if access.users else ""
     try:

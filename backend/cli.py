@@ -15,8 +15,9 @@ class Stage(NamedTuple):
 
 
 STAGES: dict[str, Stage] = {
-    "workspace": Stage("backend.demo.workspace", "create the offline demo workspace (init-demo DIR) or show one "
-                                                 "(show DIR)"),
+    "workspace": Stage("backend.demo.workspace", "create an empty workspace for your own data (init DIR), the "
+                                                 "offline demo one (init-demo DIR), or show one (show DIR)"),
+    "join-mono": Stage("backend.data.mono_pair", "two mono recordings (one per speaker) -> one stereo dialogue"),
     "annotate": Stage("backend.data.annotate.run", "stereo recordings -> word-timed transcripts (ASR or alignment)"),
     "validate": Stage("backend.data.validate", "check dialogues (stereo audio + word transcript), with reasons"),
     "tokenize-audio": Stage("backend.dataset.tokenize_audio", "stereo dialogue audio -> Mimi tokens"),

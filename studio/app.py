@@ -27,7 +27,10 @@ from .uploads import UploadBound, cache_expiry
 class StudioConfig(ServeConfig):
     """Where and how the studio serves (ServeConfig: address, accounts, TLS, allowed names) and its workspace."""
 
-    workspace: Path = config.option(Path("workspace"), "workspace folder; created with the offline demo if missing")
+    workspace: Path = config.option(Path("workspace"), "workspace folder; created if missing, as --start says")
+    start: Literal["demo", "empty"] = config.option("demo", "what a new --workspace starts with: the offline demo "
+                                                            "(dialogues and tiny models) or empty, for your own "
+                                                            "data (settings pointing at Kyutai's weights)")
     demo_language: Literal["en", "ja"] = config.option("en", "language of the demo a missing workspace is created "
                                                               "with (ja: the Japanese demo, J-Moshi's layout)")
     # An hour of 48 kHz 24-bit stereo WAV is 1.04 GB; dialogues are usually minutes long. Larger files can

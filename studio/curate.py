@@ -227,7 +227,9 @@ class Curator:
 
     def on_annotate(self, ws: Workspace, name: Any, engine: Any, whisper_model: Any,
                     progress: Progress | None = None) -> tuple[str, str]:
-        """Annotate the recordings of raw/ that have no transcript yet (done ones are skipped), then show `name`."""
+        """Annotate the recordings of raw/ as `annotate` plans them (done ones are skipped, your transcripts
+        kept), then show `name`; the message says each dialogue's mode and why, and names turns that could not be
+        aligned."""
         if engine not in ENGINES:
             return f"✘ engine must be one of {', '.join(ENGINES)}", ""
         try:
@@ -236,8 +238,10 @@ class Curator:
         except StudioError as e:
             return f"✘ {e}", self.safe_preview(ws, name)
         lines = [f"✔ annotated {', '.join(summary.written) or 'nothing new'}"
-                 + (f" · already done: {len(summary.skipped)}" if summary.skipped else "")]
-        lines += [f"✘ {n}: {why}" for n, why in summary.failed.items()]
+                 + (f" · already done: {len(summary.skipped)}" if summary.skipped else "")
+                 + (f" · real-time factor {summary.compute_seconds / summary.audio_seconds:.2f} (CPU time)"
+                    if summary.audio_seconds else "")]
+        lines += [f"{'✘' if problem else '·'} {line}" for problem, line in summary.report()]
         try:
             return self._view(ws, name, "\n\n".join(lines))
         except StudioError:

@@ -11,10 +11,12 @@ from backend.core.errors import StudioError
 from backend.core.workspace import Workspace
 from backend.data.files import scan_dialogues
 from backend.data.ingest import import_dialogues
+from backend.data.mono_pair import join_into
 from backend.data.preview import dialogue_view
 from backend.data.raw_personas import (RawPersona, load_raw_persona, raw_personas, save_clip, save_raw_persona,
                                        save_upload, voice_names)
 from backend.data.validate import DialogueReport, valid_stats, validate_folder
+from backend.dataset.build import DatasetConfig
 from backend.dataset.tokenize_text import TextTokenizeConfig
 from backend.models.persona import MAX_TEXT_PROMPT
 
@@ -27,13 +29,14 @@ from .plots import histogram
 from .uploads import named, remove_uploads
 
 LAYOUT_FIELDS = ["layout", "whitespace", "drop_overflow", "pad_id", "epad_id"]
+SPLIT_FIELDS = ["validation", "split_seed"]  # DatasetConfig's: the dialogues Build holds out
 
 
 def report_markdown(r: DialogueReport) -> str:
     head = f"### {'✔' if r.ok else '✘'} {r.name}\n"
     facts = []
     if r.audio_info:
-        facts.append(f"{r.audio_info['duration']:.1f} s, {r.audio_info['sample_rate']} Hz")
+        facts.append(r.audio_facts())
     facts.append(f"{r.words} words")
     lines = [head, " · ".join(facts), ""]
     if not r.issues:
@@ -71,6 +74,25 @@ def on_upload(ws: Workspace, files: list[str] | None) -> tuple[str, list[str], s
         remove_uploads(files)
     names = [r.name for r in result.imported] + result.to_annotate
     return named(result.markdown(), files), dialogue_names(ws), names[-1] if names else None
+
+
+def on_join_mono(ws: Workspace, a: str | None, b: str | None, name: Any, offset: Any
+                 ) -> tuple[str, list[str], str | None]:
+    """(message, dialogue names, the one to show): two uploaded mono recordings, one per speaker, joined into
+    raw/<name>.wav (backend/data/mono_pair.py), ready for annotation."""
+    try:
+        if not a or not b:
+            return "✘ upload one mono recording for each speaker (A and B)", dialogue_names(ws), None
+        joined = join_into(ws.raw, received_uploads([a])[0], received_uploads([b])[0], str(name or ""),
+                           float(offset or 0.0))
+    except (StudioError, ValueError) as e:
+        return named(f"✘ {e}", [p for p in (a, b) if p]), dialogue_names(ws), None
+    finally:
+        remove_uploads([p for p in (a, b) if p])
+    padded = ", ".join(f"{s} +{p:.2f} s of silence" for s, p in joined.padded.items() if p)
+    message = (f"✔ Joined into **{joined.output.name}**: {joined.seconds:.2f} s stereo at {joined.sample_rate} Hz"
+               + (f" ({padded})" if padded else "") + "; annotate it in **Curate** below")
+    return message, dialogue_names(ws), joined.output.stem
 
 
 def on_shown(ws: Workspace, name: str | None) -> tuple[list[str], str | None]:
@@ -152,14 +174,17 @@ def on_save_persona(ws: Workspace, name: str | None, speaker: str, text: str, vo
 
 def on_build(ws: Workspace, progress: Progress | None, recordings: bool, *values: Any) -> str:
     """Tokenize audio and text of raw/ and write the Parquet dataset (chat recordings as rows only when
-    `recordings`); the form gives the text layout."""
+    `recordings`); the form gives the text layout (LAYOUT_FIELDS), then the validation split (SPLIT_FIELDS)."""
     if progress is not None:  # loading torch and Mimi takes a minute the first time: say so at once
         progress(0.0, "loading the audio tokenizer (Mimi)…")
     from backend.dataset import pipeline  # Mimi: torch loads only when a dataset is built
 
     try:
-        layout = build_config(TextTokenizeConfig, pipeline.text_paths(ws), LAYOUT_FIELDS, list(values))
-        result = pipeline.prepare_dataset(ws, layout, progress=progress, recordings=bool(recordings))
+        cut = len(LAYOUT_FIELDS)
+        layout = build_config(TextTokenizeConfig, pipeline.text_paths(ws), LAYOUT_FIELDS, list(values[:cut]))
+        split = build_config(DatasetConfig, {}, SPLIT_FIELDS, list(values[cut:]))
+        result = pipeline.prepare_dataset(ws, layout, progress=progress, recordings=bool(recordings),
+                                          validation=split.validation, split_seed=split.split_seed)
     except StudioError as e:
         return f"✘ {e}"
     return result.markdown()
@@ -177,6 +202,18 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         with gr.Column():
             upload_msg = gr.Markdown(elem_id="data-upload-msg")
             pick = gr.Dropdown(choices=[], label="Dialogue", elem_id="data-pick")
+    with gr.Accordion("Two mono recordings, one per speaker → one stereo dialogue", open=False, elem_id="data-mono"):
+        with gr.Row():
+            mono_a = gr.File(label="speaker A (left channel)", file_types=[".wav", ".flac", ".ogg"],
+                             type="filepath", height=90, elem_id="data-mono-a")
+            mono_b = gr.File(label="speaker B (right channel)", file_types=[".wav", ".flac", ".ogg"],
+                             type="filepath", height=90, elem_id="data-mono-b")
+        with gr.Row():
+            mono_name = gr.Textbox(label="dialogue name", max_length=200, elem_id="data-mono-name")
+            mono_offset = gr.Number(0.0, label="seconds B's recording started after A's (negative: before)",
+                                    elem_id="data-mono-offset")
+            mono_btn = gr.Button("Join", elem_id="data-mono-join")
+        mono_msg = gr.Markdown(elem_id="data-mono-msg")
     report = gr.Markdown(elem_id="data-report")
     preview = gr.HTML(js_on_load=ALIGNMENT_JS, elem_id="data-preview")
     # Closed until wanted: most dialogues have no persona, and open it filled the tab's first screen.
@@ -206,6 +243,8 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         gr.Markdown("#### Build the dataset: tokenize audio (Mimi) and text (SentencePiece), write Parquet")
         with gr.Row():
             layout_inputs = config_inputs(TextTokenizeConfig, LAYOUT_FIELDS, {"whitespace": ctx.ws.settings.whitespace})
+        with gr.Row():
+            split_inputs = config_inputs(DatasetConfig, SPLIT_FIELDS)
         recordings = gr.Checkbox(False, label="include chat recordings (chat-*: only Moshi's side is transcribed)",
                                  elem_id="data-recordings")
         build_btn = gr.Button("Build dataset", variant="primary", elem_id="data-build")
@@ -214,6 +253,10 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     def upload_files(files: list[str] | None) -> tuple[str, Any]:
         msg, _, chosen = on_upload(ctx.ws, files)
         return msg, gr.update() if chosen is None else choices_update(curate.dialogue_labels(ctx.ws), chosen)
+
+    def join_mono(a: str | None, b: str | None, name: str, offset: float) -> tuple[Any, ...]:
+        msg, _, chosen = on_join_mono(ctx.ws, a, b, name, offset)
+        return msg, gr.update() if chosen is None else choices_update(curate.dialogue_labels(ctx.ws), chosen), None, None
 
     def build_dataset(*values: Any, progress: gr.Progress = gr.Progress()) -> str:
         return on_build(ctx.ws, lambda f, msg: progress(f, desc=msg), *values)
@@ -247,7 +290,8 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     gr.on(shown, lambda name: choices_update(curate.dialogue_labels(ctx.ws), on_shown(ctx.ws, name)[1]), pick, pick,
           show_progress="hidden", api_name="list_dialogues")
     stats_btn.click(show_stats, None, [stats_md, gaps])
-    build_btn.click(build_dataset, [recordings, *layout_inputs.values()], build_msg)
+    mono_btn.click(join_mono, [mono_a, mono_b, mono_name, mono_offset], [mono_msg, pick, mono_a, mono_b])
+    build_btn.click(build_dataset, [recordings, *layout_inputs.values(), *split_inputs.values()], build_msg)
 
 
 def build_curate(ctx: StudioContext, pick: gr.Dropdown, views: list[Any]

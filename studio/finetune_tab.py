@@ -15,6 +15,8 @@ from backend.core import config
 from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
 from backend.core.workspace import RUNS_DIR, Workspace
+from backend.dataset.build import VALIDATION_DIR
+from backend.dataset.read import SHARD_PATTERN
 from backend.finetune import budget, runs
 from backend.models.checkpoints import latest_checkpoint
 from backend.jobs.slurm import cluster_preview
@@ -134,6 +136,12 @@ def on_estimate(ws: Workspace, *values: Any) -> str:
         return note + budget.estimate(cfg, lm_kwargs_of(source)).summary()
     except (StudioError, OSError) as e:
         return f"(no estimate: {e})"
+
+
+def held_out_data(ws: Workspace) -> str | None:
+    """The validation split of the workspace's last Build (backend/dataset/build.py), as the form's eval data."""
+    folder = ws.dataset / VALIDATION_DIR
+    return str(folder.relative_to(ws.root)) if list(folder.glob(SHARD_PATTERN)) else None
 
 
 def on_preset(name: str) -> list[Any]:
@@ -259,6 +267,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         save_btn = gr.Button("Save configuration", scale=1, elem_id="ft-save")
         load_btn = gr.UploadButton("Load configuration", file_types=[".json"], scale=1, elem_id="ft-load")
     start_values = config.to_dict(dataclasses.replace(FinetuneConfig(), **PRESETS[DEMO_PRESET]))
+    start_values["eval_data"] = start_values["eval_data"] or held_out_data(ctx.ws)
     inputs: dict[str, gr.components.Component] = {}
     for title, names in GROUPS.items():
         with gr.Accordion(title, open=title == "Model and data"):

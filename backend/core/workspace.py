@@ -21,7 +21,7 @@ from typing import Literal
 
 from backend.core import config
 from backend.core.config import option
-from backend.core.errors import InputError
+from backend.core.errors import ConfigError, InputError
 
 SETTINGS_FILE = "settings.json"
 RUNS_DIR = "runs"  # one folder per fine-tune run (backend.jobs.folder names its files); holds the jobs' lock
@@ -34,8 +34,10 @@ CONTINUATIONS_DIR = "continuations"
 DEMO_MIMI = "models/demo-mimi"
 DEMO_LM = "models/demo-lm"
 DEMO_TOKENIZER = "models/tokenizer.model"
+KYUTAI_REPO = "kyutai/moshiko-pytorch-bf16"  # Kyutai's Moshi (Mimi, LM and tokenizer), fetched on first use
+KYUTAI_TOKENIZER = "tokenizer_spm_32k_3.model"  # its SentencePiece model, to be put in the workspace
 # Choices offered for the LM; any path or repo id is accepted.
-LM_PRESETS = (DEMO_LM, "kyutai/moshiko-pytorch-bf16", "kyutai/moshika-pytorch-bf16", "nu-dialogue/j-moshi-ext")
+LM_PRESETS = (DEMO_LM, KYUTAI_REPO, "kyutai/moshika-pytorch-bf16", "nu-dialogue/j-moshi-ext")
 
 
 @dataclass
@@ -150,11 +152,26 @@ class Workspace:
                 self.continuations, self.runs, self.preprocess, self.evaluations]
 
 
+def create_empty_workspace(path: str | Path, mimi: str = KYUTAI_REPO, lm: str = KYUTAI_REPO,
+                           tokenizer: str = KYUTAI_TOKENIZER) -> Workspace:
+    """A workspace for the user's own data: its folders, nothing in raw/ (the demo dialogues would join every
+    Build), and settings pointing at real weights (`mimi`, `lm`: a hub id or a path; `tokenizer`: a file in the
+    workspace) with the demo models off. A folder that is a workspace already is refused, not changed."""
+    root = Path(path).resolve()
+    if (root / SETTINGS_FILE).exists():
+        raise ConfigError(f"{root}: is a workspace already ({SETTINGS_FILE} exists); nothing changed")
+    ws = Workspace(root, WorkspaceSettings(mimi=mimi, lm=lm, tokenizer=tokenizer, demo=False))
+    for folder in ws.folders():
+        folder.mkdir(parents=True, exist_ok=True)
+    return ws.with_settings(ws.settings)
+
+
 def open_workspace(path: str | Path) -> Workspace:
     root = Path(path).resolve()
     settings_file = root / SETTINGS_FILE
     if not settings_file.is_file():
         raise InputError(settings_file, "not a workspace (no settings file); create one with "
+                                        f"`moshi-studio workspace init {path}` (empty, for your own data) or "
                                         f"`moshi-studio workspace init-demo {path}`")
     return Workspace(root, config.load(WorkspaceSettings, settings_file))
 

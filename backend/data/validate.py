@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.core import config, figures
+from backend.core.spec import SAMPLE_RATE
 from backend.data.audio_io import AudioScan, audio_report
 from backend.data.files import DialogueFiles, scan_dialogues
 from backend.core.errors import InputError, Issue, StudioError
@@ -36,6 +37,16 @@ class DialogueReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"ok": self.ok}
+
+    def audio_facts(self) -> str:
+        """Length, sample rate (and that it will be resampled), each channel's level and peak; '' without audio."""
+        if not self.audio_info:
+            return ""
+        sr = self.audio_info["sample_rate"]
+        rate = f"{sr} Hz" + (f" (resampled to {SAMPLE_RATE} Hz for Mimi)" if sr != SAMPLE_RATE else "")
+        levels = "; ".join(f"{c['speaker']}: RMS {c['rms_dbfs']:.1f} dBFS, peak {c['peak_dbfs']:.1f} dBFS"
+                           for c in self.audio_info["channels"])
+        return f"{self.audio_info['duration']:.1f} s, {rate}, {levels}"
 
 
 def validate_dialogue(d: DialogueFiles, scan: AudioScan | None = None) -> DialogueReport:
@@ -103,6 +114,8 @@ def report(cfg: ValidateConfig) -> int:
     else:
         for r in reports:
             print(f"{'ok ' if r.ok else 'BAD'} {r.name}: {r.words} words")
+            if r.audio_info:
+                print(f"    audio: {r.audio_facts()}")
             for issue in r.issues:
                 print(f"    {issue.level}: {issue.message}")
         for p in problems:

@@ -8,6 +8,7 @@ different tokenizers, or with another PAD id than the padding's, are refused.
 
 import json
 import math
+import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from backend.dataset.token_folders import audits_beside
 from backend.models.text_tokenizer import RECORD_FILE, TokenizerRecord, check_agreement, write_record
 
 MAX_SHARD_ROWS = 100_000
+VALIDATION_DIR = "validation"  # beside the training shards: train_data globs only its own folder
 TEXT_ID_LIMIT = 2**31  # text ids must index an embedding (int32 at most); the tokenizer bounds them further
 SCHEMA = pa.schema([
     ("dialogue_id", pa.string()),
@@ -44,6 +46,10 @@ class DatasetConfig:
     pad_id: int = config.option(PAD_ID, "text id used to pad text that is shorter than the audio")
     recordings: bool = config.option(False, f"include chat recordings ({RECORDING_PREFIX}*: only Moshi's words "
                                             "are transcribed); left out by default")
+    validation: str = config.option("", f"dialogues held out for evaluation, written to <output>/{VALIDATION_DIR}/ "
+                                        "(the fine-tune form's eval data): a fraction (0.1) or comma-separated "
+                                        "names; empty: none")
+    split_seed: int = config.option(0, "seed of the dialogues a validation fraction draws")
 
 
 @dataclass
@@ -56,6 +62,7 @@ class DatasetReport:
     text_cut: dict[str, int] = field(default_factory=dict)  # name -> text frames cut off
     text_padded: dict[str, int] = field(default_factory=dict)  # name -> PAD frames added
     recordings_left_out: list[str] = field(default_factory=list)  # chat recordings, not chosen
+    validation: list[str] = field(default_factory=list)  # dialogues held out (in <output>/validation)
 
     @property
     def hours(self) -> float:
@@ -63,6 +70,8 @@ class DatasetReport:
 
     def summary(self) -> str:
         lines = [f"{self.rows} dialogues, {self.hours:.3f} h of audio in {len(self.files)} shard(s)"]
+        if self.validation:
+            lines.append(f"held out for validation ({VALIDATION_DIR}/): {', '.join(self.validation)}")
         if self.missing_audio:
             lines.append(f"left out, no audio tokens: {', '.join(self.missing_audio)}")
         if self.missing_text:
@@ -144,13 +153,52 @@ def build_dataset(cfg: DatasetConfig, progress: Callable[[float, str], None] | N
         names = [n for n in names if not is_recording(n)]
     if not names:
         raise ConfigError(f"no dialogue has both audio tokens in {cfg.audio_tokens} and text tokens in {cfg.text_tokens}")
+    report.validation = pick_validation(names, cfg.validation, cfg.split_seed)
+    train = [n for n in names if n not in report.validation]
     tokenizer = text_tokenizer(cfg, names)
-    count = math.ceil(len(names) / cfg.shard_rows)
-    for old in Path(cfg.output).glob(f"{cfg.output_prefix}-*-of-*.parquet"):
+    total = len(names)
+    _write_shards(train, Path(cfg.output), cfg, report, progress, total, tokenizer)
+    _write_shards(report.validation, Path(cfg.output) / VALIDATION_DIR, cfg, report, progress, total, tokenizer)
+    return report
+
+
+def pick_validation(names: list[str], spec: str, seed: int) -> list[str]:
+    """The dialogues held out: `spec` is a fraction ("0.1": that share of the dialogues, at least one, drawn with
+    `seed`; whole dialogues, so no dialogue is on both sides) or comma-separated names; "" holds none out. At
+    least one dialogue is left to train on."""
+    spec = spec.strip()
+    if not spec:
+        return []
+    try:
+        fraction = float(spec)
+    except ValueError:
+        chosen = sorted({n.strip() for n in spec.split(",") if n.strip()})
+        unknown = [n for n in chosen if n not in names]
+        if unknown:
+            raise ConfigError(f"validation: no dialogue named {', '.join(unknown)} has both token files") from None
+    else:
+        if not 0 < fraction < 1:
+            raise ConfigError(f"validation: a fraction between 0 and 1, or dialogue names; got {spec!r}")
+        chosen = sorted(random.Random(seed).sample(names, max(1, round(fraction * len(names)))))
+    if len(chosen) >= len(names):
+        raise ConfigError(f"validation: holding out {len(chosen)} of {len(names)} dialogue(s) leaves none to train on")
+    return chosen
+
+
+def _write_shards(names: list[str], folder: Path, cfg: DatasetConfig, report: DatasetReport,
+                  progress: Callable[[float, str], None] | None, total: int,
+                  tokenizer: TokenizerRecord | None) -> None:
+    """`names` as shards of `folder` with the tokenizer's record beside them (none: the folder's old shards and
+    record removed, so a split once made does not linger)."""
+    for old in folder.glob(f"{cfg.output_prefix}-*-of-*.parquet"):
         old.unlink()  # a previous build with another shard count would otherwise linger
+    if not names:
+        (folder / RECORD_FILE).unlink(missing_ok=True)
+        return
+    count = math.ceil(len(names) / cfg.shard_rows)
     for shard in range(count):
         rows: dict[str, list] = {"dialogue_id": [], "A": [], "B": []}
-        for i, name in enumerate(names[shard * cfg.shard_rows:(shard + 1) * cfg.shard_rows]):
+        for name in names[shard * cfg.shard_rows:(shard + 1) * cfg.shard_rows]:
             audio = _load_npz(Path(cfg.audio_tokens) / f"{name}.npz", ndim=2)
             text = _load_npz(Path(cfg.text_tokens) / f"{name}.npz", ndim=1)
             frames = audio["A"].shape[1]
@@ -166,16 +214,15 @@ def build_dataset(cfg: DatasetConfig, progress: Callable[[float, str], None] | N
             report.rows += 1
             report.frames += frames
             if progress:
-                progress(report.rows / len(names), name)
-        target = Path(cfg.output) / shard_name(cfg.output_prefix, shard + 1, count)
+                progress(report.rows / total, name)
+        target = folder / shard_name(cfg.output_prefix, shard + 1, count)
         with atomic_path(target) as tmp:
             pq.write_table(pa.table(rows, schema=SCHEMA), tmp)
         report.files.append(str(target))
     if tokenizer is not None:
-        write_record(Path(cfg.output), tokenizer)
+        write_record(folder, tokenizer)
     else:  # a record of an earlier build would vouch for tokens it never saw
-        (Path(cfg.output) / RECORD_FILE).unlink(missing_ok=True)
-    return report
+        (folder / RECORD_FILE).unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

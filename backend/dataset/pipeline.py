@@ -12,7 +12,7 @@ from typing import Any
 from backend.core.progress import Progress
 from backend.data.files import is_recording, scan_dialogues
 from backend.dataset.selection import left_out
-from backend.dataset.build import DatasetConfig, DatasetReport, build_dataset
+from backend.dataset.build import VALIDATION_DIR, DatasetConfig, DatasetReport, build_dataset
 from backend.dataset.text_layout import DialogueAudit
 from backend.dataset.tokenize_audio import AudioTokenizeConfig, tokenize_audio
 from backend.dataset.tokenize_text import TextTokenizeConfig, TokenizeFailures, tokenize_text
@@ -48,11 +48,13 @@ class PrepareResult:
         counts += [f"{len(names)} without {what} tokens" for what, names in (("audio", d.missing_audio),
                                                                              ("text", d.missing_text)) if names]
         lines += [f"Left out: {', '.join(counts)}."] if counts else []
+        lines += [f"Held out for validation (`{VALIDATION_DIR}/`, the fine-tune form's eval data): "
+                  f"{', '.join(d.validation)}."] if d.validation else []
         lines += [f"- ✘ not usable, left out: {u}" for u in self.unusable]
         lines += ["", "| dialogue | text audit |", "|---|---|"]
         lines += [f"| {a.name} | {a.summary()} |" for a in self.audits]
         lines += [f"- {n}" for n in self.notes]
-        lines += [f"- wrote `{Path(f).name}`" for f in self.dataset.files]
+        lines += [f"- wrote `{Path(f).parent.name}/{Path(f).name}`" for f in self.dataset.files]
         return "\n".join(lines)
 
 
@@ -72,8 +74,9 @@ def _drop_tokens(ws: Workspace, names: dict[str, str]) -> dict[str, str]:
 
 
 def prepare_dataset(ws: Workspace, text_cfg: TextTokenizeConfig, progress: Progress | None = None,
-                    recordings: bool = False) -> PrepareResult:
-    """`recordings`: chat recordings become rows too; dialogues marked excluded never do. What is left out is
+                    recordings: bool = False, validation: str = "", split_seed: int = 0) -> PrepareResult:
+    """`recordings`: chat recordings become rows too; dialogues marked excluded never do. `validation` and
+    `split_seed`: the dialogues Build holds out (DatasetConfig's fields of those names). What is left out is
     skipped before it is read (its old token files dropped); a dialogue whose audio or transcript cannot be
     tokenized is listed with its problem and the others still make the dataset."""
     out = left_out(ws)
@@ -90,7 +93,7 @@ def prepare_dataset(ws: Workspace, text_cfg: TextTokenizeConfig, progress: Progr
     unusable = [message.replace(f"{ws.raw}/", "") for message in audio.failed.values()]
     unusable += [f"{Path(e.path).name if e.path else ''}: {e.problem}" for e in failures]
     dataset_cfg = DatasetConfig(audio_tokens=ws.tokens_audio, text_tokens=ws.tokens_text, output=ws.dataset,
-                                recordings=recordings)
+                                recordings=recordings, validation=validation, split_seed=split_seed)
     report = build_dataset(dataset_cfg, progress=_stage(progress, 0.85, 0.95))
     count = carry_personas(ws, dataset_cfg.output_prefix)
     notes = [f"{count} persona(s) written to the dataset"] if count else []

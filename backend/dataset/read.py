@@ -14,8 +14,11 @@ REQUIRED_COLUMNS = tuple(SCHEMA.names)
 REQUIRED_COLUMNS = ("dialogue_id", "A", "B")
 
 
+SHARD_PATTERN = "*-of-*.parquet"
+
+
 def shard_files(folder: str | Path) -> list[Path]:
-    files = sorted(Path(folder).glob("*-of-*.parquet"))
+    files = sorted(Path(folder).glob(SHARD_PATTERN))
     if not files:
         raise InputError(folder, "no Parquet shards here (build the dataset first)")
     return files

@@ -1,8 +1,10 @@
 """The offline demo workspace: the demo dialogues, the trained demo codec (or a tiny random one), the tiny
 random LM, a small tokenizer, and settings pointing at them. In English (assets/demo) or Japanese (assets/demo_ja:
 J-Moshi's layout, words joined without spaces, and a tokenizer learnt from the transcripts as
-`moshi-studio tokenizer train` does it).
+`moshi-studio tokenizer train` does it). The command line also makes an empty workspace for the user's own data
+(backend.core.workspace.create_empty_workspace).
 
+    moshi-studio workspace init DIR [--mimi M --lm L --tokenizer T]   (empty: your own data, real weights)
     moshi-studio workspace init-demo DIR [--language ja]     (python -m backend.demo.workspace init-demo DIR)
     moshi-studio workspace show DIR
 """
@@ -13,9 +15,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from backend.core.workspace import VOICES_DIR, Workspace, WorkspaceSettings, describe_workspace, open_workspace
 from backend.core.atomic import atomic_path
 from backend.core.errors import ConfigError, StudioError
+from backend.core.workspace import (KYUTAI_REPO, KYUTAI_TOKENIZER, VOICES_DIR, Workspace, WorkspaceSettings,
+                                    create_empty_workspace, describe_workspace, open_workspace)
 from backend.demo.dialogues import DEMO_DIR, demo_sentences
 from backend.demo.dialogues_ja import DEMO_JA_DIR
 from backend.models.source import DEMO_MIMI_ASSET, LM_KWARGS, LM_WEIGHTS, MIMI_CONFIG, MIMI_WEIGHTS, random_mimi, save_lm, save_mimi, tiny_lm_kwargs, tiny_mimi_config
@@ -141,8 +144,14 @@ def create_demo_workspace(path: str | Path, random_codec: bool = False, personas
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Create an offline demo workspace, or inspect a workspace.")
+    parser = argparse.ArgumentParser(description="Create an empty or an offline demo workspace, or inspect one.")
     sub = parser.add_subparsers(dest="command", required=True)
+    empty = sub.add_parser("init", help="create an empty workspace for your own data (no demo dialogues)")
+    empty.add_argument("dir", type=Path)
+    empty.add_argument("--mimi", default=KYUTAI_REPO, help="Mimi weights: hub id or path (default: %(default)s)")
+    empty.add_argument("--lm", default=KYUTAI_REPO, help="Moshi LM: hub id or path (default: %(default)s)")
+    empty.add_argument("--tokenizer", default=KYUTAI_TOKENIZER, help="SentencePiece model, a file in the "
+                       "workspace (default: %(default)s, Kyutai's; put it there)")
     init = sub.add_parser("init-demo", help="create (or complete) an offline demo workspace")
     init.add_argument("dir", type=Path)
     init.add_argument("--personas", action="store_true", help="also put the persona demo's dialogues (barista, "
@@ -152,8 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("show", help="print a workspace's settings and contents").add_argument("dir", type=Path)
     args = parser.parse_args(argv)
     try:
-        ws = (create_demo_workspace(args.dir, personas=args.personas, language=args.language) if args.command == "init-demo"
-              else open_workspace(args.dir))
+        if args.command == "init":
+            ws = create_empty_workspace(args.dir, args.mimi, args.lm, args.tokenizer)
+        elif args.command == "init-demo":
+            ws = create_demo_workspace(args.dir, personas=args.personas, language=args.language)
+        else:
+            ws = open_workspace(args.dir)
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -10,7 +10,6 @@ the first time, copies the file as it was to `<name>.original.json`, which later
 import dataclasses
 import json
 import math
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -21,8 +20,8 @@ import soundfile as sf
 from backend.core.atomic import atomic_path, write_text_atomic
 from backend.core.errors import InputError, StudioError
 from backend.core.spec import SPEAKERS
+from backend.data.annotate.original import keep_original
 from backend.data.annotate.run import AnnotatedWord, transcript_json
-from backend.data.files import SIDECAR_SUFFIXES
 from backend.data.transcripts import load_transcript, word_problem
 
 EXCLUDE_SUFFIX = ".exclude"  # `<name>.exclude` beside the audio: leave this dialogue out of the dataset
@@ -31,10 +30,6 @@ MAX_UNDO = 200
 
 class EditError(StudioError):
     """An edit that cannot be made (bad index, times or text); the transcript is unchanged."""
-
-
-def original_path(transcript: Path) -> Path:
-    return transcript.with_name(transcript.stem + SIDECAR_SUFFIXES["original"])
 
 
 @dataclass
@@ -179,15 +174,6 @@ def _holds_no_words(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return raw == [] or raw == {"alignments": []}
-
-
-def keep_original(transcript: Path) -> Path:
-    """Copy the transcript to `<name>.original.json` unless an original is already kept."""
-    target = original_path(transcript)
-    if not target.exists():
-        with atomic_path(target) as tmp:
-            shutil.copyfile(transcript, tmp)
-    return target
 
 
 def _text(text: str) -> str:

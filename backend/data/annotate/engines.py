@@ -1,7 +1,8 @@
 """The recognisers behind one interface: words with times (seconds) and a confidence in [0, 1].
 
 An engine sees one channel at a time, mono float32 at its own `sample_rate`. `transcribe` finds the
-words (ASR mode) of each stretch of a channel's speech, times relative to the stretch; it gets all of a
+words (ASR mode) of each stretch of a channel's speech (stretches closer than the engine's `bridge` joined),
+times relative to the stretch; it gets all of a
 channel's stretches at once, as they are one speaker's (an engine may adapt to them). `align` places known
 words (alignment mode) and returns one entry per given word, in order, with `None` for a word it could not
 place (the caller interpolates those).
@@ -27,6 +28,7 @@ class TimedWord:
 class Engine(Protocol):
     name: str
     sample_rate: int
+    bridge: float  # ASR: own speech closer than this many seconds is one stretch (Whisper wants context)
 
     def describe(self) -> dict:
         """What the output records about the engine (name, model, version)."""

@@ -26,6 +26,7 @@ CHUNK_SECONDS = 30.0  # Whisper's window
 class WhisperEngine:
     name = "whisper"
     sample_rate = 16_000
+    bridge = 2.0  # as faster-whisper's (whisper_ct2.py)
 
     def __init__(self, model: str, language: str | None = None, device: str = "cpu") -> None:
         from transformers import pipeline
