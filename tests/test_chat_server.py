@@ -149,7 +149,7 @@ def test_clients_queue_for_the_model_up_to_queue_seconds(demo_workspace, model, 
 
 
 def test_malformed_messages_get_errors_and_the_session_goes_on(server, user_pcm):
-    conv = run_async(talk(server.url, user_pcm[: 2 * SAMPLE_RATE], 
+    conv = run_async(talk(server.url, user_pcm[: 2 * SAMPLE_RATE],
                             extra=[b"", b"\x07abc", b"\x01not an ogg stream at all", "hello"]))
     assert conv.handshake
     assert len(conv.errors) >= 3, conv.errors

@@ -197,7 +197,10 @@ def render(dialogue: DemoDialogue, rng: random.Random, workdir: Path) -> tuple[n
 def transcript(words: list[PlacedWord], fmt: Literal["jmoshi", "kyutai"]) -> object:
     """The words in J-Moshi's flat list (format A) or Kyutai's alignments (format B), sorted by start."""
     words = sorted(words, key=lambda w: (w.offset, w.speaker))
-    sec = lambda samples: round(samples / SAMPLE_RATE, 6)  # 1 us: finer than one sample (41.7 us)
+
+    def sec(samples: int) -> float:
+        return round(samples / SAMPLE_RATE, 6)  # 1 us: finer than one sample (41.7 us)
+
     if fmt == "jmoshi":
         return [{"speaker": w.speaker, "word": w.word, "start": sec(w.offset), "end": sec(w.end)} for w in words]
     return {"alignments": [[w.word, [sec(w.offset), sec(w.end)], KYUTAI_LABELS[w.speaker]] for w in words]}
