@@ -15,16 +15,22 @@ class Stage(NamedTuple):
 
 
 STAGES: dict[str, Stage] = {
-    "workspace": Stage("backend.demo.workspace", "create an empty workspace for your own data (init DIR), the "
-                                                 "offline demo one (init-demo DIR), or show one (show DIR)"),
+    "workspace": Stage(
+        "backend.demo.workspace",
+        "create an empty workspace for your own data (init DIR), the "
+        "offline demo one (init-demo DIR), or show one (show DIR)",
+    ),
     "join-mono": Stage("backend.data.mono_pair", "two mono recordings (one per speaker) -> one stereo dialogue"),
     "annotate": Stage("backend.data.annotate.run", "stereo recordings -> word-timed transcripts (ASR or alignment)"),
     "validate": Stage("backend.data.validate", "check dialogues (stereo audio + word transcript), with reasons"),
     "tokenize-audio": Stage("backend.dataset.tokenize_audio", "stereo dialogue audio -> Mimi tokens"),
     "tokenize-text": Stage("backend.dataset.tokenize_text", "word transcripts -> per-frame text tokens"),
-    "tokenizer": Stage("backend.dataset.tokenizer_cli", "a SentencePiece model's fingerprint, PAD/EPAD pieces and "
-                                                        "byte fallback, and its pieces on transcripts (inspect MODEL); train one on "
-                                                        "transcripts (train)"),
+    "tokenizer": Stage(
+        "backend.dataset.tokenizer_cli",
+        "a SentencePiece model's fingerprint, PAD/EPAD pieces and "
+        "byte fallback, and its pieces on transcripts (inspect MODEL); train one on "
+        "transcripts (train)",
+    ),
     "build-dataset": Stage("backend.dataset.build", "merge audio and text tokens into the Parquet dataset"),
     "personas": Stage("backend.dataset.personas", "set or remove a dialogue's persona (role text + voice prompt)"),
     "timeline": Stage("backend.dataset.timeline", "show the token timeline of one dataset row"),
@@ -33,8 +39,11 @@ STAGES: dict[str, Stage] = {
     "export": Stage("backend.models.export", "export a training checkpoint for serving"),
     "generate": Stage("backend.inference.generate", "prompted continuations of dataset dialogues"),
     "turn-taking": Stage("backend.inference.turn_taking", "turn-taking statistics of stereo dialogues"),
-    "evaluate": Stage("backend.evaluate.job", "behaviour probes through the chat loop, Full-Duplex-Bench's metrics, "
-                                              "models side by side: start, show, resume, abort, score"),
+    "evaluate": Stage(
+        "backend.evaluate.job",
+        "behaviour probes through the chat loop, Full-Duplex-Bench's metrics, "
+        "models side by side: start, show, resume, abort, score",
+    ),
     "probes": Stage("backend.demo.probes", "synthesize the behaviour probe sets (assets/probes, developers)"),
     "chat-server": Stage("backend.inference.chat_server", "serve /api/chat (moshi's protocol) without the studio"),
     "demo-dialogues": Stage("backend.demo.dialogues", "synthesize the demo dialogues (assets/demo, developers)"),
@@ -46,10 +55,12 @@ def parser() -> argparse.ArgumentParser:
     width = max(map(len, STAGES))
     table = "\n".join(f"  {name:<{width}}  {stage.summary}" for name, stage in STAGES.items())
     p = argparse.ArgumentParser(
-        prog="moshi-studio", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="moshi-studio",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Moshi Studio's stages from the command line (the studio itself: python launch.py).",
         epilog=f"stages:\n{table}\n\n`moshi-studio <stage> --help` lists a stage's settings. The trainer is started "
-               f"by `runs start` (accelerate launch -m backend.finetune.trainer).")
+        f"by `runs start` (accelerate launch -m backend.finetune.trainer).",
+    )
     p.add_argument("stage", choices=STAGES, metavar="<stage>", help="one of the stages below")
     return p
 

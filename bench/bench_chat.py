@@ -24,14 +24,14 @@ import sphn  # noqa: E402
 import torch  # noqa: E402
 from moshi.models import LMGen  # noqa: E402
 
-from backend.data.audio_io import load_stereo  # noqa: E402
-from backend.inference.chat_engine import ChatConfig, ChatEngine  # noqa: E402
-from backend.models.source import DEMO_MIMI_ASSET
-from backend.models.weights import load_mimi
-from backend.models.loading import load_model
 from backend.core.spec import FRAME_SIZE, SAMPLE_RATE  # noqa: E402
-from backend.models.text_tokenizer import load_spm  # noqa: E402
+from backend.data.audio_io import load_stereo  # noqa: E402
 from backend.demo.workspace import create_demo_workspace  # noqa: E402
+from backend.inference.chat_engine import ChatConfig, ChatEngine  # noqa: E402
+from backend.models.loading import load_model
+from backend.models.source import DEMO_MIMI_ASSET
+from backend.models.text_tokenizer import load_spm  # noqa: E402
+from backend.models.weights import load_mimi
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,8 +41,9 @@ def plain_loop(cfg: ChatConfig, frames: list[np.ndarray], threads: int) -> list[
     torch.set_num_threads(threads)
     mimi, lm = load_mimi(cfg.mimi), load_model(cfg.model)
     tokenizer = load_spm(cfg.tokenizer)
-    lm_gen = LMGen(lm, temp=cfg.audio_temperature, temp_text=cfg.text_temperature, top_k=cfg.audio_top_k,
-                   top_k_text=cfg.text_top_k)
+    lm_gen = LMGen(
+        lm, temp=cfg.audio_temperature, temp_text=cfg.text_temperature, top_k=cfg.audio_top_k, top_k_text=cfg.text_top_k
+    )
     mimi.streaming_forever(1)
     lm_gen.streaming_forever(1)
     writer = sphn.OpusStreamWriter(SAMPLE_RATE)
@@ -89,14 +90,18 @@ def main() -> None:
     parser.add_argument("--mimi", default=str(DEMO_MIMI_ASSET) if DEMO_MIMI_ASSET.exists() else "")
     args = parser.parse_args()
     ws = create_demo_workspace(Path(tempfile.mkdtemp()) / "ws")
-    cfg = ChatConfig(model=str(ws.demo_lm), mimi=args.mimi or str(ws.demo_mimi), tokenizer=str(ws.demo_tokenizer),
-                     device="cpu")
+    cfg = ChatConfig(
+        model=str(ws.demo_lm), mimi=args.mimi or str(ws.demo_mimi), tokenizer=str(ws.demo_tokenizer), device="cpu"
+    )
     audio, _ = load_stereo(REPO / "assets" / "demo" / "demo_cafe.flac")
     speech = audio[1, : int(args.seconds * SAMPLE_RATE)].astype(np.float32)
-    frames = [speech[i:i + FRAME_SIZE] for i in range(0, len(speech) - FRAME_SIZE + 1, FRAME_SIZE)]
+    frames = [speech[i : i + FRAME_SIZE] for i in range(0, len(speech) - FRAME_SIZE + 1, FRAME_SIZE)]
     print(f"{len(frames)} frames per round, mimi {cfg.mimi}, studio threads {cfg.threads}")
-    results: dict[str, list[tuple[float, float]]] = {"plain (torch default threads)": [],
-                                                     f"plain ({cfg.threads} thread)": [], "studio": []}
+    results: dict[str, list[tuple[float, float]]] = {
+        "plain (torch default threads)": [],
+        f"plain ({cfg.threads} thread)": [],
+        "studio": [],
+    }
     default_threads = torch.get_num_threads()
     for r in range(args.rounds):
         results["plain (torch default threads)"].append(summary(plain_loop(cfg, frames, default_threads)))

@@ -39,8 +39,8 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from backend.dataset.build import SCHEMA, shard_name  # noqa: E402
 from backend.core.spec import CARD, FRAME_RATE, SPEAKERS, TEXT_CARD  # noqa: E402
+from backend.dataset.build import SCHEMA, shard_name  # noqa: E402
 
 DIALOGUE_FRAMES = int(5 * 60 * FRAME_RATE)
 GROUP_ROWS = 256  # dialogues per Parquet row group while generating
@@ -69,9 +69,13 @@ def generate(folder: Path, hours: float, seed: int) -> float:
             for s in SPEAKERS:
                 tokens = rng.integers(0, CARD, size=(n, 9, DIALOGUE_FRAMES), dtype=np.int64)
                 tokens[:, 0] = rng.integers(0, TEXT_CARD, size=(n, DIALOGUE_FRAMES))
-                rows = pa.ListArray.from_arrays(np.arange(0, n * 9 + 1, 9, dtype=np.int32), pa.ListArray.from_arrays(
-                    np.arange(0, n * 9 * DIALOGUE_FRAMES + 1, DIALOGUE_FRAMES, dtype=np.int64).astype(np.int32),
-                    pa.array(tokens.ravel())))
+                rows = pa.ListArray.from_arrays(
+                    np.arange(0, n * 9 + 1, 9, dtype=np.int32),
+                    pa.ListArray.from_arrays(
+                        np.arange(0, n * 9 * DIALOGUE_FRAMES + 1, DIALOGUE_FRAMES, dtype=np.int64).astype(np.int32),
+                        pa.array(tokens.ravel()),
+                    ),
+                )
                 columns[s] = rows
             ids = pa.array([f"train/d{first + i:06d}" for i in range(n)])
             writer.write_table(pa.table({"dialogue_id": ids, **columns}, schema=SCHEMA))
@@ -79,6 +83,7 @@ def generate(folder: Path, hours: float, seed: int) -> float:
 
 
 # ---------------------------------------------------------------- measured in a child process
+
 
 def rss_mb() -> dict[str, float]:
     fields = {}
@@ -119,13 +124,14 @@ def jmoshi_first_batch(folder: Path, cache: Path) -> tuple:
     from backend.finetune.data import collate
 
     cfg = FinetuneConfig()
-    ds = load_dataset("parquet", data_files=[str(f) for f in sorted(folder.glob("*.parquet"))], split="train",
-                      cache_dir=str(cache))
+    ds = load_dataset(
+        "parquet", data_files=[str(f) for f in sorted(folder.glob("*.parquet"))], split="train", cache_dir=str(cache)
+    )
     picked = np.random.default_rng(cfg.seed).permutation(len(ds))[:BATCH]
     rows = []
     for i in picked:
         row = ds[int(i)]
-        a, b = (np.asarray(row[s], dtype=np.int64)[:, :cfg.max_frames] for s in SPEAKERS)
+        a, b = (np.asarray(row[s], dtype=np.int64)[:, : cfg.max_frames] for s in SPEAKERS)
         rows.append(training_rows(a, b))
     return collate(rows).shape
 
@@ -139,20 +145,32 @@ def child(loader: str, folder: Path, cache: Path) -> None:
     imported = time.perf_counter()
     shape = {"studio": studio_first_batch, "jmoshi": jmoshi_first_batch}[loader](folder, cache)
     done = time.perf_counter()
-    print(json.dumps({"seconds": done - started, "imports": imported - started, "load": done - imported,
-                      "shape": list(shape), "before": before, "after": rss_mb()}))
+    print(
+        json.dumps(
+            {
+                "seconds": done - started,
+                "imports": imported - started,
+                "load": done - imported,
+                "shape": list(shape),
+                "before": before,
+                "after": rss_mb(),
+            }
+        )
+    )
 
 
 def run_child(loader: str, folder: Path, cache: Path) -> dict:
     env = os.environ | {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, __file__, "--child", loader, str(folder), str(cache)], env=env,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", loader, str(folder), str(cache)], env=env, capture_output=True, text=True
+    )
     if out.returncode:
         sys.exit(f"{loader} on {folder} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------- a real 1-step run
+
 
 def tree_rss_mb(root: psutil.Process) -> float:
     """RSS of a process and all its descendants (processes that end between the calls count as 0)."""
@@ -167,12 +185,36 @@ def tree_rss_mb(root: psutil.Process) -> float:
 
 def run_peak(workspace: Path, model: Path, folder: Path, name: str) -> tuple[float, float]:
     """(peak RSS of the process tree in MB, seconds) of `runs start --wait` training 1 step on `folder`."""
-    command = [sys.executable, "-m", "backend.finetune.runs", "start", "--workspace", str(workspace), "--wait",
-               "--name", name, "--base-model", str(model), "--train-data", str(folder), "--device", "cpu",
-               "--max-steps", "1", "--checkpoint-every", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "backend.finetune.runs",
+        "start",
+        "--workspace",
+        str(workspace),
+        "--wait",
+        "--name",
+        name,
+        "--base-model",
+        str(model),
+        "--train-data",
+        str(folder),
+        "--device",
+        "cpu",
+        "--max-steps",
+        "1",
+        "--checkpoint-every",
+        "0",
+    ]
     started = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=os.environ | {"PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     root, peak = psutil.Process(proc.pid), 0.0
     while proc.poll() is None:
         peak = max(peak, tree_rss_mb(root))
@@ -208,13 +250,18 @@ def report_runs(results: dict[float, tuple[float, float]], hours: list[float]) -
     growth = results[large][0] - results[small][0]
     print(f"\n{'1-step runs start, process tree':34}{f'{small:g} h':>12}{f'{large:g} h':>12}{'diff':>9}")
     print(f"{'  peak RSS (MB)':34}{results[small][0]:>12.0f}{results[large][0]:>12.0f}{growth:>+9.0f}")
-    print(f"{'  seconds':34}{results[small][1]:>12.0f}{results[large][1]:>12.0f}"
-          f"{results[large][1] - results[small][1]:>+9.0f}")
-    print(f"target: run peak growth {growth:.0f} MB <= {TARGETS['run_peak_growth_mb']} MB: "
-          f"{'met' if growth <= TARGETS['run_peak_growth_mb'] else 'MISSED'}")
+    print(
+        f"{'  seconds':34}{results[small][1]:>12.0f}{results[large][1]:>12.0f}"
+        f"{results[large][1] - results[small][1]:>+9.0f}"
+    )
+    print(
+        f"target: run peak growth {growth:.0f} MB <= {TARGETS['run_peak_growth_mb']} MB: "
+        f"{'met' if growth <= TARGETS['run_peak_growth_mb'] else 'MISSED'}"
+    )
 
 
 # ---------------------------------------------------------------- the side-by-side run
+
 
 def cache_size(loader: str, folder: Path, cache: Path) -> float:
     files = list(folder.glob(".rows.arrow")) if loader == "studio" else list(cache.rglob("*.arrow"))
@@ -241,15 +288,20 @@ def main() -> None:
         for hours in args.hours:
             folder = args.out / f"{hours:g}h"
             if not any(folder.glob("*.parquet")):
-                print(f"{hours:g} h: generating ... {generate(folder, hours, seed=int(hours)):.0f} s, "
-                      f"{sum(f.stat().st_size for f in folder.glob('*.parquet')) / 1e9:.2f} GB of Parquet")
+                print(
+                    f"{hours:g} h: generating ... {generate(folder, hours, seed=int(hours)):.0f} s, "
+                    f"{sum(f.stat().st_size for f in folder.glob('*.parquet')) / 1e9:.2f} GB of Parquet"
+                )
             for loader in loaders:
                 cache = args.out / "hf_cache" / f"{hours:g}h"
                 build = run_child(loader, folder, cache)  # the first process builds the cache
                 again = run_child(loader, folder, cache)  # the cache exists: what every later rank/run pays
                 results[(loader, hours)] = {"build": build, "first": again, "gb": cache_size(loader, folder, cache)}
-                print(f"{hours:g} h {loader}: build {build['seconds']:.1f} s (peak RSS {build['after']['peak']:.0f}"
-                      f" MB), first batch {again['seconds']:.2f} s, RSS {again['after']['rss']:.0f} MB", flush=True)
+                print(
+                    f"{hours:g} h {loader}: build {build['seconds']:.1f} s (peak RSS {build['after']['peak']:.0f}"
+                    f" MB), first batch {again['seconds']:.2f} s, RSS {again['after']['rss']:.0f} MB",
+                    flush=True,
+                )
         if loaders:
             report(results, args.hours)
         if args.only != "loaders":
@@ -268,22 +320,34 @@ def report(results: dict, hours: list[float]) -> None:
         print(f"{label:34}{fmt.format(s):>12}{fmt.format(j):>12}{j / s if s else float('nan'):>8.1f}x")
 
     for h in hours:
-        line(f"cache build at {h:g} h (s)", lambda l: results[(l, h)]["build"]["seconds"], "{:.1f}")
-        line(f"cache build peak RSS at {h:g} h (MB)", lambda l: results[(l, h)]["build"]["after"]["peak"], "{:.0f}")
-        line(f"cache on disk at {h:g} h (GB)", lambda l: results[(l, h)]["gb"])
-        line(f"first batch at {h:g} h, cached (s)", lambda l: results[(l, h)]["first"]["seconds"])
-        line("  of which imports (s)", lambda l: results[(l, h)]["first"]["imports"])
-        line("  of which loading + batch (s)", lambda l: results[(l, h)]["first"]["load"])
-        line(f"RSS after it at {h:g} h (MB)", lambda l: results[(l, h)]["first"]["after"]["rss"], "{:.0f}")
-        line(f"  of which anon at {h:g} h (MB)", lambda l: results[(l, h)]["first"]["after"]["anon"], "{:.0f}")
-    line(f"RSS growth {small:g} h -> {large:g} h (MB)",
-         lambda l: results[(l, large)]["first"]["after"]["rss"] - results[(l, small)]["first"]["after"]["rss"],
-         "{:.0f}")
+        line(f"cache build at {h:g} h (s)", lambda loader: results[(loader, h)]["build"]["seconds"], "{:.1f}")
+        line(
+            f"cache build peak RSS at {h:g} h (MB)",
+            lambda loader: results[(loader, h)]["build"]["after"]["peak"],
+            "{:.0f}",
+        )
+        line(f"cache on disk at {h:g} h (GB)", lambda loader: results[(loader, h)]["gb"])
+        line(f"first batch at {h:g} h, cached (s)", lambda loader: results[(loader, h)]["first"]["seconds"])
+        line("  of which imports (s)", lambda loader: results[(loader, h)]["first"]["imports"])
+        line("  of which loading + batch (s)", lambda loader: results[(loader, h)]["first"]["load"])
+        line(f"RSS after it at {h:g} h (MB)", lambda loader: results[(loader, h)]["first"]["after"]["rss"], "{:.0f}")
+        line(
+            f"  of which anon at {h:g} h (MB)", lambda loader: results[(loader, h)]["first"]["after"]["anon"], "{:.0f}"
+        )
+    line(
+        f"RSS growth {small:g} h -> {large:g} h (MB)",
+        lambda loader: (
+            results[(loader, large)]["first"]["after"]["rss"] - results[(loader, small)]["first"]["after"]["rss"]
+        ),
+        "{:.0f}",
+    )
     growth = results[("studio", large)]["first"]["after"]["rss"] - results[("studio", small)]["first"]["after"]["rss"]
     first = results[("studio", large)]["first"]["seconds"]
-    print(f"\ntargets (studio): RSS growth {growth:.0f} MB <= {TARGETS['rss_growth_mb']} MB: "
-          f"{'met' if growth <= TARGETS['rss_growth_mb'] else 'MISSED'}; first batch at {large:g} h {first:.2f} s "
-          f"<= {TARGETS['first_batch_s']} s: {'met' if first <= TARGETS['first_batch_s'] else 'MISSED'}")
+    print(
+        f"\ntargets (studio): RSS growth {growth:.0f} MB <= {TARGETS['rss_growth_mb']} MB: "
+        f"{'met' if growth <= TARGETS['rss_growth_mb'] else 'MISSED'}; first batch at {large:g} h {first:.2f} s "
+        f"<= {TARGETS['first_batch_s']} s: {'met' if first <= TARGETS['first_batch_s'] else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

@@ -30,19 +30,29 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
-from backend.demo import speech_corpus  # noqa: E402
+from backend.core.spec import FRAME_SIZE  # noqa: E402
 from backend.data.audio_io import load_stereo  # noqa: E402
+from backend.demo import speech_corpus  # noqa: E402
 from backend.demo.codec_quality import codec_stoi, stoi  # noqa: E402
 from backend.demo.codec_training import CodecTrainConfig  # noqa: E402
 from backend.models.source import DEMO_MIMI_ASSET, demo_mimi_config, random_mimi, tiny_mimi_config
 from backend.models.weights import load_mimi
-from backend.core.spec import FRAME_SIZE  # noqa: E402
 
 CLIP_SECONDS, PROMPT_FRAMES = 10.0, 50
-JAPANESE = ("今日は朝から雨が降っていますね。", "駅前の本屋で新しい辞書を買いました。", "来週の金曜日に友達と映画を見に行きます。",
-            "このラーメンはとても美味しいです。", "すみません、図書館はどこにありますか？", "電車が遅れたので会社に遅刻しました。",
-            "夏休みには家族で海へ行く予定です。", "先生の説明はわかりやすかったです。", "冷蔵庫に牛乳がもうありません。",
-            "明日の天気は晴れのち曇りだそうです。", "日本語の勉強を始めて三年になります。", "窓を開けてもいいですか？")
+JAPANESE = (
+    "今日は朝から雨が降っていますね。",
+    "駅前の本屋で新しい辞書を買いました。",
+    "来週の金曜日に友達と映画を見に行きます。",
+    "このラーメンはとても美味しいです。",
+    "すみません、図書館はどこにありますか？",
+    "電車が遅れたので会社に遅刻しました。",
+    "夏休みには家族で海へ行く予定です。",
+    "先生の説明はわかりやすかったです。",
+    "冷蔵庫に牛乳がもうありません。",
+    "明日の天気は晴れのち曇りだそうです。",
+    "日本語の勉強を始めて三年になります。",
+    "窓を開けてもいいですか？",
+)
 DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo"
 
 
@@ -83,12 +93,12 @@ def end_to_end(steps: int, work: Path) -> dict[str, float]:
     """Fine-tune the demo LM on one 10 s demo clip, continue it greedily, STOI against the reference."""
     from train_helpers import reset_accelerate, write_run
 
-    from backend.models import checkpoints
-    from backend.inference.generate import GenerateConfig, decode_continuation, generate
     from backend.dataset.pipeline import prepare_dataset, text_paths
     from backend.dataset.tokenize_text import TextTokenizeConfig
-    from backend.finetune.trainer import train
     from backend.demo.workspace import create_demo_workspace
+    from backend.finetune.trainer import train
+    from backend.inference.generate import GenerateConfig, decode_continuation, generate
+    from backend.models import checkpoints
 
     ws = create_demo_workspace(work / "ws")
     for f in ws.raw.iterdir():
@@ -101,24 +111,47 @@ def end_to_end(steps: int, work: Path) -> dict[str, float]:
     prepare_dataset(ws, TextTokenizeConfig(**text_paths(ws)))
     frames = int(CLIP_SECONDS * 12.5)
     run = work / "run"
-    write_run(run, base_model=str(ws.demo_lm), train_data=str(ws.dataset), main_speaker="A", user_stream=False,
-              max_frames=frames,
-              min_frames=frames, max_steps=steps, lr=4e-3, weight_decay=0.0, acoustic_weight=10.0, log_every=50)
+    write_run(
+        run,
+        base_model=str(ws.demo_lm),
+        train_data=str(ws.dataset),
+        main_speaker="A",
+        user_stream=False,
+        max_frames=frames,
+        min_frames=frames,
+        max_steps=steps,
+        lr=4e-3,
+        weight_decay=0.0,
+        acoustic_weight=10.0,
+        log_every=50,
+    )
     try:
         assert train(run) == "finished"
     finally:
         reset_accelerate()
-    (c,) = generate(GenerateConfig(model=str(checkpoints.latest_checkpoint(run)), dataset=ws.dataset,
-                                   prompt_frames=PROMPT_FRAMES, gen_frames=frames - 1 - PROMPT_FRAMES,
-                                   text_temperature=0, audio_temperature=0, device="cpu", output=None))
+    (c,) = generate(
+        GenerateConfig(
+            model=str(checkpoints.latest_checkpoint(run)),
+            dataset=ws.dataset,
+            prompt_frames=PROMPT_FRAMES,
+            gen_frames=frames - 1 - PROMPT_FRAMES,
+            text_temperature=0,
+            audio_temperature=0,
+            device="cpu",
+            output=None,
+        )
+    )
     mimi = load_mimi(ws.mimi_source)
     generated = decode_continuation(mimi, c.tokens)[0]
     decoded_reference = decode_continuation(mimi, c.reference)[0]
     span = slice(PROMPT_FRAMES * FRAME_SIZE, c.tokens.shape[1] * FRAME_SIZE)
     reference = clip[0, span].astype(np.float32)
     same = c.tokens[1:9, PROMPT_FRAMES:] == c.reference[1:9, PROMPT_FRAMES:]
-    return {"tokens_matched": float(same.mean()), "stoi_continuation": stoi(reference, generated[span]),
-            "stoi_codec_same_span": stoi(reference, decoded_reference[span])}
+    return {
+        "tokens_matched": float(same.mean()),
+        "stoi_continuation": stoi(reference, generated[span]),
+        "stoi_codec_same_span": stoi(reference, decoded_reference[span]),
+    }
 
 
 def main() -> None:
@@ -126,13 +159,20 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=40)
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--cache", type=Path, default=Path("work/codec_corpus"))
-    parser.add_argument("--parts", nargs="+", choices=("stoi", "japanese", "streaming", "end-to-end"),
-                        default=["stoi", "japanese", "streaming", "end-to-end"])
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=("stoi", "japanese", "streaming", "end-to-end"),
+        default=["stoi", "japanese", "streaming", "end-to-end"],
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     trained = load_mimi(DEMO_MIMI_ASSET)
-    codecs = (("trained demo codec", trained), ("random, same architecture", random_mimi(demo_mimi_config())),
-              ("random tiny (tests)", random_mimi(tiny_mimi_config())))
+    codecs = (
+        ("trained demo codec", trained),
+        ("random, same architecture", random_mimi(demo_mimi_config())),
+        ("random tiny (tests)", random_mimi(tiny_mimi_config())),
+    )
     if "stoi" in args.parts:
         files = held_out_files(args.sentences, args.cache)
         print(f"1. STOI on {len(files)} held-out sentences (target >= 0.70)")
@@ -156,9 +196,11 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"3. end to end (demo LM memorises 10 s of demo_cafe, greedy continuation after {PROMPT_FRAMES} frames)")
-    print(f"   audio tokens matched {result['tokens_matched']:.3f}; STOI continuation vs reference "
-          f"{result['stoi_continuation']:.3f} (target >= 0.5); codec alone on the same span "
-          f"{result['stoi_codec_same_span']:.3f}")
+    print(
+        f"   audio tokens matched {result['tokens_matched']:.3f}; STOI continuation vs reference "
+        f"{result['stoi_continuation']:.3f} (target >= 0.5); codec alone on the same span "
+        f"{result['stoi_codec_same_span']:.3f}"
+    )
 
 
 if __name__ == "__main__":

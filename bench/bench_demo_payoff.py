@@ -32,15 +32,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from backend.jobs import control, folder
 from backend.core.spec import FRAME_RATE  # noqa: E402
 from backend.core.workspace import Workspace
 from backend.demo.workspace import create_demo_workspace  # noqa: E402
 from backend.finetune import runs  # noqa: E402
-from backend.models import checkpoints  # noqa: E402
 from backend.finetune.config import FinetuneConfig  # noqa: E402
 from backend.finetune.presets import PRESETS  # noqa: E402
 from backend.inference.generate_config import PAGE_GENERATE_S, PAGE_PROMPT_S, page_sampling  # noqa: E402
+from backend.jobs import control, folder
+from backend.models import checkpoints  # noqa: E402
 
 DEMO_PRESET = next(iter(PRESETS))
 ETA_AT_S = 60.0
@@ -56,8 +56,7 @@ def prepare(root: Path, language: str) -> Workspace:
     ws = create_demo_workspace(root, language=language)
     prepare_dataset(ws, TextTokenizeConfig(**text_paths(ws)))
     preset = dataclasses.replace(FinetuneConfig(), **PRESETS[DEMO_PRESET])
-    init_model(InitConfig(source=str(ws.demo_lm), output=ws.root / preset.base_model,
-                          tokenizer=str(ws.tokenizer_path)))
+    init_model(InitConfig(source=str(ws.demo_lm), output=ws.root / preset.base_model, tokenizer=str(ws.tokenizer_path)))
     return ws
 
 
@@ -82,8 +81,13 @@ def timed_run(ws: Workspace, name: str) -> dict:
     info = runs.run_info(run)
     if info.state != "finished":
         raise SystemExit(f"run {run.id} ended {info.state}:\n{folder.tail_log(run)[-3000:]}")
-    return {"run": run, "wall_s": wall, "cpu_s": children_cpu_s() - cpu_before, "steps": info.step,
-            "eta_seen": eta_seen}
+    return {
+        "run": run,
+        "wall_s": wall,
+        "cpu_s": children_cpu_s() - cpu_before,
+        "steps": info.step,
+        "eta_seen": eta_seen,
+    }
 
 
 def children_cpu_s() -> float:
@@ -103,17 +107,27 @@ def continuation_match(ws: Workspace, run: folder.Job) -> dict[str, float]:
     checkpoint = checkpoints.latest_checkpoint(run.dir)
     assert checkpoint is not None, f"run {run.id} wrote no checkpoint"
     start = time.monotonic()
-    page = dataclasses.replace(GenerateConfig(**page_sampling(ws.settings.demo)), model=str(checkpoint),
-                               dataset=ws.dataset, prompt_frames=prompt,
-                               gen_frames=int(round(PAGE_GENERATE_S * FRAME_RATE)), output=None,
-                               device=ws.settings.device)
-    found = [c for dialogue in list_dialogues(ws.dataset) for c in generate(dataclasses.replace(page, dialogues=[dialogue]))]
+    page = dataclasses.replace(
+        GenerateConfig(**page_sampling(ws.settings.demo)),
+        model=str(checkpoint),
+        dataset=ws.dataset,
+        prompt_frames=prompt,
+        gen_frames=int(round(PAGE_GENERATE_S * FRAME_RATE)),
+        output=None,
+        device=ws.settings.device,
+    )
+    found = [
+        c for dialogue in list_dialogues(ws.dataset) for c in generate(dataclasses.replace(page, dialogues=[dialogue]))
+    ]
+
     def same(c, rows: slice) -> float:  # over the frames the reference has (a short dialogue ends before G does)
         n = min(c.tokens.shape[1], c.reference.shape[1])
         return float((c.tokens[rows, prompt:n] == c.reference[rows, prompt:n]).mean())
 
-    rates = {key: float(np.mean([same(c, rows) for c in found]))
-             for key, rows in (("moshi", MOSHI_ROWS), ("user", USER_ROWS), ("text", slice(0, 1)))}
+    rates = {
+        key: float(np.mean([same(c, rows) for c in found]))
+        for key, rows in (("moshi", MOSHI_ROWS), ("user", USER_ROWS), ("text", slice(0, 1)))
+    }
     rates["per_dialogue"] = [same(c, MOSHI_ROWS) for c in found]
     rates["generate_s"] = time.monotonic() - start
     return rates
@@ -156,20 +170,26 @@ def main() -> None:
     finally:
         if args.keep is None:
             shutil.rmtree(root.parent, ignore_errors=True)
-    print(f"\nfrom Start to the end of the run; then the Continuations tab's default continuation "
-          f"({PAGE_PROMPT_S:g} s prompt, {PAGE_GENERATE_S:g} s generated, {page_sampling(True) or 'sampled'}) "
-          f"of the {len(results[0][2]['per_dialogue'])} demo dialogues")
-    print(f"{'condition':<10} {'wall':>6} {'CPU':>6} {'target':>6} {'steps':>5} {'moshi match':>12} {'per dialogue':>20} "
-          f"{'user':>6} {'text':>6}  {'ETA shown at':>12} -> {'real rest':>9}  load 1-min before/after")
+    print(
+        f"\nfrom Start to the end of the run; then the Continuations tab's default continuation "
+        f"({PAGE_PROMPT_S:g} s prompt, {PAGE_GENERATE_S:g} s generated, {page_sampling(True) or 'sampled'}) "
+        f"of the {len(results[0][2]['per_dialogue'])} demo dialogues"
+    )
+    print(
+        f"{'condition':<10} {'wall':>6} {'CPU':>6} {'target':>6} {'steps':>5} {'moshi match':>12} {'per dialogue':>20} "
+        f"{'user':>6} {'text':>6}  {'ETA shown at':>12} -> {'real rest':>9}  load 1-min before/after"
+    )
     for condition, timing, match, before, after in results:
         target = 180 if condition == "quiet" else 360
         seen = timing["eta_seen"]
-        eta = (f"{clock(seen[0])}: {clock(seen[1])} -> {clock(timing['wall_s'] - seen[0])}" if seen
-               else "never shown")
+        eta = f"{clock(seen[0])}: {clock(seen[1])} -> {clock(timing['wall_s'] - seen[0])}" if seen else "never shown"
         per = " ".join(f"{m:.2f}" for m in match["per_dialogue"])
-        print(f"{condition:<10} {clock(timing['wall_s']):>6} {clock(timing['cpu_s']):>6} {clock(target):>6} {timing['steps']:>5} "
-              f"{match['moshi']:>12.3f} {per:>20} {match['user']:>6.3f} {match['text']:>6.3f}  {eta:>28}  "
-              f"{before[0]:.1f} / {after[0]:.1f}")
+        print(
+            f"{condition:<10} {clock(timing['wall_s']):>6} {clock(timing['cpu_s']):>6} {clock(target):>6} "
+            f"{timing['steps']:>5} "
+            f"{match['moshi']:>12.3f} {per:>20} {match['user']:>6.3f} {match['text']:>6.3f}  {eta:>28}  "
+            f"{before[0]:.1f} / {after[0]:.1f}"
+        )
     if len(results) == 2:
         print(f"busy / quiet wall time: {results[1][1]['wall_s'] / results[0][1]['wall_s']:.2f}x")
 

@@ -8,14 +8,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from backend.core.paths import PROBE_SETS
+from backend.core.spec import SAMPLE_RATE
 from backend.demo.workspace import create_demo_workspace
 from backend.evaluate import fdb
-from backend.core.paths import PROBE_SETS
 from backend.evaluate.config import DEFAULT_SET, EvaluateConfig
 from backend.evaluate.rank import chat_config, user_audio
 from backend.evaluate.score import score_folder
 from backend.evaluate.stream import stream
-from backend.core.spec import SAMPLE_RATE
 from backend.inference.chat_engine import ChatEngine
 
 
@@ -36,8 +36,10 @@ def main() -> None:
         t = time.perf_counter()
         score_folder(Path(tmp) / "out")
         score_s = time.perf_counter() - t
-    print(f"{len(samples)} probes, {audio:.1f} s of audio: streaming {stream_s:.1f} s, scoring {score_s:.1f} s; "
-          f"{60 * (stream_s + score_s) / audio:.1f} s per minute of probe audio")
+    print(
+        f"{len(samples)} probes, {audio:.1f} s of audio: streaming {stream_s:.1f} s, scoring {score_s:.1f} s; "
+        f"{60 * (stream_s + score_s) / audio:.1f} s per minute of probe audio"
+    )
 
 
 if __name__ == "__main__":

@@ -55,9 +55,11 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     plain = step_seconds(args.layers, args.frames, args.rounds, contiguous=False)
     fixed = step_seconds(args.layers, args.frames, args.rounds, contiguous=True)
-    print(f"bfloat16 LoRA step, moshiko widths, {args.layers} temporal layer(s), {args.frames} frames, best of "
-          f"{args.rounds}:\n  strided inputs (moshi as is)   {plain:7.2f} s\n  contiguous inputs (studio)     "
-          f"{fixed:7.2f} s\n  speed-up {plain / fixed:.1f}x")
+    print(
+        f"bfloat16 LoRA step, moshiko widths, {args.layers} temporal layer(s), {args.frames} frames, best of "
+        f"{args.rounds}:\n  strided inputs (moshi as is)   {plain:7.2f} s\n  contiguous inputs (studio)     "
+        f"{fixed:7.2f} s\n  speed-up {plain / fixed:.1f}x"
+    )
 
 
 if __name__ == "__main__":

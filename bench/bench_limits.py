@@ -41,6 +41,7 @@ def silent_flac(path: Path, seconds: float, rate: int) -> Path:
 
 # ---------------------------------------------------------------- measured in a child process
 
+
 def whole_file(path: Path) -> None:
     """The old validation's reading: every sample as float32, then float64 per-channel sums."""
     data, _ = sf.read(str(path), dtype="float32", always_2d=True)
@@ -77,12 +78,19 @@ def child(kind: str, target: Path) -> None:
 
 def measure(kind: str, target: Path, hours_limit: float) -> dict:
     env = os.environ | {"MOSHI_STUDIO_MAX_AUDIO_HOURS": str(hours_limit)}
-    out = subprocess.run([sys.executable, __file__, "--child", kind, str(target)], env=env, cwd=REPO,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(target)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------- the largest transcript
+
 
 def largest_transcript(out: Path) -> Path:
     from backend.core.workspace import Workspace, WorkspaceSettings
@@ -93,8 +101,10 @@ def largest_transcript(out: Path) -> Path:
     seconds = MAX_WORDS / MAX_WORDS_PER_SECOND + 60
     silent_flac(ws.raw / "largest.flac", seconds, 16000)
     step = (seconds - 60) / MAX_WORDS
-    words = [{"speaker": "AB"[i % 2], "word": f"word{i}", "start": round(i * step, 3), "end": round(i * step + step, 3)}
-             for i in range(MAX_WORDS)]
+    words = [
+        {"speaker": "AB"[i % 2], "word": f"word{i}", "start": round(i * step, 3), "end": round(i * step + step, 3)}
+        for i in range(MAX_WORDS)
+    ]
     (ws.raw / "largest.json").write_text(json.dumps(words))
     ws.with_settings(ws.settings)
     return ws.root
@@ -112,22 +122,31 @@ def main() -> None:
     short = silent_flac(args.out / "ten_minutes.flac", 600, 48000)
     started = time.perf_counter()
     long = silent_flac(args.out / "long.flac", args.hours * 3600, 48000)
-    print(f"wrote {args.hours:g} h of 48 kHz stereo silence as FLAC: {long.stat().st_size / 2**20:.1f} MB "
-          f"in {time.perf_counter() - started:.0f} s")
-    rows = [("whole file at once (before)", "10 min", measure("whole", short, 1)),
-            ("blocks (now)", "10 min", measure("blocks", short, 1)),
-            ("blocks (now)", f"{args.hours:g} h", measure("blocks", long, args.hours + 1))]
+    print(
+        f"wrote {args.hours:g} h of 48 kHz stereo silence as FLAC: {long.stat().st_size / 2**20:.1f} MB "
+        f"in {time.perf_counter() - started:.0f} s"
+    )
+    rows = [
+        ("whole file at once (before)", "10 min", measure("whole", short, 1)),
+        ("blocks (now)", "10 min", measure("blocks", short, 1)),
+        ("blocks (now)", f"{args.hours:g} h", measure("blocks", long, args.hours + 1)),
+    ]
     print(f"\n{'validation of a silent FLAC':32} {'audio':>7} {'peak MB':>9} {'seconds':>8}")
     for label, length, r in rows:
         print(f"{label:32} {length:>7} {r['peak_mb']:9.0f} {r['seconds']:8.1f}")
     scale = args.hours * 6
-    print(f"{'whole file at once (before)':32} {args.hours:g} h".ljust(41)
-          + f"{rows[0][2]['peak_mb'] * scale:9.0f}   (10 min x {scale:g}: not run)")
+    print(
+        f"{'whole file at once (before)':32} {args.hours:g} h".ljust(41)
+        + f"{rows[0][2]['peak_mb'] * scale:9.0f}   (10 min x {scale:g}: not run)"
+    )
     r = measure("pick", largest_transcript(args.out), 2)
     from backend.data.transcripts import MAX_WORDS
-    print(f"\npick of the largest allowed transcript ({MAX_WORDS} words): {r['seconds']:.1f} s, "
-          f"{r['html_mb']:.1f} MB of HTML, peak +{r['peak_mb']:.0f} MB "
-          "(issue 22's probe, a million words before the bound: 40 s, 268 MB, studio at 3.5 GB)")
+
+    print(
+        f"\npick of the largest allowed transcript ({MAX_WORDS} words): {r['seconds']:.1f} s, "
+        f"{r['html_mb']:.1f} MB of HTML, peak +{r['peak_mb']:.0f} MB "
+        "(issue 22's probe, a million words before the bound: 40 s, 268 MB, studio at 3.5 GB)"
+    )
 
 
 if __name__ == "__main__":

@@ -49,8 +49,12 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workspace = str(Path(tmp) / "workspace")
-        subprocess.run([sys.executable, "-m", "backend.demo.workspace", "init-demo", workspace], cwd=REPO,
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "backend.demo.workspace", "init-demo", workspace],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
         timed(BARE)  # warm the OS file cache for both before anything counts
         timed(STUDIO, workspace)
         bare: list[float] = []
@@ -66,8 +70,10 @@ def main() -> int:
     b, s = statistics.median(bare), statistics.median(studio)
     torch_loaded, moshi_loaded = loaded.split()
     print(f"bare gr.Blocks + Markdown : median {b:.2f} s over {args.repeats} runs")
-    print(f"studio (import + server)  : median {s:.2f} s over {args.repeats} runs  (torch imported: {torch_loaded}, "
-          f"moshi imported: {moshi_loaded})")
+    print(
+        f"studio (import + server)  : median {s:.2f} s over {args.repeats} runs  (torch imported: {torch_loaded}, "
+        f"moshi imported: {moshi_loaded})"
+    )
     print(f"ratio studio / bare       : {s / b:.2f}x (target <= 1.2x)")
     return 0
 

@@ -25,10 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from backend.core.spec import SAMPLE_RATE  # noqa: E402
 from backend.data.audio_io import load_stereo  # noqa: E402
 from backend.dataset.codec import DEFAULT_CHUNK_FRAMES, encode_stereo, replicas  # noqa: E402
 from backend.models.source import random_mimi
-from backend.core.spec import SAMPLE_RATE  # noqa: E402
 
 SPOKENWOZ = Path(__file__).resolve().parents[2] / "shared/data/spokenwoz_sample/audio"
 
@@ -51,7 +51,7 @@ def plain(mimi, audio: np.ndarray, grad_mode=torch.no_grad, batch: bool = False)
         x = torch.from_numpy(audio)[:, None]
         if batch:
             return mimi.encode(x).numpy()
-        return torch.cat([mimi.encode(x[i:i + 1]) for i in range(2)]).numpy()
+        return torch.cat([mimi.encode(x[i : i + 1]) for i in range(2)]).numpy()
 
 
 def timed(fn: Callable[[], np.ndarray]) -> tuple[float, float, np.ndarray]:
@@ -80,9 +80,11 @@ def main() -> None:
     seconds = audio.shape[1] / SAMPLE_RATE
     mimi = random_mimi(None).eval()
     pair = replicas(mimi, 2)
-    print(f"audio: {seconds:.1f} s stereo, {origin}; full-size Mimi "
-          f"({sum(p.numel() for p in mimi.parameters()) / 1e6:.0f} M parameters, random weights); "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
+    print(
+        f"audio: {seconds:.1f} s stereo, {origin}; full-size Mimi "
+        f"({sum(p.numel() for p in mimi.parameters()) / 1e6:.0f} M parameters, random weights); "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs"
+    )
     warm = audio[:, :SAMPLE_RATE]
     plain(mimi, warm), encode_stereo(pair, warm, chunk_frames=args.chunk_frames)
 
@@ -91,11 +93,13 @@ def main() -> None:
         "studio": lambda: encode_stereo(pair, audio, chunk_frames=args.chunk_frames),
     }
     if args.attribution:
-        variants.update({
-            "plain + inference_mode": lambda: plain(mimi, audio, torch.inference_mode),
-            "plain + inference_mode + batch of 2": lambda: plain(mimi, audio, torch.inference_mode, batch=True),
-            "chunks, one model, batch of 2": lambda: encode_stereo(mimi, audio, chunk_frames=args.chunk_frames),
-        })
+        variants.update(
+            {
+                "plain + inference_mode": lambda: plain(mimi, audio, torch.inference_mode),
+                "plain + inference_mode + batch of 2": lambda: plain(mimi, audio, torch.inference_mode, batch=True),
+                "chunks, one model, batch of 2": lambda: encode_stereo(mimi, audio, chunk_frames=args.chunk_frames),
+            }
+        )
     if args.sweep:
         for frames in (8, 16, 32, 64, 125, 250):
             variants[f"studio, chunk {frames} frames"] = lambda f=frames: encode_stereo(pair, audio, chunk_frames=f)
@@ -108,9 +112,11 @@ def main() -> None:
             if reference is None:
                 reference = codes
             same = float(np.mean(codes == reference))
-            print(f"round {r + 1}  {name:38s} wall {wall:7.2f} s  cpu {cpu:7.2f} s  "
-                  f"{seconds / wall:6.2f} audio-s/s  tokens equal to plain: {100 * same:.1f}%  load {load()}",
-                  flush=True)
+            print(
+                f"round {r + 1}  {name:38s} wall {wall:7.2f} s  cpu {cpu:7.2f} s  "
+                f"{seconds / wall:6.2f} audio-s/s  tokens equal to plain: {100 * same:.1f}%  load {load()}",
+                flush=True,
+            )
             if name not in best or wall < best[name][0]:
                 best[name] = (wall, cpu)
     print("\nbest of rounds (audio-seconds of stereo dialogue tokenized per wall-second):")

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from backend.core.workspace import DEMO_TOKENIZER
 
-GIB = 1024 ** 3
+GIB = 1024**3
 TARGET_GIB = 22.0
 ENV = os.environ | {"NO_TORCH_COMPILE": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
 STUDIO = [sys.executable, "-m", "backend.cli"]
@@ -83,12 +83,19 @@ def run_stage(name: str, argv: list[str], log: Path, results: list[dict]) -> str
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     tree_peak = monitor.stop()
-    row = {"stage": name, "seconds": time.monotonic() - start, "tree_peak_gib": tree_peak / GIB,
-           "process_peak_gib": usage.ru_maxrss * 1024 / GIB}  # ru_maxrss: KiB, largest process of the tree
+    row = {
+        "stage": name,
+        "seconds": time.monotonic() - start,
+        "tree_peak_gib": tree_peak / GIB,
+        "process_peak_gib": usage.ru_maxrss * 1024 / GIB,
+    }  # ru_maxrss: KiB, largest process of the tree
     results.append(row)
     text = log.read_text(errors="replace")
-    print(f"   {row['seconds']:7.1f} s   tree peak {row['tree_peak_gib']:5.2f} GiB   "
-          f"largest process {row['process_peak_gib']:5.2f} GiB", flush=True)
+    print(
+        f"   {row['seconds']:7.1f} s   tree peak {row['tree_peak_gib']:5.2f} GiB   "
+        f"largest process {row['process_peak_gib']:5.2f} GiB",
+        flush=True,
+    )
     if proc.returncode != 0:
         print(text[-4000:])
         report(results)
@@ -169,7 +176,9 @@ def report(results: list[dict]) -> None:
         print(f"{r['stage']:<12}{r['seconds']:9.1f}{r['tree_peak_gib']:15.2f}{r['process_peak_gib']:21.2f}")
     if results:
         peak = max(max(r["tree_peak_gib"], r["process_peak_gib"]) for r in results)
-        print(f"peak {peak:.2f} GiB against a target of {TARGET_GIB:g} GiB: {'met' if peak <= TARGET_GIB else 'MISSED'}")
+        print(
+            f"peak {peak:.2f} GiB against a target of {TARGET_GIB:g} GiB: {'met' if peak <= TARGET_GIB else 'MISSED'}"
+        )
 
 
 def main() -> None:
@@ -199,28 +208,131 @@ def main() -> None:
     try:
         run_stage("workspace", [*me, "workspace", str(ws)], logs / "workspace.log", results)
         run_stage("write", [*me, "write", str(source)], logs / "write.log", results)
-        run_stage("init", [*STUDIO, "init", "--source", str(source), "--output", str(init), "--dtype", "bfloat16"],
-                  logs / "init.log", results)
+        run_stage(
+            "init",
+            [*STUDIO, "init", "--source", str(source), "--output", str(init), "--dtype", "bfloat16"],
+            logs / "init.log",
+            results,
+        )
         shutil.rmtree(source)
-        run_stage("finetune", [*STUDIO, "runs", "start", "--workspace", str(ws), "--wait", "--name", "7b-lora",
-                               "--base-model", str(init), "--train-data", str(ws / "dataset"), "--mode", "lora",
-                               "--dtype", "bfloat16", "--mixed-precision", "no", "--activation-checkpointing",
-                               "--max-steps", "2", "--batch-size", "1", "--max-frames", "6", "--min-frames", "4",
-                               "--main-speaker", "A", "--checkpoint-every", "2", "--log-every", "1",
-                               "--device", "cpu", "--num-processes", "1", "--threads", "2", "--lr", "1e-4"],
-                  logs / "finetune.log", results)
+        run_stage(
+            "finetune",
+            [
+                *STUDIO,
+                "runs",
+                "start",
+                "--workspace",
+                str(ws),
+                "--wait",
+                "--name",
+                "7b-lora",
+                "--base-model",
+                str(init),
+                "--train-data",
+                str(ws / "dataset"),
+                "--mode",
+                "lora",
+                "--dtype",
+                "bfloat16",
+                "--mixed-precision",
+                "no",
+                "--activation-checkpointing",
+                "--max-steps",
+                "2",
+                "--batch-size",
+                "1",
+                "--max-frames",
+                "6",
+                "--min-frames",
+                "4",
+                "--main-speaker",
+                "A",
+                "--checkpoint-every",
+                "2",
+                "--log-every",
+                "1",
+                "--device",
+                "cpu",
+                "--num-processes",
+                "1",
+                "--threads",
+                "2",
+                "--lr",
+                "1e-4",
+            ],
+            logs / "finetune.log",
+            results,
+        )
         checkpoint = sorted((ws / "runs").glob("*/checkpoints/step-*"))[-1]
-        run_stage("export", [*STUDIO, "export", "--checkpoint", str(checkpoint), "--output", str(export),
-                             "--clean", "--merge-lora", "--dtype", "bfloat16"], logs / "export.log", results)
+        run_stage(
+            "export",
+            [
+                *STUDIO,
+                "export",
+                "--checkpoint",
+                str(checkpoint),
+                "--output",
+                str(export),
+                "--clean",
+                "--merge-lora",
+                "--dtype",
+                "bfloat16",
+            ],
+            logs / "export.log",
+            results,
+        )
         shutil.rmtree(init)
-        print(run_stage("serve-load", [sys.executable, "-c", SERVE_LOAD, str(export), str(mimi), str(tokenizer)],
-                        logs / "serve.log", results).strip().splitlines()[-1])
-        run_stage("continue", [*STUDIO, "generate", "--model", str(export), "--dataset", str(ws / "dataset"),
-                               "--limit", "1", "--batch-size", "1", "--prompt-frames", "2", "--gen-frames", "3",
-                               "--dtype", "bfloat16", "--device", "cpu", "--mimi", str(mimi.parent),
-                               "--output", str(ws / "continuations")], logs / "continue.log", results)
-        print("\n".join(run_stage("chat", [sys.executable, "-c", CHAT, str(export), str(mimi.parent), str(tokenizer)],
-                                  logs / "chat.log", results).strip().splitlines()[-3:]))
+        print(
+            run_stage(
+                "serve-load",
+                [sys.executable, "-c", SERVE_LOAD, str(export), str(mimi), str(tokenizer)],
+                logs / "serve.log",
+                results,
+            )
+            .strip()
+            .splitlines()[-1]
+        )
+        run_stage(
+            "continue",
+            [
+                *STUDIO,
+                "generate",
+                "--model",
+                str(export),
+                "--dataset",
+                str(ws / "dataset"),
+                "--limit",
+                "1",
+                "--batch-size",
+                "1",
+                "--prompt-frames",
+                "2",
+                "--gen-frames",
+                "3",
+                "--dtype",
+                "bfloat16",
+                "--device",
+                "cpu",
+                "--mimi",
+                str(mimi.parent),
+                "--output",
+                str(ws / "continuations"),
+            ],
+            logs / "continue.log",
+            results,
+        )
+        print(
+            "\n".join(
+                run_stage(
+                    "chat",
+                    [sys.executable, "-c", CHAT, str(export), str(mimi.parent), str(tokenizer)],
+                    logs / "chat.log",
+                    results,
+                )
+                .strip()
+                .splitlines()[-3:]
+            )
+        )
     finally:
         report(results)
         if not args.keep:

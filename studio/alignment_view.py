@@ -38,8 +38,9 @@ def _clock(seconds: float) -> str:
 
 def _axis(span: float, width: int) -> str:
     step = next((s for s in TICK_STEPS if s * width / span >= MIN_TICK_PX), TICK_STEPS[-1])
-    ticks = "".join(f'<span class="ms-tick" style="left:{_pct(t, span)}%">{_clock(t)}</span>'
-                    for t in range(0, int(span) + 1, step))
+    ticks = "".join(
+        f'<span class="ms-tick" style="left:{_pct(t, span)}%">{_clock(t)}</span>' for t in range(0, int(span) + 1, step)
+    )
     return f'<div class="ms-axis">{ticks}</div>'
 
 
@@ -47,12 +48,13 @@ def _wave(pairs: list[list[float]], duration: float, span: float) -> str:
     """A filled polygon: the max edge left to right, then the min edge back (1 viewBox unit per bin)."""
     if not pairs:
         return '<svg class="ms-wave" aria-hidden="true"></svg>'
-    y = [(round(100 - 100 * min(max(hi, -1.0), 1.0)), round(100 - 100 * min(max(lo, -1.0), 1.0)))
-         for lo, hi in pairs]
+    y = [(round(100 - 100 * min(max(hi, -1.0), 1.0)), round(100 - 100 * min(max(lo, -1.0), 1.0))) for lo, hi in pairs]
     top = " ".join(f"{i},{a}" for i, (a, _) in enumerate(y))
     bottom = " ".join(f"{i},{b}" for i, (_, b) in reversed(list(enumerate(y))))
-    return (f'<svg class="ms-wave" viewBox="0 0 {max(len(y) - 1, 1)} 200" preserveAspectRatio="none" '
-            f'style="width:{_pct(duration, span)}%" aria-hidden="true"><polygon points="{top} {bottom}"/></svg>')
+    return (
+        f'<svg class="ms-wave" viewBox="0 0 {max(len(y) - 1, 1)} 200" preserveAspectRatio="none" '
+        f'style="width:{_pct(duration, span)}%" aria-hidden="true"><polygon points="{top} {bottom}"/></svg>'
+    )
 
 
 def _tier(words: list[dict[str, Any]], span: float) -> str:
@@ -67,23 +69,25 @@ def _tier(words: list[dict[str, Any]], span: float) -> str:
         # Curation previews carry each word's editor index and confidence: selectable, doubtful ones marked.
         extra = f' data-i="{int(w["i"])}"' if "i" in w else ""
         low = " ms-low" if float(w.get("confidence", 1.0)) < LOW_CONFIDENCE else ""
-        boxes.append(f'<span class="word ms-r{row}{low}" data-start="{start:.3f}" data-end="{end:.3f}"{extra} '
-                     f'style="{_box(start, end, span)}" title="{escape(str(w["word"]))}">{escape(str(w["word"]))}</span>')
+        boxes.append(
+            f'<span class="word ms-r{row}{low}" data-start="{start:.3f}" data-end="{end:.3f}"{extra} '
+            f'style="{_box(start, end, span)}" title="{escape(str(w["word"]))}">{escape(str(w["word"]))}</span>'
+        )
     return f'<div class="ms-tier" style="--ms-rows:{used}">{"".join(boxes)}</div>'
 
 
 def render_alignment(data: dict[str, Any], audio_url: str) -> str:
     duration = max(float(data["duration"]), 0.0)
     # Words may end after the audio (SPEC): the track spans whatever is later.
-    span = max([duration, 0.001] + [float(w["end"]) for w in data["words"]]
-               + [float(e) for _, e in data["overlaps"]])
+    span = max([duration, 0.001] + [float(w["end"]) for w in data["words"]] + [float(e) for _, e in data["overlaps"]])
     width = max(round(span * PX_PER_SECOND), MIN_WIDTH)
     overlaps = "".join(f'<div class="overlap" style="{_box(s, e, span)}"></div>' for s, e in data["overlaps"])
     lanes = "".join(
         f'<div class="ms-lane ms-spk-{s}" data-speaker="{s}"><div class="ms-lane-label"><b>{s}</b></div>'
-        f'{_wave(data["envelope"].get(s, []), duration, span)}'
-        f'{_tier([w for w in data["words"] if w["speaker"] == s], span)}</div>'
-        for s in SPEAKERS)
+        f"{_wave(data['envelope'].get(s, []), duration, span)}"
+        f"{_tier([w for w in data['words'] if w['speaker'] == s], span)}</div>"
+        for s in SPEAKERS
+    )
     return (
         f'<div class="ms-align" data-span="{span:.3f}" data-width="{width}">'
         f'<div class="ms-head"><span class="ms-title">{escape(str(data["name"]))}</span>'

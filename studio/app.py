@@ -9,16 +9,24 @@ from typing import Literal
 import gradio as gr
 from fastapi import FastAPI
 
-from backend.core.paths import ASSETS
 from backend.core import config
 from backend.core.errors import ConfigError
-from backend.inference.chat_server import ChatService, add_chat_route, workspace_chat_config
+from backend.core.paths import ASSETS
 from backend.core.workspace import Workspace
+from backend.inference.chat_server import ChatService, add_chat_route, workspace_chat_config
 from backend.web.access import Access, ServeConfig, access_of
 from backend.web.gate import AccessGate
 
-from . import (chat_tab, continuations_tab, data_tab, evaluate_tab, finetune_tab, preprocess_tab, settings_tab,
-               timeline_tab)
+from . import (
+    chat_tab,
+    continuations_tab,
+    data_tab,
+    evaluate_tab,
+    finetune_tab,
+    preprocess_tab,
+    settings_tab,
+    timeline_tab,
+)
 from .context import StudioContext
 from .uploads import UploadBound, cache_expiry
 
@@ -28,19 +36,29 @@ class StudioConfig(ServeConfig):
     """Where and how the studio serves (ServeConfig: address, accounts, TLS, allowed names) and its workspace."""
 
     workspace: Path = config.option(Path("workspace"), "workspace folder; created if missing, as --start says")
-    start: Literal["demo", "empty"] = config.option("demo", "what a new --workspace starts with: the offline demo "
-                                                            "(dialogues and tiny models) or empty, for your own "
-                                                            "data (settings pointing at Kyutai's weights)")
-    demo_language: Literal["en", "ja"] = config.option("en", "language of the demo a missing workspace is created "
-                                                              "with (ja: the Japanese demo, J-Moshi's layout)")
+    start: Literal["demo", "empty"] = config.option(
+        "demo",
+        "what a new --workspace starts with: the offline demo "
+        "(dialogues and tiny models) or empty, for your own "
+        "data (settings pointing at Kyutai's weights)",
+    )
+    demo_language: Literal["en", "ja"] = config.option(
+        "en", "language of the demo a missing workspace is created with (ja: the Japanese demo, J-Moshi's layout)"
+    )
     # An hour of 48 kHz 24-bit stereo WAV is 1.04 GB; dialogues are usually minutes long. Larger files can
     # be copied into the workspace's raw/ folder directly.
     max_upload_mb: int = config.option(1024, "largest file the browser may upload, in MB (1 MB = 2**20 bytes)")
-    upload_keep_minutes: float = config.option(60.0, "an upload no event has used (imported or refused) is "
-                                                     "deleted from the upload cache after this many minutes", gt=0)
-    preload_chat: bool = config.option(False, "load the Chat tab's model (the newest clean export, else the demo "
-                                              "LM) when the studio starts, so the first /api/chat conversation does "
-                                              "not wait for it")
+    upload_keep_minutes: float = config.option(
+        60.0,
+        "an upload no event has used (imported or refused) is deleted from the upload cache after this many minutes",
+        gt=0,
+    )
+    preload_chat: bool = config.option(
+        False,
+        "load the Chat tab's model (the newest clean export, else the demo "
+        "LM) when the studio starts, so the first /api/chat conversation does "
+        "not wait for it",
+    )
 
     def check(self) -> None:
         """Refuse a setting that cannot serve, before anything is created."""
@@ -52,11 +70,13 @@ class StudioConfig(ServeConfig):
 def demo_banner(ws: Workspace) -> str:
     if not ws.settings.demo:
         return ""
-    return ("**Demo workspace.** The dialogues were synthesized by the project; the Mimi codec is a small one the "
-            "project trained on synthetic speech (it sounds like muffled speech), and the Moshi LM is tiny and "
-            "*randomly initialised*: it babbles until you fine-tune it on the demo dialogues (Fine-tune tab, demo "
-            "preset), after which Continuations and Chat replay what it learnt. Point Settings at real weights "
-            "for the real thing.")
+    return (
+        "**Demo workspace.** The dialogues were synthesized by the project; the Mimi codec is a small one the "
+        "project trained on synthetic speech (it sounds like muffled speech), and the Moshi LM is tiny and "
+        "*randomly initialised*: it babbles until you fine-tune it on the demo dialogues (Fine-tune tab, demo "
+        "preset), after which Continuations and Chat replay what it learnt. Point Settings at real weights "
+        "for the real thing."
+    )
 
 
 def build_blocks(ws: Workspace, chat: ChatService) -> gr.Blocks:
@@ -101,11 +121,19 @@ def create_server(ws: Workspace, cfg: StudioConfig | None = None, access: Access
         print(f"chat model ready: {chat.load().cfg.model}", flush=True)
     add_chat_route(server, chat)  # before Gradio's catch-all mount at "/"
     css = "\n".join((ASSETS / "studio" / f).read_text(encoding="utf-8") for f in ("studio.css", "curate.css"))
-    head = f'<script>{(ASSETS / "studio" / "quiet_vega.js").read_text(encoding="utf-8")}</script>'
+    head = f"<script>{(ASSETS / 'studio' / 'quiet_vega.js').read_text(encoding='utf-8')}</script>"
     blocks = build_blocks(ws, chat)
     blocks.delete_cache = cache_expiry(cfg.upload_keep_minutes)  # uploads no event used (Gradio's own sweep)
-    gr.mount_gradio_app(server, blocks, path="/", allowed_paths=[str(ws.root.resolve())], css=css, head=head,
-                        theme=gr.themes.Soft(), max_file_size=cfg.max_upload_mb * 2**20)
+    gr.mount_gradio_app(
+        server,
+        blocks,
+        path="/",
+        allowed_paths=[str(ws.root.resolve())],
+        css=css,
+        head=head,
+        theme=gr.themes.Soft(),
+        max_file_size=cfg.max_upload_mb * 2**20,
+    )
     # Mounting leaves has_launched False, and Gradio then skips its own check that a file a client names in
     # an event's data is one Gradio received through an upload (processing_utils._check_allowed): any
     # server file could be copied into the cache and served. It is the flag's only use: restore the check.

@@ -15,10 +15,10 @@ from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
 from backend.core.paths import ASSETS
 from backend.core.workspace import Workspace
-from backend.models.checkpoints import model_folders
 from backend.data.raw_personas import voice_pick
 from backend.inference.chat_config import ChatConfig
 from backend.inference.chat_server import ChatService, check_persona_params, workspace_chat_config
+from backend.models.checkpoints import model_folders
 from backend.models.persona import MAX_TEXT_PROMPT
 
 from .context import Shown, StudioContext
@@ -27,19 +27,31 @@ from .forms import build_config, choices_update, config_inputs
 STUDIO_ASSETS = ASSETS / "studio"
 CHAT_JS = (STUDIO_ASSETS / "chat_client.js").read_text() + "\n" + (STUDIO_ASSETS / "chat_widget.js").read_text()
 KNOBS = ["text_temperature", "text_top_k", "audio_temperature", "audio_top_k", "max_session_seconds", "dtype"]
-GAUGES = [("state", "state", ""), ("compute_ms", "compute per frame", "ms"), ("rtf", "real-time factor", ""),
-          ("buffered_ms", "buffered audio", "ms"), ("skipped", "skipped frames", ""), ("frames", "frames", ""),
-          ("sent_s", "sent", "s"), ("received_s", "received", "s"), ("dropped_s", "dropped (late)", "s"),
-          ("underruns", "underruns", "")]
+GAUGES = [
+    ("state", "state", ""),
+    ("compute_ms", "compute per frame", "ms"),
+    ("rtf", "real-time factor", ""),
+    ("buffered_ms", "buffered audio", "ms"),
+    ("skipped", "skipped frames", ""),
+    ("frames", "frames", ""),
+    ("sent_s", "sent", "s"),
+    ("received_s", "received", "s"),
+    ("dropped_s", "dropped (late)", "s"),
+    ("underruns", "underruns", ""),
+]
 
 
 def widget_html() -> str:
-    gauges = "".join(f'<div class="ms-gauge"><span>{label}</span><b data-gauge="{key}">–</b> {unit}</div>'
-                     for key, label, unit in GAUGES)
-    return ('<div class="ms-chat"><div class="ms-chat-buttons">'
-            '<button class="ms-chat-talk lg primary">Talk</button> <button class="ms-chat-stop lg">Stop</button>'
-            f'</div><div class="ms-gauges">{gauges}</div><div class="ms-chat-error"></div>'
-            '<div class="ms-chat-transcript" aria-label="Moshi\'s text stream"></div></div>')
+    gauges = "".join(
+        f'<div class="ms-gauge"><span>{label}</span><b data-gauge="{key}">–</b> {unit}</div>'
+        for key, label, unit in GAUGES
+    )
+    return (
+        '<div class="ms-chat"><div class="ms-chat-buttons">'
+        '<button class="ms-chat-talk lg primary">Talk</button> <button class="ms-chat-stop lg">Stop</button>'
+        f'</div><div class="ms-gauges">{gauges}</div><div class="ms-chat-error"></div>'
+        '<div class="ms-chat-transcript" aria-label="Moshi\'s text stream"></div></div>'
+    )
 
 
 def relative(ws: Workspace, path: str) -> str:
@@ -50,6 +62,7 @@ def relative(ws: Workspace, path: str) -> str:
 
 # ---------------------------------------------------------------- handlers: (workspace, service, values) -> plain data
 
+
 def on_refresh(ws: Workspace, service: ChatService) -> tuple[list[str], str]:
     """The workspace's models and the one the service uses."""
     if not service.configured:  # follow the workspace: its newest clean export once there is one
@@ -57,8 +70,14 @@ def on_refresh(ws: Workspace, service: ChatService) -> tuple[list[str], str]:
     return model_folders(ws), relative(ws, service.cfg.model)
 
 
-def on_load(ws: Workspace, service: ChatService, name: str | None, rec: bool, *values: Any,
-            persona: tuple[str, str | None] = ("", None)) -> str:
+def on_load(
+    ws: Workspace,
+    service: ChatService,
+    name: str | None,
+    rec: bool,
+    *values: Any,
+    persona: tuple[str, str | None] = ("", None),
+) -> str:
     """Load the model `name` (a folder in the workspace or a hub id) with the sampling knobs for the next talks;
     `persona` (role text, voices/ file name) starts every conversation (a client's own query parameters win)."""
     fixed = {k: v for k, v in config.to_dict(workspace_chat_config(ws)).items() if k not in KNOBS}
@@ -81,16 +100,19 @@ def on_tick(ws: Workspace, service: ChatService, last: str) -> tuple[str | None,
     path = service.last_recording
     if path is None or str(path) == last or not path.exists():
         return None, None, last
-    info = (f"Saved `{relative(ws, str(path))}` and its transcript: it is listed in the Data tab.")
+    info = f"Saved `{relative(ws, str(path))}` and its transcript: it is listed in the Data tab."
     return str(path), info, str(path)
 
 
 # ---------------------------------------------------------------- widgets
 
+
 def build(ctx: StudioContext, shown: Shown, service: ChatService) -> None:
-    gr.Markdown("Talk with a model in real time: your microphone (with the browser's echo cancellation; "
-                "headphones help) in, Moshi's voice and its text stream out. Chat needs a clean model (dep_q 8): "
-                "export a fine-tuned checkpoint with *clean* in the Fine-tune tab.")
+    gr.Markdown(
+        "Talk with a model in real time: your microphone (with the browser's echo cancellation; "
+        "headphones help) in, Moshi's voice and its text stream out. Chat needs a clean model (dep_q 8): "
+        "export a fine-tuned checkpoint with *clean* in the Fine-tune tab."
+    )
     with gr.Row():
         model = gr.Dropdown(label="model", choices=[], allow_custom_value=True, elem_id="chat-model", scale=3)
         refresh = gr.Button("↻ Refresh", scale=1)
@@ -100,8 +122,9 @@ def build(ctx: StudioContext, shown: Shown, service: ChatService) -> None:
         voice = gr.Dropdown(label="voice prompt (voices/)", choices=[], elem_id="chat-voice")
         role = gr.Textbox(label="role text (persona)", max_length=MAX_TEXT_PROMPT, elem_id="chat-role", scale=2)
     with gr.Row():
-        record = gr.Checkbox(value=True, label="record each conversation into the Data folder (raw/)",
-                             elem_id="chat-record")
+        record = gr.Checkbox(
+            value=True, label="record each conversation into the Data folder (raw/)", elem_id="chat-record"
+        )
         load = gr.Button("Load model", variant="primary", elem_id="chat-load")
     status = gr.Markdown(elem_id="chat-status")
     gr.HTML(widget_html(), js_on_load=CHAT_JS, elem_id="chat-widget")
@@ -115,11 +138,13 @@ def build(ctx: StudioContext, shown: Shown, service: ChatService) -> None:
         return (gr.update(), gr.update(), last) if path is None else (path, info, last)
 
     gr.on([*shown, refresh.click], lambda: choices_update(*on_refresh(ctx.ws, service)), outputs=[model])
+
     def load_model(*values: Any) -> str:
         *values, voice_name, role_text = values
         return on_load(ctx.ws, service, *values, persona=(role_text, voice_name))
 
     load.click(load_model, inputs=[model, record, *knobs.values(), voice, role], outputs=[status])
-    gr.on([*shown, refresh.click], lambda v: choices_update(*voice_pick(ctx.ws, v)), voice, voice,
-          show_progress="hidden")
+    gr.on(
+        [*shown, refresh.click], lambda v: choices_update(*voice_pick(ctx.ws, v)), voice, voice, show_progress="hidden"
+    )
     timer.tick(tick, inputs=[played], outputs=[recording, recording_info, played])

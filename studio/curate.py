@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from backend.core import config
-from backend.core.progress import Progress
 from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
+from backend.core.paths import ASSETS
+from backend.core.progress import Progress
 from backend.core.spec import SPEAKERS
 from backend.core.workspace import Workspace
 from backend.data.annotate.edit import TranscriptEditor, is_excluded, set_excluded, swap_channels
@@ -28,20 +29,30 @@ from backend.data.files import DialogueFiles, is_recording, scan_dialogues
 from backend.data.preview import waveform, word_layers
 from backend.dataset.selection import left_out
 
-from backend.core.paths import ASSETS
-
 from .alignment_view import render_alignment
 from .files import file_url
 
 ENGINES = list(config.choices(AnnotateConfig, "engine"))
 MAX_EVENT_CHARS = 2000  # one edit event: an op, indices, times and two words at most
 OPS = ("text", "times", "delete", "insert", "split", "merge")
-BAR_BUTTONS = [("text", "Set text"), ("times", "Set times"), ("delete", "Delete"), ("insert", "Insert"),
-               ("split", "Split at"), ("merge", "Merge with next")]  # the edit bar's buttons (curate.js sends them)
-BAR_LABELS = {"text": "text", "start": "start (s)", "end": "end (s)", "at": "split at (s)",
-              "spk": "insert as speaker"}  # the edit bar's inputs (curate.js reads them by class)
+BAR_BUTTONS = [
+    ("text", "Set text"),
+    ("times", "Set times"),
+    ("delete", "Delete"),
+    ("insert", "Insert"),
+    ("split", "Split at"),
+    ("merge", "Merge with next"),
+]  # the edit bar's buttons (curate.js sends them)
+BAR_LABELS = {
+    "text": "text",
+    "start": "start (s)",
+    "end": "end (s)",
+    "at": "split at (s)",
+    "spk": "insert as speaker",
+}  # the edit bar's inputs (curate.js reads them by class)
 
 CURATE_JS: str = (ASSETS / "studio" / "curate.js").read_text()
+
 
 def _dialogue(ws: Workspace, name: Any) -> DialogueFiles:
     """A dialogue of raw/ by name: the only way a client's string reaches a file."""
@@ -57,8 +68,11 @@ def dialogue_labels(ws: Workspace) -> list[tuple[str, str]]:
     out = left_out(ws)
     labels = []
     for d in scan_dialogues(ws.raw).dialogues:
-        tags = ([out[d.name]] if d.name in out else []) + (["needs annotation"] if d.transcript is None else []) \
+        tags = (
+            ([out[d.name]] if d.name in out else [])
+            + (["needs annotation"] if d.transcript is None else [])
             + (["chat recording"] if is_recording(d.name) else [])
+        )
         labels.append((f"{d.name} ({', '.join(tags)})" if tags else d.name, d.name))
     return labels
 
@@ -104,7 +118,9 @@ def _seconds(event: dict[str, Any], key: str, duration: float) -> float:
     t = event.get(key)
     number = isinstance(t, float) or (isinstance(t, int) and not isinstance(t, bool) and t.bit_length() <= 64)
     if not number or not math.isfinite(t) or not 0 <= t <= duration:  # bit_length: float(400 digits) overflows
-        raise StudioError(f"{key} must be a time in seconds within the audio (0..{duration:.2f}), not {reprlib.repr(t)}")
+        raise StudioError(
+            f"{key} must be a time in seconds within the audio (0..{duration:.2f}), not {reprlib.repr(t)}"
+        )
     return float(t)
 
 
@@ -126,8 +142,12 @@ def apply_event(editor: TranscriptEditor, event: dict[str, Any], duration: float
         editor.delete(_index(event))
         return "deleted a word", None
     elif op == "insert":
-        i = editor.insert(str(event.get("speaker"))[:1], _text(event, "text"),
-                          _seconds(event, "start", duration), _seconds(event, "end", duration))
+        i = editor.insert(
+            str(event.get("speaker"))[:1],
+            _text(event, "text"),
+            _seconds(event, "start", duration),
+            _seconds(event, "end", duration),
+        )
     elif op == "split":
         i = editor.split(_index(event), _seconds(event, "at", duration), _text(event, "first"), _text(event, "second"))
     else:
@@ -141,37 +161,46 @@ def edit_view(d: DialogueFiles, editor: TranscriptEditor, selected: int | None =
     index and confidence; `selected` (the word an edit produced) starts selected with its values in the bar."""
     scan = scan_audio(d.audio)  # type: ignore[arg-type]  # the editor's words, not the file's (they may be none)
     data = {"name": d.name, "duration": scan.duration, "envelope": waveform(scan)}
-    words = [{"i": i, "speaker": w.speaker, "word": w.word, "start": w.start, "end": w.end,
-              "confidence": w.confidence} for i, w in enumerate(editor.words)]
+    words = [
+        {"i": i, "speaker": w.speaker, "word": w.word, "start": w.start, "end": w.end, "confidence": w.confidence}
+        for i, w in enumerate(editor.words)
+    ]
     preview = render_alignment({**data, **word_layers(words)}, file_url(d.audio))  # type: ignore[arg-type]
     w = editor.words[selected] if selected is not None and 0 <= selected < len(editor.words) else None
     if w is not None:
         preview = preview.replace(f'data-i="{selected}" ', f'data-i="{selected}" data-selected="1" ', 1)
 
     def field(cls: str, v: Any, kind: str = "text") -> str:  # a visible label around each input
-        return (f'<label class="cur-field">{BAR_LABELS[cls]}<input class="cur-{cls}" type="{kind}" step="0.001" '
-                f'min="0" value="{escape(str(v), quote=True)}"></label>')
+        return (
+            f'<label class="cur-field">{BAR_LABELS[cls]}<input class="cur-{cls}" type="{kind}" step="0.001" '
+            f'min="0" value="{escape(str(v), quote=True)}"></label>'
+        )
 
-    bar = (f'<div class="cur-bar"><b class="cur-label">{"word " + str(selected) if w else "click a word"}</b>'
-           + field("text", w.word if w else "")
-           + field("start", f"{w.start:.3f}" if w else "", "number") + field("end", f"{w.end:.3f}" if w else "", "number")
-           + field("at", f"{(w.start + w.end) / 2:.3f}" if w else "", "number")
-           + f'<label class="cur-field">{BAR_LABELS["spk"]}<select class="cur-spk">'
-           + "".join(f'<option{" selected" if w and w.speaker == s else ""}>{s}</option>' for s in SPEAKERS)
-           + "</select></label>"
-           + "".join(f'<button type="button" data-op="{op}">{label}</button>' for op, label in BAR_BUTTONS)
-           + "</div>")
+    bar = (
+        f'<div class="cur-bar"><b class="cur-label">{"word " + str(selected) if w else "click a word"}</b>'
+        + field("text", w.word if w else "")
+        + field("start", f"{w.start:.3f}" if w else "", "number")
+        + field("end", f"{w.end:.3f}" if w else "", "number")
+        + field("at", f"{(w.start + w.end) / 2:.3f}" if w else "", "number")
+        + f'<label class="cur-field">{BAR_LABELS["spk"]}<select class="cur-spk">'
+        + "".join(f"<option{' selected' if w and w.speaker == s else ''}>{s}</option>" for s in SPEAKERS)
+        + "</select></label>"
+        + "".join(f'<button type="button" data-op="{op}">{label}</button>' for op, label in BAR_BUTTONS)
+        + "</div>"
+    )
     sel = f' data-sel="{selected}"' if w is not None else ""
     return f'<div class="ms-curate"{sel}>{bar}{preview}</div>'
 
 
 def _guarded(fn: Callable[..., tuple[str, str]]) -> Callable[..., tuple[str, str]]:
     """A refused action leaves the preview as it was and says why."""
+
     def run(self: "Curator", ws: Workspace, name: Any, *values: Any) -> tuple[str, str]:
         try:
             return fn(self, ws, name, *values)
         except StudioError as e:
             return f"✘ {e}", self.safe_preview(ws, name)
+
     return run
 
 
@@ -225,8 +254,9 @@ class Curator:
     def on_curate_pick(self, ws: Workspace, name: Any) -> tuple[str, str]:
         return self._view(ws, name)
 
-    def on_annotate(self, ws: Workspace, name: Any, engine: Any, whisper_model: Any,
-                    progress: Progress | None = None) -> tuple[str, str]:
+    def on_annotate(
+        self, ws: Workspace, name: Any, engine: Any, whisper_model: Any, progress: Progress | None = None
+    ) -> tuple[str, str]:
         """Annotate the recordings of raw/ as `annotate` plans them (done ones are skipped, your transcripts
         kept), then show `name`; the message says each dialogue's mode and why, and names turns that could not be
         aligned."""
@@ -237,10 +267,15 @@ class Curator:
             summary = annotate_folder(cfg, progress)
         except StudioError as e:
             return f"✘ {e}", self.safe_preview(ws, name)
-        lines = [f"✔ annotated {', '.join(summary.written) or 'nothing new'}"
-                 + (f" · already done: {len(summary.skipped)}" if summary.skipped else "")
-                 + (f" · real-time factor {summary.compute_seconds / summary.audio_seconds:.2f} (CPU time)"
-                    if summary.audio_seconds else "")]
+        lines = [
+            f"✔ annotated {', '.join(summary.written) or 'nothing new'}"
+            + (f" · already done: {len(summary.skipped)}" if summary.skipped else "")
+            + (
+                f" · real-time factor {summary.compute_seconds / summary.audio_seconds:.2f} (CPU time)"
+                if summary.audio_seconds
+                else ""
+            )
+        ]
         lines += [f"{'✘' if problem else '·'} {line}" for problem, line in summary.report()]
         try:
             return self._view(ws, name, "\n\n".join(lines))
@@ -263,8 +298,12 @@ class Curator:
     def on_save(self, ws: Workspace, name: Any) -> tuple[str, str]:
         d = _dialogue(ws, name)
         self._saved(self._editor(d))
-        return self._view(ws, name, f"✔ saved {d.transcript.name}; the original stays in "  # type: ignore[union-attr]
-                                    f"{d.transcript.stem}.original.json")  # type: ignore[union-attr]
+        return self._view(
+            ws,
+            name,
+            f"✔ saved {d.transcript.name}; the original stays in "  # type: ignore[union-attr]
+            f"{d.transcript.stem}.original.json",
+        )  # type: ignore[union-attr]
 
     @_guarded
     def on_swap(self, ws: Workspace, name: Any) -> tuple[str, str]:

@@ -6,15 +6,22 @@ from typing import Any, Callable
 import gradio as gr
 import pandas as pd
 
-from backend.core.progress import Progress
 from backend.core.errors import StudioError
+from backend.core.progress import Progress
 from backend.core.workspace import Workspace
 from backend.data.files import scan_dialogues
 from backend.data.ingest import import_dialogues
 from backend.data.mono_pair import join_into
 from backend.data.preview import dialogue_view
-from backend.data.raw_personas import (RawPersona, load_raw_persona, raw_personas, save_clip, save_raw_persona,
-                                       save_upload, voice_names)
+from backend.data.raw_personas import (
+    RawPersona,
+    load_raw_persona,
+    raw_personas,
+    save_clip,
+    save_raw_persona,
+    save_upload,
+    voice_names,
+)
 from backend.data.validate import DialogueReport, valid_stats, validate_folder
 from backend.dataset.build import DatasetConfig
 from backend.dataset.tokenize_text import TextTokenizeConfig
@@ -54,14 +61,14 @@ def stats_outputs(ws: Workspace) -> tuple[str, pd.DataFrame]:
     c = valid_stats(validate_folder(ws.raw)[0])
     if c is None:
         return "No valid dialogues yet.", pd.DataFrame({"gap (s)": [], "turns": []})
-    text = (f"**{c.dialogues} dialogues**, {c.hours * 60:.1f} min of audio · words per minute: "
-            f"A {c.words_per_minute['A']:.0f}, B {c.words_per_minute['B']:.0f} · "
-            f"overlapping speech: {100 * c.overlap_share:.1f}% of speech time")
+    text = (
+        f"**{c.dialogues} dialogues**, {c.hours * 60:.1f} min of audio · words per minute: "
+        f"A {c.words_per_minute['A']:.0f}, B {c.words_per_minute['B']:.0f} · "
+        f"overlapping speech: {100 * c.overlap_share:.1f}% of speech time"
+    )
     edges, counts = c.gap_histogram["edges"], c.gap_histogram["counts"]
     centres = [round((a + b) / 2, 3) for a, b in zip(edges[:-1], edges[1:])]  # numbers: overlaps left of zero
     return text, pd.DataFrame({"gap (s)": centres, "turns": counts})
-
-
 
 
 def on_upload(ws: Workspace, files: list[str] | None) -> tuple[str, list[str], str | None]:
@@ -76,22 +83,27 @@ def on_upload(ws: Workspace, files: list[str] | None) -> tuple[str, list[str], s
     return named(result.markdown(), files), dialogue_names(ws), names[-1] if names else None
 
 
-def on_join_mono(ws: Workspace, a: str | None, b: str | None, name: Any, offset: Any
-                 ) -> tuple[str, list[str], str | None]:
+def on_join_mono(
+    ws: Workspace, a: str | None, b: str | None, name: Any, offset: Any
+) -> tuple[str, list[str], str | None]:
     """(message, dialogue names, the one to show): two uploaded mono recordings, one per speaker, joined into
     raw/<name>.wav (backend/data/mono_pair.py), ready for annotation."""
     try:
         if not a or not b:
             return "✘ upload one mono recording for each speaker (A and B)", dialogue_names(ws), None
-        joined = join_into(ws.raw, received_uploads([a])[0], received_uploads([b])[0], str(name or ""),
-                           float(offset or 0.0))
+        joined = join_into(
+            ws.raw, received_uploads([a])[0], received_uploads([b])[0], str(name or ""), float(offset or 0.0)
+        )
     except (StudioError, ValueError) as e:
         return named(f"✘ {e}", [p for p in (a, b) if p]), dialogue_names(ws), None
     finally:
         remove_uploads([p for p in (a, b) if p])
     padded = ", ".join(f"{s} +{p:.2f} s of silence" for s, p in joined.padded.items() if p)
-    message = (f"✔ Joined into **{joined.output.name}**: {joined.seconds:.2f} s stereo at {joined.sample_rate} Hz"
-               + (f" ({padded})" if padded else "") + "; annotate it in **Curate** below")
+    message = (
+        f"✔ Joined into **{joined.output.name}**: {joined.seconds:.2f} s stereo at {joined.sample_rate} Hz"
+        + (f" ({padded})" if padded else "")
+        + "; annotate it in **Curate** below"
+    )
     return message, dialogue_names(ws), joined.output.stem
 
 
@@ -146,13 +158,24 @@ def on_persona(ws: Workspace, name: str | None) -> tuple[str, str, tuple[list[st
     except StudioError:
         p = None
     voices = voice_names(ws)
-    return (p.speaker if p else "A", p.text if p else "", (voices, p.voice if p and p.voice else None),
-            persona_table(ws))
+    return (
+        p.speaker if p else "A",
+        p.text if p else "",
+        (voices, p.voice if p and p.voice else None),
+        persona_table(ws),
+    )
 
 
-def on_save_persona(ws: Workspace, name: str | None, speaker: str, text: str, voice: str | None,
-                    clip_start: float | None, clip_end: float | None, upload: str | None
-                    ) -> tuple[str, tuple[list[str], str | None], str]:
+def on_save_persona(
+    ws: Workspace,
+    name: str | None,
+    speaker: str,
+    text: str,
+    voice: str | None,
+    clip_start: float | None,
+    clip_end: float | None,
+    upload: str | None,
+) -> tuple[str, tuple[list[str], str | None], str]:
     """(message, (voice choices, voice), every persona): the voice is an uploaded file, else a clip of the
     speaker's channel (end > 0), else the voices/ file picked; empty text and no voice removes the persona."""
     try:
@@ -183,8 +206,14 @@ def on_build(ws: Workspace, progress: Progress | None, recordings: bool, *values
         cut = len(LAYOUT_FIELDS)
         layout = build_config(TextTokenizeConfig, pipeline.text_paths(ws), LAYOUT_FIELDS, list(values[:cut]))
         split = build_config(DatasetConfig, {}, SPLIT_FIELDS, list(values[cut:]))
-        result = pipeline.prepare_dataset(ws, layout, progress=progress, recordings=bool(recordings),
-                                          validation=split.validation, split_seed=split.split_seed)
+        result = pipeline.prepare_dataset(
+            ws,
+            layout,
+            progress=progress,
+            recordings=bool(recordings),
+            validation=split.validation,
+            split_seed=split.split_seed,
+        )
     except StudioError as e:
         return f"✘ {e}"
     return result.markdown()
@@ -192,33 +221,54 @@ def on_build(ws: Workspace, progress: Progress | None, recordings: bool, *values
 
 def build(ctx: StudioContext, shown: Shown) -> None:
     """The Data tab inside the current gr.Blocks."""
-    gr.Markdown("Upload stereo dialogues (left channel = speaker A, right = speaker B) with word transcripts "
-                "of the same name (`dialogue.wav` + `dialogue.json`), or pick one already in the workspace. "
-                "Audio alone (optionally with `dialogue.txt` turns: `A: ...` / `B: ...` lines) is imported "
-                "for annotation in **Curate** below.")
+    gr.Markdown(
+        "Upload stereo dialogues (left channel = speaker A, right = speaker B) with word transcripts "
+        "of the same name (`dialogue.wav` + `dialogue.json`), or pick one already in the workspace. "
+        "Audio alone (optionally with `dialogue.txt` turns: `A: ...` / `B: ...` lines) is imported "
+        "for annotation in **Curate** below."
+    )
     with gr.Row():
-        upload = gr.File(label="Upload audio + transcripts", file_count="multiple",
-                         file_types=[".wav", ".flac", ".ogg", ".json", ".txt"], elem_id="data-upload")
+        upload = gr.File(
+            label="Upload audio + transcripts",
+            file_count="multiple",
+            file_types=[".wav", ".flac", ".ogg", ".json", ".txt"],
+            elem_id="data-upload",
+        )
         with gr.Column():
             upload_msg = gr.Markdown(elem_id="data-upload-msg")
             pick = gr.Dropdown(choices=[], label="Dialogue", elem_id="data-pick")
     with gr.Accordion("Two mono recordings, one per speaker → one stereo dialogue", open=False, elem_id="data-mono"):
         with gr.Row():
-            mono_a = gr.File(label="speaker A (left channel)", file_types=[".wav", ".flac", ".ogg"],
-                             type="filepath", height=90, elem_id="data-mono-a")
-            mono_b = gr.File(label="speaker B (right channel)", file_types=[".wav", ".flac", ".ogg"],
-                             type="filepath", height=90, elem_id="data-mono-b")
+            mono_a = gr.File(
+                label="speaker A (left channel)",
+                file_types=[".wav", ".flac", ".ogg"],
+                type="filepath",
+                height=90,
+                elem_id="data-mono-a",
+            )
+            mono_b = gr.File(
+                label="speaker B (right channel)",
+                file_types=[".wav", ".flac", ".ogg"],
+                type="filepath",
+                height=90,
+                elem_id="data-mono-b",
+            )
         with gr.Row():
             mono_name = gr.Textbox(label="dialogue name", max_length=200, elem_id="data-mono-name")
-            mono_offset = gr.Number(0.0, label="seconds B's recording started after A's (negative: before)",
-                                    elem_id="data-mono-offset")
+            mono_offset = gr.Number(
+                0.0, label="seconds B's recording started after A's (negative: before)", elem_id="data-mono-offset"
+            )
             mono_btn = gr.Button("Join", elem_id="data-mono-join")
         mono_msg = gr.Markdown(elem_id="data-mono-msg")
     report = gr.Markdown(elem_id="data-report")
     preview = gr.HTML(js_on_load=ALIGNMENT_JS, elem_id="data-preview")
     # Closed until wanted: most dialogues have no persona, and open it filled the tab's first screen.
-    with gr.Accordion("Persona (PersonaPlex): role text and voice prompt of the speaker playing Moshi; Build puts "
-                      "it into the dataset", open=False, elem_id="data-persona"):
+    with gr.Accordion(
+        "Persona (PersonaPlex): role text and voice prompt of the speaker playing Moshi; Build puts "
+        "it into the dataset",
+        open=False,
+        elem_id="data-persona",
+    ):
         with gr.Row():
             p_speaker = gr.Radio(["A", "B"], value="A", label="Moshi speaker", elem_id="data-persona-speaker")
             p_text = gr.Textbox(label="role text", max_length=MAX_TEXT_PROMPT, elem_id="data-persona-text", scale=3)
@@ -228,16 +278,20 @@ def build(ctx: StudioContext, shown: Shown) -> None:
             p_end = gr.Number(label="to (s)", minimum=0, elem_id="data-persona-end")
             with gr.Column(min_width=160):  # the button at the fields' height, not stretched beside the upload
                 p_take = gr.Button("⇐ word clicked in the preview", size="sm", elem_id="data-persona-take")
-            p_upload = gr.File(label="or upload a voice wav", file_types=[".wav", ".flac", ".ogg"], type="filepath",
-                               height=90, elem_id="data-persona-upload")  # not a tall empty grey drop area
+            p_upload = gr.File(
+                label="or upload a voice wav",
+                file_types=[".wav", ".flac", ".ogg"],
+                type="filepath",
+                height=90,
+                elem_id="data-persona-upload",
+            )  # not a tall empty grey drop area
         p_save = gr.Button("Save persona", elem_id="data-persona-save")
         p_msg = gr.Markdown(elem_id="data-persona-msg")
         p_table = gr.HTML(persona_table(ctx.ws), label="personas", elem_id="data-personas")
     curate_outputs, curate_view = build_curate(ctx, pick, [report, preview])
     with gr.Accordion("Dataset statistics", open=False):
         stats_md = gr.Markdown(elem_id="data-stats")
-        gaps = gr.BarPlot(x="gap (s)", y="turns", title="Gaps between turns (negative = overlap)",
-                           elem_id="data-gaps")
+        gaps = gr.BarPlot(x="gap (s)", y="turns", title="Gaps between turns (negative = overlap)", elem_id="data-gaps")
         stats_btn = gr.Button("Compute statistics")
     with gr.Group():
         gr.Markdown("#### Build the dataset: tokenize audio (Mimi) and text (SentencePiece), write Parquet")
@@ -245,8 +299,9 @@ def build(ctx: StudioContext, shown: Shown) -> None:
             layout_inputs = config_inputs(TextTokenizeConfig, LAYOUT_FIELDS, {"whitespace": ctx.ws.settings.whitespace})
         with gr.Row():
             split_inputs = config_inputs(DatasetConfig, SPLIT_FIELDS)
-        recordings = gr.Checkbox(False, label="include chat recordings (chat-*: only Moshi's side is transcribed)",
-                                 elem_id="data-recordings")
+        recordings = gr.Checkbox(
+            False, label="include chat recordings (chat-*: only Moshi's side is transcribed)", elem_id="data-recordings"
+        )
         build_btn = gr.Button("Build dataset", variant="primary", elem_id="data-build")
         build_msg = gr.Markdown(elem_id="data-build-msg")
 
@@ -256,7 +311,12 @@ def build(ctx: StudioContext, shown: Shown) -> None:
 
     def join_mono(a: str | None, b: str | None, name: str, offset: float) -> tuple[Any, ...]:
         msg, _, chosen = on_join_mono(ctx.ws, a, b, name, offset)
-        return msg, gr.update() if chosen is None else choices_update(curate.dialogue_labels(ctx.ws), chosen), None, None
+        return (
+            msg,
+            gr.update() if chosen is None else choices_update(curate.dialogue_labels(ctx.ws), chosen),
+            None,
+            None,
+        )
 
     def build_dataset(*values: Any, progress: gr.Progress = gr.Progress()) -> str:
         return on_build(ctx.ws, lambda f, msg: progress(f, desc=msg), *values)
@@ -276,10 +336,15 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     # One listener for the pick: Gradio 6 re-fires a whole trigger when a deferred (always_last) listener of it
     # ends, so several listeners on one trigger that overlap (a pick while the last one's views are still
     # loading) re-fire each other for good, and their views overwrite every later message.
-    pick.change(show_dialogue, pick, [report, preview, *curate_outputs, p_speaker, p_text, p_voice, p_table],
-                show_progress_on=[report, preview])
-    p_save.click(save_persona, [pick, p_speaker, p_text, p_voice, p_start, p_end, p_upload],
-                 [p_msg, p_voice, p_table, p_upload])
+    pick.change(
+        show_dialogue,
+        pick,
+        [report, preview, *curate_outputs, p_speaker, p_text, p_voice, p_table],
+        show_progress_on=[report, preview],
+    )
+    p_save.click(
+        save_persona, [pick, p_speaker, p_text, p_voice, p_start, p_end, p_upload], [p_msg, p_voice, p_table, p_upload]
+    )
 
     def show_stats() -> tuple[str, Any]:
         text, gaps_df = stats_outputs(ctx.ws)
@@ -287,23 +352,32 @@ def build(ctx: StudioContext, shown: Shown) -> None:
 
     upload.upload(upload_files, upload, [upload_msg, pick], api_name="upload_dialogues")
     pick.input(lambda: "", None, upload_msg, show_progress="hidden")  # "Imported X" goes once another is viewed
-    gr.on(shown, lambda name: choices_update(curate.dialogue_labels(ctx.ws), on_shown(ctx.ws, name)[1]), pick, pick,
-          show_progress="hidden", api_name="list_dialogues")
+    gr.on(
+        shown,
+        lambda name: choices_update(curate.dialogue_labels(ctx.ws), on_shown(ctx.ws, name)[1]),
+        pick,
+        pick,
+        show_progress="hidden",
+        api_name="list_dialogues",
+    )
     stats_btn.click(show_stats, None, [stats_md, gaps])
     mono_btn.click(join_mono, [mono_a, mono_b, mono_name, mono_offset], [mono_msg, pick, mono_a, mono_b])
     build_btn.click(build_dataset, [recordings, *layout_inputs.values(), *split_inputs.values()], build_msg)
 
 
-def build_curate(ctx: StudioContext, pick: gr.Dropdown, views: list[Any]
-                 ) -> tuple[list[Any], Callable[[str | None], tuple[Any, ...]]]:
+def build_curate(
+    ctx: StudioContext, pick: gr.Dropdown, views: list[Any]
+) -> tuple[list[Any], Callable[[str | None], tuple[Any, ...]]]:
     """The Curate block (studio/curate.py): annotate the picked recording, then edit its words on the preview.
     `views`: the tab's report and preview, refreshed when Annotate, Save or Swap change the files. Returns the
     block's outputs for a new pick and the function filling them (the tab's one pick listener calls it)."""
     with gr.Accordion("Curate: annotate recordings and fix their transcripts", open=False, elem_id="curate"):
-        gr.Markdown("**Annotate** finds the words of every recording that has no transcript yet (with a "
-                    "`<name>.txt` of turns it places those words instead). Dashed words are ones the engine was "
-                    "unsure of. Click a word to select it, edit it in the bar, or drag its left or right edge; "
-                    "**Save** writes the transcript and keeps the first version as `<name>.original.json`.")
+        gr.Markdown(
+            "**Annotate** finds the words of every recording that has no transcript yet (with a "
+            "`<name>.txt` of turns it places those words instead). Dashed words are ones the engine was "
+            "unsure of. Click a word to select it, edit it in the bar, or drag its left or right edge; "
+            "**Save** writes the transcript and keeps the first version as `<name>.original.json`."
+        )
         with gr.Row():
             engine = gr.Dropdown(curate.ENGINES, value=curate.ENGINES[0], label="Engine", elem_id="curate-engine")
             model = gr.Textbox(label="Whisper model (hub id or local folder)", elem_id="curate-model")
@@ -317,8 +391,9 @@ def build_curate(ctx: StudioContext, pick: gr.Dropdown, views: list[Any]
         view = gr.HTML(js_on_load=ALIGNMENT_JS + "\n" + curate.CURATE_JS, elem_id="curate-preview")
         event = gr.Textbox(elem_id="curate-event", show_label=False, container=False)
 
-    def annotate_now(name: str | None, engine_name: str, model_id: str,
-                     progress: gr.Progress = gr.Progress()) -> tuple[str, str]:
+    def annotate_now(
+        name: str | None, engine_name: str, model_id: str, progress: gr.Progress = gr.Progress()
+    ) -> tuple[str, str]:
         return ctx.curator.on_annotate(ctx.ws, name, engine_name, model_id, lambda f, m: progress(f, desc=m))
 
     def with_list(result: tuple[str, str], name: str | None) -> tuple[str, str, Any]:
@@ -327,12 +402,13 @@ def build_curate(ctx: StudioContext, pick: gr.Dropdown, views: list[Any]
     out = [msg, view]
     # One progress line (on the message), not one over each output.
     annotate.click(annotate_now, [pick, engine, model], out, show_progress_on=[msg]).then(
-        lambda name: choices_update(curate.dialogue_labels(ctx.ws), name), pick, pick).then(
-        ctx.bind(on_pick), pick, views)
+        lambda name: choices_update(curate.dialogue_labels(ctx.ws), name), pick, pick
+    ).then(ctx.bind(on_pick), pick, views)
     event.change(ctx.bind(ctx.curator.on_edit), [pick, event], out)
     undo.click(ctx.bind(ctx.curator.on_undo), pick, out)
     save.click(ctx.bind(ctx.curator.on_save), pick, out).then(ctx.bind(on_pick), pick, views)
     swap.click(ctx.bind(ctx.curator.on_swap), pick, out).then(ctx.bind(on_pick), pick, views)
-    exclude.input(lambda name, x: with_list(ctx.curator.on_exclude(ctx.ws, name, x), name), [pick, exclude],
-                  [msg, view, pick])
+    exclude.input(
+        lambda name, x: with_list(ctx.curator.on_exclude(ctx.ws, name, x), name), [pick, exclude], [msg, view, pick]
+    )
     return [*out, exclude], lambda name: (*ctx.curator.on_curate_pick(ctx.ws, name), curate.excluded(ctx.ws, name))

@@ -8,10 +8,10 @@ import gradio as gr
 
 from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
+from backend.core.paths import PROBE_SETS
 from backend.core.workspace import EVALUATIONS_DIR, Workspace
 from backend.dataset.preprocess import progress
 from backend.evaluate import job
-from backend.core.paths import PROBE_SETS
 from backend.evaluate.config import DEFAULT_SET, EvaluateConfig
 from backend.evaluate.report import BACKCHANNEL_FIGURE, TOR_FIGURE, read_results, table
 from backend.jobs import control, folder
@@ -19,26 +19,34 @@ from backend.models.checkpoints import model_folders
 
 from .context import Shown, StudioContext
 from .forms import choices_update
-from .run_controls import abort_run, progress_html, resume_run, run_choices as pick_run, run_row, wire_run_row
+from .run_controls import abort_run, progress_html, resume_run, run_row, wire_run_row
+from .run_controls import run_choices as pick_run
 
 
 def probe_choices() -> list[str]:
     return sorted(p.name for p in PROBE_SETS.iterdir() if p.is_dir())
 
 
-def read_form(ws: Workspace, models: list[str], probes: list[str], max_probes: Any, device: str,
-              eval_data: str = "") -> EvaluateConfig:
+def read_form(
+    ws: Workspace, models: list[str], probes: list[str], max_probes: Any, device: str, eval_data: str = ""
+) -> EvaluateConfig:
     """The config of the form; every model and the evaluation split are in this workspace (a client's text is
     confined); an empty split: no loss and no continuations."""
     for source in models or []:
         inside_workspace(ws.root, source, "models")
     split = inside_workspace(ws.root, eval_data, "evaluation split") if (eval_data or "").strip() else None
-    return EvaluateConfig(models=list(models or []), probes=list(probes or []), max_probes=int(max_probes or 0),
-                          device=device, eval_data=split)  # type: ignore[arg-type]
+    return EvaluateConfig(
+        models=list(models or []),
+        probes=list(probes or []),
+        max_probes=int(max_probes or 0),
+        device=device,
+        eval_data=split,
+    )  # type: ignore[arg-type]
 
 
-def on_start(ws: Workspace, models: list[str], probes: list[str], max_probes: Any, device: str,
-             eval_data: str = "") -> tuple[str, list[str] | None, str | None]:
+def on_start(
+    ws: Workspace, models: list[str], probes: list[str], max_probes: Any, device: str, eval_data: str = ""
+) -> tuple[str, list[str] | None, str | None]:
     try:
         run = job.create_run(ws, read_form(ws, models, probes, max_probes, device, eval_data))
         job.start(run)
@@ -48,8 +56,9 @@ def on_start(ws: Workspace, models: list[str], probes: list[str], max_probes: An
 
 
 def run_choices(ws: Workspace, selected: str | None = None) -> tuple[list[str], str | None]:
-    found = [(r.id, (st := control.status(r)).get("state", "queued"), st.get("created", 0.0))
-             for r in job.list_runs(ws.root)]
+    found = [
+        (r.id, (st := control.status(r)).get("state", "queued"), st.get("created", 0.0)) for r in job.list_runs(ws.root)
+    ]
     return pick_run(found, selected)
 
 
@@ -77,27 +86,51 @@ def on_tick(ws: Workspace, run_id: str | None) -> tuple[str, str, str | None, st
     except StudioError as e:
         return f"✘ {e}", "", None, None, ""
     fraction, _ = progress(run)
-    figure = {name: str(run.dir / name) if (run.dir / name).is_file() else None
-              for name in (TOR_FIGURE, BACKCHANNEL_FIGURE)}
-    return (progress_html(fraction, state, f"{state} · {100 * fraction:.0f}%"), table(results) if results else "",
-            figure[TOR_FIGURE], figure[BACKCHANNEL_FIGURE], folder.tail_log(run, 6000))
+    figure = {
+        name: str(run.dir / name) if (run.dir / name).is_file() else None for name in (TOR_FIGURE, BACKCHANNEL_FIGURE)
+    }
+    return (
+        progress_html(fraction, state, f"{state} · {100 * fraction:.0f}%"),
+        table(results) if results else "",
+        figure[TOR_FIGURE],
+        figure[BACKCHANNEL_FIGURE],
+        folder.tail_log(run, 6000),
+    )
 
 
 def build(ctx: StudioContext, shown: Shown) -> None:
-    gr.Markdown("Stream behaviour probes through the chat loop (the code of /api/chat, frame by frame) for each "
-                "model, and score them with Full-Duplex-Bench's formulas: take-over rate (TOR) at pauses, at turn "
-                "ends and after interruptions, latency, backchannels. Words come from Moshi's own text stream "
-                "(Full-Duplex-Bench uses an ASR there). Each sample is written in Full-Duplex-Bench's folder format.")
+    gr.Markdown(
+        "Stream behaviour probes through the chat loop (the code of /api/chat, frame by frame) for each "
+        "model, and score them with Full-Duplex-Bench's formulas: take-over rate (TOR) at pauses, at turn "
+        "ends and after interruptions, latency, backchannels. Words come from Moshi's own text stream "
+        "(Full-Duplex-Bench uses an ASR there). Each sample is written in Full-Duplex-Bench's folder format."
+    )
     with gr.Row():
-        models = gr.Dropdown(label="models", choices=model_folders(ctx.ws), multiselect=True, allow_custom_value=True,
-                             scale=3, elem_id="ev-models")
-        probes = gr.Dropdown(label="probe sets", choices=probe_choices(), value=[DEFAULT_SET], multiselect=True,
-                             allow_custom_value=True, elem_id="ev-probes")
+        models = gr.Dropdown(
+            label="models",
+            choices=model_folders(ctx.ws),
+            multiselect=True,
+            allow_custom_value=True,
+            scale=3,
+            elem_id="ev-models",
+        )
+        probes = gr.Dropdown(
+            label="probe sets",
+            choices=probe_choices(),
+            value=[DEFAULT_SET],
+            multiselect=True,
+            allow_custom_value=True,
+            elem_id="ev-probes",
+        )
         max_probes = gr.Number(label="at most, per task (0: all)", value=0, precision=0, elem_id="ev-max")
         device = gr.Radio(["auto", "cpu", "cuda"], value=ctx.ws.settings.device, label="device", elem_id="ev-device")
-    eval_data = gr.Textbox(label="evaluation split (a dataset folder in the workspace; empty: none)", value="",
-                           elem_id="ev-data", info="each model's per-stream loss on it, and the turn-taking of its "
-                           "continuations of its dialogues against the dialogues themselves")
+    eval_data = gr.Textbox(
+        label="evaluation split (a dataset folder in the workspace; empty: none)",
+        value="",
+        elem_id="ev-data",
+        info="each model's per-stream loss on it, and the turn-taking of its "
+        "continuations of its dialogues against the dialogues themselves",
+    )
     row = run_row("ev")
     bar = gr.HTML(elem_id="ev-progress")
     result = gr.Markdown(elem_id="ev-table")
@@ -107,7 +140,8 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     log = gr.Code(label="log (tail)", language=None, elem_id="ev-log", max_lines=20)
     timer = gr.Timer(2.0)
     gr.on(shown, lambda current: choices_update(model_folders(ctx.ws), current), models, models)
-    wire_run_row(ctx, row, shown, [models, probes, max_probes, device, eval_data], on_start, on_abort, on_resume,
-                 run_choices)
+    wire_run_row(
+        ctx, row, shown, [models, probes, max_probes, device, eval_data], on_start, on_abort, on_resume, run_choices
+    )
     row.pick.change(ctx.bind(on_tick), row.pick, [bar, result, tor, bc, log])
     timer.tick(ctx.bind(on_tick), row.pick, [bar, result, tor, bc, log], show_progress="hidden")

@@ -10,7 +10,6 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from backend.jobs import folder
 from backend.core import config
 from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
@@ -18,33 +17,81 @@ from backend.core.workspace import RUNS_DIR, Workspace
 from backend.dataset.build import VALIDATION_DIR
 from backend.dataset.read import SHARD_PATTERN
 from backend.finetune import budget, runs
-from backend.models.checkpoints import latest_checkpoint
-from backend.jobs.slurm import cluster_preview
 from backend.finetune.config import FinetuneConfig
 from backend.finetune.presets import PRESETS
 from backend.finetune.probe_checks import read_probes
+from backend.jobs import folder
+from backend.jobs.slurm import cluster_preview
+from backend.models.checkpoints import latest_checkpoint
 from backend.models.init_config import InitConfig, init_output
 from backend.models.weights import lm_kwargs_of
 
 from .context import Shown, StudioContext
 from .files import received_uploads
 from .forms import build_config, config_inputs, form_value
-from .run_controls import (abort_run, explained, progress_html as bar_html, resume_run, run_choices as pick_run,
-                           run_row, wire_run_row)
+from .run_controls import (
+    abort_run,
+    explained,
+    resume_run,
+    run_row,
+    wire_run_row,
+)
+from .run_controls import (
+    progress_html as bar_html,
+)
+from .run_controls import (
+    run_choices as pick_run,
+)
 from .uploads import named, remove_uploads
 
 FIELDS = config.form_fields(FinetuneConfig)
 GROUPS = {  # accordion title -> fields (every FinetuneConfig field appears exactly once)
     "Model and data": ["base_model", "dtype", "train_data", "eval_data", "main_speaker", "max_frames", "min_frames"],
     "What trains": ["user_stream", "mode", "lora_rank", "lora_scaling", "trainable", "activation_checkpointing"],
-    "Optimiser": ["lr", "depformer_lr", "weight_decay", "beta1", "beta2", "eps", "warmup_steps", "max_steps",
-                  "batch_size", "grad_accum", "grad_clip", "seed"],
-    "Loss weights": ["loss_variant", "text_weight", "audio_weight", "text_pad_weight", "semantic_weight",
-                     "acoustic_weight", "user_stream_weight"],
-    "Checkpoints and logging": ["log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "eval_probes_every",
-                                "eval_probes", "tracker"],
-    "Launch: processes, DeepSpeed, nodes": ["device", "threads", "num_processes", "num_machines", "machine_rank", "main_address",
-                                            "main_port", "gpu_ids", "deepspeed", "mixed_precision"],
+    "Optimiser": [
+        "lr",
+        "depformer_lr",
+        "weight_decay",
+        "beta1",
+        "beta2",
+        "eps",
+        "warmup_steps",
+        "max_steps",
+        "batch_size",
+        "grad_accum",
+        "grad_clip",
+        "seed",
+    ],
+    "Loss weights": [
+        "loss_variant",
+        "text_weight",
+        "audio_weight",
+        "text_pad_weight",
+        "semantic_weight",
+        "acoustic_weight",
+        "user_stream_weight",
+    ],
+    "Checkpoints and logging": [
+        "log_every",
+        "eval_every",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "eval_probes_every",
+        "eval_probes",
+        "tracker",
+    ],
+    "Launch: processes, DeepSpeed, nodes": [
+        "device",
+        "threads",
+        "num_processes",
+        "num_machines",
+        "machine_rank",
+        "main_address",
+        "main_port",
+        "gpu_ids",
+        "deepspeed",
+        "mixed_precision",
+    ],
 }
 _grouped = {n for names in GROUPS.values() for n in names}
 if set(FIELDS) - _grouped:  # a field added to FinetuneConfig still gets an input
@@ -54,8 +101,15 @@ DEMO_PRESET = next(iter(PRESETS))
 LOSS_AXIS = "log10 loss"  # the curves span decades: on a linear axis everything after the first steps lies on zero
 LOSS_FLOOR = 1e-6  # a zero loss is drawn here (its log is -inf)
 PROBE_AXIS = "TOR, latency (s)"
-LOSS_KEYS = ["loss", "text_nonpad_loss", "text_pad_loss", "moshi_semantic_loss", "moshi_acoustic_loss",
-             "user_semantic_loss", "user_acoustic_loss"]
+LOSS_KEYS = [
+    "loss",
+    "text_nonpad_loss",
+    "text_pad_loss",
+    "moshi_semantic_loss",
+    "moshi_acoustic_loss",
+    "user_semantic_loss",
+    "user_acoustic_loss",
+]
 
 
 def _clock(seconds: float | None) -> str:
@@ -73,15 +127,24 @@ def progress_html(step: int, max_steps: int, eta: float | None, state: str, phas
 
 def curves(metrics: list[dict[str, Any]]) -> pd.DataFrame:
     """Long format for gr.LinePlot: one row per (step, loss component)."""
-    rows = [{"step": m["step"], "series": k, LOSS_AXIS: math.log10(max(m[k], LOSS_FLOOR))} for m in metrics
-            if "event" not in m and "step" in m for k in LOSS_KEYS if m.get(k) is not None]
+    rows = [
+        {"step": m["step"], "series": k, LOSS_AXIS: math.log10(max(m[k], LOSS_FLOOR))}
+        for m in metrics
+        if "event" not in m and "step" in m
+        for k in LOSS_KEYS
+        if m.get(k) is not None
+    ]
     return pd.DataFrame(rows, columns=["step", "series", LOSS_AXIS])  # empty: no placeholder row drawn as "null"
 
 
 def probe_curves(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Long format for gr.LinePlot: one row per (probed step, task's TOR or latency); failed probes are left out."""
-    rows = [{"step": r["step"], "series": f"{key} {task}" + (" (s)" if key == "latency" else ""), PROBE_AXIS: value}
-            for r in records for key in ("tor", "latency") for task, value in r.get(key, {}).items()]
+    rows = [
+        {"step": r["step"], "series": f"{key} {task}" + (" (s)" if key == "latency" else ""), PROBE_AXIS: value}
+        for r in records
+        for key in ("tor", "latency")
+        for task, value in r.get(key, {}).items()
+    ]
     return pd.DataFrame(rows, columns=["step", "series", PROBE_AXIS])
 
 
@@ -90,6 +153,7 @@ def command_preview(cfg: FinetuneConfig) -> str:
 
 
 # ---------------------------------------------------------------- handlers: (workspace, form values) -> plain data
+
 
 def read_form(values: list[Any]) -> FinetuneConfig:
     return build_config(FinetuneConfig, {}, FIELDS, values)
@@ -131,8 +195,11 @@ def on_estimate(ws: Workspace, *values: Any) -> str:
         cfg = read_form(list(values))
         confine_form(ws, cfg)
         source = ws.resolve(cfg.base_model)
-        note = "" if Path(source).is_dir() else (f"base_model {cfg.base_model} is not a model folder here: "
-                                                  "estimated for moshi's 7B architecture\n")
+        note = (
+            ""
+            if Path(source).is_dir()
+            else (f"base_model {cfg.base_model} is not a model folder here: estimated for moshi's 7B architecture\n")
+        )
         return note + budget.estimate(cfg, lm_kwargs_of(source)).summary()
     except (StudioError, OSError) as e:
         return f"(no estimate: {e})"
@@ -244,14 +311,16 @@ def on_export(ws: Workspace, run_id: str | None, clean: bool, folder: str = "", 
         checkpoint = latest_checkpoint(run.dir)
         if checkpoint is None:
             return "✘ this run has no complete checkpoint yet"
-        out = export_checkpoint(ExportConfig(checkpoint=checkpoint, output=output, clean=clean,
-                                             overwrite=bool(overwrite)))
+        out = export_checkpoint(
+            ExportConfig(checkpoint=checkpoint, output=output, clean=clean, overwrite=bool(overwrite))
+        )
     except StudioError as e:
         return f"✘ {e}"
     return f"✔ exported `{out.relative_to(ws.root) if out.is_relative_to(ws.root) else out}`"
 
 
 # ---------------------------------------------------------------- widgets
+
 
 def build(ctx: StudioContext, shown: Shown) -> None:
     with gr.Accordion("1. Initialise the model (user-stream extension, text-embedding re-init)", open=True):
@@ -276,25 +345,47 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     ordered = [inputs[n] for n in FIELDS]
     saved = gr.File(label="saved configuration", visible=False, elem_id="ft-saved")
     problem = gr.Markdown(elem_id="ft-problem")
-    command = gr.Code(command_preview(read_form([form_value(start_values[n]) for n in FIELDS])),
-                      label="exact command (one per machine)", language="shell", elem_id="ft-command")
-    estimate = gr.Code("estimating… (the first estimate loads torch: up to a minute)",
-                       label="memory and budget estimate", language=None, elem_id="ft-budget")
+    command = gr.Code(
+        command_preview(read_form([form_value(start_values[n]) for n in FIELDS])),
+        label="exact command (one per machine)",
+        language="shell",
+        elem_id="ft-command",
+    )
+    estimate = gr.Code(
+        "estimating… (the first estimate loads torch: up to a minute)",
+        label="memory and budget estimate",
+        language=None,
+        elem_id="ft-budget",
+    )
 
     gr.Markdown("#### 3. Runs")
     row = run_row("ft")
     bar = gr.HTML(elem_id="ft-progress")
-    plot = gr.LinePlot(x="step", y=LOSS_AXIS, color="series", title="losses per stream (log10, as the run's loss.png)",
-                       elem_id="ft-curves")
-    probes = gr.LinePlot(x="step", y=PROBE_AXIS, color="series", title="behaviour probes of the checkpoints "
-                         "(eval_probes_every: TOR and latency per task)", elem_id="ft-probes")
+    plot = gr.LinePlot(
+        x="step",
+        y=LOSS_AXIS,
+        color="series",
+        title="losses per stream (log10, as the run's loss.png)",
+        elem_id="ft-curves",
+    )
+    probes = gr.LinePlot(
+        x="step",
+        y=PROBE_AXIS,
+        color="series",
+        title="behaviour probes of the checkpoints (eval_probes_every: TOR and latency per task)",
+        elem_id="ft-probes",
+    )
     log = gr.Code(label="log (tail)", language=None, elem_id="ft-log", max_lines=20)
     with gr.Row():
         export_clean = gr.Checkbox(value=True, label="clean for serving (dep_q 8)")
-        export_dir = gr.Textbox(label="export to (a folder in the workspace; empty: runs/<id>/exports/<step>)",
-                                elem_id="ft-export-dir", scale=2)
-        export_replace = gr.Checkbox(value=False, label="replace a folder that is not an earlier export",
-                                     elem_id="ft-export-replace")
+        export_dir = gr.Textbox(
+            label="export to (a folder in the workspace; empty: runs/<id>/exports/<step>)",
+            elem_id="ft-export-dir",
+            scale=2,
+        )
+        export_replace = gr.Checkbox(
+            value=False, label="replace a folder that is not an earlier export", elem_id="ft-export-replace"
+        )
         export_btn = gr.Button("Export newest checkpoint", elem_id="ft-export")
     export_msg = gr.Markdown(elem_id="ft-export-msg")
     timer = gr.Timer(2.0)
@@ -312,11 +403,17 @@ def build(ctx: StudioContext, shown: Shown) -> None:
 
     # One listener per trigger (the estimate follows the command): Gradio 6 re-fires a whole trigger when one of
     # its deferred listeners ends, so two always_last listeners of one trigger can re-fire each other for good.
-    gr.on([c.change for c in ordered] + shown, ctx.bind(on_form), ordered, [command, problem],
-          trigger_mode="always_last", show_progress="hidden").then(
-        ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
+    gr.on(
+        [c.change for c in ordered] + shown,
+        ctx.bind(on_form),
+        ordered,
+        [command, problem],
+        trigger_mode="always_last",
+        show_progress="hidden",
+    ).then(ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
     # Values equal to the form's fire no change event, and Initialise creates the base model folder: re-check.
     preset.change(on_preset, preset, ordered).then(ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
+
     def save(*values: Any) -> Any:
         try:
             return gr.File(on_save(ctx.ws, *values), visible=True)
@@ -327,8 +424,8 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     load_btn.upload(load, load_btn, ordered, api_name="load_config")
     # The form's problem line and estimate are re-checked: the base model folder may exist only now.
     init_btn.click(ctx.bind(on_init), [init_inputs[n] for n in INIT_FIELDS], init_msg).then(
-        ctx.bind(on_form), ordered, [command, problem], show_progress="hidden").then(
-        ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
+        ctx.bind(on_form), ordered, [command, problem], show_progress="hidden"
+    ).then(ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
     wire_run_row(ctx, row, shown, ordered, on_start, on_abort, on_resume, run_choices)
     row.pick.change(tick, row.pick, [bar, plot, probes, log])
     timer.tick(tick, row.pick, [bar, plot, probes, log], show_progress="hidden")

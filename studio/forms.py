@@ -9,7 +9,9 @@ import gradio as gr
 from backend.core import config
 
 
-def config_inputs(cls: type, include: list[str], values: dict[str, Any] | None = None) -> dict[str, gr.components.Component]:
+def config_inputs(
+    cls: type, include: list[str], values: dict[str, Any] | None = None
+) -> dict[str, gr.components.Component]:
     """One input per named field, labelled by its name, with the field's help as info text."""
     rows = {r["name"]: r for r in config.describe(cls)}
     values = values or {}
@@ -23,12 +25,15 @@ def config_inputs(cls: type, include: list[str], values: dict[str, Any] | None =
         elif r["type"] is bool:
             inputs[name] = gr.Checkbox(value=bool(value), label=label, info=r["help"])
         elif r["type"] in (int, float) and not r["optional"]:
-            inputs[name] = gr.Number(value=value, label=label, info=r["help"], precision=0 if r["type"] is int else None)
+            inputs[name] = gr.Number(
+                value=value, label=label, info=r["help"], precision=0 if r["type"] is int else None
+            )
         elif typing.get_origin(r["type"]) is list:
             inputs[name] = gr.Textbox(value=form_value(value), label=label, info=r["help"] + " (space-separated)")
         else:
-            inputs[name] = gr.Textbox(value=form_value(value), label=label, info=r["help"],
-                                      placeholder="none" if r["optional"] else None)
+            inputs[name] = gr.Textbox(
+                value=form_value(value), label=label, info=r["help"], placeholder="none" if r["optional"] else None
+            )
     return inputs
 
 

@@ -9,38 +9,54 @@ from typing import Any
 
 import gradio as gr
 
-from backend.jobs import control, folder
 from backend.core import config
 from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
-from backend.jobs.launch_config import LaunchConfig, check_launch
 from backend.core.workspace import PREPROCESS_DIR, Workspace
 from backend.dataset import preprocess
+from backend.jobs import control, folder
+from backend.jobs.launch_config import LaunchConfig, check_launch
 from backend.jobs.slurm import cluster_preview
 
 from .context import Shown, StudioContext
 from .forms import build_config, config_inputs, form_value
-from .run_controls import (abort_run, explained, progress_html, resume_run, run_choices as pick_run, run_row,
-                           wire_run_row)
+from .run_controls import (
+    abort_run,
+    explained,
+    progress_html,
+    resume_run,
+    run_row,
+    wire_run_row,
+)
+from .run_controls import (
+    run_choices as pick_run,
+)
 
 LAUNCH_FIELDS = config.form_fields(LaunchConfig)
 _LAUNCH_NAMES = {f.name for f in dataclasses.fields(LaunchConfig)}  # slurm too: the form does not offer it
-STAGE_FIELDS = {stage: [name for name in config.form_fields(preprocess.run_config_class(stage))
-                        if name not in _LAUNCH_NAMES] for stage in preprocess.STAGES}
+STAGE_FIELDS = {
+    stage: [name for name in config.form_fields(preprocess.run_config_class(stage)) if name not in _LAUNCH_NAMES]
+    for stage in preprocess.STAGES
+}
 # The whole form, in the order its values arrive: (stage, field), stage "" for the launch settings all share.
 FORM = [("", n) for n in LAUNCH_FIELDS] + [(stage, n) for stage, names in STAGE_FIELDS.items() for n in names]
 
 
 def form_defaults(ws: Workspace) -> list[Any]:
     """The form's first values in FORM order: each field's default, the workspace's folders and models in it."""
+
     def here(path: Path) -> str:
         return str(path.relative_to(ws.root))
 
-    ours = {"": {"device": ws.settings.device},
-            "tokenize_audio": {"input_dir": here(ws.raw), "output_dir": here(ws.tokens_audio), "mimi": ws.settings.mimi},
-            "annotate": {"input": here(ws.raw)}}
-    values = {stage: config.to_dict(preprocess.run_config_class(stage)() if stage else LaunchConfig())
-              | ours.get(stage, {}) for stage in ["", *STAGE_FIELDS]}
+    ours = {
+        "": {"device": ws.settings.device},
+        "tokenize_audio": {"input_dir": here(ws.raw), "output_dir": here(ws.tokens_audio), "mimi": ws.settings.mimi},
+        "annotate": {"input": here(ws.raw)},
+    }
+    values = {
+        stage: config.to_dict(preprocess.run_config_class(stage)() if stage else LaunchConfig()) | ours.get(stage, {})
+        for stage in ["", *STAGE_FIELDS]
+    }
     return [form_value(values[stage][name]) for stage, name in FORM]
 
 
@@ -116,15 +132,20 @@ def on_tick(ws: Workspace, run_id: str | None) -> tuple[str, str, str]:
         return f"✘ {e}", "", ""
     fraction, ranks = preprocess.progress(run)
     ended = [] if state in ("queued", "running") else preprocess.read_outcome(run)
-    return (progress_html(fraction, state, f"{state} · {stage} · {100 * fraction:.0f}%"), "\n".join(ranks + ended),
-            folder.tail_log(run, 6000))
+    return (
+        progress_html(fraction, state, f"{state} · {stage} · {100 * fraction:.0f}%"),
+        "\n".join(ranks + ended),
+        folder.tail_log(run, 6000),
+    )
 
 
 def build(ctx: StudioContext, shown: Shown) -> None:
-    gr.Markdown("Run a preprocessing stage on several processes, GPUs or machines: each process takes its own "
-                "share of the files, files already done are skipped (Resume continues a stopped run), and the "
-                "first process writes one summary. With several machines, run each machine's command there "
-                "(the run folder must be on a file system they all share).")
+    gr.Markdown(
+        "Run a preprocessing stage on several processes, GPUs or machines: each process takes its own "
+        "share of the files, files already done are skipped (Resume continues a stopped run), and the "
+        "first process writes one summary. With several machines, run each machine's command there "
+        "(the run folder must be on a file system they all share)."
+    )
     first = next(iter(STAGE_FIELDS))
     stage = gr.Radio(list(STAGE_FIELDS), value=first, label="stage", elem_id="pp-stage")
     start_values = dict(zip(FORM, form_defaults(ctx.ws)))
@@ -133,8 +154,9 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     for name, fields in STAGE_FIELDS.items():
         with gr.Group(visible=name == first, elem_id=f"pp-form-{name}") as group:
             with gr.Row():
-                made = config_inputs(preprocess.run_config_class(name), fields,
-                                     {n: start_values[(name, n)] for n in fields})
+                made = config_inputs(
+                    preprocess.run_config_class(name), fields, {n: start_values[(name, n)] for n in fields}
+                )
         inputs.update({(name, n): c for n, c in made.items()})
         groups.append(group)
     with gr.Accordion("Launch: processes, GPUs, nodes", open=True):
@@ -151,9 +173,14 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     timer = gr.Timer(2.0)
 
     # One listener per trigger (see finetune_tab): the stage's form is shown after the command is made.
-    gr.on([c.change for c in form] + shown, ctx.bind(on_form), form, [command, problem], trigger_mode="always_last",
-          show_progress="hidden").then(lambda picked: [gr.update(visible=picked == n) for n in STAGE_FIELDS],
-                                       stage, groups, show_progress="hidden")
+    gr.on(
+        [c.change for c in form] + shown,
+        ctx.bind(on_form),
+        form,
+        [command, problem],
+        trigger_mode="always_last",
+        show_progress="hidden",
+    ).then(lambda picked: [gr.update(visible=picked == n) for n in STAGE_FIELDS], stage, groups, show_progress="hidden")
     wire_run_row(ctx, row, shown, form, on_start, on_abort, on_resume, run_choices)
     row.pick.change(ctx.bind(on_tick), row.pick, [bar, status, log])
     timer.tick(ctx.bind(on_tick), row.pick, [bar, status, log], show_progress="hidden")

@@ -10,9 +10,9 @@ from typing import Any, Callable, NamedTuple
 
 import gradio as gr
 
-from backend.jobs import control, folder
 from backend.core.errors import StudioError
 from backend.core.workspace import Workspace
+from backend.jobs import control, folder
 
 from .context import Shown, StudioContext
 from .forms import choices_update
@@ -49,8 +49,9 @@ def abort_run(ws: Workspace, run_id: str | None, open_run: OpenRun, note: str) -
     return f"abort requested for **{run.id}**: {note}"
 
 
-def resume_run(ws: Workspace, run_id: str | None, open_run: OpenRun, start: Callable[[folder.Job], None],
-               note: str = "") -> str:
+def resume_run(
+    ws: Workspace, run_id: str | None, open_run: OpenRun, start: Callable[[folder.Job], None], note: str = ""
+) -> str:
     if not run_id:
         return "no run selected"
     try:
@@ -60,8 +61,10 @@ def resume_run(ws: Workspace, run_id: str | None, open_run: OpenRun, start: Call
     return f"resumed **{run_id}**" + (f": {note}" if note else "")
 
 
-CPU_PROCESSES_NOTE = ("# On the CPU, accelerate starts several processes only with --multi_gpu; ACCELERATE_USE_CPU=true "
-                      "keeps them on the CPU (no GPU is used).")
+CPU_PROCESSES_NOTE = (
+    "# On the CPU, accelerate starts several processes only with --multi_gpu; ACCELERATE_USE_CPU=true "
+    "keeps them on the CPU (no GPU is used)."
+)
 
 
 def explained(command: str) -> str:
@@ -72,8 +75,10 @@ def explained(command: str) -> str:
 
 def progress_html(fraction: float, state: str, text: str) -> str:
     """A bar `fraction` full, coloured by the run's state (studio.css), with `text` on it."""
-    return (f'<div class="ms-progress" data-state="{html.escape(state)}"><div class="ms-progress-bar" '
-            f'style="width:{100 * fraction:.1f}%"></div><span>{html.escape(text)}</span></div>')
+    return (
+        f'<div class="ms-progress" data-state="{html.escape(state)}"><div class="ms-progress-bar" '
+        f'style="width:{100 * fraction:.1f}%"></div><span>{html.escape(text)}</span></div>'
+    )
 
 
 def run_row(prefix: str) -> RunRow:
@@ -89,10 +94,19 @@ def run_row(prefix: str) -> RunRow:
 Handler = Callable[..., Any]
 
 
-def wire_run_row(ctx: StudioContext, row: RunRow, shown: Shown, form: list[Any], on_start: Handler,
-                 on_abort: Handler, on_resume: Handler, choices: Handler) -> None:
+def wire_run_row(
+    ctx: StudioContext,
+    row: RunRow,
+    shown: Shown,
+    form: list[Any],
+    on_start: Handler,
+    on_abort: Handler,
+    on_resume: Handler,
+    choices: Handler,
+) -> None:
     """Start (the form's values -> (message, run ids or None for a refusal, the new run)), Abort, Resume (run id
     -> message), and the run list refreshed whenever the tab is shown (runs started elsewhere appear)."""
+
     def start(*values: Any) -> tuple[str, Any]:
         msg, ids, value = on_start(ctx.ws, *values)
         if ids is None:  # a refusal: a notice that goes away, not a line that stays for the whole run

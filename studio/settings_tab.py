@@ -24,9 +24,11 @@ PATHS = ["mimi", "lm", "tokenizer"]  # files in the workspace; a hub id passes a
 def check_tokenizer(ws: Workspace, tokenizer: str) -> None:
     """The tokenizer is a file of the workspace: unlike the models, a hub id is not downloaded."""
     if not Path(ws.resolve(tokenizer)).is_file():
-        raise ConfigError(f"tokenizer: no file {tokenizer!r} in the workspace. Kyutai's 32k tokenizer is "
-                          f"{TOKENIZER_FILE} in the hub repo {DEFAULT_REPO}: put it in models/ and give "
-                          f"models/{TOKENIZER_FILE}")
+        raise ConfigError(
+            f"tokenizer: no file {tokenizer!r} in the workspace. Kyutai's 32k tokenizer is "
+            f"{TOKENIZER_FILE} in the hub repo {DEFAULT_REPO}: put it in models/ and give "
+            f"models/{TOKENIZER_FILE}"
+        )
 
 
 def on_save(ws: Workspace, *values: Any) -> tuple[Workspace, str]:
@@ -48,17 +50,20 @@ def on_inspect(ws: Workspace) -> str:
 
     try:
         transcripts = ws.raw if any(ws.raw.glob("*.json")) else None
-        report = inspect_tokenizer(TokenizerInspectConfig(model=ws.tokenizer_path, transcripts=transcripts,
-                                                          whitespace=ws.settings.whitespace))
+        report = inspect_tokenizer(
+            TokenizerInspectConfig(model=ws.tokenizer_path, transcripts=transcripts, whitespace=ws.settings.whitespace)
+        )
     except StudioError as e:
         return f"✘ {e}"
     return "```\n" + "\n".join(report.lines()) + "\n```"
 
 
 def build(ctx: StudioContext) -> None:
-    gr.Markdown(f"Workspace: `{ctx.ws.root}`. Paths are relative to it and stay inside it; anything else is read as "
-                f"a Hugging Face repo id (for example {', '.join(f'`{p}`' for p in LM_PRESETS[1:])}), downloaded on "
-                "first use.")
+    gr.Markdown(
+        f"Workspace: `{ctx.ws.root}`. Paths are relative to it and stay inside it; anything else is read as "
+        f"a Hugging Face repo id (for example {', '.join(f'`{p}`' for p in LM_PRESETS[1:])}), downloaded on "
+        "first use."
+    )
     inputs = config_inputs(WorkspaceSettings, FIELDS, config.to_dict(ctx.ws.settings))
     save = gr.Button("Save settings", variant="primary", elem_id="settings-save")
     msg = gr.Markdown(elem_id="settings-msg")
@@ -69,8 +74,10 @@ def build(ctx: StudioContext) -> None:
 
     save.click(save_settings, list(inputs.values()), msg)
     with gr.Group():
-        gr.Markdown("#### Tokenizer: its fingerprint (of its pieces, not its file name), vocabulary, PAD/EPAD pieces, "
-                    "byte fallback, and what it makes of the workspace's transcripts")
+        gr.Markdown(
+            "#### Tokenizer: its fingerprint (of its pieces, not its file name), vocabulary, PAD/EPAD pieces, "
+            "byte fallback, and what it makes of the workspace's transcripts"
+        )
         inspect = gr.Button("Inspect the tokenizer", elem_id="settings-inspect")
         report = gr.Markdown(elem_id="settings-tokenizer")
     inspect.click(lambda: on_inspect(ctx.ws), None, report)

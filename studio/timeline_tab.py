@@ -9,8 +9,8 @@ from backend.core.errors import InputError, StudioError
 from backend.core.spec import SAMPLE_RATE
 from backend.core.workspace import Workspace
 from backend.dataset.read import list_dialogues, load_row
-from backend.models.text_tokenizer import load_spm
 from backend.dataset.timeline import frame_window, timeline_data, window_audio
+from backend.models.text_tokenizer import load_spm
 
 from .context import Shown, StudioContext
 from .forms import choices_update, kept_pick
@@ -29,7 +29,9 @@ def on_refresh(ws: Workspace, current: str | None) -> tuple[list[str], str | Non
     return ids, kept_pick(ids, current, ids[0] if ids else None)
 
 
-def window(ws: Workspace, dialogue_id: str | None, start_s: float, length: float) -> tuple[dict[str, np.ndarray], int, int]:
+def window(
+    ws: Workspace, dialogue_id: str | None, start_s: float, length: float
+) -> tuple[dict[str, np.ndarray], int, int]:
     """The row and the frames [first, first + count) of the window."""
     if not dialogue_id:
         raise InputError(None, "Pick a dataset row first (build the dataset in the Data tab).")
@@ -38,8 +40,9 @@ def window(ws: Workspace, dialogue_id: str | None, start_s: float, length: float
     return row, first, count
 
 
-def on_show(ws: Workspace, dialogue_id: str | None, start_s: float, length: float,
-            main_speaker: str) -> tuple[str, str]:
+def on_show(
+    ws: Workspace, dialogue_id: str | None, start_s: float, length: float, main_speaker: str
+) -> tuple[str, str]:
     """(status, timeline HTML) of the window."""
     try:
         row, first, count = window(ws, dialogue_id, start_s, length)
@@ -59,8 +62,10 @@ def on_play(ws: Workspace, dialogue_id: str | None, start_s: float, length: floa
 
 
 def build(ctx: StudioContext, shown: Shown) -> None:
-    gr.Markdown("What the model sees: per speaker the text stream (PAD and EPAD marked) and the 8 Mimi codebooks, "
-                "one column per 80 ms frame, then the training view with the acoustic delays applied.")
+    gr.Markdown(
+        "What the model sees: per speaker the text stream (PAD and EPAD marked) and the 8 Mimi codebooks, "
+        "one column per 80 ms frame, then the training view with the acoustic delays applied."
+    )
     with gr.Row():
         pick = gr.Dropdown(choices=[], label="Dataset row", elem_id="tl-pick", scale=3)
         refresh = gr.Button("↻ Refresh rows", scale=1)
@@ -73,8 +78,9 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         play = gr.Button("▶ Decode and play window", elem_id="tl-play")
     status = gr.Markdown(elem_id="tl-status")
     grid = gr.HTML(js_on_load=TIMELINE_JS, elem_id="tl-grid")
-    audio = gr.Audio(label="window decoded through Mimi (left A, right B)", type="numpy", elem_id="tl-audio",
-                     autoplay=True)
+    audio = gr.Audio(
+        label="window decoded through Mimi (left A, right B)", type="numpy", elem_id="tl-audio", autoplay=True
+    )
 
     def play_window(*values: Any) -> tuple[int, np.ndarray]:
         try:

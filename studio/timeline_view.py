@@ -32,8 +32,10 @@ def _text_cell(col: int, label: str, char: str = "") -> str:
         return f'<td data-c="{col}" class="ms-epad">EPAD</td>'
     text = escape(label)
     if char:
-        return (f'<td data-c="{col}" class="ms-piece ms-byte" title="{escape(char)}: {text}">'
-                f'<span class="ms-char">{escape(char)}</span><small>{text}</small></td>')
+        return (
+            f'<td data-c="{col}" class="ms-piece ms-byte" title="{escape(char)}: {text}">'
+            f'<span class="ms-char">{escape(char)}</span><small>{text}</small></td>'
+        )
     kind = "ms-piece ms-bare" if label == BARE else "ms-piece"
     return f'<td data-c="{col}" class="{kind}" title="{text}">{text}</td>'
 
@@ -68,8 +70,11 @@ def _delayed_rows(data: dict[str, Any]) -> list[str]:
                 cells.append(_init_cell(col))
             elif i == 0:
                 known = 0 <= src < len(frames) and main["text_ids"][src] == token
-                cells.append(_text_cell(col, main["text_labels"][src], main["text_chars"][src]) if known
-                             else _code_cell(col, token))
+                cells.append(
+                    _text_cell(col, main["text_labels"][src], main["text_chars"][src])
+                    if known
+                    else _code_cell(col, token)
+                )
             else:
                 cells.append(_code_cell(col, token, f"from frame {frames[col] - delay}" if delay else ""))
         badge = f' <span class="ms-delay">+{delay}</span>' if delay else ""
@@ -84,32 +89,47 @@ def render_timeline(data: dict[str, Any], audio_url: str | None = None) -> str:
     n = len(frames)
     head = "".join(
         f'<th data-c="{c}" data-frame="{f}" data-time="{t:.2f}">'
-        f'{f"<b>{t:.2f}s</b>" if f % TIME_LABEL_EVERY == 0 else ""}<small>{f}</small></th>'
-        for c, (f, t) in enumerate(zip(frames, times)))
+        f"{f'<b>{t:.2f}s</b>' if f % TIME_LABEL_EVERY == 0 else ''}<small>{f}</small></th>"
+        for c, (f, t) in enumerate(zip(frames, times))
+    )
     body = []
     for s, stream in data["speakers"].items():
         role = "Moshi" if s == data["main"] else "user"
         body.append(_section(f"Speaker {s} ({role} in the training view): dataset row, undelayed", n))
-        body.append(_row(f"text {s}", [_text_cell(c, lab, ch) for c, (lab, ch)
-                                        in enumerate(zip(stream["text_labels"], stream["text_chars"]))], "ms-text"))
-        body += [_row(f"{s} cb{k}", [_code_cell(c, tok) for c, tok in enumerate(codes)], "ms-codes")
-                 for k, codes in enumerate(stream["codes"])]
-    body.append(_section(f"Training view (main {data['main']}): model input with delays applied, "
-                         f"steps {data['delayed']['start_step']}..{data['delayed']['start_step'] + n - 1}", n))
+        body.append(
+            _row(
+                f"text {s}",
+                [
+                    _text_cell(c, lab, ch)
+                    for c, (lab, ch) in enumerate(zip(stream["text_labels"], stream["text_chars"]))
+                ],
+                "ms-text",
+            )
+        )
+        body += [
+            _row(f"{s} cb{k}", [_code_cell(c, tok) for c, tok in enumerate(codes)], "ms-codes")
+            for k, codes in enumerate(stream["codes"])
+        ]
+    body.append(
+        _section(
+            f"Training view (main {data['main']}): model input with delays applied, "
+            f"steps {data['delayed']['start_step']}..{data['delayed']['start_step'] + n - 1}",
+            n,
+        )
+    )
     body += _delayed_rows(data)
-    audio = (f'<audio class="ms-audio" controls preload="auto" src="{escape(audio_url)}"></audio>'
-             if audio_url else "")
+    audio = f'<audio class="ms-audio" controls preload="auto" src="{escape(audio_url)}"></audio>' if audio_url else ""
     return (
         f'<div class="ms-tl" data-frame-rate="{data["frame_rate"]}">'
         f'<div class="ms-head"><span class="ms-title">{escape(str(data["dialogue_id"]))}</span>'
         f'<span class="ms-legend"><span class="ms-chip ms-piece">piece</span>'
         f'<span class="ms-chip ms-piece ms-bare">{BARE}</span> word boundary alone '
         f'<span class="ms-chip ms-piece ms-byte"><span class="ms-char">𠮷</span><small>&lt;0xF0&gt;</small></span> '
-        f'a character\'s UTF-8 byte pieces '
+        f"a character's UTF-8 byte pieces "
         f'<span class="ms-chip ms-pad">pad</span><span class="ms-chip ms-epad">EPAD</span>'
         f'<span class="ms-chip ms-init">init</span> initial token ({TEXT_CARD} / {CARD}) '
         f'<span class="ms-delay">+1</span> row delayed one frame · codes coloured by value</span></div>'
         f'{audio}<div class="ms-tl-info">Click a column to inspect a frame.</div>'
         f'<div class="ms-tl-scroll"><table class="ms-grid"><thead><tr><th class="ms-rowname">frame</th>{head}'
-        f'</tr></thead><tbody>{"".join(body)}</tbody></table></div></div>'
+        f"</tr></thead><tbody>{''.join(body)}</tbody></table></div></div>"
     )

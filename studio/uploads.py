@@ -58,6 +58,7 @@ class UploadBound:
                 await PlainTextResponse(
                     f"an upload request may carry at most {self.max_bytes / 2**20:.0f} MB (one file of the size "
                     "limit and a transcript), with its length given: upload the files in several requests",
-                    status_code=413)(scope, receive, send)
+                    status_code=413,
+                )(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -15,16 +15,30 @@ TASKS = ("translate", "transcribe")
 
 def build_tiny_whisper(folder: Path, max_target_positions: int = 48, max_new_tokens: int = 24, seed: int = 0) -> Path:
     import torch
-    from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
-                              WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizer)
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizer,
+    )
     from transformers.models.whisper.tokenization_whisper import bytes_to_unicode
 
     folder.mkdir(parents=True, exist_ok=True)
     byte_chars = bytes_to_unicode()
     vocab = {ch: i for i, ch in enumerate(byte_chars.values())}
-    specials = ["<|endoftext|>", "<|startoftranscript|>", *(f"<|{lang}|>" for lang in LANGUAGES),
-                "<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>",
-                "<|notimestamps|>"]
+    specials = [
+        "<|endoftext|>",
+        "<|startoftranscript|>",
+        *(f"<|{lang}|>" for lang in LANGUAGES),
+        "<|translate|>",
+        "<|transcribe|>",
+        "<|startoflm|>",
+        "<|startofprev|>",
+        "<|nocaptions|>",
+        "<|notimestamps|>",
+    ]
     for token in specials + [f"<|{i * 0.02:.2f}|>" for i in range(1501)]:
         vocab[token] = len(vocab)
     (folder / "vocab.json").write_text(json.dumps(vocab))
@@ -32,13 +46,25 @@ def build_tiny_whisper(folder: Path, max_target_positions: int = 48, max_new_tok
     tokenizer = WhisperTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
     tokenizer.add_special_tokens({"additional_special_tokens": specials[1:]})
     ids = {t: vocab[t] for t in specials}
-    config = WhisperConfig(vocab_size=len(vocab), num_mel_bins=80, d_model=32, encoder_layers=2,
-                           encoder_attention_heads=2, decoder_layers=2, decoder_attention_heads=2,
-                           encoder_ffn_dim=64, decoder_ffn_dim=64, max_source_positions=1500,
-                           max_target_positions=max_target_positions, pad_token_id=ids["<|endoftext|>"],
-                           bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|endoftext|>"],
-                           decoder_start_token_id=ids["<|startoftranscript|>"], begin_suppress_tokens=None,
-                           suppress_tokens=None)
+    config = WhisperConfig(
+        vocab_size=len(vocab),
+        num_mel_bins=80,
+        d_model=32,
+        encoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_layers=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_source_positions=1500,
+        max_target_positions=max_target_positions,
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|endoftext|>"],
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        begin_suppress_tokens=None,
+        suppress_tokens=None,
+    )
     torch.manual_seed(seed)
     model = WhisperForConditionalGeneration(config).eval()
     with torch.no_grad():
@@ -49,14 +75,23 @@ def build_tiny_whisper(folder: Path, max_target_positions: int = 48, max_new_tok
         keep[[vocab[byte_chars[b]] for b in b" abcdefghijklmnopqrstuvwxyz"]] = True
         emb[~keep] = 0.0
     gen = GenerationConfig(
-        decoder_start_token_id=ids["<|startoftranscript|>"], eos_token_id=ids["<|endoftext|>"],
-        pad_token_id=ids["<|endoftext|>"], bos_token_id=ids["<|endoftext|>"],
-        max_length=max_target_positions, max_new_tokens=max_new_tokens, is_multilingual=True,
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        eos_token_id=ids["<|endoftext|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        max_length=max_target_positions,
+        max_new_tokens=max_new_tokens,
+        is_multilingual=True,
         lang_to_id={f"<|{lang}|>": ids[f"<|{lang}|>"] for lang in LANGUAGES},
         task_to_id={task: ids[f"<|{task}|>"] for task in TASKS},
-        no_timestamps_token_id=ids["<|notimestamps|>"], prev_sot_token_id=ids["<|startofprev|>"],
-        max_initial_timestamp_index=50, begin_suppress_tokens=[], suppress_tokens=[],
-        alignment_heads=[[1, 0], [1, 1]], return_timestamps=False)
+        no_timestamps_token_id=ids["<|notimestamps|>"],
+        prev_sot_token_id=ids["<|startofprev|>"],
+        max_initial_timestamp_index=50,
+        begin_suppress_tokens=[],
+        suppress_tokens=[],
+        alignment_heads=[[1, 0], [1, 1]],
+        return_timestamps=False,
+    )
     model.generation_config = gen
     model.save_pretrained(folder)
     WhisperProcessor(WhisperFeatureExtractor(feature_size=80), tokenizer).save_pretrained(folder)

@@ -19,12 +19,12 @@ import torch
 import uvicorn
 from fastapi import FastAPI
 
-from backend.inference.chat_engine import ChatConfig
-from backend.inference.chat_server import ChatService, add_chat_route
-from backend.models.weights import lm_kwargs_of, load_lm
-from backend.models.source import save_lm
 from backend.core.spec import FRAME_SIZE, SAMPLE_RATE
 from backend.core.workspace import Workspace
+from backend.inference.chat_engine import ChatConfig
+from backend.inference.chat_server import ChatService, add_chat_route
+from backend.models.source import save_lm
+from backend.models.weights import lm_kwargs_of, load_lm
 
 
 def speaking_lm(demo_lm: Path, vocab_size: int, out: Path) -> Path:
@@ -64,8 +64,22 @@ def standalone_server(ws: Workspace, model: Path, port: int, *args: str) -> Iter
     """`python -m backend.inference.chat_server` on `port`, as a user starts it; yields once it listens."""
     from conftest import REPO
 
-    cmd = [sys.executable, "-m", "backend.inference.chat_server", "--model", str(model), "--mimi", str(ws.demo_mimi),
-           "--tokenizer", str(ws.demo_tokenizer), "--device", "cpu", "--port", str(port), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "backend.inference.chat_server",
+        "--model",
+        str(model),
+        "--mimi",
+        str(ws.demo_mimi),
+        "--tokenizer",
+        str(ws.demo_tokenizer),
+        "--device",
+        "cpu",
+        "--port",
+        str(port),
+        *args,
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert "/api/chat ready" in proc.stdout.readline()
@@ -109,11 +123,20 @@ class Conversation:
 def opus_messages(pcm: np.ndarray) -> list[bytes]:
     """`pcm` as the client messages of moshi's protocol: 0x01 + Ogg/Opus, one per 80 ms frame."""
     writer = sphn.OpusStreamWriter(SAMPLE_RATE)
-    return [b"\x01" + writer.append_pcm(pcm[i:i + FRAME_SIZE]) for i in range(0, len(pcm) - FRAME_SIZE + 1, FRAME_SIZE)]
+    return [
+        b"\x01" + writer.append_pcm(pcm[i : i + FRAME_SIZE]) for i in range(0, len(pcm) - FRAME_SIZE + 1, FRAME_SIZE)
+    ]
 
 
-async def talk(url: str, audio: np.ndarray | list[bytes], *, speed: float | None = 1.0, extra: list[bytes] = (),
-               linger: float = 1.0, hold: asyncio.Event | None = None) -> Conversation:
+async def talk(
+    url: str,
+    audio: np.ndarray | list[bytes],
+    *,
+    speed: float | None = 1.0,
+    extra: list[bytes] = (),
+    linger: float = 1.0,
+    hold: asyncio.Event | None = None,
+) -> Conversation:
     """Send `audio` (PCM, or messages from `opus_messages`) in 80 ms frames, paced at `speed` times real
     time (None: as fast as possible), plus `extra` raw messages first; collect everything the server
     says until `linger` s after the last frame."""
@@ -121,6 +144,7 @@ async def talk(url: str, audio: np.ndarray | list[bytes], *, speed: float | None
     messages = opus_messages(audio) if isinstance(audio, np.ndarray) else audio
     reader = sphn.OpusStreamReader(SAMPLE_RATE)
     async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+
         async def receive() -> None:
             async for msg in ws:
                 if msg.type != aiohttp.WSMsgType.BINARY:

@@ -15,8 +15,12 @@ REPO = Path(__file__).resolve().parents[1]
 SPOKENWOZ = REPO.parent / "shared" / "data" / "spokenwoz_sample"
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--autoplay-policy=no-user-gesture-required",
-                 "--disable-background-networking", "--disable-component-update"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 
 # Two cores: keep torch from oversubscribing when pytest and a studio subprocess both run.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -81,9 +85,15 @@ def fake_mic_browser(browser: "Browser") -> Iterator[Callable[[Path], "Browser"]
             raise FileNotFoundError(f"{wav}: fake microphone WAV not found")
         if wav not in launched:
             launched[wav] = browser.browser_type.launch(
-                executable_path=CHROMIUM, headless=True,
-                args=[*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                      f"--use-file-for-fake-audio-capture={wav}"])
+                executable_path=CHROMIUM,
+                headless=True,
+                args=[
+                    *CHROMIUM_ARGS,
+                    "--use-fake-ui-for-media-stream",
+                    "--use-fake-device-for-media-stream",
+                    f"--use-file-for-fake-audio-capture={wav}",
+                ],
+            )
         return launched[wav]
 
     yield launch

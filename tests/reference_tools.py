@@ -15,8 +15,10 @@ import sentencepiece as spm
 from backend.core.spec import EPAD_ID, FRAME_RATE, PAD_ID
 from backend.data.transcripts import Word
 
-TOOLS = {"jmoshi": ("JMOSHI_FINETUNE", "tools/tokenize_text.py"),
-         "kyutai": ("KYUTAI_FINETUNE", "finetune/data/interleaver.py")}
+TOOLS = {
+    "jmoshi": ("JMOSHI_FINETUNE", "tools/tokenize_text.py"),
+    "kyutai": ("KYUTAI_FINETUNE", "finetune/data/interleaver.py"),
+}
 
 
 def checkout_file(tool: str) -> Path | None:
@@ -46,15 +48,22 @@ def jmoshi_stream(words: list[Word], sp: spm.SentencePieceProcessor, whitespace:
     """J-Moshi's `tokenize_and_pad_text` on one speaker's words (it raises where it fails)."""
     transcript = [{"speaker": w.speaker, "word": w.word, "start": w.start, "end": w.end} for w in words]
     return load("jmoshi").tokenize_and_pad_text(
-        word_transcript=copy.deepcopy(transcript), no_whitespace_before_word=not whitespace, text_tokenizer=sp,
-        text_padding_id=PAD_ID, end_of_text_padding_id=EPAD_ID, audio_tokenizer_frame_rate=FRAME_RATE)
+        word_transcript=copy.deepcopy(transcript),
+        no_whitespace_before_word=not whitespace,
+        text_tokenizer=sp,
+        text_padding_id=PAD_ID,
+        end_of_text_padding_id=EPAD_ID,
+        audio_tokenizer_frame_rate=FRAME_RATE,
+    )
 
 
-def kyutai_stream(units: list[tuple[list[int], float, float]], sp: spm.SentencePieceProcessor, duration: float,
-                  keep_and_shift: bool) -> list[int]:
+def kyutai_stream(
+    units: list[tuple[list[int], float, float]], sp: spm.SentencePieceProcessor, duration: float, keep_and_shift: bool
+) -> list[int]:
     """Kyutai's `Interleaver.build_token_stream` on (ids, start, end) per word, sorted, zero-duration words
     removed as its `prepare_item` does."""
-    interleaver = load("kyutai").Interleaver(sp, FRAME_RATE, PAD_ID, EPAD_ID, -1, keep_and_shift=keep_and_shift,
-                                             device="cpu")
+    interleaver = load("kyutai").Interleaver(
+        sp, FRAME_RATE, PAD_ID, EPAD_ID, -1, keep_and_shift=keep_and_shift, device="cpu"
+    )
     alignments = [(ids, (start, end), "SPEAKER_MAIN") for ids, start, end in units if start < end]
     return interleaver.build_token_stream(alignments, duration).flatten().tolist()

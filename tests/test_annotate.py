@@ -9,24 +9,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from annotate_helpers import build_tiny_whisper
 
 from backend.core.errors import ConfigError, InputError
 from backend.core.spec import SAMPLE_RATE
 from backend.data.annotate.crosstalk import ownership
-from backend.data.annotate.original import original_path
-from backend.data.annotate.edit import (EditError, TranscriptEditor, is_excluded, set_excluded,
-                                        swap_channels)
+from backend.data.annotate.edit import EditError, TranscriptEditor, is_excluded, set_excluded, swap_channels
 from backend.data.annotate.engines import TimedWord
 from backend.data.annotate.measure import scoring_form, word_errors
+from backend.data.annotate.original import original_path
 from backend.data.annotate.run import AnnotateConfig, annotate_audio, annotate_folder, main
 from backend.data.annotate.sphinx import PocketsphinxEngine
 from backend.data.annotate.turns import Turn, format_turns, read_turns, transcript_turns
-from backend.data.transcripts import load_transcript
 from backend.data.files import scan_dialogues
+from backend.data.transcripts import load_transcript
 from backend.data.validate import validate_folder
 from backend.demo.heldout_speech import heldout_dialogues, render_dialogue
-
-from annotate_helpers import build_tiny_whisper
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +113,12 @@ def test_asr_finds_each_speakers_words(dialogues, transcribed) -> None:
 
 def test_leaked_voice_gives_no_words(tmp_path: Path) -> None:
     """Only A talks; A's voice leaks into B's channel 12 dB down: B must get no words."""
-    d = render_dialogue("monologue", [("A", "Honestly, the teacher ordered a bowl of soup after lunch.")],
-                        random.Random(0), leak_db=-14.0)
+    d = render_dialogue(
+        "monologue",
+        [("A", "Honestly, the teacher ordered a bowl of soup after lunch.")],
+        random.Random(0),
+        leak_db=-14.0,
+    )
     result = annotate_audio(PocketsphinxEngine(), d.audio, AnnotateConfig())
     assert [w for w in result.words if w.speaker == "A"]
     assert not [w for w in result.words if w.speaker == "B"]
@@ -147,7 +149,7 @@ def test_words_the_other_channel_dominates_are_dropped() -> None:
     audio = np.zeros((2, 3 * SAMPLE_RATE), dtype=np.float32)
     audio[0, :SAMPLE_RATE] = tone  # A talks in the first second...
     audio[1, :SAMPLE_RATE] = tone * 0.1  # ...and leaks into B 20 dB down
-    audio[1, 2 * SAMPLE_RATE:] = tone  # B talks in the third second, in overlap with nobody
+    audio[1, 2 * SAMPLE_RATE :] = tone  # B talks in the third second, in overlap with nobody
     owners = ownership(audio, SAMPLE_RATE, on_dbfs=-45, margin_db=12)
     assert owners[0].support(0.1, 0.9) == 1.0 and owners[1].support(0.1, 0.9) == 0.0
     assert owners[1].support(2.1, 2.9) == 1.0 and owners[1].support(1.2, 1.8) == 0.0  # silence: no support
@@ -155,7 +157,7 @@ def test_words_the_other_channel_dominates_are_dropped() -> None:
     assert [(w.speaker, w.confidence) for w in result.words] == [("A", 0.8), ("B", 0.8)]
     assert result.words[1].start >= 1.7 and not result.dropped  # B's leaked stretch is not even decoded
     # B says something short right after the leak: a word heard over the leak's end has little support.
-    audio[1, SAMPLE_RATE: SAMPLE_RATE + 2400] = tone[:2400]
+    audio[1, SAMPLE_RATE : SAMPLE_RATE + 2400] = tone[:2400]
     result = annotate_audio(_FixedEngine(share=0.3), audio, AnnotateConfig())
     assert [d["speaker"] for d in result.dropped] == ["B"] and result.dropped[0]["support"] < 0.5
     assert [w.speaker for w in result.words] == ["A", "B"]  # A's word and B's word in the third second
@@ -200,7 +202,11 @@ def test_cli(dialogues, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
 def test_turn_file_format(tmp_path: Path) -> None:
     path = tmp_path / "d.txt"
     path.write_text("# call 12\nA: Hello there.\n\nB: hi\nA: how are you\n")
-    assert read_turns(path) == [Turn("A", ("Hello", "there."), 2), Turn("B", ("hi",), 4), Turn("A", ("how", "are", "you"), 5)]
+    assert read_turns(path) == [
+        Turn("A", ("Hello", "there."), 2),
+        Turn("B", ("hi",), 4),
+        Turn("A", ("how", "are", "you"), 5),
+    ]
     for text, problem in (("hello\n", "line 1"), ("", "no words"), ("A:\n", "no words")):
         path.write_text(text)
         with pytest.raises(InputError, match=problem):
@@ -209,9 +215,9 @@ def test_turn_file_format(tmp_path: Path) -> None:
 
 def test_annotated_dialogue_builds_like_any_other(aligned, tmp_path: Path) -> None:
     """Through the Data tab's real build: Mimi tokens, SentencePiece tokens, Parquet."""
-    from backend.demo.workspace import create_demo_workspace
     from backend.dataset.pipeline import prepare_dataset, text_paths
     from backend.dataset.tokenize_text import TextTokenizeConfig
+    from backend.demo.workspace import create_demo_workspace
 
     folder, summary = aligned
     ws = create_demo_workspace(tmp_path / "ws", random_codec=True)
@@ -225,6 +231,7 @@ def test_annotated_dialogue_builds_like_any_other(aligned, tmp_path: Path) -> No
 
 
 # ---------------------------------------------------------------------- Whisper
+
 
 @pytest.fixture(scope="module")
 def tiny_whisper(tmp_path_factory) -> Path:
@@ -254,22 +261,36 @@ def test_whisper_run_is_recorded(tiny_whisper: Path, dialogues, tmp_path: Path) 
     assert record["engine"]["engine"] == "whisper" and record["engine"]["model"] == str(tiny_whisper)
     load_transcript(tmp_path / f"{dialogues[0].name}.json")
     with pytest.raises(ConfigError, match="whisper_model"):
-        annotate_folder(AnnotateConfig(input=tmp_path, engine="whisper", whisper_model=str(tmp_path / "nope"),
-                                       overwrite=True))
+        annotate_folder(
+            AnnotateConfig(input=tmp_path, engine="whisper", whisper_model=str(tmp_path / "nope"), overwrite=True)
+        )
     with pytest.raises(ConfigError, match="pocketsphinx"):
-        annotate_folder(AnnotateConfig(input=tmp_path, engine="whisper", whisper_model=str(tiny_whisper),
-                                       mode="align", overwrite=True))
+        annotate_folder(
+            AnnotateConfig(
+                input=tmp_path, engine="whisper", whisper_model=str(tiny_whisper), mode="align", overwrite=True
+            )
+        )
 
 
 # ---------------------------------------------------------------------- curation
 
+
 def _transcript(tmp_path: Path, fmt: str = "jmoshi") -> Path:
-    words = [{"speaker": "A", "word": "hello", "start": 0.5, "end": 0.9, "confidence": 0.4},
-             {"speaker": "B", "word": "hi", "start": 1.0, "end": 1.2, "confidence": 0.9},
-             {"speaker": "A", "word": "there", "start": 1.0, "end": 1.4, "confidence": 0.7}]
-    data = words if fmt == "jmoshi" else {
-        "alignments": [[w["word"], [w["start"], w["end"]], "SPEAKER_MAIN" if w["speaker"] == "A" else "SPEAKER_OTHER"]
-                       for w in words]}
+    words = [
+        {"speaker": "A", "word": "hello", "start": 0.5, "end": 0.9, "confidence": 0.4},
+        {"speaker": "B", "word": "hi", "start": 1.0, "end": 1.2, "confidence": 0.9},
+        {"speaker": "A", "word": "there", "start": 1.0, "end": 1.4, "confidence": 0.7},
+    ]
+    data = (
+        words
+        if fmt == "jmoshi"
+        else {
+            "alignments": [
+                [w["word"], [w["start"], w["end"]], "SPEAKER_MAIN" if w["speaker"] == "A" else "SPEAKER_OTHER"]
+                for w in words
+            ]
+        }
+    )
     path = tmp_path / "d.json"
     path.write_text(json.dumps(data))
     return path
@@ -289,8 +310,10 @@ def test_edits_and_undo(tmp_path: Path) -> None:
     i = e.set_times(i, 1.5, 1.7)
     assert e.words[i].word == "hullo" and i == 2  # re-sorted, index follows the word
     i = e.split(0, 1.2, "the", "re")
-    assert _state(e) == [("A", "the", 1.0, 1.2), ("B", "hi", 1.0, 1.2), ("A", "re", 1.2, 1.4),
-                         ("A", "hullo", 1.5, 1.7)] and i == 0
+    assert (
+        _state(e) == [("A", "the", 1.0, 1.2), ("B", "hi", 1.0, 1.2), ("A", "re", 1.2, 1.4), ("A", "hullo", 1.5, 1.7)]
+        and i == 0
+    )
     i = e.merge(i, 2)
     assert e.words[i].word == "the re" and (e.words[i].start, e.words[i].end) == (1.0, 1.4)
     e.delete(i)
@@ -298,9 +321,15 @@ def test_edits_and_undo(tmp_path: Path) -> None:
     assert _state(e)[i] == ("B", "yes", 2.0, 2.3)
     e.swap_speakers()
     assert {w.speaker for w in e.words if w.word == "yes"} == {"A"}
-    for bad in (lambda: e.set_times(0, 2.0, 1.0), lambda: e.set_times(0, float("nan"), 1.0),
-                lambda: e.set_text(0, "  "), lambda: e.delete(99), lambda: e.insert("C", "x", 0, 1),
-                lambda: e.split(0, 99.0, "a", "b"), lambda: e.merge(0, 0)):
+    for bad in (
+        lambda: e.set_times(0, 2.0, 1.0),
+        lambda: e.set_times(0, float("nan"), 1.0),
+        lambda: e.set_text(0, "  "),
+        lambda: e.delete(99),
+        lambda: e.insert("C", "x", 0, 1),
+        lambda: e.split(0, 99.0, "a", "b"),
+        lambda: e.merge(0, 0),
+    ):
         before = _state(e)
         with pytest.raises(EditError):
             bad()

@@ -28,8 +28,11 @@ def mixed() -> list[HeldOutDialogue]:
 def _with_gaps(d: HeldOutDialogue, pause: float = 4.0) -> HeldOutDialogue:
     """`pause` seconds of exact zero wherever nobody talks between two turns (VoIP silence suppression)."""
     words = sorted(d.words, key=lambda w: w.start)
-    cuts = [w.start - 0.1 for k, w in enumerate(words)
-            if k and w.speaker != words[k - 1].speaker and all(v.end < w.start - 0.1 for v in words[:k])]
+    cuts = [
+        w.start - 0.1
+        for k, w in enumerate(words)
+        if k and w.speaker != words[k - 1].speaker and all(v.end < w.start - 0.1 for v in words[:k])
+    ]
     pieces, last = [], 0
     for c in cuts:
         i = int(c * SAMPLE_RATE)
@@ -40,8 +43,12 @@ def _with_gaps(d: HeldOutDialogue, pause: float = 4.0) -> HeldOutDialogue:
     def shift(t: float) -> float:
         return t + pause * sum(c <= t for c in cuts)
 
-    return HeldOutDialogue(d.name, np.concatenate(pieces, axis=1),
-                           [Word(w.speaker, w.word, shift(w.start), shift(w.end)) for w in d.words], d.turns)
+    return HeldOutDialogue(
+        d.name,
+        np.concatenate(pieces, axis=1),
+        [Word(w.speaker, w.word, shift(w.start), shift(w.end)) for w in d.words],
+        d.turns,
+    )
 
 
 def _telephone(x: np.ndarray) -> np.ndarray:
@@ -124,8 +131,9 @@ def test_a_turn_that_was_not_said_fails_alone(mixed, tmp_path: Path, capsys: pyt
     raw = json.loads((tmp_path / f"{d.name}.json").read_text())
     assert {e["word"] for e in raw if e["confidence"] == 0} >= set(wrong.split())
     assert len(got.words) == len(d.words) + len(wrong.split())
-    found = [any(abs(w.start - t.start) < 0.1 and w.word == t.word for w in got.speaker_words(t.speaker))
-             for t in d.words]
+    found = [
+        any(abs(w.start - t.start) < 0.1 and w.word == t.word for w in got.speaker_words(t.speaker)) for t in d.words
+    ]
     assert np.mean(found) >= 0.95, np.mean(found)
 
 
@@ -159,12 +167,14 @@ def test_realign_refines_coarse_times(mixed, tmp_path: Path) -> None:
         for speaker, text in d.turns:
             if speaker != s:
                 continue
-            mine = words[k: k + len(text.split())]
+            mine = words[k : k + len(text.split())]
             k += len(mine)
             lo, hi = mine[0].start - 0.3, mine[-1].end
             step = (hi - lo) / len(mine)
-            coarse += [{"speaker": s, "word": w.word, "start": round(lo + i * step, 3),
-                        "end": round(lo + (i + 1) * step, 3)} for i, w in enumerate(mine)]
+            coarse += [
+                {"speaker": s, "word": w.word, "start": round(lo + i * step, 3), "end": round(lo + (i + 1) * step, 3)}
+                for i, w in enumerate(mine)
+            ]
     sf.write(tmp_path / f"{d.name}.wav", d.audio.T, SAMPLE_RATE, subtype="PCM_16")
     reference = tmp_path / f"{d.name}.json"
     reference.write_text(json.dumps(coarse))
@@ -180,9 +190,20 @@ def test_realign_refines_coarse_times(mixed, tmp_path: Path) -> None:
     assert original_path(reference).read_text() == first
     for s, e in _start_errors(tmp_path, [d]).items():
         assert np.median(e) <= 0.04 and np.mean(e < 0.1) >= 0.9, (s, np.median(e), np.mean(e < 0.1))
-    before = [np.median(np.abs([c["start"] - w.start for c, w in zip(
-        sorted((c for c in coarse if c["speaker"] == s), key=lambda c: c["start"]),
-        sorted((w for w in d.words if w.speaker == s), key=lambda w: w.start))])) for s in "AB"]
+    before = [
+        np.median(
+            np.abs(
+                [
+                    c["start"] - w.start
+                    for c, w in zip(
+                        sorted((c for c in coarse if c["speaker"] == s), key=lambda c: c["start"]),
+                        sorted((w for w in d.words if w.speaker == s), key=lambda w: w.start),
+                    )
+                ]
+            )
+        )
+        for s in "AB"
+    ]
     assert min(before) > 0.1  # the coarse times were far off to begin with
 
     again = annotate_folder(AnnotateConfig(input=tmp_path))

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from annotate_helpers import packaged_whisper
 
 from backend.core.errors import ConfigError
 from backend.core.spec import SAMPLE_RATE
@@ -17,8 +18,6 @@ from backend.data.annotate.measure import matched_pairs, scoring_form, word_erro
 from backend.data.annotate.run import AnnotateConfig, annotate_audio, annotate_folder, make_engine
 from backend.data.transcripts import load_transcript
 from backend.demo.heldout_speech import heldout_dialogues, render_dialogue
-
-from annotate_helpers import packaged_whisper
 
 pytest.importorskip("faster_whisper", reason="faster-whisper is not installed (pip install -e '.[faster-whisper]')")
 
@@ -43,8 +42,9 @@ def test_base_transcribes_held_out_speech_with_word_times(base: AnnotateConfig, 
     errors = words = 0
     starts: list[float] = []
     for s in "AB":
-        e, n, t = _wer_and_timing(sorted((w for w in d.words if w.speaker == s), key=lambda w: w.start),
-                                  got.speaker_words(s))
+        e, n, t = _wer_and_timing(
+            sorted((w for w in d.words if w.speaker == s), key=lambda w: w.start), got.speaker_words(s)
+        )
         errors, words, starts = errors + e, words + n, starts + t
     assert errors / words <= 0.25, errors / words
     assert np.mean(np.array(starts) < 0.2) >= 0.7, np.mean(np.array(starts) < 0.2)
@@ -56,8 +56,12 @@ def test_base_transcribes_held_out_speech_with_word_times(base: AnnotateConfig, 
 def test_leaked_voice_is_gated_by_channel_ownership(base: AnnotateConfig) -> None:
     """Only A talks; A leaks into B 14 dB down. Whisper hears the leak well, so B's words must come from
     cross-talk ownership, not from Whisper's VAD: none."""
-    d = render_dialogue("monologue", [("A", "Honestly, the teacher ordered a bowl of soup after lunch.")],
-                        random.Random(0), leak_db=-14.0)
+    d = render_dialogue(
+        "monologue",
+        [("A", "Honestly, the teacher ordered a bowl of soup after lunch.")],
+        random.Random(0),
+        leak_db=-14.0,
+    )
     result = annotate_audio(make_engine(base), d.audio, base)
     assert [w for w in result.words if w.speaker == "A"]
     assert not [w for w in result.words if w.speaker == "B"]
@@ -86,6 +90,8 @@ def test_spokenwoz_call_with_base(spokenwoz: Path, base: AnnotateConfig) -> None
     audio, _ = load_stereo(spokenwoz / "audio" / f"{name}.wav")
     result = annotate_audio(make_engine(base), audio, base)
     for s in "AB":
-        e, n, _ = _wer_and_timing(sorted((w for w in truth if w.speaker == s), key=lambda w: w.start),
-                                  [w for w in result.words if w.speaker == s])
+        e, n, _ = _wer_and_timing(
+            sorted((w for w in truth if w.speaker == s), key=lambda w: w.start),
+            [w for w in result.words if w.speaker == s],
+        )
         assert e / n <= 0.35, (s, e / n)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from backend.data.audio_io import audio_report, load_stereo, probe, write_stereo_wav
 from backend.core.errors import InputError
+from backend.data.audio_io import audio_report, load_stereo, probe, write_stereo_wav
 
 RNG = np.random.default_rng(1234)
 
@@ -97,8 +97,19 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "zero bytes", "no frames", "truncated header", "text named .wav",
-                                  "mono", "three channels", "one sample"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "zero bytes",
+        "no frames",
+        "truncated header",
+        "text named .wav",
+        "mono",
+        "three channels",
+        "one sample",
+    ],
+)
 @pytest.mark.parametrize("reader", [probe, load_stereo, audio_report])
 def test_unusable_files_are_rejected_with_file_and_problem(tmp_path, case, reader):
     path, phrase = _bad_files(tmp_path)[case]
@@ -116,8 +127,9 @@ def test_nan_and_inf_samples_are_refused_by_channel_with_counts(tmp_path, reader
     path = write(tmp_path / "f.wav", [audio[:, 0], audio[:, 1]], 16000, subtype="FLOAT")
     with pytest.raises(InputError) as err:
         reader(path)
-    assert str(err.value).startswith(f"{path}: channel B has 2 non-finite sample(s) (NaN or Inf), the first at "
-                                     "0.001 s") and "channel A" not in str(err.value)
+    assert str(err.value).startswith(
+        f"{path}: channel B has 2 non-finite sample(s) (NaN or Inf), the first at 0.001 s"
+    ) and "channel A" not in str(err.value)
 
 
 # ---------------------------------------------------------------- writing
@@ -176,8 +188,8 @@ def test_report_finds_a_silent_channel(tmp_path):
 
 def test_report_finds_dead_air_with_its_span(tmp_path):
     a, b = speechlike(14, SR, 1), speechlike(14, SR, 2)
-    a[3 * SR:9 * SR] = 0.0
-    b[2 * SR:10 * SR] = 1e-5 * RNG.standard_normal(8 * SR)  # -100 dBFS hiss
+    a[3 * SR : 9 * SR] = 0.0
+    b[2 * SR : 10 * SR] = 1e-5 * RNG.standard_normal(8 * SR)  # -100 dBFS hiss
     report = audio_report(write(tmp_path / "gap.wav", [a, b], SR), min_silence_s=5.0)
     assert report.channels[0].silences == [(3.0, 9.0)]
     assert report.channels[1].silences == [(2.0, 10.0)]
@@ -190,7 +202,7 @@ def test_report_finds_dead_air_with_its_span(tmp_path):
 @pytest.mark.parametrize("delay", [0, 48])
 def test_report_finds_dual_mono(tmp_path, delay):
     a = speechlike(4, SR, 1)
-    b = np.concatenate([np.zeros(delay, np.float32), a[:len(a) - delay]]) * 0.8
+    b = np.concatenate([np.zeros(delay, np.float32), a[: len(a) - delay]]) * 0.8
     report = audio_report(write(tmp_path / "dual.wav", [a, b], SR))
     assert "channel B is a near copy of channel A" in messages(report)
     assert report.correlation > 0.95

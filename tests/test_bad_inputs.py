@@ -11,8 +11,10 @@ import soundfile as sf
 from backend.data.ingest import import_dialogues
 from backend.data.validate import main as validate_main
 
-GOOD_WORDS = [{"speaker": "A", "word": "hello", "start": 0.1, "end": 0.5},
-              {"speaker": "B", "word": "hi", "start": 0.6, "end": 0.9}]
+GOOD_WORDS = [
+    {"speaker": "A", "word": "hello", "start": 0.1, "end": 0.5},
+    {"speaker": "B", "word": "hi", "start": 0.6, "end": 0.9},
+]
 
 
 def stereo(path: Path, channels: int = 2, seconds: float = 1.0) -> Path:
@@ -56,11 +58,17 @@ def case_nan_time(d: Path) -> list[Path]:
 
 
 def case_start_after_end(d: Path) -> list[Path]:
-    return [stereo(d / "order.wav"), transcript(d / "order.json", [{"speaker": "A", "word": "x", "start": 0.8, "end": 0.2}])]
+    return [
+        stereo(d / "order.wav"),
+        transcript(d / "order.json", [{"speaker": "A", "word": "x", "start": 0.8, "end": 0.2}]),
+    ]
 
 
 def case_unknown_speaker(d: Path) -> list[Path]:
-    return [stereo(d / "who.wav"), transcript(d / "who.json", [{"speaker": "C", "word": "x", "start": 0.1, "end": 0.2}])]
+    return [
+        stereo(d / "who.wav"),
+        transcript(d / "who.json", [{"speaker": "C", "word": "x", "start": 0.1, "end": 0.2}]),
+    ]
 
 
 def case_invalid_utf8(d: Path) -> list[Path]:
@@ -94,14 +102,18 @@ def case_word_far_after_the_audio(d: Path) -> list[Path]:
 
 
 def case_word_past_the_tolerance(d: Path) -> list[Path]:  # audio 1 s, word ends at 2.5 s
-    late = GOOD_WORDS + [{"speaker": "B", "word": "late", "start": 1.5, "end": 2.5},
-                         {"speaker": "A", "word": "later", "start": 5000.0, "end": 5000.5}]
+    late = GOOD_WORDS + [
+        {"speaker": "B", "word": "late", "start": 1.5, "end": 2.5},
+        {"speaker": "A", "word": "later", "start": 5000.0, "end": 5000.5},
+    ]
     return [stereo(d / "late.wav"), transcript(d / "late.json", late)]
 
 
 def case_absurd_time(d: Path) -> list[Path]:  # no audio is that long, whatever the audio file says
-    return [stereo(d / "eon.wav"), transcript(d / "eon.json", [{"speaker": "A", "word": "x", "start": 0.1,
-                                                               "end": 1e300}])]
+    return [
+        stereo(d / "eon.wav"),
+        transcript(d / "eon.json", [{"speaker": "A", "word": "x", "start": 0.1, "end": 1e300}]),
+    ]
 
 
 def case_401_digit_time(d: Path) -> list[Path]:  # json gives an int that float() cannot hold

@@ -7,12 +7,12 @@ import pytest
 import torch
 from moshi.models import loaders
 from torch import nn
+from train_helpers import write_dataset, write_model
 
 from backend.core import config
 from backend.finetune.budget import count_examples, estimate, estimate_config
 from backend.finetune.config import FinetuneConfig
 from backend.models.source import tiny_lm_kwargs
-from train_helpers import write_dataset, write_model
 
 
 def cfg(**values: object) -> FinetuneConfig:

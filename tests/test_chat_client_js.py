@@ -33,6 +33,7 @@ PIECES = [" hello", " there", " héllo", " 日本"]  # non-ASCII: the page must 
 
 # ---------------------------------------------------------------- Ogg, checked without the page's code
 
+
 def _crc_table() -> list[int]:
     table = []
     for i in range(256):
@@ -65,12 +66,12 @@ def ogg_pages(data: bytes) -> list[OggPage]:
     """Every page of `data`; ValueError names the first page that is malformed or fails its CRC."""
     pages, pos = [], 0
     while pos < len(data):
-        if data[pos:pos + 5] != b"OggS\x00":
+        if data[pos : pos + 5] != b"OggS\x00":
             raise ValueError(f"byte {pos}: no Ogg page starts here")
         segments = data[pos + 26]
-        lacing = data[pos + 27:pos + 27 + segments]
+        lacing = data[pos + 27 : pos + 27 + segments]
         size = 27 + segments + sum(lacing)
-        page = bytearray(data[pos:pos + size])
+        page = bytearray(data[pos : pos + size])
         if len(page) < size:
             raise ValueError(f"byte {pos}: page cut short ({len(page)} of {size} bytes)")
         crc = int.from_bytes(page[22:26], "little")
@@ -80,18 +81,26 @@ def ogg_pages(data: bytes) -> list[OggPage]:
             raise ValueError(f"page {sequence}: CRC mismatch")
         packets, at, current = [], 27 + segments, b""
         for length in lacing:
-            current += bytes(page[at:at + length])
+            current += bytes(page[at : at + length])
             at += length
             if length < 255:
                 packets.append(current)
                 current = b""
-        pages.append(OggPage(page[5], int.from_bytes(page[6:14], "little", signed=True),
-                             int.from_bytes(page[14:18], "little"), sequence, packets))
+        pages.append(
+            OggPage(
+                page[5],
+                int.from_bytes(page[6:14], "little", signed=True),
+                int.from_bytes(page[14:18], "little"),
+                sequence,
+                packets,
+            )
+        )
         pos += size
     return pages
 
 
 # ---------------------------------------------------------------- audio
+
 
 def tone(hz: float, start: int, count: int, rate: int = RATE) -> np.ndarray:
     t = np.arange(start, start + count) / rate
@@ -125,6 +134,7 @@ def mic_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # ---------------------------------------------------------------- the server
+
 
 @dataclass
 class Session:
@@ -250,7 +260,6 @@ class ChatServer:
         await ws.close()
         return ws
 
-
     async def silent(self, request: Any) -> Any:
         ws = aiohttp_web.WebSocketResponse()
         await ws.prepare(request)
@@ -280,7 +289,8 @@ def page(fake_mic_browser: Callable[[Path], Any], mic_wav: Path, server: ChatSer
 
 def new_chat(page: Any, url: str) -> None:
     """window.chat, a MoshiChat whose callbacks log into window.log."""
-    page.evaluate("""(url) => {
+    page.evaluate(
+        """(url) => {
       window.log = {text: [], meta: [], states: [], errors: []};
       window.chat = new window.MoshiChat({
         url,
@@ -289,7 +299,9 @@ def new_chat(page: Any, url: str) -> None:
         onState: (s) => window.log.states.push(s),
         onError: (e) => window.log.errors.push(e),
       });
-    }""", url)
+    }""",
+        url,
+    )
 
 
 def ws_url(server: ChatServer, path: str) -> str:
@@ -297,6 +309,7 @@ def ws_url(server: ChatServer, path: str) -> str:
 
 
 # ---------------------------------------------------------------- tests
+
 
 def test_ogg_checker_catches_a_flipped_byte() -> None:
     """The checker used below accepts sphn's own (valid) stream and rejects it with one byte flipped."""
@@ -329,11 +342,11 @@ def test_full_duplex_chat(page: Any, server: ChatServer, capture: str) -> None:
     # The server got >= 5 s of the microphone, and it is the microphone: 660 Hz bursts.
     pcm = np.concatenate(session.pcm)
     assert len(pcm) >= 5 * RATE, f"server decoded only {len(pcm) / RATE:.2f} s"
-    body = pcm[RATE // 2:]  # the encoder's and the noise suppressor's start-up
+    body = pcm[RATE // 2 :]  # the encoder's and the noise suppressor's start-up
     peak, share = band_share(body, MIC_HZ)
     assert abs(peak - MIC_HZ) < 10 and share > 0.5, (peak, share)
     frames = body[: len(body) // 480 * 480].reshape(-1, 480)  # 20 ms
-    loud = np.sqrt((frames ** 2).mean(axis=1)) > 0.02
+    loud = np.sqrt((frames**2).mean(axis=1)) > 0.02
     assert 0.4 < loud.mean() < 0.85, f"bursts and gaps lost: {loud.mean():.2f} of 20 ms frames loud"
 
     # The page's Ogg stream, checked page by page: one page per websocket message, valid CRCs,
@@ -398,8 +411,12 @@ def test_stop_while_waiting_for_the_handshake(page: Any, server: ChatServer) -> 
     }""")
     assert started is False
     assert server.silent_closed.wait(5), "the server did not see the page disconnect"
-    assert page.evaluate("window.log") == {"text": [], "meta": [], "errors": [],
-                                           "states": ["connecting", "waiting", "closed"]}
+    assert page.evaluate("window.log") == {
+        "text": [],
+        "meta": [],
+        "errors": [],
+        "states": ["connecting", "waiting", "closed"],
+    }
 
     # stop() while the microphone permission is pending: the stream that arrives later is released.
     new_chat(page, ws_url(server, "/api/silent"))

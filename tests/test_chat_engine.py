@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
-
-from backend.data.audio_io import load_stereo
-from backend.inference.chat_engine import ChatEngine
-from backend.core.errors import ConfigError, InputError
-from backend.core.spec import FRAME_SIZE, SAMPLE_RATE
 from chat_helpers import chat_config, speaking_lm
 from train_helpers import write_model
+
+from backend.core.errors import ConfigError, InputError
+from backend.core.spec import FRAME_SIZE, SAMPLE_RATE
+from backend.data.audio_io import load_stereo
+from backend.inference.chat_engine import ChatEngine
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def engine(demo_workspace, tmp_path_factory) -> ChatEngine:
 
 def conversation(engine: ChatEngine, speech: np.ndarray) -> tuple[list, list[str]]:
     engine.reset()
-    outs = [engine.step(speech[i:i + FRAME_SIZE]) for i in range(0, len(speech) - FRAME_SIZE + 1, FRAME_SIZE)]
+    outs = [engine.step(speech[i : i + FRAME_SIZE]) for i in range(0, len(speech) - FRAME_SIZE + 1, FRAME_SIZE)]
     return [o.pcm for o in outs], [o.text for o in outs]
 
 
@@ -46,10 +46,19 @@ def test_a_model_with_the_user_stream_is_refused(demo_workspace, tmp_path) -> No
         ChatEngine(chat_config(demo_workspace, model))
 
 
-@pytest.mark.parametrize("setting,value", [("text_temperature", float("nan")), ("audio_temperature", -5.0),
-                                           ("text_top_k", 0), ("audio_top_k", 2049), ("max_session_seconds", 1e12),
-                                           ("max_lag_ms", float("inf")), ("queue_seconds", -1.0),
-                                           ("queue_seconds", 1e9)])
+@pytest.mark.parametrize(
+    "setting,value",
+    [
+        ("text_temperature", float("nan")),
+        ("audio_temperature", -5.0),
+        ("text_top_k", 0),
+        ("audio_top_k", 2049),
+        ("max_session_seconds", 1e12),
+        ("max_lag_ms", float("inf")),
+        ("queue_seconds", -1.0),
+        ("queue_seconds", 1e9),
+    ],
+)
 def test_settings_out_of_range_are_refused_by_name(demo_workspace, setting, value) -> None:
     with pytest.raises(ConfigError, match=setting):
         chat_config(demo_workspace, demo_workspace.demo_lm, **{setting: value})

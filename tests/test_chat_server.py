@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import sphn
-
-from backend.data.audio_io import load_stereo
-from backend.inference.chat_server import AUDIO, MAX_MESSAGE_BYTES, ChatService
-from backend.core.spec import FRAME_SIZE, SAMPLE_RATE
-from backend.data.validate import validate_folder
 from chat_helpers import ServerThread, chat_config, opus_messages, run_async, speaking_lm, standalone_server, talk
 from conftest import free_port
+
+from backend.core.spec import FRAME_SIZE, SAMPLE_RATE
+from backend.data.audio_io import load_stereo
+from backend.data.validate import validate_folder
+from backend.inference.chat_server import AUDIO, MAX_MESSAGE_BYTES, ChatService
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_recording_is_a_valid_dialogue(server, user_pcm):
             position += 1
         assert position < len(sent), "the recording holds audio the client did not send, or out of order"
         position += 1
-    assert np.abs(audio[FRAME_SIZE * 2:, 0]).max() > 1e-3
+    assert np.abs(audio[FRAME_SIZE * 2 :, 0]).max() > 1e-3
     words = json.loads(wav.with_suffix(".json").read_text())
     assert words and all(w["speaker"] == "A" and w["end"] > w["start"] for w in words)
     reports, problems = validate_folder(wav.parent)
@@ -105,10 +105,10 @@ def test_recording_is_a_valid_dialogue(server, user_pcm):
 def test_second_client_is_told_busy_and_disconnect_frees_the_model(server, user_pcm):
     async def scenario():
         hold = asyncio.Event()
-        first = asyncio.create_task(talk(server.url, user_pcm[: SAMPLE_RATE], hold=hold, linger=0.0))
+        first = asyncio.create_task(talk(server.url, user_pcm[:SAMPLE_RATE], hold=hold, linger=0.0))
         while not server.service.busy:
             await asyncio.sleep(0.05)
-        second = await talk(server.url, user_pcm[: SAMPLE_RATE])
+        second = await talk(server.url, user_pcm[:SAMPLE_RATE])
         hold.set()
         first_conv = await first
         # The server frees the model as soon as it sees the close (and has saved the recording).
@@ -116,7 +116,7 @@ def test_second_client_is_told_busy_and_disconnect_frees_the_model(server, user_
         while server.service.busy and time.perf_counter() - start < 2.0:
             await asyncio.sleep(0.02)
         freed_after = time.perf_counter() - start
-        third = await talk(server.url, user_pcm[: SAMPLE_RATE], linger=0.3)
+        third = await talk(server.url, user_pcm[:SAMPLE_RATE], linger=0.3)
         return first_conv, second, third, freed_after
 
     first, second, third, freed_after = run_async(scenario())
@@ -149,8 +149,9 @@ def test_clients_queue_for_the_model_up_to_queue_seconds(demo_workspace, model, 
 
 
 def test_malformed_messages_get_errors_and_the_session_goes_on(server, user_pcm):
-    conv = run_async(talk(server.url, user_pcm[: 2 * SAMPLE_RATE],
-                            extra=[b"", b"\x07abc", b"\x01not an ogg stream at all", "hello"]))
+    conv = run_async(
+        talk(server.url, user_pcm[: 2 * SAMPLE_RATE], extra=[b"", b"\x07abc", b"\x01not an ogg stream at all", "hello"])
+    )
     assert conv.handshake
     assert len(conv.errors) >= 3, conv.errors
     assert any("kind 0x07" in e for e in conv.errors) and any("text" in e for e in conv.errors)
@@ -172,27 +173,49 @@ def test_session_time_limit(demo_workspace, model, user_pcm):
 
 
 # What Kyutai's web client sends (its defaults, and the ends of its sliders), plus greedy text and a full top-k.
-KYUTAI_QUERY = ("text_temperature=0.7&text_topk=25&audio_temperature=0.8&audio_topk=250&pad_mult=0&text_seed=1234"
-                "&audio_seed=5678&repetition_penalty_context=64&repetition_penalty=1")
+KYUTAI_QUERY = (
+    "text_temperature=0.7&text_topk=25&audio_temperature=0.8&audio_topk=250&pad_mult=0&text_seed=1234"
+    "&audio_seed=5678&repetition_penalty_context=64&repetition_penalty=1"
+)
 
 
-@pytest.mark.parametrize("query", [
-    KYUTAI_QUERY, "text_temperature=0.2&text_topk=10&audio_temperature=1.2&audio_topk=500",
-    "text_temperature=0&text_topk=32000&audio_topk=2048"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        KYUTAI_QUERY,
+        "text_temperature=0.2&text_topk=10&audio_temperature=1.2&audio_topk=500",
+        "text_temperature=0&text_topk=32000&audio_topk=2048",
+    ],
+)
 def test_client_sampling_parameters_in_range_are_used(server, user_pcm, query):
     conv = run_async(talk(f"{server.url}?{query}", user_pcm[:SAMPLE_RATE], linger=0.3))
     assert conv.handshake and not conv.errors and conv.audio
     asked = dict(item.split("=") for item in query.split("&"))
     lm_gen = server.service.engine.lm_gen
-    used = {"text_temperature": lm_gen.temp_text, "text_topk": lm_gen.top_k_text,
-            "audio_temperature": lm_gen.temp, "audio_topk": lm_gen.top_k}
+    used = {
+        "text_temperature": lm_gen.temp_text,
+        "text_topk": lm_gen.top_k_text,
+        "audio_temperature": lm_gen.temp,
+        "audio_topk": lm_gen.top_k,
+    }
     assert all(float(asked[k]) == v for k, v in used.items() if k in asked), (asked, used)
 
 
-@pytest.mark.parametrize("param,value", [("text_temperature", "warm"), ("text_temperature", "nan"),
-                                         ("audio_temperature", "-5"), ("audio_temperature", "inf"),
-                                         ("text_temperature", "1e9"), ("text_topk", "-1"), ("audio_topk", "0"),
-                                         ("text_topk", "1e9"), ("audio_topk", "1000000000"), ("audio_topk", "2.5")])
+@pytest.mark.parametrize(
+    "param,value",
+    [
+        ("text_temperature", "warm"),
+        ("text_temperature", "nan"),
+        ("audio_temperature", "-5"),
+        ("audio_temperature", "inf"),
+        ("text_temperature", "1e9"),
+        ("text_topk", "-1"),
+        ("audio_topk", "0"),
+        ("text_topk", "1e9"),
+        ("audio_topk", "1000000000"),
+        ("audio_topk", "2.5"),
+    ],
+)
 def test_client_sampling_parameters_out_of_range_are_refused_by_name(server, user_pcm, param, value):
     conv = run_async(talk(f"{server.url}?{param}={value}", user_pcm[:SAMPLE_RATE]))
     assert not conv.handshake and len(conv.errors) == 1 and param in conv.errors[0], conv.errors
@@ -202,6 +225,7 @@ def test_client_sampling_parameters_out_of_range_are_refused_by_name(server, use
 def test_kyutai_seeds_choose_the_conversation(server, user_pcm):
     """The client's per-conversation text_seed/audio_seed: the same pair gives the same conversation, another pair
     another one. Sent at half real time, so the model processes every frame (no skips)."""
+
     def conversation(seeds: str) -> tuple[list[str], bytes]:
         wait_idle(server.service)
         conv = run_async(talk(f"{server.url}?{seeds}", user_pcm[:SAMPLE_RATE], speed=0.5, linger=0.5))
@@ -213,10 +237,18 @@ def test_kyutai_seeds_choose_the_conversation(server, user_pcm):
     assert conversation("text_seed=1234&audio_seed=5679") != first
 
 
-@pytest.mark.parametrize("query,param", [("pad_mult=0.5", "pad_mult"), ("repetition_penalty=1.3", "repetition_penalty"),
-                                         ("repetition_penalty=nan", "repetition_penalty"),
-                                         ("text_seed=-1", "text_seed"), ("audio_seed=2.5", "audio_seed"),
-                                         ("audio_seed=1e12", "audio_seed"), ("seed=5&text_seed=1", "seed")])
+@pytest.mark.parametrize(
+    "query,param",
+    [
+        ("pad_mult=0.5", "pad_mult"),
+        ("repetition_penalty=1.3", "repetition_penalty"),
+        ("repetition_penalty=nan", "repetition_penalty"),
+        ("text_seed=-1", "text_seed"),
+        ("audio_seed=2.5", "audio_seed"),
+        ("audio_seed=1e12", "audio_seed"),
+        ("seed=5&text_seed=1", "seed"),
+    ],
+)
 def test_kyutai_settings_the_model_cannot_follow_are_refused_by_name(server, user_pcm, query, param):
     conv = run_async(talk(f"{server.url}?{query}", user_pcm[:SAMPLE_RATE]))
     assert not conv.handshake and len(conv.errors) == 1 and param in conv.errors[0], conv.errors
@@ -226,6 +258,7 @@ def test_kyutai_settings_the_model_cannot_follow_are_refused_by_name(server, use
 def test_reconnecting_right_after_a_clean_close_is_never_busy(server, user_pcm):
     """Ten clients back to back, each closing cleanly right after the handshake: the model is free as soon as
     the close completes (the server sees the old connection end a round trip later)."""
+
     async def cycles():
         return [await talk(server.url, [], linger=0.0) for _ in range(10)]
 
@@ -246,8 +279,9 @@ def test_flood_faster_than_real_time_is_bounded(demo_workspace, model, user_pcm,
     flood = opus_messages(np.tile(user_pcm, 1000 * SAMPLE_RATE // len(user_pcm) + 1)[: 1000 * SAMPLE_RATE])
     port, limit = free_port(), 30.0
     latencies: list[float] = []
-    with standalone_server(demo_workspace, model, port, "--record-dir", str(tmp_path),
-                           "--max-session-seconds", str(limit)) as proc:
+    with standalone_server(
+        demo_workspace, model, port, "--record-dir", str(tmp_path), "--max-session-seconds", str(limit)
+    ) as proc:
         rss = [rss_mb(proc.pid)]
         stop = threading.Event()
 
@@ -279,12 +313,20 @@ def test_flood_faster_than_real_time_is_bounded(demo_workspace, model, user_pcm,
     (wav,) = tmp_path.glob("chat-*.wav")
     recorded, _ = sf.read(wav)
     last = conv.meta[-1]
-    figures = {"sent_bytes": conv.sent_bytes, "sent_frames": conv.sent_frames, "flood_s": round(flood_s, 1),
-               "processed": last["frames"], "dropped": last["skipped"], "rss_before_mb": round(rss[0]),
-               "rss_peak_mb": round(max(rss)), "rss_after_mb": round(rss_after),
-               "recorded_s": len(recorded) / SAMPLE_RATE,
-               "session_s": round(conv.closed_at - conv.connected_at, 1), "max_get_s": round(max(latencies), 3),
-               "gets": len(latencies)}
+    figures = {
+        "sent_bytes": conv.sent_bytes,
+        "sent_frames": conv.sent_frames,
+        "flood_s": round(flood_s, 1),
+        "processed": last["frames"],
+        "dropped": last["skipped"],
+        "rss_before_mb": round(rss[0]),
+        "rss_peak_mb": round(max(rss)),
+        "rss_after_mb": round(rss_after),
+        "recorded_s": len(recorded) / SAMPLE_RATE,
+        "session_s": round(conv.closed_at - conv.connected_at, 1),
+        "max_get_s": round(max(latencies), 3),
+        "gets": len(latencies),
+    }
     print("flood figures:", figures)
     assert conv.handshake and conv.sent_frames == len(flood) and conv.sent_frames / flood_s > 50, figures
     assert last["frames"] + last["skipped"] == conv.sent_frames and last["skipped"] > 0.9 * len(flood), figures
@@ -313,8 +355,14 @@ def test_standalone_server_from_the_command_line(demo_workspace, model, user_pcm
     assert len(list(tmp_path.glob("chat-*.wav"))) == 1
 
 
-@pytest.mark.parametrize("flags,named", [(["--model", "{missing}"], "{missing}"), (["--text-top-k", "0"], "text_top_k"),
-                                         (["--max-session-seconds", "1e12"], "max_session_seconds")])
+@pytest.mark.parametrize(
+    "flags,named",
+    [
+        (["--model", "{missing}"], "{missing}"),
+        (["--text-top-k", "0"], "text_top_k"),
+        (["--max-session-seconds", "1e12"], "max_session_seconds"),
+    ],
+)
 def test_standalone_server_refuses_what_it_cannot_serve(demo_workspace, model, tmp_path, flags, named):
     import subprocess
     import sys
@@ -322,10 +370,26 @@ def test_standalone_server_refuses_what_it_cannot_serve(demo_workspace, model, t
     from conftest import REPO
 
     missing = str(tmp_path / "no-such-model")
-    result = subprocess.run([sys.executable, "-m", "backend.inference.chat_server", "--model", str(model), "--mimi",
-                             str(demo_workspace.demo_mimi), "--tokenizer", str(demo_workspace.demo_tokenizer),
-                             "--device", "cpu", *[f.format(missing=missing) for f in flags]],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "backend.inference.chat_server",
+            "--model",
+            str(model),
+            "--mimi",
+            str(demo_workspace.demo_mimi),
+            "--tokenizer",
+            str(demo_workspace.demo_tokenizer),
+            "--device",
+            "cpu",
+            *[f.format(missing=missing) for f in flags],
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and named.format(missing=missing) in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
 
@@ -340,10 +404,15 @@ def moshi_client(args: list[str], mic_pcm: np.ndarray, folder: Path):  # -> (Com
 
     mic, speaker = folder / "mic.wav", folder / "speaker.wav"
     sf.write(mic, mic_pcm, SAMPLE_RATE)
-    env = dict(os.environ, FAKE_MIC_WAV=str(mic), FAKE_SPEAKER_WAV=str(speaker),
-               PYTHONPATH=os.pathsep.join([str(REPO / "tests" / "fake_sound_card"), os.environ.get("PYTHONPATH", "")]))
-    result = subprocess.run([sys.executable, "-m", "moshi.client", *args], env=env, capture_output=True, text=True,
-                            timeout=120)
+    env = dict(
+        os.environ,
+        FAKE_MIC_WAV=str(mic),
+        FAKE_SPEAKER_WAV=str(speaker),
+        PYTHONPATH=os.pathsep.join([str(REPO / "tests" / "fake_sound_card"), os.environ.get("PYTHONPATH", "")]),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "moshi.client", *args], env=env, capture_output=True, text=True, timeout=120
+    )
     return result, (sf.read(speaker)[0] if speaker.exists() else np.zeros(0))
 
 
@@ -367,8 +436,9 @@ def test_moshi_client_logs_in_with_the_account_in_its_url(demo_workspace, model,
     (tmp_path / "users").write_text("ann:s3cret\n")
     port = free_port()
     mic = user_pcm[: 2 * SAMPLE_RATE]
-    with standalone_server(demo_workspace, model, port, "--auth-file", str(tmp_path / "users"),
-                           "--max-session-seconds", "2"):
+    with standalone_server(
+        demo_workspace, model, port, "--auth-file", str(tmp_path / "users"), "--max-session-seconds", "2"
+    ):
         anonymous, _ = moshi_client(["--host", "127.0.0.1", "--port", str(port)], mic, tmp_path)
         result, played = moshi_client(["--url", f"ws://ann:s3cret@127.0.0.1:{port}"], mic, tmp_path)
     assert "connected!" not in anonymous.stderr and "401" in anonymous.stderr, anonymous.stderr

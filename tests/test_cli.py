@@ -10,8 +10,9 @@ from backend.core.paths import REPO
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "backend.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "backend.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_help_lists_every_stage_with_its_summary() -> None:

@@ -112,7 +112,7 @@ def attribute(target: str) -> tuple[Any, str]:
 
 def received(cmd: Command, flags: list[str], monkeypatch: pytest.MonkeyPatch) -> Any:
     """The config the command hands on when run with `flags` (plus a placeholder for each positional)."""
-    keys = [k for k in RECEIVERS if cmd.words[:len(k.split())] == tuple(k.split())]
+    keys = [k for k in RECEIVERS if cmd.words[: len(k.split())] == tuple(k.split())]
     assert keys, f"{cmd.name}: name the function that receives its config in RECEIVERS"
     key = max(keys, key=len)
     module, name = attribute(RECEIVERS[key])
@@ -126,8 +126,9 @@ def received(cmd: Command, flags: list[str], monkeypatch: pytest.MonkeyPatch) ->
         assert configs, f"{RECEIVERS[key]} got no {cmd.cls.__name__}"
         raise _Received(configs[0])
 
-    positionals = [a for a in cmd.parser._actions
-                   if not a.option_strings and not isinstance(a, argparse._SubParsersAction)]
+    positionals = [
+        a for a in cmd.parser._actions if not a.option_strings and not isinstance(a, argparse._SubParsersAction)
+    ]
     argv = [*cmd.words[1:], *("placeholder" for _ in positionals), *flags]
     err = io.StringIO()
     with monkeypatch.context() as m, contextlib.redirect_stderr(err):
@@ -164,8 +165,7 @@ def other_value(row: dict[str, Any]) -> Any:
     if kind in (int, float):
         start = default if default is not None else row["bounds"].get("ge", row["bounds"].get("gt", 0))
         steps = (1, -1, 2) if kind is int else (0.5, -0.5, 0.25)
-        inside = [start + s for s in steps
-                  if all(config.BOUNDS[k][1](start + s, b) for k, b in row["bounds"].items())]
+        inside = [start + s for s in steps if all(config.BOUNDS[k][1](start + s, b) for k, b in row["bounds"].items())]
         assert inside, f"{row['name']}: no value near {start} within {row['bounds']}"
         return inside[0]
     if typing.get_origin(kind) is list:
@@ -185,8 +185,9 @@ def flags_for(name: str, value: Any) -> list[str]:
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
-def test_every_boolean_flag_and_its_negation_do_what_they_say(entry: str, monkeypatch: pytest.MonkeyPatch,
-                                                               tmp_path: Path) -> None:
+def test_every_boolean_flag_and_its_negation_do_what_they_say(
+    entry: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """`--x` gives True, `--no-x` False, and a value from `--config FILE` stays when neither flag is given."""
     wrong = []
     for cmd in commands(entry, monkeypatch):
@@ -195,8 +196,11 @@ def test_every_boolean_flag_and_its_negation_do_what_they_say(entry: str, monkey
                 continue
             name, saved = row["name"], tmp_path / f"{row['name']}.json"
             saved.write_text(json.dumps({name: not row["default"]}))
-            for flags, expected in (([flag(name)], True), (["--no-" + flag(name)[2:]], False),
-                                    (["--config", str(saved)], not row["default"])):
+            for flags, expected in (
+                ([flag(name)], True),
+                (["--no-" + flag(name)[2:]], False),
+                (["--config", str(saved)], not row["default"]),
+            ):
                 got = getattr(received(cmd, flags, monkeypatch), name)
                 if got is not expected:
                     wrong.append(f"{cmd.name} {' '.join(flags)}: {name} = {got}, expected {expected}")
@@ -209,8 +213,11 @@ def test_a_non_default_value_of_every_field_reaches_the_stage(entry: str, monkey
     for cmd in commands(entry, monkeypatch):
         values = {row["name"]: other_value(row) for row in cli_fields(cmd.cls)}
         cfg = received(cmd, [f for name, v in values.items() for f in flags_for(name, v)], monkeypatch)
-        wrong += [f"{cmd.name}: {name} = {getattr(cfg, name)!r}, expected {v!r}" for name, v in values.items()
-                  if getattr(cfg, name) != v]
+        wrong += [
+            f"{cmd.name}: {name} = {getattr(cfg, name)!r}, expected {v!r}"
+            for name, v in values.items()
+            if getattr(cfg, name) != v
+        ]
     assert not wrong, "\n".join(wrong)
 
 

@@ -10,11 +10,11 @@ import pytest
 import soundfile as sf
 import torch
 
+from backend.core.spec import FRAME_SIZE, NUM_CODEBOOKS, SAMPLE_RATE
 from backend.demo import speech_corpus
 from backend.demo.codec_training import CodecTrainConfig, train_codec
 from backend.models.source import MIMI_WEIGHTS
 from backend.models.weights import load_mimi
-from backend.core.spec import FRAME_SIZE, NUM_CODEBOOKS, SAMPLE_RATE
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt)")
 
@@ -34,7 +34,7 @@ def test_corpus_has_clearly_different_voices(tmp_path) -> None:
     espeak = speech_corpus.synthesize(text, speech_corpus.VOICES[4], tmp_path)
     assert len(piper) > SAMPLE_RATE and len(espeak) > SAMPLE_RATE
     # Different voices: the long-term spectra differ markedly (not one voice at another level).
-    spectra = [np.abs(np.fft.rfft(a[: SAMPLE_RATE], 4096)) for a in (piper, espeak)]
+    spectra = [np.abs(np.fft.rfft(a[:SAMPLE_RATE], 4096)) for a in (piper, espeak)]
     spectra = [s / s.sum() for s in spectra]
     assert np.abs(spectra[0] - spectra[1]).sum() > 0.3
 
@@ -42,9 +42,20 @@ def test_corpus_has_clearly_different_voices(tmp_path) -> None:
 @needs_espeak
 def test_training_smoke(tmp_path) -> None:
     pytest.importorskip("piper", reason="piper-tts is not installed (pip install -e '.[codec]')")
-    cfg = CodecTrainConfig(output_dir=str(tmp_path / "codec"), corpus_dir=str(tmp_path / "corpus"),
-                           train_sentences=6, held_out_sentences=2, steps=6, warmup_steps=3, batch_size=2,
-                           segment_frames=4, n_filters=4, dimension=32, log_every=1, save_every=0)
+    cfg = CodecTrainConfig(
+        output_dir=str(tmp_path / "codec"),
+        corpus_dir=str(tmp_path / "corpus"),
+        train_sentences=6,
+        held_out_sentences=2,
+        steps=6,
+        warmup_steps=3,
+        batch_size=2,
+        segment_frames=4,
+        n_filters=4,
+        dimension=32,
+        log_every=1,
+        save_every=0,
+    )
     out = train_codec(cfg)
     history = json.loads((out / "training.json").read_text())["history"]
     assert [h["step"] for h in history] == list(range(6))

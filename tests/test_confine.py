@@ -14,8 +14,9 @@ def root(tmp_path: Path) -> Path:
     return tmp_path / "ws"
 
 
-@pytest.mark.parametrize("text", ["../x", "../../x", "models/../../x", "/tmp/x", "/", "", "  ", ".", "models/..",
-                                  "a\0b"])
+@pytest.mark.parametrize(
+    "text", ["../x", "../../x", "models/../../x", "/tmp/x", "/", "", "  ", ".", "models/..", "a\0b"]
+)
 def test_escapes_and_empty_values_are_refused_with_the_field_named(root: Path, text: str) -> None:
     with pytest.raises(ConfigError, match="^output: "):
         inside_workspace(root, text, "output")

@@ -7,10 +7,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from backend.dataset.build import SCHEMA, DatasetConfig, build_dataset, main
-from backend.dataset.read import list_dialogues, load_row
 from backend.core.errors import ConfigError, InputError
 from backend.core.spec import PAD_ID
+from backend.dataset.build import SCHEMA, DatasetConfig, build_dataset, main
+from backend.dataset.read import list_dialogues, load_row
 
 
 def write_pair(root: Path, name: str, frames: int, text_frames: int, seed: int) -> None:
@@ -61,8 +61,16 @@ def test_missing_halves_are_listed(tmp_path: Path, capsys: pytest.CaptureFixture
     (tmp_path / "audio" / "text_only.npz").unlink()
     report = build_dataset(cfg(tmp_path))
     assert report.rows == 1 and report.missing_text == ["audio_only"] and report.missing_audio == ["text_only"]
-    code = main(["--audio-tokens", str(tmp_path / "audio"), "--text-tokens", str(tmp_path / "text"),
-                 "--output", str(tmp_path / "ds2")])
+    code = main(
+        [
+            "--audio-tokens",
+            str(tmp_path / "audio"),
+            "--text-tokens",
+            str(tmp_path / "text"),
+            "--output",
+            str(tmp_path / "ds2"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1 and "audio_only" in out and "text_only" in out
 
@@ -113,20 +121,30 @@ def test_chat_recordings_are_left_out_unless_chosen(tmp_path: Path) -> None:
 # J-Moshi's own merge step (nu-dialogue/moshi-finetune tools/prepare_dataset.py), run from its code on the studio's
 # token folders: it stops unless every entry of both folders is a dialogue's .npz.
 def test_jmoshi_prepare_dataset_runs_on_the_token_folders(demo_workspace, tmp_path: Path) -> None:
+    from upstream_helpers import run_upstream, upstream_tree
+
     from backend.dataset.pipeline import prepare_dataset, text_paths
     from backend.dataset.tokenize_text import TextTokenizeConfig
-    from upstream_helpers import run_upstream, upstream_tree
 
     ws = demo_workspace
     result = prepare_dataset(ws, TextTokenizeConfig(**text_paths(ws)))
     tools = upstream_tree("nu-dialogue/moshi-finetune", "tools", tmp_path / "jmoshi")
     script = (tools / "prepare_dataset.py").read_text(encoding="utf-8")
-    done = run_upstream(f"import sys; sys.argv[0] = 'prepare_dataset.py'\n{script}", tools,
-                        "--tokenized_text_dir", str(ws.tokens_text), "--tokenized_audio_dir", str(ws.tokens_audio),
-                        "--output_prefix", str(tmp_path / "out" / "train"), cwd=tmp_path)
+    done = run_upstream(
+        f"import sys; sys.argv[0] = 'prepare_dataset.py'\n{script}",
+        tools,
+        "--tokenized_text_dir",
+        str(ws.tokens_text),
+        "--tokenized_audio_dir",
+        str(ws.tokens_audio),
+        "--output_prefix",
+        str(tmp_path / "out" / "train"),
+        cwd=tmp_path,
+    )
     assert "Missing" not in done.stdout, done.stdout
-    theirs = datasets.load_dataset("parquet", data_files=str(tmp_path / "out" / "train-001-of-001.parquet"),
-                                   split="train")
+    theirs = datasets.load_dataset(
+        "parquet", data_files=str(tmp_path / "out" / "train-001-of-001.parquet"), split="train"
+    )
     ours = datasets.load_dataset("parquet", data_files=result.dataset.files, split="train")
     name = lambda dialogue_id: dialogue_id.rsplit("/", 1)[1]  # noqa: E731  (ids are <prefix>/<name> in both)
     rows = {name(r["dialogue_id"]): r for r in ours}

@@ -7,9 +7,9 @@ import numpy as np
 import torch
 from moshi.models import loaders
 
+from backend.core.spec import FRAME_RATE, FRAME_SIZE, NUM_CODEBOOKS, SAMPLE_RATE
 from backend.demo.codec_training import reference_clip
 from backend.models.source import DEMO_MIMI_ASSET, MIMI_CONFIG, MIMI_WEIGHTS
-from backend.core.spec import FRAME_RATE, FRAME_SIZE, NUM_CODEBOOKS, SAMPLE_RATE
 
 
 def shipped_mimi():
@@ -41,5 +41,6 @@ def test_reproduces_the_stored_reconstruction() -> None:
 
 def test_demo_workspace_uses_the_trained_codec(demo_workspace) -> None:
     assert json.loads((demo_workspace.demo_mimi / MIMI_CONFIG).read_text()) == json.loads(
-        (DEMO_MIMI_ASSET / MIMI_CONFIG).read_text())
+        (DEMO_MIMI_ASSET / MIMI_CONFIG).read_text()
+    )
     assert (demo_workspace.demo_mimi / MIMI_WEIGHTS).read_bytes() == (DEMO_MIMI_ASSET / MIMI_WEIGHTS).read_bytes()

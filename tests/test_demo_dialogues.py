@@ -9,10 +9,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from backend.demo.dialogues import Backchannel, DEMO_DIR, DIALOGUES, DemoDialogue, TRIM_THRESHOLD, Turn, render, transcript
-from backend.data.transcripts import KYUTAI_LABELS
 from backend.core.errors import StudioError
 from backend.core.spec import SAMPLE_RATE
+from backend.data.transcripts import KYUTAI_LABELS
+from backend.demo.dialogues import (
+    DEMO_DIR,
+    DIALOGUES,
+    TRIM_THRESHOLD,
+    Backchannel,
+    DemoDialogue,
+    Turn,
+    render,
+    transcript,
+)
 
 DEMO = DEMO_DIR
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
@@ -75,11 +84,16 @@ def test_dialogues_overlap_like_conversations():
         assert any(s1 < e2 and s2 < e1 for s1, e1 in a for s2, e2 in b), dialogue.name
 
 
-SMALL = DemoDialogue("small", "kyutai", DIALOGUES[0].voices, (
-    Turn("A", "Hello there, how are you?", 0.0),
-    Backchannel("B", "mhm", 0.5),
-    Turn("B", "Fine, thanks.", -0.1),
-))
+SMALL = DemoDialogue(
+    "small",
+    "kyutai",
+    DIALOGUES[0].voices,
+    (
+        Turn("A", "Hello there, how are you?", 0.0),
+        Backchannel("B", "mhm", 0.5),
+        Turn("B", "Fine, thanks.", -0.1),
+    ),
+)
 
 
 @needs_espeak
@@ -100,10 +114,15 @@ def test_render_is_seeded_and_places_words_where_it_says(tmp_path):
 
 @needs_espeak
 def test_a_script_whose_words_collide_on_one_channel_is_refused(tmp_path):
-    clash = DemoDialogue("clash", "jmoshi", SMALL.voices, (
-        Turn("A", "Hello there, how are you today?", 0.0),
-        Backchannel("B", "yeah", 0.5),
-        Backchannel("B", "mhm", 0.5),  # the same moment: on top of B's own "yeah"
-    ))
+    clash = DemoDialogue(
+        "clash",
+        "jmoshi",
+        SMALL.voices,
+        (
+            Turn("A", "Hello there, how are you today?", 0.0),
+            Backchannel("B", "yeah", 0.5),
+            Backchannel("B", "mhm", 0.5),  # the same moment: on top of B's own "yeah"
+        ),
+    )
     with pytest.raises(StudioError, match="overlaps their previous word"):
         render(clash, random.Random(0), tmp_path)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from backend.data.stats import corpus_stats, dialogue_stats, turn_gaps
 from backend.core.intervals import intersect, merge, total
+from backend.data.stats import corpus_stats, dialogue_stats, turn_gaps
 from backend.data.transcripts import Word
 
 
@@ -19,10 +19,13 @@ def test_intervals() -> None:
 
 
 def test_gaps_overlaps_and_rates() -> None:
-    words = [w("A", 0.0, 0.4), w("A", 0.5, 1.0),  # A's turn 0-1
-             w("B", 1.3, 2.0),                      # gap +0.3
-             w("A", 1.8, 3.0),                      # overlap: A starts 0.2 s before B ends
-             w("B", 4.0, 4.5)]                      # gap +1.0
+    words = [
+        w("A", 0.0, 0.4),
+        w("A", 0.5, 1.0),  # A's turn 0-1
+        w("B", 1.3, 2.0),  # gap +0.3
+        w("A", 1.8, 3.0),  # overlap: A starts 0.2 s before B ends
+        w("B", 4.0, 4.5),
+    ]  # gap +1.0
     assert turn_gaps(words) == [0.3, -0.2, 1.0]
     s = dialogue_stats("d", words, duration=60.0)
     assert s.words == {"A": 3, "B": 2}

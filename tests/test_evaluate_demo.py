@@ -46,10 +46,35 @@ def test_the_fine_tuned_demo_model_takes_the_demo_turns_and_the_base_model_does_
     tuned = latest_checkpoint(run)
     assert tuned is not None
 
-    done = subprocess.run([sys.executable, "-m", "backend.cli", "evaluate", "start", "--workspace", str(ws.root),
-                           "--models", "base=models/demo-lm", f"tuned={tuned}", "--probes", "demo-turns",
-                           "--eval-data", "dataset", "--text-temperature", "0", "--device", "cpu", "--threads", "1",
-                           "--wait"], cwd=REPO, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "backend.cli",
+            "evaluate",
+            "start",
+            "--workspace",
+            str(ws.root),
+            "--models",
+            "base=models/demo-lm",
+            f"tuned={tuned}",
+            "--probes",
+            "demo-turns",
+            "--eval-data",
+            "dataset",
+            "--text-temperature",
+            "0",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--wait",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (evaluation,) = list_runs(ws.root)
     results = read_results(evaluation.dir)

@@ -22,16 +22,31 @@ from backend.jobs.processes import members
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "backend.cli", "evaluate", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "backend.cli", "evaluate", *args], cwd=REPO, capture_output=True, text=True, timeout=900
+    )
 
 
 @pytest.mark.slow
 def test_an_evaluation_job_streams_scores_and_resumes(demo_workspace, tmp_path: Path) -> None:
     probes = demo_workspace.root / "probes-one"
     shutil.copytree(PROBE_SETS / "studio-en" / "smooth_turn_taking" / "1", probes / "smooth_turn_taking" / "1")
-    done = cli("start", "--workspace", str(demo_workspace.root), "--models", "base=models/demo-lm",
-               "--probes", "one=probes-one", "--device", "cpu", "--text-temperature", "0", "--name", "one", "--wait")
+    done = cli(
+        "start",
+        "--workspace",
+        str(demo_workspace.root),
+        "--models",
+        "base=models/demo-lm",
+        "--probes",
+        "one=probes-one",
+        "--device",
+        "cpu",
+        "--text-temperature",
+        "0",
+        "--name",
+        "one",
+        "--wait",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     (run,) = [r for r in list_runs(demo_workspace.root) if r.id.endswith("-one")]  # the session's workspace
     assert status(run)["state"] == "finished"
@@ -54,9 +69,11 @@ def test_an_evaluation_job_streams_scores_and_resumes(demo_workspace, tmp_path: 
 
 def test_bad_entries_are_refused_by_name_before_anything_is_written(demo_workspace) -> None:
     before = list_runs(demo_workspace.root)  # the session's demo workspace: other tests' evaluations stay
-    for args, words in ((["--models", "bad label=models/demo-lm"], "label"),
-                        (["--models", "base=./models/nothing-here"], "no such folder"),
-                        (["--models", "base=models/demo-lm", "--probes", "nowhere"], "nowhere")):
+    for args, words in (
+        (["--models", "bad label=models/demo-lm"], "label"),
+        (["--models", "base=./models/nothing-here"], "no such folder"),
+        (["--models", "base=models/demo-lm", "--probes", "nowhere"], "nowhere"),
+    ):
         out = cli("start", "--workspace", str(demo_workspace.root), "--device", "cpu", *args)
         assert out.returncode == 2 and words in out.stderr, out.stderr
     assert list_runs(demo_workspace.root) == before
@@ -66,28 +83,56 @@ def test_start_slurm_writes_every_node_command_and_starts_nothing(demo_workspace
     """`evaluate start --slurm FILE` goes through the same command builder as the fine-tune and preprocessing runs."""
     from dataclasses import replace
 
+    from test_slurm import HOSTS, run_script
+
     from backend.evaluate.config import load
     from backend.evaluate.job import RANK_MODULE
     from backend.jobs.command import accelerate_command
-    from test_slurm import HOSTS, run_script
 
     before = list_runs(demo_workspace.root)
     script = tmp_path / "eval.sbatch"
-    out = cli("start", "--slurm", str(script), "--workspace", str(demo_workspace.root), "--models",
-              "base=models/demo-lm", "--device", "cuda", "--num-processes", "8", "--num-machines", "4")
+    out = cli(
+        "start",
+        "--slurm",
+        str(script),
+        "--workspace",
+        str(demo_workspace.root),
+        "--models",
+        "base=models/demo-lm",
+        "--device",
+        "cuda",
+        "--num-processes",
+        "8",
+        "--num-machines",
+        "4",
+    )
     assert out.returncode == 0, out.stderr
     (run,) = [job for job in list_runs(demo_workspace.root) if job not in before]
     assert status(run)["state"] == "queued" and f"sbatch {script}" in out.stdout
     argvs, _ = run_script(script.read_text(), tmp_path / "nodes")
-    assert argvs == [accelerate_command(replace(load(run), main_address=HOSTS[0]), run.dir, RANK_MODULE, rank)
-                     for rank in range(4)]
+    assert argvs == [
+        accelerate_command(replace(load(run), main_address=HOSTS[0]), run.dir, RANK_MODULE, rank) for rank in range(4)
+    ]
     assert "#SBATCH --gpus-per-node=2" in script.read_text()
 
 
 @pytest.mark.slow
 def test_an_evaluation_aborted_mid_way_keeps_its_samples_and_resumes_to_the_end(demo_workspace) -> None:
-    started = cli("start", "--workspace", str(demo_workspace.root), "--models", "base=models/demo-lm",
-                  "--probes", "studio-en", "--max-probes", "1", "--device", "cpu", "--name", "to-abort")
+    started = cli(
+        "start",
+        "--workspace",
+        str(demo_workspace.root),
+        "--models",
+        "base=models/demo-lm",
+        "--probes",
+        "studio-en",
+        "--max-probes",
+        "1",
+        "--device",
+        "cpu",
+        "--name",
+        "to-abort",
+    )
     assert started.returncode == 0, started.stdout + started.stderr
     (run,) = [r for r in list_runs(demo_workspace.root) if r.id.endswith("-to-abort")]
     outputs = run.dir / "outputs" / "base" / "studio-en"

@@ -31,18 +31,23 @@ def test_a_model_that_answers_two_seconds_after_each_turn_end() -> None:
 
 def test_a_model_that_talks_over_every_pause_has_tor_1_and_latency_clipped_at_0() -> None:
     sample = fdb.Sample(Path("x"), "pause_handling", "pause.json", [(2.0, 3.5)], [])
-    records = [{"task": "pause_handling", "events": turn_events(sample, said(2.2)), "stop_latency": [],
-                "response_latency": []} for _ in range(4)]
+    records = [
+        {"task": "pause_handling", "events": turn_events(sample, said(2.2)), "stop_latency": [], "response_latency": []}
+        for _ in range(4)
+    ]
     assert summarise(records)["pause_handling"]["tor"] == 1.0
     assert metrics.latency(said(0.5), turn_end=2.0) == 0.0
 
 
-@pytest.mark.parametrize("words, tor", [
-    ([Word("a", 0.0, 0.2), Word("b", 0.3, 0.5)], 0),  # short and few: no turn
-    ([Word(str(i), i * 0.1, i * 0.1 + 0.05) for i in range(4)], 1),  # short but more than 3 words
-    ([Word("a", 0.0, 0.4), Word("b", 0.6, 1.0)], 1),  # spans 1 s
-    ([Word("a", 0.0, 0.4), Word("b", 1.0, None)], 1),  # a null end counts from its start
-])
+@pytest.mark.parametrize(
+    "words, tor",
+    [
+        ([Word("a", 0.0, 0.2), Word("b", 0.3, 0.5)], 0),  # short and few: no turn
+        ([Word(str(i), i * 0.1, i * 0.1 + 0.05) for i in range(4)], 1),  # short but more than 3 words
+        ([Word("a", 0.0, 0.4), Word("b", 0.6, 1.0)], 1),  # spans 1 s
+        ([Word("a", 0.0, 0.4), Word("b", 1.0, None)], 1),  # a null end counts from its start
+    ],
+)
 def test_take_over_thresholds(words: list[Word], tor: int) -> None:
     assert metrics.take_over(words) == tor
 
@@ -84,8 +89,9 @@ def test_v1_5_timing_merges_gaps_and_measures_stop_and_response() -> None:
 
 
 def test_dialogue_turns_score_each_event_inside_its_window() -> None:
-    sample = fdb.Sample(Path("x"), "dialogue_turns", fdb.TURNS_FILE, [(2.0, 2.5), (6.0, 6.3)],
-                        [(0.0, 4.0), (4.0, None)])
+    sample = fdb.Sample(
+        Path("x"), "dialogue_turns", fdb.TURNS_FILE, [(2.0, 2.5), (6.0, 6.3)], [(0.0, 4.0), (4.0, None)]
+    )
     events = turn_events(sample, said(2.5) + said(8.0))
     assert [e["tor"] for e in events] == [1, 1]
     assert [e["latency"] for e in events] == pytest.approx([0.5, 2.0])
@@ -101,8 +107,9 @@ def write_probe(folder: Path, task_file: str, record: object, seconds: float = 3
 
 def test_written_folders_match_fd_bench_field_by_field(tmp_path: Path) -> None:
     # interrupt.json as FD-Bench's synthetic user-interruption samples have it: asr.py crops at timestamp[1]
-    sample = write_probe(tmp_path / "in" / "1", "interrupt.json",
-                         [{"context": "c", "interrupt": "i", "timestamp": [1.0, 1.5]}])
+    sample = write_probe(
+        tmp_path / "in" / "1", "interrupt.json", [{"context": "c", "interrupt": "i", "timestamp": [1.0, 1.5]}]
+    )
     assert sample.task == "user_interruption" and sample.turn_end == 1.5
     words = [Word("before", 0.5, 0.9), Word("after", 1.6, 1.9), Word("end", 2.0, None)]
     out = tmp_path / "out" / "1"
@@ -124,8 +131,11 @@ def test_task_files_are_recognised_as_fd_bench_names_them(tmp_path: Path) -> Non
     assert turn.task == "smooth_turn_taking" and turn.turn_end == 2.0  # eval_smooth_turn_taking: timestamp[0]
     pause = write_probe(tmp_path / "p" / "1", "pause.json", [{"text": "[PAUSE]", "timestamp": [1.0, 2.0]}])
     assert pause.task == "pause_handling"
-    v15 = write_probe(tmp_path / "background_speech" / "7", "metadata.json",
-                      {"context_text": "a", "current_turn_text": "b", "timestamps": [1.0, 2.0]})
+    v15 = write_probe(
+        tmp_path / "background_speech" / "7",
+        "metadata.json",
+        {"context_text": "a", "current_turn_text": "b", "timestamps": [1.0, 2.0]},
+    )
     assert v15.task == "background_speech" and v15.events == [(1.0, 2.0)]
     icc = tmp_path / "icc_backchannel" / "3"
     icc.mkdir(parents=True)

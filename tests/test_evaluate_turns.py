@@ -16,8 +16,9 @@ from backend.inference.turn_taking import TurnStats
 
 def dialogue(gaps: list[tuple[float, float]], seconds: float = 30.0) -> TurnStats:
     """A 30 s window whose only units are the given gaps and two IPUs."""
-    return TurnStats("d", 0.0, seconds, {"A": [(0.0, 2.0)], "B": [(3.0, 5.0)]}, {"A": [], "B": []},
-                     {"A": [], "B": []}, gaps, [], [])
+    return TurnStats(
+        "d", 0.0, seconds, {"A": [(0.0, 2.0)], "B": [(3.0, 5.0)]}, {"A": [], "B": []}, {"A": [], "B": []}, gaps, [], []
+    )
 
 
 def test_the_same_units_as_the_reference_give_the_same_rates_and_a_distance_of_0() -> None:
@@ -43,17 +44,28 @@ def test_other_units_than_the_reference_are_far_from_it() -> None:
 
 def test_the_table_shows_each_model_beside_the_reference() -> None:
     same = [dialogue([(2.0, 3.0)])]
-    results = {"models": ["tuned"], "summary": {"tuned": {}}, "loss": {},
-               "turn_taking": unit_stats({REFERENCE: same, "tuned": same})}
+    results = {
+        "models": ["tuned"],
+        "summary": {"tuned": {}},
+        "loss": {},
+        "turn_taking": unit_stats({REFERENCE: same, "tuned": same}),
+    }
     shown = table(results)
     assert "| continuations: gaps per minute (reference 2.000) | 2.000 |" in shown
     assert "| continuations: gaps: JSD of durations to the reference ↓ | 0.000 |" in shown
 
 
 def test_a_resumed_evaluation_reads_its_continuations_back_instead_of_generating_again(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    gen = GenerateConfig(model=str(write_model(tmp_path / "model")), dataset=write_dataset(tmp_path / "data", [20, 20]),
-                         output=tmp_path / "continuations" / "m", prompt_frames=4, gen_frames=4, device="cpu")
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gen = GenerateConfig(
+        model=str(write_model(tmp_path / "model")),
+        dataset=write_dataset(tmp_path / "data", [20, 20]),
+        output=tmp_path / "continuations" / "m",
+        prompt_frames=4,
+        gen_frames=4,
+        device="cpu",
+    )
     first = continuation_stats.continued(gen)
     assert [c.dialogue_id for c in first] == ["train/d000", "train/d001"]
 
@@ -63,8 +75,9 @@ def test_a_resumed_evaluation_reads_its_continuations_back_instead_of_generating
     monkeypatch.setattr(continuation_stats, "generate", never)
     again = continuation_stats.continued(gen)
     assert [c.dialogue_id for c in again] == ["train/d000", "train/d001"]
-    assert all(np.array_equal(a.tokens, b.tokens) and np.array_equal(a.reference, b.reference)
-               for a, b in zip(first, again))
+    assert all(
+        np.array_equal(a.tokens, b.tokens) and np.array_equal(a.reference, b.reference) for a, b in zip(first, again)
+    )
     (gen.output / DONE_FILE).unlink()  # an attempt stopped while writing: generated again
     with pytest.raises(AssertionError, match="generated again"):
         continuation_stats.continued(gen)

@@ -9,19 +9,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, free_port
 from moshi.models import loaders
 from moshi.modules.lora import replace_all_linear_with_lora
 from safetensors.torch import load_file, save_file
+from surgery_helpers import logits_of, tiny_source
 
 from backend.core import config
 from backend.core.errors import ConfigError, InputError
-from backend.models.export import ExportConfig, export_checkpoint, main
 from backend.finetune.config import FinetuneConfig
+from backend.models.export import ExportConfig, export_checkpoint, main
 from backend.models.initialise import InitConfig, init_model
 from backend.models.source import LM_KWARGS, LM_WEIGHTS, save_lm
 from backend.models.weights import load_lm
-from conftest import REPO, free_port
-from surgery_helpers import logits_of, tiny_source
 
 LORA_RANK, LORA_SCALING = 4, 2.0
 
@@ -29,16 +29,21 @@ LORA_RANK, LORA_SCALING = 4, 2.0
 def load_export(out: Path, lora: bool = False) -> torch.nn.Module:
     """The export as `moshi.server` loads it: CheckpointInfo from local paths only (nothing downloaded)."""
     info = loaders.CheckpointInfo.from_hf_repo(
-        "local/not-downloaded", moshi_weights=out / "model.safetensors", mimi_weights=out / "no-mimi",
-        tokenizer=out / "no-tokenizer", config_path=out / "config.json",
-        lora_weights=out / "lora.safetensors" if lora else None)
+        "local/not-downloaded",
+        moshi_weights=out / "model.safetensors",
+        mimi_weights=out / "no-mimi",
+        tokenizer=out / "no-tokenizer",
+        config_path=out / "config.json",
+        lora_weights=out / "lora.safetensors" if lora else None,
+    )
     return info.get_moshi(device="cpu", dtype=torch.float32)
 
 
 def checkpoint_dir(run: Path, base: Path, mode: str = "full") -> Path:
     """A run folder laid out as backend.finetune.trainer writes it; returns its checkpoint folder."""
-    cfg = config.from_dict(FinetuneConfig, {"base_model": str(base), "mode": mode, "lora_rank": LORA_RANK,
-                                            "lora_scaling": LORA_SCALING})
+    cfg = config.from_dict(
+        FinetuneConfig, {"base_model": str(base), "mode": mode, "lora_rank": LORA_RANK, "lora_scaling": LORA_SCALING}
+    )
     config.save(cfg, run / "config.json")
     ckpt = run / "checkpoints" / "step-000003"
     ckpt.mkdir(parents=True)
@@ -76,10 +81,13 @@ def lora_trained(base16: Path, tmp_path_factory: pytest.TempPathFactory) -> tupl
             if ".lora_" in name:
                 p.copy_(0.05 * torch.randn(p.shape, generator=gen))
     ckpt = checkpoint_dir(tmp_path_factory.mktemp("run-lora"), base16, mode="lora")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items() if ".lora_" in k}, str(ckpt / "lora.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items() if ".lora_" in k}, str(ckpt / "lora.safetensors")
+    )
     kwargs = json.loads((base16 / LM_KWARGS).read_text())
-    (ckpt / LM_KWARGS).write_text(json.dumps(kwargs | {"lora": True, "lora_rank": LORA_RANK,
-                                                        "lora_scaling": LORA_SCALING}))
+    (ckpt / LM_KWARGS).write_text(
+        json.dumps(kwargs | {"lora": True, "lora_rank": LORA_RANK, "lora_scaling": LORA_SCALING})
+    )
     return ckpt, model
 
 
@@ -94,8 +102,9 @@ def test_full_export_round_trip(trained: tuple[Path, torch.nn.Module], tmp_path:
     torch.testing.assert_close(audio, audio_ref, equal_nan=True)
 
 
-def test_clean_export_serves_moshi_steps(trained: tuple[Path, torch.nn.Module], tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_clean_export_serves_moshi_steps(
+    trained: tuple[Path, torch.nn.Module], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ckpt, model = trained
     assert main(["--checkpoint", str(ckpt), "--dtype", "float32"]) == 0
     out = ckpt.parent.parent / "exports" / ckpt.name  # the default output
@@ -117,8 +126,9 @@ def test_clean_export_serves_moshi_steps(trained: tuple[Path, torch.nn.Module], 
     assert (text16.argmax(-1) == text_ref.argmax(-1)).float().mean() > 0.9
 
 
-def test_lora_export_merged_and_unmerged(lora_trained: tuple[Path, torch.nn.Module], base16: Path,
-                                         tmp_path: Path) -> None:
+def test_lora_export_merged_and_unmerged(
+    lora_trained: tuple[Path, torch.nn.Module], base16: Path, tmp_path: Path
+) -> None:
     ckpt, model = lora_trained
     text_ref, audio_ref = logits_of(model)
     text_base, _ = logits_of(load_lm(base16))
@@ -132,8 +142,9 @@ def test_lora_export_merged_and_unmerged(lora_trained: tuple[Path, torch.nn.Modu
     torch.testing.assert_close(text, text_ref, equal_nan=True, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(audio, audio_ref[:, :8], equal_nan=True, atol=1e-4, rtol=1e-4)
 
-    kept = export_checkpoint(ExportConfig(checkpoint=ckpt, output=tmp_path / "kept", merge_lora=False,
-                                          clean=False, dtype="float32"))
+    kept = export_checkpoint(
+        ExportConfig(checkpoint=ckpt, output=tmp_path / "kept", merge_lora=False, clean=False, dtype="float32")
+    )
     served = json.loads((kept / "config.json").read_text())
     assert served["lora"] is True and served["lora_name"] == "lora.safetensors"
     assert served["lora_rank"] == LORA_RANK and served["lora_scaling"] == LORA_SCALING
@@ -187,10 +198,22 @@ def test_zero_checkpoints_consolidate(trained: tuple[Path, torch.nn.Module], tmp
     """Real ZeRO-3 (full) and ZeRO-2 (LoRA, frozen base) checkpoints: one gloo process, DeepSpeed's own
     save_checkpoint, an LM wrapped in a training module (names lm.<moshi name>)."""
     ckpt, model = trained
-    env = os.environ | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "RANK": "0",
-                        "WORLD_SIZE": "1", "LOCAL_RANK": "0", "NO_TORCH_COMPILE": "1"}
-    proc = subprocess.run([sys.executable, "-c", ZERO_SCRIPT, str(ckpt), str(tmp_path)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    env = os.environ | {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "NO_TORCH_COMPILE": "1",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", ZERO_SCRIPT, str(ckpt), str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text_ref, audio_ref = logits_of(model)
     assert not (tmp_path / "zero3" / LM_WEIGHTS).exists()
@@ -203,16 +226,18 @@ def test_zero_checkpoints_consolidate(trained: tuple[Path, torch.nn.Module], tmp
     lora_model = load_lm(ckpt)
     replace_all_linear_with_lora(lora_model, 4, 2.0)
     lora_model.load_state_dict(torch.load(tmp_path / "zero2-lora.pt"), strict=False)
-    out = export_checkpoint(ExportConfig(checkpoint=tmp_path / "zero2-lora", output=tmp_path / "lora-out",
-                                         dtype="float32"))
+    out = export_checkpoint(
+        ExportConfig(checkpoint=tmp_path / "zero2-lora", output=tmp_path / "lora-out", dtype="float32")
+    )
     text, audio = logits_of(load_export(out))
     text_ref, audio_ref = logits_of(lora_model)
     torch.testing.assert_close(text, text_ref, equal_nan=True, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(audio, audio_ref[:, :8], equal_nan=True, atol=1e-4, rtol=1e-4)
 
 
-def test_bad_inputs(trained: tuple[Path, torch.nn.Module], base16: Path, tmp_path: Path,
-                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_inputs(
+    trained: tuple[Path, torch.nn.Module], base16: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ckpt, _ = trained
     missing = tmp_path / "missing"
     assert main(["--checkpoint", str(missing), "--output", str(tmp_path / "o")]) == 2
@@ -281,7 +306,7 @@ async def _first_reply(url: str, frames: int = 12) -> tuple[bool, int]:
         msg = await ws.receive(timeout=120)
         handshake = msg.type == aiohttp.WSMsgType.BINARY and msg.data[:1] == b"\x00"
         for i in range(frames):
-            await ws.send_bytes(b"\x01" + writer.append_pcm(tone[i * 1920:(i + 1) * 1920]))
+            await ws.send_bytes(b"\x01" + writer.append_pcm(tone[i * 1920 : (i + 1) * 1920]))
         deadline = asyncio.get_running_loop().time() + 120
         while audio == 0 and asyncio.get_running_loop().time() < deadline:
             msg = await ws.receive(timeout=120)
@@ -301,8 +326,9 @@ def full_mimi(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("fuse", [True, False])
-def test_kept_lora_export_served_by_moshi_server(lora_trained: tuple[Path, torch.nn.Module], base16: Path,
-                                                 full_mimi: Path, tmp_path: Path, fuse: bool) -> None:
+def test_kept_lora_export_served_by_moshi_server(
+    lora_trained: tuple[Path, torch.nn.Module], base16: Path, full_mimi: Path, tmp_path: Path, fuse: bool
+) -> None:
     from chat_helpers import run_async
     from conftest import stop_process
 
@@ -316,10 +342,14 @@ def test_kept_lora_export_served_by_moshi_server(lora_trained: tuple[Path, torch
     assert served["lora"] is True and served["dep_q"] == 8
     tokenizer = train_spm(demo_sentences(), tmp_path / "spm.model", vocab_size=DEMO_VOCAB_SIZE)
     # The server's loading calls, in process: the adapters are in the model it serves, fused or not.
-    info = loaders.CheckpointInfo.from_hf_repo(loaders.DEFAULT_REPO, str(kept / LM_WEIGHTS), str(full_mimi),
-                                               str(tokenizer),
-                                               lora_weights=str(kept / "lora.safetensors"),
-                                               config_path=str(kept / "config.json"))
+    info = loaders.CheckpointInfo.from_hf_repo(
+        loaders.DEFAULT_REPO,
+        str(kept / LM_WEIGHTS),
+        str(full_mimi),
+        str(tokenizer),
+        lora_weights=str(kept / "lora.safetensors"),
+        config_path=str(kept / "config.json"),
+    )
     lm = info.get_moshi(device="cpu", dtype=torch.float32, fuse_lora=fuse)
     text, audio = logits_of(lm)
     text_ref, audio_ref = logits_of(model)
@@ -330,10 +360,30 @@ def test_kept_lora_export_served_by_moshi_server(lora_trained: tuple[Path, torch
 
     # And the server itself, on 127.0.0.1, answers a conversation.
     port = free_port()
-    cmd = [sys.executable, "-c", _MOSHI_SERVER, "--host", "127.0.0.1", "--port", str(port), "--static", "none",
-           "--device", "cpu", "--moshi-weight", str(kept / LM_WEIGHTS), "--mimi-weight", str(full_mimi),
-           "--tokenizer", str(tokenizer), "--config-path", str(kept / "config.json"),
-           "--lora-weight", str(kept / "lora.safetensors"), *([] if fuse else ["--no_fuse_lora"])]
+    cmd = [
+        sys.executable,
+        "-c",
+        _MOSHI_SERVER,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--static",
+        "none",
+        "--device",
+        "cpu",
+        "--moshi-weight",
+        str(kept / LM_WEIGHTS),
+        "--mimi-weight",
+        str(full_mimi),
+        "--tokenizer",
+        str(tokenizer),
+        "--config-path",
+        str(kept / "config.json"),
+        "--lora-weight",
+        str(kept / "lora.safetensors"),
+        *([] if fuse else ["--no_fuse_lora"]),
+    ]
     log = tmp_path / "server.log"
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, HF_HUB_OFFLINE="1"))

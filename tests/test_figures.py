@@ -12,7 +12,6 @@ import pytest
 from figure_helpers import png_size
 from train_helpers import write_dataset
 
-from backend.jobs import control, folder
 from backend.core import config, figures
 from backend.core.errors import ConfigError
 from backend.core.spec import SAMPLE_RATE
@@ -22,15 +21,26 @@ from backend.dataset import timeline
 from backend.finetune import runs
 from backend.finetune.config import FinetuneConfig
 from backend.inference import turn_taking
+from backend.jobs import control, folder
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "assets" / "demo"
 
 
 def metrics_rows() -> list[dict]:
-    rows = [{"step": s, "max_steps": 20, "loss": 5.0 / s, "text_loss": 1.0 / s, "audio_loss": 4.0 / s,
-             "moshi_semantic_loss": 3.0 / s, "moshi_acoustic_loss": 6.0 / s, "user_acoustic_loss": None}
-            for s in range(1, 21)]
+    rows = [
+        {
+            "step": s,
+            "max_steps": 20,
+            "loss": 5.0 / s,
+            "text_loss": 1.0 / s,
+            "audio_loss": 4.0 / s,
+            "moshi_semantic_loss": 3.0 / s,
+            "moshi_acoustic_loss": 6.0 / s,
+            "user_acoustic_loss": None,
+        }
+        for s in range(1, 21)
+    ]
     return rows + [{"event": "eval", "step": 20, "loss": 0.4, "text_loss": 0.1}, {"event": "finished", "step": 20}]
 
 
@@ -63,9 +73,14 @@ def test_every_figure_is_a_complete_png_of_its_size(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.png" for n in drawn)  # no temp files left
 
 
-@pytest.mark.parametrize("bad, message", [("out.jpg", "must be a .png file name"),
-                                          ("missing/out.png", "folder .*missing does not exist"),
-                                          ("folder.png", "is a folder")])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("out.jpg", "must be a .png file name"),
+        ("missing/out.png", "folder .*missing does not exist"),
+        ("folder.png", "is a folder"),
+    ],
+)
 def test_a_path_a_figure_cannot_go_to_is_refused_clearly(tmp_path: Path, bad: str, message: str) -> None:
     (tmp_path / "folder.png").mkdir()
     with pytest.raises(ConfigError, match=message):
@@ -75,8 +90,12 @@ def test_a_path_a_figure_cannot_go_to_is_refused_clearly(tmp_path: Path, bad: st
 def test_turn_taking_cli_plots_the_histograms(tmp_path: Path) -> None:
     ref, gen = turns_wav(tmp_path / "ref.wav", 0.3), turns_wav(tmp_path / "gen.wav", -0.4)
     out, plot = tmp_path / "tt.json", tmp_path / "tt.png"
-    assert turn_taking.main(["--inputs", f"reference={ref}", f"generated={gen}", "--output", str(out),
-                             "--plot", str(plot)]) == 0
+    assert (
+        turn_taking.main(
+            ["--inputs", f"reference={ref}", f"generated={gen}", "--output", str(out), "--plot", str(plot)]
+        )
+        == 0
+    )
     assert png_size(plot) == (1600, 560)
     # A bad --plot is refused before the analysis writes anything.
     out.unlink()
@@ -84,8 +103,9 @@ def test_turn_taking_cli_plots_the_histograms(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-def test_validate_cli_plots_the_gap_histogram_of_the_valid_dialogues(tmp_path: Path,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_cli_plots_the_gap_histogram_of_the_valid_dialogues(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()
     for suffix in (".flac", ".json"):
@@ -101,8 +121,25 @@ def test_validate_cli_plots_the_gap_histogram_of_the_valid_dialogues(tmp_path: P
 def test_timeline_cli_plots_the_window(tmp_path: Path, demo_workspace) -> None:  # type: ignore[no-untyped-def]
     data = write_dataset(tmp_path / "data", [60])
     plot = tmp_path / "window.png"
-    assert timeline.main(["--dataset", str(data), "--dialogue-id", "train/d000", "--start", "1", "--seconds", "2",
-                          "--tokenizer", str(demo_workspace.demo_tokenizer), "--plot", str(plot)]) == 0
+    assert (
+        timeline.main(
+            [
+                "--dataset",
+                str(data),
+                "--dialogue-id",
+                "train/d000",
+                "--start",
+                "1",
+                "--seconds",
+                "2",
+                "--tokenizer",
+                str(demo_workspace.demo_tokenizer),
+                "--plot",
+                str(plot),
+            ]
+        )
+        == 0
+    )
     assert png_size(plot) == (800, 720)  # 25 frames: the minimum width; three panels
 
 
@@ -122,8 +159,13 @@ def test_runs_show_plots_the_loss_curves_and_a_run_folder_gets_them_when_it_ends
     command = runs.write_command(folder.Job(run_dir), FinetuneConfig(device="cpu"))
     command["argv"] = [sys.executable, "-c", "raise SystemExit(3)"]
     (run_dir / folder.COMMAND_FILE).write_text(json.dumps(command))
-    proc = subprocess.run([sys.executable, "-m", "backend.jobs.supervisor", str(run_dir)], cwd=REPO,
-                          input=b"", capture_output=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "backend.jobs.supervisor", str(run_dir)],
+        cwd=REPO,
+        input=b"",
+        capture_output=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     assert control.status(folder.Job(run_dir))["state"] == "failed"
     assert png_size(run_dir / runs.SUMMARY_PLOT) == (1200, 450)

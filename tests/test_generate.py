@@ -12,21 +12,27 @@ import torch
 from figure_helpers import png_size
 from train_helpers import reset_accelerate, write_dataset, write_model, write_run
 
-from backend.models import checkpoints
+from backend.core.errors import InputError
+from backend.core.spec import CARD, EPAD_ID, FRAME_SIZE, PAD_ID, TEXT_CARD
 from backend.dataset.codec import decode
 from backend.dataset.read import load_row
-from backend.core.errors import InputError
+from backend.dataset.spm import train_spm
+from backend.dataset.training_view import training_rows
+from backend.finetune.trainer import train
+from backend.inference.generate import (
+    GenerateConfig,
+    decode_continuation,
+    generate,
+    load_continuation,
+    main,
+    timed_transcript,
+)
+from backend.models import checkpoints
 from backend.models.export import ExportConfig, export_checkpoint
-from backend.inference.generate import (GenerateConfig, decode_continuation, generate, load_continuation, main,
-                                        timed_transcript)
-from backend.models.weights import lm_kwargs_of, load_lm
 from backend.models.loading import load_model
 from backend.models.source import random_mimi, save_lm, save_mimi, tiny_mimi_config
-from backend.core.spec import CARD, EPAD_ID, FRAME_SIZE, PAD_ID, TEXT_CARD
-from backend.dataset.spm import train_spm
 from backend.models.text_tokenizer import load_spm
-from backend.finetune.trainer import train
-from backend.dataset.training_view import training_rows
+from backend.models.weights import lm_kwargs_of, load_lm
 
 LENGTHS = [30, 26, 20]
 P, G = 6, 10
@@ -44,14 +50,28 @@ def one_thread():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("generate")
-    return {"model16": write_model(root / "model16", dep_q=16, seed=1),
-            "model8": write_model(root / "model8", dep_q=8, seed=2),
-            "data": write_dataset(root / "data", LENGTHS, seed=5)}
+    return {
+        "model16": write_model(root / "model16", dep_q=16, seed=1),
+        "model8": write_model(root / "model8", dep_q=8, seed=2),
+        "data": write_dataset(root / "data", LENGTHS, seed=5),
+    }
 
 
 def run(assets: dict[str, Path], model: str = "model16", **overrides: Any) -> list:
-    cfg = GenerateConfig(**({"model": str(assets[model]), "dataset": assets["data"], "prompt_frames": P,
-                             "gen_frames": G, "device": "cpu", "batch_size": 3, "output": None} | overrides))
+    cfg = GenerateConfig(
+        **(
+            {
+                "model": str(assets[model]),
+                "dataset": assets["data"],
+                "prompt_frames": P,
+                "gen_frames": G,
+                "device": "cpu",
+                "batch_size": 3,
+                "output": None,
+            }
+            | overrides
+        )
+    )
     return generate(cfg)
 
 
@@ -66,10 +86,10 @@ def test_prompt_is_the_reference_and_shapes_are_right(assets: dict[str, Path], t
     for c in results:
         ref = reference_rows(assets, c.dialogue_id, main="B")
         assert c.tokens.shape == (17, P + G) and c.tokens.dtype == np.int64
-        np.testing.assert_array_equal(c.reference, ref[:, :P + G])
+        np.testing.assert_array_equal(c.reference, ref[:, : P + G])
         np.testing.assert_array_equal(c.tokens[:, :P], ref[:, :P])
         generated = c.tokens[:, P:]
-        assert (generated != ref[:, P:P + G]).mean() > 0.5  # sampled, not copied
+        assert (generated != ref[:, P : P + G]).mean() > 0.5  # sampled, not copied
         assert ((0 <= generated[0]) & (generated[0] < TEXT_CARD)).all()
         assert ((0 <= generated[1:]) & (generated[1:] < CARD)).all()
         back = load_continuation(tmp_path / "out" / f"{c.dialogue_id}.npz")
@@ -90,8 +110,9 @@ def sharp_depformer(source: Path, target: Path) -> Path:
 
 
 @pytest.mark.parametrize("model", ["model16", "model8"])
-def test_greedy_continuation_is_what_the_training_forward_predicts(assets: dict[str, Path], model: str,
-                                                                    tmp_path: Path) -> None:
+def test_greedy_continuation_is_what_the_training_forward_predicts(
+    assets: dict[str, Path], model: str, tmp_path: Path
+) -> None:
     """Each greedy token is the argmax of `LMModel.forward` (the training path, which applies the delays
     itself) run on the whole output: generation conditions every token exactly as training does."""
     sharp = sharp_depformer(assets[model], tmp_path / "sharp")
@@ -106,7 +127,7 @@ def test_greedy_continuation_is_what_the_training_forward_predicts(assets: dict[
         rows = lm.dep_q
         sampled = valid[:, P:]  # the last frame of a delayed codebook has no prediction in a forward pass
         assert sampled.sum() >= rows * 13
-        np.testing.assert_array_equal(c.tokens[1:1 + rows, P:][sampled], audio[:, P:][sampled])
+        np.testing.assert_array_equal(c.tokens[1 : 1 + rows, P:][sampled], audio[:, P:][sampled])
         if model == "model8":  # the user stream comes from the reference, everywhere
             np.testing.assert_array_equal(c.tokens[9:], c.reference[9:])
 
@@ -118,8 +139,9 @@ def test_seeds_reproduce_and_batching_does_not_matter(assets: dict[str, Path]) -
     for a, b, c in zip(first, again, other):
         np.testing.assert_array_equal(a.tokens, b.tokens)
         assert (a.tokens[:, P:] != c.tokens[:, P:]).mean() > 0.5
-    greedy = [run(assets, dialogues=["train/d002"], seed=s, text_temperature=0, audio_temperature=0)[0].tokens
-              for s in (1, 2)]
+    greedy = [
+        run(assets, dialogues=["train/d002"], seed=s, text_temperature=0, audio_temperature=0)[0].tokens for s in (1, 2)
+    ]
     np.testing.assert_array_equal(*greedy)
 
 
@@ -139,16 +161,42 @@ def test_files_decode_to_stereo_wav_and_a_timed_transcript(assets: dict[str, Pat
     mimi_dir = tmp_path / "mimi"
     mimi_cfg = tiny_mimi_config()
     save_mimi(random_mimi(mimi_cfg, seed=0), mimi_cfg, mimi_dir)
-    sp_path = train_spm(["hello there how are you", "fine thanks and you", "good bye now"] * 5, tmp_path / "sp.model",
-                        vocab_size=300)
-    assert main(["--model", str(assets["model16"]), "--dataset", str(assets["data"]), "--dialogues", "train/d002",
-                 "--prompt-frames", str(P), "--gen-frames", "4", "--device", "cpu", "--output", str(tmp_path / "out"),
-                 "--mimi", str(mimi_dir), "--tokenizer", str(sp_path)]) == 0
+    sp_path = train_spm(
+        ["hello there how are you", "fine thanks and you", "good bye now"] * 5, tmp_path / "sp.model", vocab_size=300
+    )
+    assert (
+        main(
+            [
+                "--model",
+                str(assets["model16"]),
+                "--dataset",
+                str(assets["data"]),
+                "--dialogues",
+                "train/d002",
+                "--prompt-frames",
+                str(P),
+                "--gen-frames",
+                "4",
+                "--device",
+                "cpu",
+                "--output",
+                str(tmp_path / "out"),
+                "--mimi",
+                str(mimi_dir),
+                "--tokenizer",
+                str(sp_path),
+            ]
+        )
+        == 0
+    )
     c = load_continuation(tmp_path / "out" / "train" / "d002.npz")
-    assert c.files == {"tokens": tmp_path / "out/train/d002.npz", "wav": tmp_path / "out/train/d002.continuation.wav",
-                       "reference_wav": tmp_path / "out/train/d002.reference.wav",
-                       "spectrogram": tmp_path / "out/train/d002.spectrogram.png",
-                       "transcript": tmp_path / "out/train/d002.transcript.json"}
+    assert c.files == {
+        "tokens": tmp_path / "out/train/d002.npz",
+        "wav": tmp_path / "out/train/d002.continuation.wav",
+        "reference_wav": tmp_path / "out/train/d002.reference.wav",
+        "spectrogram": tmp_path / "out/train/d002.spectrogram.png",
+        "transcript": tmp_path / "out/train/d002.transcript.json",
+    }
     assert png_size(c.files["spectrogram"]) == (1200, 550)  # reference and continuation side by side
     wav, sr = sf.read(str(c.files["wav"]), always_2d=True)
     assert sr == 24_000 and wav.shape == ((P + 4) * FRAME_SIZE, 2)
@@ -170,7 +218,7 @@ def test_timed_transcript_joins_pieces_into_words(tmp_path: Path) -> None:
     for word in ("hello", "thanks"):
         ids = sp.encode(word)  # "▁hello" or "▁hel" "lo": the first piece carries the boundary
         row[frame - 1] = EPAD_ID
-        row[frame:frame + len(ids)] = ids
+        row[frame : frame + len(ids)] = ids
         expected.append({"word": word, "start": frame / 12.5, "end": (frame + len(ids)) / 12.5})
         frame += len(ids) + 5
     row[frame] = TEXT_CARD + 5  # outside the tokenizer: skipped
@@ -188,8 +236,15 @@ def test_bad_requests_name_the_problem(assets: dict[str, Path]) -> None:
 def test_lora_checkpoint_generates_with_the_merged_weights(assets: dict[str, Path], tmp_path: Path) -> None:
     """A LoRA run's checkpoint (adapters only, as the trainer writes them) is merged onto its base."""
     run_dir = tmp_path / "run"
-    write_run(run_dir, base_model=str(assets["model16"]), train_data=str(assets["data"]), mode="lora", lora_rank=2,
-              max_steps=1, lr=1e-2)
+    write_run(
+        run_dir,
+        base_model=str(assets["model16"]),
+        train_data=str(assets["data"]),
+        mode="lora",
+        lora_rank=2,
+        max_steps=1,
+        lr=1e-2,
+    )
     try:
         assert train(run_dir) == "finished"
     finally:
@@ -197,8 +252,9 @@ def test_lora_checkpoint_generates_with_the_merged_weights(assets: dict[str, Pat
     ckpt = checkpoints.latest_checkpoint(run_dir)
     assert ckpt is not None and (ckpt / "lora.safetensors").is_file()
     merged = load_model(str(ckpt)).state_dict()
-    exported = load_lm(export_checkpoint(ExportConfig(checkpoint=ckpt, output=tmp_path / "export", clean=False,
-                                                      dtype="float32"))).state_dict()
+    exported = load_lm(
+        export_checkpoint(ExportConfig(checkpoint=ckpt, output=tmp_path / "export", clean=False, dtype="float32"))
+    ).state_dict()
     base = load_lm(assets["model16"]).state_dict()
     assert set(merged) == set(base)
     for k in merged:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import soundfile
+from handler_helpers import escapes, make_workspace
 
 from backend.core.paths import ASSETS
 from backend.data.transcripts import load_transcript
 from backend.dataset.selection import left_out
-from handler_helpers import escapes, make_workspace
 from studio import curate, data_tab
 from studio.alignment_view import LOW_CONFIDENCE
 from studio.context import StudioContext
@@ -50,7 +50,9 @@ def test_audio_alone_is_imported_for_annotation_and_bad_audio_is_not(ws, tmp_pat
     bad_turns.write_text("C: who\n")
     short_clip(tmp_path / "up", "turns")
     message, _, chosen = data_tab.on_upload(ws, [str(mono), str(tmp_path / "up" / "turns.wav"), str(bad_turns)])
-    assert "mono.wav: is mono" in message and str(tmp_path) not in message and "'A:' or 'B:'" in message and chosen is None
+    assert (
+        "mono.wav: is mono" in message and str(tmp_path) not in message and "'A:' or 'B:'" in message and chosen is None
+    )
     assert not list(ws.raw.glob("mono*")) and not list(ws.raw.glob("turns*"))
 
 
@@ -67,7 +69,7 @@ def test_annotate_shows_the_words_with_their_confidence(ws, tmp_path: Path) -> N
     assert words and preview.count('class="word') == len(words) and 'data-i="0"' in preview
     confidences = [w["confidence"] for w in json.loads((ws.raw / "call.json").read_text())]
     assert preview.count(" ms-low") == sum(c < LOW_CONFIDENCE for c in confidences)
-    assert "cur-bar" in preview and "data-op=\"merge\"" in preview
+    assert "cur-bar" in preview and 'data-op="merge"' in preview
     assert "annotated nothing new" in CURATOR.on_annotate(ws, "call", "pocketsphinx", "")[0]  # resumable
 
 
@@ -90,14 +92,26 @@ def test_annotate_with_a_whisper_folder_of_the_workspace(ws) -> None:  # type: i
     assert "✘ call" in message and "pocketsphinx" in message and not (ws.raw / "call.json").exists()
 
 
-@pytest.mark.parametrize("event", [
-    "not json", "[]", '{"op": "rm -rf"}', "{" + " " * 3000 + "}", None,
-    '{"op": "text", "i": 10000, "text": "x"}', '{"op": "text", "i": true, "text": "x"}',
-    '{"op": "text", "i": 0, "text": "' + "x" * 300 + '"}', '{"op": "text", "i": 0, "text": "  "}',
-    '{"op": "times", "i": 0, "start": 1e9, "end": 2e9}', '{"op": "times", "i": 0, "start": 2, "end": 1}',
-    '{"op": "times", "i": 0, "start": "NaN", "end": 1}', '{"op": "insert", "speaker": "C", "text": "x", "start": 1, "end": 2}',
-    '{"op": "split", "i": 0, "at": 100, "first": "a", "second": "b"}', '{"op": "merge", "i": 0, "j": -1}',
-])
+@pytest.mark.parametrize(
+    "event",
+    [
+        "not json",
+        "[]",
+        '{"op": "rm -rf"}',
+        "{" + " " * 3000 + "}",
+        None,
+        '{"op": "text", "i": 10000, "text": "x"}',
+        '{"op": "text", "i": true, "text": "x"}',
+        '{"op": "text", "i": 0, "text": "' + "x" * 300 + '"}',
+        '{"op": "text", "i": 0, "text": "  "}',
+        '{"op": "times", "i": 0, "start": 1e9, "end": 2e9}',
+        '{"op": "times", "i": 0, "start": 2, "end": 1}',
+        '{"op": "times", "i": 0, "start": "NaN", "end": 1}',
+        '{"op": "insert", "speaker": "C", "text": "x", "start": 1, "end": 2}',
+        '{"op": "split", "i": 0, "at": 100, "first": "a", "second": "b"}',
+        '{"op": "merge", "i": 0, "j": -1}',
+    ],
+)
 def test_hostile_edit_events_are_refused_and_change_nothing(ws, event: str) -> None:  # type: ignore[no-untyped-def]
     before = (ws.raw / "demo_cafe.json").read_bytes()
     CURATOR.on_curate_pick(ws, "demo_cafe")
@@ -155,8 +169,9 @@ def test_swap_and_exclude_reach_the_files_the_list_and_build(ws) -> None:  # typ
     assert "swapped" in CURATOR.on_swap(ws, "demo_weekend")[0]
     swapped, _ = soundfile.read(str(ws.raw / "demo_weekend.flac"))
     assert (swapped[:, 0] == audio[:, 1]).all() and (swapped[:, 1] == audio[:, 0]).all()
-    assert [w.speaker for w in load_transcript(ws.raw / "demo_weekend.json").words] == \
-        [{"A": "B", "B": "A"}[s] for s in speakers]
+    assert [w.speaker for w in load_transcript(ws.raw / "demo_weekend.json").words] == [
+        {"A": "B", "B": "A"}[s] for s in speakers
+    ]
     assert (ws.raw / "demo_weekend.original.json").is_file()
     assert "left out" in CURATOR.on_exclude(ws, "demo_weekend", True)[0]
     assert curate.excluded(ws, "demo_weekend") and left_out(ws) == {"demo_weekend": "excluded"}

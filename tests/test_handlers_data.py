@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 import soundfile
+from handler_helpers import make_workspace
 
 from backend.core.paths import ASSETS
-from handler_helpers import make_workspace
 from studio import data_tab, timeline_tab
 
 
@@ -48,8 +48,11 @@ def test_listing_keeps_the_pick_and_shows_report_and_preview(ws) -> None:  # typ
     assert data_tab.on_pick(ws, None) == ("", "")
 
 
-def test_an_upload_then_its_view_decode_the_audio_twice_a_pick_once(ws, tmp_path: Path,  # type: ignore[no-untyped-def]
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_upload_then_its_view_decode_the_audio_twice_a_pick_once(
+    ws,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     decodes: list[str] = []
     read = soundfile.blocks  # the validation and the preview read audio in blocks (memory bounded by the block)
     monkeypatch.setattr(soundfile, "blocks", lambda file, *a, **k: decodes.append(str(file)) or read(file, *a, **k))
@@ -88,6 +91,9 @@ def test_no_trigger_has_two_always_last_listeners(ws) -> None:  # type: ignore[n
                 deferred.setdefault(tuple(target), []).append(blocks.fns[d["id"]].name)
     pick = next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == "data-pick")
     assert (pick._id, "change") in deferred
-    twice = {f"{getattr(blocks.blocks.get(t[0]), 'label', t[0])} {t[1]}": names
-             for t, names in deferred.items() if len(names) > 1}
+    twice = {
+        f"{getattr(blocks.blocks.get(t[0]), 'label', t[0])} {t[1]}": names
+        for t, names in deferred.items()
+        if len(names) > 1
+    }
     assert not twice, twice

@@ -3,16 +3,22 @@ confined to the workspace, and a finished evaluation's table and figures read ba
 
 from pathlib import Path
 
+from handler_helpers import make_workspace
+
 from backend.evaluate import job
 from backend.evaluate.report import write_figures, write_results
 from backend.jobs.folder import mark_queued
-from handler_helpers import make_workspace
 from studio import evaluate_tab as ev
 
-RESULTS = {"models": ["base", "tuned"], "loss": {},
-           "summary": {"base": {"smooth_turn_taking": {"samples": 2, "tor": 0.0, "latency": None}},
-                       "tuned": {"smooth_turn_taking": {"samples": 2, "tor": 1.0, "latency": 0.4}}},
-           "records": {"base": {}, "tuned": {}}}
+RESULTS = {
+    "models": ["base", "tuned"],
+    "loss": {},
+    "summary": {
+        "base": {"smooth_turn_taking": {"samples": 2, "tor": 0.0, "latency": None}},
+        "tuned": {"smooth_turn_taking": {"samples": 2, "tor": 1.0, "latency": 0.4}},
+    },
+    "records": {"base": {}, "tuned": {}},
+}
 
 
 def test_a_finished_evaluation_is_read_back_with_its_table_and_figures(tmp_path: Path) -> None:
@@ -45,8 +51,11 @@ def test_the_evaluation_split_is_confined_to_the_workspace_and_must_exist(tmp_pa
     (ws.models / "m").mkdir()
     assert ev.read_form(ws, ["models/m"], ["studio-en"], 0, "cpu", "dataset").eval_data == ws.dataset.resolve()
     assert ev.read_form(ws, ["models/m"], ["studio-en"], 0, "cpu", "  ").eval_data is None  # none: no continuations
-    for split, words in (("../../x", "not inside the workspace"), ("/etc", "not inside the workspace"),
-                         ("nothing-here", "eval_data")):
+    for split, words in (
+        ("../../x", "not inside the workspace"),
+        ("/etc", "not inside the workspace"),
+        ("nothing-here", "eval_data"),
+    ):
         msg, ids, _ = ev.on_start(ws, ["models/m"], ["studio-en"], 0, "cpu", split)
         assert ids is None and words in msg, msg
     assert job.list_runs(ws.root) == []

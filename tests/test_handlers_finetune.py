@@ -8,23 +8,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from handler_helpers import escapes, make_workspace, outside, wait_for
+from train_helpers import write_dataset, write_model
 
-from backend.jobs import control, folder, launcher
 from backend.core.errors import StudioError
 from backend.finetune import runs
-from backend.models.checkpoints import COMPLETE, final_path
 from backend.finetune.pace import phase_record
 from backend.finetune.presets import PRESETS
+from backend.jobs import control, folder, launcher
+from backend.models.checkpoints import COMPLETE, final_path
 from backend.models.init_config import InitConfig
 from backend.models.initialise import init_model
 from backend.models.source import LM_KWARGS
 from backend.models.weights import lm_kwargs_of
-from handler_helpers import escapes, make_workspace, outside, wait_for
 from studio import finetune_tab as ft
-from train_helpers import write_dataset, write_model
 
-SMALL = {"base_model": "models/tiny", "train_data": "dataset", "device": "cpu", "max_frames": 16, "min_frames": 4,
-         "max_steps": 4, "checkpoint_every": 0, "lr": 1e-3}
+SMALL = {
+    "base_model": "models/tiny",
+    "train_data": "dataset",
+    "device": "cpu",
+    "max_frames": 16,
+    "min_frames": 4,
+    "max_steps": 4,
+    "checkpoint_every": 0,
+    "lr": 1e-3,
+}
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +62,20 @@ def form(**changes: Any) -> list[Any]:
 
 
 def init_values(**changes: Any) -> list[Any]:
-    values = {"source": "models/tiny8", "output": "models/tiny-init", "user_stream": True,
-              "reinit_text_embeddings": False, "keep_text_ids": "0 3 32000", "dtype": "float32", "overwrite": False} | changes
+    values = {
+        "source": "models/tiny8",
+        "output": "models/tiny-init",
+        "user_stream": True,
+        "reinit_text_embeddings": False,
+        "keep_text_ids": "0 3 32000",
+        "dtype": "float32",
+        "overwrite": False,
+    } | changes
     return [values[n] for n in ft.INIT_FIELDS]
 
 
-
 # ---------------------------------------------------------------- the form
+
 
 def test_a_good_form_shows_the_command_and_no_problem(ws) -> None:  # type: ignore[no-untyped-def]
     command, problem = ft.on_form(ws, *form())
@@ -74,13 +89,22 @@ def test_several_machines_show_their_commands_and_the_slurm_script(ws) -> None: 
     assert "#SBATCH --nodes=4" in command and "#SBATCH --gpus-per-node=2" in command
 
 
-@pytest.mark.parametrize("changes, words", [
-    ({"lr": -1}, "lr"), ({"max_steps": 0}, "max_steps"), ({"batch_size": 0}, "batch_size"),
-    ({"min_frames": 40, "max_frames": 16}, "max_frames"), ({"train_data": "nothing-here"}, "train_data"),
-    ({"base_model": "../../x"}, "not inside the workspace"), ({"eval_data": "/etc"}, "not inside the workspace"),
-    ({"deepspeed": "../ds.json"}, "not inside the workspace"), ({"lr": "fast"}, "lr"),
-    ({"lr": float("inf")}, "lr"), ({"max_steps": 10**30}, "max_steps"),
-])
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"lr": -1}, "lr"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"min_frames": 40, "max_frames": 16}, "max_frames"),
+        ({"train_data": "nothing-here"}, "train_data"),
+        ({"base_model": "../../x"}, "not inside the workspace"),
+        ({"eval_data": "/etc"}, "not inside the workspace"),
+        ({"deepspeed": "../ds.json"}, "not inside the workspace"),
+        ({"lr": "fast"}, "lr"),
+        ({"lr": float("inf")}, "lr"),
+        ({"max_steps": 10**30}, "max_steps"),
+    ],
+)
 def test_a_bad_value_is_shown_as_soon_as_it_is_typed(ws, changes: dict, words: str) -> None:  # type: ignore[no-untyped-def]
     _, problem = ft.on_form(ws, *form(**changes))
     assert problem.startswith("✘") and words in problem, problem
@@ -110,8 +134,10 @@ def test_save_then_load_gives_the_same_form(ws) -> None:  # type: ignore[no-unty
     assert (loaded["lr"], loaded["trainable"], loaded["eval_data"]) == (0.002, "depformer text_emb", "dataset")
 
 
-@pytest.mark.parametrize("content, words", [("{", "cannot read"), ('{"lr": 1, "colour": 2}', "colour"),
-                                            ("[1]", "one JSON object"), ('{"lr": "x"}', "lr")])
+@pytest.mark.parametrize(
+    "content, words",
+    [("{", "cannot read"), ('{"lr": 1, "colour": 2}', "colour"), ("[1]", "one JSON object"), ('{"lr": "x"}', "lr")],
+)
 def test_loading_a_bad_configuration_names_the_problem(tmp_path: Path, content: str, words: str) -> None:
     (tmp_path / "c.json").write_text(content)
     with pytest.raises(StudioError, match=words):
@@ -119,6 +145,7 @@ def test_loading_a_bad_configuration_names_the_problem(tmp_path: Path, content: 
 
 
 # ---------------------------------------------------------------- initialise
+
 
 def test_initialise_writes_the_user_stream_model_in_the_workspace(ws) -> None:  # type: ignore[no-untyped-def]
     message = ft.on_init(ws, *init_values())
@@ -137,11 +164,15 @@ def test_initialise_refuses_outputs_and_sources_outside_before_writing(ws, tmp_p
 
 # ---------------------------------------------------------------- runs
 
+
 @pytest.fixture
 def quick_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs whose process prints a line and exits 3 (the supervisor and the run folder are real)."""
-    monkeypatch.setattr(launcher, "accelerate_command",
-                        lambda c, run_dir, rank=None, module=None: [sys.executable, "-c", "print('hello'); raise SystemExit(3)"])
+    monkeypatch.setattr(
+        launcher,
+        "accelerate_command",
+        lambda c, run_dir, rank=None, module=None: [sys.executable, "-c", "print('hello'); raise SystemExit(3)"],
+    )
 
 
 def test_start_follow_and_resume_a_run(ws, quick_runs) -> None:  # type: ignore[no-untyped-def]
@@ -162,8 +193,11 @@ def test_the_bar_says_what_a_starting_run_is_doing(ws, monkeypatch: pytest.Monke
     """Before its first step the trainer writes phase lines; the bar shows the newest with its duration."""
     line = json.dumps(phase_record("loading the base model m")) + "\n"
     script = "import sys, time; open(sys.argv[1] + '/metrics.jsonl', 'a').write(sys.argv[2]); time.sleep(60)"
-    monkeypatch.setattr(launcher, "accelerate_command",
-                        lambda c, run_dir, rank=None, module=None: [sys.executable, "-c", script, str(run_dir), line])
+    monkeypatch.setattr(
+        launcher,
+        "accelerate_command",
+        lambda c, run_dir, rank=None, module=None: [sys.executable, "-c", script, str(run_dir), line],
+    )
     _, _, picked = ft.on_start(ws, *form())
     run = runs.open_run(ws.root, picked)
     try:
@@ -195,6 +229,7 @@ def test_run_ids_outside_the_runs_folder_are_refused(ws, tmp_path: Path, handler
 
 
 # ---------------------------------------------------------------- export
+
 
 def finished_run(ws, step: int = 2, complete: bool = True) -> str:  # type: ignore[no-untyped-def]
     """A run folder with one checkpoint: the tiny dep_q 16 model, marked complete or not."""

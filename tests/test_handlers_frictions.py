@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from handler_helpers import make_workspace
 
 from backend.core.errors import InputError
 from backend.dataset import pipeline
 from backend.dataset.text_layout import DialogueAudit
-from handler_helpers import make_workspace
 from studio import continuations_tab, curate, data_tab, finetune_tab
 
 
@@ -43,8 +43,15 @@ def test_build_shows_progress_before_loading_anything(ws, monkeypatch: pytest.Mo
 
 
 def test_every_audit_warning_is_spelled_out() -> None:
-    audit = DialogueAudit("chat-1", "raw/chat-1.json", "words", {"layout": "per_word"}, 2.0, {},
-                          ["speaker B has no words", "word 3 ends after the audio"])
+    audit = DialogueAudit(
+        "chat-1",
+        "raw/chat-1.json",
+        "words",
+        {"layout": "per_word"},
+        2.0,
+        {},
+        ["speaker B has no words", "word 3 ends after the audio"],
+    )
     assert "speaker B has no words" in audit.summary() and "word 3 ends after the audio" in audit.summary()
 
 

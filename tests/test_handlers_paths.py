@@ -4,12 +4,12 @@ anything is written, handler by handler (Settings, Continuations, Chat; Fine-tun
 from pathlib import Path
 
 import pytest
+from handler_helpers import escapes, make_workspace, outside
 
 from backend.core import config
 from backend.core.errors import ConfigError, InputError
 from backend.core.workspace import open_workspace
 from backend.inference.chat_server import ChatService, workspace_chat_config
-from handler_helpers import escapes, make_workspace, outside
 from studio import chat_tab, continuations_tab, settings_tab
 
 
@@ -34,15 +34,22 @@ def test_settings_refuse_paths_outside_and_keep_the_file(ws, tmp_path: Path, fie
 
 def test_settings_take_hub_ids_and_paths_inside(ws) -> None:  # type: ignore[no-untyped-def]
     (ws.root / "models" / "tok.model").write_bytes(b"")  # the tokenizer must be a file of the workspace
-    new, message = settings_tab.on_save(ws, *settings_values(ws, lm="kyutai/moshiko-pytorch-bf16",
-                                                             tokenizer=str(ws.root / "models" / "tok.model")))
+    new, message = settings_tab.on_save(
+        ws, *settings_values(ws, lm="kyutai/moshiko-pytorch-bf16", tokenizer=str(ws.root / "models" / "tok.model"))
+    )
     assert message.startswith("Saved") and new.settings.lm == "kyutai/moshiko-pytorch-bf16"
     assert open_workspace(ws.root).settings == new.settings
 
 
 def generate_values(model: str) -> list[object]:
-    knobs = {"main_speaker": "A", "text_temperature": 0.7, "text_top_k": 25, "audio_temperature": 0.8,
-             "audio_top_k": 250, "seed": 0}
+    knobs = {
+        "main_speaker": "A",
+        "text_temperature": 0.7,
+        "text_top_k": 25,
+        "audio_temperature": 0.8,
+        "audio_top_k": 250,
+        "seed": 0,
+    }
     return [model, None, ["train/demo_cafe"], 4.0, 2.0, *(knobs[k] for k in continuations_tab.KNOBS)]
 
 

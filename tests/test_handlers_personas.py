@@ -13,8 +13,9 @@ from tests.handler_helpers import escapes, make_workspace, outside
 
 def test_clip_persona_saved_listed_and_offered(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path)
-    msg, (voices, voice), table = data_tab.on_save_persona(ws, "demo_cafe", "A", "You are a barista.", None,
-                                                           0.5, 2.0, None)
+    msg, (voices, voice), table = data_tab.on_save_persona(
+        ws, "demo_cafe", "A", "You are a barista.", None, 0.5, 2.0, None
+    )
     assert msg.startswith("✔"), msg
     assert voice == "demo_cafe.A.wav" and voices == [voice]
     clip, sr = sf.read(ws.root / "voices" / voice)
@@ -33,12 +34,14 @@ def test_clip_persona_saved_listed_and_offered(tmp_path: Path) -> None:
 def test_hostile_persona_values_refused(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path)
     before = outside(tmp_path, ws)
-    bad = [("../../x", "A", "hi", None, None, None),  # not a dialogue of raw/
-           ("demo_cafe", "A", "x" * (MAX_TEXT_PROMPT + 1), None, None, None),  # role text too long
-           ("demo_cafe", "A", "hi", None, 0.0, 1e6),  # clip past the audio's end
-           ("demo_cafe", "A", "hi", None, 3.0, 1.0),  # reversed clip
-           ("demo_cafe", "A", "hi", None, float("nan"), 1.0),
-           ("demo_cafe", "C", "hi", None, None, None)]
+    bad = [
+        ("../../x", "A", "hi", None, None, None),  # not a dialogue of raw/
+        ("demo_cafe", "A", "x" * (MAX_TEXT_PROMPT + 1), None, None, None),  # role text too long
+        ("demo_cafe", "A", "hi", None, 0.0, 1e6),  # clip past the audio's end
+        ("demo_cafe", "A", "hi", None, 3.0, 1.0),  # reversed clip
+        ("demo_cafe", "A", "hi", None, float("nan"), 1.0),
+        ("demo_cafe", "C", "hi", None, None, None),
+    ]
     bad += [("demo_cafe", "A", "hi", e, None, None) for e in escapes(tmp_path) + ["../settings.json"]]
     for name, speaker, text, voice, start, end in bad:
         msg, _, table = data_tab.on_save_persona(ws, name, speaker, text, voice, start, end, None)
@@ -72,8 +75,9 @@ def test_chat_refuses_voice_outside_voices(tmp_path: Path) -> None:
     for voice in escapes(tmp_path) + ["../settings.json"]:
         message = chat_tab.on_load(ws, service, None, True, 0.7, 25, 0.8, 250, 300.0, persona=("hi", voice))
         assert message.startswith("**Error:** voice_prompt"), message
-    message = chat_tab.on_load(ws, service, None, True, 0.7, 25, 0.8, 250, 300.0,
-                               persona=("x" * (MAX_TEXT_PROMPT + 1), None))
+    message = chat_tab.on_load(
+        ws, service, None, True, 0.7, 25, 0.8, 250, 300.0, persona=("x" * (MAX_TEXT_PROMPT + 1), None)
+    )
     assert message.startswith("**Error:** text_prompt"), message
     assert service.engine is None and not service.configured
 
@@ -86,8 +90,10 @@ def test_persona_demo_listed_with_its_voices(tmp_path: Path) -> None:
     assert voice_pick(ws, None)[0] == ["persona_barista.wav", "persona_librarian.wav"]
     assert len(copy_demo_personas(ws, dialogues=True)) == 2
     rows = data_tab.persona_rows(ws)
-    assert rows == [["persona_barista", "A", "You are a barista in a busy cafe.", "persona_barista.wav"],
-                    ["persona_librarian", "A", "You are a librarian in a quiet library.", "persona_librarian.wav"]]
+    assert rows == [
+        ["persona_barista", "A", "You are a barista in a busy cafe.", "persona_barista.wav"],
+        ["persona_librarian", "A", "You are a librarian in a quiet library.", "persona_librarian.wav"],
+    ]
     assert "<td>You are a librarian in a quiet library.</td>" in data_tab.persona_table(ws)
     assert "persona_barista" in data_tab.dialogue_names(ws)  # the .persona.json is no transcript
 
@@ -104,8 +110,7 @@ def test_build_carries_raw_personas_into_the_dataset(tmp_path: Path) -> None:
     result = prepare_dataset(ws, TextTokenizeConfig(**text_paths(ws)))
     assert "3 persona(s) written to the dataset" in result.markdown()
     personas = load_personas(ws.dataset)
-    assert set(personas) == {("train/persona_barista", "A"), ("train/persona_librarian", "A"),
-                             ("train/demo_cafe", "B")}
+    assert set(personas) == {("train/persona_barista", "A"), ("train/persona_librarian", "A"), ("train/demo_cafe", "B")}
     assert personas[("train/persona_barista", "A")].text == "You are a barista in a busy cafe."
     assert personas[("train/persona_barista", "A")].voice.shape[1] > 0  # the voice file's Mimi codes
     assert personas[("train/demo_cafe", "B")].voice.shape[1] == 0

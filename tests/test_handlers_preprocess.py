@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from backend.jobs import control, launcher
-from backend.dataset import preprocess
-from backend.models.source import random_mimi, save_mimi, tiny_mimi_config
 from handler_helpers import escapes, make_workspace, outside, wait_for
+
+from backend.dataset import preprocess
+from backend.jobs import control, launcher
+from backend.models.source import random_mimi, save_mimi, tiny_mimi_config
 from studio import preprocess_tab as pp
 
 
@@ -37,7 +37,6 @@ def form(ws, **changes: Any) -> list[Any]:  # type: ignore[no-untyped-def]
     return [values[k] for k in pp.FORM]
 
 
-
 def test_every_stage_has_a_form_and_the_workspace_defaults(ws) -> None:  # type: ignore[no-untyped-def]
     assert set(pp.STAGE_FIELDS) == set(preprocess.STAGES)
     values = dict(zip(pp.FORM, pp.form_defaults(ws)))
@@ -49,30 +48,43 @@ def test_every_stage_has_a_form_and_the_workspace_defaults(ws) -> None:  # type:
 
 
 def test_several_machines_show_one_command_each(ws) -> None:  # type: ignore[no-untyped-def]
-    command, _ = pp.on_form(ws, "annotate", *form(ws, num_processes=4, num_machines=2, main_address="node0",
-                                                  device="cuda", gpu_ids="0,1"))
+    command, _ = pp.on_form(
+        ws, "annotate", *form(ws, num_processes=4, num_machines=2, main_address="node0", device="cuda", gpu_ids="0,1")
+    )
     assert command.count("# machine") == 2 and "--machine_rank 1" in command and "node0" in command
     # beside them the SLURM script `preprocess start --slurm FILE` writes, the address from the allocation
     assert "#SBATCH --nodes=2" in command and '--main_process_ip "$MAIN_ADDRESS"' in command
 
 
-@pytest.mark.parametrize("stage, changes, words", [
-    ("tokenize_audio", {"num_processes": 3, "num_machines": 2}, "multiple of num_machines"),
-    ("tokenize_audio", {"num_machines": 10**9}, "num_machines"),
-    ("tokenize_audio", {"tokenize_audio.chunk_seconds": -1}, "chunk_seconds"),
-    ("tokenize_audio", {"tokenize_audio.input_dir": "nothing-here"}, "input_dir"),
-    ("annotate", {"annotate.min_support": 2}, "min_support"),
-    ("annotate", {"annotate.engine": "whisper"}, "whisper_model"),
-    ("annotate", {"annotate.mode": "guess"}, "mode"),
-    ("../../x", {}, "unknown stage"),
-])
+@pytest.mark.parametrize(
+    "stage, changes, words",
+    [
+        ("tokenize_audio", {"num_processes": 3, "num_machines": 2}, "multiple of num_machines"),
+        ("tokenize_audio", {"num_machines": 10**9}, "num_machines"),
+        ("tokenize_audio", {"tokenize_audio.chunk_seconds": -1}, "chunk_seconds"),
+        ("tokenize_audio", {"tokenize_audio.input_dir": "nothing-here"}, "input_dir"),
+        ("annotate", {"annotate.min_support": 2}, "min_support"),
+        ("annotate", {"annotate.engine": "whisper"}, "whisper_model"),
+        ("annotate", {"annotate.mode": "guess"}, "mode"),
+        ("../../x", {}, "unknown stage"),
+    ],
+)
 def test_a_bad_value_is_shown_as_it_is_typed(ws, stage: str, changes: dict, words: str) -> None:  # type: ignore[no-untyped-def]
     _, problem = pp.on_form(ws, stage, *form(ws, **changes))
     assert problem.startswith("✘") and words in problem, problem
 
 
-@pytest.mark.parametrize("key", ["tokenize_audio.input_dir", "tokenize_audio.output_dir", "tokenize_audio.mimi",
-                                 "annotate.input", "annotate.output", "annotate.whisper_model"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "tokenize_audio.input_dir",
+        "tokenize_audio.output_dir",
+        "tokenize_audio.mimi",
+        "annotate.input",
+        "annotate.output",
+        "annotate.whisper_model",
+    ],
+)
 def test_paths_outside_the_workspace_are_refused_before_anything_is_written(ws, tmp_path: Path, key: str) -> None:  # type: ignore[no-untyped-def]
     before = outside(tmp_path, ws)
     stage = key.partition(".")[0]
@@ -87,8 +99,9 @@ def test_paths_outside_the_workspace_are_refused_before_anything_is_written(ws, 
 
 
 def test_a_hub_id_is_a_model_name_not_a_path(ws) -> None:  # type: ignore[no-untyped-def]
-    _, problem = pp.on_form(ws, "annotate", *form(ws, **{"annotate.engine": "whisper",
-                                                          "annotate.whisper_model": "openai/whisper-small"}))
+    _, problem = pp.on_form(
+        ws, "annotate", *form(ws, **{"annotate.engine": "whisper", "annotate.whisper_model": "openai/whisper-small"})
+    )
     assert problem == ""
 
 
@@ -107,8 +120,11 @@ def test_run_ids_outside_the_preprocess_folder_are_refused(ws, tmp_path: Path, h
 
 def test_start_follow_resume_and_abort(ws, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """The run folder and its supervisor are real; the command prints a line and exits 3."""
-    monkeypatch.setattr(launcher, "accelerate_command",
-                        lambda c, run_dir, rank=None, module=None: [sys.executable, "-c", "print('hello'); raise SystemExit(3)"])
+    monkeypatch.setattr(
+        launcher,
+        "accelerate_command",
+        lambda c, run_dir, rank=None, module=None: [sys.executable, "-c", "print('hello'); raise SystemExit(3)"],
+    )
     message, ids, picked = pp.on_start(ws, "annotate", *form(ws))
     assert message.startswith("started") and ids == [picked] and picked in message and picked.endswith("annotate")
     run = pp.open_run(ws, picked)
@@ -125,8 +141,11 @@ def test_start_follow_resume_and_abort(ws, monkeypatch: pytest.MonkeyPatch) -> N
 def test_a_real_run_reports_each_rank_and_the_summary(ws, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     save_mimi(random_mimi(tiny_mimi_config()), tiny_mimi_config(), ws.models / "tiny-mimi")
-    message, _, picked = pp.on_start(ws, "tokenize_audio", *form(
-        ws, **{"tokenize_audio.mimi": "models/tiny-mimi", "tokenize_audio.output_dir": "tokens/pp"}))
+    message, _, picked = pp.on_start(
+        ws,
+        "tokenize_audio",
+        *form(ws, **{"tokenize_audio.mimi": "models/tiny-mimi", "tokenize_audio.output_dir": "tokens/pp"}),
+    )
     assert message.startswith("started"), message
     run = pp.open_run(ws, picked)
     wait_for(lambda: control.status(run)["state"] != "running", 600, "the run to end")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import soundfile
+from handler_helpers import make_workspace
 
 from backend.core import config
 from backend.core.workspace import Workspace, WorkspaceSettings
@@ -17,7 +18,6 @@ from backend.dataset.build import DatasetReport
 from backend.dataset.pipeline import RECORDINGS_WHY, PrepareResult
 from backend.dataset.text_layout import DialogueAudit, SpeakerAudit
 from backend.finetune.presets import PRESETS
-from handler_helpers import make_workspace
 from studio import chat_tab, continuations_tab, curate, data_tab, finetune_tab, preprocess_tab, settings_tab
 
 MOSHIKO = "kyutai/moshiko-pytorch-bf16"
@@ -37,6 +37,7 @@ def real_weights(ws: Workspace) -> Workspace:
 
 # ---------------------------------------------------------------- 2. the demo pays off with the page's defaults
 
+
 def test_the_demo_continues_greedily_by_default_real_weights_sample(ws: Workspace) -> None:
     demo = dict(zip(continuations_tab.KNOBS, continuations_tab.knob_values(ws)))
     assert demo["text_temperature"] == 0 and demo["audio_temperature"] == 0  # the memorised demo replays
@@ -45,6 +46,7 @@ def test_the_demo_continues_greedily_by_default_real_weights_sample(ws: Workspac
 
 
 # ---------------------------------------------------------------- 4. silent waits
+
 
 def test_annotate_progress_moves_within_a_recording(ws: Workspace) -> None:
     audio, sr = soundfile.read(str(ws.raw / "demo_cafe.flac"))
@@ -60,6 +62,7 @@ def test_initialise_from_a_hub_id_offline_fails_at_once(ws: Workspace, monkeypat
     from huggingface_hub import constants
 
     import backend.models.initialise  # noqa: F401  # torch's import is not the wait this is about
+
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     values = finetune_tab.init_values(ws)
     values[finetune_tab.INIT_FIELDS.index("source")] = "nobody/not-in-the-cache"
@@ -85,6 +88,7 @@ def test_initialise_from_a_hub_id_unreachable_fails_at_once(ws: Workspace, monke
 
 # ---------------------------------------------------------------- 5. the live loss plot
 
+
 def test_loss_curves_on_a_log_axis() -> None:
     metrics = [{"step": 5, "loss": 10.0}, {"step": 60, "loss": 0.01}]
     shown = finetune_tab.curves(metrics)
@@ -92,6 +96,7 @@ def test_loss_curves_on_a_log_axis() -> None:
 
 
 # ---------------------------------------------------------------- 7. the Curate edit bar and its status
+
 
 def test_curate_bar_labels_and_status_after_save(ws: Workspace) -> None:
     message, preview = CURATOR.on_curate_pick(ws, "demo_cafe")
@@ -106,20 +111,29 @@ def test_curate_bar_labels_and_status_after_save(ws: Workspace) -> None:
 
 # ---------------------------------------------------------------- 8. the floor-transfer histogram
 
+
 def test_histogram_bars_are_as_wide_as_their_bins() -> None:
     from studio import plots
 
-    stats = {"metrics": {"floor_transfer_offset": {"edges": [-1.0, -0.5, 0.0, 0.5, 1.0], "by_source": {
-        "reference": {"counts": [1, 2, 3, 4]}, "model": {"counts": [0, 1, 0, 1]}}}}}
+    stats = {
+        "metrics": {
+            "floor_transfer_offset": {
+                "edges": [-1.0, -0.5, 0.0, 0.5, 1.0],
+                "by_source": {"reference": {"counts": [1, 2, 3, 4]}, "model": {"counts": [0, 1, 0, 1]}},
+            }
+        }
+    }
     plot = plots.histogram(continuations_tab.offsets_plot(stats), "offset (s)")
     assert plot.x_bin == pytest.approx(0.5)
 
 
 # ---------------------------------------------------------------- 9. the Build audit
 
+
 def test_build_audit_counts_what_it_leaves_out_in_plain_words() -> None:
-    speaker = SpeakerAudit("A", "spread", 100, 10, pieces=20, placed=20, max_drift=3, bare_boundary_share=0.11,
-                           pad_share=0.5)
+    speaker = SpeakerAudit(
+        "A", "spread", 100, 10, pieces=20, placed=20, max_drift=3, bare_boundary_share=0.11, pad_share=0.5
+    )
     audits = [DialogueAudit("demo_cafe", "raw/demo_cafe.json", "words", {"layout": "spread"}, 8.0, {"A": speaker})]
     report = DatasetReport(rows=1, frames=100, files=["train-001-of-001.parquet"])
     left = {"noisy_call": "excluded", "chat-20260101-120000": RECORDINGS_WHY}  # skipped: never tokenized
@@ -131,8 +145,10 @@ def test_build_audit_counts_what_it_leaves_out_in_plain_words() -> None:
 
 # ---------------------------------------------------------------- 10. messages
 
-def test_a_lone_transcript_upload_names_no_server_path(ws: Workspace, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_a_lone_transcript_upload_names_no_server_path(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     upload = tmp_path / "gradio" / "0123abcd"
     upload.mkdir(parents=True)
     shutil.copy(ws.raw / "demo_cafe.json", upload / "lonely.json")
@@ -142,9 +158,10 @@ def test_a_lone_transcript_upload_names_no_server_path(ws: Workspace, tmp_path: 
 
 
 def test_chat_tells_a_studio_user_about_the_clean_box(ws: Workspace) -> None:
-    from backend.inference.chat_server import ChatService, workspace_chat_config
-    from backend.dataset.spm import train_spm
     from train_helpers import write_model
+
+    from backend.dataset.spm import train_spm
+    from backend.inference.chat_server import ChatService, workspace_chat_config
 
     write_model(ws.models / "tiny16", dep_q=16)
     train_spm(["hello there hi", "the cat sat on the mat"] * 5, ws.tokenizer_path, 300)  # chat checks it first
@@ -175,6 +192,7 @@ def test_preprocess_on_cpu_explains_multi_gpu(ws: Workspace) -> None:
 
 
 # ---------------------------------------------------------------- 11. the real 7B path
+
 
 def test_initialise_defaults_follow_the_workspace_lm(ws: Workspace) -> None:
     demo = dict(zip(finetune_tab.INIT_FIELDS, finetune_tab.init_values(ws)))

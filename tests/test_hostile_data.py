@@ -15,23 +15,32 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from test_bad_inputs import (
+    GOOD_WORDS,
+    case_401_digit_time,
+    case_lone_surrogate,
+    case_nan_samples,
+    case_nested_deep,
+    case_one_sample,
+    stereo,
+    transcript,
+)
+from train_helpers import write_dataset, write_model
 
-from backend.core.workspace import RUNS_DIR
 from backend.core.errors import InputError
+from backend.core.workspace import RUNS_DIR
 from backend.data.ingest import import_dialogues
 from backend.data.preview import alignment_data
 from backend.dataset import build, tokenize_audio, tokenize_text
 from backend.dataset.spm import train_spm
 from backend.finetune import runs
 from backend.models.source import random_mimi, save_mimi, tiny_mimi_config
-from test_bad_inputs import (GOOD_WORDS, case_401_digit_time, case_lone_surrogate, case_nan_samples,
-                             case_nested_deep, case_one_sample, stereo, transcript)
-from train_helpers import write_dataset, write_model
 
 
 @contextlib.contextmanager
 def no_hang(seconds: int) -> Iterator[None]:
     """Turn a hang (the defect: a loop over 1.25e13 frames) into a failure instead of a stuck suite."""
+
     def alarm(signum: int, frame: object) -> None:
         raise TimeoutError(f"still running after {seconds} s")
 
@@ -51,6 +60,7 @@ def late_word(d: Path, name: str, at: float) -> list[Path]:
 
 
 # ---------------------------------------------------------------- 11: the upload reports every file
+
 
 def test_an_upload_with_good_and_bad_files_reports_each_file(tmp_path: Path) -> None:
     up, raw = tmp_path / "upload", tmp_path / "raw"
@@ -75,14 +85,16 @@ def test_an_upload_with_good_and_bad_files_reports_each_file(tmp_path: Path) -> 
 
 # ---------------------------------------------------------------- 9, 10, 12: tokenize_text goes on past bad files
 
+
 @pytest.fixture(scope="module")
 def spm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     corpus = ["hello hi there how are you", "fine thank you and you", "good morning to you all"] * 5
     return train_spm(corpus, tmp_path_factory.mktemp("spm") / "small.model", vocab_size=300)
 
 
-def test_tokenize_text_refuses_bad_transcripts_by_name_and_does_the_rest(tmp_path: Path, spm_model: Path,
-                                                                        capsys: pytest.CaptureFixture) -> None:
+def test_tokenize_text_refuses_bad_transcripts_by_name_and_does_the_rest(
+    tmp_path: Path, spm_model: Path, capsys: pytest.CaptureFixture
+) -> None:
     src, out = tmp_path / "raw", tmp_path / "out"
     src.mkdir()
     for i in range(9):
@@ -90,8 +102,9 @@ def test_tokenize_text_refuses_bad_transcripts_by_name_and_does_the_rest(tmp_pat
     for case in (case_lone_surrogate, case_401_digit_time, case_nested_deep):
         case(src)
     late_word(src, "late", 600.0)  # the audio says 1 s: this word is 10 minutes past it
-    (src / "eon.json").write_text(json.dumps(GOOD_WORDS + [{"speaker": "B", "word": "x", "start": 1e12,
-                                                            "end": 1e12}]))  # no audio: the time alone is absurd
+    (src / "eon.json").write_text(
+        json.dumps(GOOD_WORDS + [{"speaker": "B", "word": "x", "start": 1e12, "end": 1e12}])
+    )  # no audio: the time alone is absurd
     for f in src.glob("*.wav"):
         if f.stem != "late":
             f.unlink()
@@ -102,15 +115,20 @@ def test_tokenize_text_refuses_bad_transcripts_by_name_and_does_the_rest(tmp_pat
     written = sorted(p.name for p in out.glob("*.npz"))
     assert written == [f"good{i}.npz" for i in range(9)]
     assert "5 of 14 transcript(s) not tokenized" in captured.err
-    for name, reason in (("surrogate.json", "surrogate"), ("digits.json", "401-digit"),
-                         ("deep.json", "nested too deeply"), ("late.json", "after the audio"),
-                         ("eon.json", "1e+12 s")):
+    for name, reason in (
+        ("surrogate.json", "surrogate"),
+        ("digits.json", "401-digit"),
+        ("deep.json", "nested too deeply"),
+        ("late.json", "after the audio"),
+        ("eon.json", "1e+12 s"),
+    ):
         assert any(name in line and reason in line for line in captured.err.splitlines()), (name, captured.err)
     assert "Traceback" not in captured.err
 
 
-def test_tokenize_text_refuses_an_output_that_is_a_file(tmp_path: Path, spm_model: Path,
-                                                       capsys: pytest.CaptureFixture) -> None:
+def test_tokenize_text_refuses_an_output_that_is_a_file(
+    tmp_path: Path, spm_model: Path, capsys: pytest.CaptureFixture
+) -> None:
     transcript(tmp_path / "d.json")
     (tmp_path / "taken").write_text("x")
     for output in (tmp_path / "taken", tmp_path / "taken" / "out"):
@@ -128,6 +146,7 @@ def test_the_preview_refuses_words_far_past_the_audio(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- 8, 13, 14: tokenize_audio
 
+
 @pytest.fixture
 def one_thread() -> Iterator[None]:
     """Tiny models gain nothing from 2 intra-op threads on a busy 2-core machine (see test_tokenize_audio)."""
@@ -142,40 +161,55 @@ def mimi_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_mimi(random_mimi(tiny_mimi_config()).eval(), tiny_mimi_config(), tmp_path_factory.mktemp("mimi"))
 
 
-def test_tokenize_audio_refuses_nan_and_too_short_audio(tmp_path: Path, mimi_dir: Path, one_thread: None,
-                                                        capsys: pytest.CaptureFixture) -> None:
+def test_tokenize_audio_refuses_nan_and_too_short_audio(
+    tmp_path: Path, mimi_dir: Path, one_thread: None, capsys: pytest.CaptureFixture
+) -> None:
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
     stereo(src / "good.wav", seconds=0.5)
     for case in (case_nan_samples, case_one_sample):
         case(src)
-    assert tokenize_audio.main(["--input-dir", str(src), "--output-dir", str(out), "--mimi", str(mimi_dir),
-                                "--device", "cpu"]) == 1
+    assert (
+        tokenize_audio.main(
+            ["--input-dir", str(src), "--output-dir", str(out), "--mimi", str(mimi_dir), "--device", "cpu"]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert f"failed: {src / 'nans.wav'}: channel A has 3 non-finite" in err and "channel B has 1 non-finite" in err
     assert f"failed: {src / 'click.wav'}: shorter than one frame" in err
     assert sorted(p.name for p in out.glob("*.npz")) == ["good.npz"]
 
 
-def test_tokenize_audio_output_that_is_a_file_or_a_missing_mimi(tmp_path: Path, mimi_dir: Path,
-                                                                capsys: pytest.CaptureFixture) -> None:
+def test_tokenize_audio_output_that_is_a_file_or_a_missing_mimi(
+    tmp_path: Path, mimi_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
     src = tmp_path / "in"
     src.mkdir()
     stereo(src / "good.wav", seconds=0.5)
     (tmp_path / "taken").write_text("a file, not a folder")
     for output in (tmp_path / "taken", tmp_path / "taken" / "sub"):
-        assert tokenize_audio.main(["--input-dir", str(src), "--output-dir", str(output), "--mimi", str(mimi_dir),
-                                    "--device", "cpu"]) == 2
+        assert (
+            tokenize_audio.main(
+                ["--input-dir", str(src), "--output-dir", str(output), "--mimi", str(mimi_dir), "--device", "cpu"]
+            )
+            == 2
+        )
         assert f"{output}: " in capsys.readouterr().err
     assert (tmp_path / "taken").read_text() == "a file, not a folder"
     out = tmp_path / "out"
-    assert tokenize_audio.main(["--input-dir", str(src), "--output-dir", str(out), "--mimi", "/nonexistent",
-                                "--device", "cpu"]) == 2
+    assert (
+        tokenize_audio.main(
+            ["--input-dir", str(src), "--output-dir", str(out), "--mimi", "/nonexistent", "--device", "cpu"]
+        )
+        == 2
+    )
     assert "/nonexistent: no such Mimi" in capsys.readouterr().err
     assert not out.exists()
 
 
 # ---------------------------------------------------------------- 14, 15: build_dataset
+
 
 def token_folders(root: Path) -> list[str]:
     (root / "audio").mkdir()
@@ -202,13 +236,17 @@ def test_build_refuses_an_output_that_is_a_file(tmp_path: Path, capsys: pytest.C
     assert (tmp_path / "taken").read_text() == "x"
 
 
-@pytest.mark.parametrize("tokens,where", [
-    ({"text": np.array([5, 2**40, 5])}, "text.*d.npz"),
-    ({"text": np.array([5, -4, 5])}, "text.*d.npz"),
-    ({"audio": np.full((8, 3), 2048)}, "audio.*d.npz"),
-])
-def test_build_refuses_token_ids_out_of_range(tmp_path: Path, tokens: dict, where: str,
-                                              capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "tokens,where",
+    [
+        ({"text": np.array([5, 2**40, 5])}, "text.*d.npz"),
+        ({"text": np.array([5, -4, 5])}, "text.*d.npz"),
+        ({"audio": np.full((8, 3), 2048)}, "audio.*d.npz"),
+    ],
+)
+def test_build_refuses_token_ids_out_of_range(
+    tmp_path: Path, tokens: dict, where: str, capsys: pytest.CaptureFixture
+) -> None:
     args = token_folders(tmp_path) + ["--output", str(tmp_path / "ds")]
     for kind, ids in tokens.items():
         np.savez(tmp_path / kind / "d.npz", A=ids, B=ids)
@@ -219,6 +257,7 @@ def test_build_refuses_token_ids_out_of_range(tmp_path: Path, tokens: dict, wher
 
 
 # ---------------------------------------------------------------- 16: runs start checks the dataset's schema
+
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -243,9 +282,9 @@ def bad_table(kind: str) -> tuple[pa.Table, str]:
 
 
 @pytest.mark.parametrize("kind", ["flat_lists", "string_tokens", "integer_ids", "float_tokens", "missing"])
-def test_runs_start_names_the_file_and_column_of_a_wrong_schema(tmp_path: Path, model_dir: Path, kind: str,
-                                                                monkeypatch: pytest.MonkeyPatch,
-                                                                capsys: pytest.CaptureFixture) -> None:
+def test_runs_start_names_the_file_and_column_of_a_wrong_schema(
+    tmp_path: Path, model_dir: Path, kind: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     monkeypatch.setattr(runs, "start", lambda run: pytest.fail("a run with a broken dataset was launched"))
     write_dataset(tmp_path / "good", [8])
     table, column = bad_table(kind)
@@ -253,8 +292,10 @@ def test_runs_start_names_the_file_and_column_of_a_wrong_schema(tmp_path: Path, 
     pq.write_table(table, tmp_path / "bad" / "train-001-of-001.parquet")
     for option in ("--train-data", "--eval-data"):
         data = ["--train-data", str(tmp_path / "good"), option, str(tmp_path / "bad")]
-        assert runs.main(["start", "--workspace", str(tmp_path), "--base-model", str(model_dir),
-                          "--device", "cpu", *data]) == 2
+        assert (
+            runs.main(["start", "--workspace", str(tmp_path), "--base-model", str(model_dir), "--device", "cpu", *data])
+            == 2
+        )
         err = capsys.readouterr().err
         assert "train-001-of-001.parquet" in err and f"column {column}" in err, err
     assert not (tmp_path / RUNS_DIR).exists()

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-
 from handler_helpers import make_workspace
-from studio import curate, data_tab, timeline_tab
 from test_handlers_finetune import assets  # noqa: F401 (a fixture: dataset and tiny models)
 from train_helpers import write_dataset
+
+from studio import curate, data_tab, timeline_tab
 
 CURATOR = curate.Curator()  # the editors one studio keeps open (tests use their own workspaces)
 
@@ -22,6 +22,7 @@ def ws(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 # ---------------------------------------------------------------- 14: raw errors reach the user
 
+
 @pytest.mark.parametrize("start", [float("nan"), 1e308, float("inf"), -1.0])
 def test_a_timeline_start_of_nan_or_1e308_is_a_message_or_the_rows_end(ws, start: float) -> None:  # type: ignore[no-untyped-def]
     write_dataset(ws.dataset, [40])
@@ -32,10 +33,13 @@ def test_a_timeline_start_of_nan_or_1e308_is_a_message_or_the_rows_end(ws, start
         assert status.startswith("✘ window start must be a number of seconds from 0"), status
 
 
-@pytest.mark.parametrize("event", [
-    '{"op": "times", "i": 0, "start": 1' + "0" * 400 + ', "end": 1}',
-    "[" * 990 + "]" * 990,
-])
+@pytest.mark.parametrize(
+    "event",
+    [
+        '{"op": "times", "i": 0, "start": 1' + "0" * 400 + ', "end": 1}',
+        "[" * 990 + "]" * 990,
+    ],
+)
 def test_a_400_digit_time_or_990_deep_json_in_a_curate_edit_is_a_message(ws, event: str) -> None:  # type: ignore[no-untyped-def]
     message, _ = CURATOR.on_edit(ws, "demo_cafe", event)
     assert message.startswith("✘") and "Errno" not in message and "recursion" not in message, message
@@ -50,9 +54,11 @@ def test_a_nul_in_a_role_text_says_so(ws) -> None:  # type: ignore[no-untyped-de
 
 # ---------------------------------------------------------------- 3: processes bounded by the machine
 
+
 def test_more_cpu_processes_than_cores_are_refused_by_the_form_and_start(tmp_path: Path, assets: Path) -> None:
-    from studio import finetune_tab as ft
     from test_handlers_finetune import form as ft_form
+
+    from studio import finetune_tab as ft
 
     ws = make_workspace(tmp_path, assets)
 
@@ -66,18 +72,22 @@ def test_more_cpu_processes_than_cores_are_refused_by_the_form_and_start(tmp_pat
 
 # ---------------------------------------------------------------- 11: a refused Preprocess Start leaves nothing
 
+
 def test_a_refused_preprocess_start_leaves_no_queued_folder(ws) -> None:  # type: ignore[no-untyped-def]
     import os
+
+    from test_handlers_preprocess import form as pp_form
 
     from backend.jobs import processes
     from backend.jobs.folder import COMMAND_FILE, STATUS_FILE, write_json
     from studio import preprocess_tab as pp
-    from test_handlers_preprocess import form as pp_form
 
     holder = ws.runs / "holder"  # a running fine-tune on the CPU: this test's own process stands in for it
     holder.mkdir(parents=True)
-    write_json(holder / STATUS_FILE, {"state": "running", "pid": os.getpid(),
-                                      "proc_start": processes.process_start(os.getpid())})
+    write_json(
+        holder / STATUS_FILE,
+        {"state": "running", "pid": os.getpid(), "proc_start": processes.process_start(os.getpid())},
+    )
     write_json(holder / COMMAND_FILE, {"devices": ["cpu"]})
     message, _, _ = pp.on_start(ws, "tokenize_audio", *pp_form(ws))
     assert message.startswith("✘") and "holder is running on cpu" in message, message
@@ -86,13 +96,16 @@ def test_a_refused_preprocess_start_leaves_no_queued_folder(ws) -> None:  # type
 
 # ---------------------------------------------------------------- 15: Save configuration stays in the workspace
 
-def test_save_configuration_writes_one_file_in_the_workspace(ws, monkeypatch: pytest.MonkeyPatch,
-                                                              tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+
+def test_save_configuration_writes_one_file_in_the_workspace(
+    ws, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     import tempfile
+
+    from test_handlers_finetune import form as ft_form
 
     from backend.core.errors import StudioError
     from studio import finetune_tab as ft
-    from test_handlers_finetune import form as ft_form
 
     temp = tmp_path / "system-temp"
     temp.mkdir()
@@ -106,6 +119,7 @@ def test_save_configuration_writes_one_file_in_the_workspace(ws, monkeypatch: py
 
 # ---------------------------------------------------------------- 1: compressed-audio bombs
 
+
 def silent_flac(path: Path, seconds: float, rate: int = 16000) -> Path:
     """Digital silence compresses to almost nothing: minutes of audio in a few kB (the probe's bomb: 10 h, 7 MB)."""
     import numpy as np
@@ -118,8 +132,11 @@ def silent_flac(path: Path, seconds: float, rate: int = 16000) -> Path:
     return path
 
 
-def test_audio_beyond_the_duration_limit_is_refused_before_decoding(ws, tmp_path: Path,  # type: ignore[no-untyped-def]
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_audio_beyond_the_duration_limit_is_refused_before_decoding(
+    ws,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import soundfile
 
     from backend.data.audio_io import MAX_AUDIO_HOURS_ENV
@@ -160,17 +177,25 @@ def test_validating_long_audio_reads_it_in_blocks(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- 2 and "Also": words bounded at import
 
+
 def test_words_are_bounded_per_second_per_file_and_in_length(ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from backend.data.transcripts import MAX_WORDS
     from test_bad_inputs import stereo, transcript
+
+    from backend.data.transcripts import MAX_WORDS
 
     up = tmp_path / "up"
     up.mkdir()
     dense = [{"speaker": "A", "word": f"w{i}", "start": i / 100, "end": i / 100 + 0.01} for i in range(100)]
     huge = [{"speaker": "A", "word": "x", "start": 0.1, "end": 0.2}] * (MAX_WORDS + 1)
     long_word = [{"speaker": "A", "word": "x" * 2_000_000, "start": 0.1, "end": 0.2}]
-    files = [stereo(up / "dense.wav"), transcript(up / "dense.json", dense), stereo(up / "huge.wav"),
-             transcript(up / "huge.json", huge), stereo(up / "long.wav"), transcript(up / "long.json", long_word)]
+    files = [
+        stereo(up / "dense.wav"),
+        transcript(up / "dense.json", dense),
+        stereo(up / "huge.wav"),
+        transcript(up / "huge.json", huge),
+        stereo(up / "long.wav"),
+        transcript(up / "long.json", long_word),
+    ]
     message, _, chosen = data_tab.on_upload(ws, [str(f) for f in files])
     assert "100 words for 1.00 s of audio: more than 20 words a second" in message, message
     assert f"holds {MAX_WORDS + 1} words; a transcript may hold at most {MAX_WORDS}" in message
@@ -181,7 +206,6 @@ def test_words_are_bounded_per_second_per_file_and_in_length(ws, tmp_path: Path)
 def test_a_5_sample_wav_at_1_hz_is_refused(ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import numpy as np
     import soundfile
-
     from test_bad_inputs import transcript
 
     up = tmp_path / "up"
@@ -193,13 +217,16 @@ def test_a_5_sample_wav_at_1_hz_is_refused(ws, tmp_path: Path) -> None:  # type:
 
 # ---------------------------------------------------------------- 7: an upload never replaces a file silently
 
+
 def test_an_upload_with_an_existing_name_keeps_the_old_dialogue(ws, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from test_bad_inputs import stereo, transcript
 
     up = tmp_path / "up"
     up.mkdir()
     before = {p.name: p.read_bytes() for p in ws.raw.glob("demo_cafe*")}
-    message, _, chosen = data_tab.on_upload(ws, [str(stereo(up / "demo_cafe.wav")), str(transcript(up / "demo_cafe.json"))])
+    message, _, chosen = data_tab.on_upload(
+        ws, [str(stereo(up / "demo_cafe.wav")), str(transcript(up / "demo_cafe.json"))]
+    )
     assert "the workspace already has demo_cafe.flac, demo_cafe.json" in message and chosen is None, message
     assert {p.name: p.read_bytes() for p in ws.raw.glob("demo_cafe*")} == before
 
@@ -217,6 +244,7 @@ def test_a_voice_upload_with_an_existing_name_keeps_the_old_voice(ws, tmp_path: 
 
 
 # ---------------------------------------------------------------- 8, 9: Curate edits by the importer's rules
+
 
 def edit(ws, name: str, **event) -> str:  # type: ignore[no-untyped-def]
     return CURATOR.on_edit(ws, name, json.dumps(event))[0]
@@ -270,8 +298,12 @@ def test_an_empty_transcript_stays_editable(ws) -> None:  # type: ignore[no-unty
 
 # ---------------------------------------------------------------- 10: Build lists what it cannot use
 
-def test_build_skips_what_is_left_out_and_lists_what_it_cannot_use(tmp_path: Path, demo_workspace,  # type: ignore[no-untyped-def]
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_build_skips_what_is_left_out_and_lists_what_it_cannot_use(
+    tmp_path: Path,
+    demo_workspace,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import os
     import shutil
 
@@ -289,8 +321,9 @@ def test_build_skips_what_is_left_out_and_lists_what_it_cannot_use(tmp_path: Pat
     read: list[str] = []
     real = soundfile.read
     monkeypatch.setattr(soundfile, "read", lambda f, *a, **k: read.append(Path(f).stem) or real(f, *a, **k))
-    message = data_tab.on_build(ws, None, False, *[getattr(TextTokenizeConfig(), n) for n in data_tab.LAYOUT_FIELDS],
-                                "", 0)  # no validation split
+    message = data_tab.on_build(
+        ws, None, False, *[getattr(TextTokenizeConfig(), n) for n in data_tab.LAYOUT_FIELDS], "", 0
+    )  # no validation split
     assert message.startswith("✔ 1 dialogues"), message
     assert "1 excluded" in message and "1 chat recording(s)" in message and "1 without text tokens" in message
     assert "✘ not usable, left out: demo_cafe.json: entry 0" in message and "start 0.1 s is after end" in message
@@ -299,13 +332,16 @@ def test_build_skips_what_is_left_out_and_lists_what_it_cannot_use(tmp_path: Pat
 
 # ---------------------------------------------------------------- 6: export and init replace only their own output
 
-def test_export_and_init_never_replace_a_checkpoint_or_a_model_in_use(tmp_path: Path, assets: Path,
-                                                                      capsys: pytest.CaptureFixture) -> None:
+
+def test_export_and_init_never_replace_a_checkpoint_or_a_model_in_use(
+    tmp_path: Path, assets: Path, capsys: pytest.CaptureFixture
+) -> None:
     import dataclasses
+
+    from test_handlers_finetune import init_values
 
     from backend.models import export, initialise
     from studio import finetune_tab as ft
-    from test_handlers_finetune import init_values
 
     ws = make_workspace(tmp_path, assets)
     ws = ws.with_settings(dataclasses.replace(ws.settings, lm="models/tiny8"))
@@ -316,8 +352,9 @@ def test_export_and_init_never_replace_a_checkpoint_or_a_model_in_use(tmp_path: 
     snapshot = {p: p.read_bytes() for p in [*ws.models.rglob("*"), *ws.runs.rglob("*")] if p.is_file()}
 
     def export_to(output: Path, *flags: str, source: str = "tiny") -> tuple[int, str]:
-        code = export.main(["--checkpoint", str(ws.models / source), "--output", str(output), "--dtype", "float32",
-                            *flags])
+        code = export.main(
+            ["--checkpoint", str(ws.models / source), "--output", str(output), "--dtype", "float32", *flags]
+        )
         return code, capsys.readouterr().err
 
     for output in (step, ws.models / "tiny8"):  # a run's checkpoint; the workspace's configured LM
@@ -335,6 +372,7 @@ def test_export_and_init_never_replace_a_checkpoint_or_a_model_in_use(tmp_path: 
 
 # ---------------------------------------------------------------- 14: what a run records when it ends
 
+
 def start_job(workspace: Path, script: str) -> "object":
     """A job of the workspace's runs/ whose command is `python -c script` (in the job folder), under the supervisor."""
     import sys
@@ -343,8 +381,15 @@ def start_job(workspace: Path, script: str) -> "object":
     from backend.jobs.folder import COMMAND_FILE, mark_queued, new_job, write_json
 
     job = new_job(workspace / "runs", "probe")
-    command = {"argv": [sys.executable, "-c", script], "env": {}, "cwd": str(job.dir), "display": "probe",
-               "devices": ["cpu"], "module": "probe", "finish": []}
+    command = {
+        "argv": [sys.executable, "-c", script],
+        "env": {},
+        "cwd": str(job.dir),
+        "display": "probe",
+        "devices": ["cpu"],
+        "module": "probe",
+        "finish": [],
+    }
     write_json(job.dir / COMMAND_FILE, command)
     mark_queued(job)
     launcher.launch(job, lambda: command)
@@ -352,16 +397,19 @@ def start_job(workspace: Path, script: str) -> "object":
 
 
 def ended(job: "object") -> dict:
-    from backend.jobs import control
     from handler_helpers import wait_for
+
+    from backend.jobs import control
 
     wait_for(lambda: control.status(job).get("state") != "running", 60, "the job's end")  # type: ignore[arg-type]
     return control.status(job)  # type: ignore[arg-type]
 
 
 def test_a_run_whose_trainer_finished_is_finished_though_its_launcher_was_killed(tmp_path: Path) -> None:
-    script = ("import json, os, signal; open('metrics.jsonl', 'a').write(json.dumps({'event': 'finished', 'step': 3})"
-              " + '\\n'); os.kill(os.getpid(), signal.SIGKILL)")
+    script = (
+        "import json, os, signal; open('metrics.jsonl', 'a').write(json.dumps({'event': 'finished', 'step': 3})"
+        " + '\\n'); os.kill(os.getpid(), signal.SIGKILL)"
+    )
     st = ended(start_job(tmp_path, script))
     assert st["state"] == "finished" and st["exit_code"] == -9, st
 
@@ -373,16 +421,17 @@ def test_a_full_disk_during_a_checkpoint_gives_the_run_a_message(tmp_path: Path)
     assert "No space left on device" in st["message"]
 
 
-def test_a_full_disk_during_build_or_export_is_a_message(tmp_path: Path, assets: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture) -> None:
+def test_a_full_disk_during_build_or_export_is_a_message(
+    tmp_path: Path, assets: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     import errno
     import os
 
     import pyarrow.parquet as pq
+    from test_hostile_data import token_folders
 
     from backend.dataset import build
     from backend.models import export
-    from test_hostile_data import token_folders
 
     def full(*args: object, **kw: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -399,8 +448,9 @@ def test_a_full_disk_during_build_or_export_is_a_message(tmp_path: Path, assets:
 
 
 def test_a_path_component_over_255_characters_is_a_message(tmp_path: Path, assets: Path) -> None:
-    from studio import finetune_tab as ft
     from test_handlers_finetune import init_values
+
+    from studio import finetune_tab as ft
 
     ws = make_workspace(tmp_path, assets)
     message = ft.on_init(ws, *init_values(output="models/" + "x" * 300))

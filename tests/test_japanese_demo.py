@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from test_demo_dialogues import read_words
 
 from backend.core.errors import ConfigError
 from backend.core.spec import SAMPLE_RATE
 from backend.demo.dialogues import DemoDialogue, Turn, render
 from backend.demo.dialogues_ja import DEMO_JA_DIR, HIGH, JA_DIALOGUES, LOW
 from backend.demo.workspace import create_demo_workspace, main
-from test_demo_dialogues import read_words
 
 
 def test_three_two_speaker_dialogues_with_exact_word_timings_in_both_formats() -> None:
@@ -42,18 +42,19 @@ def median_f0(audio: np.ndarray) -> float:
     """Median pitch (autocorrelation, 60-400 Hz) of the voiced 50 ms windows."""
     found = []
     for i in range(0, len(audio) - 1200, 480):
-        w = audio[i:i + 1200]
-        if np.sqrt(np.mean(w ** 2)) < 0.05:
+        w = audio[i : i + 1200]
+        if np.sqrt(np.mean(w**2)) < 0.05:
             continue
         c = np.correlate(w, w, "full")[1199:]
-        lag = SAMPLE_RATE // 400 + int(np.argmax(c[SAMPLE_RATE // 400: SAMPLE_RATE // 60]))
+        lag = SAMPLE_RATE // 400 + int(np.argmax(c[SAMPLE_RATE // 400 : SAMPLE_RATE // 60]))
         if c[lag] > 0.6 * c[0]:
             found.append(SAMPLE_RATE / lag)
     return float(np.median(found))
 
 
-def test_synthesis_downloads_nothing_and_gives_two_different_voices(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_synthesis_downloads_nothing_and_gives_two_different_voices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("pyopenjtalk", reason="pyopenjtalk-plus is the demo-ja extra")
 
     def no_network(*args: object, **kwargs: object) -> None:
@@ -61,8 +62,12 @@ def test_synthesis_downloads_nothing_and_gives_two_different_voices(tmp_path: Pa
 
     monkeypatch.setattr(socket, "socket", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
-    script = DemoDialogue("t", "jmoshi", {"A": HIGH, "B": LOW}, (
-        Turn("A", "こんにちは、 ｺｰﾋｰを ください。", 0.0), Turn("B", "１０時から です。 𠮷田さん…", 0.3)))
+    script = DemoDialogue(
+        "t",
+        "jmoshi",
+        {"A": HIGH, "B": LOW},
+        (Turn("A", "こんにちは、 ｺｰﾋｰを ください。", 0.0), Turn("B", "１０時から です。 𠮷田さん…", 0.3)),
+    )
     signal, words = render(script, random.Random(0), tmp_path)
     again, _ = render(script, random.Random(0), tmp_path)
     assert np.array_equal(signal, again)
@@ -77,8 +82,8 @@ def ja_ws(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
 
 
 def test_init_demo_ja_makes_a_japanese_workspace(ja_ws, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:  # type: ignore[no-untyped-def]
-    from backend.models.text_tokenizer import load_spm
     from backend.dataset.tokenizer_inspect import byte_fallback
+    from backend.models.text_tokenizer import load_spm
 
     assert sorted(p.name for p in ja_ws.raw.glob("*.json")) == sorted(f"{d.name}.json" for d in JA_DIALOGUES)
     assert ja_ws.settings.whitespace is False  # J-Moshi's --no_whitespace_before_word

@@ -7,24 +7,39 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import sentencepiece as spm
-
 import reference_tools
+import sentencepiece as spm
+from test_text_layout import (
+    EPAD,
+    PAD,
+    check_accounting,
+    epad_positions_ok,
+    jmoshi_reference,
+    kyutai_reference,
+    text_ids,
+)
+
 from backend.cli import main as cli
 from backend.data.transcripts import Word, load_transcript
 from backend.dataset import tokenize_text as stage
-from backend.models.text_tokenizer import load_spm
 from backend.dataset.text_layout import LayoutOptions, frame_of, layout_speaker
 from backend.dataset.token_folders import audits_beside
 from backend.dataset.tokenizer_train import TokenizerTrainConfig, train_tokenizer
 from backend.demo.dialogues_ja import DEMO_JA_DIR
 from backend.demo.workspace import JA_DEMO_COVERAGE, JA_DEMO_VOCAB_SIZE
-from test_text_layout import EPAD, PAD, check_accounting, epad_positions_ok, jmoshi_reference, kyutai_reference, text_ids
+from backend.models.text_tokenizer import load_spm
 
 SPREAD = LayoutOptions("spread", whitespace=False)  # J-Moshi's --no_whitespace_before_word
-EDGE = [Word("A", "𠮷田さん、", 0.4, 1.0), Word("A", "齟齬が", 1.1, 1.5), Word("A", "ｺｰﾋｰ", 1.6, 2.0),
-        Word("A", "ｶﾞﾑ", 2.1, 2.4), Word("A", "えっと…", 2.5, 3.0), Word("A", "ＯＫ", 3.1, 3.3),
-        Word("A", "１０時", 3.4, 3.8), Word("A", "ラーメン", 3.9, 4.3)]
+EDGE = [
+    Word("A", "𠮷田さん、", 0.4, 1.0),
+    Word("A", "齟齬が", 1.1, 1.5),
+    Word("A", "ｺｰﾋｰ", 1.6, 2.0),
+    Word("A", "ｶﾞﾑ", 2.1, 2.4),
+    Word("A", "えっと…", 2.5, 3.0),
+    Word("A", "ＯＫ", 3.1, 3.3),
+    Word("A", "１０時", 3.4, 3.8),
+    Word("A", "ラーメン", 3.9, 4.3),
+]
 SPEAKERS = [(path.stem, s) for path in sorted(DEMO_JA_DIR.glob("*.json")) for s in "AB"]
 
 
@@ -32,9 +47,17 @@ SPEAKERS = [(path.stem, s) for path in sorted(DEMO_JA_DIR.glob("*.json")) for s 
 def sp(tmp_path_factory: pytest.TempPathFactory) -> spm.SentencePieceProcessor:
     """The Japanese demo workspace's tokenizer, trained the same way."""
     out = tmp_path_factory.mktemp("spm") / "ja.model"
-    return load_spm(train_tokenizer(TokenizerTrainConfig(transcripts=DEMO_JA_DIR, output=out, whitespace=False,
-                                                         vocab_size=JA_DEMO_VOCAB_SIZE,
-                                                         character_coverage=JA_DEMO_COVERAGE)))
+    return load_spm(
+        train_tokenizer(
+            TokenizerTrainConfig(
+                transcripts=DEMO_JA_DIR,
+                output=out,
+                whitespace=False,
+                vocab_size=JA_DEMO_VOCAB_SIZE,
+                character_coverage=JA_DEMO_COVERAGE,
+            )
+        )
+    )
 
 
 def demo_words(name: str, speaker: str) -> list[Word]:
@@ -62,9 +85,17 @@ def expected_spread(words: list[Word], sp: spm.SentencePieceProcessor) -> list[t
 
 def test_the_demo_transcripts_hold_japanese_writing_in_both_formats(sp: spm.SentencePieceProcessor) -> None:
     text = "".join(joined(load_transcript(p).words) for p in DEMO_JA_DIR.glob("*.json"))
-    for what, chars in {"kanji": "注文会議", "hiragana": "ください", "katakana": "カード", "long vowel": "ー",
-                        "full-width digits": "１０", "full-width Latin": "ＯＫ", "half-width katakana": "ｺｰﾋｰ",
-                        "ellipsis": "…", "rare kanji": "𠮷齟齬"}.items():
+    for what, chars in {
+        "kanji": "注文会議",
+        "hiragana": "ください",
+        "katakana": "カード",
+        "long vowel": "ー",
+        "full-width digits": "１０",
+        "full-width Latin": "ＯＫ",
+        "half-width katakana": "ｺｰﾋｰ",
+        "ellipsis": "…",
+        "rare kanji": "𠮷齟齬",
+    }.items():
         assert all(c in text for c in chars), what
     assert " " not in text
     formats = {load_transcript(p).format for p in DEMO_JA_DIR.glob("*.json")}
@@ -83,8 +114,12 @@ def test_spread_no_whitespace_is_jmoshis_where_jmoshi_works(sp: spm.SentencePiec
     assert clean >= 3
 
 
-@pytest.mark.parametrize("case", SPEAKERS + [("edge", "A")], ids=lambda c: f"{c[0]}-{c[1]}" if isinstance(c, tuple) else c)
-def test_every_piece_in_text_order_at_its_characters_time(sp: spm.SentencePieceProcessor, case: tuple[str, str]) -> None:
+@pytest.mark.parametrize(
+    "case", SPEAKERS + [("edge", "A")], ids=lambda c: f"{c[0]}-{c[1]}" if isinstance(c, tuple) else c
+)
+def test_every_piece_in_text_order_at_its_characters_time(
+    sp: spm.SentencePieceProcessor, case: tuple[str, str]
+) -> None:
     words = EDGE if case[0] == "edge" else demo_words(*case)
     stream, audit = layout_speaker(words, sp, SPREAD)
     placed = [(int(f), int(stream[f])) for f in np.flatnonzero(~np.isin(stream, (PAD, EPAD)))]
@@ -110,8 +145,9 @@ def test_the_audit_says_what_it_did_with_bytes_and_normalisation(sp: spm.Sentenc
 def test_packed_is_kyutais_loop_on_japanese(sp: spm.SentencePieceProcessor, keep: bool, whitespace: bool) -> None:
     for words in [EDGE] + [demo_words(*c) for c in SPEAKERS]:
         words = sorted(words, key=lambda w: w.start)
-        stream, audit = layout_speaker(words, sp, LayoutOptions("packed", whitespace=whitespace,
-                                                                drop_overflow=not keep), n_frames=80)
+        stream, audit = layout_speaker(
+            words, sp, LayoutOptions("packed", whitespace=whitespace, drop_overflow=not keep), n_frames=80
+        )
         assert stream.tolist() == kyutai_reference(words, sp, 80, keep, None if whitespace else joint_ids(words, sp))
         check_accounting(audit, stream)
 
@@ -148,8 +184,9 @@ def test_kyutais_own_interleaver_agrees(sp: spm.SentencePieceProcessor, keep: bo
     for words in [EDGE] + [demo_words(*c) for c in SPEAKERS]:
         words = sorted(words, key=lambda w: w.start)
         for whitespace in (True, False):
-            stream, _ = layout_speaker(words, sp, LayoutOptions("packed", whitespace=whitespace,
-                                                                drop_overflow=not keep), n_frames=80)
+            stream, _ = layout_speaker(
+                words, sp, LayoutOptions("packed", whitespace=whitespace, drop_overflow=not keep), n_frames=80
+            )
             word_ids = (lambda w: sp.encode(w.word.strip())) if whitespace else joint_ids(words, sp)
             units = [(word_ids(w), w.start, w.end) for w in words]
             assert reference_tools.kyutai_stream(units, sp, 80 / 12.5, keep) == stream.tolist()
@@ -161,8 +198,11 @@ def test_the_stage_on_the_japanese_demo(tmp_path: Path, sp: spm.SentencePiecePro
     counts = {}
     for whitespace in (True, False):
         out = tmp_path / f"tokens-{whitespace}"
-        audits = stage.tokenize_text(stage.TextTokenizeConfig(transcripts=DEMO_JA_DIR, tokenizer=model, output=out,
-                                                              audio=DEMO_JA_DIR, whitespace=whitespace))
+        audits = stage.tokenize_text(
+            stage.TextTokenizeConfig(
+                transcripts=DEMO_JA_DIR, tokenizer=model, output=out, audio=DEMO_JA_DIR, whitespace=whitespace
+            )
+        )
         assert len(audits) == 3 and all(a.not_placed == 0 for a in audits)
         counts[whitespace] = sum(a.pieces for a in audits)
         saved = (audits_beside(out) / "ja_meeting.audit.json").read_text()
@@ -174,18 +214,48 @@ def test_the_stage_on_the_japanese_demo(tmp_path: Path, sp: spm.SentencePiecePro
 
 def test_tokenizer_train_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "t.model"
-    assert cli(["tokenizer", "train", "--transcripts", str(DEMO_JA_DIR), "--output", str(out), "--vocab-size", "400",
-                "--no-whitespace"]) == 0
+    assert (
+        cli(
+            [
+                "tokenizer",
+                "train",
+                "--transcripts",
+                str(DEMO_JA_DIR),
+                "--output",
+                str(out),
+                "--vocab-size",
+                "400",
+                "--no-whitespace",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "byte fallback on" in printed and "bare ▁ 0.0%" in printed
     trained = load_spm(out)
     assert trained.get_piece_size() <= 400
     assert (trained.id_to_piece(3), trained.id_to_piece(0)) == ("<pad>", "<unk>")  # PAD 3, EPAD 0 as J-Moshi
-    assert cli(["tokenizer", "train", "--transcripts", str(DEMO_JA_DIR), "--output", str(out), "--pad-id", "1",
-                "--epad-id", "2"]) == 0
+    assert (
+        cli(
+            [
+                "tokenizer",
+                "train",
+                "--transcripts",
+                str(DEMO_JA_DIR),
+                "--output",
+                str(out),
+                "--pad-id",
+                "1",
+                "--epad-id",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert (load_spm(out).id_to_piece(1), load_spm(out).id_to_piece(2)) == ("<pad>", "<unk>")
-    assert cli(["tokenizer", "train", "--transcripts", str(DEMO_JA_DIR), "--output", str(out),
-                "--vocab-size", "100"]) == 2
+    assert (
+        cli(["tokenizer", "train", "--transcripts", str(DEMO_JA_DIR), "--output", str(out), "--vocab-size", "100"]) == 2
+    )
     assert "Vocabulary size is smaller" in capsys.readouterr().err
     assert cli(["tokenizer", "train", "--transcripts", str(tmp_path), "--output", str(out)]) == 2
     assert "no words" in capsys.readouterr().err

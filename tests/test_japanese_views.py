@@ -5,16 +5,16 @@ import warnings
 from pathlib import Path
 
 import pytest
+from figure_helpers import png_size
+from test_views import timeline_data as timeline_sample
 
 from backend.core import figures
-from backend.models.text_tokenizer import load_spm
 from backend.dataset.timeline import byte_characters, text_label
 from backend.dataset.tokenizer_train import TokenizerTrainConfig, train_tokenizer
 from backend.demo.dialogues_ja import DEMO_JA_DIR
 from backend.demo.workspace import JA_DEMO_COVERAGE
-from figure_helpers import png_size
+from backend.models.text_tokenizer import load_spm
 from studio.timeline_view import render_timeline
-from test_views import timeline_data as timeline_sample
 
 JAPANESE = "𠮷田さん ｺｰﾋｰ １０時 えっと… 齟齬 ＯＫ"
 
@@ -22,8 +22,17 @@ JAPANESE = "𠮷田さん ｺｰﾋｰ １０時 えっと… 齟齬 ＯＫ"
 @pytest.fixture(scope="module")
 def sp(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     out = tmp_path_factory.mktemp("spm") / "ja.model"
-    return load_spm(train_tokenizer(TokenizerTrainConfig(transcripts=DEMO_JA_DIR, output=out, whitespace=False,
-                                                         vocab_size=400, character_coverage=JA_DEMO_COVERAGE)))
+    return load_spm(
+        train_tokenizer(
+            TokenizerTrainConfig(
+                transcripts=DEMO_JA_DIR,
+                output=out,
+                whitespace=False,
+                vocab_size=400,
+                character_coverage=JA_DEMO_COVERAGE,
+            )
+        )
+    )
 
 
 @pytest.mark.skipif(figures.cjk_font() is None, reason="no CJK font installed (Debian: apt-get install fonts-noto-cjk)")

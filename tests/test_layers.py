@@ -32,7 +32,9 @@ def imports(path: Path, modules: set[str]) -> set[str]:
             base = node.module or ""
             if node.level:  # relative: studio's `from .context import ...`
                 package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             found.add(base)
             found |= {f"{base}.{a.name}" for a in node.names}
     return {m for m in found if m in modules}
@@ -54,8 +56,12 @@ def layer(module: str) -> int:
 
 def upward(edges: dict[str, set[str]]) -> list[str]:
     """Imports of a higher layer, and any import of the studio from the backend."""
-    return sorted(f"{a} -> {b}" for a, targets in edges.items() for b in targets
-                  if layer(b) > layer(a) or (b.startswith("studio") and a.startswith("backend")))
+    return sorted(
+        f"{a} -> {b}"
+        for a, targets in edges.items()
+        for b in targets
+        if layer(b) > layer(a) or (b.startswith("studio") and a.startswith("backend"))
+    )
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -69,7 +75,7 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
         state[node] = 1
         for nxt in sorted(edges.get(node, ())):
             if state.get(nxt) == 1:
-                found.append(path[path.index(nxt):] + [nxt])
+                found.append(path[path.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt, path + [nxt])
         state[node] = 2
@@ -96,8 +102,10 @@ def test_no_module_cycles() -> None:
 def test_the_checks_see_in_function_imports_upward_imports_and_cycles(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text("def f():\n    from backend.models import loading\n    import backend.jobs.folder\n")
-    assert imports(probe, {"backend.models.loading", "backend.jobs.folder"}) == {"backend.models.loading",
-                                                                              "backend.jobs.folder"}
+    assert imports(probe, {"backend.models.loading", "backend.jobs.folder"}) == {
+        "backend.models.loading",
+        "backend.jobs.folder",
+    }
     edges = {"backend.core.a": {"backend.finetune.b"}, "backend.finetune.b": {"studio.app"}, "studio.app": set()}
     assert upward(edges) == ["backend.core.a -> backend.finetune.b", "backend.finetune.b -> studio.app"]
     circle = {"backend.models.x": {"backend.models.y"}, "backend.models.y": {"backend.models.x"}}

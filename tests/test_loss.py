@@ -98,10 +98,15 @@ def test_kyutai_text_is_one_weighted_mean_with_epad_down_weighted() -> None:
 
 def test_separate_means_do_not_depend_on_the_number_of_pads() -> None:
     """Adding PAD targets of the same CE leaves J-Moshi's loss unchanged but dilutes Kyutai's word target."""
+
     def text_only(targets: list[int], variant: str) -> float:
         logits = one_hot_logits(targets, [1.0] * len(targets), V)[None, None]
-        out = LMOutput(torch.zeros(1, 0, len(targets), CARD), torch.zeros(1, 0, len(targets), dtype=torch.bool),
-                       logits, torch.ones(1, 1, len(targets), dtype=torch.bool))
+        out = LMOutput(
+            torch.zeros(1, 0, len(targets), CARD),
+            torch.zeros(1, 0, len(targets), dtype=torch.bool),
+            logits,
+            torch.ones(1, 1, len(targets), dtype=torch.bool),
+        )
         codes = torch.tensor(targets)[None, None]
         return compute_loss(out, codes, LossWeights(variant=variant), V, CARD).parts["text_loss"].item()
 
@@ -110,8 +115,12 @@ def test_separate_means_do_not_depend_on_the_number_of_pads() -> None:
     assert text_only(few, "kyutai") == pytest.approx(text_only(many, "kyutai"), rel=1e-6)  # same CE everywhere
     mixed = [1, PAD, PAD, PAD]
     logits = one_hot_logits(mixed, [0.0, 3.0, 3.0, 3.0], V)[None, None]  # PADs easy, the word hard
-    out = LMOutput(torch.zeros(1, 0, 4, CARD), torch.zeros(1, 0, 4, dtype=torch.bool), logits,
-                   torch.ones(1, 1, 4, dtype=torch.bool))
+    out = LMOutput(
+        torch.zeros(1, 0, 4, CARD),
+        torch.zeros(1, 0, 4, dtype=torch.bool),
+        logits,
+        torch.ones(1, 1, 4, dtype=torch.bool),
+    )
     j = compute_loss(out, torch.tensor(mixed)[None, None], LossWeights(variant="jmoshi"), V, CARD).parts["text_loss"]
     assert j.item() == pytest.approx(ce(0, V) + 0.5 * ce(3, V), rel=1e-5)
 

@@ -31,16 +31,35 @@ def test_memorised_dialogue_is_continued_token_for_token(tmp_path: Path) -> None
         # Random text pieces between PADs and random audio codes from 8 entries per codebook (learnable in
         # a few dozen steps; chance level stays 1/8). The layout is the real one: [9, T] per speaker.
         data = write_dataset(tmp_path / "data", [FRAMES], seed=3, audio_vocab=8)
-        checkpoint = trained_checkpoint(tmp_path / "run", base_model=str(model), train_data=str(data), main_speaker="A",
-                                        max_frames=FRAMES, min_frames=FRAMES, max_steps=70, lr=4e-3, weight_decay=0.0,
-                                        acoustic_weight=10.0, log_every=10)
+        checkpoint = trained_checkpoint(
+            tmp_path / "run",
+            base_model=str(model),
+            train_data=str(data),
+            main_speaker="A",
+            max_frames=FRAMES,
+            min_frames=FRAMES,
+            max_steps=70,
+            lr=4e-3,
+            weight_decay=0.0,
+            acoustic_weight=10.0,
+            log_every=10,
+        )
 
         def continuation(source: Path) -> dict[str, float]:
             # Up to the dialogue's second-to-last frame: training never has a target for the acoustic
             # codebooks of the last frame (their delayed column lies past the end of the example).
-            (c,) = generate(GenerateConfig(model=str(source), dataset=data, prompt_frames=PROMPT,
-                                           gen_frames=FRAMES - 1 - PROMPT, text_temperature=0, audio_temperature=0,
-                                           device="cpu", output=None))
+            (c,) = generate(
+                GenerateConfig(
+                    model=str(source),
+                    dataset=data,
+                    prompt_frames=PROMPT,
+                    gen_frames=FRAMES - 1 - PROMPT,
+                    text_temperature=0,
+                    audio_temperature=0,
+                    device="cpu",
+                    output=None,
+                )
+            )
             np.testing.assert_array_equal(c.tokens[:, :PROMPT], c.reference[:, :PROMPT])
             return rates(c.tokens, c.reference)
 

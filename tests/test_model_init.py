@@ -8,13 +8,13 @@ import pytest
 import torch
 from moshi.models import loaders
 from safetensors.torch import load_file, save_file
+from surgery_helpers import logits_of, tiny_source
 
 from backend.core.errors import ConfigError, InputError
-from backend.models.surgery import parameter_report
 from backend.models.initialise import InitConfig, init_model, main
 from backend.models.source import LM_KWARGS, LM_WEIGHTS
+from backend.models.surgery import parameter_report
 from backend.models.weights import load_lm
-from surgery_helpers import logits_of, tiny_source
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +39,12 @@ def test_extension_copies_moshi_steps(source: Path, extended: Path) -> None:
         for name in ("depformer_in.{}.weight", "linears.{}.weight"):
             expected_copies[name.format(i + 8)] = name.format(i)
         for layer in range(old_kwargs["depformer_num_layers"]):
-            for part in ("self_attn.in_projs.{}.weight", "self_attn.out_projs.{}.weight",
-                         "gating.{}.linear_in.weight", "gating.{}.linear_out.weight"):
+            for part in (
+                "self_attn.in_projs.{}.weight",
+                "self_attn.out_projs.{}.weight",
+                "gating.{}.linear_in.weight",
+                "gating.{}.linear_out.weight",
+            ):
                 key = f"depformer.layers.{layer}." + part
                 expected_copies[key.format(i + 8)] = key.format(i)
     for i in range(7):  # depformer_emb[i] embeds Moshi codebook i for step i+1
@@ -77,9 +81,17 @@ def test_text_reinit_keeps_listed_rows_and_matches_statistics(source: Path, tmp_
     keep = [0, 3, 32000]
     outs = {}
     for name, scale, seed in (("a", 1e-5, 0), ("b", 1e-5, 0), ("c", 1.0, 1)):
-        out = init_model(InitConfig(source=str(source), output=tmp_path / name, user_stream=False,
-                                    reinit_text_embeddings=True, keep_text_ids=keep, reinit_cov_scale=scale,
-                                    seed=seed))
+        out = init_model(
+            InitConfig(
+                source=str(source),
+                output=tmp_path / name,
+                user_stream=False,
+                reinit_text_embeddings=True,
+                keep_text_ids=keep,
+                reinit_cov_scale=scale,
+                seed=seed,
+            )
+        )
         outs[name] = load_file(str(out / LM_WEIGHTS))
     for key in ("text_emb.weight", "depformer_text_emb.weight"):
         before, after, wide = old[key], outs["a"][key], outs["c"][key]
@@ -109,11 +121,18 @@ def _architecture_params(kw: dict, dep_q: int) -> int:
 
     main_layer = 2 * dim + 4 * dim * dim + gating(dim, int(kw["hidden_scale"] * dim))
     dep_step = 4 * ddim * ddim + gating(ddim, kw["depformer_dim_feedforward"])
-    return (kw["n_q"] * (card + 1) * dim + (text_card + 1) * dim + dim * text_card
-            + kw["num_layers"] * main_layer + dim
-            + dep_q * dim * ddim + (dep_q - 1) * (card + 1) * ddim + (text_card + 1) * ddim
-            + kw["depformer_num_layers"] * (2 * ddim + dep_q * dep_step)
-            + dep_q * ddim * card)
+    return (
+        kw["n_q"] * (card + 1) * dim
+        + (text_card + 1) * dim
+        + dim * text_card
+        + kw["num_layers"] * main_layer
+        + dim
+        + dep_q * dim * ddim
+        + (dep_q - 1) * (card + 1) * ddim
+        + (text_card + 1) * ddim
+        + kw["depformer_num_layers"] * (2 * ddim + dep_q * dep_step)
+        + dep_q * ddim * card
+    )
 
 
 def test_7b_architecture_on_meta_device() -> None:
@@ -149,13 +168,13 @@ def test_cli_help_and_bad_inputs(source: Path, tmp_path: Path, capsys: pytest.Ca
         init_model(InitConfig(source=str(source), output=busy))
     assert (busy / "notes.txt").read_text() == "mine"
     with pytest.raises(ConfigError, match="outside the 32001"):
-        init_model(InitConfig(source=str(source), output=tmp_path / "o", reinit_text_embeddings=True,
-                              keep_text_ids=[40000]))
+        init_model(
+            InitConfig(source=str(source), output=tmp_path / "o", reinit_text_embeddings=True, keep_text_ids=[40000])
+        )
     assert not (tmp_path / "o").exists()  # nothing half-written
 
 
-def test_output_is_replaced_whole_or_not_at_all(source: Path, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_output_is_replaced_whole_or_not_at_all(source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = init_model(InitConfig(source=str(source), output=tmp_path / "lm", user_stream=False))
     before = (out / LM_WEIGHTS).read_bytes()
 

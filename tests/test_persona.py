@@ -11,12 +11,12 @@ import torch
 
 from backend.core.errors import InputError
 from backend.dataset.spm import train_spm
-from backend.models.text_tokenizer import load_spm
 from backend.dataset.training_view import delayed_input
-from backend.demo.workspace import DEMO_VOCAB_SIZE
 from backend.demo.dialogues import demo_sentences
+from backend.demo.workspace import DEMO_VOCAB_SIZE
 from backend.models import persona
 from backend.models.source import random_mimi, tiny_mimi_config
+from backend.models.text_tokenizer import load_spm
 
 # The table, typed in again: nothing below reads the module's constants.
 SILENCE = [948, 243, 1178, 546, 1736, 1030, 1978, 2008]
@@ -94,7 +94,7 @@ def test_prefix_matches_the_table(sp, mimi, tmp_path: Path) -> None:  # type: ig
     meter = pyloudnorm.Meter(24_000)
     gain = 10 ** ((-24.0 - meter.integrated_loudness(samples)) / 20)
     padded = np.zeros(codes.shape[1] * 1920, dtype=np.float32)
-    padded[:len(samples)] = samples * gain
+    padded[: len(samples)] = samples * gain
     with torch.no_grad():
         whole = mimi.encode(torch.from_numpy(padded)[None, None])[0].numpy()
     assert np.mean(whole == codes) > 0.95  # streaming vs batch: same frames up to float noise

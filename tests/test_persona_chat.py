@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from chat_helpers import ServerThread, chat_config, run_async, speaking_lm, talk
+from conftest import free_port
 
 from backend.core.errors import ConfigError
 from backend.core.spec import FRAME_SIZE, SAMPLE_RATE
 from backend.inference.chat_engine import ChatEngine
 from backend.inference.chat_server import ChatService
 from backend.models.persona import voice_file
-from chat_helpers import ServerThread, chat_config, run_async, speaking_lm, talk
-from conftest import free_port
 
 
 def write_voice(path: Path, hz: float = 220.0) -> Path:
@@ -36,8 +36,22 @@ def voices(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("name", ["../outside.wav", str(Path("/etc/passwd")), "sub/barista.wav", "..", ".", "",
-                                  "escape.wav", "missing.wav", "a\x00b", "x" * 300, "..\\outside.wav"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../outside.wav",
+        str(Path("/etc/passwd")),
+        "sub/barista.wav",
+        "..",
+        ".",
+        "",
+        "escape.wav",
+        "missing.wav",
+        "a\x00b",
+        "x" * 300,
+        "..\\outside.wav",
+    ],
+)
 def test_voice_prompt_names_outside_the_folder_are_refused(voices: Path, name: str) -> None:
     with pytest.raises(ConfigError, match="voice_prompt"):
         voice_file(voices, name)
@@ -75,12 +89,18 @@ def test_personaplex_query_parameters_start_a_persona_conversation(server, user_
     assert plain.handshake and not plain.errors and plain.audio
 
 
-@pytest.mark.parametrize("query,param", [("voice_prompt=..%2Foutside.wav", "voice_prompt"),
-                                         ("voice_prompt=%2Fetc%2Fpasswd", "voice_prompt"),
-                                         ("voice_prompt=escape.wav", "voice_prompt"),
-                                         ("voice_prompt=missing.wav", "voice_prompt"),
-                                         ("text_prompt=" + "a" * 5000, "text_prompt"),
-                                         ("seed=-5", "seed"), ("seed=lots", "seed")])
+@pytest.mark.parametrize(
+    "query,param",
+    [
+        ("voice_prompt=..%2Foutside.wav", "voice_prompt"),
+        ("voice_prompt=%2Fetc%2Fpasswd", "voice_prompt"),
+        ("voice_prompt=escape.wav", "voice_prompt"),
+        ("voice_prompt=missing.wav", "voice_prompt"),
+        ("text_prompt=" + "a" * 5000, "text_prompt"),
+        ("seed=-5", "seed"),
+        ("seed=lots", "seed"),
+    ],
+)
 def test_bad_persona_parameters_are_refused_by_name(server, user_pcm, query: str, param: str) -> None:
     conv = run_async(talk(f"{server.url}?{query}", user_pcm[:SAMPLE_RATE]))
     assert not conv.handshake and len(conv.errors) == 1 and param in conv.errors[0], conv.errors
@@ -93,12 +113,12 @@ def test_engine_conversation_depends_on_the_persona(demo_workspace, model, voice
 
     def conversation(**persona: str) -> np.ndarray:
         engine.start(replace(cfg, **persona))
-        outs = [engine.step(user_pcm[i:i + FRAME_SIZE]).pcm for i in range(0, 8 * FRAME_SIZE, FRAME_SIZE)]
+        outs = [engine.step(user_pcm[i : i + FRAME_SIZE]).pcm for i in range(0, 8 * FRAME_SIZE, FRAME_SIZE)]
         return np.concatenate([o for o in outs if o is not None])
 
     plain, again = conversation(), conversation()
     np.testing.assert_array_equal(plain, again)  # greedy: a restart gives the same conversation
     barista = conversation(text_prompt="You are a barista.", voice_prompt="barista.wav")
     assert len(barista) == len(plain) + FRAME_SIZE  # after the prefix the first step already yields a frame
-    assert not np.array_equal(barista[:len(plain)], plain)
+    assert not np.array_equal(barista[: len(plain)], plain)
     np.testing.assert_array_equal(barista, conversation(text_prompt="You are a barista.", voice_prompt="barista.wav"))

@@ -10,7 +10,6 @@ import pytest
 import torch
 from train_helpers import trained_checkpoint, write_model
 
-from backend.demo.workspace import DEMO_VOCAB_SIZE
 from backend.dataset.build import DatasetConfig, build_dataset
 from backend.dataset.personas import PersonaConfig, set_persona
 from backend.dataset.spm import train_spm
@@ -18,6 +17,7 @@ from backend.dataset.tokenize_audio import AudioTokenizeConfig, tokenize_audio
 from backend.dataset.tokenize_text import TextTokenizeConfig, tokenize_text
 from backend.demo.dialogues import demo_sentences
 from backend.demo.personas import PERSONA_DIR, PERSONAS, persona_sentences
+from backend.demo.workspace import DEMO_VOCAB_SIZE
 from backend.inference.generate import GenerateConfig, generate
 from backend.models.source import DEMO_MIMI_ASSET
 
@@ -30,23 +30,56 @@ def test_same_user_turn_continued_under_each_persona(tmp_path: Path) -> None:
     torch.set_num_threads(1)
     try:
         spm = train_spm(demo_sentences() + persona_sentences(), tmp_path / "spm.model", vocab_size=DEMO_VOCAB_SIZE)
-        tokenize_audio(AudioTokenizeConfig(input_dir=PERSONA_DIR, output_dir=tmp_path / "audio",
-                                           mimi=str(DEMO_MIMI_ASSET), device="cpu", workers=1))
-        tokenize_text(TextTokenizeConfig(transcripts=PERSONA_DIR, tokenizer=spm, output=tmp_path / "text",
-                                         audio=PERSONA_DIR))
+        tokenize_audio(
+            AudioTokenizeConfig(
+                input_dir=PERSONA_DIR, output_dir=tmp_path / "audio", mimi=str(DEMO_MIMI_ASSET), device="cpu", workers=1
+            )
+        )
+        tokenize_text(
+            TextTokenizeConfig(transcripts=PERSONA_DIR, tokenizer=spm, output=tmp_path / "text", audio=PERSONA_DIR)
+        )
         data = tmp_path / "dataset"
         build_dataset(DatasetConfig(audio_tokens=tmp_path / "audio", text_tokens=tmp_path / "text", output=data))
         for p in PERSONAS:
-            set_persona(PersonaConfig(dataset=data, dialogue=f"train/{p.name}", speaker="A", text=p.role,
-                                      voice=PERSONA_DIR / "voices" / f"{p.name}.wav", mimi=str(DEMO_MIMI_ASSET),
-                                      tokenizer=str(spm)))
-        checkpoint = trained_checkpoint(tmp_path / "run", base_model=str(write_model(tmp_path / "model", dep_q=16)),
-                                        train_data=str(data), main_speaker="A", max_frames=400, min_frames=2,
-                                        max_steps=150, lr=4e-3, weight_decay=0.0, batch_size=2, log_every=50)
+            set_persona(
+                PersonaConfig(
+                    dataset=data,
+                    dialogue=f"train/{p.name}",
+                    speaker="A",
+                    text=p.role,
+                    voice=PERSONA_DIR / "voices" / f"{p.name}.wav",
+                    mimi=str(DEMO_MIMI_ASSET),
+                    tokenizer=str(spm),
+                )
+            )
+        checkpoint = trained_checkpoint(
+            tmp_path / "run",
+            base_model=str(write_model(tmp_path / "model", dep_q=16)),
+            train_data=str(data),
+            main_speaker="A",
+            max_frames=400,
+            min_frames=2,
+            max_steps=150,
+            lr=4e-3,
+            weight_decay=0.0,
+            batch_size=2,
+            log_every=50,
+        )
 
         def continue_all(**kw: object) -> dict[str, np.ndarray]:
-            out = generate(GenerateConfig(model=str(checkpoint), dataset=data, prompt_frames=PROMPT, gen_frames=40,
-                                          text_temperature=0, audio_temperature=0, device="cpu", output=None, **kw))
+            out = generate(
+                GenerateConfig(
+                    model=str(checkpoint),
+                    dataset=data,
+                    prompt_frames=PROMPT,
+                    gen_frames=40,
+                    text_temperature=0,
+                    audio_temperature=0,
+                    device="cpu",
+                    output=None,
+                    **kw,
+                )
+            )
             return {c.dialogue_id.split("/")[1]: c for c in out}
 
         with_personas, without = continue_all(), continue_all(dataset_personas=False)

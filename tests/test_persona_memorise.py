@@ -45,19 +45,54 @@ def test_each_persona_continues_with_its_own_reply(tmp_path: Path) -> None:
     try:
         data = twin_dataset(tmp_path / "data")
         rng = np.random.default_rng(9)
-        save_personas(data, {(f"train/{name}", "A"): Persona(name, tuple(int(i) for i in rng.integers(10, 300, 5)),
-                                                             rng.integers(0, 8, size=(8, 6)))
-                             for name in ("barista", "librarian")})
-        checkpoint = trained_checkpoint(tmp_path / "run", base_model=str(write_model(tmp_path / "model", dep_q=16)),
-                                        train_data=str(data), main_speaker="A", max_frames=FRAMES, min_frames=FRAMES,
-                                        max_steps=80, lr=4e-3, weight_decay=0.0, acoustic_weight=10.0, batch_size=2,
-                                        log_every=20)
-        results = generate(GenerateConfig(model=str(checkpoint), dataset=data, prompt_frames=PROMPT,
-                                           gen_frames=FRAMES - 1 - PROMPT, text_temperature=0, audio_temperature=0,
-                                           device="cpu", output=None))
-        without = generate(GenerateConfig(model=str(checkpoint), dataset=data, prompt_frames=PROMPT,
-                                          gen_frames=FRAMES - 1 - PROMPT, text_temperature=0, audio_temperature=0,
-                                          device="cpu", output=None, dataset_personas=False))
+        save_personas(
+            data,
+            {
+                (f"train/{name}", "A"): Persona(
+                    name, tuple(int(i) for i in rng.integers(10, 300, 5)), rng.integers(0, 8, size=(8, 6))
+                )
+                for name in ("barista", "librarian")
+            },
+        )
+        checkpoint = trained_checkpoint(
+            tmp_path / "run",
+            base_model=str(write_model(tmp_path / "model", dep_q=16)),
+            train_data=str(data),
+            main_speaker="A",
+            max_frames=FRAMES,
+            min_frames=FRAMES,
+            max_steps=80,
+            lr=4e-3,
+            weight_decay=0.0,
+            acoustic_weight=10.0,
+            batch_size=2,
+            log_every=20,
+        )
+        results = generate(
+            GenerateConfig(
+                model=str(checkpoint),
+                dataset=data,
+                prompt_frames=PROMPT,
+                gen_frames=FRAMES - 1 - PROMPT,
+                text_temperature=0,
+                audio_temperature=0,
+                device="cpu",
+                output=None,
+            )
+        )
+        without = generate(
+            GenerateConfig(
+                model=str(checkpoint),
+                dataset=data,
+                prompt_frames=PROMPT,
+                gen_frames=FRAMES - 1 - PROMPT,
+                text_temperature=0,
+                audio_temperature=0,
+                device="cpu",
+                output=None,
+                dataset_personas=False,
+            )
+        )
     finally:
         torch.set_num_threads(threads)
     by_id = {c.dialogue_id: c for c in results}

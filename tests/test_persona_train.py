@@ -27,8 +27,12 @@ def a_persona(seed: int, voice_frames: int = 5, text: str = "A barista."):  # ty
 
 
 def sliced(out: LMOutput, start: int, stop: int) -> LMOutput:
-    return LMOutput(out.logits[..., start:stop, :], out.mask[..., start:stop], out.text_logits[..., start:stop, :],
-                    out.text_mask[..., start:stop])
+    return LMOutput(
+        out.logits[..., start:stop, :],
+        out.mask[..., start:stop],
+        out.text_logits[..., start:stop, :],
+        out.text_mask[..., start:stop],
+    )
 
 
 def test_sidecar_round_trip_and_refusals(tmp_path: Path) -> None:
@@ -81,8 +85,14 @@ def test_training_runs_with_a_persona_dataset(tmp_path: Path) -> None:
     data = write_dataset(tmp_path / "data", [12, 12], seed=1, audio_vocab=8)
     save_personas(data, {("train/d000", "A"): a_persona(3), ("train/d001", "B"): a_persona(4, voice_frames=3)})
     run = tmp_path / "run"
-    write_run(run, base_model=str(write_model(tmp_path / "model", dep_q=16)), train_data=str(data), max_steps=3,
-              batch_size=2, lr=1e-3)
+    write_run(
+        run,
+        base_model=str(write_model(tmp_path / "model", dep_q=16)),
+        train_data=str(data),
+        max_steps=3,
+        batch_size=2,
+        lr=1e-3,
+    )
     try:
         assert train(run) == "finished"
     finally:
@@ -94,14 +104,14 @@ def test_training_runs_with_a_persona_dataset(tmp_path: Path) -> None:
 def test_persona_stage_from_the_command_line(tmp_path: Path) -> None:
     import soundfile as sf
 
-    from backend.demo.workspace import DEMO_VOCAB_SIZE
     from backend.dataset.personas import main
     from backend.dataset.spm import train_spm
-    from backend.models.text_tokenizer import load_spm
     from backend.demo.dialogues import demo_sentences
+    from backend.demo.workspace import DEMO_VOCAB_SIZE
     from backend.models.persona import encode_voice, role_text_ids
-    from backend.models.weights import load_mimi
     from backend.models.source import random_mimi, save_mimi, tiny_mimi_config
+    from backend.models.text_tokenizer import load_spm
+    from backend.models.weights import load_mimi
 
     data = write_dataset(tmp_path / "data", [8, 8])
     mimi_dir = save_mimi(random_mimi(tiny_mimi_config(), seed=2), tiny_mimi_config(), tmp_path / "mimi")
@@ -110,9 +120,28 @@ def test_persona_stage_from_the_command_line(tmp_path: Path) -> None:
     stereo = (0.1 * rng.standard_normal((3 * 24_000, 2))).astype(np.float32)
     sf.write(tmp_path / "dialogue.wav", stereo, 24_000)
     common = ["--dataset", str(data), "--mimi", str(mimi_dir), "--tokenizer", str(spm_path)]
-    assert main([*common, "--dialogue", "train/d001", "--speaker", "B", "--text", "You are a librarian.",
-                 "--voice", str(tmp_path / "dialogue.wav"), "--voice-channel", "B", "--voice-start", "0.5",
-                 "--voice-end", "2"]) == 0
+    assert (
+        main(
+            [
+                *common,
+                "--dialogue",
+                "train/d001",
+                "--speaker",
+                "B",
+                "--text",
+                "You are a librarian.",
+                "--voice",
+                str(tmp_path / "dialogue.wav"),
+                "--voice-channel",
+                "B",
+                "--voice-start",
+                "0.5",
+                "--voice-end",
+                "2",
+            ]
+        )
+        == 0
+    )
     (persona,) = load_personas(data).values()
     assert set(load_personas(data)) == {("train/d001", "B")}
     assert persona.text_ids == tuple(role_text_ids(load_spm(spm_path), "You are a librarian."))
@@ -127,14 +156,14 @@ def test_continuation_prefixes_given_or_stored(tmp_path: Path) -> None:
     import soundfile as sf
 
     from backend.core.errors import ConfigError
-    from backend.demo.workspace import DEMO_VOCAB_SIZE
     from backend.dataset.spm import train_spm
-    from backend.models.text_tokenizer import load_spm
     from backend.demo.dialogues import demo_sentences
+    from backend.demo.workspace import DEMO_VOCAB_SIZE
     from backend.inference.persona_prompt import batches_by_length, continuation_prefixes
     from backend.models.persona import read_voice, voice_codes
-    from backend.models.weights import load_mimi
     from backend.models.source import random_mimi, save_mimi, tiny_mimi_config
+    from backend.models.text_tokenizer import load_spm
+    from backend.models.weights import load_mimi
 
     data = write_dataset(tmp_path / "data", [8, 8])
     ids = ["train/d000", "train/d001"]
@@ -149,8 +178,7 @@ def test_continuation_prefixes_given_or_stored(tmp_path: Path) -> None:
     spm_path = train_spm(demo_sentences(), tmp_path / "spm.model", vocab_size=DEMO_VOCAB_SIZE)
     wav = tmp_path / "voice.wav"
     sf.write(wav, (0.1 * np.random.default_rng(1).standard_normal(30_000)).astype(np.float32), 24_000)
-    given, _ = continuation_prefixes(data, ids, "A", "You are a barista.", str(wav), True, str(spm_path),
-                                     str(mimi_dir))
+    given, _ = continuation_prefixes(data, ids, "A", "You are a barista.", str(wav), True, str(spm_path), str(mimi_dir))
     expected = make_persona("You are a barista.", load_spm(spm_path), voice_codes(load_mimi(mimi_dir), wav)).rows()
     assert all(np.array_equal(g, expected) for g in given)  # the given persona wins over the stored one
     assert read_voice(wav).shape == (30_000,)

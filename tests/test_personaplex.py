@@ -11,10 +11,8 @@ from safetensors.torch import save_file
 
 from backend.models import personaplex
 from backend.models.initialise import InitConfig, init_model
-from backend.models.source import MIMI_CONFIG, random_mimi, tiny_lm_kwargs, tiny_mimi_config
-from backend.models.weights import lm_kwargs_of, load_lm, load_mimi
-from backend.models.source import read_lm_kwargs
-from backend.models.weights import source_kwargs
+from backend.models.source import MIMI_CONFIG, random_mimi, read_lm_kwargs, tiny_lm_kwargs, tiny_mimi_config
+from backend.models.weights import lm_kwargs_of, load_lm, load_mimi, source_kwargs
 
 
 def personaplex_folder(folder: Path, dep_q: int) -> tuple[Path, dict[str, torch.Tensor]]:
@@ -27,8 +25,12 @@ def personaplex_folder(folder: Path, dep_q: int) -> tuple[Path, dict[str, torch.
     lm = loaders.get_moshi_lm(None, lm_kwargs=kwargs, dtype=torch.float32)
     state = {k: v.contiguous() for k, v in lm.state_dict().items()}
     save_file(state, str(folder / "model.safetensors"))
-    config = tiny_lm_kwargs() | {"moshi_name": "model.safetensors", "mimi_name": personaplex.MIMI_FILE,
-                                 "tokenizer_name": personaplex.TOKENIZER_FILE, "model_type": "moshi"}
+    config = tiny_lm_kwargs() | {
+        "moshi_name": "model.safetensors",
+        "mimi_name": personaplex.MIMI_FILE,
+        "tokenizer_name": personaplex.TOKENIZER_FILE,
+        "model_type": "moshi",
+    }
     (folder / "config.json").write_text(json.dumps(config))
     mimi = random_mimi(tiny_mimi_config(), seed=1)
     save_file({k: v.contiguous() for k, v in mimi.state_dict().items()}, str(folder / personaplex.MIMI_FILE))
@@ -113,8 +115,14 @@ def test_weights_under_personaplex_own_names_load(tmp_path: Path, dep_q: int) ->
     kwargs = tiny_lm_kwargs() | {"dep_q": dep_q}
     codes = torch.cat([torch.randint(0, 32000, (1, 1, 5)), torch.randint(0, 2048, (1, 16, 5))], dim=1)
     torch.save(codes, tmp_path / "codes.pt")
-    done = run_upstream(_PERSONAPLEX_SAVE, vendored.parent, json.dumps(kwargs), str(folder / "model.safetensors"),
-                        str(tmp_path / "codes.pt"), str(tmp_path / "logits.pt"))
+    done = run_upstream(
+        _PERSONAPLEX_SAVE,
+        vendored.parent,
+        json.dumps(kwargs),
+        str(folder / "model.safetensors"),
+        str(tmp_path / "codes.pt"),
+        str(tmp_path / "logits.pt"),
+    )
     names = json.loads(done.stdout.strip().splitlines()[-1])
     assert "transformer.layers.0.self_attn.in_proj_weight" in names  # its own names, not moshi's current ones
     reference = torch.load(tmp_path / "logits.pt")

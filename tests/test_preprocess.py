@@ -12,18 +12,18 @@ import soundfile as sf
 from accelerate.commands.launch import launch_command_parser
 from conftest import free_port
 
-from backend.core.workspace import PREPROCESS_DIR
-from backend.jobs import control, folder
 from backend.core import config
 from backend.core.errors import ConfigError
 from backend.core.spec import SAMPLE_RATE
+from backend.core.workspace import PREPROCESS_DIR
 from backend.data.annotate.run import AnnotateConfig, annotate_folder
 from backend.data.annotate.turns import format_turns
 from backend.dataset import preprocess
-from backend.jobs.sharding import share
 from backend.dataset.tokenize_audio import AudioTokenizeConfig, tokenize_audio
-from backend.jobs.command import accelerate_command, accelerate_executable
 from backend.demo.heldout_speech import heldout_dialogues
+from backend.jobs import control, folder
+from backend.jobs.command import accelerate_command, accelerate_executable
+from backend.jobs.sharding import share
 from backend.models.source import DEFAULT_REPO, random_mimi, save_mimi, tiny_mimi_config
 
 
@@ -58,19 +58,30 @@ def test_shares_give_every_file_to_exactly_one_rank(tmp_path: Path) -> None:
 
 
 def test_one_command_per_machine_for_the_rank_module(tmp_path: Path) -> None:
-    cfg = run_config(input_dir=str(tmp_path), output_dir=str(tmp_path / "out"), device="cuda", num_processes=4,
-                     num_machines=2, main_address="node0", gpu_ids="0,1")
+    cfg = run_config(
+        input_dir=str(tmp_path),
+        output_dir=str(tmp_path / "out"),
+        device="cuda",
+        num_processes=4,
+        num_machines=2,
+        main_address="node0",
+        gpu_ids="0,1",
+    )
     lines = preprocess.commands("tokenize_audio", cfg, tmp_path / "run")
     assert len(lines) == 2
     for rank, line in enumerate(lines):
         argv = line.split()
-        args = launch_command_parser().parse_args(argv[len(accelerate_executable()):])
+        args = launch_command_parser().parse_args(argv[len(accelerate_executable()) :])
         assert args.module and args.training_script == preprocess.RANK_MODULE
         assert args.training_script_args == ["--run-dir", str(tmp_path / "run")]
         assert args.machine_rank == rank and args.num_processes == 4 and args.main_process_ip == "node0"
     with pytest.raises(ConfigError, match="multiple of num_machines"):
-        preprocess.check("tokenize_audio", run_config(input_dir=str(tmp_path), output_dir=str(tmp_path / "o"),
-                                                      device="cpu", num_processes=3, num_machines=2))
+        preprocess.check(
+            "tokenize_audio",
+            run_config(
+                input_dir=str(tmp_path), output_dir=str(tmp_path / "o"), device="cpu", num_processes=3, num_machines=2
+            ),
+        )
     with pytest.raises(ConfigError, match="input_dir"):
         preprocess.check("tokenize_audio", run_config(input_dir=str(tmp_path / "none"), output_dir=str(tmp_path)))
 
@@ -111,8 +122,10 @@ def test_two_cpu_processes_write_what_one_process_writes(tmp_path: Path, monkeyp
     fraction, messages = preprocess.progress(run)
     assert fraction == 1.0 and len(messages) == 2  # both ranks worked
     for name in single.written:
-        with np.load(tmp_path / "one" / f"{Path(name).stem}.npz") as a, \
-                np.load(tmp_path / "two" / f"{Path(name).stem}.npz") as b:
+        with (
+            np.load(tmp_path / "one" / f"{Path(name).stem}.npz") as a,
+            np.load(tmp_path / "two" / f"{Path(name).stem}.npz") as b,
+        ):
             for speaker in ("A", "B"):
                 np.testing.assert_array_equal(a[speaker], b[speaker])
 
@@ -138,8 +151,14 @@ def test_two_cpu_processes_annotate_as_one_process(tmp_path: Path, monkeypatch: 
 
     with pytest.raises(ConfigError, match="whisper_model"):  # the stage's own check, before any launch
         preprocess.create_run(tmp_path / "ws", "annotate", run_config("annotate", input=str(inputs), engine="whisper"))
-    cfg = run_config("annotate", input=str(inputs), output=str(tmp_path / "two"), device="cpu", num_processes=2,
-                     main_port=free_port())
+    cfg = run_config(
+        "annotate",
+        input=str(inputs),
+        output=str(tmp_path / "two"),
+        device="cpu",
+        num_processes=2,
+        main_port=free_port(),
+    )
     run = preprocess.create_run(tmp_path / "ws", "annotate", cfg)
     preprocess.start(run)
     assert wait_until_done(run) == "failed"  # the mono file
@@ -170,13 +189,35 @@ def test_cli_start_slurm_writes_every_node_command(tmp_path: Path) -> None:
 
     (tmp_path / "in").mkdir()
     script = tmp_path / "tok.sbatch"
-    assert preprocess.main(["start", "tokenize_audio", "--slurm", str(script), "--workspace", str(tmp_path),
-                            "--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"),
-                            "--device", "cpu", "--num-processes", "8", "--num-machines", "4"]) == 0
+    assert (
+        preprocess.main(
+            [
+                "start",
+                "tokenize_audio",
+                "--slurm",
+                str(script),
+                "--workspace",
+                str(tmp_path),
+                "--input-dir",
+                str(tmp_path / "in"),
+                "--output-dir",
+                str(tmp_path / "out"),
+                "--device",
+                "cpu",
+                "--num-processes",
+                "8",
+                "--num-machines",
+                "4",
+            ]
+        )
+        == 0
+    )
     (run,) = preprocess.list_runs(tmp_path)
     assert control.status(run)["state"] == "queued"
     _, cfg = preprocess.load(run)
     argvs, envs = run_script(script.read_text(), tmp_path / "nodes")
-    assert argvs == [accelerate_command(replace(cfg, main_address=HOSTS[0]), run.dir, preprocess.RANK_MODULE, rank)
-                     for rank in range(4)]
+    assert argvs == [
+        accelerate_command(replace(cfg, main_address=HOSTS[0]), run.dir, preprocess.RANK_MODULE, rank)
+        for rank in range(4)
+    ]
     assert all(env["ACCELERATE_USE_CPU"] == "true" for env in envs)

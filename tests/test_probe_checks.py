@@ -56,13 +56,17 @@ def test_no_second_probe_process_while_one_probes(tmp_path: Path) -> None:
 
 
 def test_probe_curves_put_tor_and_latency_per_task_beside_the_steps() -> None:
-    records = [{"event": "probes", "step": 2, "tor": {"smooth_turn_taking": 0.0}, "latency": {}},
-               {"event": "probes", "step": 4, "error": "OSError: gone"},
-               {"event": "probes", "step": 6, "tor": {"smooth_turn_taking": 1.0},
-                "latency": {"smooth_turn_taking": 0.4}}]
+    records = [
+        {"event": "probes", "step": 2, "tor": {"smooth_turn_taking": 0.0}, "latency": {}},
+        {"event": "probes", "step": 4, "error": "OSError: gone"},
+        {"event": "probes", "step": 6, "tor": {"smooth_turn_taking": 1.0}, "latency": {"smooth_turn_taking": 0.4}},
+    ]
     data = ft.probe_curves(records)
-    assert data.values.tolist() == [[2, "tor smooth_turn_taking", 0.0], [6, "tor smooth_turn_taking", 1.0],
-                                    [6, "latency smooth_turn_taking (s)", 0.4]]
+    assert data.values.tolist() == [
+        [2, "tor smooth_turn_taking", 0.0],
+        [6, "tor smooth_turn_taking", 1.0],
+        [6, "latency smooth_turn_taking (s)", 0.4],
+    ]
     assert ft.probe_curves([]).empty
 
 
@@ -74,10 +78,22 @@ def test_a_tiny_fine_tune_probes_its_checkpoints_in_the_background(demo_workspac
     probes = demo_workspace.root / "probes-turn"
     shutil.copytree(PROBE_SETS / "studio-en" / "smooth_turn_taking" / "1", probes / "smooth_turn_taking" / "1")
     model, data = write_model(tmp_path / "model"), write_dataset(tmp_path / "data", [40])
-    cfg = config.from_dict(FinetuneConfig, {"base_model": str(model), "train_data": str(data), "device": "cpu",
-                                            "max_frames": 16, "min_frames": 4, "log_every": 1, "max_steps": 4,
-                                            "checkpoint_every": 2, "eval_probes_every": 2, "eval_probes": "probes-turn",
-                                            "threads": 1})
+    cfg = config.from_dict(
+        FinetuneConfig,
+        {
+            "base_model": str(model),
+            "train_data": str(data),
+            "device": "cpu",
+            "max_frames": 16,
+            "min_frames": 4,
+            "log_every": 1,
+            "max_steps": 4,
+            "checkpoint_every": 2,
+            "eval_probes_every": 2,
+            "eval_probes": "probes-turn",
+            "threads": 1,
+        },
+    )
     run = runs.start_new(demo_workspace.root, cfg, name="probed")
     try:
         wait_for(lambda: control.status(run)["state"] != "running", 600, "the run to end")

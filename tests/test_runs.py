@@ -13,19 +13,18 @@ from typing import Iterator
 
 import psutil
 import pytest
-
-from backend.jobs import control, folder, launcher, processes
-from backend.core.workspace import RUNS_DIR
-from backend.core import config
-
-from backend.dataset import preprocess
-from backend.finetune import runs
-from backend.core.errors import ConfigError
-from backend.finetune.config import FinetuneConfig
-from backend.finetune.runs import TRAIN_MODULE
-from backend.jobs.command import accelerate_command
 from handler_helpers import wait_for
 from train_helpers import write_dataset, write_model
+
+from backend.core import config
+from backend.core.errors import ConfigError
+from backend.core.workspace import RUNS_DIR
+from backend.dataset import preprocess
+from backend.finetune import runs
+from backend.finetune.config import FinetuneConfig
+from backend.finetune.runs import TRAIN_MODULE
+from backend.jobs import control, folder, launcher, processes
+from backend.jobs.command import accelerate_command
 
 REPO = Path(__file__).resolve().parents[1]
 # A process tree shaped like the worst case: a child that ignores SIGTERM, a grandchild that ignores it AND
@@ -70,8 +69,16 @@ def ws(tmp_path: Path, assets: Path) -> Iterator[Path]:
 
 
 def cfg(**values: object) -> FinetuneConfig:
-    base = {"base_model": "models/tiny", "train_data": "dataset", "device": "cpu", "max_frames": 16,
-            "min_frames": 4, "max_steps": 4, "checkpoint_every": 0, "lr": 1e-3}
+    base = {
+        "base_model": "models/tiny",
+        "train_data": "dataset",
+        "device": "cpu",
+        "max_frames": 16,
+        "min_frames": 4,
+        "max_steps": 4,
+        "checkpoint_every": 0,
+        "lr": 1e-3,
+    }
     return config.from_dict(FinetuneConfig, base | values)
 
 
@@ -91,35 +98,41 @@ def tree_pids(path: Path) -> dict[str, int]:
     return {role: int(pid) for role, pid in (line.split() for line in lines)}
 
 
-
 @pytest.fixture
 def helper_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Runs start the helper tree instead of `accelerate launch` (the launcher's own code path otherwise)."""
     script = tmp_path / "tree.py"
     script.write_text(TREE)
     pids = tmp_path / "pids.txt"
-    monkeypatch.setattr(launcher, "accelerate_command",
-                        lambda c, run_dir, rank=None, module=None: [sys.executable, str(script), "root", str(pids)])
+    monkeypatch.setattr(
+        launcher,
+        "accelerate_command",
+        lambda c, run_dir, rank=None, module=None: [sys.executable, str(script), "root", str(pids)],
+    )
     return pids
 
 
 # ---------------------------------------------------------------- validation
 
-@pytest.mark.parametrize("values,message", [
-    ({"train_data": "no-such-dataset"}, "train_data: .*no-such-dataset not found"),
-    ({"eval_data": "gone"}, "eval_data: .*gone not found"),
-    ({"base_model": "models/missing"}, "base_model: .*models/missing not found"),
-    ({"deepspeed": "zero4"}, "deepspeed: 'zero4'"),
-    ({"max_steps": 0}, "max_steps must be >= 1"),
-    ({"lr": 0}, "lr must be > 0"),
-    ({"num_processes": 1, "num_machines": 2}, "num_processes counts all machines"),
-    ({"num_processes": 3, "num_machines": 2}, "must be a multiple of num_machines"),
-    ({"num_processes": 2, "num_machines": 2, "machine_rank": 2}, "machine_rank must be in 0..1"),
-    ({"max_frames": 8, "min_frames": 10}, r"max_frames \(8\) must be >= min_frames \(10\)"),
-    ({"base_model": "models/tiny8"}, "dep_q is 8, but user_stream needs a dep_q 16 model"),
-    ({"device": "cuda", "gpu_ids": "0,x"}, "gpu_ids: '0,x'"),
-    ({"device": "cuda", "num_processes": 2, "gpu_ids": "3"}, "lists 1 GPU"),
-])
+
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        ({"train_data": "no-such-dataset"}, "train_data: .*no-such-dataset not found"),
+        ({"eval_data": "gone"}, "eval_data: .*gone not found"),
+        ({"base_model": "models/missing"}, "base_model: .*models/missing not found"),
+        ({"deepspeed": "zero4"}, "deepspeed: 'zero4'"),
+        ({"max_steps": 0}, "max_steps must be >= 1"),
+        ({"lr": 0}, "lr must be > 0"),
+        ({"num_processes": 1, "num_machines": 2}, "num_processes counts all machines"),
+        ({"num_processes": 3, "num_machines": 2}, "must be a multiple of num_machines"),
+        ({"num_processes": 2, "num_machines": 2, "machine_rank": 2}, "machine_rank must be in 0..1"),
+        ({"max_frames": 8, "min_frames": 10}, r"max_frames \(8\) must be >= min_frames \(10\)"),
+        ({"base_model": "models/tiny8"}, "dep_q is 8, but user_stream needs a dep_q 16 model"),
+        ({"device": "cuda", "gpu_ids": "0,x"}, "gpu_ids: '0,x'"),
+        ({"device": "cuda", "num_processes": 2, "gpu_ids": "3"}, "lists 1 GPU"),
+    ],
+)
 def test_bad_configs_are_refused_before_anything_is_created(ws: Path, values: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         runs.create_run(ws, cfg(**values))
@@ -127,14 +140,34 @@ def test_bad_configs_are_refused_before_anything_is_created(ws: Path, values: di
 
 
 def test_cli_start_refuses_a_bad_config_with_a_message(ws: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "backend.finetune.runs", "start", "--workspace", str(ws),
-                          "--train-data", "dataset", "--base-model", "models/tiny", "--device", "cpu",
-                          "--max-steps", "0"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "backend.finetune.runs",
+            "start",
+            "--workspace",
+            str(ws),
+            "--train-data",
+            "dataset",
+            "--base-model",
+            "models/tiny",
+            "--device",
+            "cpu",
+            "--max-steps",
+            "0",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and "error: max_steps must be >= 1" in out.stderr
     assert not (ws / RUNS_DIR).exists()
 
 
 # ---------------------------------------------------------------- run folders and state from files
+
 
 def test_create_run_writes_absolute_config_command_and_status(ws: Path) -> None:
     run = runs.create_run(ws, cfg(), name="My demo!")
@@ -172,9 +205,11 @@ def test_a_dead_or_reused_pid_is_not_running_after_a_restart(ws: Path) -> None:
 def test_metrics_progress_and_log_are_read_from_the_files(ws: Path) -> None:
     run = runs.create_run(ws, cfg(max_steps=10))
     assert runs.progress(run) == (0, 10, None) and folder.read_metrics(run) == [] and folder.tail_log(run) == ""
-    lines = [{"step": 1, "max_steps": 10, "eta_s": 9.0, "loss": 5.0, "text_nonpad_loss": 3.0},
-             {"event": "checkpoint", "step": 1, "path": "x"},
-             {"step": 2, "max_steps": 10, "eta_s": 8.0, "loss": 4.5, "text_nonpad_loss": 2.5}]
+    lines = [
+        {"step": 1, "max_steps": 10, "eta_s": 9.0, "loss": 5.0, "text_nonpad_loss": 3.0},
+        {"event": "checkpoint", "step": 1, "path": "x"},
+        {"step": 2, "max_steps": 10, "eta_s": 8.0, "loss": 4.5, "text_nonpad_loss": 2.5},
+    ]
     text = "".join(json.dumps(x) + "\n" for x in lines) + '{"step": 3, "los'  # a line being appended
     (run.dir / "metrics.jsonl").write_text(text)
     (run.dir / "train.log").write_text("a" * 100 + "the end\n")
@@ -197,6 +232,7 @@ def test_devices_overlap_rules() -> None:
 
 # ---------------------------------------------------------------- processes (helper tree)
 
+
 def test_abort_kills_the_whole_tree_and_a_second_cpu_run_is_refused(ws: Path, helper_tree: Path) -> None:
     run = runs.create_run(ws, cfg(), name="first")
     runs.start(run)
@@ -212,12 +248,22 @@ def test_abort_kills_the_whole_tree_and_a_second_cpu_run_is_refused(ws: Path, he
     with pytest.raises(ConfigError, match="already running"):
         runs.start(run)
     # a new process (a restarted studio) sees the run and aborts it
-    listed = subprocess.run([sys.executable, "-m", "backend.finetune.runs", "list", "--workspace", str(ws)], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    listed = subprocess.run(
+        [sys.executable, "-m", "backend.finetune.runs", "list", "--workspace", str(ws)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert f"{run.id}  running" in listed.stdout
     t0 = time.monotonic()
-    aborted = subprocess.run([sys.executable, "-m", "backend.finetune.runs", "abort", run.id, "--workspace", str(ws),
-                              "--grace", "2"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    aborted = subprocess.run(
+        [sys.executable, "-m", "backend.finetune.runs", "abort", run.id, "--workspace", str(ws), "--grace", "2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert aborted.returncode == 0 and f"run {run.id}: aborted" in aborted.stdout, aborted.stderr
     assert time.monotonic() - t0 < 60
     assert living([*pids.values(), st["pid"]]) == []
@@ -233,8 +279,9 @@ def test_preprocessing_and_fine_tuning_do_not_share_devices(ws: Path, helper_tre
     """A preprocessing run does not start on the devices a fine-tune holds, nor a fine-tune on a preprocessing
     run's: both are runs of the workspace's one registry."""
     (ws / "recordings").mkdir()
-    annotate = config.from_dict(preprocess.run_config_class("annotate"),
-                                {"input": str(ws / "recordings"), "device": "cpu"})
+    annotate = config.from_dict(
+        preprocess.run_config_class("annotate"), {"input": str(ws / "recordings"), "device": "cpu"}
+    )
     holder = runs.start_new(ws, cfg(), name="holder")
     wait_for(lambda: len(tree_pids(helper_tree)) == 3, 60, "the helper tree")
     pre = preprocess.create_run(ws, "annotate", annotate)
@@ -254,15 +301,22 @@ def test_preprocessing_and_fine_tuning_do_not_share_devices(ws: Path, helper_tre
 
 
 def cli(ws: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "backend.finetune.runs", *args, "--workspace", str(ws)], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "backend.finetune.runs", *args, "--workspace", str(ws)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_a_start_refused_for_busy_devices_writes_nothing(ws: Path, helper_tree: Path) -> None:
     """`runs start` (and the studio's Start, the same function) while another run holds the CPU."""
     run = runs.start_new(ws, cfg(), name="holder")
     wait_for(lambda: len(tree_pids(helper_tree)) == 3, 60, "the helper tree")
-    out = cli(ws, "start", "--train-data", "dataset", "--base-model", "models/tiny", "--device", "cpu", "--name", "late")
+    out = cli(
+        ws, "start", "--train-data", "dataset", "--base-model", "models/tiny", "--device", "cpu", "--name", "late"
+    )
     assert out.returncode == 2 and f"run {run.id} is running on cpu" in out.stderr, out.stderr
     assert [d.name for d in (ws / RUNS_DIR).iterdir() if d.is_dir()] == [run.id]
     assert [i.id for i in runs.list_runs(ws)] == [run.id]
@@ -281,7 +335,9 @@ def test_orphans_of_a_killed_supervisor_are_found_by_abort_and_block_resume(ws: 
     assert len(living(pids)) == 3
     assert control.status(run)["state"] == "running"  # its processes still run
     out = cli(ws, "resume", run.id)
-    assert out.returncode == 2 and f"run {run.id} is already running (process(es)" in out.stderr, out.stdout + out.stderr
+    assert out.returncode == 2 and f"run {run.id} is already running (process(es)" in out.stderr, (
+        out.stdout + out.stderr
+    )
     assert control.status(run)["attempts"] == 1
     out = cli(ws, "abort", run.id, "--grace", "2")
     assert out.returncode == 0 and f"run {run.id}: aborted" in out.stdout, out.stdout + out.stderr
@@ -293,8 +349,11 @@ def test_orphans_of_a_killed_supervisor_are_found_by_abort_and_block_resume(ws: 
 
 
 def test_the_supervisor_records_the_exit_code(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(launcher, "accelerate_command",
-                        lambda c, run_dir, rank=None, module=None: [sys.executable, "-c", "print('hello'); raise SystemExit(3)"])
+    monkeypatch.setattr(
+        launcher,
+        "accelerate_command",
+        lambda c, run_dir, rank=None, module=None: [sys.executable, "-c", "print('hello'); raise SystemExit(3)"],
+    )
     run = runs.create_run(ws, cfg())
     runs.start(run)
     wait_for(lambda: control.status(run)["state"] != "running", 60, "the run to end")
@@ -311,6 +370,7 @@ def test_the_supervisor_records_the_exit_code(ws: Path, monkeypatch: pytest.Monk
 
 
 # ---------------------------------------------------------------- the real trainer
+
 
 @pytest.mark.slow
 def test_real_two_process_run_aborts_gracefully_then_resumes_to_the_end(ws: Path) -> None:
@@ -348,14 +408,38 @@ def test_real_two_process_run_aborts_gracefully_then_resumes_to_the_end(ws: Path
     assert json.loads((run.dir / folder.STATUS_FILE).read_text())["attempts"] == 2
 
 
-
 @pytest.mark.slow
 def test_a_loss_that_stops_being_finite_fails_the_run_and_keeps_the_checkpoints_before(ws: Path) -> None:
     """Legal but unstable AdamW settings (beta2 0, eps 1e-30: a weight whose gradient is zero for one step
     jumps by lr * m / eps) make the real trainer's loss non-finite after a few finite steps."""
-    out = cli(ws, "start", "--train-data", "dataset", "--base-model", "models/tiny", "--device", "cpu",
-              "--max-frames", "16", "--min-frames", "4", "--max-steps", "12", "--checkpoint-every", "1",
-              "--keep-checkpoints", "20", "--lr", "0.01", "--beta2", "0", "--eps", "1e-30", "--wait", timeout=600)
+    out = cli(
+        ws,
+        "start",
+        "--train-data",
+        "dataset",
+        "--base-model",
+        "models/tiny",
+        "--device",
+        "cpu",
+        "--max-frames",
+        "16",
+        "--min-frames",
+        "4",
+        "--max-steps",
+        "12",
+        "--checkpoint-every",
+        "1",
+        "--keep-checkpoints",
+        "20",
+        "--lr",
+        "0.01",
+        "--beta2",
+        "0",
+        "--eps",
+        "1e-30",
+        "--wait",
+        timeout=600,
+    )
     match = re.search(r"loss became (NaN|Inf) at step (\d+)", out.stdout)
     assert out.returncode == 1 and match, out.stdout[-3000:] + out.stderr
     bad_step = int(match.group(2))
@@ -375,8 +459,24 @@ def test_the_trainer_stops_when_its_supervisor_is_killed(ws: Path) -> None:
     """The real trainer notices its supervisor's death at the next step, checkpoints and exits; resume then
     continues in the same folder with one trainer: every step once."""
     # Enough steps (6 s unloaded) that the trainer cannot end before it next checks on its supervisor (every 2 s).
-    out = cli(ws, "start", "--train-data", "dataset", "--base-model", "models/tiny", "--device", "cpu",
-              "--max-frames", "16", "--min-frames", "4", "--max-steps", "60", "--checkpoint-every", "0")
+    out = cli(
+        ws,
+        "start",
+        "--train-data",
+        "dataset",
+        "--base-model",
+        "models/tiny",
+        "--device",
+        "cpu",
+        "--max-frames",
+        "16",
+        "--min-frames",
+        "4",
+        "--max-steps",
+        "60",
+        "--checkpoint-every",
+        "0",
+    )
     assert out.returncode == 0, out.stderr
     (info,) = runs.list_runs(ws)
     run = folder.Job(info.dir)
@@ -400,8 +500,24 @@ def test_cli_start_slurm_writes_every_node_command_and_starts_nothing(ws: Path, 
     from test_slurm import HOSTS, run_script
 
     script = tmp_path / "ft.sbatch"
-    out = cli(ws, "start", "--slurm", str(script), "--train-data", "dataset", "--base-model", "models/tiny",
-              "--device", "cuda", "--num-processes", "16", "--num-machines", "4", "--max-steps", "4")
+    out = cli(
+        ws,
+        "start",
+        "--slurm",
+        str(script),
+        "--train-data",
+        "dataset",
+        "--base-model",
+        "models/tiny",
+        "--device",
+        "cuda",
+        "--num-processes",
+        "16",
+        "--num-machines",
+        "4",
+        "--max-steps",
+        "4",
+    )
     assert out.returncode == 0, out.stderr
     (info,) = runs.list_runs(ws)
     run = folder.Job(info.dir)
@@ -409,8 +525,9 @@ def test_cli_start_slurm_writes_every_node_command_and_starts_nothing(ws: Path, 
     assert control.status(run)["attempts"] == 0 and not (run.dir / folder.LOG_FILE).exists()
     saved = runs.run_config(run)
     argvs, _ = run_script(script.read_text(), tmp_path / "nodes")
-    assert argvs == [accelerate_command(replace(saved, main_address=HOSTS[0]), run.dir, TRAIN_MODULE, rank)
-                     for rank in range(4)]
+    assert argvs == [
+        accelerate_command(replace(saved, main_address=HOSTS[0]), run.dir, TRAIN_MODULE, rank) for rank in range(4)
+    ]
     assert "#SBATCH --gpus-per-node=4" in script.read_text()
     assert "num_machines: 4" in (run.dir / folder.ACCELERATE_CONFIG_FILE).read_text()
 
@@ -418,10 +535,26 @@ def test_cli_start_slurm_writes_every_node_command_and_starts_nothing(ws: Path, 
 def test_a_slurm_start_is_refused_before_any_folder_when_it_cannot_be_run(ws: Path, tmp_path: Path) -> None:
     """'auto' would pick this machine's device for the nodes; a script in a folder that is not there would leave
     a run nobody can submit."""
-    for device, script, words in (("auto", tmp_path / "ft.sbatch", "device: 'auto'"),
-                                  ("cuda", tmp_path / "no-such-folder" / "ft.sbatch", "does not exist")):
-        out = cli(ws, "start", "--slurm", str(script), "--train-data", "dataset", "--base-model", "models/tiny",
-                  "--device", device, "--num-processes", "8", "--num-machines", "4")
+    for device, script, words in (
+        ("auto", tmp_path / "ft.sbatch", "device: 'auto'"),
+        ("cuda", tmp_path / "no-such-folder" / "ft.sbatch", "does not exist"),
+    ):
+        out = cli(
+            ws,
+            "start",
+            "--slurm",
+            str(script),
+            "--train-data",
+            "dataset",
+            "--base-model",
+            "models/tiny",
+            "--device",
+            device,
+            "--num-processes",
+            "8",
+            "--num-machines",
+            "4",
+        )
         assert out.returncode == 2 and words in out.stderr, out.stderr
         assert runs.list_runs(ws) == [] and not script.exists()
 

@@ -35,15 +35,20 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return create_demo_workspace(tmp_path_factory.mktemp("sec") / "workspace").root
 
 
-def start_studio(workspace: Path, run_dir: Path, args: list[str], env: dict[str, str] | None = None,
-                 scheme: str = "http") -> tuple[subprocess.Popen, Studio]:
+def start_studio(
+    workspace: Path, run_dir: Path, args: list[str], env: dict[str, str] | None = None, scheme: str = "http"
+) -> tuple[subprocess.Popen, Studio]:
     """`python launch.py ARGS` with its own Gradio upload folder; returns once it answers HTTP."""
     port = free_port()
     upload_dir = run_dir / "gradio"
     log = run_dir / "studio.log"
-    proc = subprocess.Popen([sys.executable, "launch.py", "--workspace", str(workspace), "--port", str(port), *args],
-                            cwd=REPO, env={**os.environ, "GRADIO_TEMP_DIR": str(upload_dir), **(env or {})},
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "launch.py", "--workspace", str(workspace), "--port", str(port), *args],
+        cwd=REPO,
+        env={**os.environ, "GRADIO_TEMP_DIR": str(upload_dir), **(env or {})},
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.time() + 180
     while True:
@@ -84,8 +89,11 @@ def call(studio: Studio, endpoint: str, data: list[Any], http: Any = httpx) -> t
 def file_endpoints(studio: Studio) -> list[str]:
     """Every API endpoint that takes a file from the client (found, not listed by hand)."""
     info = httpx.get(f"{studio.url}/gradio_api/info", timeout=30).json()["named_endpoints"]
-    return [name.lstrip("/") for name, ep in info.items()
-            if any("filepath" in p["python_type"]["type"] for p in ep["parameters"])]
+    return [
+        name.lstrip("/")
+        for name, ep in info.items()
+        if any("filepath" in p["python_type"]["type"] for p in ep["parameters"])
+    ]
 
 
 def file_payload(path: Path, many: bool) -> dict | list:
@@ -99,10 +107,13 @@ def cached_copies(upload_dir: Path) -> list[Path]:
 
 # ---------------------------------------------------------------- 1: client-sent paths
 
+
 def test_a_server_file_cannot_be_read_through_any_file_endpoint(studio: Studio, tmp_path: Path) -> None:
     """The probe of issue 11: a FileData naming a server file, sent to each endpoint that takes files."""
     endpoints = file_endpoints(studio)
-    assert {"upload_dialogues", "load_config"} <= set(endpoints)  # the Data tab's upload, Fine-tune's "Load configuration"
+    assert {"upload_dialogues", "load_config"} <= set(
+        endpoints
+    )  # the Data tab's upload, Fine-tune's "Load configuration"
     secret = tmp_path / "secret.json"
     secret.write_text(json.dumps({"lr": 0.5, "note": SECRET}))
     info = httpx.get(f"{studio.url}/gradio_api/info", timeout=30).json()["named_endpoints"]
@@ -115,6 +126,7 @@ def test_a_server_file_cannot_be_read_through_any_file_endpoint(studio: Studio, 
 
 
 # ---------------------------------------------------------------- 4: upload size and the temp folder
+
 
 def upload(studio: Studio, *paths: Path, **kw: Any) -> httpx.Response:
     """Gradio's upload route, as the browser's file widget uses it."""
@@ -165,14 +177,24 @@ USER, PASSWORD = "ada", "s3cret:with:colons"
 
 
 def test_a_public_bind_without_accounts_is_refused_before_anything_is_created(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "launch.py", "--host", "0.0.0.0", "--workspace", str(tmp_path / "ws")],
-                         cwd=REPO, capture_output=True, text=True, timeout=120,
-                         env={k: v for k, v in os.environ.items() if k != "MOSHI_STUDIO_AUTH"})
+    out = subprocess.run(
+        [sys.executable, "launch.py", "--host", "0.0.0.0", "--workspace", str(tmp_path / "ws")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "MOSHI_STUDIO_AUTH"},
+    )
     assert out.returncode == 2 and "--host 0.0.0.0" in out.stderr and "--auth-file" in out.stderr, out.stderr
     assert not (tmp_path / "ws").exists()
     (tmp_path / "users").write_text("no password here\n")
-    out = subprocess.run([sys.executable, "launch.py", "--host", "0.0.0.0", "--auth-file", str(tmp_path / "users")],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "launch.py", "--host", "0.0.0.0", "--auth-file", str(tmp_path / "users")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and f"{tmp_path / 'users'} line 1: expected user:password" in out.stderr
 
 
@@ -182,9 +204,28 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command is not installed")
     d = tmp_path_factory.mktemp("tls")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(d / "key.pem"),
+            "-out",
+            str(d / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return d / "cert.pem", d / "key.pem"
 
 
@@ -194,9 +235,23 @@ def remote(workspace: Path, tls: tuple[Path, Path], tmp_path_factory: pytest.Tem
     d = tmp_path_factory.mktemp("remote")
     (d / "users").write_text(f"# studio accounts\n{USER}:{PASSWORD}\n\nbob:other\n")
     cert, key = tls
-    proc, s = start_studio(workspace, d, ["--host", "0.0.0.0", "--auth-file", str(d / "users"), "--ssl-certfile",
-                                          str(cert), "--ssl-keyfile", str(key), "--allowed-hosts", "studio.lan"],
-                           scheme="https")
+    proc, s = start_studio(
+        workspace,
+        d,
+        [
+            "--host",
+            "0.0.0.0",
+            "--auth-file",
+            str(d / "users"),
+            "--ssl-certfile",
+            str(cert),
+            "--ssl-keyfile",
+            str(key),
+            "--allowed-hosts",
+            "studio.lan",
+        ],
+        scheme="https",
+    )
     yield s
     stop_process(proc)
 
@@ -210,16 +265,25 @@ def chat_handshake(studio: Studio, tls: tuple[Path, Path], headers: dict[str, st
     from websockets.sync.client import connect
 
     url = studio.url.replace("https", "wss") + "/api/chat"
-    with connect(url, additional_headers=headers, ssl=ssl.create_default_context(cafile=str(tls[0])),
-                 open_timeout=30, origin=None) as ws:
+    with connect(
+        url,
+        additional_headers=headers,
+        ssl=ssl.create_default_context(cafile=str(tls[0])),
+        open_timeout=30,
+        origin=None,
+    ) as ws:
         return ws.recv(timeout=180)
 
 
 def handshake_status(http: httpx.Client, url: str, headers: dict[str, str]) -> int:
     """The HTTP status a websocket handshake on `url` gets, as a browser sends it (101: accepted). (websockets'
     own client can wait forever for a TLS server to close after a refused handshake: it joins its reader thread.)"""
-    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-               "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode()}
+    upgrade = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+    }
     with http.stream("GET", url, headers={**upgrade, **headers}) as r:
         return r.status_code
 
@@ -246,7 +310,11 @@ def test_remote_studio_needs_a_login_for_pages_api_files_and_websocket(remote: S
         page = browser.get(remote.url + "/", auth=(USER, PASSWORD))
         assert page.status_code == 200 and "Moshi Studio" in page.text
         cookie = browser.cookies.get("moshi_studio_session")
-        assert cookie and "httponly" in page.headers["set-cookie"].lower() and "secure" in page.headers["set-cookie"].lower()
+        assert (
+            cookie
+            and "httponly" in page.headers["set-cookie"].lower()
+            and "secure" in page.headers["set-cookie"].lower()
+        )
         # after the login, the page's own requests carry the session cookie only
         assert browser.get(remote.url + "/gradio_api/info").status_code == 200
         assert browser.get(remote.url + f"/gradio_api/file={wav}").content == wav.read_bytes()
@@ -280,6 +348,7 @@ def test_remote_studio_speaks_only_tls(remote: Studio, tls: tuple[Path, Path]) -
 
 # ---------------------------------------------------------------- issue 22.4: DNS rebinding
 
+
 def test_a_rebound_host_name_is_refused_on_every_route_and_the_websocket(studio: Studio) -> None:
     """A page on a name the attacker points at 127.0.0.1 (DNS rebinding) sends its own name as Host: pages,
     Gradio's config, API and queue, workspace files and the /api/chat handshake must all refuse it."""
@@ -302,13 +371,27 @@ def test_a_rebound_host_name_is_refused_on_every_route_and_the_websocket(studio:
 
 # ---------------------------------------------------------------- issue 22.5: the standalone chat server
 
+
 def chat_server_command(ws: Any, *args: str) -> list[str]:
-    return [sys.executable, "-m", "backend.inference.chat_server", "--model", str(ws.demo_lm), "--mimi",
-            str(ws.demo_mimi), "--tokenizer", str(ws.demo_tokenizer), "--device", "cpu", *args]
+    return [
+        sys.executable,
+        "-m",
+        "backend.inference.chat_server",
+        "--model",
+        str(ws.demo_lm),
+        "--mimi",
+        str(ws.demo_mimi),
+        "--tokenizer",
+        str(ws.demo_tokenizer),
+        "--device",
+        "cpu",
+        *args,
+    ]
 
 
-def chat_welcome(url: str, origin: str | None = None, headers: dict[str, str] | None = None,
-                 tls: tuple[Path, Path] | None = None) -> bytes:
+def chat_welcome(
+    url: str, origin: str | None = None, headers: dict[str, str] | None = None, tls: tuple[Path, Path] | None = None
+) -> bytes:
     """The first message a client gets from the /api/chat at `url` (b"\\x00": the handshake)."""
     from websockets.sync.client import connect
 
@@ -322,13 +405,31 @@ def test_chat_server_off_loopback_needs_accounts_and_explicit_origins(demo_works
     record into --record-dir), and a wildcard origin off loopback (any site's page could use the model)."""
     env = {k: v for k, v in os.environ.items() if k != "MOSHI_STUDIO_AUTH"}
     (tmp_path / "users").write_text(f"{USER}:{PASSWORD}\n")
-    cases = [(chat_server_command(demo_workspace, "--host", "0.0.0.0", "--record-dir", str(tmp_path)),
-              "--auth-file"),
-             (chat_server_command(demo_workspace, "--host", "0.0.0.0", "--auth-file", str(tmp_path / "users"),
-                                  "--allowed-origins", "*"), "allowed_origins"),
-             ([sys.executable, "launch.py", "--host", "0.0.0.0", "--auth-file", str(tmp_path / "users"),
-               "--allowed-origins", "*", "--workspace", str(tmp_path / "ws")], "allowed_origins"),
-             (chat_server_command(demo_workspace, "--allowed-origins", "kyutai.example"), "allowed_origins")]
+    cases = [
+        (chat_server_command(demo_workspace, "--host", "0.0.0.0", "--record-dir", str(tmp_path)), "--auth-file"),
+        (
+            chat_server_command(
+                demo_workspace, "--host", "0.0.0.0", "--auth-file", str(tmp_path / "users"), "--allowed-origins", "*"
+            ),
+            "allowed_origins",
+        ),
+        (
+            [
+                sys.executable,
+                "launch.py",
+                "--host",
+                "0.0.0.0",
+                "--auth-file",
+                str(tmp_path / "users"),
+                "--allowed-origins",
+                "*",
+                "--workspace",
+                str(tmp_path / "ws"),
+            ],
+            "allowed_origins",
+        ),
+        (chat_server_command(demo_workspace, "--allowed-origins", "kyutai.example"), "allowed_origins"),
+    ]
     for command, named in cases:
         out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
         assert out.returncode == 2 and named in out.stderr and "Traceback" not in out.stderr, (command, out.stderr)
@@ -360,9 +461,19 @@ def test_chat_server_allowed_hosts_and_origins(demo_workspace: Any) -> None:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with standalone_server(demo_workspace, demo_workspace.demo_lm, port, "--allowed-hosts", "chat.lan",
-                           "--allowed-origins", "https://kyutai.example", "http://127.0.0.1:5173"), \
-            httpx.Client(timeout=30) as http:
+    with (
+        standalone_server(
+            demo_workspace,
+            demo_workspace.demo_lm,
+            port,
+            "--allowed-hosts",
+            "chat.lan",
+            "--allowed-origins",
+            "https://kyutai.example",
+            "http://127.0.0.1:5173",
+        ),
+        httpx.Client(timeout=30) as http,
+    ):
         assert http.get(url + "/", headers={"Host": f"chat.lan:{port}"}).status_code == 200
         assert http.get(url + "/", headers={"Host": f"evil.chat.lan:{port}"}).status_code == 421
         assert handshake_status(http, url + "/api/chat", {"Origin": "https://kyutai.example.evil"}) == 403
@@ -371,8 +482,9 @@ def test_chat_server_allowed_hosts_and_origins(demo_workspace: Any) -> None:
             assert chat_welcome(f"ws://127.0.0.1:{port}/api/chat", origin=origin) == b"\x00", origin
 
 
-def test_remote_chat_server_needs_a_login_and_speaks_tls(demo_workspace: Any, tls: tuple[Path, Path],
-                                                          tmp_path: Path) -> None:
+def test_remote_chat_server_needs_a_login_and_speaks_tls(
+    demo_workspace: Any, tls: tuple[Path, Path], tmp_path: Path
+) -> None:
     """Bound to 0.0.0.0 with accounts and TLS, recording: an anonymous client gets neither the page nor the
     model, and records nothing; a client with an account talks over wss."""
     from chat_helpers import standalone_server
@@ -382,14 +494,35 @@ def test_remote_chat_server_needs_a_login_and_speaks_tls(demo_workspace: Any, tl
     port = free_port()
     url = f"https://127.0.0.1:{port}"
     login = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
-    with standalone_server(demo_workspace, demo_workspace.demo_lm, port, "--host", "0.0.0.0", "--auth-file",
-                           str(tmp_path / "users"), "--ssl-certfile", str(cert), "--ssl-keyfile", str(key),
-                           "--record-dir", str(tmp_path / "rec")), client(tls) as http:
+    with (
+        standalone_server(
+            demo_workspace,
+            demo_workspace.demo_lm,
+            port,
+            "--host",
+            "0.0.0.0",
+            "--auth-file",
+            str(tmp_path / "users"),
+            "--ssl-certfile",
+            str(cert),
+            "--ssl-keyfile",
+            str(key),
+            "--record-dir",
+            str(tmp_path / "rec"),
+        ),
+        client(tls) as http,
+    ):
         r = http.get(url + "/")
         assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic")
         assert handshake_status(http, url + "/api/chat", {}) == 401
-        assert handshake_status(http, url + "/api/chat", {"Authorization": "Basic " + base64.b64encode(
-            f"{USER}:wrong".encode()).decode()}) == 401
+        assert (
+            handshake_status(
+                http,
+                url + "/api/chat",
+                {"Authorization": "Basic " + base64.b64encode(f"{USER}:wrong".encode()).decode()},
+            )
+            == 401
+        )
         assert not (tmp_path / "rec").exists()
         assert http.get(url + "/", headers=login).status_code == 200
         assert chat_welcome(f"wss://127.0.0.1:{port}/api/chat", headers=login, tls=tls) == b"\x00"
@@ -398,6 +531,7 @@ def test_remote_chat_server_needs_a_login_and_speaks_tls(demo_workspace: Any, tl
 
 
 # ---------------------------------------------------------------- issue 22.14: TLS files that cannot serve
+
 
 @pytest.fixture(scope="module")
 def bad_tls(tls: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
@@ -410,15 +544,20 @@ def bad_tls(tls: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.mark.parametrize("server", ["studio", "chat-server"])
 @pytest.mark.parametrize("case", ["garbage certificate", "garbage key", "mismatched key"])
 def test_tls_files_that_cannot_serve_are_refused_at_start_in_one_line(
-        server: str, case: str, tls: tuple[Path, Path], bad_tls: dict[str, Path], demo_workspace: Any,
-        tmp_path: Path) -> None:
+    server: str, case: str, tls: tuple[Path, Path], bad_tls: dict[str, Path], demo_workspace: Any, tmp_path: Path
+) -> None:
     cert, key = tls
-    cert, key, named = {"garbage certificate": (bad_tls["garbage"], key, bad_tls["garbage"]),
-                        "garbage key": (cert, bad_tls["garbage"], bad_tls["garbage"]),
-                        "mismatched key": (cert, bad_tls["other_key"], bad_tls["other_key"])}[case]
+    cert, key, named = {
+        "garbage certificate": (bad_tls["garbage"], key, bad_tls["garbage"]),
+        "garbage key": (cert, bad_tls["garbage"], bad_tls["garbage"]),
+        "mismatched key": (cert, bad_tls["other_key"], bad_tls["other_key"]),
+    }[case]
     flags = ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
-    command = ([sys.executable, "launch.py", "--workspace", str(tmp_path / "ws"), *flags] if server == "studio"
-               else chat_server_command(demo_workspace, *flags))
+    command = (
+        [sys.executable, "launch.py", "--workspace", str(tmp_path / "ws"), *flags]
+        if server == "studio"
+        else chat_server_command(demo_workspace, *flags)
+    )
     out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert out.returncode == 2 and len(errors) == 1 and str(named) in errors[0], out.stderr

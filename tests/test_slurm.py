@@ -33,9 +33,17 @@ done
 
 
 def configs(nodes: int) -> list[LaunchConfig]:
-    return [LaunchConfig(device="cpu", num_processes=2 * nodes, num_machines=nodes, main_address="10.0.0.9"),
-            FinetuneConfig(device="cuda", num_processes=8 * nodes, num_machines=nodes, deepspeed="zero2",
-                           main_address="10.0.0.9", main_port=29555)]
+    return [
+        LaunchConfig(device="cpu", num_processes=2 * nodes, num_machines=nodes, main_address="10.0.0.9"),
+        FinetuneConfig(
+            device="cuda",
+            num_processes=8 * nodes,
+            num_machines=nodes,
+            deepspeed="zero2",
+            main_address="10.0.0.9",
+            main_port=29555,
+        ),
+    ]
 
 
 def run_script(script: str, tmp_path: Path) -> tuple[list[list[str]], list[dict[str, str]]]:
@@ -51,8 +59,9 @@ def run_script(script: str, tmp_path: Path) -> tuple[list[list[str]], list[dict[
     argvs, envs = [], []
     for rank in range(len(list(tmp_path.glob("argv.*")))):
         argvs.append((tmp_path / f"argv.{rank}").read_text().split("\0")[:-1])
-        envs.append(dict(line.split("=", 1) for line in (tmp_path / f"env.{rank}").read_text().splitlines()
-                         if "=" in line))
+        envs.append(
+            dict(line.split("=", 1) for line in (tmp_path / f"env.{rank}").read_text().splitlines() if "=" in line)
+        )
         (tmp_path / f"argv.{rank}").unlink()
     return argvs, envs
 
@@ -76,11 +85,26 @@ def _launch_args(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> dict[str, 
     from accelerate.commands import launch
 
     monkeypatch.setattr(launch, "default_config_file", "/nonexistent/default_config.yaml")
-    args = launch.launch_command_parser().parse_args(argv[argv.index(next(a for a in argv if a.startswith("--"))):])
+    args = launch.launch_command_parser().parse_args(argv[argv.index(next(a for a in argv if a.startswith("--"))) :])
     args, _, _ = launch._validate_launch_command(args)
-    keys = ("multi_gpu", "cpu", "use_deepspeed", "deepspeed_config_file", "deepspeed_multinode_launcher",
-            "num_processes", "num_machines", "machine_rank", "main_process_ip", "main_process_port",
-            "mixed_precision", "gpu_ids", "dynamo_backend", "module", "training_script", "training_script_args")
+    keys = (
+        "multi_gpu",
+        "cpu",
+        "use_deepspeed",
+        "deepspeed_config_file",
+        "deepspeed_multinode_launcher",
+        "num_processes",
+        "num_machines",
+        "machine_rank",
+        "main_process_ip",
+        "main_process_port",
+        "mixed_precision",
+        "gpu_ids",
+        "dynamo_backend",
+        "module",
+        "training_script",
+        "training_script_args",
+    )
     values = {k: getattr(args, k, None) for k in keys}
     values["dynamo_backend"] = str(values["dynamo_backend"]).lower()
     # accelerate's own defaults for values left unset (its _validate_launch_command sets gpu_ids "all")
@@ -90,15 +114,24 @@ def _launch_args(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> dict[str, 
 
 
 @pytest.mark.parametrize("nodes", [1, 4])
-def test_accelerate_config_file_launches_the_same(tmp_path: Path, nodes: int,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_accelerate_config_file_launches_the_same(tmp_path: Path, nodes: int, monkeypatch: pytest.MonkeyPatch) -> None:
     for cfg in configs(nodes):
         file = tmp_path / "accelerate.yaml"
         file.write_text(accelerate_config_yaml(cfg, RUN, MODULE))
         for rank in range(nodes):
             ours = accelerate_command(cfg, RUN, MODULE, rank)
-            by_hand = ["accelerate", "launch", "--config_file", str(file), "--machine_rank", str(rank),
-                       "-m", MODULE, "--run-dir", str(RUN)]
+            by_hand = [
+                "accelerate",
+                "launch",
+                "--config_file",
+                str(file),
+                "--machine_rank",
+                str(rank),
+                "-m",
+                MODULE,
+                "--run-dir",
+                str(RUN),
+            ]
             assert _launch_args(by_hand, monkeypatch) == _launch_args(ours, monkeypatch)
 
 
@@ -135,5 +168,8 @@ def test_a_slurm_job_is_judged_by_its_nodes_not_by_this_machine(tmp_path: Path) 
     with pytest.raises(ConfigError, match="auto"):  # this machine's device says nothing of the nodes'
         check_launch(replace(many, device="auto", slurm=str(tmp_path / "job.sbatch")))
     with pytest.raises(ConfigError, match="gpu_ids"):  # the allocation picks each node's GPUs
-        check_launch(LaunchConfig(device="cuda", num_processes=8, num_machines=4, gpu_ids="0,1",
-                                  slurm=str(tmp_path / "job.sbatch")))
+        check_launch(
+            LaunchConfig(
+                device="cuda", num_processes=8, num_machines=4, gpu_ids="0,1", slurm=str(tmp_path / "job.sbatch")
+            )
+        )

@@ -120,6 +120,8 @@ def test_adaptation_lowers_errors_on_held_out_speech() -> None:
         for d in dialogues:
             found = annotate_audio(engine, d.audio, cfg).words
             for s in "AB":
-                errors[adapt] += word_errors([scoring_form(w.word) for w in d.words if w.speaker == s],
-                                             [scoring_form(w.word) for w in found if w.speaker == s])
+                errors[adapt] += word_errors(
+                    [scoring_form(w.word) for w in d.words if w.speaker == s],
+                    [scoring_form(w.word) for w in found if w.speaker == s],
+                )
     assert errors[True] < errors[False], errors

@@ -8,10 +8,10 @@ import pytest
 import sentencepiece as spm
 
 from backend.data.audio_io import probe
-from backend.dataset.spm import train_spm
-from backend.models.text_tokenizer import load_spm
-from backend.dataset.text_layout import LayoutOptions, frames_for_duration, tokenize_dialogue
 from backend.data.transcripts import check_transcript, load_transcript
+from backend.dataset.spm import train_spm
+from backend.dataset.text_layout import LayoutOptions, frames_for_duration, tokenize_dialogue
+from backend.models.text_tokenizer import load_spm
 
 PAD, EPAD = 3, 0
 LAYOUTS = [LayoutOptions("spread"), LayoutOptions("packed"), LayoutOptions("packed", drop_overflow=True)]
@@ -29,13 +29,14 @@ def transcripts(spokenwoz: Path) -> list[Path]:
 def sp(transcripts: list[Path], tmp_path_factory: pytest.TempPathFactory) -> spm.SentencePieceProcessor:
     """A small tokenizer trained on the sample's own ASCII words: "α" is left to byte fallback."""
     words = [w["word"] for p in transcripts for w in json.loads(p.read_text()) if w["word"].isascii()]
-    lines = [" ".join(words[i:i + 20]) for i in range(0, len(words), 20)]
+    lines = [" ".join(words[i : i + 20]) for i in range(0, len(words), 20)]
     return load_spm(train_spm(lines, tmp_path_factory.mktemp("spm") / "spokenwoz.model", vocab_size=500))
 
 
 @pytest.mark.parametrize("cfg", LAYOUTS, ids=["spread", "packed", "packed-drop"])
-def test_every_word_and_piece_is_accounted_for(spokenwoz: Path, transcripts: list[Path],
-                                               sp: spm.SentencePieceProcessor, cfg: LayoutOptions) -> None:
+def test_every_word_and_piece_is_accounted_for(
+    spokenwoz: Path, transcripts: list[Path], sp: spm.SentencePieceProcessor, cfg: LayoutOptions
+) -> None:
     for path in transcripts:
         t = load_transcript(path)
         audio = spokenwoz / "audio" / f"{path.stem}.wav"
@@ -56,8 +57,9 @@ def test_every_word_and_piece_is_accounted_for(spokenwoz: Path, transcripts: lis
                 assert sp.decode(pieces.tolist()) == " ".join(w.word for w in words), (path.name, s)
 
 
-def test_words_past_the_audio_are_reported(spokenwoz: Path, transcripts: list[Path],
-                                           sp: spm.SentencePieceProcessor) -> None:
+def test_words_past_the_audio_are_reported(
+    spokenwoz: Path, transcripts: list[Path], sp: spm.SentencePieceProcessor
+) -> None:
     for path in transcripts:
         audio = spokenwoz / "audio" / f"{path.stem}.wav"
         if not audio.exists():

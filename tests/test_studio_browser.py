@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import pytest
-from playwright.sync_api import expect
 from conftest import ARTIFACTS, REPO, free_port, stop_process
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -27,8 +27,12 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     workspace = tmp_path_factory.mktemp("studio") / "workspace"
     port = free_port()
     log = open(workspace.parent / "studio.log", "w")
-    proc = subprocess.Popen([sys.executable, "launch.py", "--workspace", str(workspace), "--port", str(port)],
-                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "launch.py", "--workspace", str(workspace), "--port", str(port)],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -60,8 +64,8 @@ def page(browser):  # type: ignore[no-untyped-def]
 
 def test_tabs_opened_late_list_what_is_new(studio: Studio, page) -> None:  # type: ignore[no-untyped-def]
     """Tabs opened long after the page loaded list their items, including ones added since (no reload)."""
-    from backend.models.source import LM_KWARGS
     from backend.core.workspace import open_workspace
+    from backend.models.source import LM_KWARGS
 
     ws = open_workspace(studio.workspace)
     page.goto(studio.url)
@@ -73,8 +77,11 @@ def test_tabs_opened_late_list_what_is_new(studio: Studio, page) -> None:  # typ
     for ext in (".flac", ".json"):
         shutil.copy(REPO / "assets" / "demo" / f"demo_cafe{ext}", ws.raw / f"late_cafe{ext}")
     try:
-        for tab, dropdown, option in (("Continuations", "#ct-model-a", "models/late-lm"),
-                                      ("Chat", "#chat-model", "models/late-lm"), ("Data", "#data-pick", "late_cafe")):
+        for tab, dropdown, option in (
+            ("Continuations", "#ct-model-a", "models/late-lm"),
+            ("Chat", "#chat-model", "models/late-lm"),
+            ("Data", "#data-pick", "late_cafe"),
+        ):
             page.get_by_role("tab", name=tab).click()
             page.locator(f"{dropdown} input").click(timeout=30_000)  # no spinner left over the widget
             page.get_by_role("option", name=option, exact=True).wait_for(timeout=30_000)
@@ -125,7 +132,8 @@ def test_persona_fields_data_continuations_chat(studio: Studio, page) -> None:  
             page.locator(f"{role} textarea").fill("You are a barista.")
         page.locator("#chat-load").click()
         page.locator("#chat-status", has_text="Ready").or_(page.locator("#chat-status", has_text="Error")).wait_for(
-            timeout=120_000)
+            timeout=120_000
+        )
         assert "Ready" in page.locator("#chat-status").inner_text(), page.locator("#chat-status").inner_text()
         assert not page.errors, page.errors
     finally:  # later tests build the dataset without this persona
@@ -142,7 +150,8 @@ def test_upload_preview_build_and_timeline(studio: Studio, page, tmp_path: Path)
 
     # Upload a dialogue: it is validated, imported, reported and previewed.
     page.locator("#data-upload input[type=file]").set_input_files(
-        [str(tmp_path / "uploaded_cafe.flac"), str(tmp_path / "uploaded_cafe.json")])
+        [str(tmp_path / "uploaded_cafe.flac"), str(tmp_path / "uploaded_cafe.json")]
+    )
     page.locator("#data-upload-msg", has_text="Imported uploaded_cafe").wait_for(timeout=30_000)
     page.locator("#data-report", has_text="uploaded_cafe").wait_for(timeout=30_000)
     words = page.locator("#data-preview .word")
@@ -178,8 +187,9 @@ def test_upload_preview_build_and_timeline(studio: Studio, page, tmp_path: Path)
     assert page.locator("#tl-grid .ms-pad").count() > 0
     page.locator("#tl-play").click()
     page.locator("#tl-audio [data-testid=waveform-controls]").wait_for(timeout=60_000)  # the decoded window is loaded
-    page.wait_for_function("(document.querySelector('#tl-audio').innerText.match(/\\d:\\d\\d/) || ['0:00'])[0]"
-                           " !== '0:00'", timeout=20_000)  # and it plays by itself
+    page.wait_for_function(
+        "(document.querySelector('#tl-audio').innerText.match(/\\d:\\d\\d/) || ['0:00'])[0] !== '0:00'", timeout=20_000
+    )  # and it plays by itself
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "studio-timeline.png"), full_page=True)
     page.get_by_role("tab", name="Data").click()
@@ -223,8 +233,10 @@ def test_finetune_start_follow_and_abort(studio: Studio, page) -> None:  # type:
     page.locator("#ft-init").click()  # the user-stream extension of the demo LM
     page.get_by_text("✔ wrote").wait_for(timeout=120_000)
     # The preset's base_model exists now: the estimate is the tiny model's, without a reload.
-    page.wait_for_function("(t => t.includes('GiB') && !t.includes('not a model folder'))"
-                           "(document.querySelector('#ft-budget').innerText)", timeout=120_000)
+    page.wait_for_function(
+        "(t => t.includes('GiB') && !t.includes('not a model folder'))(document.querySelector('#ft-budget').innerText)",
+        timeout=120_000,
+    )
     page.get_by_role("button", name="Optimiser").click()
     lr = page.get_by_label("lr", exact=True)
     lr.fill("-1")
@@ -242,8 +254,9 @@ def test_finetune_start_follow_and_abort(studio: Studio, page) -> None:  # type:
     page.locator("#ft-msg", has_text="started").or_(page.locator("#ft-msg", has_text="✘")).wait_for(timeout=60_000)
     assert "started" in page.locator("#ft-msg").inner_text(), page.locator("#ft-msg").inner_text()
     # Live: the progress bar counts steps and the loss curves fill in.
-    page.wait_for_function("/step ([3-9]|\\d\\d+) \\//.test(document.querySelector('#ft-progress').innerText)",
-                           timeout=240_000)
+    page.wait_for_function(
+        "/step ([3-9]|\\d\\d+) \\//.test(document.querySelector('#ft-progress').innerText)", timeout=240_000
+    )
     assert "running" in page.locator("#ft-progress").inner_text()
     page.locator("#ft-curves canvas, #ft-curves svg").first.wait_for(timeout=30_000)
     assert "step" in page.locator("#ft-log").inner_text().lower()
@@ -263,7 +276,8 @@ def test_finetune_start_follow_and_abort(studio: Studio, page) -> None:  # type:
     # Export the checkpoint the abort wrote, then resume the run and stop it again.
     page.locator("#ft-export").click()
     page.locator("#ft-export-msg", has_text="✔ exported").or_(page.locator("#ft-export-msg", has_text="✘")).wait_for(
-        timeout=120_000)
+        timeout=120_000
+    )
     assert "✔ exported" in page.locator("#ft-export-msg").inner_text(), page.locator("#ft-export-msg").inner_text()
     page.locator("#ft-resume").click()
     page.locator("#ft-msg", has_text="resumed").wait_for(timeout=60_000)
@@ -310,7 +324,8 @@ def test_preprocess_two_processes_follow_and_reattach(studio: Studio, page) -> N
     page.locator("#pp-msg", has_text="started").or_(page.locator("#pp-msg", has_text="✘")).wait_for(timeout=60_000)
     assert "started" in page.locator("#pp-msg").inner_text(), page.locator("#pp-msg").inner_text()
     page.locator("#pp-progress", has_text="finished").or_(page.locator("#pp-progress", has_text="failed")).wait_for(
-        timeout=600_000)
+        timeout=600_000
+    )
     assert "finished" in page.locator("#pp-progress").inner_text(), page.locator("#pp-log").inner_text()
     page.locator("#pp-status", has_text="tokenize_audio, 2 rank(s)").wait_for(timeout=30_000)
     status = page.locator("#pp-status").inner_text()
@@ -340,14 +355,16 @@ def test_continuations_generate_and_play(studio: Studio, page) -> None:  # type:
     page.get_by_role("option", name="models/demo-lm", exact=True).click()  # a dep_q 8 model: user stream forced
     page.locator("#ct-generate").click()
     page.locator("#ct-msg", has_text="continuation(s)").or_(page.locator("#ct-msg", has_text="✘")).wait_for(
-        timeout=240_000)
+        timeout=240_000
+    )
     assert "✔" in page.locator("#ct-msg").inner_text(), page.locator("#ct-msg").inner_text()
     for player in ("#ct-ref", "#ct-a"):
         page.locator(f"{player} [data-testid=waveform-controls]").wait_for(timeout=60_000)
     assert "floor_transfer_offset" in page.locator("#ct-stats").inner_text()
     # The spectrograms saved next to the WAVs are shown (and load: the image has pixels).
-    page.wait_for_function("[...document.querySelectorAll('#ct-spectrograms img')].some(i => i.naturalWidth >= 1200)",
-                           timeout=30_000)
+    page.wait_for_function(
+        "[...document.querySelectorAll('#ct-spectrograms img')].some(i => i.naturalWidth >= 1200)", timeout=30_000
+    )
     # Prompt (4 s) + continuation (6 s) by default: the player holds 10 s of decoded stereo audio.
     page.locator("#ct-a", has_text="0:10").wait_for(timeout=30_000)
     # Play it: the player's clock moves (the first click can land before the waveform is ready).
@@ -449,8 +466,8 @@ def test_chat_talks_both_ways_and_records(studio: Studio, fake_mic_browser, tmp_
     import soxr
     from chat_helpers import speaking_lm
 
-    from backend.data.audio_io import load_stereo
     from backend.core.workspace import open_workspace
+    from backend.data.audio_io import load_stereo
     from backend.demo.workspace import DEMO_VOCAB_SIZE
 
     ws = open_workspace(studio.workspace)
@@ -535,16 +552,24 @@ def test_evaluate_start_follow_reattach_table_and_figures(studio: Studio, page) 
     expect(page.locator("#ev-run input")).to_have_value(run_id, timeout=60_000)
     page.locator("#ev-progress", has_text="running").wait_for(timeout=30_000)
     page.locator("#ev-progress", has_text="finished").or_(page.locator("#ev-progress", has_text="failed")).wait_for(
-        timeout=600_000)
+        timeout=600_000
+    )
     assert "finished" in page.locator("#ev-progress").inner_text(), page.locator("#ev-log").inner_text()
     shown = page.locator("#ev-table")
-    for row in ("smooth turn-taking: TOR", "pause handling: TOR", "demo-lm",  # both tasks, the model's column
-                "eval loss: text_nonpad", "continuations: gaps per minute (reference"):
+    for row in (
+        "smooth turn-taking: TOR",
+        "pause handling: TOR",
+        "demo-lm",  # both tasks, the model's column
+        "eval loss: text_nonpad",
+        "continuations: gaps per minute (reference",
+    ):
         expect(shown).to_contain_text(row, timeout=30_000)
     page.wait_for_function("(document.querySelector('#ev-tor img') || {}).naturalWidth > 500", timeout=30_000)
     assert (studio.workspace / "evaluations" / run_id / "tor_latency.png").is_file()
-    assert "2 probe(s) streamed" in page.locator("#ev-log").inner_text() or "results:" in page.locator(
-        "#ev-log").inner_text()
+    assert (
+        "2 probe(s) streamed" in page.locator("#ev-log").inner_text()
+        or "results:" in page.locator("#ev-log").inner_text()
+    )
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "studio-evaluate.png"), full_page=True)
     assert not page.errors, page.errors

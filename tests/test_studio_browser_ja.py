@@ -20,8 +20,12 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log_path = workspace.parent / "studio.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "launch.py", "--workspace", str(workspace), "--port", str(port),
-                                 "--demo-language", "ja"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "launch.py", "--workspace", str(workspace), "--port", str(port), "--demo-language", "ja"],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.time() + 120

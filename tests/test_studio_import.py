@@ -31,7 +31,8 @@ print(sorted(m for m in ("torch", "moshi") if m in sys.modules))
 
 def test_the_studio_starts_and_shows_its_tabs_without_torch(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path)
-    out = subprocess.run([sys.executable, "-c", SHOW_EVERY_TAB, str(ws.root)], cwd=REPO, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", SHOW_EVERY_TAB, str(ws.root)], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"

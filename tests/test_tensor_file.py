@@ -12,14 +12,16 @@ from backend.models.tensor_file import save_tensors, write_tensors
 
 def sample() -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
-    return {"w.bf16": torch.randn(3, 5, generator=gen).to(torch.bfloat16),
-            "w.f16": torch.randn(2, 7, generator=gen).half(),
-            "w.f32": torch.randn(4, generator=gen),
-            "ids": torch.arange(-3, 6),
-            "scalar": torch.tensor(2.5),
-            "mask": torch.tensor([True, False, True]),
-            "empty": torch.zeros(0, 4),
-            "strided": torch.randn(6, 4, generator=gen).t()}  # not contiguous: written as its values
+    return {
+        "w.bf16": torch.randn(3, 5, generator=gen).to(torch.bfloat16),
+        "w.f16": torch.randn(2, 7, generator=gen).half(),
+        "w.f32": torch.randn(4, generator=gen),
+        "ids": torch.arange(-3, 6),
+        "scalar": torch.tensor(2.5),
+        "mask": torch.tensor([True, False, True]),
+        "empty": torch.zeros(0, 4),
+        "strided": torch.randn(6, 4, generator=gen).t(),
+    }  # not contiguous: written as its values
 
 
 def test_safetensors_reads_back_every_dtype_and_shape(tmp_path: Path) -> None:

@@ -10,19 +10,32 @@ import pytest
 import sentencepiece as spm
 import soundfile as sf
 
-from backend.dataset import tokenize_text as stage
 from backend.core.errors import ConfigError
-from backend.dataset.spm import train_spm
-from backend.models.text_tokenizer import load_spm
-from backend.dataset.text_layout import (LayoutOptions, SpeakerAudit, frame_of, frames_for_duration, layout_speaker,
-                                 tokenize_dialogue)
 from backend.data.transcripts import Transcript, Word
+from backend.dataset import tokenize_text as stage
+from backend.dataset.spm import train_spm
+from backend.dataset.text_layout import (
+    LayoutOptions,
+    SpeakerAudit,
+    frame_of,
+    frames_for_duration,
+    layout_speaker,
+    tokenize_dialogue,
+)
+from backend.models.text_tokenizer import load_spm
 
 PAD, EPAD = 3, 0
 # No q, z, x or non-ASCII letters: those fall back to bytes.
-CORPUS = ["hello world this is a test", "the cat sat on the mat", "good morning how are you today",
-          "i would like a table for two people", "yes please thank you very much", "abc def abc def ghi",
-          "we can meet at the hotel in the center", "what time does the train leave"]
+CORPUS = [
+    "hello world this is a test",
+    "the cat sat on the mat",
+    "good morning how are you today",
+    "i would like a table for two people",
+    "yes please thank you very much",
+    "abc def abc def ghi",
+    "we can meet at the hotel in the center",
+    "what time does the train leave",
+]
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +75,17 @@ def epad_positions_ok(stream: np.ndarray) -> bool:
 
 # --- independent statements of the reference tools' rules (ASCII words known to the vocabulary) ---
 
+
 def jmoshi_reference(words: list[Word], sp: spm.SentencePieceProcessor, whitespace: bool = True) -> list[int]:
     """J-Moshi's spread: character spans counted by piece length, next free frame, online EPAD (words known to
     the vocabulary, no normalisation changing lengths: where J-Moshi works)."""
     words = sorted(words, key=lambda w: w.start)
     chunks = [w.word if i == 0 or not whitespace else " " + w.word for i, w in enumerate(words)]
-    chars = [(w.start + i * (w.end - w.start) / len(c), w.start + (i + 1) * (w.end - w.start) / len(c))
-             for w, c in zip(words, chunks) for i in range(len(c))]
+    chars = [
+        (w.start + i * (w.end - w.start) / len(c), w.start + (i + 1) * (w.end - w.start) / len(c))
+        for w, c in zip(words, chunks)
+        for i in range(len(c))
+    ]
     timed, pos = [], 0
     for i, piece in enumerate(sp.encode("".join(chunks), out_type=str)):
         if i == 0 and piece == "▁":
@@ -87,8 +104,13 @@ def jmoshi_reference(words: list[Word], sp: spm.SentencePieceProcessor, whitespa
     return ids
 
 
-def kyutai_reference(words: list[Word], sp: spm.SentencePieceProcessor, T: int, keep: bool,
-                     word_ids: Callable[[Word], list[int]] | None = None) -> list[int]:
+def kyutai_reference(
+    words: list[Word],
+    sp: spm.SentencePieceProcessor,
+    T: int,
+    keep: bool,
+    word_ids: Callable[[Word], list[int]] | None = None,
+) -> list[int]:
     """Kyutai's interleaver in closed form: word j's piece k at max(F_j + k, previous + 1) when keeping,
     at F_j + k before the next word's frame when dropping (and words without duration removed). A word's ids
     are `word_ids(word)`, by default the word tokenized alone as Kyutai does."""
@@ -110,8 +132,14 @@ def kyutai_reference(words: list[Word], sp: spm.SentencePieceProcessor, T: int, 
     return ids
 
 
-NORMAL = [A("hello", 0.5, 0.9), A("world", 1.0, 1.5), A("this", 2.4, 2.6), A("is", 2.6, 2.7), A("a", 2.7, 2.75),
-          A("test", 2.75, 3.1)]
+NORMAL = [
+    A("hello", 0.5, 0.9),
+    A("world", 1.0, 1.5),
+    A("this", 2.4, 2.6),
+    A("is", 2.6, 2.7),
+    A("a", 2.7, 2.75),
+    A("test", 2.75, 3.1),
+]
 FAST = [A("good", 0.0, 0.1), A("morning", 0.1, 0.2), A("how", 0.2, 0.25), A("are", 0.3, 0.31), A("you", 0.4, 0.9)]
 BOUNDARIES = [A("the", 0.24, 0.48), A("cat", 0.48, 0.72), A("sat", 0.8, 1.04)]  # exact frame edges
 
@@ -171,8 +199,9 @@ def test_overlapping_words_keep_text_order(sp: spm.SentencePieceProcessor) -> No
 
 
 @pytest.mark.parametrize("cfg", [spread(), packed()], ids=["spread", "packed"])
-def test_byte_fallback_for_a_character_absent_from_the_vocabulary(sp: spm.SentencePieceProcessor,
-                                                                  cfg: LayoutOptions) -> None:
+def test_byte_fallback_for_a_character_absent_from_the_vocabulary(
+    sp: spm.SentencePieceProcessor, cfg: LayoutOptions
+) -> None:
     assert sp.encode("α", out_type=str) == ["▁", "<0xCE>", "<0xB1>"]
     stream, audit = layout_speaker([A("hello", 0.0, 0.4), A("α", 1.0, 2.0)], sp, cfg)
     assert sp.decode(text_ids(stream)) == "hello α"
@@ -234,6 +263,7 @@ def test_speaker_with_no_words(sp: spm.SentencePieceProcessor) -> None:
 def test_packed_start_frames_differ_from_kyutais_float_comparison_as_d1_says(sp: spm.SentencePieceProcessor) -> None:
     """D1 holds for packed too (README): Kyutai's loop takes a word at the first frame t with start * 12.5 < t + 1,
     a floor without tolerance, so a start whose product falls just under a whole number starts a frame early."""
+
     def kyutai_frame(start: float) -> int:
         return next(t for t in range(10**6) if start * 12.5 < t + 1)
 
@@ -258,8 +288,7 @@ def test_drop_overflow_versus_keep_and_shift(sp: spm.SentencePieceProcessor) -> 
     assert d.overflow_dropped == 3 and d.words_partial == 1 and d.max_drift == 0
     check_accounting(d, dropped)
     # Kyutai replaces the queue when a word starts on the same frame: the first word is lost whole.
-    same, s = layout_speaker([A("quiz", 0.0, 0.5), A("hello", 0.04, 0.5)], sp, packed(drop_overflow=True),
-                             n_frames=20)
+    same, s = layout_speaker([A("quiz", 0.0, 0.5), A("hello", 0.04, 0.5)], sp, packed(drop_overflow=True), n_frames=20)
     assert s.words_lost == 1 and s.overflow_dropped == len(quiz) and same[:6].tolist() == hello
 
 
@@ -308,11 +337,18 @@ def test_dialogue_audit_is_json_ready(sp: spm.SentencePieceProcessor) -> None:
 
 # --- the stage ---
 
+
 def test_stage_writes_streams_sized_by_the_audio(tmp_path: Path, sp: spm.SentencePieceProcessor) -> None:
     text, audio, out = tmp_path / "text", tmp_path / "audio", tmp_path / "out"
     text.mkdir(), audio.mkdir()
-    (text / "one.json").write_text(json.dumps([{"speaker": "A", "word": "hello", "start": 0.5, "end": 0.9},
-                                               {"speaker": "B", "word": "world", "start": 1.0, "end": 1.3}]))
+    (text / "one.json").write_text(
+        json.dumps(
+            [
+                {"speaker": "A", "word": "hello", "start": 0.5, "end": 0.9},
+                {"speaker": "B", "word": "world", "start": 1.0, "end": 1.3},
+            ]
+        )
+    )
     (text / "two.json").write_text(json.dumps({"alignments": [["the", [0.1, 0.3], "SPEAKER_MAIN"]]}))
     sf.write(audio / "one.wav", np.zeros((8000 * 3 + 100, 2), dtype=np.int16), 8000)  # 3.0125 s
     model = tmp_path / "small.model"

@@ -8,11 +8,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from backend.dataset import codec, tokenize_audio as stage
 from backend.data.audio_io import load_stereo
+from backend.dataset import codec
+from backend.dataset import tokenize_audio as stage
 from backend.dataset.codec import decode, encode_batch, encode_stereo, replicas
-from backend.models.source import random_mimi, save_mimi, tiny_mimi_config
 from backend.dataset.tokenize_audio import AudioTokenizeConfig, main, tokenize_audio
+from backend.models.source import random_mimi, save_mimi, tiny_mimi_config
 
 SPOKENWOZ = Path(__file__).resolve().parents[2] / "shared/data/spokenwoz_sample"
 
@@ -95,7 +96,9 @@ def test_plain_streaming_would_differ(attentive_mimi, monkeypatch):
     several steps loses keys its first queries need. Guards the sensitivity of the test above."""
     audio = stereo(24 * 0.08, 24000, seed=5).T
     monkeypatch.setattr(codec, "_widen_kv_caches", lambda mimi, steps: None)
-    assert not np.array_equal(encode_stereo(attentive_mimi, audio, chunk_frames=7), whole_file_codes(attentive_mimi, audio))
+    assert not np.array_equal(
+        encode_stereo(attentive_mimi, audio, chunk_frames=7), whole_file_codes(attentive_mimi, audio)
+    )
 
 
 def test_chunked_equals_whole_with_the_tiny_preset(mimi):
@@ -138,15 +141,21 @@ def make_inputs(folder: Path) -> dict[str, str]:
     (folder / "truncated.wav").write_bytes((folder / "d1.wav").read_bytes()[:30])
     (folder / "notes.wav").write_text("not audio")
     (folder / "readme.txt").write_text("ignored: not an audio extension")
-    return {"mono.wav": "is mono", "three.wav": "has 3 channels", "empty.wav": "is empty (0 bytes)",
-            "truncated.wav": "not a readable audio file", "notes.wav": "not a readable audio file"}
+    return {
+        "mono.wav": "is mono",
+        "three.wav": "has 3 channels",
+        "empty.wav": "is empty (0 bytes)",
+        "truncated.wav": "not a readable audio file",
+        "notes.wav": "not a readable audio file",
+    }
 
 
 def test_stage_writes_tokens_reports_bad_files_and_resumes(tmp_path, mimi, mimi_dir, monkeypatch):
     bad = make_inputs(tmp_path / "in")
     out = tmp_path / "out"
-    cfg = AudioTokenizeConfig(input_dir=tmp_path / "in", output_dir=out, mimi=str(mimi_dir), device="cpu",
-                              chunk_seconds=0.4)
+    cfg = AudioTokenizeConfig(
+        input_dir=tmp_path / "in", output_dir=out, mimi=str(mimi_dir), device="cpu", chunk_seconds=0.4
+    )
     calls: list[tuple[float, str]] = []
     summary = tokenize_audio(cfg, lambda f, m: calls.append((f, m)))
 
@@ -183,17 +192,26 @@ def test_stage_writes_tokens_reports_bad_files_and_resumes(tmp_path, mimi, mimi_
         assert npz["A"].shape == (8, 25)
     other = save_mimi(random_mimi(tiny_mimi_config(), seed=1), tiny_mimi_config(), tmp_path / "other_mimi")
     assert sorted(tokenize_audio(AudioTokenizeConfig(**{**cfg.__dict__, "mimi": str(other)})).written) == [
-        "d1.wav", "d2.flac"]
-    assert sorted(tokenize_audio(AudioTokenizeConfig(**{**cfg.__dict__, "mimi": str(other), "overwrite": True})
-                                 ).written) == ["d1.wav", "d2.flac"]
+        "d1.wav",
+        "d2.flac",
+    ]
+    assert sorted(
+        tokenize_audio(AudioTokenizeConfig(**{**cfg.__dict__, "mimi": str(other), "overwrite": True})).written
+    ) == ["d1.wav", "d2.flac"]
 
 
 def test_stage_batches_and_workers_give_the_same_result(tmp_path, mimi_dir):
     make_inputs(tmp_path / "in")
     outs = []
     for batch, workers in ((1, 1), (2, 3)):
-        cfg = AudioTokenizeConfig(input_dir=tmp_path / "in", output_dir=tmp_path / f"out{batch}",
-                                  mimi=str(mimi_dir), device="cpu", batch_dialogues=batch, workers=workers)
+        cfg = AudioTokenizeConfig(
+            input_dir=tmp_path / "in",
+            output_dir=tmp_path / f"out{batch}",
+            mimi=str(mimi_dir),
+            device="cpu",
+            batch_dialogues=batch,
+            workers=workers,
+        )
         assert sorted(tokenize_audio(cfg).written) == ["d1.wav", "d2.flac"]
         outs.append({n: dict(np.load(tmp_path / f"out{batch}" / n)) for n in ("d1.npz", "d2.npz")})
     for n in ("d1.npz", "d2.npz"):
@@ -206,7 +224,9 @@ def test_stage_refuses_bad_settings(tmp_path, mimi_dir):
 
     (tmp_path / "empty_in").mkdir()
     with pytest.raises(ConfigError, match="no .wav / .flac / .ogg files"):
-        tokenize_audio(AudioTokenizeConfig(input_dir=tmp_path / "empty_in", output_dir=tmp_path / "o", mimi=str(mimi_dir)))
+        tokenize_audio(
+            AudioTokenizeConfig(input_dir=tmp_path / "empty_in", output_dir=tmp_path / "o", mimi=str(mimi_dir))
+        )
     with pytest.raises(ConfigError, match="not a folder"):
         tokenize_audio(AudioTokenizeConfig(input_dir=tmp_path / "nope", output_dir=tmp_path / "o"))
     with pytest.raises(ConfigError, match="chunk_seconds"):
@@ -218,16 +238,25 @@ def test_duplicate_names_are_refused_not_overwritten(tmp_path, mimi_dir):
     (tmp_path / "in").mkdir()
     sf.write(str(tmp_path / "in" / "x.wav"), stereo(0.3, 16000), 16000)
     sf.write(str(tmp_path / "in" / "x.flac"), stereo(0.3, 16000), 16000)
-    summary = tokenize_audio(AudioTokenizeConfig(input_dir=tmp_path / "in", output_dir=tmp_path / "out",
-                                                 mimi=str(mimi_dir), device="cpu"))
+    summary = tokenize_audio(
+        AudioTokenizeConfig(input_dir=tmp_path / "in", output_dir=tmp_path / "out", mimi=str(mimi_dir), device="cpu")
+    )
     assert set(summary.failed) == {"x.wav", "x.flac"} and "same name" in summary.failed["x.wav"]
     assert not (tmp_path / "out" / "x.npz").exists()
 
 
 def test_cli_exit_codes_and_messages(tmp_path, mimi_dir, capsys):
     bad = make_inputs(tmp_path / "in")
-    args = ["--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"), "--mimi", str(mimi_dir),
-            "--device", "cpu"]
+    args = [
+        "--input-dir",
+        str(tmp_path / "in"),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--mimi",
+        str(mimi_dir),
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 1
     err = capsys.readouterr().err
     for name in bad:

@@ -13,8 +13,14 @@ from backend.dataset.spm import train_spm
 from backend.dataset.token_folders import audits_beside
 from backend.demo.dialogues import demo_sentences
 from backend.demo.workspace import DEMO_VOCAB_SIZE, create_demo_workspace
-from backend.models.text_tokenizer import (RECORD_FILE, TokenizerRecord, check_agreement, fingerprint, load_spm,
-                                           read_record)
+from backend.models.text_tokenizer import (
+    RECORD_FILE,
+    TokenizerRecord,
+    check_agreement,
+    fingerprint,
+    load_spm,
+    read_record,
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +33,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[typ
     root = tmp_path_factory.mktemp("agree")
     ws = create_demo_workspace(root / "ws", random_codec=True, language="ja")
     prepare_dataset(ws, TextTokenizeConfig(**text_paths(ws)))
-    ja_init = init_model(InitConfig(source=str(ws.demo_lm), output=ws.models / "ja-init", user_stream=False,
-                                    tokenizer=str(ws.tokenizer_path)))
+    ja_init = init_model(
+        InitConfig(
+            source=str(ws.demo_lm), output=ws.models / "ja-init", user_stream=False, tokenizer=str(ws.tokenizer_path)
+        )
+    )
     english = train_spm(demo_sentences(), root / "en.model", vocab_size=DEMO_VOCAB_SIZE)
     return {"ws": ws, "ja_init": ja_init, "en": english, "root": root}
 
@@ -52,7 +61,9 @@ def test_build_refuses_rows_of_two_tokenizers_and_another_pad(setup: dict, tmp_p
         data = json.loads(kept)
         data["tokenizer"]["fingerprint"] = "0123456789abcdef"
         audit.write_text(json.dumps(data), encoding="utf-8")
-        with pytest.raises(ConfigError, match="different tokenizers: text tokens of ja_cafe has tokenizer 0123456789abcdef"):
+        with pytest.raises(
+            ConfigError, match="different tokenizers: text tokens of ja_cafe has tokenizer 0123456789abcdef"
+        ):
             build_dataset(cfg)
         audit.write_text(kept, encoding="utf-8")
         with pytest.raises(ConfigError, match="pad_id 5: the text tokens use PAD 3"):
@@ -72,7 +83,10 @@ def test_init_refuses_another_tokenizer_unless_the_text_embeddings_are_reinitial
     from backend.models.initialise import InitConfig, init_model
 
     cfg = InitConfig(source=str(setup["ja_init"]), output=setup["root"] / "en-init", tokenizer=str(setup["en"]))
-    with pytest.raises(ConfigError, match="different tokenizers: tokenizer .*en.model has .* the source .* has .*--reinit-text-embeddings"):
+    with pytest.raises(
+        ConfigError,
+        match="different tokenizers: tokenizer .*en.model has .* the source .* has .*--reinit-text-embeddings",
+    ):
         init_model(cfg)
     assert not cfg.output.exists()
     out = init_model(dataclasses.replace(cfg, reinit_text_embeddings=True))  # J-Moshi's path to a new tokenizer

@@ -16,30 +16,49 @@ import torch
 from safetensors.torch import load_file
 from train_helpers import reset_accelerate, write_dataset, write_model, write_run
 
-from backend.models import checkpoints
-
 from backend.core import config
 from backend.core.errors import ConfigError
-from backend.finetune.config import FinetuneConfig
+from backend.finetune.config import FinetuneConfig, check_config
 from backend.finetune.runs import TRAIN_MODULE
-from backend.jobs.command import accelerate_command, env_for
-from backend.models.weights import load_lm
-from backend.finetune.config import check_config
 from backend.finetune.trainer import train
+from backend.jobs.command import accelerate_command, env_for
+from backend.models import checkpoints
+from backend.models.weights import load_lm
 
 REPO = Path(__file__).resolve().parents[1]
-METRIC_KEYS = {"step", "max_steps", "epoch", "samples", "tokens_per_s", "elapsed_s", "eta_s", "lr", "depformer_lr",
-               "loss", "text_nonpad_loss", "text_pad_loss", "moshi_semantic_loss", "moshi_acoustic_loss",
-               "user_semantic_loss", "user_acoustic_loss", "text_acc", "moshi_semantic_acc", "user_semantic_acc"}
+METRIC_KEYS = {
+    "step",
+    "max_steps",
+    "epoch",
+    "samples",
+    "tokens_per_s",
+    "elapsed_s",
+    "eta_s",
+    "lr",
+    "depformer_lr",
+    "loss",
+    "text_nonpad_loss",
+    "text_pad_loss",
+    "moshi_semantic_loss",
+    "moshi_acoustic_loss",
+    "user_semantic_loss",
+    "user_acoustic_loss",
+    "text_acc",
+    "moshi_semantic_acc",
+    "user_semantic_acc",
+}
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("train")
-    return {"model": write_model(root / "model", dep_q=16), "model8": write_model(root / "model8", dep_q=8),
-            # Two dialogues; audio codes from 8 entries so a few dozen steps can learn them.
-            "data": write_dataset(root / "data", [16, 16], seed=1, audio_vocab=8),
-            "eval": write_dataset(root / "eval", [12], seed=2, audio_vocab=8, prefix="eval")}
+    return {
+        "model": write_model(root / "model", dep_q=16),
+        "model8": write_model(root / "model8", dep_q=8),
+        # Two dialogues; audio codes from 8 entries so a few dozen steps can learn them.
+        "data": write_dataset(root / "data", [16, 16], seed=1, audio_vocab=8),
+        "eval": write_dataset(root / "eval", [12], seed=2, audio_vocab=8, prefix="eval"),
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -88,8 +107,14 @@ def test_tiny_model_overfits_two_dialogues(tmp_path: Path, assets: dict[str, Pat
     assert train(run) == "finished"
     log = steps(run)
     assert METRIC_KEYS <= set(log[0]) and log[-1]["step"] == 25
-    for key in ("text_nonpad_loss", "text_pad_loss", "moshi_semantic_loss", "moshi_acoustic_loss",
-                "user_semantic_loss", "user_acoustic_loss"):
+    for key in (
+        "text_nonpad_loss",
+        "text_pad_loss",
+        "moshi_semantic_loss",
+        "moshi_acoustic_loss",
+        "user_semantic_loss",
+        "user_acoustic_loss",
+    ):
         start = sum(m[key] for m in log[:2]) / 2
         end = sum(m[key] for m in log[-3:]) / 3
         assert end < 0.6 * start, f"{key} fell only from {start:.2f} to {end:.2f}"
@@ -104,15 +129,19 @@ def test_tiny_model_overfits_two_dialogues(tmp_path: Path, assets: dict[str, Pat
 
 
 def test_startup_phases_are_reported_in_order_and_the_eta_counts_steps_only(
-        tmp_path: Path, assets: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, assets: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     run = tmp_path / "run"
     run_cfg(run, assets, max_steps=4)
     assert train(run) == "finished"
     rows = metrics(run)
     phases = [m["message"] for m in rows if m.get("event") == "phase"]
-    assert phases == ["memory-mapping the datasets (a row cache is built on first use)",
-                      f"loading the base model {assets['model']}", "preparing the model and optimiser",
-                      "first step (one-time warm-up: memory, kernels)"]
+    assert phases == [
+        "memory-mapping the datasets (a row cache is built on first use)",
+        f"loading the base model {assets['model']}",
+        "preparing the model and optimiser",
+        "first step (one-time warm-up: memory, kernels)",
+    ]
     first_step = next(i for i, m in enumerate(rows) if "event" not in m)
     assert all(m.get("event") != "phase" for m in rows[first_step:])  # every phase comes before the first step
     log = capsys.readouterr().out  # train.log: the phases, in order, before the first step's line
@@ -127,8 +156,20 @@ def test_startup_phases_are_reported_in_order_and_the_eta_counts_steps_only(
 
 
 def split_vs_straight_config(run: Path, assets: dict[str, Path], max_steps: int, mode: str) -> None:
-    run_cfg(run, assets, max_steps=max_steps, lr=2e-3, warmup_steps=4, grad_accum=2, batch_size=1, max_frames=8,
-            checkpoint_every=3, main_speaker="both", mode=mode, lora_rank=4)
+    run_cfg(
+        run,
+        assets,
+        max_steps=max_steps,
+        lr=2e-3,
+        warmup_steps=4,
+        grad_accum=2,
+        batch_size=1,
+        max_frames=8,
+        checkpoint_every=3,
+        main_speaker="both",
+        mode=mode,
+        lora_rank=4,
+    )
 
 
 @pytest.mark.slow
@@ -185,8 +226,9 @@ def test_abort_file_stops_at_a_step_boundary_with_a_checkpoint(tmp_path: Path, a
     assert all(" loss " in line and " lr " in line and "tokens/s" in line and "ETA " in line for line in lines), lines
 
 
-def test_a_stop_between_logged_steps_logs_the_step_it_checkpoints(tmp_path: Path, assets: dict[str, Path],
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_stop_between_logged_steps_logs_the_step_it_checkpoints(
+    tmp_path: Path, assets: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     """The status (newest metrics line) names the step of the checkpoint written, and train.log shows it."""
     run = tmp_path / "run"
     run_cfg(run, assets, max_steps=50, log_every=10)
@@ -201,8 +243,13 @@ def test_a_stop_between_logged_steps_logs_the_step_it_checkpoints(tmp_path: Path
 def test_sigterm_stops_gracefully(tmp_path: Path, assets: dict[str, Path]) -> None:
     run = tmp_path / "run"
     run_cfg(run, assets, max_steps=500, lr=1e-4)
-    proc = subprocess.Popen([sys.executable, "-m", "backend.finetune.trainer", "--run-dir", str(run)], cwd=REPO, env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backend.finetune.trainer", "--run-dir", str(run)],
+        cwd=REPO,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     wait_for_step(run, proc, 1)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=240)
@@ -231,8 +278,9 @@ sys.exit(main(["--run-dir", sys.argv[1]]))
 def test_kill_during_checkpoint_save_leaves_no_listed_half_checkpoint(tmp_path: Path, assets: dict[str, Path]) -> None:
     run = tmp_path / "run"
     run_cfg(run, assets, max_steps=6, lr=1e-4, checkpoint_every=2, keep_checkpoints=3)
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_SAVE, str(run)], cwd=REPO, env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_SAVE, str(run)], cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     assert proc.stdout is not None
     try:
         for line in proc.stdout:  # until the save of step 4 has written its files
@@ -276,8 +324,7 @@ def test_lora_trains_only_adapters_and_starts_as_the_base(tmp_path: Path, assets
 
 def test_subset_mode_changes_only_the_named_parameters(tmp_path: Path, assets: dict[str, Path]) -> None:
     run = tmp_path / "run"
-    run_cfg(run, assets, mode="subset", trainable=["depformer", "linears"], max_steps=2, lr=1e-2,
-            depformer_lr=2e-2)
+    run_cfg(run, assets, mode="subset", trainable=["depformer", "linears"], max_steps=2, lr=1e-2, depformer_lr=2e-2)
     assert train(run) == "finished"
     assert steps(run)[0]["depformer_lr"] == 2e-2 and steps(run)[0]["lr"] is not None
     before = load_file(str(assets["model"] / "model.safetensors"))
@@ -286,25 +333,31 @@ def test_subset_mode_changes_only_the_named_parameters(tmp_path: Path, assets: d
     assert changed and all(k.startswith(("depformer", "linears")) for k in changed)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"train_data": "/nowhere/data"}, "/nowhere/data"),
-    ({"eval_data": "/nowhere/eval"}, "/nowhere/eval"),
-    ({"deepspeed": "zero9"}, "zero9"),
-    ({"deepspeed": "/nowhere/ds.json"}, "ds.json"),
-    ({"lr": -1.0}, "lr must be > 0"),
-    ({"max_frames": 10, "min_frames": 20}, "max_frames"),
-    ({"grad_accum": 0}, "grad_accum"),
-    ({"keep_checkpoints": 0}, "keep_checkpoints"),
-    ({"threads": -1}, "threads must be >= 0"),
-    ({"mode": "subset"}, "trainable"),
-    ({"machine_rank": 2, "num_machines": 2, "num_processes": 2}, "machine_rank"),
-    ({"base_model": "/nowhere/model"}, "/nowhere/model"),
-    ({"tracker": "wandb"}, None),  # refused only when wandb is not installed
-])
-def test_bad_configurations_are_refused(tmp_path: Path, assets: dict[str, Path], overrides: dict, message: str | None) -> None:
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"train_data": "/nowhere/data"}, "/nowhere/data"),
+        ({"eval_data": "/nowhere/eval"}, "/nowhere/eval"),
+        ({"deepspeed": "zero9"}, "zero9"),
+        ({"deepspeed": "/nowhere/ds.json"}, "ds.json"),
+        ({"lr": -1.0}, "lr must be > 0"),
+        ({"max_frames": 10, "min_frames": 20}, "max_frames"),
+        ({"grad_accum": 0}, "grad_accum"),
+        ({"keep_checkpoints": 0}, "keep_checkpoints"),
+        ({"threads": -1}, "threads must be >= 0"),
+        ({"mode": "subset"}, "trainable"),
+        ({"machine_rank": 2, "num_machines": 2, "num_processes": 2}, "machine_rank"),
+        ({"base_model": "/nowhere/model"}, "/nowhere/model"),
+        ({"tracker": "wandb"}, None),  # refused only when wandb is not installed
+    ],
+)
+def test_bad_configurations_are_refused(
+    tmp_path: Path, assets: dict[str, Path], overrides: dict, message: str | None
+) -> None:
     cfg = run_cfg(tmp_path / "run", assets, **overrides)
     if message is None:
         import importlib.util
+
         if importlib.util.find_spec(cfg.tracker) is not None:
             check_config(cfg)
             return
@@ -344,8 +397,11 @@ def test_half_precision_training_feeds_the_linears_contiguous_inputs(assets: dic
 
     def run(model: torch.nn.Module) -> torch.Tensor:
         seen.clear()
-        handles = [m.register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous()))
-                   for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        handles = [
+            m.register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous()))
+            for m in model.modules()
+            if isinstance(m, torch.nn.Linear)
+        ]
         with torch.no_grad():
             logits = model(codes).logits.float()
         for h in handles:

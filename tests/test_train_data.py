@@ -10,10 +10,20 @@ import pyarrow.parquet as pq
 import pytest
 from train_helpers import write_dataset
 
-from backend.dataset.build import SCHEMA
 from backend.core.errors import InputError
-from backend.finetune.data import DatasetRows, Example, ExampleStream, Position, cache_path, collate, eval_share, \
-    example_rows, make_examples, mapped_table
+from backend.dataset.build import SCHEMA
+from backend.finetune.data import (
+    DatasetRows,
+    Example,
+    ExampleStream,
+    Position,
+    cache_path,
+    collate,
+    eval_share,
+    example_rows,
+    make_examples,
+    mapped_table,
+)
 
 
 def test_chunks_cover_each_dialogue_and_drop_short_tails() -> None:
@@ -22,9 +32,20 @@ def test_chunks_cover_each_dialogue_and_drop_short_tails() -> None:
     ex = make_examples([24], "A", max_frames=10, min_frames=5)
     assert [(e.start, e.frames) for e in ex] == [(0, 10), (10, 10)]  # the 4-frame tail is dropped
     ex = make_examples([12, 3, 7], "both", max_frames=5, min_frames=2)  # dialogue, then speaker, then start
-    assert [(e.dialogue, e.main, e.start) for e in ex] == [(0, "A", 0), (0, "A", 5), (0, "A", 10), (0, "B", 0),
-                                                           (0, "B", 5), (0, "B", 10), (1, "A", 0), (1, "B", 0),
-                                                           (2, "A", 0), (2, "A", 5), (2, "B", 0), (2, "B", 5)]
+    assert [(e.dialogue, e.main, e.start) for e in ex] == [
+        (0, "A", 0),
+        (0, "A", 5),
+        (0, "A", 10),
+        (0, "B", 0),
+        (0, "B", 5),
+        (0, "B", 10),
+        (1, "A", 0),
+        (1, "B", 0),
+        (2, "A", 0),
+        (2, "A", 5),
+        (2, "B", 0),
+        (2, "B", 5),
+    ]
 
 
 def test_both_speakers_play_moshi(tmp_path: Path) -> None:
@@ -49,7 +70,7 @@ def test_order_is_deterministic_from_the_seed() -> None:
 
     assert draw(1) == draw(1)
     assert draw(1) != draw(2)
-    first_epoch = draw(1)[:len(ex)]
+    first_epoch = draw(1)[: len(ex)]
     assert sorted(first_epoch, key=lambda e: (e.dialogue, e.main, e.start)) == list(ex)  # a permutation: each once
 
 
@@ -164,8 +185,7 @@ def test_cache_follows_a_rebuilt_dataset_and_keeps_large_ids(tmp_path: Path) -> 
     table = pq.read_table(shard)
     big = np.array(table.column("A")[0].as_py())
     big[0, 0] = 40_000  # above int16: the cache must widen, not wrap
-    rows = {"dialogue_id": ["train/x", "train/y"], "A": [big.tolist(), big.tolist()],
-            "B": [big.tolist(), big.tolist()]}
+    rows = {"dialogue_id": ["train/x", "train/y"], "A": [big.tolist(), big.tolist()], "B": [big.tolist(), big.tolist()]}
     pq.write_table(pa.table(rows, schema=SCHEMA), shard)
     rebuilt = DatasetRows(folder)
     assert list(rebuilt.ids) == ["train/x", "train/y"]
@@ -208,8 +228,10 @@ def test_the_row_index_and_examples_take_a_few_bytes_each(tmp_path: Path) -> Non
     tracemalloc.stop()
     assert len(rows) == MANY and len(examples) == 8 * MANY
     assert kept < 64 * len(rows) + 16 * len(examples), f"{kept / len(examples):.0f} bytes per example"
-    assert examples[-1] == Example(MANY - 1, "B", 6, 2) and list(examples[:2]) == [Example(0, "A", 0, 2),
-                                                                                  Example(0, "A", 2, 2)]
+    assert examples[-1] == Example(MANY - 1, "B", 6, 2) and list(examples[:2]) == [
+        Example(0, "A", 0, 2),
+        Example(0, "A", 2, 2),
+    ]
 
 
 def _mapped_kb(path: Path) -> int:

@@ -20,12 +20,12 @@ from conftest import free_port
 from safetensors.torch import load_file
 from train_helpers import write_dataset, write_model, write_run
 
-from backend.models import checkpoints
+from backend.finetune.config import DEEPSPEED_PRESETS
 from backend.finetune.runs import TRAIN_MODULE
 from backend.jobs.command import accelerate_command, env_for
 from backend.jobs.folder import METRICS_FILE
+from backend.models import checkpoints
 from backend.models.weights import load_lm
-from backend.finetune.config import DEEPSPEED_PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,9 +62,19 @@ def shard_everything(tmp_path: Path) -> str:
 def test_two_processes_train_and_checkpoint(tmp_path: Path, assets: dict[str, Path], deepspeed: str) -> None:
     run = tmp_path / "run"
     ds_setting = shard_everything(tmp_path) if deepspeed == "zero3" else deepspeed
-    cfg = write_run(run, base_model=str(assets["model"]), train_data=str(assets["data"]), deepspeed=ds_setting,
-                    num_processes=2, max_steps=3, checkpoint_every=2, keep_checkpoints=2, lr=1e-3, max_frames=8,
-                    main_port=free_port())
+    cfg = write_run(
+        run,
+        base_model=str(assets["model"]),
+        train_data=str(assets["data"]),
+        deepspeed=ds_setting,
+        num_processes=2,
+        max_steps=3,
+        checkpoint_every=2,
+        keep_checkpoints=2,
+        lr=1e-3,
+        max_frames=8,
+        main_port=free_port(),
+    )
     # The launcher's own command and environment (backend.jobs.command), as the studio starts a run.
     env = os.environ | env_for(cfg) | {"NO_TORCH_COMPILE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     cmd = accelerate_command(cfg, run, TRAIN_MODULE)
@@ -73,8 +83,10 @@ def test_two_processes_train_and_checkpoint(tmp_path: Path, assets: dict[str, Pa
     print(f"{deepspeed}: {time.monotonic() - start:.0f} s")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
 
-    announced = {rank: first for rank, _, first in re.findall(r"rank (\d)/2 \(([^)]*)\).*?next: (.*?)(?=rank \d/2 |\n|$)",
-                                                             done.stdout)}
+    announced = {
+        rank: first
+        for rank, _, first in re.findall(r"rank (\d)/2 \(([^)]*)\).*?next: (.*?)(?=rank \d/2 |\n|$)", done.stdout)
+    }
     assert set(announced) == {"0", "1"}, done.stdout[-2000:]
     assert announced["0"] != announced["1"]  # each rank has its own shard of the data
     if deepspeed != "none":
@@ -106,19 +118,30 @@ def test_two_processes_train_and_checkpoint(tmp_path: Path, assets: dict[str, Pa
 
 
 @pytest.mark.parametrize("deepspeed", ["zero2", "zero3"])
-def test_deepspeed_lora_checkpoints_hold_the_adapters_and_resume(tmp_path: Path, assets: dict[str, Path],
-                                                                 deepspeed: str) -> None:
+def test_deepspeed_lora_checkpoints_hold_the_adapters_and_resume(
+    tmp_path: Path, assets: dict[str, Path], deepspeed: str
+) -> None:
     """DeepSpeed writes its own module states: a LoRA run's hold the adapters, not the frozen base (a 7B base
     would be written at every save), and a relaunch resumes from them and trains on."""
     run = tmp_path / "run"
-    common = {"base_model": str(assets["model"]), "train_data": str(assets["data"]), "deepspeed": deepspeed,
-              "mode": "lora", "num_processes": 1, "checkpoint_every": 2, "keep_checkpoints": 2, "lr": 1e-3,
-              "max_frames": 8, "main_port": free_port()}
+    common = {
+        "base_model": str(assets["model"]),
+        "train_data": str(assets["data"]),
+        "deepspeed": deepspeed,
+        "mode": "lora",
+        "num_processes": 1,
+        "checkpoint_every": 2,
+        "keep_checkpoints": 2,
+        "lr": 1e-3,
+        "max_frames": 8,
+        "main_port": free_port(),
+    }
     for max_steps in (2, 3):  # the second launch finds step 2's checkpoint
         cfg = write_run(run, max_steps=max_steps, **common)
         env = os.environ | env_for(cfg) | {"NO_TORCH_COMPILE": "1", "OMP_NUM_THREADS": "1"}
-        done = subprocess.run(accelerate_command(cfg, run, TRAIN_MODULE), cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=1200)
+        done = subprocess.run(
+            accelerate_command(cfg, run, TRAIN_MODULE), cwd=REPO, env=env, capture_output=True, text=True, timeout=1200
+        )
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     first, last = checkpoints.list_checkpoints(run)
     assert (first.name, last.name) == ("step-000002", "step-000003")

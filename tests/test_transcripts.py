@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 
 from backend.core.errors import ConfigError, InputError
+from backend.data.transcripts import Word, check_transcript, load_transcript, parse_speaker_map
 from backend.dataset.spm import train_spm
 from backend.dataset.tokenize_text import TextTokenizeConfig, TokenizeFailures, tokenize_text
-from backend.data.transcripts import Word, check_transcript, load_transcript, parse_speaker_map
 
-GOOD = [{"speaker": "A", "word": "hello", "start": 0.5, "end": 0.9},
-        {"speaker": "B", "word": "hi", "start": 1.0, "end": 1.2},
-        {"speaker": "A", "word": "there", "start": 0.9, "end": 1.3}]
+GOOD = [
+    {"speaker": "A", "word": "hello", "start": 0.5, "end": 0.9},
+    {"speaker": "B", "word": "hi", "start": 1.0, "end": 1.2},
+    {"speaker": "A", "word": "there", "start": 0.9, "end": 1.3},
+]
 
 
 def write(path: Path, content: object) -> Path:
@@ -89,9 +91,16 @@ MALFORMED = [
     ("start-after-end", entry(start=1.5), "entry 1 ('hi'): start 1.5 s is after end 1.2 s"),
     ("unknown-speaker", entry(speaker="C"), "unknown speaker label(s) 'C'"),
     ("kyutai-entry", {"alignments": [["hi", 0.5, "SPEAKER_MAIN"]]}, "alignments entry 0: the times must be"),
-    ("kyutai-short", {"alignments": [["hi", [0.5, 0.9]]]}, "alignments entry 0: expected [word, [start, end], speaker]"),
-    ("kyutai-labels", {"alignments": [["a", [0, 1], "X"], ["b", [1, 2], "Y"], ["c", [2, 3], "SPEAKER_MAIN"]]},
-     "unknown speaker label(s) 'X', 'Y'"),
+    (
+        "kyutai-short",
+        {"alignments": [["hi", [0.5, 0.9]]]},
+        "alignments entry 0: expected [word, [start, end], speaker]",
+    ),
+    (
+        "kyutai-labels",
+        {"alignments": [["a", [0, 1], "X"], ["b", [1, 2], "Y"], ["c", [2, 3], "SPEAKER_MAIN"]]},
+        "unknown speaker label(s) 'X', 'Y'",
+    ),
 ]
 
 
@@ -118,8 +127,9 @@ def tiny_spm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("case,content,problem", MALFORMED, ids=[m[0] for m in MALFORMED])
-def test_stage_writes_nothing_for_a_malformed_transcript(tmp_path: Path, tiny_spm: Path, case: str,
-                                                         content: object, problem: str) -> None:
+def test_stage_writes_nothing_for_a_malformed_transcript(
+    tmp_path: Path, tiny_spm: Path, case: str, content: object, problem: str
+) -> None:
     src, out = tmp_path / "text", tmp_path / "out"
     src.mkdir()
     write(src / "good.json", GOOD)
@@ -137,11 +147,13 @@ def test_stage_writes_nothing_for_a_malformed_transcript(tmp_path: Path, tiny_sp
 
 
 def test_check_transcript_warnings(tmp_path: Path) -> None:
-    words = [{"speaker": "A", "word": "late", "start": 9.5, "end": 10.4},
-             {"speaker": "A", "word": "hello", "start": 0.5, "end": 1.5},
-             {"speaker": "A", "word": "over", "start": 1.0, "end": 1.2},
-             {"speaker": "A", "word": "later", "start": 10.1, "end": 10.9},
-             {"speaker": "A", "word": " ", "start": 2.0, "end": 2.1}]
+    words = [
+        {"speaker": "A", "word": "late", "start": 9.5, "end": 10.4},
+        {"speaker": "A", "word": "hello", "start": 0.5, "end": 1.5},
+        {"speaker": "A", "word": "over", "start": 1.0, "end": 1.2},
+        {"speaker": "A", "word": "later", "start": 10.1, "end": 10.9},
+        {"speaker": "A", "word": " ", "start": 2.0, "end": 2.1},
+    ]
     t = load_transcript(write(tmp_path / "d.json", words))
     messages = [i.message for i in check_transcript(t, 10.0)]
     assert all(i.level == "warning" for i in check_transcript(t, 10.0))

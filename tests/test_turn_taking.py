@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from backend.core.spec import SAMPLE_RATE
 from backend.data import vad
 from backend.data.audio_io import write_stereo_wav
-from backend.core.spec import SAMPLE_RATE
 from backend.inference.turn_taking import TurnTakingConfig, analyse, compare, main
 
 SR = SAMPLE_RATE
@@ -27,11 +27,20 @@ def burst(x: np.ndarray, start: float, end: float, kind: str = "tone", level: fl
 
 # Speaker A holds the floor, B backchannels inside A's turn, then they trade turns with a gap, an
 # overlapping take-over, a within-speaker overlap and a short (but not backchannel) reply after silence.
-A_BURSTS = [(0.5, 1.2), (1.3, 2.0),  # 0.1 s silence: one IPU [0.5, 2.0]
-            (2.5, 4.0), (5.6, 7.0), (8.0, 9.2), (10.2, 10.5)]
-B_BURSTS = [(1.0, 1.03),  # a 30 ms click: dropped
-            (3.0, 3.3),  # backchannel inside A's turn [0.5, 4.0] (A's 0.5 s pause is bridged)
-            (4.3, 6.0), (7.8, 9.5)]
+A_BURSTS = [
+    (0.5, 1.2),
+    (1.3, 2.0),  # 0.1 s silence: one IPU [0.5, 2.0]
+    (2.5, 4.0),
+    (5.6, 7.0),
+    (8.0, 9.2),
+    (10.2, 10.5),
+]
+B_BURSTS = [
+    (1.0, 1.03),  # a 30 ms click: dropped
+    (3.0, 3.3),  # backchannel inside A's turn [0.5, 4.0] (A's 0.5 s pause is bridged)
+    (4.3, 6.0),
+    (7.8, 9.5),
+]
 DURATION = 11.0
 
 
@@ -46,15 +55,21 @@ def scenario(kind_a: str = "tone", kind_b: str = "noise") -> np.ndarray:
 
 def test_scenario_statistics_are_exact() -> None:
     t = analyse(scenario(), SR, TurnTakingConfig(), "synthetic")
-    assert t.ipus == {"A": [(0.5, 2.0), (2.5, 4.0), (5.6, 7.0), (8.0, 9.2), (10.2, 10.5)],
-                      "B": [(3.0, 3.3), (4.3, 6.0), (7.8, 9.5)]}
+    assert t.ipus == {
+        "A": [(0.5, 2.0), (2.5, 4.0), (5.6, 7.0), (8.0, 9.2), (10.2, 10.5)],
+        "B": [(3.0, 3.3), (4.3, 6.0), (7.8, 9.5)],
+    }
     assert t.backchannels == {"A": [], "B": [(3.0, 3.3)]}
     assert t.pauses == {"A": [(2.0, 2.5)], "B": []}
     assert t.gaps == [(4.0, 4.3), (7.0, 7.8), (9.5, 10.2)]
     assert t.overlaps_between == [(5.6, 6.0)]  # A takes the floor from B while B finishes
     assert t.overlaps_within == [(8.0, 9.2)]  # A talks (1.2 s: no backchannel) inside B's turn, B goes on
     assert [(f.from_speaker, f.to_speaker, f.time, f.offset) for f in t.floor_transfers] == [
-        ("A", "B", 4.3, 0.3), ("B", "A", 6.0, -0.4), ("A", "B", 7.8, 0.8), ("B", "A", 10.2, 0.7)]
+        ("A", "B", 4.3, 0.3),
+        ("B", "A", 6.0, -0.4),
+        ("A", "B", 7.8, 0.8),
+        ("B", "A", 10.2, 0.7),
+    ]
     assert t.talk_seconds == pytest.approx({"A": 5.9, "B": 3.7})
     assert t.talk_ratio["A"] == pytest.approx(5.9 / 9.6)
     assert t.overlap_seconds == pytest.approx(0.3 + 0.4 + 1.2)  # the backchannel overlaps A too
@@ -110,8 +125,10 @@ def test_cli_writes_json_for_labelled_sources(tmp_path: Path, capsys: pytest.Cap
     write_stereo_wav(tmp_path / "ref" / "d1.wav", scenario())
     write_stereo_wav(tmp_path / "gen.wav", scenario()[:, : 5 * SR])
     out = tmp_path / "stats.json"
-    assert main(["--inputs", f"reference={tmp_path / 'ref'}", f"generated={tmp_path / '*.wav'}",
-                 "--output", str(out)]) == 0
+    assert (
+        main(["--inputs", f"reference={tmp_path / 'ref'}", f"generated={tmp_path / '*.wav'}", "--output", str(out)])
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["comparison"]["sources"] == ["reference", "generated"]
     (ref,) = result["dialogues"]["reference"]

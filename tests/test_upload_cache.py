@@ -19,8 +19,9 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     from backend.demo.workspace import create_demo_workspace
 
     workspace = create_demo_workspace(tmp_path_factory.mktemp("cache") / "workspace").root
-    proc, s = start_studio(workspace, tmp_path_factory.mktemp("run"),
-                           ["--max-upload-mb", "1", "--upload-keep-minutes", "0.05"])
+    proc, s = start_studio(
+        workspace, tmp_path_factory.mktemp("run"), ["--max-upload-mb", "1", "--upload-keep-minutes", "0.05"]
+    )
     yield s
     stop_process(proc)
 

@@ -51,11 +51,28 @@ def test_two_mono_recordings_become_one_dialogue(tmp_path: Path, capsys: pytest.
         join_mono(MonoPairConfig(a=tmp_path / "a.wav", b=tmp_path / "long.wav", output=tmp_path / "x.wav"))
     assert not (tmp_path / "x.wav").exists()
     sf.write(tmp_path / "stereo.wav", np.zeros((100, 2), np.float32), 16000)
-    assert join_main(["--a", str(tmp_path / "stereo.wav"), "--b", str(tmp_path / "a.wav"),
-                      "--output", str(tmp_path / "y.wav")]) == 2
+    assert (
+        join_main(
+            ["--a", str(tmp_path / "stereo.wav"), "--b", str(tmp_path / "a.wav"), "--output", str(tmp_path / "y.wav")]
+        )
+        == 2
+    )
     assert "stereo.wav" in capsys.readouterr().err
-    assert join_main(["--a", str(tmp_path / "a.wav"), "--b", str(tmp_path / "b.flac"), "--offset", "-0.25",
-                      "--output", str(tmp_path / "z.flac")]) == 0
+    assert (
+        join_main(
+            [
+                "--a",
+                str(tmp_path / "a.wav"),
+                "--b",
+                str(tmp_path / "b.flac"),
+                "--offset",
+                "-0.25",
+                "--output",
+                str(tmp_path / "z.flac"),
+            ]
+        )
+        == 0
+    )
     assert "A +0.25 s of silence" in capsys.readouterr().out and sf.info(str(tmp_path / "z.flac")).channels == 2
 
 
@@ -82,8 +99,11 @@ def test_build_holds_out_a_validation_split(tmp_path: Path) -> None:
     assert held_out_data(ws) is None
 
     def build(validation: str, seed: int = 0) -> tuple[list[str], list[str]]:
-        report = build_dataset(DatasetConfig(audio_tokens=audio, text_tokens=text, output=ws.dataset,
-                                             validation=validation, split_seed=seed))
+        report = build_dataset(
+            DatasetConfig(
+                audio_tokens=audio, text_tokens=text, output=ws.dataset, validation=validation, split_seed=seed
+            )
+        )
         train = [i.split("/")[1] for i in list_dialogues(ws.dataset)]
         held = [i.split("/")[1] for i in list_dialogues(ws.dataset / "validation")] if report.validation else []
         assert held == report.validation and report.rows == len(names)
@@ -95,8 +115,11 @@ def test_build_holds_out_a_validation_split(tmp_path: Path) -> None:
     assert held_out_data(ws) == "dataset/validation"
     assert build("d03, d07")[1] == ["d03", "d07"]
     assert build("")[1] == [] and held_out_data(ws) is None  # no split: the old one is gone
-    for bad, problem in (("d99", "no dialogue named d99"), ("1.5", "between 0 and 1"),
-                         (",".join(names), "none to train")):
+    for bad, problem in (
+        ("d99", "no dialogue named d99"),
+        ("1.5", "between 0 and 1"),
+        (",".join(names), "none to train"),
+    ):
         with pytest.raises(ConfigError, match=problem):
             build(bad)
 
@@ -146,8 +169,9 @@ def test_data_tab_joins_two_uploaded_mono_recordings(tmp_path: Path) -> None:
         sf.write(uploads / name, _tone(seconds, 16000, freq), 16000)
         return str(uploads / name)
 
-    message, names, shown = on_join_mono(ws, upload("caller.wav", 2.0, 220), upload("agent.wav", 1.8, 330),
-                                         "call1", 0.2)
+    message, names, shown = on_join_mono(
+        ws, upload("caller.wav", 2.0, 220), upload("agent.wav", 1.8, 330), "call1", 0.2
+    )
     assert message.startswith("✔ Joined into **call1.wav**") and names == ["call1"] and shown == "call1", message
     assert sf.info(str(ws.raw / "call1.wav")).channels == 2
     for name, problem in (("../out", "a plain file name"), ("call1", "already has call1.wav")):

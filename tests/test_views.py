@@ -31,10 +31,13 @@ NASTY = '<b>&"'
 
 # ---------------------------------------------------------------- synthetic data
 
+
 def alignment_data(duration: float = 4.0) -> dict[str, Any]:
     bins = int(duration * 40)
-    env = {s: [[-0.8 * abs(math.sin(i / k)), 0.8 * abs(math.sin(i / k))] for i in range(bins)]
-           for s, k in (("A", 7.0), ("B", 11.0))}
+    env = {
+        s: [[-0.8 * abs(math.sin(i / k)), 0.8 * abs(math.sin(i / k))] for i in range(bins)]
+        for s, k in (("A", 7.0), ("B", 11.0))
+    }
     words = [
         {"speaker": "A", "word": "hello", "start": 0.30, "end": 0.80},
         {"speaker": "A", "word": NASTY, "start": 0.90, "end": 1.40},
@@ -43,31 +46,43 @@ def alignment_data(duration: float = 4.0) -> dict[str, Any]:
         {"speaker": "A", "word": "Tschüß", "start": 2.40, "end": 3.10},
         {"speaker": "B", "word": "late", "start": 3.80, "end": 4.30},  # ends after the audio (legal)
     ]
-    return {"name": "dlg <1>", "duration": duration, "envelope": env, "words": words,
-            "overlaps": [[1.20, 1.40]]}
+    return {"name": "dlg <1>", "duration": duration, "envelope": env, "words": words, "overlaps": [[1.20, 1.40]]}
 
 
 def timeline_data(first: int = 0, count: int = 12) -> dict[str, Any]:
     """Shaped like backend.dataset.timeline.timeline_data, built by hand from a small undelayed row."""
     total = first + count
     rng = np.random.default_rng(0)
-    labels = {"A": ["PAD", "EPAD", "\u2581hi", "\u2581", NASTY, "PAD"] * 4,
-              "B": ["EPAD", "\u2581ok", "PAD", "PAD"] * 6}
+    labels = {"A": ["PAD", "EPAD", "\u2581hi", "\u2581", NASTY, "PAD"] * 4, "B": ["EPAD", "\u2581ok", "PAD", "PAD"] * 6}
     ids = {"PAD": 3, "EPAD": 0, "\u2581hi": 120, "\u2581": 5, NASTY: 77, "\u2581ok": 300}
     row = {}
     for s in ("A", "B"):
         text = np.array([ids[lab] for lab in labels[s][:total]])
         row[s] = np.concatenate([text[None], rng.integers(0, 2048, (8, total))])
     win = slice(first, total)
-    delayed = delayed_input(training_rows(row["A"], row["B"]))[:, first + 1:total + 1]
+    delayed = delayed_input(training_rows(row["A"], row["B"]))[:, first + 1 : total + 1]
     return {
-        "dialogue_id": "demo/dlg", "start_frame": first, "frame_rate": 12.5,
-        "frames": list(range(first, total)), "times": [f / 12.5 for f in range(first, total)],
-        "speakers": {s: {"text_ids": row[s][0, win].tolist(), "text_labels": labels[s][first:total],
-                         "text_chars": [""] * (total - first), "codes": row[s][1:, win].tolist()} for s in ("A", "B")},
+        "dialogue_id": "demo/dlg",
+        "start_frame": first,
+        "frame_rate": 12.5,
+        "frames": list(range(first, total)),
+        "times": [f / 12.5 for f in range(first, total)],
+        "speakers": {
+            s: {
+                "text_ids": row[s][0, win].tolist(),
+                "text_labels": labels[s][first:total],
+                "text_chars": [""] * (total - first),
+                "codes": row[s][1:, win].tolist(),
+            }
+            for s in ("A", "B")
+        },
         "main": "A",
-        "delayed": {"row_names": ["text A"] + [f"A cb{i}" for i in range(8)] + [f"B cb{i}" for i in range(8)],
-                    "rows": delayed.tolist(), "delays": DELAYS, "start_step": first + 1},
+        "delayed": {
+            "row_names": ["text A"] + [f"A cb{i}" for i in range(8)] + [f"B cb{i}" for i in range(8)],
+            "rows": delayed.tolist(),
+            "delays": DELAYS,
+            "start_step": first + 1,
+        },
     }
 
 
@@ -109,13 +124,15 @@ class Tree(HTMLParser):
 
 # ---------------------------------------------------------------- structure
 
+
 def test_alignment_words_lanes_and_overlaps() -> None:
     data = alignment_data()
     html = render_alignment(data, "/gradio_api/file=/tmp/a&b.wav")
     tree = Tree(html)
     words = tree.having("word")
-    assert [(w["text"], w["attrs"]["data-start"]) for w in words] == \
-        [(w["word"], f"{w['start']:.3f}") for w in sorted(data["words"], key=lambda w: (w["speaker"], w["start"]))]
+    assert [(w["text"], w["attrs"]["data-start"]) for w in words] == [
+        (w["word"], f"{w['start']:.3f}") for w in sorted(data["words"], key=lambda w: (w["speaker"], w["start"]))
+    ]
     for w in data["words"]:  # each word exactly once, escaped, with its start
         assert html.count(f'data-start="{w["start"]:.3f}"') == 1
     assert html.count("&lt;b&gt;&amp;&quot;") == 2 and NASTY not in html  # the chip and its hover title
@@ -156,8 +173,9 @@ def test_alignment_of_a_demo_dialogue() -> None:
 
 def test_alignment_html_stays_small_for_a_long_dialogue() -> None:
     data = alignment_data(120.0)
-    data["words"] = [{"speaker": "AB"[i % 2], "word": f"word{i}", "start": i * 0.05, "end": i * 0.05 + 0.05}
-                     for i in range(2400)]
+    data["words"] = [
+        {"speaker": "AB"[i % 2], "word": f"word{i}", "start": i * 0.05, "end": i * 0.05 + 0.05} for i in range(2400)
+    ]
     html = render_alignment(data, "x.wav")
     assert len(Tree(html).having("word")) == 2400
     assert len(html) < 500_000, f"{len(html)} bytes for a 2-minute dialogue"
@@ -198,20 +216,28 @@ def test_timeline_marks_initial_tokens_and_audio() -> None:
     tree = Tree(render_timeline(data, "/gradio_api/file=/tmp/w.wav"))
     # At frame 0 the 14 delayed codebook rows still hold the initial token 2048.
     assert len([c for c in tree.having("ms-init") if c["tag"] == "td"]) == 14
-    assert [e["attrs"]["data-time"] for e in tree.elements if e["tag"] == "th" and "data-time" in e["attrs"]] == \
-        ["0.00", "0.08", "0.16", "0.24", "0.32", "0.40"]
+    assert [e["attrs"]["data-time"] for e in tree.elements if e["tag"] == "th" and "data-time" in e["attrs"]] == [
+        "0.00",
+        "0.08",
+        "0.16",
+        "0.24",
+        "0.32",
+        "0.40",
+    ]
     assert len(tree.having("ms-audio")) == 1
 
 
 # ---------------------------------------------------------------- real browser
+
 
 def _write_wav(path: Path, seconds: float, rate: int = 24_000) -> None:
     """Stereo 16-bit tone: A at 220 Hz, B at 330 Hz."""
     frames = bytearray()
     for i in range(int(seconds * rate)):
         t = i / rate
-        frames += struct.pack("<hh", int(8000 * math.sin(2 * math.pi * 220 * t)),
-                              int(8000 * math.sin(2 * math.pi * 330 * t)))
+        frames += struct.pack(
+            "<hh", int(8000 * math.sin(2 * math.pi * 220 * t)), int(8000 * math.sin(2 * math.pi * 330 * t))
+        )
     with wave.open(str(path), "wb") as w:
         w.setnchannels(2)
         w.setsampwidth(2)
@@ -239,20 +265,24 @@ class RangeHandler(SimpleHTTPRequestHandler):
         self.send_header("Content-Length", str(end - start + 1))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
-        return io.BytesIO(data[start:end + 1])
+        return io.BytesIO(data[start : end + 1])
 
 
 def _page(widget_html: str, js: str, dark: bool) -> str:
     """The widget as gr.HTML shows it: js_on_load runs as a function of `element` (the root)."""
-    gradio_dark = ("body.dark{--body-text-color:#f3f4f6;--body-text-color-subdued:#9ca3af;"
-                   "--background-fill-primary:#0b0f19;--background-fill-secondary:#111827;"
-                   "--border-color-primary:#374151;background:#0b0f19}")
+    gradio_dark = (
+        "body.dark{--body-text-color:#f3f4f6;--body-text-color-subdued:#9ca3af;"
+        "--background-fill-primary:#0b0f19;--background-fill-secondary:#111827;"
+        "--border-color-primary:#374151;background:#0b0f19}"
+    )
     script = json.dumps(js).replace("</", "<\\/")  # a JS string literal that cannot close the <script>
-    return (f'<!doctype html><html><head><meta charset="utf-8"><style>{CSS}{gradio_dark}'
-            f'body{{font-family:system-ui,sans-serif;margin:16px}}</style></head>'
-            f'<body class="{"dark" if dark else ""}"><div id="root">{widget_html}</div>'
-            f'<script>new Function("element", {script})'
-            f'(document.getElementById("root"));</script></body></html>')
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><style>{CSS}{gradio_dark}'
+        f"body{{font-family:system-ui,sans-serif;margin:16px}}</style></head>"
+        f'<body class="{"dark" if dark else ""}"><div id="root">{widget_html}</div>'
+        f'<script>new Function("element", {script})'
+        f'(document.getElementById("root"));</script></body></html>'
+    )
 
 
 @pytest.fixture(scope="module")
@@ -288,8 +318,10 @@ def test_alignment_click_plays_exactly_the_word(browser, served) -> None:  # typ
     page.wait_for_function("document.querySelector('audio').currentTime > 0.95", timeout=5000)
     page.wait_for_function("document.querySelector('audio').paused", timeout=5000)
     t = page.evaluate("document.querySelector('audio').currentTime")
-    played = page.evaluate("(() => { const r = document.querySelector('audio').played;"
-                           " return Array.from({length: r.length}, (_, i) => [r.start(i), r.end(i)]); })()")
+    played = page.evaluate(
+        "(() => { const r = document.querySelector('audio').played;"
+        " return Array.from({length: r.length}, (_, i) => [r.start(i), r.end(i)]); })()"
+    )
     assert start <= t <= end + 0.02 and t >= end - 0.08, f"stopped at {t}, word spans {start}-{end}"
     assert any(a <= start + 0.05 and b >= end - 0.08 for a, b in played), played
     assert "ms-active" in (word.get_attribute("class") or "")
@@ -298,7 +330,9 @@ def test_alignment_click_plays_exactly_the_word(browser, served) -> None:  # typ
 
     # Clicking another word moves the highlight; clicking the waveform seeks without playing.
     page.locator(".word", has_text="hello").click()
-    page.wait_for_function("document.querySelector('audio').paused && document.querySelector('audio').currentTime > 0.7")
+    page.wait_for_function(
+        "document.querySelector('audio').paused && document.querySelector('audio').currentTime > 0.7"
+    )
     assert page.locator(".word.ms-active").count() == 1
     box = page.locator(".ms-spk-B .ms-wave").bounding_box()
     track = page.locator(".ms-track").bounding_box()
@@ -318,8 +352,9 @@ def test_alignment_click_plays_exactly_the_word(browser, served) -> None:  # typ
     dark.close()
 
     shutil.copyfile(REPO / "assets/demo/demo_cafe.flac", served[0] / "demo_cafe.flac")
-    demo, errors = _open(browser, served, "alignment-demo", render_alignment(demo_alignment(), "demo_cafe.flac"),
-                         ALIGNMENT_JS)
+    demo, errors = _open(
+        browser, served, "alignment-demo", render_alignment(demo_alignment(), "demo_cafe.flac"), ALIGNMENT_JS
+    )
     demo.wait_for_function("document.querySelector('audio').readyState >= 3")
     demo.locator(".word").nth(3).click()
     demo.wait_for_function("document.querySelector('audio').paused && document.querySelector('audio').currentTime > 0")
@@ -354,25 +389,31 @@ def test_alignment_chips_show_whole_words_and_a_new_dialogue_starts_unzoomed(bro
     page, errors = _open(browser, served, "alignment-fit", render_alignment(long, "dlg.wav"), ALIGNMENT_JS)
     chip = page.locator(".word", has_text="Cappuccino")
     assert chip.get_attribute("title") == "Cappuccino"  # hovering shows the whole word
-    page.wait_for_function("(() => { const w = [...document.querySelectorAll('.word')]"
-                           ".find(w => w.textContent === 'Cappuccino'); return w.scrollWidth <= w.clientWidth; })()",
-                           timeout=5000)  # the row is free after it: shown whole, not "C..."
+    page.wait_for_function(
+        "(() => { const w = [...document.querySelectorAll('.word')]"
+        ".find(w => w.textContent === 'Cappuccino'); return w.scrollWidth <= w.clientWidth; })()",
+        timeout=5000,
+    )  # the row is free after it: shown whole, not "C..."
 
     # Zoom in and scroll, then the next dialogue arrives patched into the same elements (as Gradio does).
     page.locator(".ms-zoom").fill("3")
     page.evaluate("document.querySelector('.ms-scroll').scrollLeft = 2500")
     assert page.evaluate("document.querySelector('.ms-scroll').scrollLeft") > 0
     other = render_alignment(alignment_data(), "dlg.wav")
-    page.evaluate("""html => {
+    page.evaluate(
+        """html => {
         const next = new DOMParser().parseFromString(html, 'text/html').querySelector('.ms-align');
         const root = document.querySelector('.ms-align');
         for (const a of ['data-span', 'data-width']) root.setAttribute(a, next.getAttribute(a));
         root.querySelector('.ms-title').textContent = next.querySelector('.ms-title').textContent;
         root.querySelector('.ms-track').innerHTML = next.querySelector('.ms-track').innerHTML;
-    }""", other)
+    }""",
+        other,
+    )
     page.wait_for_function("document.querySelector('.ms-scroll').scrollLeft === 0", timeout=5000)
     assert page.evaluate("document.querySelector('.ms-zoom').value") == "1"
-    assert page.evaluate("document.querySelector('.ms-track').style.width") == \
-        page.evaluate("document.querySelector('.ms-align').dataset.width + 'px'")
+    assert page.evaluate("document.querySelector('.ms-track').style.width") == page.evaluate(
+        "document.querySelector('.ms-align').dataset.width + 'px'"
+    )
     assert not errors, errors
     page.close()

@@ -51,8 +51,14 @@ def preset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.nda
     folder, _ = personaplex_folder(tmp / "pp", dep_q=16)
     codes = torch.randint(0, 2048, (8, VOICE_FRAMES))
     torch.save(codes, tmp / "codes.pt")
-    run_upstream(_MAKE_PRESET, vendored.parent, json.dumps(tiny_lm_kwargs() | {"dep_q": 16}),
-                 str(folder / "model.safetensors"), str(tmp / "codes.pt"), str(tmp / "NATX1.wav"))
+    run_upstream(
+        _MAKE_PRESET,
+        vendored.parent,
+        json.dumps(tiny_lm_kwargs() | {"dep_q": 16}),
+        str(folder / "model.safetensors"),
+        str(tmp / "codes.pt"),
+        str(tmp / "NATX1.wav"),
+    )
     return folder, tmp / "NATX1.pt", codes.numpy()
 
 
@@ -98,10 +104,11 @@ def test_continuations_replay_a_preset_as_its_voice(preset) -> None:  # type: ig
     def continue_with(persona) -> np.ndarray:  # type: ignore[no-untyped-def]
         rows = [np.concatenate([persona.rows(), dialogue], axis=1)]
         prompt = rows[0].shape[1] - 6
-        return run_batch(lm, Sampler(lm, GenerateConfig()), rows, prompt, rows[0].shape[1], [5], None,
-                         persona.voice_embeddings)
+        return run_batch(
+            lm, Sampler(lm, GenerateConfig()), rows, prompt, rows[0].shape[1], [5], None, persona.voice_embeddings
+        )
 
     from_codes = continue_with(make_persona("", None, codes))
     from_preset = continue_with(make_persona("", None, got.codes, got.embeddings))
-    assert (from_preset[:, 1:9, :VOICE_FRAMES - 3] == -1).all()  # codes a preset does not hold, never read
-    np.testing.assert_array_equal(from_codes[:, :, VOICE_FRAMES - 3:], from_preset[:, :, VOICE_FRAMES - 3:])
+    assert (from_preset[:, 1:9, : VOICE_FRAMES - 3] == -1).all()  # codes a preset does not hold, never read
+    np.testing.assert_array_equal(from_codes[:, :, VOICE_FRAMES - 3 :], from_preset[:, :, VOICE_FRAMES - 3 :])

@@ -42,10 +42,18 @@ window.result = new Promise((resolve) => {
 
 def handshake(port: int, origin: str, **headers: str) -> httpx.Response:
     """A websocket handshake on /api/chat as a browser page of `origin` sends it (a refusal's body read)."""
-    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-               "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(), "Origin": origin, **headers}
-    with httpx.Client(timeout=30) as http, http.stream("GET", f"http://127.0.0.1:{port}/api/chat",
-                                                        headers=upgrade) as r:
+    upgrade = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+        "Origin": origin,
+        **headers,
+    }
+    with (
+        httpx.Client(timeout=30) as http,
+        http.stream("GET", f"http://127.0.0.1:{port}/api/chat", headers=upgrade) as r,
+    ):
         if r.status_code != 101:
             r.read()
         return r
@@ -75,6 +83,7 @@ def test_the_reverse_proxy_settings_of_the_readme_pass_the_origin_check(demo_wor
 
 # ---------------------------------------------------------------- chat-server --static
 
+
 @pytest.fixture
 def client_dist(tmp_path: Path) -> Path:
     """A folder laid out as Kyutai's built client (index.html, assets/), a secret beside it, a symlink out."""
@@ -98,17 +107,24 @@ def raw_get(port: int, path: str) -> tuple[int, bytes]:
         conn.close()
 
 
-def test_chat_server_serves_a_built_client_at_its_root_and_nothing_outside(demo_workspace: Any,
-                                                                             client_dist: Path) -> None:
+def test_chat_server_serves_a_built_client_at_its_root_and_nothing_outside(
+    demo_workspace: Any, client_dist: Path
+) -> None:
     port = free_port()
     with standalone_server(demo_workspace, demo_workspace.demo_lm, port, "--static", str(client_dist)):
         status, body = raw_get(port, "/")
         assert status == 200 and b"/assets/index-1a2b.js" in body
         assert raw_get(port, "/?worker_addr=127.0.0.1:8998")[0] == 200  # how its README points it at a server
         assert raw_get(port, "/assets/index-1a2b.js") == (200, b"console.log('moshi client')")
-        outside = ["/../secret.txt", "/assets/../../secret.txt", "/%2e%2e/secret.txt", "/..%2fsecret.txt",
-                   "/assets/%2e%2e/%2e%2e/secret.txt", "/assets/link.txt",
-                   "//" + str(client_dist.parent / "secret.txt")]
+        outside = [
+            "/../secret.txt",
+            "/assets/../../secret.txt",
+            "/%2e%2e/secret.txt",
+            "/..%2fsecret.txt",
+            "/assets/%2e%2e/%2e%2e/secret.txt",
+            "/assets/link.txt",
+            "//" + str(client_dist.parent / "secret.txt"),
+        ]
         for path in outside:
             status, body = raw_get(port, path)
             assert status == 404 and b"do-not-serve" not in body, (path, status, body[:100])
@@ -119,20 +135,42 @@ def test_chat_server_serves_a_built_client_at_its_root_and_nothing_outside(demo_
 
 
 def test_chat_server_refuses_a_static_folder_that_is_not_a_built_client(demo_workspace: Any, tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "backend.inference.chat_server", "--model",
-                             str(demo_workspace.demo_lm), "--mimi", str(demo_workspace.demo_mimi), "--tokenizer",
-                             str(demo_workspace.demo_tokenizer), "--device", "cpu", "--static", str(tmp_path)],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "backend.inference.chat_server",
+            "--model",
+            str(demo_workspace.demo_lm),
+            "--mimi",
+            str(demo_workspace.demo_mimi),
+            "--tokenizer",
+            str(demo_workspace.demo_tokenizer),
+            "--device",
+            "cpu",
+            "--static",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and f"{tmp_path}: not a built web client" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
 
 
 # ---------------------------------------------------------------- launch.py --preload-chat
 
+
 def start_studio(workspace: Path, log: Path, *args: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "launch.py", "--workspace", str(workspace), "--port", str(port), *args],
-                            cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "launch.py", "--workspace", str(workspace), "--port", str(port), *args],
+        cwd=REPO,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.time() + 240
     while True:
         try:
@@ -155,6 +193,7 @@ def test_studio_loads_the_chat_model_at_start_with_preload_chat(demo_workspace: 
 
 
 # ---------------------------------------------------------------- chromium: a page of another origin
+
 
 @pytest.fixture
 def page_server(tmp_path: Path) -> Iterator[int]:
@@ -179,8 +218,9 @@ def kyutai_handshake(browser: Any, page_dir: Path, page_port: int, chat_port: in
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_a_page_of_another_origin_talks_to_chat_server_only_when_allowed(demo_workspace: Any, browser: Any,
-                                                                        page_server: int, tmp_path: Path) -> None:
+def test_a_page_of_another_origin_talks_to_chat_server_only_when_allowed(
+    demo_workspace: Any, browser: Any, page_server: int, tmp_path: Path
+) -> None:
     origin = f"http://localhost:{page_server}"
     port = free_port()
     with standalone_server(demo_workspace, demo_workspace.demo_lm, port) as proc:
@@ -195,8 +235,9 @@ def test_a_page_of_another_origin_talks_to_chat_server_only_when_allowed(demo_wo
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_a_page_of_another_origin_talks_to_the_studio_only_when_allowed(demo_workspace: Any, browser: Any,
-                                                                        page_server: int, tmp_path: Path) -> None:
+def test_a_page_of_another_origin_talks_to_the_studio_only_when_allowed(
+    demo_workspace: Any, browser: Any, page_server: int, tmp_path: Path
+) -> None:
     origin = f"http://localhost:{page_server}"
     results = {}
     for allowed in [(), ("--allowed-origins", origin, "--preload-chat")]:

@@ -9,12 +9,12 @@ from moshi.utils.compile import no_compile
 
 from backend.core import config
 from backend.core.errors import ConfigError, InputError
-from backend.models.source import DEMO_MIMI_ASSET, random_mimi, tiny_mimi_config
-from backend.models.weights import load_lm, load_mimi
-from backend.core.spec import CARD, FRAME_SIZE, PAD_ID, EPAD_ID
-from backend.models.text_tokenizer import load_spm
+from backend.core.spec import CARD, EPAD_ID, FRAME_SIZE, PAD_ID
 from backend.core.workspace import WorkspaceSettings, open_workspace
 from backend.demo.workspace import create_demo_workspace, demo_lm, main
+from backend.models.source import DEMO_MIMI_ASSET, random_mimi, tiny_mimi_config
+from backend.models.text_tokenizer import load_spm
+from backend.models.weights import load_lm, load_mimi
 
 
 @pytest.fixture
@@ -78,8 +78,9 @@ def test_random_codec_workspace_for_speed(tmp_path):
 def test_saved_lm_loads_back_identical(demo_ws):
     lm = load_lm(demo_ws.lm_source)
     gen = torch.Generator().manual_seed(2)
-    codes = torch.cat([torch.randint(0, 400, (1, 1, 6), generator=gen),
-                       torch.randint(0, CARD, (1, 16, 6), generator=gen)], dim=1)
+    codes = torch.cat(
+        [torch.randint(0, 400, (1, 1, 6), generator=gen), torch.randint(0, CARD, (1, 16, 6), generator=gen)], dim=1
+    )
     with torch.no_grad(), no_compile():  # torch.compile would cost ~30 s on 2 cores
         out, ref = lm(codes), demo_lm()(codes)
     assert out.logits.shape[:2] == (1, 8)
@@ -117,17 +118,26 @@ def test_cli_show(demo_ws, capsys):
 
 def test_model_folders_lists_models_exports_and_complete_checkpoints(tmp_path: Path) -> None:
     from backend.core.workspace import Workspace
-    from backend.models.checkpoints import model_folders
     from backend.models import checkpoints
+    from backend.models.checkpoints import model_folders
     from backend.models.source import LM_KWARGS
 
     ws = Workspace(tmp_path, WorkspaceSettings())
-    for folder in ("models/a", "runs/r1/exports/step-000002", "runs/r1/checkpoints/step-000002",
-                   "runs/r1/checkpoints/step-000004", "runs/r2/checkpoints/step-000001"):
+    for folder in (
+        "models/a",
+        "runs/r1/exports/step-000002",
+        "runs/r1/checkpoints/step-000002",
+        "runs/r1/checkpoints/step-000004",
+        "runs/r2/checkpoints/step-000001",
+    ):
         (tmp_path / folder).mkdir(parents=True)
         (tmp_path / folder / LM_KWARGS).write_text("{}")
     for step in ("r1/checkpoints/step-000002", "r2/checkpoints/step-000001"):
         (tmp_path / "runs" / step / checkpoints.COMPLETE).write_text("ok\n")
     # step-000004 has no `complete` marker: a save that was cut short is not offered
-    assert model_folders(ws) == ["models/a", "runs/r2/checkpoints/step-000001", "runs/r1/exports/step-000002",
-                                 "runs/r1/checkpoints/step-000002"]
+    assert model_folders(ws) == [
+        "models/a",
+        "runs/r2/checkpoints/step-000001",
+        "runs/r1/exports/step-000002",
+        "runs/r1/checkpoints/step-000002",
+    ]

@@ -10,10 +10,10 @@ import torch
 from moshi.models import loaders
 
 from backend.core import config
+from backend.core.spec import EPAD_ID, PAD_ID
 from backend.dataset.build import SCHEMA, shard_name
 from backend.finetune.config import FinetuneConfig
 from backend.models.source import save_lm, tiny_lm_kwargs
-from backend.core.spec import EPAD_ID, PAD_ID
 
 
 def speaker_tokens(rng: np.random.Generator, frames: int, audio_vocab: int = 2048) -> np.ndarray:
@@ -22,12 +22,13 @@ def speaker_tokens(rng: np.random.Generator, frames: int, audio_vocab: int = 204
     text = np.full(frames, PAD_ID)
     for start in range(2, frames - 1, 5):
         text[start - 1] = EPAD_ID
-        text[start:start + 2] = rng.integers(10, 300, size=2)
+        text[start : start + 2] = rng.integers(10, 300, size=2)
     return np.concatenate([text[None], rng.integers(0, audio_vocab, size=(8, frames))])
 
 
-def write_dataset(folder: Path, lengths: list[int], seed: int = 0, prefix: str = "train",
-                  audio_vocab: int = 2048) -> Path:
+def write_dataset(
+    folder: Path, lengths: list[int], seed: int = 0, prefix: str = "train", audio_vocab: int = 2048
+) -> Path:
     rng = np.random.default_rng(seed)
     rows: dict[str, list] = {"dialogue_id": [], "A": [], "B": []}
     for i, frames in enumerate(lengths):
@@ -47,8 +48,10 @@ def write_model(folder: Path, dep_q: int = 16, seed: int = 0) -> Path:
 
 
 def write_run(run_dir: Path, **overrides: Any) -> FinetuneConfig:
-    cfg = config.from_dict(FinetuneConfig, {"device": "cpu", "max_frames": 16, "min_frames": 4,
-                                            "checkpoint_every": 0, "log_every": 1} | overrides)
+    cfg = config.from_dict(
+        FinetuneConfig,
+        {"device": "cpu", "max_frames": 16, "min_frames": 4, "checkpoint_every": 0, "log_every": 1} | overrides,
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(cfg, run_dir / "config.json")
     return cfg
@@ -64,8 +67,8 @@ def reset_accelerate() -> None:
 
 def trained_checkpoint(run_dir: Path, **overrides: Any) -> Path:
     """Train a run in this process (write_run's config with `overrides`) and return its last checkpoint."""
-    from backend.models import checkpoints
     from backend.finetune.trainer import train
+    from backend.models import checkpoints
 
     write_run(run_dir, **overrides)
     try:

@@ -20,18 +20,21 @@ def upstream_tree(repo: str, subdir: str, dest: Path) -> Path:
     if not git_dir.is_dir():
         pytest.skip(f"no local mirror of {repo} under {MIRRORS}")
     dest.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "--git-dir", str(git_dir), "archive", "HEAD", subdir],
-                             check=True, capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "archive", "HEAD", subdir], check=True, capture_output=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest / subdir
 
 
-def run_upstream(code: str, path: Path, *args: str, cwd: Path | None = None,
-                 timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run_upstream(
+    code: str, path: Path, *args: str, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     """Run `code` with this venv's Python and `path` first on sys.path (so `import moshi` is the other project's
     copy when `path` holds one); fails the test with its output when it fails."""
     env = dict(os.environ, PYTHONPATH=str(path), HF_HUB_OFFLINE="1")
-    done = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, f"upstream code failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done

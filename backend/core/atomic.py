@@ -66,8 +66,10 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
 def _raise_disk_full(e: BaseException, target: Path) -> None:
     """A full disk (or quota) as a message naming what could not be written, not a bare OSError."""
     if isinstance(e, OSError) and (e.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(e)):  # pyarrow
-        raise DiskFull(f"{target}: not written, the disk is full ({e.strerror}); free some space and try "
-                       "again (the old version, if any, is untouched)") from None
+        raise DiskFull(
+            f"{target}: not written, the disk is full ({e.strerror}); free some space and try "
+            "again (the old version, if any, is untouched)"
+        ) from None
 
 
 def check_output_folder(folder: str | Path, what: str) -> None:

@@ -24,12 +24,26 @@ C = TypeVar("C")
 
 
 INT_LIMIT = 2**63 - 1  # every integer setting fits an int64 (torch, NumPy, Parquet)
-BOUNDS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),
-          "le": ("<=", lambda v, b: v <= b), "lt": ("<", lambda v, b: v < b)}
+BOUNDS = {
+    "ge": (">=", lambda v, b: v >= b),
+    "gt": (">", lambda v, b: v > b),
+    "le": ("<=", lambda v, b: v <= b),
+    "lt": ("<", lambda v, b: v < b),
+}
 
 
-def option(default: Any, help: str, *, choices: tuple | None = None, cli: bool = True, form: bool = True,
-           ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None) -> Any:
+def option(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple | None = None,
+    cli: bool = True,
+    form: bool = True,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
     """A config field with its help text (shown in --help and as the studio's field info) and, for numbers,
     its bounds (ge: >=, gt: >, le: <=, lt: <), checked by `check_numbers`. `cli=False`: no flag; `form=False`:
     no input in the studio's forms (a setting only the command line may give, such as a file it writes)."""
@@ -198,13 +212,21 @@ def cli_parser(cls: type, description: str, parser: argparse.ArgumentParser | No
         help_text = f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%")  # argparse formats %
         if base is bool:
             if f.name.startswith("no_"):
-                raise TypeError(f"{cls.__name__}.{f.name}: argparse would make {flag} and --no-{flag[2:]}, which both "
-                                f"set False; name the field positively ({f.name[3:]}) and list {f.name} in its "
-                                f"RENAMED as Renamed({f.name[3:]!r}, negated=True)")
+                raise TypeError(
+                    f"{cls.__name__}.{f.name}: argparse would make {flag} and --no-{flag[2:]}, which both "
+                    f"set False; name the field positively ({f.name[3:]}) and list {f.name} in its "
+                    f"RENAMED as Renamed({f.name[3:]!r}, negated=True)"
+                )
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            parser.add_argument(flag, dest=f.name, default=None, choices=field_choices(f, hints[f.name]),
-                                nargs="+" if typing.get_origin(base) is list else None, help=help_text)
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                default=None,
+                choices=field_choices(f, hints[f.name]),
+                nargs="+" if typing.get_origin(base) is list else None,
+                help=help_text,
+            )
     return parser
 
 
@@ -238,7 +260,15 @@ def describe(cls: type) -> list[dict[str, Any]]:
     for f in dataclasses.fields(cls):
         base, optional = _base_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        rows.append({"name": f.name, "type": base, "optional": optional, "default": default,
-                     "help": f.metadata.get("help", ""), "choices": field_choices(f, hints[f.name]),
-                     "bounds": f.metadata.get("bounds", {})})
+        rows.append(
+            {
+                "name": f.name,
+                "type": base,
+                "optional": optional,
+                "default": default,
+                "help": f.metadata.get("help", ""),
+                "choices": field_choices(f, hints[f.name]),
+                "bounds": f.metadata.get("bounds", {}),
+            }
+        )
     return rows

@@ -25,10 +25,14 @@ def inside_workspace(root: Path, text: str | Path, what: str) -> Path:
         raise ConfigError(f"{what}: {raw!r} is not a path")
     long = next((part for part in Path(raw).parts if len(part.encode("utf-8", "surrogateescape")) > NAME_MAX), None)
     if long is not None:  # the file system would refuse it with a bare "[Errno 36] File name too long"
-        raise ConfigError(f"{what}: the name {long[:40]!r}... is {len(long)} characters long; a file or folder name "
-                          f"may have at most {NAME_MAX} bytes")
+        raise ConfigError(
+            f"{what}: the name {long[:40]!r}... is {len(long)} characters long; a file or folder name "
+            f"may have at most {NAME_MAX} bytes"
+        )
     path = (base / raw).resolve()  # an absolute `raw` replaces `base`
     if path == base or not path.is_relative_to(base):
-        raise ConfigError(f"{what}: {raw} is not inside the workspace ({base}); give a path inside it, "
-                          f"for example a folder name relative to it")
+        raise ConfigError(
+            f"{what}: {raw} is not inside the workspace ({base}); give a path inside it, "
+            f"for example a folder name relative to it"
+        )
     return path

@@ -27,8 +27,14 @@ DPI = 100
 SPECTROGRAM_FFT, SPECTROGRAM_HOP, SPECTROGRAM_RANGE_DB = 1024, 256, 80.0
 # The loss parts of metrics.jsonl (backend.finetune.loss.PARTS) in two panels: totals, then per stream.
 TOTALS = ("loss", "text_loss", "audio_loss")
-STREAMS = ("text_nonpad_loss", "text_pad_loss", "moshi_semantic_loss", "moshi_acoustic_loss",
-           "user_semantic_loss", "user_acoustic_loss")
+STREAMS = (
+    "text_nonpad_loss",
+    "text_pad_loss",
+    "moshi_semantic_loss",
+    "moshi_acoustic_loss",
+    "user_semantic_loss",
+    "user_acoustic_loss",
+)
 
 
 def plot_option(what: str) -> Any:
@@ -50,8 +56,13 @@ def check_png_path(path: str | Path) -> Path:
     return path
 
 
-CJK_FONT_FILES = ("NotoSansCJK-Regular.ttc", "NotoSansCJKjp-Regular.otf", "NotoSansJP-Regular.otf", "ipaexg.ttf",
-                  "ipag.ttf")  # preferred first: Debian fonts-noto-cjk, older Noto packagings, IPA fonts
+CJK_FONT_FILES = (
+    "NotoSansCJK-Regular.ttc",
+    "NotoSansCJKjp-Regular.otf",
+    "NotoSansJP-Regular.otf",
+    "ipaexg.ttf",
+    "ipag.ttf",
+)  # preferred first: Debian fonts-noto-cjk, older Noto packagings, IPA fonts
 
 
 @functools.cache
@@ -95,6 +106,7 @@ def _empty(ax: Any, message: str) -> None:
 
 # ---------------------------------------------------------------- fine-tune runs
 
+
 def loss_curves(metrics: list[dict[str, Any]], title: str = "") -> "Figure":
     """Training losses against the optimiser step (evaluations as dashed lines with markers), totals on
     the left and each stream on the right, log scale."""
@@ -125,6 +137,7 @@ def loss_curves(metrics: list[dict[str, Any]], title: str = "") -> "Figure":
 
 # ---------------------------------------------------------------- continuations
 
+
 def log_spectrogram(x: np.ndarray) -> np.ndarray:
     """[freq, time] magnitude in dB of a mono signal (Hann window, SPECTROGRAM_FFT / SPECTROGRAM_HOP)."""
     x = np.asarray(x, dtype=np.float32)
@@ -135,8 +148,9 @@ def log_spectrogram(x: np.ndarray) -> np.ndarray:
     return 20 * np.log10(np.maximum(magnitude, 1e-6))
 
 
-def spectrograms(reference: np.ndarray, continuation: np.ndarray, sample_rate: int, prompt_seconds: float,
-                 title: str = "") -> "Figure":
+def spectrograms(
+    reference: np.ndarray, continuation: np.ndarray, sample_rate: int, prompt_seconds: float, title: str = ""
+) -> "Figure":
     """Reference and continuation side by side ([2, N] stereo each: left = Moshi, right = user), one row per
     channel, on one colour scale; a line marks the end of the prompt."""
     columns = {"reference": reference, "continuation": continuation}
@@ -149,8 +163,15 @@ def spectrograms(reference: np.ndarray, continuation: np.ndarray, sample_rate: i
         for row, (channel, spec) in enumerate(zip(("Moshi (left)", "user (right)"), chans)):
             ax = axes[row, col]
             seconds = columns[name].shape[1] / sample_rate
-            image = ax.imshow(spec, origin="lower", aspect="auto", cmap="magma", vmin=top - SPECTROGRAM_RANGE_DB,
-                              vmax=top, extent=(0, seconds, 0, sample_rate / 2000))
+            image = ax.imshow(
+                spec,
+                origin="lower",
+                aspect="auto",
+                cmap="magma",
+                vmin=top - SPECTROGRAM_RANGE_DB,
+                vmax=top,
+                extent=(0, seconds, 0, sample_rate / 2000),
+            )
             ax.axvline(prompt_seconds, color="cyan", lw=1, ls="--")
             ax.set_title(f"{name}: {channel}", fontsize=9)
             if row == 1:
@@ -162,6 +183,7 @@ def spectrograms(reference: np.ndarray, continuation: np.ndarray, sample_rate: i
 
 
 # ---------------------------------------------------------------- turn-taking and dataset statistics
+
 
 def turn_taking_histograms(comparison: dict[str, Any]) -> "Figure":
     """Every metric of `turn_taking.compare` as one histogram panel, one outline per source."""
@@ -179,7 +201,7 @@ def turn_taking_histograms(comparison: dict[str, Any]) -> "Figure":
         for i, (label, s) in enumerate(m["by_source"].items()):
             ax.stairs(s["counts"], m["edges"], color=f"C{i}", lw=1.5, label=f"{label} (n={s['n']})")
         ax.legend(fontsize=6)
-    for ax in axes[len(metrics):]:
+    for ax in axes[len(metrics) :]:
         ax.set_visible(False)
     return fig
 
@@ -201,6 +223,7 @@ def gap_histogram(edges: list[float], counts: list[int], title: str = "") -> "Fi
 
 # ---------------------------------------------------------------- dataset timeline
 
+
 def _piece_labels(stream: dict[str, Any]) -> list[str]:
     """A stream's piece labels, each byte-fallback piece with the character its run forms ("𠮷 <0xF0>")."""
     return [f"{char} {label}" if char else label for label, char in zip(stream["text_labels"], stream["text_chars"])]
@@ -221,8 +244,15 @@ def timeline(data: dict[str, Any]) -> "Figure":
     for ax, (name, codes, labels) in zip(fig.subplots(len(panels), 1, sharex=True), panels):
         # Ids outside the codebook (initial token, zero token) are blank.
         shown = np.ma.masked_outside(codes, 0, 2047)
-        ax.imshow(shown, aspect="auto", cmap="tab20", vmin=0, vmax=2047, interpolation="nearest",
-                  extent=(*extent, codes.shape[0] - 0.5, -0.5))
+        ax.imshow(
+            shown,
+            aspect="auto",
+            cmap="tab20",
+            vmin=0,
+            vmax=2047,
+            interpolation="nearest",
+            extent=(*extent, codes.shape[0] - 0.5, -0.5),
+        )
         ax.set_yticks(range(codes.shape[0]), [f"cb{i % 8}" for i in range(codes.shape[0])], fontsize=6)
         ax.set_title(name, fontsize=9, loc="left", pad=30)  # above the text pieces
         for t, label in zip(times, labels):

@@ -13,6 +13,7 @@ def cli_progress() -> Iterator[Progress]:
     from tqdm import tqdm
 
     with tqdm(total=100.0, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}] {postfix}") as bar:
+
         def progress(fraction: float, message: str) -> None:
             bar.n = 100.0 * fraction
             bar.set_postfix_str(message)

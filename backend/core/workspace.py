@@ -42,16 +42,31 @@ LM_PRESETS = (DEMO_LM, KYUTAI_REPO, "kyutai/moshika-pytorch-bf16", "nu-dialogue/
 
 @dataclass
 class WorkspaceSettings:
-    mimi: str = option(DEMO_MIMI, "Mimi weights: a folder or .safetensors file (relative to the workspace) "
-                                  "or a hub repo id such as kyutai/moshiko-pytorch-bf16")
-    lm: str = option(DEMO_LM, "Moshi LM to fine-tune: a model folder (relative to the workspace) or a hub "
-                              "repo id such as kyutai/moshiko-pytorch-bf16")
-    tokenizer: str = option(DEMO_TOKENIZER, "SentencePiece model file in the workspace (a path relative to it; "
-                                            "Kyutai's 32k one: tokenizer_spm_32k_3.model of their hub repos)")
-    whitespace: bool = option(True, "transcripts are written with spaces between words (off for Japanese and "
-                                    "Chinese: J-Moshi's --no_whitespace_before_word); Build's and the tokenizer's default")
-    demo: bool = option(True, "offline demo models: the project's small trained Mimi (speech-like audio) and a "
-                               "tiny random LM that speaks only after fine-tuning")
+    mimi: str = option(
+        DEMO_MIMI,
+        "Mimi weights: a folder or .safetensors file (relative to the workspace) "
+        "or a hub repo id such as kyutai/moshiko-pytorch-bf16",
+    )
+    lm: str = option(
+        DEMO_LM,
+        "Moshi LM to fine-tune: a model folder (relative to the workspace) or a hub "
+        "repo id such as kyutai/moshiko-pytorch-bf16",
+    )
+    tokenizer: str = option(
+        DEMO_TOKENIZER,
+        "SentencePiece model file in the workspace (a path relative to it; "
+        "Kyutai's 32k one: tokenizer_spm_32k_3.model of their hub repos)",
+    )
+    whitespace: bool = option(
+        True,
+        "transcripts are written with spaces between words (off for Japanese and "
+        "Chinese: J-Moshi's --no_whitespace_before_word); Build's and the tokenizer's default",
+    )
+    demo: bool = option(
+        True,
+        "offline demo models: the project's small trained Mimi (speech-like audio) and a "
+        "tiny random LM that speaks only after fine-tuning",
+    )
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where models run (auto: CUDA when available)")
 
 
@@ -148,12 +163,23 @@ class Workspace:
         return dataclasses.replace(self, settings=settings)
 
     def folders(self) -> list[Path]:
-        return [self.raw, self.models, self.voices, self.tokens_audio, self.tokens_text, self.dataset,
-                self.continuations, self.runs, self.preprocess, self.evaluations]
+        return [
+            self.raw,
+            self.models,
+            self.voices,
+            self.tokens_audio,
+            self.tokens_text,
+            self.dataset,
+            self.continuations,
+            self.runs,
+            self.preprocess,
+            self.evaluations,
+        ]
 
 
-def create_empty_workspace(path: str | Path, mimi: str = KYUTAI_REPO, lm: str = KYUTAI_REPO,
-                           tokenizer: str = KYUTAI_TOKENIZER) -> Workspace:
+def create_empty_workspace(
+    path: str | Path, mimi: str = KYUTAI_REPO, lm: str = KYUTAI_REPO, tokenizer: str = KYUTAI_TOKENIZER
+) -> Workspace:
     """A workspace for the user's own data: its folders, nothing in raw/ (the demo dialogues would join every
     Build), and settings pointing at real weights (`mimi`, `lm`: a hub id or a path; `tokenizer`: a file in the
     workspace) with the demo models off. A folder that is a workspace already is refused, not changed."""
@@ -170,9 +196,12 @@ def open_workspace(path: str | Path) -> Workspace:
     root = Path(path).resolve()
     settings_file = root / SETTINGS_FILE
     if not settings_file.is_file():
-        raise InputError(settings_file, "not a workspace (no settings file); create one with "
-                                        f"`moshi-studio workspace init {path}` (empty, for your own data) or "
-                                        f"`moshi-studio workspace init-demo {path}`")
+        raise InputError(
+            settings_file,
+            "not a workspace (no settings file); create one with "
+            f"`moshi-studio workspace init {path}` (empty, for your own data) or "
+            f"`moshi-studio workspace init-demo {path}`",
+        )
     return Workspace(root, config.load(WorkspaceSettings, settings_file))
 
 

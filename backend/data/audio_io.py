@@ -21,7 +21,6 @@ from backend.core.atomic import atomic_path
 from backend.core.errors import InputError, Issue
 from backend.core.spec import FRAME_SIZE, SAMPLE_RATE, SPEAKERS
 
-
 MIN_SAMPLE_RATE = 8000  # telephone speech; below it a few samples pass for seconds of "dialogue"
 MAX_AUDIO_HOURS_ENV = "MOSHI_STUDIO_MAX_AUDIO_HOURS"  # the duration limit, for the studio and the jobs it starts
 DEFAULT_MAX_AUDIO_HOURS = 2.0
@@ -69,24 +68,36 @@ def probe(path: str | Path) -> AudioInfo:
     if info.channels == 1:
         raise InputError(path, "is mono; a dialogue file must be stereo: left = speaker A, right = speaker B")
     if info.channels > 2:
-        raise InputError(path, f"has {info.channels} channels; a dialogue file must be stereo "
-                               "(2 channels: left = speaker A, right = speaker B)")
+        raise InputError(
+            path,
+            f"has {info.channels} channels; a dialogue file must be stereo "
+            "(2 channels: left = speaker A, right = speaker B)",
+        )
     if info.samplerate < MIN_SAMPLE_RATE:
-        raise InputError(path, f"has a sample rate of {info.samplerate} Hz; dialogue audio needs at least "
-                               f"{MIN_SAMPLE_RATE} Hz (telephone speech)")
+        raise InputError(
+            path,
+            f"has a sample rate of {info.samplerate} Hz; dialogue audio needs at least "
+            f"{MIN_SAMPLE_RATE} Hz (telephone speech)",
+        )
     _check_length(path, int(info.frames), int(info.samplerate))
     seconds, limit = info.frames / info.samplerate, max_audio_seconds()
     if seconds > limit:
-        raise InputError(path, f"lasts {seconds / 3600:.2f} h, longer than the limit of {limit / 3600:g} h "
-                               f"(the setting {MAX_AUDIO_HOURS_ENV}); split the recording")
+        raise InputError(
+            path,
+            f"lasts {seconds / 3600:.2f} h, longer than the limit of {limit / 3600:g} h "
+            f"(the setting {MAX_AUDIO_HOURS_ENV}); split the recording",
+        )
     return AudioInfo(sample_rate=int(info.samplerate), channels=int(info.channels), frames=int(info.frames))
 
 
 def _check_length(path: Path, frames: int, sr: int) -> None:
     """At least one Mimi frame (80 ms): a shorter file would be padded into a frame of mostly silence."""
     if frames * SAMPLE_RATE < FRAME_SIZE * sr:
-        raise InputError(path, f"shorter than one frame: {frames} sample(s) at {sr} Hz ({1000 * frames / sr:.1f} ms); "
-                               f"a dialogue needs at least {1000 * FRAME_SIZE / SAMPLE_RATE:g} ms")
+        raise InputError(
+            path,
+            f"shorter than one frame: {frames} sample(s) at {sr} Hz ({1000 * frames / sr:.1f} ms); "
+            f"a dialogue needs at least {1000 * FRAME_SIZE / SAMPLE_RATE:g} ms",
+        )
 
 
 def _check_finite(path: Path, data: np.ndarray, sr: int) -> None:
@@ -94,8 +105,12 @@ def _check_finite(path: Path, data: np.ndarray, sr: int) -> None:
     if np.isfinite(data.sum(axis=0, dtype=np.float64)).all():  # cheap: no per-sample mask when all is well
         return
     bad = ~np.isfinite(data)
-    problems = [f"channel {speaker} has {int(bad[:, i].sum())} non-finite sample(s) (NaN or Inf), the first at "
-                f"{np.argmax(bad[:, i]) / sr:.3f} s" for i, speaker in enumerate(SPEAKERS) if bad[:, i].any()]
+    problems = [
+        f"channel {speaker} has {int(bad[:, i].sum())} non-finite sample(s) (NaN or Inf), the first at "
+        f"{np.argmax(bad[:, i]) / sr:.3f} s"
+        for i, speaker in enumerate(SPEAKERS)
+        if bad[:, i].any()
+    ]
     raise InputError(path, "; ".join(problems) + ": repair or re-export the file")
 
 
@@ -172,7 +187,7 @@ class _Correlation:
 
     def feed(self, a: np.ndarray, b: np.ndarray) -> None:
         if self.waiting is not None:
-            self._run(b[:self.max_lag])
+            self._run(b[: self.max_lag])
         self.waiting = (a.astype(np.float64), b.astype(np.float64))
 
     def finish(self) -> np.ndarray:
@@ -185,12 +200,12 @@ class _Correlation:
         after = np.pad(after, (0, self.max_lag - len(after)))
         b_ext = np.concatenate([self.before, b, after])  # b[start - max_lag : end + max_lag]
         for start in range(0, len(a), step):
-            a_blk = a[start:start + step]
-            b_blk = b_ext[start:start + len(a_blk) + 2 * self.max_lag]
+            a_blk = a[start : start + step]
+            b_blk = b_ext[start : start + len(a_blk) + 2 * self.max_lag]
             nfft = 1 << int(np.ceil(np.log2(len(a_blk) + len(b_blk))))
             r = np.fft.irfft(np.fft.rfft(b_blk, nfft) * np.conj(np.fft.rfft(a_blk, nfft)), nfft)
-            self.out += r[:2 * self.max_lag + 1]  # r[m] = sum_j a_blk[j] * b_blk[j + m], m = k + max_lag
-        self.before = np.concatenate([self.before, b])[len(b):]  # the last max_lag samples
+            self.out += r[: 2 * self.max_lag + 1]  # r[m] = sum_j a_blk[j] * b_blk[j + m], m = k + max_lag
+        self.before = np.concatenate([self.before, b])[len(b) :]  # the last max_lag samples
 
 
 @dataclass
@@ -220,8 +235,7 @@ ENVELOPE_WINDOW_S = 0.025  # the preview's waveform: 40 [min, max] pairs per sec
 def _blocks(path: Path, sr: int) -> Iterator[np.ndarray]:
     """The samples of a probed stereo file as float32 [2, n] blocks of BLOCK_SECONDS."""
     try:
-        for block in sf.blocks(str(path), blocksize=max(1, int(BLOCK_SECONDS * sr)), dtype="float32",
-                               always_2d=True):
+        for block in sf.blocks(str(path), blocksize=max(1, int(BLOCK_SECONDS * sr)), dtype="float32", always_2d=True):
             yield np.ascontiguousarray(block.T)
     except sf.LibsndfileError as e:
         raise InputError(path, f"not a readable audio file ({e.error_string.rstrip('.')})") from None
@@ -256,18 +270,30 @@ def scan_audio(path: str | Path, clip_level: float = 0.999, max_lag_ms: float = 
         raise InputError(path, "is empty (the file holds no audio frames)")
     _check_length(path, frames, sr)
     if bad.any():
-        problems = [f"channel {speaker} has {int(bad[i])} non-finite sample(s) (NaN or Inf), the first at "
-                    f"{first_bad[i] / sr:.3f} s" for i, speaker in enumerate(SPEAKERS) if bad[i]]
+        problems = [
+            f"channel {speaker} has {int(bad[i])} non-finite sample(s) (NaN or Inf), the first at "
+            f"{first_bad[i] / sr:.3f} s"
+            for i, speaker in enumerate(SPEAKERS)
+            if bad[i]
+        ]
         raise InputError(path, "; ".join(problems) + ": repair or re-export the file")
     (sq, _, _), counts = rms_w.finish()
     (_, lo, hi), _ = env_w.finish()
     c = corr.finish()
     norm = float(np.sqrt(energy[0] * energy[1]))
     best = int(np.argmax(np.abs(c))) if norm > 0 else corr.max_lag
-    return AudioScan(path=path, sample_rate=sr, frames=frames, rms_windows=np.sqrt(sq / counts),
-                     rms=np.sqrt(energy / frames), peak=peak, clipped=clipped / frames,
-                     envelope=np.stack([lo, hi], axis=-1), correlation=float(abs(c[best]) / norm) if norm > 0 else 0.0,
-                     correlation_lag_ms=(best - corr.max_lag) * 1000.0 / sr if norm > 0 else 0.0)
+    return AudioScan(
+        path=path,
+        sample_rate=sr,
+        frames=frames,
+        rms_windows=np.sqrt(sq / counts),
+        rms=np.sqrt(energy / frames),
+        peak=peak,
+        clipped=clipped / frames,
+        envelope=np.stack([lo, hi], axis=-1),
+        correlation=float(abs(c[best]) / norm) if norm > 0 else 0.0,
+        correlation_lag_ms=(best - corr.max_lag) * 1000.0 / sr if norm > 0 else 0.0,
+    )
 
 
 # ---------------------------------------------------------------- quality report
@@ -303,7 +329,9 @@ class AudioReport:
         return asdict(self)
 
 
-def _quiet_runs(rms: np.ndarray, sr: int, n_samples: int, threshold_db: float, min_seconds: float) -> list[tuple[float, float]]:
+def _quiet_runs(
+    rms: np.ndarray, sr: int, n_samples: int, threshold_db: float, min_seconds: float
+) -> list[tuple[float, float]]:
     """(start, end) seconds of runs of windows whose RMS stays below threshold_db for >= min_seconds."""
     win = max(1, int(sr * RMS_WINDOW_S))
     quiet = np.concatenate([[False], rms < 10 ** (threshold_db / 20), [False]])
@@ -316,9 +344,18 @@ def _quiet_runs(rms: np.ndarray, sr: int, n_samples: int, threshold_db: float, m
     return runs
 
 
-def audio_report(path: str | Path, *, scan: AudioScan | None = None, silence_db: float = -50.0,
-                 min_silence_s: float = 5.0, clip_level: float = 0.999, clip_warn_share: float = 0.001,
-                 near_copy: float = 0.9, leakage: float = 0.3, max_lag_ms: float = 20.0) -> AudioReport:
+def audio_report(
+    path: str | Path,
+    *,
+    scan: AudioScan | None = None,
+    silence_db: float = -50.0,
+    min_silence_s: float = 5.0,
+    clip_level: float = 0.999,
+    clip_warn_share: float = 0.001,
+    near_copy: float = 0.9,
+    leakage: float = 0.3,
+    max_lag_ms: float = 20.0,
+) -> AudioReport:
     """Levels, clipping, long silences and channel similarity of a stereo dialogue file, measured at
     its own sample rate (resampling would blur clipped samples), with one Issue per finding.
 
@@ -346,15 +383,37 @@ def audio_report(path: str | Path, *, scan: AudioScan | None = None, silence_db:
     dead_air = _quiet_runs(np.maximum(*m.rms_windows), sr, n, silence_db, min_silence_s)
     if dead_air and not any(c.rms_dbfs < silence_db for c in channels):
         total = sum(end - start for start, end in dead_air)
-        issues.append(Issue("warning", f"both channels are silent for {total:.1f} s in {len(dead_air)} stretch(es) "
-                                       f"of {min_silence_s:g} s or more (first from {dead_air[0][0]:.1f} s)"))
+        issues.append(
+            Issue(
+                "warning",
+                f"both channels are silent for {total:.1f} s in {len(dead_air)} stretch(es) "
+                f"of {min_silence_s:g} s or more (first from {dead_air[0][0]:.1f} s)",
+            )
+        )
     corr, lag_ms = m.correlation, m.correlation_lag_ms
     lag_text = f" at a lag of {lag_ms:+.1f} ms" if lag_ms else ""
     if corr >= near_copy:
-        issues.append(Issue("warning", f"channel B is a near copy of channel A (correlation {corr:.2f}{lag_text}): "
-                                       "dual mono or leakage?"))
+        issues.append(
+            Issue(
+                "warning",
+                f"channel B is a near copy of channel A (correlation {corr:.2f}{lag_text}): dual mono or leakage?",
+            )
+        )
     elif corr >= leakage:
-        issues.append(Issue("warning", f"channels A and B are correlated ({corr:.2f}{lag_text}): "
-                                       "one speaker may leak into the other's channel"))
-    return AudioReport(path=str(path), duration=n / sr, sample_rate=sr, channels=channels, dead_air=dead_air,
-                       correlation=round(corr, 4), correlation_lag_ms=round(lag_ms, 3), issues=issues)
+        issues.append(
+            Issue(
+                "warning",
+                f"channels A and B are correlated ({corr:.2f}{lag_text}): "
+                "one speaker may leak into the other's channel",
+            )
+        )
+    return AudioReport(
+        path=str(path),
+        duration=n / sr,
+        sample_rate=sr,
+        channels=channels,
+        dead_air=dead_air,
+        correlation=round(corr, 4),
+        correlation_lag_ms=round(lag_ms, 3),
+        issues=issues,
+    )

@@ -8,8 +8,12 @@ from typing import Literal
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 TRANSCRIPT_EXTENSIONS = (".json",)
 # JSON files that sit beside a dialogue but are not its transcript: `<name><suffix>`.
-SIDECAR_SUFFIXES = {"audit": ".audit.json", "annotation": ".annotation.json", "original": ".original.json",
-                    "persona": ".persona.json"}
+SIDECAR_SUFFIXES = {
+    "audit": ".audit.json",
+    "annotation": ".annotation.json",
+    "original": ".original.json",
+    "persona": ".persona.json",
+}
 AUDIT_SUFFIX = SIDECAR_SUFFIXES["audit"]  # tokenize_text's per-dialogue audit, possibly written beside the transcripts
 PERSONA_SUFFIX = SIDECAR_SUFFIXES["persona"]  # a dialogue's persona before Build (backend.data.raw_personas)
 Kind = Literal["audio", "text"]
@@ -81,8 +85,9 @@ def scan_dialogues(folder: str | Path) -> DialogueScan:
     for name, group in _by_name(folder).items():
         audio, text = group["audio"], group["text"]
         if len(audio) > 1:
-            scan.problems.append(f"{', '.join(str(p) for p in audio)}: several audio files share the name "
-                                 f"'{name}'; keep one (left out)")
+            scan.problems.append(
+                f"{', '.join(str(p) for p in audio)}: several audio files share the name '{name}'; keep one (left out)"
+            )
             continue
         dialogue = DialogueFiles(name, audio[0] if audio else None, text[0] if text else None)
         if dialogue.audio is None:

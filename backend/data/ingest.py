@@ -45,8 +45,15 @@ def import_dialogues(files: list[str | Path], dest: str | Path) -> ImportResult:
     groups: dict[str, dict[str, list[Path]]] = {}
     for f in map(Path, files):
         suffix = f.suffix.lower()
-        kind = ("audio" if suffix in AUDIO_EXTENSIONS else "text" if suffix in TRANSCRIPT_EXTENSIONS
-                else "turns" if suffix == TURNS_SUFFIX else None)
+        kind = (
+            "audio"
+            if suffix in AUDIO_EXTENSIONS
+            else "text"
+            if suffix in TRANSCRIPT_EXTENSIONS
+            else "turns"
+            if suffix == TURNS_SUFFIX
+            else None
+        )
         if kind is None:
             result.rejected.append(f"{f.name}: not a dialogue file (expected .wav, .flac, .ogg, .json or .txt)")
             continue
@@ -57,13 +64,16 @@ def import_dialogues(files: list[str | Path], dest: str | Path) -> ImportResult:
         uploaded = group["audio"] + group["text"] + group["turns"]
         duplicates = [p for kind in ("audio", "text", "turns") if len(group[kind]) > 1 for p in group[kind]]
         if duplicates:
-            result.rejected.append(f"{', '.join(p.name for p in duplicates)}: several files named '{name}' "
-                                   "in one upload; rename one")
+            result.rejected.append(
+                f"{', '.join(p.name for p in duplicates)}: several files named '{name}' in one upload; rename one"
+            )
             continue
         taken = sorted({t.name for src in uploaded for t in _taken(dest, name, src)})
         if taken:
-            result.rejected.append(f"{', '.join(p.name for p in uploaded)}: the workspace already has "
-                                   f"{', '.join(taken)}; rename the upload, or delete the old file first")
+            result.rejected.append(
+                f"{', '.join(p.name for p in uploaded)}: the workspace already has "
+                f"{', '.join(taken)}; rename the upload, or delete the old file first"
+            )
             continue
         audio = group["audio"][0] if group["audio"] else _existing(dest, name, AUDIO_EXTENSIONS)
         text = group["text"][0] if group["text"] else _existing(dest, name, TRANSCRIPT_EXTENSIONS)
@@ -75,12 +85,15 @@ def import_dialogues(files: list[str | Path], dest: str | Path) -> ImportResult:
                 to_annotate.append((name, uploaded))
             continue
         if audio is None:  # said here: the validation report would name the upload's temporary path
-            result.rejected.append(f"{', '.join(p.name for p in uploaded)}: no audio named {name}.wav/.flac/.ogg "
-                                   "in this upload or the workspace; upload the audio with its transcript")
+            result.rejected.append(
+                f"{', '.join(p.name for p in uploaded)}: no audio named {name}.wav/.flac/.ogg "
+                "in this upload or the workspace; upload the audio with its transcript"
+            )
             continue
         if group["turns"]:
-            result.rejected.append(f"{group['turns'][0].name}: turns are for audio without a transcript; "
-                                   f"'{name}' has one")
+            result.rejected.append(
+                f"{group['turns'][0].name}: turns are for audio without a transcript; '{name}' has one"
+            )
             continue
         report = validate_dialogue(DialogueFiles(name, audio, text))
         if report.ok:

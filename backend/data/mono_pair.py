@@ -34,8 +34,9 @@ class MonoPairConfig:
     b: Path = config.option(Path("b.wav"), "speaker B's mono recording (becomes the right channel)")
     output: Path = config.option(Path("workspace/raw/dialogue.wav"), "the stereo dialogue to write (.wav or .flac)")
     offset: float = config.option(0.0, "seconds B's recording started after A's (negative: before)")
-    max_difference: float = config.option(2.0, "refuse when the two last longer apart than this (seconds), after "
-                                                "the offset", ge=0)
+    max_difference: float = config.option(
+        2.0, "refuse when the two last longer apart than this (seconds), after the offset", ge=0
+    )
     overwrite: bool = config.option(False, "replace an existing output file")
 
 
@@ -53,8 +54,9 @@ def _read_mono(path: Path, speaker: str) -> tuple[np.ndarray, int]:
     except (OSError, RuntimeError, sf.LibsndfileError) as e:
         raise InputError(path, f"cannot read speaker {speaker}'s recording ({e})") from None
     if audio.shape[1] != 1:
-        raise InputError(path, f"speaker {speaker}'s recording has {audio.shape[1]} channels; one mono file per "
-                               f"speaker is expected")
+        raise InputError(
+            path, f"speaker {speaker}'s recording has {audio.shape[1]} channels; one mono file per speaker is expected"
+        )
     if not len(audio):
         raise InputError(path, f"speaker {speaker}'s recording is empty")
     return audio[:, 0], sr
@@ -76,13 +78,16 @@ def join_mono(cfg: MonoPairConfig) -> JoinedPair:
     lengths = {"A": lead["A"] + len(a), "B": lead["B"] + len(b)}
     difference = abs(lengths["A"] - lengths["B"]) / sr
     if difference > cfg.max_difference:
-        raise InputError(cfg.b, f"lasts {lengths['B'] / sr:.2f} s against A's {lengths['A'] / sr:.2f} s ({cfg.a}) "
-                                f"with offset {cfg.offset:+.2f} s: {difference:.2f} s apart, more than "
-                                f"--max-difference {cfg.max_difference:g} s (recordings of one dialogue?)")
+        raise InputError(
+            cfg.b,
+            f"lasts {lengths['B'] / sr:.2f} s against A's {lengths['A'] / sr:.2f} s ({cfg.a}) "
+            f"with offset {cfg.offset:+.2f} s: {difference:.2f} s apart, more than "
+            f"--max-difference {cfg.max_difference:g} s (recordings of one dialogue?)",
+        )
     total = max(lengths.values())
     stereo = np.zeros((total, 2), dtype=np.float32)
-    stereo[lead["A"]: lengths["A"], 0] = a
-    stereo[lead["B"]: lengths["B"], 1] = b
+    stereo[lead["A"] : lengths["A"], 0] = a
+    stereo[lead["B"] : lengths["B"], 1] = b
     cfg.output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(cfg.output) as tmp:
         sf.write(tmp, stereo, sr, subtype="PCM_16", format=OUTPUT_FORMATS[suffix])
@@ -109,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     padded = ", ".join(f"{s} +{p:.2f} s of silence" for s, p in joined.padded.items() if p)
-    print(f"wrote {joined.output}: {joined.seconds:.2f} s stereo at {joined.sample_rate} Hz"
-          + (f" ({padded})" if padded else ""))
+    print(
+        f"wrote {joined.output}: {joined.seconds:.2f} s stereo at {joined.sample_rate} Hz"
+        + (f" ({padded})" if padded else "")
+    )
     return 0
 
 

@@ -22,8 +22,9 @@ def envelope(pairs: np.ndarray, bins: int = MAX_ENVELOPE_BINS) -> list[list[floa
     at any zoom the preview uses, whatever the duration."""
     if len(pairs) > bins:
         edges = np.linspace(0, len(pairs), bins + 1).astype(int)
-        pairs = np.stack([np.minimum.reduceat(pairs[:, 0], edges[:-1]), np.maximum.reduceat(pairs[:, 1], edges[:-1])],
-                         axis=1)
+        pairs = np.stack(
+            [np.minimum.reduceat(pairs[:, 0], edges[:-1]), np.maximum.reduceat(pairs[:, 1], edges[:-1])], axis=1
+        )
     return np.round(pairs, 3).tolist()
 
 
@@ -32,13 +33,17 @@ def waveform(scan: AudioScan) -> dict[str, list[list[float]]]:
     return {s: envelope(scan.envelope[i]) for i, s in enumerate(SPEAKERS)}
 
 
-def alignment_data(audio_path: str | Path, transcript_path: str | Path, scan: AudioScan | None = None) -> dict[str, Any]:
+def alignment_data(
+    audio_path: str | Path, transcript_path: str | Path, scan: AudioScan | None = None
+) -> dict[str, Any]:
     """`scan`: the audio's `scan_audio` when the caller has it already."""
     scan = scan if scan is not None else scan_audio(audio_path)
     transcript = load_transcript(transcript_path)
     check_within_audio(transcript, scan.duration)
-    words = [{"speaker": w.speaker, "word": w.word, "start": w.start, "end": w.end}
-             for w in sorted(transcript.words, key=lambda w: (w.start, w.speaker))]
+    words = [
+        {"speaker": w.speaker, "word": w.word, "start": w.start, "end": w.end}
+        for w in sorted(transcript.words, key=lambda w: (w.start, w.speaker))
+    ]
     return {
         "name": Path(audio_path).stem,
         "duration": scan.duration,

@@ -46,8 +46,11 @@ def voice_names(ws: Workspace) -> list[str]:
     folder = ws.voices
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-                  and (p.suffix.lower() in AUDIO_EXTENSIONS or is_preset(p)))
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and (p.suffix.lower() in AUDIO_EXTENSIONS or is_preset(p))
+    )
 
 
 def voice_pick(ws: Workspace, current: str | None) -> tuple[list[str], str | None]:
@@ -71,8 +74,12 @@ def load_raw_persona(ws: Workspace, name: str) -> RawPersona | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise InputError(path, f"not a readable persona file ({e})") from None
-    if not (isinstance(data, dict) and data.get("speaker") in SPEAKERS and isinstance(data.get("text"), str)
-            and isinstance(data.get("voice"), str)):
+    if not (
+        isinstance(data, dict)
+        and data.get("speaker") in SPEAKERS
+        and isinstance(data.get("text"), str)
+        and isinstance(data.get("voice"), str)
+    ):
         raise InputError(path, "expected {speaker: A|B, text: str, voice: file name in voices/ or ''}")
     return RawPersona(data["speaker"], check_text_prompt(data["text"], str(path)), data["voice"])
 
@@ -97,8 +104,9 @@ def save_clip(ws: Workspace, name: str, speaker: str, start: float, end: float) 
     audio, _ = load_stereo(dialogue.audio)
     lo, hi = int(round(start * SAMPLE_RATE)), int(round(end * SAMPLE_RATE))
     if hi > audio.shape[1]:
-        raise ConfigError(f"voice clip {start}-{end} s is outside {dialogue.audio.name} "
-                          f"({audio.shape[1] / SAMPLE_RATE:.2f} s)")
+        raise ConfigError(
+            f"voice clip {start}-{end} s is outside {dialogue.audio.name} ({audio.shape[1] / SAMPLE_RATE:.2f} s)"
+        )
     target = ws.voices / f"{name}.{speaker}.wav"
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:

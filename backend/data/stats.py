@@ -46,7 +46,9 @@ def dialogue_stats(name: str, words: list[Word], duration: float) -> DialogueSta
     minutes = duration / 60 if duration > 0 else float("nan")
     counts = {s: sum(w.speaker == s for w in words) for s in SPEAKERS}
     return DialogueStats(
-        name=name, duration=duration, words=counts,
+        name=name,
+        duration=duration,
+        words=counts,
         words_per_minute={s: counts[s] / minutes for s in SPEAKERS},
         speech_seconds={s: intervals.total(speech[s]) for s in SPEAKERS},
         overlap_seconds=intervals.total(intervals.intersect(speech["A"], speech["B"])),
@@ -73,7 +75,8 @@ def corpus_stats(items: list[DialogueStats], bins: int = 20) -> CorpusStats:
     gaps = np.array([g for d in items for g in d.turn_gaps], dtype=float)
     counts, edges = np.histogram(gaps, bins=bins, range=(-2.0, 3.0)) if len(gaps) else (np.zeros(0), np.zeros(0))
     return CorpusStats(
-        dialogues=len(items), hours=duration / 3600,
+        dialogues=len(items),
+        hours=duration / 3600,
         words_per_minute={s: sum(d.words[s] for d in items) / minutes for s in SPEAKERS},
         overlap_share=sum(d.overlap_seconds for d in items) / speech if speech else 0.0,
         gap_histogram={"edges": edges.tolist(), "counts": counts.tolist()},

@@ -51,7 +51,7 @@ class Transcript:
 
 
 def parse_speaker_map(text: str | None) -> dict[str, str] | None:
-    """"SPEAKER_0=A, SPEAKER_1=B" -> {"SPEAKER_0": "A", "SPEAKER_1": "B"}; empty -> None (default map)."""
+    """ "SPEAKER_0=A, SPEAKER_1=B" -> {"SPEAKER_0": "A", "SPEAKER_1": "B"}; empty -> None (default map)."""
     if not text or not text.strip():
         return None
     out = {}
@@ -81,8 +81,9 @@ def _default_map(fmt: str, labels: set[str]) -> dict[str, str]:
 
 def _time(path: Path, where: str, name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(path, f"{where}: '{name}' must be a number of seconds, found {type(value).__name__} "
-                               f"{reprlib.repr(value)}")
+        raise InputError(
+            path, f"{where}: '{name}' must be a number of seconds, found {type(value).__name__} {reprlib.repr(value)}"
+        )
     if isinstance(value, int) and value.bit_length() > 64:  # float() of a 401-digit int raises OverflowError
         raise InputError(path, f"{where}: '{name}' is a {len(str(abs(value)))}-digit number, not a time in seconds")
     if not math.isfinite(value):
@@ -90,8 +91,11 @@ def _time(path: Path, where: str, name: str, value: Any) -> float:
     if value < 0:
         raise InputError(path, f"{where}: '{name}' is negative ({value} s)")
     if value > MAX_SECONDS:  # bounds the text streams even when no audio says how long the dialogue is
-        raise InputError(path, f"{where}: '{name}' is {value:g} s, more than {MAX_SECONDS // 3600} hours: "
-                               "not a time within a dialogue (are the times in seconds?)")
+        raise InputError(
+            path,
+            f"{where}: '{name}' is {value:g} s, more than {MAX_SECONDS // 3600} hours: "
+            "not a time within a dialogue (are the times in seconds?)",
+        )
     return float(value)
 
 
@@ -100,8 +104,11 @@ def _check_text(path: Path, where: str, what: str, text: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise InputError(path, f"{where}: the {what} holds a lone surrogate ({text[e.start:e.end]!r} at character "
-                               f"{e.start}), which is not valid Unicode text") from None
+        raise InputError(
+            path,
+            f"{where}: the {what} holds a lone surrogate ({text[e.start : e.end]!r} at character "
+            f"{e.start}), which is not valid Unicode text",
+        ) from None
 
 
 def word_problem(word: str) -> str | None:
@@ -111,16 +118,19 @@ def word_problem(word: str) -> str | None:
     try:
         word.encode("utf-8")
     except UnicodeEncodeError as e:
-        return (f"the word {word!r} holds a lone surrogate ({word[e.start:e.end]!r} at character {e.start}), "
-                "which is not valid Unicode text")
+        return (
+            f"the word {word!r} holds a lone surrogate ({word[e.start : e.end]!r} at character {e.start}), "
+            "which is not valid Unicode text"
+        )
     return None
 
 
 def _jmoshi_entry(path: Path, i: int, entry: Any) -> tuple[str, str, Any, Any]:
     where = f"entry {i}"
     if not isinstance(entry, dict):
-        raise InputError(path, f"{where}: expected an object with speaker, word, start, end; found "
-                               f"{type(entry).__name__}")
+        raise InputError(
+            path, f"{where}: expected an object with speaker, word, start, end; found {type(entry).__name__}"
+        )
     for key in ("speaker", "word", "start", "end"):
         if key not in entry:
             raise InputError(path, f"{where}: missing field '{key}'")
@@ -149,8 +159,11 @@ def _read_json(path: Path) -> Any:
     try:
         size = path.stat().st_size
         if size > MAX_TRANSCRIPT_BYTES:
-            raise InputError(path, f"is {size / 2**20:.1f} MiB; a transcript may hold at most "
-                                   f"{MAX_TRANSCRIPT_BYTES // 2**20} MiB ({MAX_WORDS} words)")
+            raise InputError(
+                path,
+                f"is {size / 2**20:.1f} MiB; a transcript may hold at most "
+                f"{MAX_TRANSCRIPT_BYTES // 2**20} MiB ({MAX_WORDS} words)",
+            )
         data = path.read_bytes()
     except OSError as e:
         raise InputError(path, f"cannot read the file ({e.strerror or e})") from None
@@ -187,13 +200,17 @@ def load_transcript(path: str | Path, speaker_map: dict[str, str] | None = None)
             raise InputError(path, f"'alignments' must be a list, found {type(entries).__name__}")
     else:
         found = "an object without 'alignments'" if isinstance(data, dict) else type(data).__name__
-        raise InputError(path, "expected a list of word entries (J-Moshi format) or an object with "
-                               f"'alignments' (Kyutai format), found {found}")
+        raise InputError(
+            path,
+            "expected a list of word entries (J-Moshi format) or an object with "
+            f"'alignments' (Kyutai format), found {found}",
+        )
     if not entries:
         raise InputError(path, "the transcript has no words")
     if len(entries) > MAX_WORDS:
-        raise InputError(path, f"holds {len(entries)} words; a transcript may hold at most {MAX_WORDS} "
-                               "(split the dialogue)")
+        raise InputError(
+            path, f"holds {len(entries)} words; a transcript may hold at most {MAX_WORDS} (split the dialogue)"
+        )
     raw = []
     for i, entry in enumerate(entries):
         label, word, start, end = parse(path, i, entry)
@@ -211,8 +228,11 @@ def load_transcript(path: str | Path, speaker_map: dict[str, str] | None = None)
     unknown = sorted(labels - set(mapping))
     if unknown:
         known = ", ".join(sorted(mapping))
-        raise InputError(path, f"unknown speaker label(s) {', '.join(map(repr, unknown))} "
-                               f"(known: {known}); give a speaker map such as {unknown[0]}=B")
+        raise InputError(
+            path,
+            f"unknown speaker label(s) {', '.join(map(repr, unknown))} "
+            f"(known: {known}); give a speaker map such as {unknown[0]}=B",
+        )
     return Transcript(path, fmt, [Word(mapping[label], word, start, end) for label, word, start, end in raw])
 
 
@@ -232,14 +252,20 @@ def check_within_audio(t: Transcript, audio_seconds: float) -> None:
     text streams and previews; and more words than the audio's length can hold. Call before anything is
     allocated from the word times."""
     if len(t.words) > MAX_WORDS_PER_SECOND * max(audio_seconds, 1.0):
-        raise InputError(t.path, f"{len(t.words)} words for {audio_seconds:.2f} s of audio: more than "
-                                 f"{MAX_WORDS_PER_SECOND} words a second is not speech")
+        raise InputError(
+            t.path,
+            f"{len(t.words)} words for {audio_seconds:.2f} s of audio: more than "
+            f"{MAX_WORDS_PER_SECOND} words a second is not speech",
+        )
     far = [w for w in t.words if w.end > audio_seconds + AUDIO_TOLERANCE]
     if far:
         first = min(far, key=lambda w: w.start)
-        raise InputError(t.path, f"{len(far)} word(s) end more than {AUDIO_TOLERANCE:g} s after the audio "
-                                 f"({audio_seconds:.2f} s), the first {first.word!r} at {first.start:g}-{first.end:g} s: "
-                                 "are the times in seconds, and is this the dialogue's audio?")
+        raise InputError(
+            t.path,
+            f"{len(far)} word(s) end more than {AUDIO_TOLERANCE:g} s after the audio "
+            f"({audio_seconds:.2f} s), the first {first.word!r} at {first.start:g}-{first.end:g} s: "
+            "are the times in seconds, and is this the dialogue's audio?",
+        )
 
 
 def check_transcript(t: Transcript, audio_seconds: float | None) -> list[Issue]:
@@ -249,8 +275,13 @@ def check_transcript(t: Transcript, audio_seconds: float | None) -> list[Issue]:
         late = [w for w in t.words if w.end > audio_seconds]
         if late:
             latest = max(w.end for w in late)
-            issues.append(Issue("warning", f"{len(late)} word(s) end after the audio ({audio_seconds:.2f} s), "
-                                           f"the latest at {latest:.2f} s; their text is cut when merged"))
+            issues.append(
+                Issue(
+                    "warning",
+                    f"{len(late)} word(s) end after the audio ({audio_seconds:.2f} s), "
+                    f"the latest at {latest:.2f} s; their text is cut when merged",
+                )
+            )
     for s in SPEAKERS:
         words = t.speaker_words(s)
         if not words:
@@ -258,8 +289,13 @@ def check_transcript(t: Transcript, audio_seconds: float | None) -> list[Issue]:
             continue
         count, first = _overlaps(words)
         if count:
-            issues.append(Issue("warning", f"{count} word(s) of speaker {s} overlap an earlier word of theirs, "
-                                           f"first {first.word!r} at {first.start:.2f} s"))
+            issues.append(
+                Issue(
+                    "warning",
+                    f"{count} word(s) of speaker {s} overlap an earlier word of theirs, "
+                    f"first {first.word!r} at {first.start:.2f} s",
+                )
+            )
     blank = [i for i, w in enumerate(t.words) if not w.word.strip()]
     if blank:
         issues.append(Issue("warning", f"{len(blank)} empty word(s) (entry {blank[0]} first): no text to place"))

@@ -22,7 +22,7 @@ def frame_levels(x: np.ndarray, hop: int) -> np.ndarray:
     frame is measured over the samples it has."""
     n_frames = -(-len(x) // hop)
     padded = np.zeros(n_frames * hop, dtype=np.float64)
-    padded[:len(x)] = x
+    padded[: len(x)] = x
     counts = np.full(n_frames, hop)
     counts[-1] = len(x) - hop * (n_frames - 1)
     power = np.square(padded).reshape(n_frames, hop).sum(axis=1) / counts
@@ -44,8 +44,16 @@ def runs(active: np.ndarray) -> list[tuple[int, int]]:
     return [(int(s), int(e)) for s, e in zip(edges[::2], edges[1::2])]
 
 
-def ipus(x: np.ndarray, sr: int, *, frame_ms: float = 10.0, on_dbfs: float = -40.0, off_dbfs: float = -45.0,
-         min_speech: float = 0.08, min_pause: float = 0.2) -> list[Interval]:
+def ipus(
+    x: np.ndarray,
+    sr: int,
+    *,
+    frame_ms: float = 10.0,
+    on_dbfs: float = -40.0,
+    off_dbfs: float = -45.0,
+    min_speech: float = 0.08,
+    min_pause: float = 0.2,
+) -> list[Interval]:
     """Inter-pausal units of a mono signal, in seconds on the frame grid."""
     if off_dbfs > on_dbfs:
         raise ValueError(f"off threshold ({off_dbfs} dBFS) must not be above the on threshold ({on_dbfs} dBFS)")

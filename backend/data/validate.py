@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from backend.core import config, figures
+from backend.core.errors import InputError, Issue, StudioError
 from backend.core.spec import SAMPLE_RATE
 from backend.data.audio_io import AudioScan, audio_report
 from backend.data.files import DialogueFiles, scan_dialogues
-from backend.core.errors import InputError, Issue, StudioError
 from backend.data.stats import CorpusStats, corpus_stats, dialogue_stats
 from backend.data.transcripts import check_transcript, check_within_audio, load_transcript
 
@@ -44,8 +44,10 @@ class DialogueReport:
             return ""
         sr = self.audio_info["sample_rate"]
         rate = f"{sr} Hz" + (f" (resampled to {SAMPLE_RATE} Hz for Mimi)" if sr != SAMPLE_RATE else "")
-        levels = "; ".join(f"{c['speaker']}: RMS {c['rms_dbfs']:.1f} dBFS, peak {c['peak_dbfs']:.1f} dBFS"
-                           for c in self.audio_info["channels"])
+        levels = "; ".join(
+            f"{c['speaker']}: RMS {c['rms_dbfs']:.1f} dBFS, peak {c['peak_dbfs']:.1f} dBFS"
+            for c in self.audio_info["channels"]
+        )
         return f"{self.audio_info['duration']:.1f} s, {rate}, {levels}"
 
 
@@ -130,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, StudioError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,11 +29,13 @@ from backend.models.text_tokenizer import RECORD_FILE, TokenizerRecord, check_ag
 MAX_SHARD_ROWS = 100_000
 VALIDATION_DIR = "validation"  # beside the training shards: train_data globs only its own folder
 TEXT_ID_LIMIT = 2**31  # text ids must index an embedding (int32 at most); the tokenizer bounds them further
-SCHEMA = pa.schema([
-    ("dialogue_id", pa.string()),
-    ("A", pa.list_(pa.list_(pa.int64()))),
-    ("B", pa.list_(pa.list_(pa.int64()))),
-])
+SCHEMA = pa.schema(
+    [
+        ("dialogue_id", pa.string()),
+        ("A", pa.list_(pa.list_(pa.int64()))),
+        ("B", pa.list_(pa.list_(pa.int64()))),
+    ]
+)
 
 
 @dataclass
@@ -44,11 +46,15 @@ class DatasetConfig:
     output_prefix: str = config.option("train", "shard file prefix, also the first part of every dialogue_id")
     shard_rows: int = config.option(MAX_SHARD_ROWS, "rows per shard (at most 100,000)")
     pad_id: int = config.option(PAD_ID, "text id used to pad text that is shorter than the audio")
-    recordings: bool = config.option(False, f"include chat recordings ({RECORDING_PREFIX}*: only Moshi's words "
-                                            "are transcribed); left out by default")
-    validation: str = config.option("", f"dialogues held out for evaluation, written to <output>/{VALIDATION_DIR}/ "
-                                        "(the fine-tune form's eval data): a fraction (0.1) or comma-separated "
-                                        "names; empty: none")
+    recordings: bool = config.option(
+        False, f"include chat recordings ({RECORDING_PREFIX}*: only Moshi's words are transcribed); left out by default"
+    )
+    validation: str = config.option(
+        "",
+        f"dialogues held out for evaluation, written to <output>/{VALIDATION_DIR}/ "
+        "(the fine-tune form's eval data): a fraction (0.1) or comma-separated "
+        "names; empty: none",
+    )
     split_seed: int = config.option(0, "seed of the dialogues a validation fraction draws")
 
 
@@ -146,13 +152,17 @@ def build_dataset(cfg: DatasetConfig, progress: Callable[[float, str], None] | N
             raise ConfigError(f"{folder}: no such folder (tokenize audio and text first)")
     audio_names = {p.stem for p in Path(cfg.audio_tokens).glob("*.npz")}
     text_names = {p.stem for p in Path(cfg.text_tokens).glob("*.npz")}
-    report = DatasetReport(missing_audio=sorted(text_names - audio_names), missing_text=sorted(audio_names - text_names))
+    report = DatasetReport(
+        missing_audio=sorted(text_names - audio_names), missing_text=sorted(audio_names - text_names)
+    )
     names = sorted(audio_names & text_names)
     if not cfg.recordings:
         report.recordings_left_out = [n for n in names if is_recording(n)]
         names = [n for n in names if not is_recording(n)]
     if not names:
-        raise ConfigError(f"no dialogue has both audio tokens in {cfg.audio_tokens} and text tokens in {cfg.text_tokens}")
+        raise ConfigError(
+            f"no dialogue has both audio tokens in {cfg.audio_tokens} and text tokens in {cfg.text_tokens}"
+        )
     report.validation = pick_validation(names, cfg.validation, cfg.split_seed)
     train = [n for n in names if n not in report.validation]
     tokenizer = text_tokenizer(cfg, names)
@@ -185,9 +195,15 @@ def pick_validation(names: list[str], spec: str, seed: int) -> list[str]:
     return chosen
 
 
-def _write_shards(names: list[str], folder: Path, cfg: DatasetConfig, report: DatasetReport,
-                  progress: Callable[[float, str], None] | None, total: int,
-                  tokenizer: TokenizerRecord | None) -> None:
+def _write_shards(
+    names: list[str],
+    folder: Path,
+    cfg: DatasetConfig,
+    report: DatasetReport,
+    progress: Callable[[float, str], None] | None,
+    total: int,
+    tokenizer: TokenizerRecord | None,
+) -> None:
     """`names` as shards of `folder` with the tokenizer's record beside them (none: the folder's old shards and
     record removed, so a split once made does not linger)."""
     for old in folder.glob(f"{cfg.output_prefix}-*-of-*.parquet"):
@@ -198,7 +214,7 @@ def _write_shards(names: list[str], folder: Path, cfg: DatasetConfig, report: Da
     count = math.ceil(len(names) / cfg.shard_rows)
     for shard in range(count):
         rows: dict[str, list] = {"dialogue_id": [], "A": [], "B": []}
-        for name in names[shard * cfg.shard_rows:(shard + 1) * cfg.shard_rows]:
+        for name in names[shard * cfg.shard_rows : (shard + 1) * cfg.shard_rows]:
             audio = _load_npz(Path(cfg.audio_tokens) / f"{name}.npz", ndim=2)
             text = _load_npz(Path(cfg.text_tokens) / f"{name}.npz", ndim=1)
             frames = audio["A"].shape[1]

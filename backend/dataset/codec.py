@@ -54,8 +54,14 @@ def _widen_kv_caches(mimi: MimiModel, steps_per_call: int) -> None:
                 continue
             _, batch, heads, _, dim = old.cache.shape
             module._streaming_state.kv_cache = RingKVCache(
-                batch, heads, dim, module.context + steps_per_call,
-                respect_exec_mask=old.respect_exec_mask, device=old.cache.device, dtype=old.cache.dtype)
+                batch,
+                heads,
+                dim,
+                module.context + steps_per_call,
+                respect_exec_mask=old.respect_exec_mask,
+                device=old.cache.device,
+                dtype=old.cache.dtype,
+            )
 
 
 def _encode_channels(mimi: MimiModel, x: torch.Tensor, chunk_frames: int) -> torch.Tensor:
@@ -70,7 +76,7 @@ def _encode_channels(mimi: MimiModel, x: torch.Tensor, chunk_frames: int) -> tor
     with no_cuda_graph(), mimi.streaming(batch):  # the last chunk is shorter: no fixed-shape CUDA graphs
         _widen_kv_caches(mimi, steps)
         for start in range(0, x.shape[-1], chunk):
-            out.append(mimi.encode(x[..., start:start + chunk]))
+            out.append(mimi.encode(x[..., start : start + chunk]))
     return torch.cat(out, dim=-1)
 
 
@@ -82,8 +88,12 @@ def _encode_in_worker(mimi: MimiModel, x: torch.Tensor, chunk_frames: int) -> to
         return _encode_channels(mimi, x, chunk_frames)
 
 
-def encode_batch(models: Models, dialogues: Sequence[np.ndarray], chunk_frames: int = DEFAULT_CHUNK_FRAMES,
-                 device: str | torch.device | None = None) -> list[np.ndarray]:
+def encode_batch(
+    models: Models,
+    dialogues: Sequence[np.ndarray],
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    device: str | torch.device | None = None,
+) -> list[np.ndarray]:
     """Encode several stereo dialogues ([2, N_i] float32, 24 kHz): int64 [2, 8, ceil(N_i / 1920)] each.
 
     All 2 x len(dialogues) channels form one batch; shorter dialogues are zero-padded at the end
@@ -100,7 +110,7 @@ def encode_batch(models: Models, dialogues: Sequence[np.ndarray], chunk_frames: 
     longest = max(a.shape[1] for a in dialogues)
     x = torch.zeros(2 * len(dialogues), 1, longest, dtype=torch.float32)
     for i, audio in enumerate(dialogues):
-        x[2 * i:2 * i + 2, 0, :audio.shape[1]] = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+        x[2 * i : 2 * i + 2, 0, : audio.shape[1]] = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
     x = x.to(device)
     for mimi in models:
         mimi.set_num_codebooks(NUM_CODEBOOKS)
@@ -112,11 +122,15 @@ def encode_batch(models: Models, dialogues: Sequence[np.ndarray], chunk_frames: 
         with ThreadPoolExecutor(len(groups)) as pool:
             codes = torch.cat(list(pool.map(lambda m, g: _encode_in_worker(m, x[g], chunk_frames), models, groups)))
     codes = codes.to("cpu", torch.int64).numpy()
-    return [codes[2 * i:2 * i + 2, :, :frames_for_samples(a.shape[1])].copy() for i, a in enumerate(dialogues)]
+    return [codes[2 * i : 2 * i + 2, :, : frames_for_samples(a.shape[1])].copy() for i, a in enumerate(dialogues)]
 
 
-def encode_stereo(models: Models, audio: np.ndarray, chunk_frames: int = DEFAULT_CHUNK_FRAMES,
-                  device: str | torch.device | None = None) -> np.ndarray:
+def encode_stereo(
+    models: Models,
+    audio: np.ndarray,
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
     """[2, N] float32 24 kHz -> int64 [2, 8, ceil(N / 1920)] (row 0 = speaker A, row 1 = speaker B)."""
     return encode_batch(models, [audio], chunk_frames, device)[0]
 
@@ -133,5 +147,5 @@ def decode(mimi: MimiModel, codes: np.ndarray, chunk_frames: int = DEFAULT_CHUNK
     with torch.inference_mode(), no_cuda_graph(), mimi.streaming(c.shape[0]):
         _widen_kv_caches(mimi, steps)
         for start in range(0, c.shape[-1], chunk_frames):
-            out.append(mimi.decode(c[..., start:start + chunk_frames]))
+            out.append(mimi.decode(c[..., start : start + chunk_frames]))
     return torch.cat(out, dim=-1)[:, 0].float().cpu().numpy()

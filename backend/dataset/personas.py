@@ -1,7 +1,8 @@
 """Stage: attach personas (role text + voice prompt, issue 15) to a dataset's dialogues.
 
     python -m backend.dataset.personas --dataset dataset --dialogue train/cafe --speaker A \\
-        --text "You are a barista." --voice voices/barista.wav --mimi models/demo-mimi --tokenizer models/tokenizer.model
+        --text "You are a barista." --voice voices/barista.wav --mimi models/demo-mimi \\
+        --tokenizer models/tokenizer.model
 
 Personas live in a sidecar beside the Parquet shards, `<dataset folder>/personas.json` (for a single .parquet
 file: `<file stem>.personas.json`), so the shards keep SPEC.md's schema and a dataset without the file simply has
@@ -43,8 +44,9 @@ class PersonaConfig:
     speaker: Literal["A", "B"] = config.option("A", "speaker of the dialogue the persona belongs to (plays Moshi)")
     text: str = config.option("", "role text, e.g. 'You are a barista.' (wrapped in <system> tags as PersonaPlex)")
     voice: Path | None = config.option(None, "voice prompt audio file (none: no voice phase)")
-    voice_channel: Literal["first", "A", "B"] = config.option("first", "channel of the voice file: first (as "
-                                                              "PersonaPlex reads it), or A/B of a stereo dialogue")
+    voice_channel: Literal["first", "A", "B"] = config.option(
+        "first", "channel of the voice file: first (as PersonaPlex reads it), or A/B of a stereo dialogue"
+    )
     voice_start: float = config.option(0.0, "clip the voice file from this second")
     voice_end: float = config.option(0.0, "... to this second (0: its end)")
     mimi: str = config.option("models/demo-mimi", "Mimi that tokenized the dataset (folder, file or hub id)")
@@ -105,8 +107,11 @@ def save_personas(dataset: str | Path, personas: Personas) -> Path:
         return path
     body: dict[str, dict[str, Any]] = {}
     for (dialogue, speaker), p in sorted(personas.items()):
-        body.setdefault(dialogue, {})[speaker] = {"text": p.text, "text_ids": list(p.text_ids),
-                                                  "voice": p.voice.tolist()}
+        body.setdefault(dialogue, {})[speaker] = {
+            "text": p.text,
+            "text_ids": list(p.text_ids),
+            "voice": p.voice.tolist(),
+        }
     write_text_atomic(path, json.dumps({"format": FORMAT, "personas": body}, ensure_ascii=False))
     return path
 
@@ -125,19 +130,24 @@ def voice_clip(cfg: PersonaConfig) -> np.ndarray:
     start = int(cfg.voice_start * SAMPLE_RATE)
     stop = int(cfg.voice_end * SAMPLE_RATE) if cfg.voice_end else len(channel)
     if not 0 <= start < stop <= len(channel):
-        raise ConfigError(f"voice clip {cfg.voice_start}-{cfg.voice_end} s is outside {cfg.voice} "
-                          f"({len(channel) / SAMPLE_RATE:.2f} s)")
+        raise ConfigError(
+            f"voice clip {cfg.voice_start}-{cfg.voice_end} s is outside {cfg.voice} "
+            f"({len(channel) / SAMPLE_RATE:.2f} s)"
+        )
     return channel[start:stop]
 
 
 def set_persona(cfg: PersonaConfig) -> Personas:
     """Add, replace or remove one dialogue's persona; returns the dataset's personas afterwards."""
-    from backend.dataset.read import parquet_files
-
     import pyarrow.parquet as pq
 
-    ids = {i for f in parquet_files(cfg.dataset) for i in pq.read_table(f, columns=["dialogue_id"])
-           .column("dialogue_id").to_pylist()}
+    from backend.dataset.read import parquet_files
+
+    ids = {
+        i
+        for f in parquet_files(cfg.dataset)
+        for i in pq.read_table(f, columns=["dialogue_id"]).column("dialogue_id").to_pylist()
+    }
     if cfg.dialogue not in ids:
         raise ConfigError(f"{cfg.dataset}: no dialogue {cfg.dialogue!r}")
     personas = load_personas(cfg.dataset)
@@ -147,8 +157,9 @@ def set_persona(cfg: PersonaConfig) -> Personas:
     else:
         if not has_role_text(cfg.text) and cfg.voice is None:
             raise ConfigError("a persona needs a role text, a voice prompt or both")
-        personas[key] = build_persona(cfg.text, cfg.tokenizer, voice_clip(cfg) if cfg.voice else None, cfg.mimi,
-                                      cfg.voice or "voice prompt")
+        personas[key] = build_persona(
+            cfg.text, cfg.tokenizer, voice_clip(cfg) if cfg.voice else None, cfg.mimi, cfg.voice or "voice prompt"
+        )
     save_personas(cfg.dataset, personas)
     return personas
 

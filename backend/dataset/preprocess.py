@@ -35,15 +35,24 @@ from typing import Any, Callable
 from backend.core import config
 from backend.core.atomic import write_text_atomic
 from backend.core.errors import ConfigError, StudioError
-from backend.jobs.launch_config import LaunchConfig, check_launch, on_cpu
 from backend.core.workspace import PREPROCESS_DIR
 from backend.data.annotate.run import AnnotateConfig, AnnotateSummary, annotate_folder, check_config
 from backend.dataset.tokenize_audio import AudioTokenizeConfig, TokenizeSummary, _validate, tokenize_audio
 from backend.jobs import launcher
 from backend.jobs.command import display_command
 from backend.jobs.control import abort, status
-from backend.jobs.folder import COMMAND_FILE, CONFIG_FILE, Job, list_jobs, mark_queued, new_job, open_job, \
-    read_json, tail_log
+from backend.jobs.folder import (
+    COMMAND_FILE,
+    CONFIG_FILE,
+    Job,
+    list_jobs,
+    mark_queued,
+    new_job,
+    open_job,
+    read_json,
+    tail_log,
+)
+from backend.jobs.launch_config import LaunchConfig, check_launch, on_cpu
 from backend.jobs.slurm import cluster_preview, slurm_note, write_slurm_script
 
 RANK_MODULE = "backend.dataset.preprocess_rank"
@@ -60,8 +69,10 @@ class Stage:
     models: tuple[str, ...] = ()  # text fields naming a model: a path relative to the workspace, or a hub id
 
 
-STAGES = {"tokenize_audio": Stage(AudioTokenizeConfig, tokenize_audio, TokenizeSummary, _validate, ("mimi",)),
-          "annotate": Stage(AnnotateConfig, annotate_folder, AnnotateSummary, check_config, ("whisper_model",))}
+STAGES = {
+    "tokenize_audio": Stage(AudioTokenizeConfig, tokenize_audio, TokenizeSummary, _validate, ("mimi",)),
+    "annotate": Stage(AnnotateConfig, annotate_folder, AnnotateSummary, check_config, ("whisper_model",)),
+}
 
 
 @functools.cache
@@ -69,8 +80,9 @@ def run_config_class(stage: str) -> type:
     """The stage's settings plus the launch settings, as one config (one `device` field: the launch's)."""
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
-    return dataclasses.make_dataclass(f"{STAGES[stage].config.__name__}Launch", [],
-                                      bases=(LaunchConfig, STAGES[stage].config))
+    return dataclasses.make_dataclass(
+        f"{STAGES[stage].config.__name__}Launch", [], bases=(LaunchConfig, STAGES[stage].config)
+    )
 
 
 def stage_config(stage: str, cfg: Any) -> Any:
@@ -83,10 +95,16 @@ def absolute(stage: str, cfg: Any, workspace: Path) -> Any:
     """Workspace-relative paths made absolute (the ranks run with cwd = the repository); a model field that
     names nothing in the workspace stays a hub id (backend.core.workspace's convention)."""
     root = Path(workspace).resolve()
-    paths = {f.name: root / v for f in dataclasses.fields(cfg)
-             if isinstance(v := getattr(cfg, f.name), Path) and not v.is_absolute()}
-    models = {name: str(root / v) for name in STAGES[stage].models
-              if (v := getattr(cfg, name)) and not Path(v).is_absolute() and (root / v).exists()}
+    paths = {
+        f.name: root / v
+        for f in dataclasses.fields(cfg)
+        if isinstance(v := getattr(cfg, f.name), Path) and not v.is_absolute()
+    }
+    models = {
+        name: str(root / v)
+        for name in STAGES[stage].models
+        if (v := getattr(cfg, name)) and not Path(v).is_absolute() and (root / v).exists()
+    }
     return dataclasses.replace(cfg, **paths, **models)
 
 
@@ -139,6 +157,7 @@ def start_new(workspace: Path, stage: str, cfg: Any) -> Job:
 
 def start(run: Job) -> None:
     """Start (or start again: resume) a preprocessing run; returns at once."""
+
     def prepare() -> dict[str, Any]:
         stage, cfg = load(run)
         check(stage, cfg)
@@ -166,8 +185,10 @@ def progress(run: Job) -> tuple[float, list[str]]:
             continue  # being replaced right now
     if not reports:
         return 0.0, []
-    return (sum(r["fraction"] for r in reports) / len(reports),
-            [f"rank {r['rank']}: {100 * r['fraction']:.0f}% · {r['message']}" for r in reports])
+    return (
+        sum(r["fraction"] for r in reports) / len(reports),
+        [f"rank {r['rank']}: {100 * r['fraction']:.0f}% · {r['message']}" for r in reports],
+    )
 
 
 def outcome(stage: str, record: dict[str, Any]) -> list[str]:
@@ -195,8 +216,9 @@ def commands(stage: str, cfg: Any, run_dir: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Preprocessing stages on many processes: start, preview, show, "
-                                                 "resume, abort.")
+    parser = argparse.ArgumentParser(
+        description="Preprocessing stages on many processes: start, preview, show, resume, abort."
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     for name in ("start", "preview"):
         stages = sub.add_parser(name, help=f"{name} a stage run").add_subparsers(dest="stage", required=True)

@@ -60,8 +60,11 @@ def check_schema(path: str | Path) -> None:
         for column in REQUIRED_COLUMNS:
             actual = schema.field(column).type
             if not _fits(column, actual):
-                raise InputError(f, f"column {column} is {actual}, expected {SCHEMA.field(column).type} "
-                                    "(not a Moshi Studio dataset: make one with backend.dataset.build)")
+                raise InputError(
+                    f,
+                    f"column {column} is {actual}, expected {SCHEMA.field(column).type} "
+                    "(not a Moshi Studio dataset: make one with backend.dataset.build)",
+                )
 
 
 def list_dialogues(folder: str | Path) -> list[str]:

@@ -7,5 +7,6 @@ from backend.data.files import scan_dialogues
 
 def left_out(ws: Workspace) -> dict[str, str]:
     """Dialogues of raw/ that Build leaves out: name -> why."""
-    return {d.name: "excluded" for d in scan_dialogues(ws.raw).dialogues
-            if d.audio is not None and is_excluded(d.audio)}
+    return {
+        d.name: "excluded" for d in scan_dialogues(ws.raw).dialogues if d.audio is not None and is_excluded(d.audio)
+    }

@@ -118,19 +118,30 @@ class SpeakerAudit:
         return asdict(self) | {"not_placed": self.not_placed}
 
     def summary(self) -> str:
-        losses = [f"{n} {what}" for n, what in ((self.overflow_dropped, "dropped by overflow"),
-                                                (self.zero_duration_dropped, "dropped, zero duration"),
-                                                (self.past_end, "past the end"),
-                                                (self.after_audio, "after the audio"),
-                                                (self.unknown_pieces, "unknown")) if n]
+        losses = [
+            f"{n} {what}"
+            for n, what in (
+                (self.overflow_dropped, "dropped by overflow"),
+                (self.zero_duration_dropped, "dropped, zero duration"),
+                (self.past_end, "past the end"),
+                (self.after_audio, "after the audio"),
+                (self.unknown_pieces, "unknown"),
+            )
+            if n
+        ]
         notes = ([f"{' '.join(self.byte_characters)} as UTF-8 byte pieces"] if self.byte_characters else []) + (
             [f"{' '.join(self.renormalized)} normalised by the tokenizer, timed by their own characters"]
-            if self.renormalized else [])
-        return (f"{self.speaker}: {self.placed} of {self.pieces} text pieces placed"
-                + (f" ({', '.join(losses)})" if losses else "") + "".join(f"; {n}" for n in notes)
-                + f", at most {self.max_drift / FRAME_RATE:.2f} s late, {100 * self.bare_boundary_share:.0f}% "
-                  f"are a lone word-start mark, {100 * self.pad_share:.0f}% of {self.frames / FRAME_RATE:.1f} s "
-                  "without text")
+            if self.renormalized
+            else []
+        )
+        return (
+            f"{self.speaker}: {self.placed} of {self.pieces} text pieces placed"
+            + (f" ({', '.join(losses)})" if losses else "")
+            + "".join(f"; {n}" for n in notes)
+            + f", at most {self.max_drift / FRAME_RATE:.2f} s late, {100 * self.bare_boundary_share:.0f}% "
+            f"are a lone word-start mark, {100 * self.pad_share:.0f}% of {self.frames / FRAME_RATE:.1f} s "
+            "without text"
+        )
 
 
 @dataclass
@@ -157,10 +168,19 @@ class DialogueAudit:
         return sum(a.not_placed for a in self.speakers.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "transcript": self.transcript, "format": self.format, "options": self.options,
-                "duration": self.duration, "pieces": self.pieces, "placed": self.placed,
-                "not_placed": self.not_placed, "speakers": {s: a.to_dict() for s, a in self.speakers.items()},
-                "warnings": list(self.warnings), "tokenizer": dict(self.tokenizer)}
+        return {
+            "name": self.name,
+            "transcript": self.transcript,
+            "format": self.format,
+            "options": self.options,
+            "duration": self.duration,
+            "pieces": self.pieces,
+            "placed": self.placed,
+            "not_placed": self.not_placed,
+            "speakers": {s: a.to_dict() for s, a in self.speakers.items()},
+            "warnings": list(self.warnings),
+            "tokenizer": dict(self.tokenizer),
+        }
 
     def summary(self) -> str:
         text = f"{self.name} [{self.options['layout']}]: " + "; ".join(a.summary() for a in self.speakers.values())
@@ -238,8 +258,9 @@ def _joint_pieces(words: list[Word], sp: spm.SentencePieceProcessor, whitespace:
     for p in encode_pieces("".join(text), sp):
         c = min(p.start, len(owner) - 1)
         end = ends[min(p.end, len(owner)) - 1] if p.end > p.start else ends[c]
-        units.append(_Unit(frame_of(starts[c]), [p.id], owner[c], end, _notes(p.byte_character),
-                           _notes(p.renormalized)))
+        units.append(
+            _Unit(frame_of(starts[c]), [p.id], owner[c], end, _notes(p.byte_character), _notes(p.renormalized))
+        )
     return units
 
 
@@ -262,9 +283,16 @@ def _packed_units(words: list[Word], sp: spm.SentencePieceProcessor, whitespace:
     for j, w in enumerate(words):
         pieces = sp.encode(w.word.strip(), out_type="offset_mapping")  # all ids, its "▁" included
         notes = encode_pieces(w.word.strip(), sp)
-        units.append(_Unit(frame_of(w.start), list(pieces["ids"]), j, w.end,
-                           tuple(p.byte_character for p in notes if p.byte_character),
-                           tuple(p.renormalized for p in notes if p.renormalized)))
+        units.append(
+            _Unit(
+                frame_of(w.start),
+                list(pieces["ids"]),
+                j,
+                w.end,
+                tuple(p.byte_character for p in notes if p.byte_character),
+                tuple(p.renormalized for p in notes if p.renormalized),
+            )
+        )
     return units
 
 
@@ -319,8 +347,13 @@ def speaker_pieces(words: list[Word], sp: spm.SentencePieceProcessor, cfg: Layou
     return [pid for u in _units(sorted(words, key=lambda w: w.start), sp, cfg) for pid in u.ids]
 
 
-def layout_speaker(words: list[Word], sp: spm.SentencePieceProcessor, cfg: LayoutOptions,
-                   n_frames: int | None = None, duration: float | None = None) -> tuple[np.ndarray, SpeakerAudit]:
+def layout_speaker(
+    words: list[Word],
+    sp: spm.SentencePieceProcessor,
+    cfg: LayoutOptions,
+    n_frames: int | None = None,
+    duration: float | None = None,
+) -> tuple[np.ndarray, SpeakerAudit]:
     """One speaker's text stream (int64 [T]) and where each of their words and pieces went.
 
     `duration` (audio seconds) sizes `packed` streams and lets the audit count pieces placed past
@@ -348,7 +381,7 @@ def layout_speaker(words: list[Word], sp: spm.SentencePieceProcessor, cfg: Layou
         if zero[u.word]:
             audit.zero_duration_dropped += len(u.ids)
     for u, frames, over, late in zip(kept, placement.frames, placement.overflow, placement.past_end):
-        stream[frames] = u.ids[:len(frames)]
+        stream[frames] = u.ids[: len(frames)]
         occupied[frames] = True
         word_placed[u.word] += len(frames)
         audit.overflow_dropped += over
@@ -366,11 +399,12 @@ def layout_speaker(words: list[Word], sp: spm.SentencePieceProcessor, cfg: Layou
     audit.pieces = len(all_ids)
     audit.placed = int(occupied.sum())
     audit.unknown_pieces = sum(sp.is_unknown(pid) for pid in all_ids)
-    audit.bare_boundary_share = (sum(sp.id_to_piece(pid) == BOUNDARY for pid in all_ids) / len(all_ids)
-                                 if all_ids else 0.0)
+    audit.bare_boundary_share = (
+        sum(sp.id_to_piece(pid) == BOUNDARY for pid in all_ids) / len(all_ids) if all_ids else 0.0
+    )
     audit.pad_share = float((~occupied & ~epad).sum()) / T if T else 0.0
     if duration is not None:
-        audit.after_audio = int(occupied[frames_for_duration(duration):].sum())
+        audit.after_audio = int(occupied[frames_for_duration(duration) :].sum())
     for total, placed in zip(word_total, word_placed):
         if total == 0:
             audit.words_without_pieces += 1
@@ -383,8 +417,9 @@ def layout_speaker(words: list[Word], sp: spm.SentencePieceProcessor, cfg: Layou
     return stream, audit
 
 
-def tokenize_dialogue(t: Transcript, sp: spm.SentencePieceProcessor, cfg: LayoutOptions,
-                      duration: float | None = None) -> tuple[dict[str, np.ndarray], DialogueAudit]:
+def tokenize_dialogue(
+    t: Transcript, sp: spm.SentencePieceProcessor, cfg: LayoutOptions, duration: float | None = None
+) -> tuple[dict[str, np.ndarray], DialogueAudit]:
     """Text streams for speakers A and B of a transcript, with the audit of both.
 
     Without the audio's duration, `packed` sizes both streams from the transcript's last word end + 1 s.

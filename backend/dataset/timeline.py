@@ -13,9 +13,9 @@ from typing import Any, Literal
 import numpy as np
 
 from backend.core import config, figures
-from backend.dataset.read import load_row
 from backend.core.errors import ConfigError, StudioError
 from backend.core.spec import DELAYS, EPAD_ID, FRAME_RATE, PAD_ID, SPEAKERS
+from backend.dataset.read import load_row
 from backend.dataset.training_view import delayed_input, training_rows
 
 
@@ -75,24 +75,40 @@ def frame_window(total: int, start: float, seconds: float) -> tuple[int, int]:
     return first, max(1, min(int(round(seconds * FRAME_RATE)), total - first))
 
 
-def timeline_data(row: dict[str, np.ndarray], dialogue_id: str, first: int, count: int, sp: Any,
-                  main: str = "A", pad_id: int = PAD_ID, epad_id: int = EPAD_ID) -> dict[str, Any]:
+def timeline_data(
+    row: dict[str, np.ndarray],
+    dialogue_id: str,
+    first: int,
+    count: int,
+    sp: Any,
+    main: str = "A",
+    pad_id: int = PAD_ID,
+    epad_id: int = EPAD_ID,
+) -> dict[str, Any]:
     """Plain data for the timeline widget and the CLI (see studio/timeline_view.py)."""
     window = slice(first, first + count)
     speakers = {}
     for s in SPEAKERS:
         text = row[s][0, window]
-        speakers[s] = {"text_ids": text.tolist(), "text_labels": [text_label(t, sp, pad_id, epad_id) for t in text],
-                       "text_chars": byte_characters(text.tolist(), sp), "codes": row[s][1:, window].tolist()}
+        speakers[s] = {
+            "text_ids": text.tolist(),
+            "text_labels": [text_label(t, sp, pad_id, epad_id) for t in text],
+            "text_chars": byte_characters(text.tolist(), sp),
+            "codes": row[s][1:, window].tolist(),
+        }
     other = "B" if main == "A" else "A"
     # Column f of the delayed view is what sits at frame f once delays are applied: step f + 1 of the
     # model's input sequence (step 0 is the initial column).
-    delayed = delayed_input(training_rows(row[main], row[other]))[:, first + 1:first + 1 + count]
+    delayed = delayed_input(training_rows(row[main], row[other]))[:, first + 1 : first + 1 + count]
     names = [f"text {main}"] + [f"{main} cb{i}" for i in range(8)] + [f"{other} cb{i}" for i in range(8)]
     return {
-        "dialogue_id": dialogue_id, "start_frame": first, "frame_rate": FRAME_RATE,
-        "frames": list(range(first, first + count)), "times": [f / FRAME_RATE for f in range(first, first + count)],
-        "speakers": speakers, "main": main,
+        "dialogue_id": dialogue_id,
+        "start_frame": first,
+        "frame_rate": FRAME_RATE,
+        "frames": list(range(first, first + count)),
+        "times": [f / FRAME_RATE for f in range(first, first + count)],
+        "speakers": speakers,
+        "main": main,
         "delayed": {"row_names": names, "rows": delayed.tolist(), "delays": DELAYS, "start_step": first + 1},
     }
 
@@ -101,7 +117,7 @@ def window_audio(mimi: Any, row: dict[str, np.ndarray], first: int, count: int) 
     """[2, count * 1920] float32 at 24 kHz: the window's codes of A and B decoded in one batch."""
     from backend.dataset.codec import decode
 
-    codes = np.stack([row[s][1:, first:first + count] for s in SPEAKERS])
+    codes = np.stack([row[s][1:, first : first + count] for s in SPEAKERS])
     return decode(mimi, codes)
 
 
@@ -127,8 +143,7 @@ def show(cfg: TimelineConfig) -> None:
         figures.check_png_path(cfg.plot)
     row = load_row(cfg.dataset, cfg.dialogue_id)
     first, count = frame_window(row["A"].shape[1], cfg.start, cfg.seconds)
-    data = timeline_data(row, cfg.dialogue_id, first, count, load_spm(cfg.tokenizer), cfg.main, cfg.pad_id,
-                         cfg.epad_id)
+    data = timeline_data(row, cfg.dialogue_id, first, count, load_spm(cfg.tokenizer), cfg.main, cfg.pad_id, cfg.epad_id)
     print(format_grid(data))
     if cfg.plot is not None:
         print(f"wrote {figures.save(figures.timeline(data), cfg.plot)}")
@@ -150,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

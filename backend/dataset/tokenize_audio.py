@@ -19,38 +19,45 @@ from typing import Any, Literal
 
 import numpy as np
 
-from backend.core.progress import Progress
 from backend.core import config as cfgmod
 from backend.core.atomic import atomic_path, check_output_folder
+from backend.core.config import option
+from backend.core.device import pick_device
+from backend.core.errors import ConfigError, InputError, StudioError
+from backend.core.progress import Progress, cli_progress
+from backend.core.spec import FRAME_RATE, NUM_CODEBOOKS, SAMPLE_RATE
 from backend.data.audio_io import AudioInfo, load_stereo, probe
 from backend.data.files import AUDIO_EXTENSIONS, dialogue_files
-from backend.jobs.sharding import ShareSummary, share
-from backend.core.config import option
-from backend.core.progress import cli_progress
-from backend.core.errors import ConfigError, InputError, StudioError
 from backend.dataset.token_folders import config_beside
+from backend.jobs.sharding import ShareSummary, share
 from backend.models.source import DEFAULT_REPO, MIMI_CONFIG, MIMI_WEIGHTS
 from backend.models.weights import load_mimi
-from backend.core.device import pick_device
-from backend.core.spec import FRAME_RATE, NUM_CODEBOOKS, SAMPLE_RATE
 
 FORMAT_VERSION = 1  # bump when the token files change meaning: older files are then redone
 
 
-
 @dataclass
 class AudioTokenizeConfig:
-    input_dir: Path | None = option(None, "folder of stereo dialogue files (.wav .flac .ogg); "
-                                          "left channel = speaker A, right = speaker B")
+    input_dir: Path | None = option(
+        None, "folder of stereo dialogue files (.wav .flac .ogg); left channel = speaker A, right = speaker B"
+    )
     output_dir: Path | None = option(None, "folder for the <name>.npz token files (A and B, int64 [8, T])")
-    mimi: str = option(DEFAULT_REPO, "Mimi weights: a directory made by backend.models.source.save_mimi, "
-                                     "a .safetensors file, or a hub repo id")
+    mimi: str = option(
+        DEFAULT_REPO,
+        "Mimi weights: a directory made by backend.models.source.save_mimi, a .safetensors file, or a hub repo id",
+    )
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where Mimi runs; auto = CUDA when available")
-    chunk_seconds: float = option(2.56, "audio per Mimi call; the tokens do not depend on it (streaming "
-                                        "mode), the speed does: 1-5 s suits a CPU, longer a GPU")
+    chunk_seconds: float = option(
+        2.56,
+        "audio per Mimi call; the tokens do not depend on it (streaming "
+        "mode), the speed does: 1-5 s suits a CPU, longer a GPU",
+    )
     batch_dialogues: int = option(1, "dialogues encoded together (2 channels each); more can help on a GPU")
-    workers: int = option(0, "CPU only: Mimi copies encoding channels in parallel, one thread each "
-                             "(about 320 MB each for the full Mimi); 0 = one per CPU core, at most one per channel")
+    workers: int = option(
+        0,
+        "CPU only: Mimi copies encoding channels in parallel, one thread each "
+        "(about 320 MB each for the full Mimi); 0 = one per CPU core, at most one per channel",
+    )
     overwrite: bool = option(False, "tokenize again even files already done with the same settings")
 
 
@@ -100,9 +107,15 @@ def mimi_fingerprint(source: str) -> str:
 
 def _source_meta(path: Path, info: AudioInfo, mimi: str) -> dict:
     stat = path.stat()
-    return {"format": FORMAT_VERSION, "source": path.name, "source_size": stat.st_size,
-            "source_mtime_ns": stat.st_mtime_ns, "sample_rate": info.sample_rate, "mimi": mimi,
-            "num_codebooks": NUM_CODEBOOKS}
+    return {
+        "format": FORMAT_VERSION,
+        "source": path.name,
+        "source_size": stat.st_size,
+        "source_mtime_ns": stat.st_mtime_ns,
+        "sample_rate": info.sample_rate,
+        "mimi": mimi,
+        "num_codebooks": NUM_CODEBOOKS,
+    }
 
 
 def _is_done(target: Path, meta: dict) -> bool:
@@ -113,19 +126,26 @@ def _is_done(target: Path, meta: dict) -> bool:
             shapes = [npz[s].shape for s in ("A", "B")]
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         return False  # missing, damaged or from an older layout: redo
-    return (all(stored.get(k) == v for k, v in meta.items())
-            and shapes == [(NUM_CODEBOOKS, stored.get("frames"))] * 2)
+    return all(stored.get(k) == v for k, v in meta.items()) and shapes == [(NUM_CODEBOOKS, stored.get("frames"))] * 2
 
 
 def write_tokens(target: Path, codes: np.ndarray, meta: dict) -> None:
     """codes int64 [2, 8, T] -> target npz (A, B, meta), atomically."""
     with atomic_path(target) as tmp, tmp.open("wb") as f:
-        np.savez_compressed(f, A=codes[0].astype(np.int64), B=codes[1].astype(np.int64),
-                            meta=np.array(json.dumps({**meta, "frames": int(codes.shape[-1])})))
+        np.savez_compressed(
+            f,
+            A=codes[0].astype(np.int64),
+            B=codes[1].astype(np.int64),
+            meta=np.array(json.dumps({**meta, "frames": int(codes.shape[-1])})),
+        )
 
 
-def tokenize_audio(cfg: AudioTokenizeConfig, progress: Progress | None = None,
-                   shard: tuple[int, int] = (0, 1), skip: frozenset[str] = frozenset()) -> TokenizeSummary:
+def tokenize_audio(
+    cfg: AudioTokenizeConfig,
+    progress: Progress | None = None,
+    shard: tuple[int, int] = (0, 1),
+    skip: frozenset[str] = frozenset(),
+) -> TokenizeSummary:
     """Tokenize every dialogue file of cfg.input_dir into cfg.output_dir (see the module doc); `shard` =
     (rank, world) of a distributed run (backend.dataset.preprocess): only this rank's share of the files;
     `skip`: dialogue names left alone (not even read)."""
@@ -146,8 +166,11 @@ def tokenize_audio(cfg: AudioTokenizeConfig, progress: Progress | None = None,
     for path in share(files, *shard):
         if len(by_stem[path.stem]) > 1:
             others = ", ".join(p.name for p in by_stem[path.stem] if p != path)
-            summary.failed[path.name] = str(InputError(path, f"another input file has the same name ({others}); "
-                                                             "both would write the same token file"))
+            summary.failed[path.name] = str(
+                InputError(
+                    path, f"another input file has the same name ({others}); both would write the same token file"
+                )
+            )
             continue
         try:
             info = probe(path)
@@ -175,7 +198,7 @@ def tokenize_audio(cfg: AudioTokenizeConfig, progress: Progress | None = None,
         done = 0.0
         todo.sort(key=lambda item: item[1].duration)  # similar lengths batch with less padding
         for start in range(0, len(todo), cfg.batch_dialogues):
-            group = todo[start:start + cfg.batch_dialogues]
+            group = todo[start : start + cfg.batch_dialogues]
             loaded = []
             for path, info, meta in group:
                 try:
@@ -196,8 +219,11 @@ def tokenize_audio(cfg: AudioTokenizeConfig, progress: Progress | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = cfgmod.cli_parser(AudioTokenizeConfig, "Tokenize stereo dialogues with Mimi into <output>/<name>.npz "
-                                                    "(A and B: int64 [8, T]); files already done are skipped.")
+    parser = cfgmod.cli_parser(
+        AudioTokenizeConfig,
+        "Tokenize stereo dialogues with Mimi into <output>/<name>.npz "
+        "(A and B: int64 [8, T]); files already done are skipped.",
+    )
     args = parser.parse_args(argv)
     try:
         cfg = cfgmod.from_cli(AudioTokenizeConfig, args)

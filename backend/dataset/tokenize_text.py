@@ -18,15 +18,14 @@ import numpy as np
 
 from backend.core import config
 from backend.core.atomic import atomic_path, check_output_folder, write_text_atomic
-from backend.data.audio_io import probe
-from backend.data.files import AUDIO_EXTENSIONS, AUDIT_SUFFIX, dialogue_files
 from backend.core.errors import ConfigError, InputError, StudioError
 from backend.core.spec import EPAD_ID, PAD_ID
+from backend.data.audio_io import probe
+from backend.data.files import AUDIO_EXTENSIONS, AUDIT_SUFFIX, dialogue_files
+from backend.data.transcripts import load_transcript, parse_speaker_map
+from backend.dataset.text_layout import DialogueAudit, LayoutOptions, check_options, tokenize_dialogue
 from backend.dataset.token_folders import audits_beside
 from backend.models.text_tokenizer import load_spm, record_of
-from backend.dataset.text_layout import DialogueAudit, LayoutOptions, check_options, tokenize_dialogue
-from backend.data.transcripts import load_transcript, parse_speaker_map
-
 
 
 @dataclass
@@ -34,12 +33,15 @@ class TextLayoutSettings:
     """What decides the pieces a transcript becomes and the ids of empty frames (tokenize-text, tokenizer inspect)."""
 
     layout: Literal["spread", "packed"] = config.option(
-        "spread", "spread = J-Moshi (one tokenization per speaker, pieces timed by their characters); "
-                  "packed = Kyutai (each word's pieces on consecutive frames from its start)")
+        "spread",
+        "spread = J-Moshi (one tokenization per speaker, pieces timed by their characters); "
+        "packed = Kyutai (each word's pieces on consecutive frames from its start)",
+    )
     pad_id: int = config.option(PAD_ID, "text id of an empty frame (PAD)")
     epad_id: int = config.option(EPAD_ID, "text id of the frame just before a piece that follows a PAD (EPAD)")
-    whitespace: bool = config.option(True, "put a space before every word but the first (off for Japanese and "
-                                           "Chinese: words joined without spaces)")
+    whitespace: bool = config.option(
+        True, "put a space before every word but the first (off for Japanese and Chinese: words joined without spaces)"
+    )
 
     RENAMED: ClassVar[dict[str, config.Renamed]] = {"no_whitespace": config.Renamed("whitespace", negated=True)}
 
@@ -48,16 +50,26 @@ class TextLayoutSettings:
 class TextTokenizeConfig(TextLayoutSettings):
     transcripts: Path = config.option(Path("workspace/raw"), "folder of word transcripts <name>.json")
     tokenizer: Path = config.option(Path("workspace/models/tokenizer.model"), "SentencePiece model file")
-    output: Path = config.option(Path("workspace/tokens/text"), "folder for <name>.npz (audits: <name>.audit.json "
-                                 "in <output>.audits/ beside it)")
-    drop_overflow: bool = config.option(False, "packed only: drop the pieces a word has not placed when the next "
-                                               "word starts, as Kyutai's interleaver does by default (otherwise they "
-                                               "are kept and shifted later); a start a float's width under a frame "
-                                               "boundary still starts on that frame (deviation D1, README)")
-    audio: Path | None = config.option(None, "folder of the dialogue audio <name>.wav|flac|ogg, read only for "
-                                             "durations (packed stream length, text past the audio's end)")
-    speaker_map: str | None = config.option(None, "transcript speaker labels to A/B, e.g. 'SPEAKER_0=A "
-                                                  "SPEAKER_1=B' (default: A, B, SPEAKER_MAIN=A + one other label=B)")
+    output: Path = config.option(
+        Path("workspace/tokens/text"), "folder for <name>.npz (audits: <name>.audit.json in <output>.audits/ beside it)"
+    )
+    drop_overflow: bool = config.option(
+        False,
+        "packed only: drop the pieces a word has not placed when the next "
+        "word starts, as Kyutai's interleaver does by default (otherwise they "
+        "are kept and shifted later); a start a float's width under a frame "
+        "boundary still starts on that frame (deviation D1, README)",
+    )
+    audio: Path | None = config.option(
+        None,
+        "folder of the dialogue audio <name>.wav|flac|ogg, read only for "
+        "durations (packed stream length, text past the audio's end)",
+    )
+    speaker_map: str | None = config.option(
+        None,
+        "transcript speaker labels to A/B, e.g. 'SPEAKER_0=A "
+        "SPEAKER_1=B' (default: A, B, SPEAKER_MAIN=A + one other label=B)",
+    )
 
     def layout_options(self) -> LayoutOptions:
         return LayoutOptions(self.layout, self.pad_id, self.epad_id, self.whitespace, self.drop_overflow)
@@ -94,8 +106,9 @@ def write_tokens(path: Path, streams: dict[str, np.ndarray]) -> None:
         np.savez_compressed(f, **{s: a.astype(np.int64) for s, a in streams.items()})
 
 
-def tokenize_text(cfg: TextTokenizeConfig, progress: Callable[[float, str], None] | None = None,
-                  skip: frozenset[str] = frozenset()) -> list[DialogueAudit]:
+def tokenize_text(
+    cfg: TextTokenizeConfig, progress: Callable[[float, str], None] | None = None, skip: frozenset[str] = frozenset()
+) -> list[DialogueAudit]:
     """Tokenize every transcript of `cfg.transcripts` but those named in `skip` (not even read). Raises
     TokenizeFailures after writing the good ones."""
     sp = load_spm(cfg.tokenizer)
@@ -123,8 +136,9 @@ def tokenize_text(cfg: TextTokenizeConfig, progress: Callable[[float, str], None
             audit_path.unlink(missing_ok=True)
             continue
         if cfg.audio is not None and duration is None:
-            audit.warnings.append(f"no audio named {path.stem}.wav/.flac/.ogg in {cfg.audio}: "
-                                  "stream lengths come from the transcript")
+            audit.warnings.append(
+                f"no audio named {path.stem}.wav/.flac/.ogg in {cfg.audio}: stream lengths come from the transcript"
+            )
         audit.tokenizer = tokenizer
         write_tokens(tokens, streams)
         write_text_atomic(audit_path, json.dumps(audit.to_dict(), indent=1, ensure_ascii=False) + "\n")
@@ -137,8 +151,10 @@ def tokenize_text(cfg: TextTokenizeConfig, progress: Callable[[float, str], None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = config.cli_parser(TextTokenizeConfig, "Tokenize word transcripts into per-frame text streams "
-                                                   "(<name>.npz with A and B) and write an audit per file.")
+    parser = config.cli_parser(
+        TextTokenizeConfig,
+        "Tokenize word transcripts into per-frame text streams (<name>.npz with A and B) and write an audit per file.",
+    )
     try:
         cfg = config.from_cli(TextTokenizeConfig, parser.parse_args(argv))
         audits = tokenize_text(cfg)

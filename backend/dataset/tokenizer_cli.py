@@ -17,8 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="SentencePiece tokenizers.")
     sub = parser.add_subparsers(dest="command", required=True)
     text = "fingerprint, vocabulary, PAD/EPAD pieces and byte fallback of a model; piece shares on transcripts"
-    inspect = config.cli_parser(TokenizerInspectConfig, text, parser=sub.add_parser("inspect", help=text,
-                                                                                     description=text))
+    inspect = config.cli_parser(
+        TokenizerInspectConfig, text, parser=sub.add_parser("inspect", help=text, description=text)
+    )
     inspect.add_argument("model", type=Path, help="SentencePiece model file (.model)")
     text = "train a SentencePiece model on the words of transcripts, PAD/EPAD on the ids the dataset expects"
     config.cli_parser(TokenizerTrainConfig, text, parser=sub.add_parser("train", help=text, description=text))
@@ -26,9 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             cfg = config.from_cli(TokenizerTrainConfig, args)
-            report = inspect_tokenizer(TokenizerInspectConfig(
-                model=train_tokenizer(cfg), transcripts=cfg.transcripts, pad_id=cfg.pad_id, epad_id=cfg.epad_id,
-                whitespace=cfg.whitespace))
+            report = inspect_tokenizer(
+                TokenizerInspectConfig(
+                    model=train_tokenizer(cfg),
+                    transcripts=cfg.transcripts,
+                    pad_id=cfg.pad_id,
+                    epad_id=cfg.epad_id,
+                    whitespace=cfg.whitespace,
+                )
+            )
         else:
             report = inspect_tokenizer(config.from_cli(TokenizerInspectConfig, args))
     except StudioError as e:

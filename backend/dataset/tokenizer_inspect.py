@@ -13,11 +13,11 @@ import sentencepiece as spm
 
 from backend.core import config
 from backend.core.errors import ConfigError
-from backend.data.transcripts import load_transcript
 from backend.core.spec import SPEAKERS
-from backend.models.text_tokenizer import fingerprint, load_spm, piece_kind
+from backend.data.transcripts import load_transcript
 from backend.dataset.text_layout import BOUNDARY, LayoutOptions, speaker_pieces
 from backend.dataset.tokenize_text import TextLayoutSettings, transcript_files
+from backend.models.text_tokenizer import fingerprint, load_spm, piece_kind
 
 PROBE = "\U000f0000"  # a private-use character no tokenizer has a piece for: bytes with byte fallback, else <unk>
 
@@ -25,8 +25,11 @@ PROBE = "\U000f0000"  # a private-use character no tokenizer has a piece for: by
 @dataclass
 class TokenizerInspectConfig(TextLayoutSettings):
     model: Path = config.option(Path("workspace/models/tokenizer.model"), "SentencePiece model file", cli=False)
-    transcripts: Path | None = config.option(None, "folder of word transcripts <name>.json: the shares of "
-                                                   "byte-fallback, unknown and bare '▁' pieces they tokenize into")
+    transcripts: Path | None = config.option(
+        None,
+        "folder of word transcripts <name>.json: the shares of "
+        "byte-fallback, unknown and bare '▁' pieces they tokenize into",
+    )
 
 
 def byte_fallback(sp: spm.SentencePieceProcessor) -> bool:
@@ -65,14 +68,20 @@ class TokenizerReport:
     transcripts: PieceShares | None = None
 
     def lines(self) -> list[str]:
-        out = [f"{self.model}", f"  fingerprint   {self.fingerprint}", f"  vocabulary    {self.vocab_size} pieces",
-               f"  byte fallback {'on' if self.byte_fallback else 'off'}"]
+        out = [
+            f"{self.model}",
+            f"  fingerprint   {self.fingerprint}",
+            f"  vocabulary    {self.vocab_size} pieces",
+            f"  byte fallback {'on' if self.byte_fallback else 'off'}",
+        ]
         out += [f"  {name.upper():<13} id {s['id']}: {s['piece']!r} ({s['kind']})" for name, s in self.special.items()]
         if self.transcripts is not None:
             t = self.transcripts
-            out.append(f"  transcripts   {t.files} file(s), {t.pieces} pieces: byte fallback "
-                       f"{100 * t.share(t.byte_fallback):.1f}%, unknown {100 * t.share(t.unknown):.1f}%, bare ▁ "
-                       f"{100 * t.share(t.bare_boundary):.1f}%")
+            out.append(
+                f"  transcripts   {t.files} file(s), {t.pieces} pieces: byte fallback "
+                f"{100 * t.share(t.byte_fallback):.1f}%, unknown {100 * t.share(t.unknown):.1f}%, bare ▁ "
+                f"{100 * t.share(t.bare_boundary):.1f}%"
+            )
         return out + [f"  ⚠ {w}" for w in self.warnings]
 
 
@@ -81,8 +90,10 @@ def special_pieces(sp: spm.SentencePieceProcessor, pad_id: int, epad_id: int) ->
     for name, pid in (("pad_id", pad_id), ("epad_id", epad_id)):
         if not 0 <= pid < size:
             raise ConfigError(f"{name} {pid} is outside the tokenizer's ids 0..{size - 1}")
-    return {name: {"id": pid, "piece": sp.id_to_piece(pid), "kind": piece_kind(sp, pid)}
-            for name, pid in (("pad", pad_id), ("epad", epad_id))}
+    return {
+        name: {"id": pid, "piece": sp.id_to_piece(pid), "kind": piece_kind(sp, pid)}
+        for name, pid in (("pad", pad_id), ("epad", epad_id))
+    }
 
 
 def transcript_shares(sp: spm.SentencePieceProcessor, folder: Path, options: LayoutOptions) -> PieceShares:
@@ -97,12 +108,19 @@ def transcript_shares(sp: spm.SentencePieceProcessor, folder: Path, options: Lay
 
 def inspect_tokenizer(cfg: TokenizerInspectConfig) -> TokenizerReport:
     sp = load_spm(cfg.model)
-    report = TokenizerReport(str(cfg.model), fingerprint(sp), sp.get_piece_size(), byte_fallback(sp),
-                             special_pieces(sp, cfg.pad_id, cfg.epad_id))
+    report = TokenizerReport(
+        str(cfg.model),
+        fingerprint(sp),
+        sp.get_piece_size(),
+        byte_fallback(sp),
+        special_pieces(sp, cfg.pad_id, cfg.epad_id),
+    )
     for name, s in report.special.items():
         if s["kind"] == "normal":
-            report.warnings.append(f"{name.upper()} id {s['id']} is the text piece {s['piece']!r}: every "
-                                   f"{s['piece']!r} in a transcript would read as {name.upper()}")
+            report.warnings.append(
+                f"{name.upper()} id {s['id']} is the text piece {s['piece']!r}: every "
+                f"{s['piece']!r} in a transcript would read as {name.upper()}"
+            )
     if cfg.transcripts is not None:
         options = LayoutOptions(cfg.layout, cfg.pad_id, cfg.epad_id, cfg.whitespace)
         report.transcripts = transcript_shares(sp, cfg.transcripts, options)

@@ -21,15 +21,25 @@ from backend.dataset.tokenize_text import transcript_files
 class TokenizerTrainConfig:
     transcripts: Path = config.option(Path("workspace/raw"), "folder of word transcripts <name>.json to learn from")
     output: Path = config.option(Path("workspace/models/tokenizer.model"), "SentencePiece model file to write")
-    vocab_size: int = config.option(32000, "largest vocabulary (a small corpus gives fewer pieces; with byte "
-                                           "fallback at least the corpus's characters + 260)", ge=16, le=1_000_000)
+    vocab_size: int = config.option(
+        32000,
+        "largest vocabulary (a small corpus gives fewer pieces; with byte "
+        "fallback at least the corpus's characters + 260)",
+        ge=16,
+        le=1_000_000,
+    )
     byte_fallback: bool = config.option(True, "characters without a piece become their UTF-8 bytes (else <unk>)")
-    character_coverage: float = config.option(0.9995, "share of the corpus's characters that get a piece of "
-                                                      "their own (1: all; Japanese models: 0.9995)", gt=0.0, le=1.0)
+    character_coverage: float = config.option(
+        0.9995,
+        "share of the corpus's characters that get a piece of their own (1: all; Japanese models: 0.9995)",
+        gt=0.0,
+        le=1.0,
+    )
     pad_id: int = config.option(PAD_ID, "text id of an empty frame (PAD): SentencePiece's <pad>", ge=0, le=3)
     epad_id: int = config.option(EPAD_ID, "text id of EPAD: SentencePiece's <unk>", ge=0, le=3)
-    whitespace: bool = config.option(True, "join a turn's words with spaces (off for Japanese and Chinese, as the "
-                                           "text layouts join them)")
+    whitespace: bool = config.option(
+        True, "join a turn's words with spaces (off for Japanese and Chinese, as the text layouts join them)"
+    )
 
 
 def turns(transcript: Transcript, whitespace: bool) -> list[str]:
@@ -52,5 +62,6 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> Path:
     sentences = [t for path in transcript_files(cfg.transcripts) for t in turns(load_transcript(path), cfg.whitespace)]
     if not sentences:
         raise ConfigError(f"transcripts: no words in {cfg.transcripts} to train a tokenizer on")
-    return train_spm(sentences, cfg.output, cfg.vocab_size, cfg.byte_fallback, cfg.character_coverage, cfg.pad_id,
-                     cfg.epad_id)
+    return train_spm(
+        sentences, cfg.output, cfg.vocab_size, cfg.byte_fallback, cfg.character_coverage, cfg.pad_id, cfg.epad_id
+    )

@@ -31,6 +31,6 @@ def delayed_input(rows: np.ndarray, delays: list[int] = DELAYS) -> np.ndarray:
     out = np.empty((k, t + 1), dtype=np.int64)
     out[:, 0] = init
     for i, d in enumerate(delays):
-        out[i, 1:1 + d] = init[i]
-        out[i, 1 + d:] = rows[i, :t - d]
+        out[i, 1 : 1 + d] = init[i]
+        out[i, 1 + d :] = rows[i, : t - d]
     return out

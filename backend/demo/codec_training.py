@@ -23,13 +23,13 @@ import torch.nn.functional as F
 from moshi.models import loaders
 from moshi.models.compression import MimiModel
 
-from backend.demo import speech_corpus
 from backend.core.atomic import atomic_path, write_text_atomic
 from backend.core.config import cli_parser, from_cli, option, to_dict
+from backend.core.spec import FRAME_SIZE, SAMPLE_RATE
+from backend.demo import speech_corpus
 from backend.demo.dialogues import DEMO_DIR
 from backend.models.source import demo_mimi_config, save_mimi
 from backend.models.weights import load_mimi
-from backend.core.spec import FRAME_SIZE, SAMPLE_RATE
 
 MEL_SCALES = (256, 512, 1024, 2048)  # STFT windows of the reconstruction loss
 REFERENCE_FRAMES = 13  # ~1 s stored reconstruction (reference.npz)
@@ -37,8 +37,11 @@ REFERENCE_FRAMES = 13  # ~1 s stored reconstruction (reference.npz)
 
 @dataclass
 class CodecTrainConfig:
-    output_dir: str = option("assets/demo_mimi", "where mimi.safetensors, mimi_config.json, training.json and "
-                             "reference.npz go (relative to the repository root when run from it)")
+    output_dir: str = option(
+        "assets/demo_mimi",
+        "where mimi.safetensors, mimi_config.json, training.json and "
+        "reference.npz go (relative to the repository root when run from it)",
+    )
     corpus_dir: str = option("work/codec_corpus", "cache of the synthesized sentences (FLAC), reused by later runs")
     train_sentences: int = option(900, "sentences synthesized for training")
     held_out_sentences: int = option(40, "sentences kept out of training, for evaluation")
@@ -79,6 +82,7 @@ class MelLoss(torch.nn.Module):
 
 def _mel_filterbank(n_fft: int, n_mels: int) -> torch.Tensor:
     """Triangular HTK mel filters, [n_mels, n_fft // 2 + 1]."""
+
     def hz_to_mel(f: np.ndarray) -> np.ndarray:
         return 2595.0 * np.log10(1.0 + f / 700.0)
 
@@ -118,7 +122,7 @@ class Crops:
 
     def batch(self, size: int) -> torch.Tensor:
         starts = [self.rng.randrange(0, len(self.audio) - self.length) for _ in range(size)]
-        return torch.stack([self.audio[s:s + self.length] for s in starts])[:, None]
+        return torch.stack([self.audio[s : s + self.length] for s in starts])[:, None]
 
 
 @torch.no_grad()
@@ -167,8 +171,13 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
         torch.nn.utils.clip_grad_norm_(mimi.parameters(), 1.0)
         opt.step()
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            row = {"step": step, "mel": mel.item(), "wave": wave.item(), "commit": float(penalty.detach()),
-                   "seconds": round(time.time() - started, 1)}
+            row = {
+                "step": step,
+                "mel": mel.item(),
+                "wave": wave.item(),
+                "commit": float(penalty.detach()),
+                "seconds": round(time.time() - started, 1),
+            }
             history.append(row)
             print(json.dumps(row), flush=True)
         if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:

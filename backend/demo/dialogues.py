@@ -20,10 +20,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from backend.core.paths import ASSETS
 from backend.core.atomic import atomic_path, write_text_atomic
 from backend.core.config import cli_parser, from_cli, option
 from backend.core.errors import StudioError
+from backend.core.paths import ASSETS
 from backend.core.spec import SAMPLE_RATE
 from backend.data.transcripts import KYUTAI_LABELS
 
@@ -85,42 +85,57 @@ MALE_UK = Voice("en-gb+m3", 45, 195)
 FEMALE_2 = Voice("en-us+f4", 70, 210)
 
 DIALOGUES: tuple[DemoDialogue, ...] = (
-    DemoDialogue("demo_cafe", "jmoshi", {"A": MALE, "B": FEMALE}, (
-        Turn("A", "Hi there, good morning!", 0.0),
-        Turn("B", "Morning! What can I get for you?", 0.35),
-        Turn("A", "Could I have a large latte, please?", 0.5),
-        Backchannel("B", "mhm", 0.55),
-        Turn("B", "Sure. Oat milk or regular?", 0.3),
-        Turn("A", "Oat milk. Do you have anything sweet?", 0.6),
-        Turn("B", "We have muffins and lemon cake.", 0.25),
-        Turn("A", "Oh, lemon cake sounds great.", -0.25),
-        Turn("B", "That comes to seven fifty.", 0.45),
-        Backchannel("A", "okay", 0.7),
-        Turn("A", "Here you go, thanks!", 0.4),
-    )),
-    DemoDialogue("demo_directions", "jmoshi", {"A": FEMALE_2, "B": MALE_UK}, (
-        Turn("A", "Excuse me, is the museum far from here?", 0.0),
-        Turn("B", "Not really, about ten minutes on foot.", 0.4),
-        Turn("A", "Oh good. Which way should I go?", 0.3),
-        Turn("B", "Go straight, then turn left at the bank.", 0.55),
-        Backchannel("A", "yeah", 0.45),
-        Turn("A", "Left at the bank, got it.", -0.2),
-        Turn("B", "It is right across from the park.", 0.3),
-        Backchannel("A", "mhm", 0.6),
-        Turn("A", "Thank you so much!", 0.5),
-        Turn("B", "No problem, enjoy!", -0.15),
-    )),
-    DemoDialogue("demo_weekend", "kyutai", {"A": FEMALE, "B": MALE}, (
-        Turn("A", "Hey, any plans for the weekend?", 0.0),
-        Turn("B", "Not yet. Maybe a hike if it is sunny.", 0.5),
-        Turn("A", "I love hiking. Where would you go?", 0.3),
-        Turn("B", "There is a trail by the lake, it is pretty easy.", 0.4),
-        Backchannel("A", "mhm", 0.35),
-        Backchannel("A", "yeah", 0.8),
-        Turn("A", "Could I come along?", -0.3),
-        Turn("B", "Of course! Let us meet at nine on Saturday.", 0.35),
-        Turn("A", "Perfect, see you then.", 0.6),
-    )),
+    DemoDialogue(
+        "demo_cafe",
+        "jmoshi",
+        {"A": MALE, "B": FEMALE},
+        (
+            Turn("A", "Hi there, good morning!", 0.0),
+            Turn("B", "Morning! What can I get for you?", 0.35),
+            Turn("A", "Could I have a large latte, please?", 0.5),
+            Backchannel("B", "mhm", 0.55),
+            Turn("B", "Sure. Oat milk or regular?", 0.3),
+            Turn("A", "Oat milk. Do you have anything sweet?", 0.6),
+            Turn("B", "We have muffins and lemon cake.", 0.25),
+            Turn("A", "Oh, lemon cake sounds great.", -0.25),
+            Turn("B", "That comes to seven fifty.", 0.45),
+            Backchannel("A", "okay", 0.7),
+            Turn("A", "Here you go, thanks!", 0.4),
+        ),
+    ),
+    DemoDialogue(
+        "demo_directions",
+        "jmoshi",
+        {"A": FEMALE_2, "B": MALE_UK},
+        (
+            Turn("A", "Excuse me, is the museum far from here?", 0.0),
+            Turn("B", "Not really, about ten minutes on foot.", 0.4),
+            Turn("A", "Oh good. Which way should I go?", 0.3),
+            Turn("B", "Go straight, then turn left at the bank.", 0.55),
+            Backchannel("A", "yeah", 0.45),
+            Turn("A", "Left at the bank, got it.", -0.2),
+            Turn("B", "It is right across from the park.", 0.3),
+            Backchannel("A", "mhm", 0.6),
+            Turn("A", "Thank you so much!", 0.5),
+            Turn("B", "No problem, enjoy!", -0.15),
+        ),
+    ),
+    DemoDialogue(
+        "demo_weekend",
+        "kyutai",
+        {"A": FEMALE, "B": MALE},
+        (
+            Turn("A", "Hey, any plans for the weekend?", 0.0),
+            Turn("B", "Not yet. Maybe a hike if it is sunny.", 0.5),
+            Turn("A", "I love hiking. Where would you go?", 0.3),
+            Turn("B", "There is a trail by the lake, it is pretty easy.", 0.4),
+            Backchannel("A", "mhm", 0.35),
+            Backchannel("A", "yeah", 0.8),
+            Turn("A", "Could I come along?", -0.3),
+            Turn("B", "Of course! Let us meet at nine on Saturday.", 0.35),
+            Turn("A", "Perfect, see you then.", 0.6),
+        ),
+    ),
 )
 
 
@@ -157,7 +172,7 @@ def trim(audio: np.ndarray, silent: str) -> np.ndarray:
     loud = np.flatnonzero(np.abs(audio) > TRIM_THRESHOLD)
     if loud.size == 0:
         raise StudioError(silent)
-    return audio[loud[0]: loud[-1] + 1]
+    return audio[loud[0] : loud[-1] + 1]
 
 
 def render(dialogue: DemoDialogue, rng: random.Random, workdir: Path) -> tuple[np.ndarray, list[PlacedWord]]:
@@ -186,10 +201,12 @@ def render(dialogue: DemoDialogue, rng: random.Random, workdir: Path) -> tuple[n
             turn_start, turn_end = first, cursor
     signal = np.zeros((2, max(w.end for w in placed) + tail), dtype=np.float32)
     for word, clip in zip(placed, clips):
-        channel = signal[0 if word.speaker == "A" else 1, word.offset: word.end]
+        channel = signal[0 if word.speaker == "A" else 1, word.offset : word.end]
         if np.any(channel):
-            raise StudioError(f"{dialogue.name}: {word.speaker}'s word {word.word!r} overlaps their previous word; "
-                              "fix the script's gaps")
+            raise StudioError(
+                f"{dialogue.name}: {word.speaker}'s word {word.word!r} overlaps their previous word; "
+                "fix the script's gaps"
+            )
         channel[:] = clip
     return signal, placed
 
@@ -213,16 +230,18 @@ def write_dialogue(dialogue: DemoDialogue, folder: Path, seed: int, workdir: Pat
     audio_path, text_path = folder / f"{dialogue.name}.flac", folder / f"{dialogue.name}.json"
     with atomic_path(audio_path) as tmp:
         sf.write(tmp, pcm, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-    write_text_atomic(text_path, json.dumps(transcript(words, dialogue.transcript_format), indent=1,
-                                                ensure_ascii=False) + "\n")
+    write_text_atomic(
+        text_path, json.dumps(transcript(words, dialogue.transcript_format), indent=1, ensure_ascii=False) + "\n"
+    )
     return audio_path, text_path
 
 
 def demo_sentences(dialogues: tuple[DemoDialogue, ...] = DIALOGUES, joiner: str = " ") -> list[str]:
     """Every line of the demo scripts: the words of the demo transcripts, a line at a time, joined by `joiner`
     (no space for Japanese, as the no-whitespace layout joins them)."""
-    return [joiner.join(line.text.split()) if isinstance(line, Turn) else line.word
-            for d in dialogues for line in d.lines]
+    return [
+        joiner.join(line.text.split()) if isinstance(line, Turn) else line.word for d in dialogues for line in d.lines
+    ]
 
 
 @dataclass
@@ -241,8 +260,9 @@ def generate(cfg: DemoConfig, dialogues: tuple[DemoDialogue, ...] = DIALOGUES) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = cli_parser(DemoConfig, "Synthesize the demo dialogues with espeak-ng, one word at a time "
-                                    "(exact word timings).")
+    parser = cli_parser(
+        DemoConfig, "Synthesize the demo dialogues with espeak-ng, one word at a time (exact word timings)."
+    )
     try:
         written = generate(from_cli(DemoConfig, parser.parse_args(argv)))
     except StudioError as e:

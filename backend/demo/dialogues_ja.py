@@ -60,30 +60,45 @@ HIGH = JaVoice(half_tone=1.0, speed=1.05)
 LOW = JaVoice(half_tone=-5.0, speed=1.25, tract=0.78)
 
 JA_DIALOGUES: tuple[DemoDialogue, ...] = (
-    DemoDialogue("ja_cafe", "jmoshi", {"A": HIGH, "B": LOW}, (
-        Turn("A", "いらっしゃいませ。 ご注文は？", 0.0),
-        Turn("B", "ｺｰﾋｰを 一つ ください。", 0.35),
-        Turn("A", "サイズは Ｍで よろしいですか？", 0.4),
-        Backchannel("B", "はい", 0.6),
-        Turn("B", "ＯＫです。", 0.3),
-        Turn("A", "４５０円に なります。", 0.35),
-        Turn("B", "えっと… カードで。", -0.2),
-    )),
-    DemoDialogue("ja_meeting", "jmoshi", {"A": LOW, "B": HIGH}, (
-        Turn("A", "𠮷田さん、 明日の 会議は 何時から？", 0.0),
-        Turn("B", "１０時から です。", 0.4),
-        Turn("A", "資料は もう 届きましたか？", 0.3),
-        Turn("B", "まだです。 少し 齟齬が あって…", 0.45),
-        Backchannel("A", "うーん", 0.7),
-        Turn("A", "じゃあ 午後に 確認しましょう。", 0.3),
-    )),
-    DemoDialogue("ja_weekend", "kyutai", {"A": HIGH, "B": LOW}, (
-        Turn("A", "週末は 何を しますか？", 0.0),
-        Turn("B", "山に 登ろうと 思ってます。", 0.4),
-        Backchannel("A", "へえ", 0.7),
-        Turn("A", "いいですね。 私も 行っても いい？", 0.3),
-        Turn("B", "もちろん！ 朝 ７時に 駅で。", -0.15),
-    )),
+    DemoDialogue(
+        "ja_cafe",
+        "jmoshi",
+        {"A": HIGH, "B": LOW},
+        (
+            Turn("A", "いらっしゃいませ。 ご注文は？", 0.0),
+            Turn("B", "ｺｰﾋｰを 一つ ください。", 0.35),
+            Turn("A", "サイズは Ｍで よろしいですか？", 0.4),
+            Backchannel("B", "はい", 0.6),
+            Turn("B", "ＯＫです。", 0.3),
+            Turn("A", "４５０円に なります。", 0.35),
+            Turn("B", "えっと… カードで。", -0.2),
+        ),
+    ),
+    DemoDialogue(
+        "ja_meeting",
+        "jmoshi",
+        {"A": LOW, "B": HIGH},
+        (
+            Turn("A", "𠮷田さん、 明日の 会議は 何時から？", 0.0),
+            Turn("B", "１０時から です。", 0.4),
+            Turn("A", "資料は もう 届きましたか？", 0.3),
+            Turn("B", "まだです。 少し 齟齬が あって…", 0.45),
+            Backchannel("A", "うーん", 0.7),
+            Turn("A", "じゃあ 午後に 確認しましょう。", 0.3),
+        ),
+    ),
+    DemoDialogue(
+        "ja_weekend",
+        "kyutai",
+        {"A": HIGH, "B": LOW},
+        (
+            Turn("A", "週末は 何を しますか？", 0.0),
+            Turn("B", "山に 登ろうと 思ってます。", 0.4),
+            Backchannel("A", "へえ", 0.7),
+            Turn("A", "いいですね。 私も 行っても いい？", 0.3),
+            Turn("B", "もちろん！ 朝 ７時に 駅で。", -0.15),
+        ),
+    ),
 )
 
 
@@ -93,11 +108,15 @@ def ja_sentences() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = cli_parser(DemoConfig, "Synthesize the Japanese demo dialogues with Open JTalk (pyopenjtalk-plus), "
-                                    "one word at a time (exact word timings).")
+    parser = cli_parser(
+        DemoConfig,
+        "Synthesize the Japanese demo dialogues with Open JTalk (pyopenjtalk-plus), "
+        "one word at a time (exact word timings).",
+    )
     try:
-        written = generate(from_cli(DemoConfig, parser.parse_args(argv), base={"output": str(DEMO_JA_DIR)}),
-                           JA_DIALOGUES)
+        written = generate(
+            from_cli(DemoConfig, parser.parse_args(argv), base={"output": str(DEMO_JA_DIR)}), JA_DIALOGUES
+        )
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -21,7 +21,10 @@ from backend.data.transcripts import Word
 from backend.demo.dialogues import TRIM_THRESHOLD
 from backend.demo.speech_corpus import CorpusVoice, sentences, synthesize
 
-JOE = {"A": CorpusVoice("piper", "joe", speed=1.0, noise=False), "B": CorpusVoice("piper", "joe", speed=1.12, noise=False)}
+JOE = {
+    "A": CorpusVoice("piper", "joe", speed=1.0, noise=False),
+    "B": CorpusVoice("piper", "joe", speed=1.12, noise=False),
+}
 MIXED = {"A": JOE["A"], "B": CorpusVoice("espeak", "en-us+f3", pitch=62, speed=1.05)}
 LEAK_DELAY = 0.004  # seconds
 
@@ -47,11 +50,17 @@ def _word_clip(word: str, voice: CorpusVoice) -> np.ndarray:
     with tempfile.TemporaryDirectory() as tmp:
         audio = synthesize(word, voice, Path(tmp))
     loud = np.flatnonzero(np.abs(audio) > TRIM_THRESHOLD)
-    return audio[loud[0]: loud[-1] + 1] if loud.size else audio
+    return audio[loud[0] : loud[-1] + 1] if loud.size else audio
 
 
-def render_dialogue(name: str, turns: list[tuple[str, str]], rng: random.Random, leak_db: float = -24.0,
-                    overlap_share: float = 0.3, voices: dict[str, CorpusVoice] = JOE) -> HeldOutDialogue:
+def render_dialogue(
+    name: str,
+    turns: list[tuple[str, str]],
+    rng: random.Random,
+    leak_db: float = -24.0,
+    overlap_share: float = 0.3,
+    voices: dict[str, CorpusVoice] = JOE,
+) -> HeldOutDialogue:
     """Lay the turns' words on their channels; a share of the turns starts up to 0.6 s before the previous
     turn ends."""
     cursor, words, clips = int(0.5 * SAMPLE_RATE), [], []
@@ -72,21 +81,22 @@ def render_dialogue(name: str, turns: list[tuple[str, str]], rng: random.Random,
     clean = np.zeros((2, total), dtype=np.float32)
     for w, clip in zip(words, clips):
         start = int(round(w.start * SAMPLE_RATE))
-        clean[SPEAKERS.index(w.speaker), start: start + len(clip)] += clip
+        clean[SPEAKERS.index(w.speaker), start : start + len(clip)] += clip
     delay = int(LEAK_DELAY * SAMPLE_RATE)
     leaked = np.zeros_like(clean)
     leaked[:, delay:] = clean[::-1, : total - delay] * 10 ** (leak_db / 20)
     return HeldOutDialogue(name, clean + leaked, words, turns)
 
 
-def heldout_dialogues(count: int, seed: int, turns_per_dialogue: int = 4, leak_db: float = -24.0,
-                      voices: dict[str, CorpusVoice] = JOE) -> list[HeldOutDialogue]:
+def heldout_dialogues(
+    count: int, seed: int, turns_per_dialogue: int = 4, leak_db: float = -24.0, voices: dict[str, CorpusVoice] = JOE
+) -> list[HeldOutDialogue]:
     """`count` dialogues of alternating turns, one grammar sentence per turn (seeded)."""
     rng = random.Random(seed)
     pool = sentences(count * turns_per_dialogue, seed=10_000 + seed)
     out = []
     for i in range(count):
-        lines = pool[i * turns_per_dialogue: (i + 1) * turns_per_dialogue]
+        lines = pool[i * turns_per_dialogue : (i + 1) * turns_per_dialogue]
         turns = [(SPEAKERS[k % 2], line) for k, line in enumerate(lines)]
         out.append(render_dialogue(f"heldout_{i:03d}", turns, rng, leak_db, voices=voices))
     return out

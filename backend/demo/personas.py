@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from backend.core.workspace import VOICES_DIR
 from backend.core.atomic import atomic_path, write_text_atomic
 from backend.core.config import cli_parser, from_cli, option
 from backend.core.errors import StudioError
 from backend.core.paths import ASSETS
 from backend.core.spec import SAMPLE_RATE
-from backend.demo.dialogues import DemoDialogue, FEMALE_2, MALE, MALE_UK, Turn, Voice, render, transcript
+from backend.core.workspace import VOICES_DIR
+from backend.demo.dialogues import FEMALE_2, MALE, MALE_UK, DemoDialogue, Turn, Voice, render, transcript
 
 PERSONA_DIR = ASSETS / "demo_personas"
 USER_TURN = "Hello, can you help me please?"
@@ -40,21 +40,36 @@ class DemoPersona:
 
 
 PERSONAS = (
-    DemoPersona("persona_barista", "You are a barista in a busy cafe.", FEMALE_2,
-                "Sure, which coffee would you like today?", "Fresh coffee is my favourite thing."),
-    DemoPersona("persona_librarian", "You are a librarian in a quiet library.", MALE,
-                "Of course, which book are you looking for?", "Quiet reading rooms are my favourite place."),
+    DemoPersona(
+        "persona_barista",
+        "You are a barista in a busy cafe.",
+        FEMALE_2,
+        "Sure, which coffee would you like today?",
+        "Fresh coffee is my favourite thing.",
+    ),
+    DemoPersona(
+        "persona_librarian",
+        "You are a librarian in a quiet library.",
+        MALE,
+        "Of course, which book are you looking for?",
+        "Quiet reading rooms are my favourite place.",
+    ),
 )
 
 
 def dialogue(p: DemoPersona) -> DemoDialogue:
-    return DemoDialogue(p.name, "jmoshi", {"A": p.voice, "B": MALE_UK}, (Turn("B", USER_TURN, 0.0), Turn("A", p.reply, 0.5)))
+    return DemoDialogue(
+        p.name, "jmoshi", {"A": p.voice, "B": MALE_UK}, (Turn("B", USER_TURN, 0.0), Turn("A", p.reply, 0.5))
+    )
 
 
 def voice_prompt(p: DemoPersona, workdir: Path) -> np.ndarray:
     """The persona's voice saying its voice line (mono 24 kHz)."""
-    signal, _ = render(DemoDialogue(p.name, "jmoshi", {"A": p.voice}, (Turn("A", p.voice_line, 0.0),)),
-                       random.Random(f"{SEED}:voice"), workdir)
+    signal, _ = render(
+        DemoDialogue(p.name, "jmoshi", {"A": p.voice}, (Turn("A", p.voice_line, 0.0),)),
+        random.Random(f"{SEED}:voice"),
+        workdir,
+    )
     return signal[0]
 
 
@@ -65,8 +80,13 @@ def write_persona(p: DemoPersona, folder: Path, workdir: Path) -> list[Path]:
     audio, text, voice = folder / f"{p.name}.flac", folder / f"{p.name}.json", folder / VOICES_DIR / f"{p.name}.wav"
     voice.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(audio) as tmp:
-        sf.write(tmp, np.round(np.clip(signal.T, -1, 1) * 32767).astype(np.int16), SAMPLE_RATE, format="FLAC",
-                 subtype="PCM_16")
+        sf.write(
+            tmp,
+            np.round(np.clip(signal.T, -1, 1) * 32767).astype(np.int16),
+            SAMPLE_RATE,
+            format="FLAC",
+            subtype="PCM_16",
+        )
     write_text_atomic(text, json.dumps(transcript(words, "jmoshi"), indent=1) + "\n")
     with atomic_path(voice) as tmp:
         sf.write(tmp, voice_prompt(p, workdir), SAMPLE_RATE, format="WAV", subtype="PCM_16")

@@ -34,7 +34,8 @@ from backend.data.transcripts import load_transcript
 from backend.demo.dialogues import DEMO_DIR, TRIM_THRESHOLD
 from backend.demo.speech_corpus import CorpusVoice, synthesize
 from backend.evaluate.fdb import INPUT, REFERENCE_FILE, TURNS_FILE
-from backend.evaluate.metrics import BACKCHANNEL_SECONDS as BACKCHANNEL_MAX, timing_distribution
+from backend.evaluate.metrics import BACKCHANNEL_SECONDS as BACKCHANNEL_MAX
+from backend.evaluate.metrics import timing_distribution
 from backend.inference.turn_taking import backchannels
 
 RATE = 16_000  # FD-Bench's samples are 16 kHz
@@ -63,10 +64,18 @@ SCRIPTS = {
         (Phrase("Tell me how to bake bread.", 0.0), Phrase("Sorry, how long does it rise?", 3.0)),
     ],
     "backchannel": [
-        (Phrase("So yesterday I went to the market,", 0.0), Phrase("and the bakery was closed,", 0.9),
-         Phrase("so I walked to the river,", 0.9), Phrase("and then it started to rain.", 0.9)),
-        (Phrase("My sister called me this morning,", 0.0), Phrase("she found a new flat,", 0.9),
-         Phrase("it is close to the park,", 0.9), Phrase("and she moves next week.", 0.9)),
+        (
+            Phrase("So yesterday I went to the market,", 0.0),
+            Phrase("and the bakery was closed,", 0.9),
+            Phrase("so I walked to the river,", 0.9),
+            Phrase("and then it started to rain.", 0.9),
+        ),
+        (
+            Phrase("My sister called me this morning,", 0.0),
+            Phrase("she found a new flat,", 0.9),
+            Phrase("it is close to the park,", 0.9),
+            Phrase("and she moves next week.", 0.9),
+        ),
     ],
 }
 TEXT = {"pause_handling": "[PAUSE]", "smooth_turn_taking": "[TURN-TAKING]", "backchannel": "[BACKCHANNEL]"}
@@ -76,10 +85,12 @@ def _trimmed(audio: np.ndarray) -> np.ndarray:
     loud = np.flatnonzero(np.abs(audio) > TRIM_THRESHOLD)
     if loud.size == 0:
         raise StudioError("the synthesizer produced silence")
-    return audio[loud[0]: loud[-1] + 1]
+    return audio[loud[0] : loud[-1] + 1]
 
 
-def render(phrases: tuple[Phrase, ...], voice: CorpusVoice, workdir: Path) -> tuple[np.ndarray, list[tuple[float, float]]]:
+def render(
+    phrases: tuple[Phrase, ...], voice: CorpusVoice, workdir: Path
+) -> tuple[np.ndarray, list[tuple[float, float]]]:
     """The phrases on one 16 kHz channel and each one's exact span (seconds)."""
     clips = [soxr.resample(_trimmed(synthesize(p.text, voice, workdir)), SAMPLE_RATE, RATE) for p in phrases]
     spans, cursor = [], int(LEAD * RATE)
@@ -100,8 +111,9 @@ def task_file(task: str, phrases: tuple[Phrase, ...], spans: list[tuple[float, f
     if task == "smooth_turn_taking":
         return "turn_taking.json", [{"text": TEXT[task], "timestamp": [spans[0][1], spans[0][1] + TAIL]}]
     if task == "user_interruption":
-        return "interrupt.json", [{"context": phrases[0].text, "interrupt": phrases[1].text,
-                                   "timestamp": list(spans[1])}]
+        return "interrupt.json", [
+            {"context": phrases[0].text, "interrupt": phrases[1].text, "timestamp": list(spans[1])}
+        ]
     return "backchannel.json", [{"text": TEXT[task], "timestamp": [a[1], b[0]]} for a, b in itertools.pairwise(spans)]
 
 
@@ -141,8 +153,13 @@ def dialogue_turns(words_a: list, words_b: list) -> list[dict]:
         following = turns_b[i + 1][0] if i + 1 < len(turns_b) else float("inf")
         answer = [w.start for w in words_a if end - 1.0 < w.start < following and w.end > end]
         if answer:
-            events.append({"text": "[TURN-TAKING]", "timestamp": [end, min(answer)],
-                           "window": [start, None if following == float("inf") else following]})
+            events.append(
+                {
+                    "text": "[TURN-TAKING]",
+                    "timestamp": [end, min(answer)],
+                    "window": [start, None if following == float("inf") else following],
+                }
+            )
     return events
 
 

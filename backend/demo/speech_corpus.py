@@ -19,20 +19,91 @@ import soxr
 from backend.core.errors import StudioError
 from backend.core.spec import SAMPLE_RATE
 
-SUBJECTS = ("I", "we", "they", "my sister", "the driver", "our neighbour", "the teacher", "you", "the doctor",
-            "my friend", "the waiter", "his brother", "the children", "the manager", "she", "he")
-VERBS = ("booked", "found", "wanted", "painted", "carried", "ordered", "cleaned", "visited", "forgot",
-         "repaired", "borrowed", "watched", "needed", "called", "packed", "moved", "described", "tasted")
-OBJECTS = ("a small table", "the blue bicycle", "two train tickets", "a cup of coffee", "the old garden",
-           "a quiet hotel room", "the birthday cake", "some fresh bread", "a yellow taxi", "the kitchen window",
-           "three red apples", "a long letter", "the museum guide", "a warm jacket", "the evening news",
-           "a bowl of soup", "the music festival", "a pair of shoes", "the city map", "a lemon tart")
-PLACES = ("near the station", "in the morning", "after lunch", "on Friday night", "at the market",
-          "before the meeting", "by the river", "next to the bank", "during the storm", "at half past six",
-          "in the north of town", "on the way home", "last summer", "this afternoon")
+SUBJECTS = (
+    "I",
+    "we",
+    "they",
+    "my sister",
+    "the driver",
+    "our neighbour",
+    "the teacher",
+    "you",
+    "the doctor",
+    "my friend",
+    "the waiter",
+    "his brother",
+    "the children",
+    "the manager",
+    "she",
+    "he",
+)
+VERBS = (
+    "booked",
+    "found",
+    "wanted",
+    "painted",
+    "carried",
+    "ordered",
+    "cleaned",
+    "visited",
+    "forgot",
+    "repaired",
+    "borrowed",
+    "watched",
+    "needed",
+    "called",
+    "packed",
+    "moved",
+    "described",
+    "tasted",
+)
+OBJECTS = (
+    "a small table",
+    "the blue bicycle",
+    "two train tickets",
+    "a cup of coffee",
+    "the old garden",
+    "a quiet hotel room",
+    "the birthday cake",
+    "some fresh bread",
+    "a yellow taxi",
+    "the kitchen window",
+    "three red apples",
+    "a long letter",
+    "the museum guide",
+    "a warm jacket",
+    "the evening news",
+    "a bowl of soup",
+    "the music festival",
+    "a pair of shoes",
+    "the city map",
+    "a lemon tart",
+)
+PLACES = (
+    "near the station",
+    "in the morning",
+    "after lunch",
+    "on Friday night",
+    "at the market",
+    "before the meeting",
+    "by the river",
+    "next to the bank",
+    "during the storm",
+    "at half past six",
+    "in the north of town",
+    "on the way home",
+    "last summer",
+    "this afternoon",
+)
 OPENERS = ("Well,", "Honestly,", "Okay, so", "Yesterday", "Actually,", "You know,", "Oh,", "Right,", "")
-QUESTIONS = ("Could you tell me where {o} is?", "Do you think {s} {v} {o}?", "Why did {s} need {o}?",
-             "Is it true that {s} {v} {o} {p}?", "What time does {o} open?", "Would you like {o}?")
+QUESTIONS = (
+    "Could you tell me where {o} is?",
+    "Do you think {s} {v} {o}?",
+    "Why did {s} need {o}?",
+    "Is it true that {s} {v} {o} {p}?",
+    "What time does {o} open?",
+    "Would you like {o}?",
+)
 
 
 @dataclass(frozen=True)
@@ -45,12 +116,17 @@ class CorpusVoice:
 
 
 VOICES: tuple[CorpusVoice, ...] = (
-    CorpusVoice("piper", "joe", speed=0.85), CorpusVoice("piper", "joe", speed=1.0),
+    CorpusVoice("piper", "joe", speed=0.85),
+    CorpusVoice("piper", "joe", speed=1.0),
     CorpusVoice("piper", "joe", speed=1.15),
-    CorpusVoice("espeak", "en-us", 38, 1.14), CorpusVoice("espeak", "en-us+f3", 62, 1.17),
-    CorpusVoice("espeak", "en-gb+m3", 45, 1.11), CorpusVoice("espeak", "en-us+f4", 70, 1.2),
-    CorpusVoice("espeak", "en-gb-scotland", 30, 0.95), CorpusVoice("espeak", "en-us+f2", 80, 1.0),
-    CorpusVoice("espeak", "en-029+m1", 25, 1.05), CorpusVoice("espeak", "en-gb-x-rp+f1", 55, 0.9),
+    CorpusVoice("espeak", "en-us", 38, 1.14),
+    CorpusVoice("espeak", "en-us+f3", 62, 1.17),
+    CorpusVoice("espeak", "en-gb+m3", 45, 1.11),
+    CorpusVoice("espeak", "en-us+f4", 70, 1.2),
+    CorpusVoice("espeak", "en-gb-scotland", 30, 0.95),
+    CorpusVoice("espeak", "en-us+f2", 80, 1.0),
+    CorpusVoice("espeak", "en-029+m1", 25, 1.05),
+    CorpusVoice("espeak", "en-gb-x-rp+f1", 55, 0.9),
 )
 
 
@@ -80,8 +156,18 @@ def split_sentences(train: int, held_out: int, seed: int) -> tuple[list[str], li
 
 def _espeak(text: str, voice: CorpusVoice, workdir: Path) -> np.ndarray:
     wav = workdir / "utterance.wav"
-    cmd = ["espeak-ng", "-v", voice.name, "-p", str(voice.pitch), "-s", str(round(175 * voice.speed)),
-           "-w", str(wav), text]
+    cmd = [
+        "espeak-ng",
+        "-v",
+        voice.name,
+        "-p",
+        str(voice.pitch),
+        "-s",
+        str(round(175 * voice.speed)),
+        "-w",
+        str(wav),
+        text,
+    ]
     try:
         subprocess.run(cmd, check=True, capture_output=True)
     except FileNotFoundError as exc:

@@ -17,11 +17,30 @@ from typing import TYPE_CHECKING, Literal
 
 from backend.core.atomic import atomic_path
 from backend.core.errors import ConfigError, StudioError
-from backend.core.workspace import (KYUTAI_REPO, KYUTAI_TOKENIZER, VOICES_DIR, Workspace, WorkspaceSettings,
-                                    create_empty_workspace, describe_workspace, open_workspace)
+from backend.core.workspace import (
+    KYUTAI_REPO,
+    KYUTAI_TOKENIZER,
+    VOICES_DIR,
+    Workspace,
+    WorkspaceSettings,
+    create_empty_workspace,
+    describe_workspace,
+    open_workspace,
+)
 from backend.demo.dialogues import DEMO_DIR, demo_sentences
 from backend.demo.dialogues_ja import DEMO_JA_DIR
-from backend.models.source import DEMO_MIMI_ASSET, LM_KWARGS, LM_WEIGHTS, MIMI_CONFIG, MIMI_WEIGHTS, random_mimi, save_lm, save_mimi, tiny_lm_kwargs, tiny_mimi_config
+from backend.models.source import (
+    DEMO_MIMI_ASSET,
+    LM_KWARGS,
+    LM_WEIGHTS,
+    MIMI_CONFIG,
+    MIMI_WEIGHTS,
+    random_mimi,
+    save_lm,
+    save_mimi,
+    tiny_lm_kwargs,
+    tiny_mimi_config,
+)
 
 if TYPE_CHECKING:  # torch and moshi load only when models are built
     from moshi.models.lm import LMModel
@@ -41,8 +60,9 @@ def copy_demo_dialogues(raw: Path, source: Path = DEMO_DIR) -> list[Path]:
     """Copy the demo's dialogues (assets/demo, or `source`) into `raw` (files already there are kept)."""
     sources = sorted(p for p in source.iterdir() if p.suffix in (".flac", ".json"))
     if not sources:
-        raise ConfigError(f"{source}: the demo dialogues are missing (python -m backend.demo.dialogues, "
-                          "backend.demo.dialogues_ja)")
+        raise ConfigError(
+            f"{source}: the demo dialogues are missing (python -m backend.demo.dialogues, backend.demo.dialogues_ja)"
+        )
     for src in sources:
         target = raw / src.name
         if not target.exists():
@@ -108,20 +128,28 @@ def build_demo_tokenizer(ws: Workspace, language: Literal["en", "ja"]) -> None:
         return
     from backend.dataset.tokenizer_train import TokenizerTrainConfig, train_tokenizer
 
-    train_tokenizer(TokenizerTrainConfig(transcripts=ws.raw, output=ws.demo_tokenizer, vocab_size=JA_DEMO_VOCAB_SIZE,
-                                         character_coverage=JA_DEMO_COVERAGE, whitespace=False))
+    train_tokenizer(
+        TokenizerTrainConfig(
+            transcripts=ws.raw,
+            output=ws.demo_tokenizer,
+            vocab_size=JA_DEMO_VOCAB_SIZE,
+            character_coverage=JA_DEMO_COVERAGE,
+            whitespace=False,
+        )
+    )
 
 
-def create_demo_workspace(path: str | Path, random_codec: bool = False, personas: bool = False,
-                          language: Literal["en", "ja"] = "en") -> Workspace:
+def create_demo_workspace(
+    path: str | Path, random_codec: bool = False, personas: bool = False, language: Literal["en", "ja"] = "en"
+) -> Workspace:
     """Create (or complete) a demo workspace: the demo dialogues, the persona demo's voice prompts (voices/), the
     trained demo codec (or the tiny random one), the tiny random LM, a small tokenizer and settings pointing at them.
     `personas` adds the persona demo's two dialogues with their personas to raw/: opt-in, because everything in
     raw/ joins every Build, and the demo fine-tune preset (1000 steps) is sized to memorise the three dialogues
-    (the persona examples' ~75-frame prefixes would also lengthen ~1 batch in 6 by ~60%). Whatever is already there is reused, so a second call
-    is cheap; each file is written atomically, so an interrupted call is finished by the next one. `language` "ja":
-    the Japanese demo dialogues, their tokenizer, and settings joining words without spaces (the persona demo is
-    English only)."""
+    (the persona examples' ~75-frame prefixes would also lengthen ~1 batch in 6 by ~60%). Whatever is already there
+    is reused, so a second call is cheap; each file is written atomically, so an interrupted call is finished by the
+    next one. `language` "ja": the Japanese demo dialogues, their tokenizer, and settings joining words without
+    spaces (the persona demo is English only)."""
     if language not in LANGUAGES:
         raise ConfigError(f"language: {language!r} is not one of {', '.join(LANGUAGES)}")
     if personas and language != "en":
@@ -150,14 +178,26 @@ def main(argv: list[str] | None = None) -> int:
     empty.add_argument("dir", type=Path)
     empty.add_argument("--mimi", default=KYUTAI_REPO, help="Mimi weights: hub id or path (default: %(default)s)")
     empty.add_argument("--lm", default=KYUTAI_REPO, help="Moshi LM: hub id or path (default: %(default)s)")
-    empty.add_argument("--tokenizer", default=KYUTAI_TOKENIZER, help="SentencePiece model, a file in the "
-                       "workspace (default: %(default)s, Kyutai's; put it there)")
+    empty.add_argument(
+        "--tokenizer",
+        default=KYUTAI_TOKENIZER,
+        help="SentencePiece model, a file in the workspace (default: %(default)s, Kyutai's; put it there)",
+    )
     init = sub.add_parser("init-demo", help="create (or complete) an offline demo workspace")
     init.add_argument("dir", type=Path)
-    init.add_argument("--personas", action="store_true", help="also put the persona demo's dialogues (barista, "
-                      "librarian) and their personas in raw/ (they then join every dataset Build)")
-    init.add_argument("--language", choices=LANGUAGES, default="en", help="the demo's language: en (assets/demo) or "
-                      "ja (assets/demo_ja, J-Moshi's layout: words joined without spaces)")
+    init.add_argument(
+        "--personas",
+        action="store_true",
+        help="also put the persona demo's dialogues (barista, "
+        "librarian) and their personas in raw/ (they then join every dataset Build)",
+    )
+    init.add_argument(
+        "--language",
+        choices=LANGUAGES,
+        default="en",
+        help="the demo's language: en (assets/demo) or "
+        "ja (assets/demo_ja, J-Moshi's layout: words joined without spaces)",
+    )
     sub.add_parser("show", help="print a workspace's settings and contents").add_argument("dir", type=Path)
     args = parser.parse_args(argv)
     try:

@@ -38,19 +38,31 @@ def probe(run_dir: Path, cfg: FinetuneConfig, checkpoint: Path) -> dict[str, Any
     """Stream and score one probe per task with `checkpoint`: its probes.jsonl record."""
     out = run_dir / PROBES_DIR / checkpoint.name
     ws = open_workspace(Job(run_dir).workspace)
-    evaluation = absolute(EvaluateConfig(models=[f"{MODEL}={checkpoint}"], probes=[f"{PROBES}={cfg.eval_probes}"],
-                                         max_probes=1, device="cpu", threads=1), ws)
+    evaluation = absolute(
+        EvaluateConfig(
+            models=[f"{MODEL}={checkpoint}"],
+            probes=[f"{PROBES}={cfg.eval_probes}"],
+            max_probes=1,
+            device="cpu",
+            threads=1,
+        ),
+        ws,
+    )
     start = time.monotonic()
     try:
         stream_share(out, evaluation, 0, 1, "cpu")
     finally:
         shutil.rmtree(out / MODELS, ignore_errors=True)
     summary = score_folder(out / OUTPUTS / MODEL)["summary"]
-    return {"event": "probes", "step": step_of(checkpoint), "probes": cfg.eval_probes,
-            "samples": sum(row["samples"] for row in summary.values()),
-            "tor": {task: row["tor"] for task, row in summary.items() if row["tor"] is not None},
-            "latency": {task: row["latency"] for task, row in summary.items() if row["latency"] is not None},
-            "seconds": round(time.monotonic() - start, 1)}
+    return {
+        "event": "probes",
+        "step": step_of(checkpoint),
+        "probes": cfg.eval_probes,
+        "samples": sum(row["samples"] for row in summary.values()),
+        "tor": {task: row["tor"] for task, row in summary.items() if row["tor"] is not None},
+        "latency": {task: row["latency"] for task, row in summary.items() if row["latency"] is not None},
+        "seconds": round(time.monotonic() - start, 1),
+    }
 
 
 def record(run_dir: Path, cfg: FinetuneConfig, checkpoint: Path) -> None:

@@ -27,26 +27,35 @@ LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a label names folder
 
 @dataclass
 class EvaluateConfig(LaunchConfig):
-    models: list[str] = option([], "models to compare, LABEL=SOURCE each: a model folder (an export, the base "
-                               "model), a checkpoint (runs/<id>/checkpoints/step-N: exported clean first) or a hub "
-                               "id; a bare SOURCE is labelled by its folder name")
-    probes: list[str] = option([DEFAULT_SET], "probe sets: a shipped set's name (assets/probes: studio-en) or a "
-                               "folder of Full-Duplex-Bench samples (input.wav + task file), LABEL=... optional")
-    max_probes: int = option(0, "at most this many probes per set and task (0: all); a per-checkpoint check uses "
-                             "a few", ge=0, le=10**6)
+    models: list[str] = option(
+        [],
+        "models to compare, LABEL=SOURCE each: a model folder (an export, the base "
+        "model), a checkpoint (runs/<id>/checkpoints/step-N: exported clean first) or a hub "
+        "id; a bare SOURCE is labelled by its folder name",
+    )
+    probes: list[str] = option(
+        [DEFAULT_SET],
+        "probe sets: a shipped set's name (assets/probes: studio-en) or a "
+        "folder of Full-Duplex-Bench samples (input.wav + task file), LABEL=... optional",
+    )
+    max_probes: int = option(
+        0, "at most this many probes per set and task (0: all); a per-checkpoint check uses a few", ge=0, le=10**6
+    )
     mimi: str = option("", "Mimi (empty: the workspace's)")
     tokenizer: str = option("", "SentencePiece model of the LMs' text stream (empty: the workspace's)")
     dtype: Literal["auto", Dtype] = option("auto", "LM dtype (auto: bfloat16 on CUDA, float32 on CPU)")
-    text_temperature: float = option(ChatConfig.text_temperature, "text sampling temperature (0: greedy)",
-                                     ge=0, le=2)
+    text_temperature: float = option(ChatConfig.text_temperature, "text sampling temperature (0: greedy)", ge=0, le=2)
     text_top_k: int = option(ChatConfig.text_top_k, "text top-k", ge=1, le=32000)
-    audio_temperature: float = option(ChatConfig.audio_temperature, "audio sampling temperature (0: greedy)",
-                                      ge=0, le=2)
+    audio_temperature: float = option(
+        ChatConfig.audio_temperature, "audio sampling temperature (0: greedy)", ge=0, le=2
+    )
     audio_top_k: int = option(ChatConfig.audio_top_k, "audio top-k", ge=1, le=2048)
-    seed: int = option(ChatConfig.seed, "sampling seed of every probe (each conversation starts from it)",
-                       ge=0, le=2**63 - 1)
-    eval_data: Path | None = option(None, "Parquet dataset (its evaluation split) for the per-stream loss of each "
-                                    "model (none: no loss)")
+    seed: int = option(
+        ChatConfig.seed, "sampling seed of every probe (each conversation starts from it)", ge=0, le=2**63 - 1
+    )
+    eval_data: Path | None = option(
+        None, "Parquet dataset (its evaluation split) for the per-stream loss of each model (none: no loss)"
+    )
     main_speaker: str = option("A", "speaker of eval_data that plays Moshi in the loss", choices=("A", "B"))
 
 
@@ -57,8 +66,10 @@ def split_entry(entry: str) -> tuple[str, str]:
         label, source = Path(entry.rstrip("/")).name, entry
     label, source = label.strip(), source.strip()
     if not LABEL.match(label):
-        raise ConfigError(f"{entry!r}: the label {label!r} must be letters, digits, '.', '_' or '-' (at most 64), "
-                          "starting with a letter or digit; write LABEL=SOURCE")
+        raise ConfigError(
+            f"{entry!r}: the label {label!r} must be letters, digits, '.', '_' or '-' (at most 64), "
+            "starting with a letter or digit; write LABEL=SOURCE"
+        )
     if not source:
         raise ConfigError(f"{entry!r}: give a source after the label")
     return label, source

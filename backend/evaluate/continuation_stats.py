@@ -38,9 +38,11 @@ def unit_stats(sources: dict[str, list[TurnStats]]) -> dict[str, dict[str, dict[
         for unit in TURN_UNITS:
             values = [v for t in items for v in METRICS[unit][0](t)]
             counts, reference = (comparison[unit]["by_source"][s]["counts"] for s in (label, REFERENCE))
-            out[label][unit] = {"per_minute": len(values) / minutes if minutes > 0 else None,
-                                "seconds": float(sum(values)),
-                                "jsd": distance(counts, reference)}
+            out[label][unit] = {
+                "per_minute": len(values) / minutes if minutes > 0 else None,
+                "seconds": float(sum(values)),
+                "jsd": distance(counts, reference),
+            }
     return out
 
 
@@ -59,10 +61,19 @@ def continuation_stats(cfg: EvaluateConfig, models: dict[str, str], run_dir: Pat
     sources: dict[str, list[TurnStats]] = {}
     for label, source in models.items():
         gen = GenerateConfig(
-            model=source, dataset=cfg.eval_data, main_speaker=cfg.main_speaker,  # type: ignore[arg-type]
-            output=run_dir / CONTINUATIONS / label, mimi=cfg.mimi, device=device,  # type: ignore[arg-type]
-            dtype=cfg.dtype, text_temperature=cfg.text_temperature, text_top_k=cfg.text_top_k,
-            audio_temperature=cfg.audio_temperature, audio_top_k=cfg.audio_top_k, seed=cfg.seed)
+            model=source,
+            dataset=cfg.eval_data,
+            main_speaker=cfg.main_speaker,  # type: ignore[arg-type]
+            output=run_dir / CONTINUATIONS / label,
+            mimi=cfg.mimi,
+            device=device,  # type: ignore[arg-type]
+            dtype=cfg.dtype,
+            text_temperature=cfg.text_temperature,
+            text_top_k=cfg.text_top_k,
+            audio_temperature=cfg.audio_temperature,
+            audio_top_k=cfg.audio_top_k,
+            seed=cfg.seed,
+        )
         window = TurnTakingConfig(start_seconds=gen.prompt_frames / FRAME_RATE)  # the generated part only
         found = continued(gen)
         sources[label] = [analyse_file(c.files["wav"], window) for c in found]

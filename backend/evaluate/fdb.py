@@ -41,9 +41,14 @@ from backend.evaluate.metrics import Word
 
 INPUT, OUTPUT_WAV, OUTPUT_JSON = "input.wav", "output.wav", "output.json"
 TURNS_FILE = "turns.json"
-TASK_FILES = {"pause.json": "pause_handling", "turn_taking.json": "smooth_turn_taking",
-              "interrupt.json": "user_interruption", "backchannel.json": "backchannel", TURNS_FILE: "dialogue_turns",
-              "metadata.json": ""}
+TASK_FILES = {
+    "pause.json": "pause_handling",
+    "turn_taking.json": "smooth_turn_taking",
+    "interrupt.json": "user_interruption",
+    "backchannel.json": "backchannel",
+    TURNS_FILE: "dialogue_turns",
+    "metadata.json": "",
+}
 REFERENCE_FILE = "icc_gt_distribution.json"
 BACKCHANNEL = "backchannel"
 OUTPUT_RATE = 16_000
@@ -79,8 +84,10 @@ def _spans(path: Path) -> tuple[list[Interval], list[tuple[float, float | None]]
         items = [data] if isinstance(data, dict) else data
         spans = [item.get("timestamp", item.get("timestamps")) for item in items]
         windows = [item["window"] for item in items if "window" in item]
-        return ([(float(s), float(e)) for s, e in spans],
-                [(float(s), None if e is None else float(e)) for s, e in windows])
+        return (
+            [(float(s), float(e)) for s, e in spans],
+            [(float(s), None if e is None else float(e)) for s, e in windows],
+        )
     except (OSError, ValueError, TypeError, AttributeError, KeyError) as e:
         raise InputError(path, f"not a Full-Duplex-Bench task file with [start, end] timestamps ({e})") from None
 
@@ -124,8 +131,9 @@ def input_seconds(sample: Sample) -> float:
     info = sf.info(str(sample.input))
     seconds = info.frames / info.samplerate
     if not 0 < seconds <= MAX_SAMPLE_SECONDS:
-        raise InputError(sample.input, f"{seconds:.1f} s long: a probe must last between 0 and "
-                                       f"{MAX_SAMPLE_SECONDS:.0f} s")
+        raise InputError(
+            sample.input, f"{seconds:.1f} s long: a probe must last between 0 and {MAX_SAMPLE_SECONDS:.0f} s"
+        )
     return seconds
 
 
@@ -148,8 +156,10 @@ def write_sample(sample: Sample, target: Path, pcm: np.ndarray, rate: int, words
     with atomic_path(target / OUTPUT_WAV) as tmp:
         sf.write(tmp, np.clip(out, -1.0, 1.0), OUTPUT_RATE, subtype="PCM_16", format="WAV")
     kept = cropped(sample, words)
-    record = {"text": " ".join(w.text for w in kept),
-              "chunks": [{"text": w.text, "timestamp": [w.start, w.end]} for w in kept]}
+    record = {
+        "text": " ".join(w.text for w in kept),
+        "chunks": [{"text": w.text, "timestamp": [w.start, w.end]} for w in kept],
+    }
     write_text_atomic(target / OUTPUT_JSON, json.dumps(record, indent=1) + "\n")
 
 
@@ -157,8 +167,14 @@ def read_words(folder: Path) -> list[Word]:
     path = Path(folder) / OUTPUT_JSON
     try:
         chunks = json.loads(path.read_text(encoding="utf-8"))["chunks"]
-        return [Word(str(c["text"]), float(c["timestamp"][0]),
-                     None if c["timestamp"][1] is None else float(c["timestamp"][1])) for c in chunks]
+        return [
+            Word(
+                str(c["text"]),
+                float(c["timestamp"][0]),
+                None if c["timestamp"][1] is None else float(c["timestamp"][1]),
+            )
+            for c in chunks
+        ]
     except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
         raise InputError(path, f"not a Full-Duplex-Bench output.json ({e})") from None
 

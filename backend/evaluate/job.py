@@ -34,8 +34,17 @@ from backend.evaluate.config import EvaluateConfig, check, labelled, load
 from backend.evaluate.report import RESULTS_FILE, read_results, table
 from backend.jobs import launcher
 from backend.jobs.control import abort, status
-from backend.jobs.folder import COMMAND_FILE, CONFIG_FILE, Job, list_jobs, mark_queued, new_job, open_job, \
-    read_json, tail_log
+from backend.jobs.folder import (
+    COMMAND_FILE,
+    CONFIG_FILE,
+    Job,
+    list_jobs,
+    mark_queued,
+    new_job,
+    open_job,
+    read_json,
+    tail_log,
+)
 from backend.jobs.launch_config import check_launch, on_cpu
 from backend.jobs.slurm import slurm_note, write_slurm_script
 
@@ -46,9 +55,14 @@ def absolute(cfg: EvaluateConfig, ws: Workspace) -> EvaluateConfig:
     """Sources made absolute (the processes run with cwd = the repository); hub ids stay as they are."""
     models = [f"{label}={ws.resolve(source)}" for label, source in labelled(cfg.models, "models").items()]
     probes = [f"{label}={probe_folder(ws.root, source)}" for label, source in labelled(cfg.probes, "probes").items()]
-    return dataclasses.replace(cfg, models=models, probes=probes, mimi=ws.resolve(cfg.mimi or ws.settings.mimi),
-                               tokenizer=str(ws.resolve(cfg.tokenizer or ws.settings.tokenizer)),
-                               eval_data=None if cfg.eval_data is None else Path(ws.resolve(str(cfg.eval_data))))
+    return dataclasses.replace(
+        cfg,
+        models=models,
+        probes=probes,
+        mimi=ws.resolve(cfg.mimi or ws.settings.mimi),
+        tokenizer=str(ws.resolve(cfg.tokenizer or ws.settings.tokenizer)),
+        eval_data=None if cfg.eval_data is None else Path(ws.resolve(str(cfg.eval_data))),
+    )
 
 
 def validate(cfg: EvaluateConfig, ws: Workspace, here: bool = True) -> None:
@@ -75,6 +89,7 @@ def create_run(ws: Workspace, cfg: EvaluateConfig, name: str = "") -> Job:
 
 def start(run: Job) -> None:
     """Start (or start again: resume) an evaluation; returns at once."""
+
     def prepare() -> dict[str, Any]:
         cfg = load(run)
         validate(cfg, open_workspace(run.workspace))
@@ -92,8 +107,11 @@ def list_runs(workspace: Path) -> list[Job]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="moshi-studio evaluate", description="Behaviour probes through the chat "
-                                     "loop, scored with Full-Duplex-Bench's formulas, models side by side.")
+    parser = argparse.ArgumentParser(
+        prog="moshi-studio evaluate",
+        description="Behaviour probes through the chat "
+        "loop, scored with Full-Duplex-Bench's formulas, models side by side.",
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = config.cli_parser(EvaluateConfig, "start an evaluation", parser=sub.add_parser("start"))
     p.add_argument("--workspace", type=Path, default=Path("."), help="workspace folder (default: .)")
@@ -105,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--workspace", type=Path, default=Path("."), help="workspace folder (default: .)")
         if name == "resume":
             p.add_argument("--wait", action="store_true", help="follow the log until the evaluation ends")
-    p = sub.add_parser("score", help="score a folder of written samples (FD-Bench's layout: input.wav, task file, "
-                                     "output.wav, output.json)")
+    p = sub.add_parser(
+        "score",
+        help="score a folder of written samples (FD-Bench's layout: input.wav, task file, output.wav, output.json)",
+    )
     p.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
     try:

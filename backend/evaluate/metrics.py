@@ -82,7 +82,7 @@ def timing_distribution(segments: list[Interval], duration: float) -> np.ndarray
     counts = np.zeros(int(duration / BIN_SECONDS) + 1)
     for start, end in segments:
         first, last = int(start / BIN_SECONDS), int(end / BIN_SECONDS)
-        counts[first:min(last + 1, len(counts))] += 1
+        counts[first : min(last + 1, len(counts))] += 1
     counts += EPSILON
     return counts / counts.sum()
 
@@ -104,8 +104,9 @@ def resized(reference: np.ndarray, bins: int) -> np.ndarray:
     return np.interp(np.linspace(0, 1, bins), np.linspace(0, 1, len(reference)), reference)
 
 
-def backchannels(segments: list[Interval], words: list[Word], duration: float,
-                 reference: np.ndarray | None) -> Backchannels:
+def backchannels(
+    segments: list[Interval], words: list[Word], duration: float, reference: np.ndarray | None
+) -> Backchannels:
     """eval_backchannel on one output: VAD `segments` (seconds), its words, its length and the reference timing
     distribution (None: no JSD)."""
     tor, found = 0, []
@@ -126,6 +127,7 @@ def backchannels(segments: list[Interval], words: list[Word], duration: float,
 
 
 # ---------------------------------------------------------------- v1.5 timing
+
 
 def merge_gaps(segments: list[Interval], gap: float) -> list[Interval]:
     """Sorted segments with gaps <= `gap` joined (get_timing's _merge: inclusive, unlike intervals.merge)."""

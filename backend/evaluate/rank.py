@@ -44,17 +44,25 @@ def pairs(run_dir: Path, cfg: EvaluateConfig) -> list[Pair]:
         for sample in fdb.find_samples(Path(folder)):
             taken[sample.task] = taken.get(sample.task, 0) + 1
             if not cfg.max_probes or taken[sample.task] <= cfg.max_probes:
-                samples.append((label, sample, sample.dir.relative_to(folder) if sample.dir != Path(folder) else Path()))
-    return [Pair(model, sample, run_dir / OUTPUTS / model / label / rel)
-            for model in labelled(cfg.models, "models") for label, sample, rel in samples]
+                samples.append(
+                    (label, sample, sample.dir.relative_to(folder) if sample.dir != Path(folder) else Path())
+                )
+    return [
+        Pair(model, sample, run_dir / OUTPUTS / model / label / rel)
+        for model in labelled(cfg.models, "models")
+        for label, sample, rel in samples
+    ]
 
 
 def servable(run_dir: Path, label: str, source: str) -> str:
     """A model the chat loop can serve: a checkpoint, or a model with the user stream, is exported clean into the
     evaluation's models/ once (under a lock: every rank may ask)."""
     path = Path(source)
-    if not path.is_dir() or ((path / "model.safetensors").is_file() and not (path / TRAINER_STATE).is_file()
-                             and int(lm_kwargs_of(path).get("dep_q", NUM_CODEBOOKS)) <= NUM_CODEBOOKS):
+    if not path.is_dir() or (
+        (path / "model.safetensors").is_file()
+        and not (path / TRAINER_STATE).is_file()
+        and int(lm_kwargs_of(path).get("dep_q", NUM_CODEBOOKS)) <= NUM_CODEBOOKS
+    ):
         return source
     from backend.models.export import ExportConfig, export_checkpoint
 
@@ -68,10 +76,19 @@ def servable(run_dir: Path, label: str, source: str) -> str:
 
 
 def chat_config(cfg: EvaluateConfig, model: str, device: str) -> ChatConfig:
-    return ChatConfig(model=model, mimi=cfg.mimi, tokenizer=cfg.tokenizer, device=device, dtype=cfg.dtype,
-                      text_temperature=cfg.text_temperature, text_top_k=cfg.text_top_k,
-                      audio_temperature=cfg.audio_temperature, audio_top_k=cfg.audio_top_k, seed=cfg.seed,
-                      threads=cfg.threads or 1)
+    return ChatConfig(
+        model=model,
+        mimi=cfg.mimi,
+        tokenizer=cfg.tokenizer,
+        device=device,
+        dtype=cfg.dtype,
+        text_temperature=cfg.text_temperature,
+        text_top_k=cfg.text_top_k,
+        audio_temperature=cfg.audio_temperature,
+        audio_top_k=cfg.audio_top_k,
+        seed=cfg.seed,
+        threads=cfg.threads or 1,
+    )
 
 
 def user_audio(sample: fdb.Sample) -> np.ndarray:
@@ -100,8 +117,11 @@ def stream_share(run_dir: Path, cfg: EvaluateConfig, rank: int, world: int, devi
             engine, engine_model = ChatEngine(chat), pair.model
         out = stream(engine, chat, user_audio(pair.sample))
         fdb.write_sample(pair.sample, pair.target, out.pcm, SAMPLE_RATE, out.words)
-        print(f"{pair.model} {pair.sample.task}/{pair.sample.dir.name}: {len(out.words)} words, "
-              f"{out.compute_s:.1f} s of compute", flush=True)
+        print(
+            f"{pair.model} {pair.sample.task}/{pair.sample.dir.name}: {len(out.words)} words, "
+            f"{out.compute_s:.1f} s of compute",
+            flush=True,
+        )
     report(1.0, f"{len(mine)} probe(s) streamed")
 
 

@@ -37,13 +37,26 @@ ROWS = [
 ]
 # Turn-taking units of the continuations (backend.evaluate.continuation_stats), with their names in the table; the
 # dataset's own dialogues are the source named REFERENCE (not a model label: labels start with a letter or digit).
-TURN_UNITS = {"ipu": "IPUs", "pause": "pauses", "gap": "gaps", "overlap_between": "overlaps between speakers",
-              "overlap_within": "overlaps within a turn"}
-TURN_ROWS = (("per_minute", "{} per minute"), ("seconds", "{}, seconds in total"),
-             ("jsd", "{}: JSD of durations to the reference ↓"))
+TURN_UNITS = {
+    "ipu": "IPUs",
+    "pause": "pauses",
+    "gap": "gaps",
+    "overlap_between": "overlaps between speakers",
+    "overlap_within": "overlaps within a turn",
+}
+TURN_ROWS = (
+    ("per_minute", "{} per minute"),
+    ("seconds", "{}, seconds in total"),
+    ("jsd", "{}: JSD of durations to the reference ↓"),
+)
 REFERENCE = "(reference)"
-LOSS_ROWS = ("text_nonpad_loss", "moshi_semantic_loss", "moshi_acoustic_loss", "user_semantic_loss",
-             "user_acoustic_loss")
+LOSS_ROWS = (
+    "text_nonpad_loss",
+    "moshi_semantic_loss",
+    "moshi_acoustic_loss",
+    "user_semantic_loss",
+    "user_acoustic_loss",
+)
 
 
 def write_results(folder: Path, results: dict[str, Any]) -> None:
@@ -78,8 +91,10 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
     models = results.get("models", [])
     out = []
     for task, key, label in ROWS:
-        values = [(_all_tasks(results["summary"][m], key) if task == "*"
-                   else results["summary"][m].get(task, {}).get(key)) for m in models]
+        values = [
+            (_all_tasks(results["summary"][m], key) if task == "*" else results["summary"][m].get(task, {}).get(key))
+            for m in models
+        ]
         if any(v is not None for v in values):
             out.append([label, *map(_cell, values)])
     for key in LOSS_ROWS:
@@ -92,8 +107,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
             reference = "" if key == "jsd" else f" (reference {_cell(turns[REFERENCE][unit][key])})"
             values = [turns.get(m, {}).get(unit, {}).get(key) for m in models]
             out.append([f"continuations: {text.format(name)}{reference}", *map(_cell, values)])
-    out.append(["probes (samples)", *[str(sum(r["samples"] for r in results["summary"][m].values()))
-                                       for m in models]])
+    out.append(["probes (samples)", *[str(sum(r["samples"] for r in results["summary"][m].values())) for m in models]])
     return out
 
 
@@ -114,8 +128,7 @@ def tor_latency_figure(results: dict[str, Any]) -> "Figure":
         width = 0.8 / max(len(models), 1)
         for i, model in enumerate(models):
             values = [results["summary"][model].get(t, {}).get(key) for t in tasks]
-            ax.bar(np.arange(len(tasks)) + i * width, [np.nan if v is None else v for v in values], width,
-                   label=model)
+            ax.bar(np.arange(len(tasks)) + i * width, [np.nan if v is None else v for v in values], width, label=model)
         ax.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2, [t.replace("_", "\n") for t in tasks], fontsize=8)
         ax.set_title(title)
     fig.axes[0].legend(fontsize=8)
@@ -124,8 +137,9 @@ def tor_latency_figure(results: dict[str, Any]) -> "Figure":
 
 def relative_timing(record: dict[str, Any]) -> np.ndarray:
     """A backchannel probe's timing distribution on relative time (TIMING_POINTS points)."""
-    return resized(timing_distribution([tuple(s) for s in record["backchannel_times"]], record["seconds"]),
-                   TIMING_POINTS)
+    return resized(
+        timing_distribution([tuple(s) for s in record["backchannel_times"]], record["seconds"]), TIMING_POINTS
+    )
 
 
 def backchannel_figure(results: dict[str, Any]) -> "Figure":
@@ -133,8 +147,12 @@ def backchannel_figure(results: dict[str, Any]) -> "Figure":
     fig = figures.new_figure(8, 3.2)
     ax = fig.subplots()
     x = np.linspace(0, 1, TIMING_POINTS)
-    reference = [np.asarray(r["reference_timing"]) for m in results["models"][:1]
-                 for r in results["records"][m].values() if r.get("reference_timing")]
+    reference = [
+        np.asarray(r["reference_timing"])
+        for m in results["models"][:1]
+        for r in results["records"][m].values()
+        if r.get("reference_timing")
+    ]
     if reference:
         ax.plot(x, np.mean([resized(r, TIMING_POINTS) for r in reference], axis=0), "k--", label="reference")
     for model in results["models"]:

@@ -52,20 +52,20 @@ def stream(engine: ChatEngine, cfg: ChatConfig, user: np.ndarray) -> Streamed:
     """Moshi's side of a conversation whose user says `user` (float32, 24 kHz mono)."""
     n_frames = max(1, math.ceil(len(user) / FRAME_SIZE))
     padded = np.zeros(n_frames * FRAME_SIZE, dtype=np.float32)
-    padded[:len(user)] = user
+    padded[: len(user)] = user
     out = np.zeros_like(padded)
     pieces: list[tuple[int, str]] = []
     engine.start(cfg)
     k, compute_ms = 0, 0.0  # k: Moshi's next output frame (the first step returns none)
     for i in range(n_frames):
-        frame = engine.step(padded[i * FRAME_SIZE:(i + 1) * FRAME_SIZE])
+        frame = engine.step(padded[i * FRAME_SIZE : (i + 1) * FRAME_SIZE])
         compute_ms += frame.compute_ms
         if frame.pcm is None:
             continue
         at = (k + SKIP_FRAMES) * FRAME_SIZE
         if at < len(out):
-            out[at:at + FRAME_SIZE] = frame.pcm[:len(out) - at]
+            out[at : at + FRAME_SIZE] = frame.pcm[: len(out) - at]
         if frame.text:
             pieces.append((k, frame.text))
         k += 1
-    return Streamed(out[:len(user)], words_from_pieces(pieces), compute_ms / 1000)
+    return Streamed(out[: len(user)], words_from_pieces(pieces), compute_ms / 1000)

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from backend.finetune.config import FinetuneConfig, deepspeed_config
-from backend.models.weights import lm_kwargs_of
 from backend.models.source import torch_dtype
+from backend.models.weights import lm_kwargs_of
 
 STREAMS = 17  # main text + 8 main codebooks + 8 user codebooks (the training view)
 ACT_VALUES_PER_LAYER = 17
-GIB = 1024 ** 3
+GIB = 1024**3
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,10 @@ class Budget:
             f"({STREAMS} streams)",
         ]
         if self.passes is not None:
-            lines.append(f"data: {self.examples_per_pass} training example(s); max_steps covers "
-                         f"{self.passes:.2f} pass(es) over them")
+            lines.append(
+                f"data: {self.examples_per_pass} training example(s); max_steps covers "
+                f"{self.passes:.2f} pass(es) over them"
+            )
         return "\n".join(lines)
 
 
@@ -121,7 +123,10 @@ def estimate(cfg: FinetuneConfig, lm_kwargs: dict[str, Any], examples_per_pass: 
     n = cfg.num_processes
     examples_per_step = cfg.batch_size * cfg.grad_accum * n
     return Budget(
-        params_total=total, params_trainable=trainable, processes=n, zero_stage=stage,
+        params_total=total,
+        params_trainable=trainable,
+        processes=n,
+        zero_stage=stage,
         weight_bytes=total * w // (n if stage >= 3 else 1),
         grad_bytes=trainable * g // (n if stage >= 2 else 1),
         optimizer_bytes=trainable * o // (n if stage >= 1 else 1),

@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 from backend.core.config import option
 from backend.core.errors import ConfigError, InputError
-from backend.jobs.launch_config import LaunchConfig, MAX_COUNT, check_launch, on_cpu
 from backend.core.paths import ASSETS
 from backend.dataset.read import check_schema
+from backend.jobs.launch_config import MAX_COUNT, LaunchConfig, check_launch, on_cpu
 from backend.models.source import Dtype, check_layout, is_hub_id
 from backend.models.text_tokenizer import check_model
 from backend.models.weights import lm_kwargs_of
@@ -28,29 +28,38 @@ MAX_STEPS = 10**9  # beyond any real run; larger numbers are typing mistakes or 
 @dataclass
 class FinetuneConfig(LaunchConfig):  # the launch settings (device, processes, machines) come first
     # --- model ---
-    base_model: str = option("models/demo-lm-init", "model to train: a model folder (model.safetensors + "
-                             "moshi_lm_kwargs.json), usually made by the init stage (moshi-studio init)")
+    base_model: str = option(
+        "models/demo-lm-init",
+        "model to train: a model folder (model.safetensors + "
+        "moshi_lm_kwargs.json), usually made by the init stage (moshi-studio init)",
+    )
     dtype: Dtype = option("float32", "parameter dtype of the training model")
     # --- data ---
     train_data: Path = option(Path("dataset"), "Parquet dataset folder (or one .parquet file) to train on")
     eval_data: Path | None = option(None, "Parquet dataset to evaluate on (none: no evaluation)")
-    main_speaker: Literal["A", "B", "both"] = option("both", "speaker that plays Moshi; 'both' makes one example "
-                                                     "per speaker")
+    main_speaker: Literal["A", "B", "both"] = option(
+        "both", "speaker that plays Moshi; 'both' makes one example per speaker"
+    )
     max_frames: int = option(375, "longest training chunk in 12.5 Hz frames (375 = 30 s)", ge=2, le=10**6)
     min_frames: int = option(25, "shortest chunk kept in frames; shorter tails are dropped", ge=2, le=10**6)
     # --- loss (SPEC.md) ---
-    loss_variant: Literal["jmoshi", "kyutai"] = option("jmoshi", "jmoshi: separate means for PAD and non-PAD text; "
-                                                       "kyutai: one weighted mean")
+    loss_variant: Literal["jmoshi", "kyutai"] = option(
+        "jmoshi", "jmoshi: separate means for PAD and non-PAD text; kyutai: one weighted mean"
+    )
     text_pad_weight: float = option(0.5, "weight of text PAD (and, kyutai variant, EPAD) targets", ge=0)
     semantic_weight: float = option(100.0, "weight of codebook 0 (semantic) targets", ge=0)
     acoustic_weight: float = option(1.0, "weight of codebooks 1..7 (acoustic) targets", ge=0)
-    user_stream: bool = option(True, "also learn the user's audio (the depformer predicts both streams); needs a "
-                               "dep_q 16 model, made by the init stage's user-stream extension")
+    user_stream: bool = option(
+        True,
+        "also learn the user's audio (the depformer predicts both streams); needs a "
+        "dep_q 16 model, made by the init stage's user-stream extension",
+    )
     user_stream_weight: float = option(1.0, "multiplier of the user stream's audio loss (dep_q 16 models)", ge=0)
     text_weight: float = option(1.0, "weight of the text loss in the total", ge=0)
     audio_weight: float = option(1.0, "weight of the audio loss in the total", ge=0)
-    persona_text_loss: bool = option(False, "persona prefixes (dataset personas.json): also learn their role "
-                                     "text; their audio is never learnt")
+    persona_text_loss: bool = option(
+        False, "persona prefixes (dataset personas.json): also learn their role text; their audio is never learnt"
+    )
     # --- what trains ---
     mode: Literal["full", "lora", "subset"] = option("full", "full fine-tune, LoRA adapters, or the named subset")
     lora_rank: int = option(16, "LoRA rank (mode lora)", ge=1, le=MAX_COUNT)
@@ -72,13 +81,22 @@ class FinetuneConfig(LaunchConfig):  # the launch settings (device, processes, m
     seed: int = option(0, "seed of data order, initialisation and dropout", ge=0)
     # --- bookkeeping ---
     log_every: int = option(1, "optimiser steps between metrics.jsonl lines", ge=1, le=MAX_STEPS)
-    eval_every: int = option(0, "optimiser steps between evaluations (0: only at the end, if eval_data is set)",
-                             ge=0, le=MAX_STEPS)
-    eval_probes_every: int = option(0, "optimiser steps between behaviour probes of the checkpoint written then, "
-                                    "and of the last one (TOR and latency per step beside the losses; a background "
-                                    "process on the CPU, one probe per task; 0: off)", ge=0, le=MAX_STEPS)
-    eval_probes: str = option("studio-en", "probe set of eval_probes_every: a shipped set's name (studio-en, "
-                              "demo-turns) or a folder of Full-Duplex-Bench samples")
+    eval_every: int = option(
+        0, "optimiser steps between evaluations (0: only at the end, if eval_data is set)", ge=0, le=MAX_STEPS
+    )
+    eval_probes_every: int = option(
+        0,
+        "optimiser steps between behaviour probes of the checkpoint written then, "
+        "and of the last one (TOR and latency per step beside the losses; a background "
+        "process on the CPU, one probe per task; 0: off)",
+        ge=0,
+        le=MAX_STEPS,
+    )
+    eval_probes: str = option(
+        "studio-en",
+        "probe set of eval_probes_every: a shipped set's name (studio-en, "
+        "demo-turns) or a folder of Full-Duplex-Bench samples",
+    )
     checkpoint_every: int = option(50, "optimiser steps between checkpoints (0: only at the end)", ge=0, le=MAX_STEPS)
     keep_checkpoints: int = option(2, "how many recent checkpoints to keep", ge=1, le=MAX_COUNT)
     tracker: Literal["none", "tensorboard", "wandb"] = option("none", "experiment tracker besides metrics.jsonl")
@@ -95,6 +113,7 @@ class FinetuneConfig(LaunchConfig):  # the launch settings (device, processes, m
 
 # ---------------------------------------------------------------- checks (all of them: the launcher, the
 # trainer and the studio's form call check_config)
+
 
 def deepspeed_config_path(cfg: FinetuneConfig) -> Path | None:
     """The DeepSpeed JSON of a config: none, a preset under assets/deepspeed, or a file path."""
@@ -120,10 +139,15 @@ def deepspeed_config(cfg: FinetuneConfig) -> dict[str, Any] | None:
         raise ConfigError(f"{path}: a DeepSpeed config needs zero_optimization.stage (0..3)")
     for owned in ("optimizer", "scheduler"):
         if owned in ds:
-            raise ConfigError(f"{path}: remove the '{owned}' section; the optimiser and schedule come from the "
-                              f"run's configuration (lr, depformer_lr, warmup_steps...)")
-    ds.update(train_micro_batch_size_per_gpu=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-              gradient_clipping=cfg.grad_clip)
+            raise ConfigError(
+                f"{path}: remove the '{owned}' section; the optimiser and schedule come from the "
+                f"run's configuration (lr, depformer_lr, warmup_steps...)"
+            )
+    ds.update(
+        train_micro_batch_size_per_gpu=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        gradient_clipping=cfg.grad_clip,
+    )
     ds.pop("train_batch_size", None)  # derived by accelerate from the above and the process count
     return ds
 
@@ -137,8 +161,10 @@ def check_model_kwargs(kwargs: dict[str, Any], cfg: FinetuneConfig) -> None:
         raise ConfigError(str(e)) from None
     dep_q = kwargs["dep_q"]
     if cfg.user_stream and dep_q != STREAMS_WITH_USER:
-        raise ConfigError(f"{cfg.base_model}: dep_q is {dep_q}, but user_stream needs a dep_q 16 model (run the "
-                          f"init stage with the user-stream extension, or set user_stream to false)")
+        raise ConfigError(
+            f"{cfg.base_model}: dep_q is {dep_q}, but user_stream needs a dep_q 16 model (run the "
+            f"init stage with the user-stream extension, or set user_stream to false)"
+        )
     if kwargs.get("lora"):
         raise ConfigError(f"{cfg.base_model}: this is a LoRA checkpoint; train from a merged export instead")
 
@@ -149,9 +175,11 @@ def check_relations(cfg: FinetuneConfig) -> None:
         (cfg.max_frames >= cfg.min_frames, f"max_frames ({cfg.max_frames}) must be >= min_frames ({cfg.min_frames})"),
         (cfg.text_weight + cfg.audio_weight > 0, "text_weight and audio_weight are both 0: nothing to learn"),
         (cfg.mode != "subset" or bool(cfg.trainable), "mode subset needs parameter name prefixes in trainable"),
-        (not (cfg.eval_probes_every and cfg.checkpoint_every) or cfg.eval_probes_every % cfg.checkpoint_every == 0,
-         f"eval_probes_every ({cfg.eval_probes_every}) must be a multiple of checkpoint_every "
-         f"({cfg.checkpoint_every}): the probes run on checkpoints"),
+        (
+            not (cfg.eval_probes_every and cfg.checkpoint_every) or cfg.eval_probes_every % cfg.checkpoint_every == 0,
+            f"eval_probes_every ({cfg.eval_probes_every}) must be a multiple of checkpoint_every "
+            f"({cfg.checkpoint_every}): the probes run on checkpoints",
+        ),
     ]
     for ok, message in rules:
         if not ok:
@@ -181,5 +209,7 @@ def check_config(cfg: FinetuneConfig) -> None:
     except InputError as e:
         raise ConfigError(str(e)) from None
     if cfg.tracker != "none" and importlib.util.find_spec(cfg.tracker) is None:
-        raise ConfigError(f"tracker {cfg.tracker}: the {cfg.tracker} package is not installed "
-                          f"(install it or use tracker none; metrics.jsonl is always written)")
+        raise ConfigError(
+            f"tracker {cfg.tracker}: the {cfg.tracker} package is not installed "
+            f"(install it or use tracker none; metrics.jsonl is always written)"
+        )

@@ -81,10 +81,13 @@ def _check_shapes(f: Path, ids: list[str], column: pa.ListArray) -> np.ndarray:
     offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
     out = np.zeros(len(ids), dtype=np.int64)
     for i, did in enumerate(ids):
-        lens = inner[offsets[i]:offsets[i + 1]]
+        lens = inner[offsets[i] : offsets[i + 1]]
         if rows[i] != ROWS_PER_SPEAKER or (lens != lens[0]).any():
-            raise InputError(f, f"dialogue {did}: a speaker must be [9, T] (text + 8 codebooks), "
-                                f"got {rows[i]} rows of lengths {sorted(set(lens.tolist()))}")
+            raise InputError(
+                f,
+                f"dialogue {did}: a speaker must be [9, T] (text + 8 codebooks), "
+                f"got {rows[i]} rows of lengths {sorted(set(lens.tolist()))}",
+            )
         out[i] = lens[0]
     return out
 
@@ -93,8 +96,9 @@ def _build_cache(files: list[Path], target: Path, stamp: str) -> None:
     """Copy the shards' rows, checked, into the Arrow IPC file `target` (atomically), batch by batch."""
     token = _token_type(files)
     speaker_type = pa.list_(pa.list_(token))
-    schema = pa.schema([("dialogue_id", pa.string()), ("A", speaker_type), ("B", speaker_type)],
-                       metadata={"studio": stamp})
+    schema = pa.schema(
+        [("dialogue_id", pa.string()), ("A", speaker_type), ("B", speaker_type)], metadata={"studio": stamp}
+    )
     with atomic_path(target) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
         for f in files:
             # No pre-buffering (pyarrow's default keeps every row group read so far: memory grew with the shard,
@@ -158,8 +162,12 @@ def mapped_table(path: str | Path) -> MappedTable:
     """The dataset's rows as a memory-mapped Arrow table, building its cache first when needed."""
     check_schema(path)
     files = parquet_files(path)
-    stamp = json.dumps({"format": CACHE_FORMAT, "files": [
-        {"name": f.name, "size": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns} for f in files]})
+    stamp = json.dumps(
+        {
+            "format": CACHE_FORMAT,
+            "files": [{"name": f.name, "size": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns} for f in files],
+        }
+    )
     target = cache_path(path)
     table = _open_cache(target, stamp)
     if table is None:
@@ -235,7 +243,7 @@ class DatasetRows:
     def speaker(self, index: int, speaker: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """int64 [9, frames] of one speaker of one dialogue, frames [start, stop): only they are read."""
         first, frames = int(self._starts[speaker][index]), int(self.lengths[index])
-        rows = self._tokens[speaker][self._chunk[index]][first:first + ROWS_PER_SPEAKER * frames]
+        rows = self._tokens[speaker][self._chunk[index]][first : first + ROWS_PER_SPEAKER * frames]
         return rows.reshape(ROWS_PER_SPEAKER, frames)[:, start:stop].astype(np.int64)
 
     def __len__(self) -> int:
@@ -272,8 +280,9 @@ class Examples(Sequence[Example]):
         return Example(int(self.dialogue[i]), SPEAKERS[self.main[i]], int(self.start[i]), int(self.frames[i]))
 
 
-def make_examples(lengths: Sequence[int] | np.ndarray, main_speaker: Literal["A", "B", "both"], max_frames: int,
-                  min_frames: int) -> Examples:
+def make_examples(
+    lengths: Sequence[int] | np.ndarray, main_speaker: Literal["A", "B", "both"], max_frames: int, min_frames: int
+) -> Examples:
     """Chunks of every dialogue for every main speaker, in dataset order (dialogue, then speaker, then start)."""
     total = np.asarray(lengths, dtype=np.int64)
     chunks = -(-total // max_frames)
@@ -293,8 +302,9 @@ def example_rows(rows: DatasetRows, ex: Example) -> np.ndarray:
     """[17, frames] training view of one example."""
     other = "B" if ex.main == "A" else "A"
     stop = ex.start + ex.frames
-    return training_rows(rows.speaker(ex.dialogue, ex.main, ex.start, stop),
-                         rows.speaker(ex.dialogue, other, ex.start, stop))
+    return training_rows(
+        rows.speaker(ex.dialogue, ex.main, ex.start, stop), rows.speaker(ex.dialogue, other, ex.start, stop)
+    )
 
 
 def collate(rows: list[np.ndarray]) -> torch.Tensor:
@@ -302,7 +312,7 @@ def collate(rows: list[np.ndarray]) -> torch.Tensor:
     longest = max(r.shape[1] for r in rows)
     out = np.full((len(rows), rows[0].shape[0], longest), ZERO_TOKEN, dtype=np.int64)
     for i, r in enumerate(rows):
-        out[i, :, :r.shape[1]] = r
+        out[i, :, : r.shape[1]] = r
     return torch.from_numpy(out)
 
 
@@ -318,12 +328,22 @@ class Position:
 class ExampleStream:
     """This rank's micro-batches of an endless seeded shuffle, from a resumable position."""
 
-    def __init__(self, examples: Sequence[Example], seed: int, batch_size: int, rank: int = 0, world: int = 1,
-                 position: Position | None = None):
+    def __init__(
+        self,
+        examples: Sequence[Example],
+        seed: int,
+        batch_size: int,
+        rank: int = 0,
+        world: int = 1,
+        position: Position | None = None,
+    ):
         if len(examples) < batch_size * world:
-            raise InputError(None, f"only {len(examples)} training examples, fewer than one step needs "
-                                   f"({batch_size} per process x {world} processes): lower batch_size or "
-                                   f"min_frames, or add data")
+            raise InputError(
+                None,
+                f"only {len(examples)} training examples, fewer than one step needs "
+                f"({batch_size} per process x {world} processes): lower batch_size or "
+                f"min_frames, or add data",
+            )
         self.examples, self.seed, self.batch_size, self.rank, self.world = examples, seed, batch_size, rank, world
         self.position = Position(**asdict(position)) if position else Position()
 
@@ -350,7 +370,7 @@ class ExampleStream:
             self.position = Position(self.position.epoch + 1, 0)
         order = self.order(self.position.epoch)
         first = self.position.index + self.rank * self.batch_size
-        picked = [self.examples[i] for i in order[first:first + self.batch_size]]
+        picked = [self.examples[i] for i in order[first : first + self.batch_size]]
         self.position = Position(self.position.epoch, self.position.index + self.global_batch)
         return picked
 

@@ -21,9 +21,20 @@ from moshi.models.lm import LMOutput
 from backend.core.spec import NUM_CODEBOOKS
 
 # Every component reported in metrics.jsonl; user_* are None for dep_q 8 models.
-PARTS = ("loss", "text_loss", "audio_loss", "text_nonpad_loss", "text_pad_loss", "moshi_semantic_loss",
-         "moshi_acoustic_loss", "user_semantic_loss", "user_acoustic_loss", "text_acc", "moshi_semantic_acc",
-         "user_semantic_acc")
+PARTS = (
+    "loss",
+    "text_loss",
+    "audio_loss",
+    "text_nonpad_loss",
+    "text_pad_loss",
+    "moshi_semantic_loss",
+    "moshi_acoustic_loss",
+    "user_semantic_loss",
+    "user_acoustic_loss",
+    "text_acc",
+    "moshi_semantic_acc",
+    "user_semantic_acc",
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +70,9 @@ def _mean(values: torch.Tensor) -> torch.Tensor:
     return values.sum() / max(values.numel(), 1)
 
 
-def _ce(logits: torch.Tensor, targets: torch.Tensor,
-        valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _ce(
+    logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(CE, logits, targets) at the valid positions only (masked logits are NaN and must not be touched)."""
     picked = logits[valid].float()
     target = targets[valid]
@@ -84,13 +96,17 @@ def text_loss(out: LMOutput, codes: torch.Tensor, w: LossWeights, text_card: int
     else:
         weight = torch.where(is_pad | (picked == w.epad_id), w.text_pad_weight, 1.0)
         total = (ce * weight).sum() / weight.sum().clamp_min(1e-8)
-    return {"text_loss": total, "text_nonpad_loss": nonpad, "text_pad_loss": pad,
-            "text_acc": _mean(_correct(logits, picked))}
+    return {
+        "text_loss": total,
+        "text_nonpad_loss": nonpad,
+        "text_pad_loss": pad,
+        "text_acc": _mean(_correct(logits, picked)),
+    }
 
 
 def audio_loss(out: LMOutput, codes: torch.Tensor, w: LossWeights, card: int) -> dict[str, torch.Tensor | None]:
     dep_q = out.logits.shape[1]
-    target = codes[:, 1:1 + dep_q]
+    target = codes[:, 1 : 1 + dep_q]
     valid = out.mask & (target >= 0) & (target < card)
     ce, logits, picked = _ce(out.logits, target, valid)
     step = torch.arange(dep_q, device=codes.device)[None, :, None].expand_as(target)[valid]
@@ -105,8 +121,11 @@ def audio_loss(out: LMOutput, codes: torch.Tensor, w: LossWeights, card: int) ->
             continue
         semantic = step == first
         acoustic = (step > first) & (step < first + NUM_CODEBOOKS)
-        parts |= {f"{stream}_semantic_loss": _mean(ce[semantic]), f"{stream}_acoustic_loss": _mean(ce[acoustic]),
-                  f"{stream}_semantic_acc": _mean(semantic_correct[semantic_step == first])}
+        parts |= {
+            f"{stream}_semantic_loss": _mean(ce[semantic]),
+            f"{stream}_acoustic_loss": _mean(ce[acoustic]),
+            f"{stream}_semantic_acc": _mean(semantic_correct[semantic_step == first]),
+        }
     return parts
 
 

@@ -29,8 +29,10 @@ def apply_mode(model: LMModel, cfg: FinetuneConfig) -> None:
     if cfg.mode == "subset":
         unknown = [p for p in cfg.trainable if not any(n.startswith(p) for n, _ in model.named_parameters())]
         if unknown:
-            raise ConfigError(f"trainable: no parameter name starts with {', '.join(unknown)} "
-                              f"(top-level names: {', '.join(sorted({n.split('.')[0] for n, _ in model.named_parameters()}))})")
+            raise ConfigError(
+                f"trainable: no parameter name starts with {', '.join(unknown)} "
+                f"(top-level names: {', '.join(sorted({n.split('.')[0] for n, _ in model.named_parameters()}))})"
+            )
 
 
 def is_depformer(name: str) -> bool:
@@ -44,14 +46,17 @@ def param_groups(model: nn.Module, cfg: FinetuneConfig) -> list[dict]:
     for name, p in model.named_parameters():
         if p.requires_grad:
             (depth if is_depformer(name) else temporal).append(p)
-    groups = [{"params": temporal, "lr": cfg.lr, "name": "temporal"},
-              {"params": depth, "lr": cfg.depformer_lr or cfg.lr, "name": "depformer"}]
+    groups = [
+        {"params": temporal, "lr": cfg.lr, "name": "temporal"},
+        {"params": depth, "lr": cfg.depformer_lr or cfg.lr, "name": "depformer"},
+    ]
     return [g for g in groups if g["params"]]
 
 
 def make_optimizer(model: nn.Module, cfg: FinetuneConfig) -> torch.optim.AdamW:
-    return torch.optim.AdamW(param_groups(model, cfg), betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                             weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(
+        param_groups(model, cfg), betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, weight_decay=cfg.weight_decay
+    )
 
 
 def warmup_factor(step: int, warmup_steps: int) -> float:

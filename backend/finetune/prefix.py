@@ -23,25 +23,29 @@ def dataset_personas(paths: Sequence[Path | None]) -> Personas:
             continue
         for key, persona in load_personas(path).items():
             other = merged.get(key)
-            if other is not None and (other.text_ids != persona.text_ids or not np.array_equal(other.voice, persona.voice)):
+            if other is not None and (
+                other.text_ids != persona.text_ids or not np.array_equal(other.voice, persona.voice)
+            ):
                 raise InputError(path, f"dialogue {key[0]} (speaker {key[1]}) has another persona in another dataset")
             merged[key] = persona
     return merged
 
 
-def with_prefixes(codes: torch.Tensor, frames: Sequence[int], prefixes: Sequence[np.ndarray | None],
-                  keep_text_loss: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def with_prefixes(
+    codes: torch.Tensor, frames: Sequence[int], prefixes: Sequence[np.ndarray | None], keep_text_loss: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(model input, loss targets) for a collated batch `codes` [B, 17, T] whose example b has frames[b] real
     frames: example b gets prefixes[b] ([17, P_b] or None) in front. Without any prefix both are `codes`."""
     if all(p is None for p in prefixes):
         return codes, codes
     lengths = [(0 if p is None else p.shape[1]) + n for p, n in zip(prefixes, frames)]
-    inputs = torch.full((codes.shape[0], codes.shape[1], max(lengths)), ZERO_TOKEN, dtype=codes.dtype,
-                        device=codes.device)
+    inputs = torch.full(
+        (codes.shape[0], codes.shape[1], max(lengths)), ZERO_TOKEN, dtype=codes.dtype, device=codes.device
+    )
     targets = inputs.clone()
     for b, (p, n) in enumerate(zip(prefixes, frames)):
         start = 0 if p is None else p.shape[1]
-        inputs[b, :, start:start + n] = targets[b, :, start:start + n] = codes[b, :, :n]
+        inputs[b, :, start : start + n] = targets[b, :, start : start + n] = codes[b, :, :n]
         if p is not None:
             inputs[b, :, :start] = torch.from_numpy(p).to(codes.device)
             if keep_text_loss:

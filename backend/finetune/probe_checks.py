@@ -82,5 +82,10 @@ def start_probes(run_dir: Path, cfg: FinetuneConfig, step: int) -> subprocess.Po
         if not free:
             return None
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}  # never the training GPUs' memory
-    return subprocess.Popen([sys.executable, "-m", PROBE_MODULE, "--run-dir", str(run_dir)], cwd=REPO, env=env,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", PROBE_MODULE, "--run-dir", str(run_dir)],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )

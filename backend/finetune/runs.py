@@ -25,8 +25,18 @@ from backend.finetune.pace import current_phase
 from backend.finetune.presets import PRESETS
 from backend.jobs import launcher
 from backend.jobs.control import abort, status
-from backend.jobs.folder import COMMAND_FILE, CONFIG_FILE, Job, list_jobs, mark_queued, new_job, open_job, \
-    read_json, read_metrics, tail_log
+from backend.jobs.folder import (
+    COMMAND_FILE,
+    CONFIG_FILE,
+    Job,
+    list_jobs,
+    mark_queued,
+    new_job,
+    open_job,
+    read_json,
+    read_metrics,
+    tail_log,
+)
 from backend.jobs.slurm import slurm_note, write_slurm_script
 
 TRAIN_MODULE = "backend.finetune.trainer"
@@ -61,6 +71,7 @@ def run_config(run: Job) -> FinetuneConfig:
 
 # ---------------------------------------------------------------- configuration before launch
 
+
 def absolute_config(cfg: FinetuneConfig, workspace_root: Path) -> FinetuneConfig:
     """The config with workspace-relative paths made absolute (the trainer runs with cwd = repo)."""
     root = Path(workspace_root).resolve()
@@ -84,16 +95,25 @@ def validate_before_launch(cfg: FinetuneConfig, workspace_root: Path) -> None:
     """Raise ConfigError for anything that would fail after launch: check_config on the config with the
     workspace's paths, and a base model meant to be in the workspace that is not there."""
     parts = Path(cfg.base_model).parts
-    if parts and not Path(cfg.base_model).is_absolute() and (Path(workspace_root) / parts[0]).is_dir() \
-            and not (Path(workspace_root) / cfg.base_model).exists():
-        raise ConfigError(f"base_model: {Path(workspace_root).resolve() / cfg.base_model} not found "
-                          f"(make it with the init stage, moshi-studio init)")
+    if (
+        parts
+        and not Path(cfg.base_model).is_absolute()
+        and (Path(workspace_root) / parts[0]).is_dir()
+        and not (Path(workspace_root) / cfg.base_model).exists()
+    ):
+        raise ConfigError(
+            f"base_model: {Path(workspace_root).resolve() / cfg.base_model} not found "
+            f"(make it with the init stage, moshi-studio init)"
+        )
     if cfg.eval_probes_every and not probe_folder(Path(workspace_root), cfg.eval_probes).is_dir():
-        raise ConfigError(f"eval_probes: {cfg.eval_probes} is neither a shipped probe set nor a folder in the workspace")
+        raise ConfigError(
+            f"eval_probes: {cfg.eval_probes} is neither a shipped probe set nor a folder in the workspace"
+        )
     check_config(absolute_config(cfg, workspace_root))
 
 
 # ---------------------------------------------------------------- a run's folder
+
 
 def create_run(workspace_root: Path, cfg: FinetuneConfig, name: str | None = None) -> Job:
     """Validate, then make `runs/<timestamp>-<slug>/` with config.json, command.json and a queued status."""
@@ -141,12 +161,21 @@ def run_info(run: Job) -> RunInfo:
     metrics = read_metrics(run)
     last = _last_step(metrics)
     step, max_steps, eta = progress(run, metrics)
-    return RunInfo(id=run.id, dir=run.dir, state=st.get("state", "queued"), created=st.get("created", 0.0),
-                   started=st.get("started"), ended=st.get("ended"), step=step, max_steps=max_steps,
-                   eta_s=eta if st.get("state") == "running" else None,
-                   losses={k: v for k, v in last.items() if k.endswith("loss")},
-                   exit_code=st.get("exit_code"), message=st.get("message", ""),
-                   phase=current_phase(metrics, time.time()) if st.get("state") == "running" else "")
+    return RunInfo(
+        id=run.id,
+        dir=run.dir,
+        state=st.get("state", "queued"),
+        created=st.get("created", 0.0),
+        started=st.get("started"),
+        ended=st.get("ended"),
+        step=step,
+        max_steps=max_steps,
+        eta_s=eta if st.get("state") == "running" else None,
+        losses={k: v for k, v in last.items() if k.endswith("loss")},
+        exit_code=st.get("exit_code"),
+        message=st.get("message", ""),
+        phase=current_phase(metrics, time.time()) if st.get("state") == "running" else "",
+    )
 
 
 def list_runs(workspace_root: Path) -> list[RunInfo]:
@@ -156,8 +185,10 @@ def list_runs(workspace_root: Path) -> list[RunInfo]:
 
 # ---------------------------------------------------------------- starting
 
+
 def start(run: Job) -> None:
     """Launch the run (or launch it again: resume) as its own process group; returns at once."""
+
     def prepare() -> dict[str, Any]:
         cfg = run_config(run)
         validate_before_launch(cfg, run.workspace)
@@ -196,12 +227,12 @@ def preset_values(name: str) -> dict[str, Any]:
         return PRESETS[name]
     found = [key for key in PRESETS if key.lower().startswith(name.lower())]
     if len(found) != 1:
-        raise ConfigError(f"preset {name!r}: {'ambiguous' if found else 'unknown'}; presets: "
-                          + "; ".join(PRESETS))
+        raise ConfigError(f"preset {name!r}: {'ambiguous' if found else 'unknown'}; presets: " + "; ".join(PRESETS))
     return PRESETS[found[0]]
 
 
 # ---------------------------------------------------------------- CLI
+
 
 def _plot_summary(run: Job) -> int:
     try:
@@ -221,9 +252,13 @@ def _print_info(info: RunInfo) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fine-tune runs: list, show, start, abort, resume.")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name, text in (("list", "every run of the workspace"), ("show", "status, progress and log tail of a run"),
-                       ("abort", "stop a run (gracefully, then by force)"), ("resume", "start a stopped run again"),
-                       ("start", "create a run from the fine-tune settings and start it")):
+    for name, text in (
+        ("list", "every run of the workspace"),
+        ("show", "status, progress and log tail of a run"),
+        ("abort", "stop a run (gracefully, then by force)"),
+        ("resume", "start a stopped run again"),
+        ("start", "create a run from the fine-tune settings and start it"),
+    ):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--workspace", type=Path, default=Path("."), help="workspace folder (default: .)")
         if name in ("show", "abort", "resume"):
@@ -233,13 +268,20 @@ def main(argv: list[str] | None = None) -> int:
         if name == "abort":
             p.add_argument("--grace", type=float, default=60.0, help="seconds before processes are killed")
         if name in ("start", "resume"):
-            p.add_argument("--wait", action="store_true", help="follow the log until the run ends "
-                           "(exit 0 when finished); SIGTERM then aborts the run, as a cluster job should")
+            p.add_argument(
+                "--wait",
+                action="store_true",
+                help="follow the log until the run ends "
+                "(exit 0 when finished); SIGTERM then aborts the run, as a cluster job should",
+            )
         if name == "start":
             p.add_argument("--name", default=None, help="short name in the run's folder name")
-            p.add_argument("--preset", default=None, help="start from a preset of the studio's form (its name or "
-                           "the start of it, e.g. demo); --config and explicit flags override it. Presets: "
-                           + "; ".join(PRESETS))
+            p.add_argument(
+                "--preset",
+                default=None,
+                help="start from a preset of the studio's form (its name or "
+                "the start of it, e.g. demo); --config and explicit flags override it. Presets: " + "; ".join(PRESETS),
+            )
             config.cli_parser(FinetuneConfig, text, parser=p)
     sub.add_parser("_plot").add_argument("run_dir", type=Path)  # internal: the supervisor's finish step
     args = parser.parse_args(argv)

@@ -24,25 +24,24 @@ import torch
 
 from backend.core import config
 from backend.core.errors import ConfigError, InputError, StudioError
-from backend.jobs.launch_config import on_cpu
-from backend.models import checkpoints
 from backend.finetune.config import FinetuneConfig, check_config, check_model_kwargs, deepspeed_config
-from backend.finetune.data import DatasetRows, ExampleStream, Position, collate, eval_share, example_rows, \
-    make_examples
+from backend.finetune.data import DatasetRows, ExampleStream, Position, collate, eval_share, example_rows, make_examples
 from backend.finetune.loss import PARTS, LossWeights, compute_loss
 from backend.finetune.optim import apply_mode, make_optimizer, make_scheduler
 from backend.finetune.pace import eta_s, phase_record
 from backend.finetune.prefix import dataset_personas, example_prefixes, with_prefixes
 from backend.finetune.probe_checks import start_probes
 from backend.jobs.folder import ABORT_FILE, CONFIG_FILE, METRICS_FILE
+from backend.jobs.launch_config import on_cpu
 from backend.jobs.processes import supervisor_gone
-from backend.models.source import LM_KWARGS, LM_WEIGHTS, torch_dtype
-from backend.models.weights import lm_kwargs_of
+from backend.models import checkpoints
 from backend.models.loading import load_model
+from backend.models.source import LM_KWARGS, LM_WEIGHTS, torch_dtype
 from backend.models.tensor_file import save_tensors
-
+from backend.models.weights import lm_kwargs_of
 
 # ---------------------------------------------------------------- run-time helpers
+
 
 class TrainingFailed(StudioError):
     """The run cannot go on (its loss is no longer finite); the checkpoints written before stay."""
@@ -97,6 +96,7 @@ class MetricsLog:
 @dataclass
 class StepClock:
     """When training started in this process (after the startup) and when its first step completed."""
+
     start: float
     first_step: int = -1
     first_done: float = math.nan
@@ -119,14 +119,17 @@ def vector_parts(vec: torch.Tensor) -> dict[str, float | None]:
 
 def step_line(record: dict[str, Any]) -> str:
     """A logged step as one line of train.log: step, losses, lr, tokens/s, ETA."""
+
     def num(key: str) -> str:
         value = record.get(key)
         return "-" if value is None or not math.isfinite(value) else f"{value:.4g}"
 
     eta = None if record["eta_s"] is None else int(record["eta_s"])
-    return (f"step {record['step']}/{record['max_steps']}  loss {num('loss')} (text {num('text_loss')}, "
-            f"audio {num('audio_loss')})  lr {num('lr')}  {record['tokens_per_s']:.0f} tokens/s  "
-            f"ETA {'-' if eta is None else f'{eta // 60}:{eta % 60:02d}'}\n")
+    return (
+        f"step {record['step']}/{record['max_steps']}  loss {num('loss')} (text {num('text_loss')}, "
+        f"audio {num('audio_loss')})  lr {num('lr')}  {record['tokens_per_s']:.0f} tokens/s  "
+        f"ETA {'-' if eta is None else f'{eta // 60}:{eta % 60:02d}'}\n"
+    )
 
 
 def make_accelerator(cfg: FinetuneConfig, run_dir: Path):  # type: ignore[no-untyped-def]
@@ -208,6 +211,7 @@ def only_trainable(models: list[torch.nn.Module], weights: list[dict[str, torch.
 
 # ---------------------------------------------------------------- the training run
 
+
 class Trainer:
     def __init__(self, run_dir: Path, cfg: FinetuneConfig):
         self.run_dir, self.cfg = run_dir, cfg
@@ -225,18 +229,27 @@ class Trainer:
         examples = make_examples(self.train_set.lengths, cfg.main_speaker, cfg.max_frames, cfg.min_frames)
         self.stream = ExampleStream(examples, cfg.seed, cfg.batch_size, acc.process_index, acc.num_processes)
         self.eval_set = DatasetRows(cfg.eval_data) if cfg.eval_data is not None else None
-        self.eval_examples = (make_examples(self.eval_set.lengths, cfg.main_speaker, cfg.max_frames, cfg.min_frames)
-                              if self.eval_set is not None else [])
+        self.eval_examples = (
+            make_examples(self.eval_set.lengths, cfg.main_speaker, cfg.max_frames, cfg.min_frames)
+            if self.eval_set is not None
+            else []
+        )
 
         self.personas = dataset_personas([cfg.train_data, cfg.eval_data])  # sidecars: dataset/personas.py
         self.phase(f"loading the base model {cfg.base_model}")
         model, self.lm_kwargs = training_model(cfg)
         self.text_card, self.card = model.text_card, model.card
         self.weights = LossWeights(
-            variant=cfg.loss_variant, text_pad_weight=cfg.text_pad_weight, semantic_weight=cfg.semantic_weight,
-            acoustic_weight=cfg.acoustic_weight, user_stream_weight=cfg.user_stream_weight if cfg.user_stream else 0.0,
-            text_weight=cfg.text_weight, audio_weight=cfg.audio_weight,
-            pad_id=model.text_padding_token_id, epad_id=model.end_of_text_padding_id)
+            variant=cfg.loss_variant,
+            text_pad_weight=cfg.text_pad_weight,
+            semantic_weight=cfg.semantic_weight,
+            acoustic_weight=cfg.acoustic_weight,
+            user_stream_weight=cfg.user_stream_weight if cfg.user_stream else 0.0,
+            text_weight=cfg.text_weight,
+            audio_weight=cfg.audio_weight,
+            pad_id=model.text_padding_token_id,
+            epad_id=model.end_of_text_padding_id,
+        )
         optimizer = make_optimizer(model, cfg)
         # Stepped here once per optimiser step: accelerate's wrapper would step it once per process.
         self.scheduler = make_scheduler(optimizer, cfg)
@@ -281,8 +294,10 @@ class Trainer:
         state = checkpoints.read_trainer_state(latest)
         acc = self.accelerator
         if acc.state.deepspeed_plugin is not None and state["num_processes"] != acc.num_processes:
-            raise ConfigError(f"{latest}: written by {state['num_processes']} processes; DeepSpeed shards can only be "
-                              f"resumed by as many (this run has {acc.num_processes})")
+            raise ConfigError(
+                f"{latest}: written by {state['num_processes']} processes; DeepSpeed shards can only be "
+                f"resumed by as many (this run has {acc.num_processes})"
+            )
         self.phase(f"loading checkpoint {latest.name}")
         acc.load_state(str(latest / checkpoints.ACCELERATE_STATE), **self.load_kwargs)
         self.step = state["step"]
@@ -305,9 +320,15 @@ class Trainer:
             weights = checkpoints.LORA_WEIGHTS if cfg.mode == "lora" else LM_WEIGHTS
             save_tensors(staging / weights, state_dict)
             (staging / LM_KWARGS).write_text(json.dumps(self.lm_kwargs, indent=2) + "\n")
-            trainer_state = {"step": self.step, "position": self.stream.position.to_dict(),
-                             "samples": self.samples, "num_processes": acc.num_processes,
-                             "base_model": cfg.base_model, "mode": cfg.mode, "weights": weights}
+            trainer_state = {
+                "step": self.step,
+                "position": self.stream.position.to_dict(),
+                "samples": self.samples,
+                "num_processes": acc.num_processes,
+                "base_model": cfg.base_model,
+                "mode": cfg.mode,
+                "weights": weights,
+            }
             (staging / checkpoints.TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2) + "\n")
             checkpoints.publish(staging, final)
             checkpoints.prune(self.run_dir, cfg.keep_checkpoints)
@@ -374,10 +395,18 @@ class Trainer:
         elapsed = now - clock.start
         eta = eta_s(self.step, cfg.max_steps, now, clock.first_step, clock.first_done)
         lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(self.scheduler.optimizer.param_groups)}
-        record = {"step": self.step, "max_steps": cfg.max_steps, "epoch": round(self.stream.epoch_progress(), 4),
-                  "samples": self.samples, "tokens_per_s": frames_all / max(now - t_last, 1e-9),
-                  "elapsed_s": elapsed, "eta_s": eta, "lr": lrs.get("temporal", lrs.get("depformer")),
-                  "depformer_lr": lrs.get("depformer", lrs.get("temporal")), **vector_parts(parts)}
+        record = {
+            "step": self.step,
+            "max_steps": cfg.max_steps,
+            "epoch": round(self.stream.epoch_progress(), 4),
+            "samples": self.samples,
+            "tokens_per_s": frames_all / max(now - t_last, 1e-9),
+            "elapsed_s": elapsed,
+            "eta_s": eta,
+            "lr": lrs.get("temporal", lrs.get("depformer")),
+            "depformer_lr": lrs.get("depformer", lrs.get("temporal")),
+            **vector_parts(parts),
+        }
         self.metrics.write(record)
         if self.is_main:
             sys.stdout.write(step_line(record))  # one write: the log tail shows progress, not only start-up lines
@@ -412,9 +441,11 @@ class Trainer:
         (ranks that print the same examples would be training on the same data)."""
         acc, ds = self.accelerator, self.accelerator.state.deepspeed_plugin
         first = ", ".join(f"{self.train_set.ids[e.dialogue]}:{e.main}@{e.start}" for e in self.stream.peek())
-        line = (f"rank {acc.process_index}/{acc.num_processes} ({acc.distributed_type.value}"
-                f"{f', ZeRO-{ds.zero_stage}' if ds else ''}): {len(self.stream.examples)} training examples, "
-                f"step {self.step}, next: {first}\n")
+        line = (
+            f"rank {acc.process_index}/{acc.num_processes} ({acc.distributed_type.value}"
+            f"{f', ZeRO-{ds.zero_stage}' if ds else ''}): {len(self.stream.examples)} training examples, "
+            f"step {self.step}, next: {first}\n"
+        )
         sys.stdout.write(line)  # one write: print() writes the newline separately and ranks interleave
         sys.stdout.flush()
 
@@ -449,7 +480,11 @@ class Trainer:
                 if window_parts:  # the status then shows the step the checkpoint is written at
                     self.log_step(torch.stack(window_parts).nanmean(0), window_frames, clock, t_last)
                 break
-        if outcome == "finished" and self.eval_set is not None and not (cfg.eval_every and self.step % cfg.eval_every == 0):
+        if (
+            outcome == "finished"
+            and self.eval_set is not None
+            and not (cfg.eval_every and self.step % cfg.eval_every == 0)
+        ):
             self.run_eval()
         if last_saved != self.step:
             self.save()

@@ -14,19 +14,18 @@ import numpy as np
 import torch
 from moshi.models import LMGen, loaders
 
+from backend.core.device import pick_device
 from backend.core.errors import InputError
+from backend.core.spec import EPAD_ID, FRAME_SIZE, NUM_CODEBOOKS, PAD_ID
 from backend.inference.chat_config import ChatConfig
 from backend.inference.live_text import LiveText
 from backend.inference.persona_prompt import PersonaCache
-from backend.models.persona import voice_file
 from backend.models import personaplex
-from backend.models.persona import finish_prefix, step_prefix
-from backend.models.weights import load_mimi
 from backend.models.loading import load_model
-from backend.models.text_tokenizer import check_model
-from backend.core.device import pick_device
+from backend.models.persona import finish_prefix, step_prefix, voice_file
 from backend.models.source import resolve_dtype
-from backend.core.spec import EPAD_ID, FRAME_SIZE, NUM_CODEBOOKS, PAD_ID
+from backend.models.text_tokenizer import check_model
+from backend.models.weights import load_mimi
 
 
 @dataclass
@@ -51,14 +50,22 @@ class ChatEngine:
         else:
             lm = load_model(cfg.model, device=self.device, dtype=dtype)
         if lm.dep_q != NUM_CODEBOOKS:
-            raise InputError(cfg.model, f"dep_q {lm.dep_q}: chat needs a clean model (dep_q {NUM_CODEBOOKS}); "
-                                        "export the checkpoint clean (the Fine-tune tab's 'clean for "
-                                        "serving' box; moshi-studio export --clean)")
+            raise InputError(
+                cfg.model,
+                f"dep_q {lm.dep_q}: chat needs a clean model (dep_q {NUM_CODEBOOKS}); "
+                "export the checkpoint clean (the Fine-tune tab's 'clean for "
+                "serving' box; moshi-studio export --clean)",
+            )
         self.mimi = load_mimi(cfg.mimi, device=self.device)
         self.tokenizer = self._tokenizer(cfg)
         self.text = LiveText(self.tokenizer)
-        self.lm_gen = LMGen(lm, temp=cfg.audio_temperature, temp_text=cfg.text_temperature,
-                            top_k=cfg.audio_top_k, top_k_text=cfg.text_top_k)
+        self.lm_gen = LMGen(
+            lm,
+            temp=cfg.audio_temperature,
+            temp_text=cfg.text_temperature,
+            top_k=cfg.audio_top_k,
+            top_k_text=cfg.text_top_k,
+        )
         self.mimi.streaming_forever(1)
         self.lm_gen.streaming_forever(1)
         self.personas = PersonaCache(self.tokenizer, self.mimi)
@@ -76,7 +83,9 @@ class ChatEngine:
             return load_spm(personaplex.tokenizer_file(cfg.model))
         return loaders.CheckpointInfo.from_hf_repo(cfg.model).get_text_tokenizer()
 
-    def set_sampling(self, text_temperature: float, text_top_k: int, audio_temperature: float, audio_top_k: int) -> None:
+    def set_sampling(
+        self, text_temperature: float, text_top_k: int, audio_temperature: float, audio_top_k: int
+    ) -> None:
         self.lm_gen.temp_text, self.lm_gen.top_k_text = text_temperature, text_top_k
         self.lm_gen.temp, self.lm_gen.top_k = audio_temperature, audio_top_k
 
@@ -126,7 +135,7 @@ class ChatEngine:
             self._prefix_tail = None
         out, text = None, ""
         if tokens is not None:
-            out = self.mimi.decode(tokens[:, 1:1 + NUM_CODEBOOKS])[0, 0].float().cpu().numpy()
+            out = self.mimi.decode(tokens[:, 1 : 1 + NUM_CODEBOOKS])[0, 0].float().cpu().numpy()
             token = int(tokens[0, 0, 0])
             # A model whose text card exceeds the tokenizer (the random demo LM) can sample ids it lacks.
             if token not in (PAD_ID, EPAD_ID) and token < self.tokenizer.vocab_size():

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from backend.core.atomic import write_text_atomic
-from backend.data.audio_io import write_stereo_wav
 from backend.core.spec import FRAME_RATE, FRAME_SIZE
+from backend.data.audio_io import write_stereo_wav
 from backend.data.files import RECORDING_PREFIX
 
 

@@ -40,14 +40,14 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse
 
 from backend.core import config
-from backend.inference.chat_config import ChatConfig
-from backend.inference.chat_recording import SessionRecording
-from backend.models.persona import check_text_prompt, voice_file
 from backend.core.errors import ConfigError, StudioError
-from backend.models.weights import lm_kwargs_of
 from backend.core.spec import FRAME_RATE, FRAME_SIZE, NUM_CODEBOOKS, SAMPLE_RATE
 from backend.core.workspace import Workspace
+from backend.inference.chat_config import ChatConfig
+from backend.inference.chat_recording import SessionRecording
 from backend.models.checkpoints import model_folders
+from backend.models.persona import check_text_prompt, voice_file
+from backend.models.weights import lm_kwargs_of
 from backend.web.access import Access, ServeConfig, access_of
 from backend.web.gate import AccessGate
 from backend.web.serve import serve
@@ -58,8 +58,12 @@ if TYPE_CHECKING:  # torch and moshi load with the first model, not with the ser
 
 HANDSHAKE, AUDIO, TEXT, META, ERROR = b"\x00", b"\x01", b"\x02", b"\x04", b"\x05"
 # Query parameters of Kyutai's web client that tune sampling, and the engine setting each sets.
-SAMPLING_PARAMS = {"text_temperature": "text_temperature", "text_topk": "text_top_k",
-                   "audio_temperature": "audio_temperature", "audio_topk": "audio_top_k"}
+SAMPLING_PARAMS = {
+    "text_temperature": "text_temperature",
+    "text_topk": "text_top_k",
+    "audio_temperature": "audio_temperature",
+    "audio_topk": "audio_top_k",
+}
 # PersonaPlex's web client: persona (role text, a voice file name in the voices folder) and seed (-1: the server's).
 PERSONA_PARAMS = {"text_prompt": "text_prompt", "voice_prompt": "voice_prompt", "seed": "seed"}
 MAX_SEED = 2**63 - 1
@@ -87,9 +91,13 @@ class SessionStats:
     compute_ms: float = 0.0  # of the last frame
 
     def meta(self, backlog: int) -> dict[str, float | int]:
-        return {"frames": self.frames, "skipped": self.skipped, "compute_ms": round(self.compute_ms, 1),
-                "rtf": round(self.compute_ms * SAMPLE_RATE / FRAME_SIZE / 1000, 3),
-                "backlog_ms": backlog * FRAME_SIZE * 1000 // SAMPLE_RATE}
+        return {
+            "frames": self.frames,
+            "skipped": self.skipped,
+            "compute_ms": round(self.compute_ms, 1),
+            "rtf": round(self.compute_ms * SAMPLE_RATE / FRAME_SIZE / 1000, 3),
+            "backlog_ms": backlog * FRAME_SIZE * 1000 // SAMPLE_RATE,
+        }
 
 
 class ChatService:
@@ -185,8 +193,10 @@ def query_number(query: Mapping[str, str], param: str) -> float:
 def check_unsupported_params(query: Mapping[str, str]) -> None:
     for param, neutral in NEUTRAL_PARAMS.items():
         if param in query and query_number(query, param) != neutral:
-            raise ConfigError(f"query parameter {param}={query[param][:40]!r}: this server runs moshi's LMGen, "
-                              f"which has no such setting; only {param}={neutral:g} (no change) is served")
+            raise ConfigError(
+                f"query parameter {param}={query[param][:40]!r}: this server runs moshi's LMGen, "
+                f"which has no such setting; only {param}={neutral:g} (no change) is served"
+            )
 
 
 def kyutai_seed(query: Mapping[str, str]) -> dict[str, str]:
@@ -199,8 +209,7 @@ def kyutai_seed(query: Mapping[str, str]) -> dict[str, str]:
     for param in KYUTAI_SEEDS:
         value = query_number(query, param) if param in query else 0.0
         if not (value.is_integer() and 0 <= value <= MAX_KYUTAI_SEED):
-            raise ConfigError(f"query parameter {param}={query[param][:40]!r}: an integer from 0 to "
-                              f"{MAX_KYUTAI_SEED}")
+            raise ConfigError(f"query parameter {param}={query[param][:40]!r}: an integer from 0 to {MAX_KYUTAI_SEED}")
         seeds.append(int(value))
     return {"seed": str(seeds[0] * (MAX_KYUTAI_SEED + 1) + seeds[1])}
 
@@ -250,8 +259,9 @@ class ChatSession:
                 return
             respond = asyncio.create_task(self._respond(engine))
             tasks.add(respond)
-            done, _ = await asyncio.wait(tasks, timeout=self.cfg.max_session_seconds,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                tasks, timeout=self.cfg.max_session_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
             if not done or (respond in done and respond.exception() is None):
                 await tell(self.ws, f"session time limit reached ({self.cfg.max_session_seconds:g} s)", 1000)
             elif respond in done:
@@ -264,7 +274,8 @@ class ChatSession:
             await loop.run_in_executor(self.service.executor, lambda: None)
             if self.recording is not None and self.recording.frames:
                 self.service.last_recording = await loop.run_in_executor(
-                    None, self.recording.save, Path(self.cfg.record_dir))
+                    None, self.recording.save, Path(self.cfg.record_dir)
+                )
 
     async def _start(self, left: threading.Event) -> "ChatEngine | None":
         """The engine, started for this session, once the handshake is sent; None when it failed (the client is
@@ -346,14 +357,21 @@ class ChatSession:
             await self.ws.send_bytes(META + json.dumps(self.stats.meta(self.frames.qsize())).encode())
 
 
-
 def workspace_chat_config(ws: Workspace) -> ChatConfig:
     """The studio's default: the newest clean export of the workspace (else the demo LM), with the
     workspace's Mimi, tokenizer and device, recording into raw/ so conversations become dialogues."""
-    clean = [m for m in model_folders(ws) if "/exports/" in m and lm_kwargs_of(ws.root / m).get("dep_q") == NUM_CODEBOOKS]
+    clean = [
+        m for m in model_folders(ws) if "/exports/" in m and lm_kwargs_of(ws.root / m).get("dep_q") == NUM_CODEBOOKS
+    ]
     model = ws.root / clean[0] if clean else ws.demo_lm
-    return ChatConfig(model=str(model), mimi=ws.mimi_source, tokenizer=str(ws.tokenizer_path),
-                      device=ws.settings.device, record_dir=str(ws.raw), voices_dir=str(ws.voices))
+    return ChatConfig(
+        model=str(model),
+        mimi=ws.mimi_source,
+        tokenizer=str(ws.tokenizer_path),
+        device=ws.settings.device,
+        record_dir=str(ws.raw),
+        voices_dir=str(ws.voices),
+    )
 
 
 def add_chat_route(app: FastAPI, service: ChatService, path: str = "/api/chat") -> None:
@@ -365,8 +383,11 @@ class ChatServerConfig(ServeConfig, ChatConfig):
     """The standalone server: the chat settings, and where and for whom it serves (the studio's rules)."""
 
     port: int = config.option(8998, "port to serve on (moshi.server's default)")
-    static: Path | None = config.option(None, "folder of a built web client (Kyutai's client/dist) to serve at / on "
-                                              "the same origin, as moshi.server --static does")
+    static: Path | None = config.option(
+        None,
+        "folder of a built web client (Kyutai's client/dist) to serve at / on "
+        "the same origin, as moshi.server --static does",
+    )
 
     def chat(self) -> ChatConfig:
         return ChatConfig(**{f.name: getattr(self, f.name) for f in fields(ChatConfig)})
@@ -402,8 +423,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     scheme = "wss" if cfg.ssl_certfile else "ws"
     login = f", {len(access.users)} account(s)" if access.users else ""
-    print(f"/api/chat ready on {scheme}://{cfg.host}:{cfg.port}/api/chat{login} (python -m moshi.client --host "
-          f"{cfg.host} --port {cfg.port})", flush=True)
+    print(
+        f"/api/chat ready on {scheme}://{cfg.host}:{cfg.port}/api/chat{login} (python -m moshi.client --host "
+        f"{cfg.host} --port {cfg.port})",
+        flush=True,
+    )
     serve(app, cfg, access, ws_max_size=MAX_MESSAGE_BYTES)
     return 0
 

@@ -11,6 +11,7 @@ from backend.core.errors import ConfigError
 from backend.models.persona import ROWS, Persona, check_text_prompt, has_role_text, make_persona, voice_codes
 from backend.models.voice_preset import VoicePreset, is_preset, read_preset
 
+
 class PersonaCache:
     """Personas built from (role text, voice file) with one tokenizer and Mimi; the voice's codes are kept per
     file version, so a conversation restarted with the same voice does not encode it again."""
@@ -36,9 +37,16 @@ class PersonaCache:
         return make_persona(check_text_prompt(text), self.sp, codes, embeddings)
 
 
-def continuation_prefixes(dataset: str | Path, ids: list[str], main_speaker: str, text_prompt: str,
-                          voice_prompt: str, dataset_personas: bool, tokenizer: str,
-                          mimi: str) -> tuple[list[np.ndarray], Any]:
+def continuation_prefixes(
+    dataset: str | Path,
+    ids: list[str],
+    main_speaker: str,
+    text_prompt: str,
+    voice_prompt: str,
+    dataset_personas: bool,
+    tokenizer: str,
+    mimi: str,
+) -> tuple[list[np.ndarray], Any]:
     """Per dialogue the persona rows ([17, P], P = 0 without a persona) that go before its prompt: the one given
     (role text and/or voice file) for all, else the dialogue's stored persona for its Moshi speaker, as in
     training (dataset/personas.py); and the embeddings of a given voice preset (the first inputs of every
@@ -70,4 +78,4 @@ def batches_by_length(lengths: list[int], size: int) -> list[list[int]]:
     groups: dict[int, list[int]] = {}
     for pos, n in enumerate(lengths):
         groups.setdefault(n, []).append(pos)
-    return [g[k:k + size] for g in groups.values() for k in range(0, len(g), size)]
+    return [g[k : k + size] for g in groups.values() for k in range(0, len(g), size)]

@@ -1,8 +1,8 @@
 """Turn-taking statistics of a stereo dialogue (left = A / Moshi, right = B / user): a dataset
 reference, a generated continuation or a recorded chat, all measured the same way.
 
-    python -m backend.inference.turn_taking --inputs 'reference=out/**/*.reference.wav' 'generated=out/**/*.continuation.wav' \
-        --start-seconds 4
+    python -m backend.inference.turn_taking \\
+        --inputs 'reference=out/**/*.reference.wav' 'generated=out/**/*.continuation.wav' --start-seconds 4
 
 Definitions (after Heldner & Edlund 2010, "Pauses, gaps and overlaps in conversations"):
 - IPU (inter-pausal unit): a stretch of one channel's voice activity (`vad.ipus`).
@@ -29,25 +29,28 @@ from pathlib import Path
 import numpy as np
 
 from backend.core import config, figures, intervals
-
-from backend.data import vad
 from backend.core.atomic import write_text_atomic
-from backend.data.audio_io import load_stereo
 from backend.core.config import option
-from backend.data.stats import TURN_BRIDGE
 from backend.core.errors import ConfigError, InputError, StudioError
 from backend.core.intervals import Interval
 from backend.core.spec import SAMPLE_RATE, SPEAKERS
+from backend.data import vad
+from backend.data.audio_io import load_stereo
+from backend.data.stats import TURN_BRIDGE
 
 A, B = SPEAKERS
 
 
 @dataclass
 class TurnTakingConfig:
-    inputs: list[str] = option([], "stereo audio files, folders (every .wav inside, recursively) or glob patterns; "
-                               "LABEL=... names the source they belong to (default label: the argument itself)")
-    output: Path = option(Path("turn_taking.json"), "JSON file to write (per-dialogue statistics and the "
-                          "comparison of the sources)")
+    inputs: list[str] = option(
+        [],
+        "stereo audio files, folders (every .wav inside, recursively) or glob patterns; "
+        "LABEL=... names the source they belong to (default label: the argument itself)",
+    )
+    output: Path = option(
+        Path("turn_taking.json"), "JSON file to write (per-dialogue statistics and the comparison of the sources)"
+    )
     start_seconds: float = option(0.0, "analyse from this time on, e.g. a continuation's prompt end (P / 12.5 s)")
     end_seconds: float | None = option(None, "analyse up to this time (none: to the end)")
     frame_ms: float = option(10.0, "voice-activity frame length in milliseconds (the resolution of every time)")
@@ -56,8 +59,11 @@ class TurnTakingConfig:
     min_speech: float = option(0.08, "IPUs shorter than this (seconds) are dropped as clicks or breaths")
     min_pause: float = option(0.2, "silences of one speaker shorter than this (seconds) stay inside an IPU")
     backchannel_max: float = option(1.0, "longest IPU (seconds) that can count as a backchannel")
-    turn_bridge: float = option(TURN_BRIDGE, "silences shorter than this (seconds) do not end a turn when "
-                                "looking for backchannels (as the word-based dataset statistics)")
+    turn_bridge: float = option(
+        TURN_BRIDGE,
+        "silences shorter than this (seconds) do not end a turn when "
+        "looking for backchannels (as the word-based dataset statistics)",
+    )
     bins: int = option(20, "histogram bins of the comparison")
     plot: Path | None = figures.plot_option("the comparison's histograms (one panel per metric)")
 
@@ -112,23 +118,26 @@ class TurnStats:
     def backchannel_rate(self) -> dict[str, float | None]:
         """Backchannels per minute of the other speaker's talk."""
         talk = self.talk_seconds
-        return {s: (len(self.backchannels[s]) / (talk[o] / 60) if talk[o] > 0 else None)
-                for s, o in ((A, B), (B, A))}
+        return {s: (len(self.backchannels[s]) / (talk[o] / 60) if talk[o] > 0 else None) for s, o in ((A, B), (B, A))}
 
     def to_dict(self) -> dict:
         return asdict(self) | {
-            "duration": self.duration, "talk_seconds": self.talk_seconds, "talk_ratio": self.talk_ratio,
-            "overlap_seconds": self.overlap_seconds, "first_speech": self.first_speech,
-            "backchannel_rate": self.backchannel_rate}
+            "duration": self.duration,
+            "talk_seconds": self.talk_seconds,
+            "talk_ratio": self.talk_ratio,
+            "overlap_seconds": self.overlap_seconds,
+            "first_speech": self.first_speech,
+            "backchannel_rate": self.backchannel_rate,
+        }
 
 
 # ---------------------------------------------------------------- analysis
 
+
 def backchannels(units: list[Interval], other: list[Interval], longest: float, bridge: float) -> list[Interval]:
     """Units no longer than `longest` lying strictly inside one of the other speaker's turns."""
     turns = intervals.merge(other, bridge=bridge)
-    return [(s, e) for s, e in units
-            if e - s <= longest + 1e-9 and any(ts < s and e < te for ts, te in turns)]
+    return [(s, e) for s, e in units if e - s <= longest + 1e-9 and any(ts < s and e < te for ts, te in turns)]
 
 
 def floor_stretches(a: list[Interval], b: list[Interval], start: float, end: float) -> list[tuple[str, float, float]]:
@@ -157,7 +166,7 @@ def floor_stretches(a: list[Interval], b: list[Interval], start: float, end: flo
 def _solo_around(stretches: list[tuple[str, float, float]], i: int) -> tuple[str | None, str | None]:
     """The speaker talking alone in the nearest solo stretch before and after stretch i."""
     before = next((lab for lab, _, _ in reversed(stretches[:i]) if lab in SPEAKERS), None)
-    after = next((lab for lab, _, _ in stretches[i + 1:] if lab in SPEAKERS), None)
+    after = next((lab for lab, _, _ in stretches[i + 1 :] if lab in SPEAKERS), None)
     return before, after
 
 
@@ -171,8 +180,15 @@ def analyse(audio: np.ndarray, sr: int, cfg: TurnTakingConfig, name: str = "") -
     first, last = int(round(start * sr)), int(round(end * sr))
     units = {}
     for s, x in zip(SPEAKERS, audio):
-        found = vad.ipus(x[first:last], sr, frame_ms=cfg.frame_ms, on_dbfs=cfg.on_dbfs, off_dbfs=cfg.off_dbfs,
-                         min_speech=cfg.min_speech, min_pause=cfg.min_pause)
+        found = vad.ipus(
+            x[first:last],
+            sr,
+            frame_ms=cfg.frame_ms,
+            on_dbfs=cfg.on_dbfs,
+            off_dbfs=cfg.off_dbfs,
+            min_speech=cfg.min_speech,
+            min_pause=cfg.min_pause,
+        )
         units[s] = [(round(a + start, 6), round(b + start, 6)) for a, b in found]
     bcs = {s: backchannels(units[s], units[o], cfg.backchannel_max, cfg.turn_bridge) for s, o in ((A, B), (B, A))}
     floor = {s: [u for u in units[s] if u not in bcs[s]] for s in SPEAKERS}
@@ -204,6 +220,7 @@ def analyse_file(path: str | Path, cfg: TurnTakingConfig) -> TurnStats:
 
 # ---------------------------------------------------------------- comparing sources
 
+
 def first_speech(t: TurnStats) -> float | None:
     """Seconds from the window start until anyone speaks (None: silence throughout)."""
     return min((f for f in t.first_speech.values() if f is not None), default=None)
@@ -229,8 +246,12 @@ def summary(values: list[float], edges: np.ndarray) -> dict:
     v = np.asarray(values, dtype=float)
     counts = np.histogram(np.clip(v, edges[0], edges[-1]), bins=edges)[0] if len(v) else np.zeros(len(edges) - 1)
     stats = {"n": int(len(v)), "counts": [int(c) for c in counts]}
-    for key, fn in (("mean", np.mean), ("median", np.median), ("p10", lambda x: np.percentile(x, 10)),
-                    ("p90", lambda x: np.percentile(x, 90))):
+    for key, fn in (
+        ("mean", np.mean),
+        ("median", np.median),
+        ("p10", lambda x: np.percentile(x, 10)),
+        ("p90", lambda x: np.percentile(x, 90)),
+    ):
         stats[key] = float(fn(v)) if len(v) else None
     return stats
 
@@ -242,12 +263,17 @@ def compare(sources: Mapping[str, Sequence[TurnStats]], bins: int = 20) -> dict:
     out: dict = {"sources": list(sources), "metrics": {}}
     for metric, (values_of, (lo, hi)) in METRICS.items():
         edges = np.linspace(lo, hi, bins + 1)
-        out["metrics"][metric] = {"edges": edges.tolist(), "by_source": {
-            label: summary([v for t in items for v in values_of(t)], edges) for label, items in sources.items()}}
+        out["metrics"][metric] = {
+            "edges": edges.tolist(),
+            "by_source": {
+                label: summary([v for t in items for v in values_of(t)], edges) for label, items in sources.items()
+            },
+        }
     return out
 
 
 # ---------------------------------------------------------------- CLI
+
 
 def resolve_inputs(inputs: list[str]) -> dict[str, list[Path]]:
     """LABEL=PATTERN arguments -> files per label (a folder means every .wav under it)."""
@@ -278,8 +304,11 @@ def run(cfg: TurnTakingConfig) -> dict:
     if cfg.plot is not None:
         figures.check_png_path(cfg.plot)
     stats = {label: [analyse_file(f, cfg) for f in files] for label, files in resolve_inputs(cfg.inputs).items()}
-    result = {"config": config.to_dict(cfg), "dialogues": {k: [t.to_dict() for t in v] for k, v in stats.items()},
-              "comparison": compare(stats, cfg.bins)}
+    result = {
+        "config": config.to_dict(cfg),
+        "dialogues": {k: [t.to_dict() for t in v] for k, v in stats.items()},
+        "comparison": compare(stats, cfg.bins),
+    }
     write_text_atomic(cfg.output, json.dumps(result, indent=1) + "\n")
     if cfg.plot is not None:
         figures.save(figures.turn_taking_histograms(result["comparison"]), cfg.plot)
@@ -287,9 +316,12 @@ def run(cfg: TurnTakingConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = config.cli_parser(TurnTakingConfig, "Turn-taking statistics of stereo dialogues (IPUs, pauses, gaps, "
-                                                 "overlaps, floor-transfer offsets, backchannels), compared across "
-                                                 "sources; writes JSON.")
+    parser = config.cli_parser(
+        TurnTakingConfig,
+        "Turn-taking statistics of stereo dialogues (IPUs, pauses, gaps, "
+        "overlaps, floor-transfer offsets, backchannels), compared across "
+        "sources; writes JSON.",
+    )
     try:
         cfg = config.from_cli(TurnTakingConfig, parser.parse_args(argv))
         result = run(cfg)
@@ -299,8 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     for label, metrics in ((s, result["comparison"]["metrics"]) for s in result["comparison"]["sources"]):
         fto = metrics["floor_transfer_offset"]["by_source"][label]
         median = "-" if fto["median"] is None else f"{fto['median']:.2f} s"
-        print(f"{label}: {len(result['dialogues'][label])} dialogue(s), {fto['n']} floor transfers, "
-              f"median offset {median}")
+        print(
+            f"{label}: {len(result['dialogues'][label])} dialogue(s), {fto['n']} floor transfers, "
+            f"median offset {median}"
+        )
     print(f"wrote {cfg.output}" + ("" if cfg.plot is None else f" and {cfg.plot}"))
     return 0
 

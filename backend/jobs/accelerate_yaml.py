@@ -26,8 +26,13 @@ def _fields(cfg: LaunchConfig) -> dict[str, Any]:
     else:  # one process: --cpu, or a single GPU
         fields["distributed_type"] = "NO"
     fields["use_cpu"] = cpu and ds_file is None and cfg.num_processes == 1
-    fields |= {"num_processes": cfg.num_processes, "num_machines": cfg.num_machines, "machine_rank": 0,
-               "mixed_precision": cfg.precision(), "dynamo_config": {"dynamo_backend": "NO"}}
+    fields |= {
+        "num_processes": cfg.num_processes,
+        "num_machines": cfg.num_machines,
+        "machine_rank": 0,
+        "mixed_precision": cfg.precision(),
+        "dynamo_config": {"dynamo_backend": "NO"},
+    }
     if not cpu:
         fields["gpu_ids"] = cfg.gpu_ids
     if cfg.num_machines > 1:
@@ -39,7 +44,9 @@ def _fields(cfg: LaunchConfig) -> dict[str, Any]:
 
 def accelerate_config_yaml(cfg: LaunchConfig, run_dir: Path, module: str) -> str:
     env = " ".join(f"{k}={v}" for k, v in env_for(cfg).items())
-    header = (f"# accelerate config for {module} --run-dir {run_dir}: on machine R run\n"
-              f"#   {env + ' ' if env else ''}accelerate launch --config_file <this file> --machine_rank R "
-              f"-m {module} --run-dir {run_dir}\n")
+    header = (
+        f"# accelerate config for {module} --run-dir {run_dir}: on machine R run\n"
+        f"#   {env + ' ' if env else ''}accelerate launch --config_file <this file> --machine_rank R "
+        f"-m {module} --run-dir {run_dir}\n"
+    )
     return header + yaml.safe_dump(_fields(cfg), sort_keys=False)

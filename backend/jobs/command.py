@@ -43,8 +43,16 @@ def accelerate_command(cfg: LaunchConfig, run_dir: Path, module: str, machine_ra
         argv.append("--multi_gpu")
     elif cpu:
         argv.append("--cpu")
-    argv += ["--num_processes", str(cfg.num_processes), "--num_machines", str(cfg.num_machines),
-             "--mixed_precision", cfg.precision(), "--dynamo_backend", "no"]
+    argv += [
+        "--num_processes",
+        str(cfg.num_processes),
+        "--num_machines",
+        str(cfg.num_machines),
+        "--mixed_precision",
+        cfg.precision(),
+        "--dynamo_backend",
+        "no",
+    ]
     if not cpu:
         argv += ["--gpu_ids", cfg.gpu_ids]
     if cfg.num_machines > 1:
@@ -81,5 +89,6 @@ def preview_commands(cfg: LaunchConfig, run_dir: Path, module: str) -> str:
     """Every machine's command for showing before a start: the one line, or one per machine under its rank."""
     if cfg.num_machines <= 1:
         return display_command(cfg, run_dir, module)
-    return "\n\n".join(f"# machine {rank}\n{display_command(cfg, run_dir, module, rank)}"
-                       for rank in range(cfg.num_machines))
+    return "\n\n".join(
+        f"# machine {rank}\n{display_command(cfg, run_dir, module, rank)}" for rank in range(cfg.num_machines)
+    )

@@ -24,8 +24,12 @@ def status(job: Job) -> dict[str, Any]:
         st = read_json(job.dir / STATUS_FILE)  # the supervisor writes before it exits: re-read after the check
         if st.get("state") == "running" and not processes.members(job):  # orphans of a killed supervisor
             aborted = (job.dir / ABORT_FILE).exists()
-            st = update_status(job, state="aborted" if aborted else "failed", ended=time.time(),
-                               message="the job's processes ended without recording an exit code")
+            st = update_status(
+                job,
+                state="aborted" if aborted else "failed",
+                ended=time.time(),
+                message="the job's processes ended without recording an exit code",
+            )
     return st
 
 

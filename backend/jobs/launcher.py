@@ -19,12 +19,22 @@ from backend.core.paths import REPO
 from backend.core.workspace import JOB_KINDS, RUNS_DIR
 from backend.jobs import processes
 from backend.jobs.accelerate_yaml import accelerate_config_yaml
-from backend.web.accounts import AUTH_ENV
 from backend.jobs.command import accelerate_command, display_command, env_for
 from backend.jobs.control import abort, status
-from backend.jobs.folder import ABORT_FILE, ACCELERATE_CONFIG_FILE, COMMAND_FILE, LOCK_FILE, LOG_FILE, STATUS_FILE, \
-    Job, read_json, update_status, write_json
+from backend.jobs.folder import (
+    ABORT_FILE,
+    ACCELERATE_CONFIG_FILE,
+    COMMAND_FILE,
+    LOCK_FILE,
+    LOG_FILE,
+    STATUS_FILE,
+    Job,
+    read_json,
+    update_status,
+    write_json,
+)
 from backend.jobs.launch_config import LaunchConfig, gpu_id_list, on_cpu
+from backend.web.accounts import AUTH_ENV
 
 ENDING_GRACE_S = 5.0  # how long a job that recorded its end may take for its processes to exit
 # Secrets of the studio's own process that a job's processes must not inherit (readable in /proc/*/environ).
@@ -50,9 +60,15 @@ def write_command(job: Job, cfg: LaunchConfig, module: str, finish: list[str] | 
     """command.json: what the supervisor starts (`module --run-dir <job>` under accelerate), the devices the job
     holds, and an optional `finish` argv the supervisor runs after the processes end; beside it the same launch as
     an accelerate config file (accelerate_yaml.py)."""
-    command = {"argv": accelerate_command(cfg, job.dir, module), "env": env_for(cfg), "cwd": str(REPO),
-               "display": display_command(cfg, job.dir, module), "devices": sorted(devices(cfg)),
-               "module": module, "finish": finish or []}
+    command = {
+        "argv": accelerate_command(cfg, job.dir, module),
+        "env": env_for(cfg),
+        "cwd": str(REPO),
+        "display": display_command(cfg, job.dir, module),
+        "devices": sorted(devices(cfg)),
+        "module": module,
+        "finish": finish or [],
+    }
     write_json(job.dir / COMMAND_FILE, command)
     write_text_atomic(job.dir / ACCELERATE_CONFIG_FILE, accelerate_config_yaml(cfg, job.dir, module))
     return command
@@ -73,8 +89,10 @@ def refuse_overlap(workspace_root: Path, mine: frozenset[str], job_dir: Path | N
     for other, theirs in _running_devices(workspace_root):
         if other.dir != job_dir and devices_overlap(mine, theirs):
             kind = JOB_KINDS[other.dir.parent.name]
-            raise ConfigError(f"{kind} {other.id} is running on {', '.join(sorted(theirs))}, which this run "
-                              f"({', '.join(sorted(mine))}) would share: abort it or wait for it to end")
+            raise ConfigError(
+                f"{kind} {other.id} is running on {', '.join(sorted(theirs))}, which this run "
+                f"({', '.join(sorted(mine))}) would share: abort it or wait for it to end"
+            )
 
 
 @contextlib.contextmanager
@@ -106,8 +124,10 @@ def launch_locked(job: Job, prepare: Callable[[], dict[str, Any]]) -> None:
         time.sleep(0.1)  # a supervisor that has recorded the end is exiting: Resume right after is fine
         left = processes.members(job)
     if left:  # also the orphans of a killed supervisor: a second job would share the folder
-        raise ConfigError(f"run {job.id} is already running (process(es) "
-                          f"{', '.join(str(pid) for pid, _ in sorted(left))}): abort it or wait for its end")
+        raise ConfigError(
+            f"run {job.id} is already running (process(es) "
+            f"{', '.join(str(pid) for pid, _ in sorted(left))}): abort it or wait for its end"
+        )
     if st.get("state") == "running":
         raise ConfigError(f"run {job.id} is already running (pid {st.get('pid')})")
     command = prepare()
@@ -119,12 +139,29 @@ def launch_locked(job: Job, prepare: Callable[[], dict[str, Any]]) -> None:
     with open(job.dir / LOG_FILE, "ab") as log:
         log.write(f"=== attempt {attempt}: {command['display']}\n".encode())
         log.flush()
-        proc = subprocess.Popen([sys.executable, "-m", "backend.jobs.supervisor", str(job.dir)],
-                                cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    update_status(job, state="running", pid=proc.pid, pgid=proc.pid, proc_start=processes.process_start(proc.pid),
-                  started=time.time(), ended=None, exit_code=None, attempts=attempt, message="",
-                  launcher_pid=None, launcher_start=None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "backend.jobs.supervisor", str(job.dir)],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    update_status(
+        job,
+        state="running",
+        pid=proc.pid,
+        pgid=proc.pid,
+        proc_start=processes.process_start(proc.pid),
+        started=time.time(),
+        ended=None,
+        exit_code=None,
+        attempts=attempt,
+        message="",
+        launcher_pid=None,
+        launcher_start=None,
+    )
     assert proc.stdin is not None
     proc.stdin.close()  # go: the supervisor waits for this, so it never finishes before "running" is recorded
     threading.Thread(target=proc.wait, name=f"reap-{job.id}", daemon=True).start()
@@ -133,6 +170,7 @@ def launch_locked(job: Job, prepare: Callable[[], dict[str, Any]]) -> None:
 def follow(job: Job) -> int:
     """Print the log as it grows until the job ends; SIGTERM/Ctrl-C (a cluster job ending) aborts the job.
     Exit code 0 when it finished."""
+
     def stop(signum: int, frame: Any) -> None:
         print(f"stopping run {job.id}...", file=sys.stderr)
         abort(job)

@@ -24,6 +24,7 @@ def share(files: list[Path], rank: int, world: int) -> list[Path]:
 class ShareSummary:
     """What a file stage did with its files (one rank's share, or every rank's merged); a stage's own summary
     adds its figures and merges them in `merge` (backend.dataset.preprocess)."""
+
     output_dir: str
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already done
@@ -36,11 +37,17 @@ class ShareSummary:
     @classmethod
     def merge(cls: type[S], parts: list[S], **figures: Any) -> S:
         """One summary of the ranks' summaries; `figures`: a subclass's own fields, merged its way."""
-        return cls(output_dir=parts[0].output_dir, written=sorted(n for p in parts for n in p.written),
-                   skipped=sorted(n for p in parts for n in p.skipped),
-                   failed=dict(sorted(kv for p in parts for kv in p.failed.items())),
-                   audio_seconds=sum(p.audio_seconds for p in parts), **figures)
+        return cls(
+            output_dir=parts[0].output_dir,
+            written=sorted(n for p in parts for n in p.written),
+            skipped=sorted(n for p in parts for n in p.skipped),
+            failed=dict(sorted(kv for p in parts for kv in p.failed.items())),
+            audio_seconds=sum(p.audio_seconds for p in parts),
+            **figures,
+        )
 
     def counts(self) -> str:
-        return (f"{len(self.written)} written, {len(self.skipped)} already done, {len(self.failed)} failed "
-                f"-> {self.output_dir}")
+        return (
+            f"{len(self.written)} written, {len(self.skipped)} already done, {len(self.failed)} failed "
+            f"-> {self.output_dir}"
+        )

@@ -36,32 +36,38 @@ def node_commands(cfg: LaunchConfig, run_dir: Path, module: str) -> list[list[st
 def slurm_script(cfg: LaunchConfig, run_dir: Path, module: str, job_name: str) -> str:
     """The batch script (`sbatch FILE`) that runs the job on `cfg.num_machines` nodes of an allocation."""
     nodes = cfg.num_machines
-    directives = [f"--job-name={job_name}", f"--nodes={nodes}", "--ntasks-per-node=1",
-                  f"--output={run_dir}/slurm-%j.out"]
+    directives = [
+        f"--job-name={job_name}",
+        f"--nodes={nodes}",
+        "--ntasks-per-node=1",
+        f"--output={run_dir}/slurm-%j.out",
+    ]
     if not on_cpu(cfg):
         directives.append(f"--gpus-per-node={cfg.num_processes // nodes}")
     exports = [f"export {name}={shlex.quote(value)}" for name, value in env_for(cfg).items()]
     cases = [f"{rank}) exec {_shell_words(argv)} ;;" for rank, argv in enumerate(node_commands(cfg, run_dir, module))]
-    return "\n".join([
-        "#!/bin/bash",
-        *(f"#SBATCH {d}" for d in directives),
-        f"# Written by moshi-studio: {module} for {run_dir}, one task per node, each running that node's",
-        "# `accelerate launch` command as the studio shows it, the main address being the allocation's first node.",
-        "set -euo pipefail",
-        f"cd {shlex.quote(str(REPO))}",
-        *exports,
-        # the first line, without a pipe into head: under pipefail scontrol's SIGPIPE would end the job
-        f'{MAIN_ADDRESS_VAR}="$(scontrol show hostnames "$SLURM_JOB_NODELIST")"',
-        f"export {MAIN_ADDRESS_VAR}=\"${{{MAIN_ADDRESS_VAR}%%$'\\n'*}}\"",
-        f"read -r -d '' NODE_COMMANDS <<'{_HEREDOC_END}' || true",
-        'case "$SLURM_NODEID" in',
-        *cases,
-        '*) echo "no command for node $SLURM_NODEID" >&2; exit 1 ;;',
-        "esac",
-        _HEREDOC_END,
-        f'srun --nodes={nodes} --ntasks={nodes} --ntasks-per-node=1 bash -c "$NODE_COMMANDS"',
-        "",
-    ])
+    return "\n".join(
+        [
+            "#!/bin/bash",
+            *(f"#SBATCH {d}" for d in directives),
+            f"# Written by moshi-studio: {module} for {run_dir}, one task per node, each running that node's",
+            "# `accelerate launch` command as the studio shows it, the main address being the allocation's first node.",
+            "set -euo pipefail",
+            f"cd {shlex.quote(str(REPO))}",
+            *exports,
+            # the first line, without a pipe into head: under pipefail scontrol's SIGPIPE would end the job
+            f'{MAIN_ADDRESS_VAR}="$(scontrol show hostnames "$SLURM_JOB_NODELIST")"',
+            f"export {MAIN_ADDRESS_VAR}=\"${{{MAIN_ADDRESS_VAR}%%$'\\n'*}}\"",
+            f"read -r -d '' NODE_COMMANDS <<'{_HEREDOC_END}' || true",
+            'case "$SLURM_NODEID" in',
+            *cases,
+            '*) echo "no command for node $SLURM_NODEID" >&2; exit 1 ;;',
+            "esac",
+            _HEREDOC_END,
+            f'srun --nodes={nodes} --ntasks={nodes} --ntasks-per-node=1 bash -c "$NODE_COMMANDS"',
+            "",
+        ]
+    )
 
 
 def write_slurm_script(file: Path, cfg: LaunchConfig, run_dir: Path, module: str) -> Path:
@@ -84,5 +90,7 @@ def cluster_preview(cfg: LaunchConfig, run_dir: Path, module: str) -> str:
         return commands
     if cfg.device == "auto":  # refused with --slurm (launch_config.check_launch): say how to get the script
         return f"{commands}\n\n# --- under SLURM: set device to cuda or cpu to see the batch script ---"
-    return (f"{commands}\n\n# --- or under SLURM: this batch script (start with --slurm FILE writes it; "
-            f"then sbatch FILE) ---\n{slurm_script(cfg, run_dir, module, 'moshi-studio')}")
+    return (
+        f"{commands}\n\n# --- or under SLURM: this batch script (start with --slurm FILE writes it; "
+        f"then sbatch FILE) ---\n{slurm_script(cfg, run_dir, module, 'moshi-studio')}"
+    )

@@ -11,8 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from backend.jobs import processes
-from backend.jobs.folder import (ABORT_FILE, COMMAND_FILE, LOG_FILE, Job, failure_message, last_event, read_json,
-                                 update_status)
+from backend.jobs.folder import (
+    ABORT_FILE,
+    COMMAND_FILE,
+    LOG_FILE,
+    Job,
+    failure_message,
+    last_event,
+    read_json,
+    update_status,
+)
 
 FINISH_TIMEOUT_S = 300.0
 
@@ -22,8 +30,15 @@ def _run_finish(command: dict[str, Any], log: Any) -> None:
     if not command.get("finish"):
         return
     try:
-        subprocess.run(command["finish"], cwd=command["cwd"], stdin=subprocess.DEVNULL, stdout=log,
-                       stderr=subprocess.STDOUT, timeout=FINISH_TIMEOUT_S, check=False)
+        subprocess.run(
+            command["finish"],
+            cwd=command["cwd"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=FINISH_TIMEOUT_S,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         log.write(f"finish step failed: {e}\n".encode())
 
@@ -43,8 +58,14 @@ def supervise(job_dir: Path) -> int:
     with open(job.dir / LOG_FILE, "ab") as log:
         try:
             me = f"{os.getpid()} {processes.process_start(os.getpid())!r}"
-            child = subprocess.Popen(command["argv"], cwd=command["cwd"], stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT, env={**os.environ, processes.SUPERVISOR_ENV: me})
+            child = subprocess.Popen(
+                command["argv"],
+                cwd=command["cwd"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, processes.SUPERVISOR_ENV: me},
+            )
             update_status(job, launcher_pid=child.pid, launcher_start=processes.process_start(child.pid))
             rc = child.wait()
         except OSError as e:
@@ -63,8 +84,9 @@ def supervise(job_dir: Path) -> int:
     # the job's own record of its end says what happened.
     done = rc == 0 or last_event(job).get("event") == "finished"
     state = "aborted" if stopped else "finished" if done else "failed"
-    update_status(job, state=state, exit_code=rc, ended=time.time(),
-                  message=failure_message(job) if state == "failed" else "")
+    update_status(
+        job, state=state, exit_code=rc, ended=time.time(), message=failure_message(job) if state == "failed" else ""
+    )
     return 0
 
 

@@ -45,8 +45,11 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     root = checkpoint_root(run_dir)
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir()
-             if (m := NAME.match(p.name)) and p.is_dir() and (p / COMPLETE).is_file()]
+    found = [
+        (int(m.group(1)), p)
+        for p in root.iterdir()
+        if (m := NAME.match(p.name)) and p.is_dir() and (p / COMPLETE).is_file()
+    ]
     return [p for _, p in sorted(found)]
 
 

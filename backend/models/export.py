@@ -32,11 +32,11 @@ from backend.core.errors import ConfigError, StudioError
 from backend.core.spec import NUM_CODEBOOKS
 from backend.models.checkpoints import CHECKPOINTS, EXPORTS_DIR, LORA_WEIGHTS
 from backend.models.loading import Checkpoint, check_checkpoint, lora_rank, merged_weight, read_checkpoint
-from backend.models.source import Dtype, LM_KWARGS, LM_WEIGHTS, SERVE_CONFIG, torch_dtype
 from backend.models.output_folder import check_output
+from backend.models.source import LM_KWARGS, LM_WEIGHTS, SERVE_CONFIG, Dtype, torch_dtype
 from backend.models.surgery import State, resize_depformer
-from backend.models.text_tokenizer import read_record, write_record
 from backend.models.tensor_file import save_tensors, write_tensors
+from backend.models.text_tokenizer import read_record, write_record
 
 EXPORT_CONFIG = "export_config.json"
 
@@ -44,16 +44,24 @@ EXPORT_CONFIG = "export_config.json"
 @dataclass
 class ExportConfig:
     checkpoint: Path | None = option(None, "checkpoint folder (runs/<id>/checkpoints/step-N) or any model folder")
-    output: Path | None = option(None, "folder to write (default: runs/<id>/exports/<step> next to the "
-                                 "checkpoints, or <checkpoint>-export)")
+    output: Path | None = option(
+        None, "folder to write (default: runs/<id>/exports/<step> next to the checkpoints, or <checkpoint>-export)"
+    )
     clean: bool = option(True, "for serving: keep Moshi's 8 depformer steps only (drop the user stream)")
-    merge_lora: bool = option(True, "LoRA checkpoints: merge the adapters into the weights (config says "
-                              "lora false); off: keep lora.safetensors beside the base weights")
+    merge_lora: bool = option(
+        True,
+        "LoRA checkpoints: merge the adapters into the weights (config says "
+        "lora false); off: keep lora.safetensors beside the base weights",
+    )
     dtype: Dtype = option("bfloat16", "dtype of the written weights")
-    base_model: str = option("", "LoRA checkpoints: the base model folder or hub id (default: base_model of "
-                             "trainer_state.json or of the run's config.json)")
-    overwrite: bool = option(False, "replace an existing folder that is not an earlier export (never a "
-                                    "checkpoint or a model in use)")
+    base_model: str = option(
+        "",
+        "LoRA checkpoints: the base model folder or hub id (default: base_model of "
+        "trainer_state.json or of the run's config.json)",
+    )
+    overwrite: bool = option(
+        False, "replace an existing folder that is not an earlier export (never a checkpoint or a model in use)"
+    )
 
 
 def default_output(checkpoint: Path) -> Path:
@@ -64,8 +72,13 @@ def default_output(checkpoint: Path) -> Path:
 
 def serve_config(kwargs: dict[str, Any], lora: State, scaling: float) -> dict[str, Any]:
     """config.json in Kyutai's format (CheckpointInfo.from_hf_repo pops the names, the rest are LM kwargs)."""
-    out = dict(kwargs) | {"moshi_name": LM_WEIGHTS, "mimi_name": loaders.MIMI_NAME,
-                          "tokenizer_name": loaders.TEXT_TOKENIZER_NAME, "model_type": "moshi", "lora": bool(lora)}
+    out = dict(kwargs) | {
+        "moshi_name": LM_WEIGHTS,
+        "mimi_name": loaders.MIMI_NAME,
+        "tokenizer_name": loaders.TEXT_TOKENIZER_NAME,
+        "model_type": "moshi",
+        "lora": bool(lora),
+    }
     if lora:
         out |= {"lora_name": LORA_WEIGHTS, "lora_rank": lora_rank(lora), "lora_scaling": scaling}
     return out
@@ -91,11 +104,14 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
             write_tensors(tmp / LM_WEIGHTS, specs, lambda k: ckpt.state[k].to(dtype))
             save_tensors(tmp / LORA_WEIGHTS, {k: v.to(dtype) for k, v in ckpt.lora.items()})
         else:
-            write_tensors(tmp / LM_WEIGHTS, specs,
-                          lambda k: merged_weight(ckpt.state, ckpt.lora, ckpt.lora_scaling, k, dtype))
+            write_tensors(
+                tmp / LM_WEIGHTS, specs, lambda k: merged_weight(ckpt.state, ckpt.lora, ckpt.lora_scaling, k, dtype)
+            )
         write_text_atomic(tmp / LM_KWARGS, json.dumps(ckpt.kwargs, indent=2) + "\n")
-        write_text_atomic(tmp / SERVE_CONFIG, json.dumps(
-            serve_config(ckpt.kwargs, ckpt.lora if keep_lora else {}, ckpt.lora_scaling), indent=2) + "\n")
+        write_text_atomic(
+            tmp / SERVE_CONFIG,
+            json.dumps(serve_config(ckpt.kwargs, ckpt.lora if keep_lora else {}, ckpt.lora_scaling), indent=2) + "\n",
+        )
         config.save(cfg, tmp / EXPORT_CONFIG)
         if (tokenizer := read_record(cfg.checkpoint)) is not None:  # its base model's, for chat's check
             write_record(tmp, tokenizer)
@@ -103,8 +119,11 @@ def export_checkpoint(cfg: ExportConfig) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = config.cli_parser(ExportConfig, "Export a training checkpoint for serving: ZeRO consolidation, "
-                                             "clean (dep_q 8), LoRA merge, config.json for moshi.server.")
+    parser = config.cli_parser(
+        ExportConfig,
+        "Export a training checkpoint for serving: ZeRO consolidation, "
+        "clean (dep_q 8), LoRA merge, config.json for moshi.server.",
+    )
     try:
         cfg = config.from_cli(ExportConfig, parser.parse_args(argv))
         out = export_checkpoint(cfg)
@@ -113,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     served = json.loads((out / SERVE_CONFIG).read_text())
     lora_flag = f" --lora-weight {out / LORA_WEIGHTS}" if served["lora"] else ""
-    print(f"wrote {out} (dep_q {served['dep_q']}, lora {served['lora']}); serve with:\n"
-          f"  python -m moshi.server --moshi-weight {out / LM_WEIGHTS} --config-path {out / SERVE_CONFIG}{lora_flag}")
+    print(
+        f"wrote {out} (dep_q {served['dep_q']}, lora {served['lora']}); serve with:\n"
+        f"  python -m moshi.server --moshi-weight {out / LM_WEIGHTS} --config-path {out / SERVE_CONFIG}{lora_flag}"
+    )
     return 0
 
 

@@ -22,12 +22,16 @@ def check_reachable(repo_id: str) -> None:
     if isinstance(try_to_load_from_cache(repo_id, LM_WEIGHTS), str):
         return
     if constants.HF_HUB_OFFLINE:
-        raise HubUnavailable(f"{repo_id}: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set: "
-                             "download it once online (huggingface-cli download " + repo_id + ") or give a "
-                             "local model folder")
+        raise HubUnavailable(
+            f"{repo_id}: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set: "
+            "download it once online (huggingface-cli download " + repo_id + ") or give a "
+            "local model folder"
+        )
     url = urlparse(constants.ENDPOINT)
     try:
         socket.create_connection((url.hostname, url.port or 443), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as e:
-        raise HubUnavailable(f"{repo_id}: not in the local Hugging Face cache, and the studio cannot reach "
-                             f"{url.hostname} ({e}): check the network, or give a local model folder") from None
+        raise HubUnavailable(
+            f"{repo_id}: not in the local Hugging Face cache, and the studio cannot reach "
+            f"{url.hostname} ({e}): check the network, or give a local model folder"
+        ) from None

@@ -19,15 +19,20 @@ import torch
 from backend.core import config
 from backend.core.atomic import atomic_dir
 from backend.core.errors import StudioError
-from backend.models.output_folder import check_output
-from backend.models.surgery import build_lm, count, resample_rows, resize_depformer, safetensors_shapes
-from backend.models.weights import source_kwargs
 from backend.models.hub import check_reachable
 from backend.models.init_config import InitConfig
+from backend.models.output_folder import check_output
 from backend.models.source import LM_WEIGHTS, is_hub_id, read_lm_kwargs, save_lm, torch_dtype
-from backend.models.text_tokenizer import (TokenizerRecord, check_agreement, model_pad_ids, read_record, read_tokenizer,
-                                           write_record)
-from backend.models.weights import load_lm
+from backend.models.surgery import build_lm, count, resample_rows, resize_depformer, safetensors_shapes
+from backend.models.text_tokenizer import (
+    TokenizerRecord,
+    check_agreement,
+    model_pad_ids,
+    read_record,
+    read_tokenizer,
+    write_record,
+)
+from backend.models.weights import load_lm, source_kwargs
 
 INIT_CONFIG = "init_config.json"
 TEXT_EMBEDDINGS = ("text_emb.weight", "depformer_text_emb.weight")
@@ -74,8 +79,11 @@ def init_model(cfg: InitConfig) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = config.cli_parser(InitConfig, "Initialise a Moshi LM for fine-tuning: user-stream extension "
-                                           "(dep_q 8 -> 16), optional text-embedding re-initialisation.")
+    parser = config.cli_parser(
+        InitConfig,
+        "Initialise a Moshi LM for fine-tuning: user-stream extension "
+        "(dep_q 8 -> 16), optional text-embedding re-initialisation.",
+    )
     try:
         cfg = config.from_cli(InitConfig, parser.parse_args(argv))
         out = init_model(cfg)

@@ -35,8 +35,7 @@ class Checkpoint:
 
 def _setting(folder: Path, key: str) -> Any:
     """`key` from the checkpoint's own JSON files, else from its run's config.json (runs/<id>/config.json)."""
-    for file in (folder / SERVE_CONFIG, folder / LM_KWARGS, folder / TRAINER_STATE,
-                 folder.parent.parent / CONFIG_FILE):
+    for file in (folder / SERVE_CONFIG, folder / LM_KWARGS, folder / TRAINER_STATE, folder.parent.parent / CONFIG_FILE):
         try:
             values = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -85,7 +84,7 @@ def moshi_names(state: State, where: Path) -> tuple[State, State]:
     base: State = {}
     lora: State = {}
     for key, value in state.items():
-        name = key[len(prefix):]
+        name = key[len(prefix) :]
         if ".lora_A." in name or ".lora_B." in name:
             lora[name] = value
         else:
@@ -105,13 +104,19 @@ def _load_file(file: Path) -> State:
 def _base_for_lora(folder: Path, base_model: str, kwargs: dict[str, Any]) -> State:
     source = base_model or _setting(folder, "base_model")
     if not source:
-        raise InputError(folder, f"{LORA_WEIGHTS} without base weights: give base_model (no base_model in "
-                                 f"{TRAINER_STATE} or the run's config.json)")
+        raise InputError(
+            folder,
+            f"{LORA_WEIGHTS} without base weights: give base_model (no base_model in "
+            f"{TRAINER_STATE} or the run's config.json)",
+        )
     source = str(source)
     base_kw = source_kwargs(source)
     if int(base_kw["dep_q"]) != int(kwargs["dep_q"]):
-        raise InputError(source, f"base model has dep_q {base_kw['dep_q']} but the LoRA checkpoint "
-                                 f"{folder} was trained with dep_q {kwargs['dep_q']}")
+        raise InputError(
+            source,
+            f"base model has dep_q {base_kw['dep_q']} but the LoRA checkpoint "
+            f"{folder} was trained with dep_q {kwargs['dep_q']}",
+        )
     if Path(source).is_dir() and not is_personaplex_folder(source):
         return _load_file(Path(source) / LM_WEIGHTS)  # memory-mapped as stored: not copied, nor widened to float32
     return load_lm(source, dtype=torch.bfloat16).state_dict()  # hub ids; PersonaPlex's names and steps
@@ -136,15 +141,17 @@ def read_checkpoint(folder: Path, base_model: str = "") -> Checkpoint:
     elif zero_tag(folder / ACCELERATE_STATE) is not None:
         state, lora = moshi_names(zero_state(folder / ACCELERATE_STATE), folder / ACCELERATE_STATE)
     else:
-        raise InputError(folder, f"no {LM_WEIGHTS}, no {LORA_WEIGHTS} and no DeepSpeed ZeRO checkpoint "
-                                 f"under {ACCELERATE_STATE}/")
+        raise InputError(
+            folder, f"no {LM_WEIGHTS}, no {LORA_WEIGHTS} and no DeepSpeed ZeRO checkpoint under {ACCELERATE_STATE}/"
+        )
     bad = [k for k in lora if ".lora_A." not in k and ".lora_B." not in k]
     if bad:
         raise InputError(folder / LORA_WEIGHTS, f"holds non-LoRA parameters, e.g. {', '.join(bad[:3])}")
     scaling = _setting(folder, "lora_scaling") if lora else None
     if lora and scaling is None:
-        raise InputError(folder, "LoRA adapters but no lora_scaling in the checkpoint's JSON files or the "
-                                 "run's config.json")
+        raise InputError(
+            folder, "LoRA adapters but no lora_scaling in the checkpoint's JSON files or the run's config.json"
+        )
     return Checkpoint(state, kwargs, lora, float(scaling or 0.0))
 
 
@@ -186,8 +193,9 @@ def merged_state(ckpt: Checkpoint, dtype: torch.dtype, where: str) -> State:
     return {name: merged_weight(ckpt.state, ckpt.lora, ckpt.lora_scaling, name, dtype) for name in ckpt.state}
 
 
-def load_model(source: str | Path, base_model: str = "", device: str = "cpu",
-               dtype: torch.dtype | None = None) -> LMModel:
+def load_model(
+    source: str | Path, base_model: str = "", device: str = "cpu", dtype: torch.dtype | None = None
+) -> LMModel:
     """The LM of a model folder, of a training checkpoint in any form the trainer writes (full weights,
     LoRA adapters merged onto their base, DeepSpeed shards: `read_checkpoint`) or of a hub id, in
     eval mode; its stream layout is checked (`check_layout`)."""
@@ -199,6 +207,14 @@ def load_model(source: str | Path, base_model: str = "", device: str = "cpu",
         model = model.to(device=device)
     else:
         model = load_lm(source, device=device, dtype=dtype)
-    check_layout({"n_q": model.n_q, "dep_q": model.dep_q, "delays": list(model.delays), "card": model.card,
-                  "text_card": model.text_card}, source)
+    check_layout(
+        {
+            "n_q": model.n_q,
+            "dep_q": model.dep_q,
+            "delays": list(model.delays),
+            "card": model.card,
+            "text_card": model.text_card,
+        },
+        source,
+    )
     return model.eval()

@@ -23,14 +23,17 @@ def check_output(output: Path, stage: str, own_file: str, *sources: Path, overwr
     if not output.is_dir():
         raise ConfigError(f"{output}: exists and is a file, not a folder; refusing to replace it")
     if output.parent.name == CHECKPOINTS or (output / COMPLETE).exists() or (output / TRAINER_STATE).exists():
-        raise ConfigError(f"{output}: is a training checkpoint (its run resumes and exports from it); "
-                          "choose another folder")
+        raise ConfigError(
+            f"{output}: is a training checkpoint (its run resumes and exports from it); choose another folder"
+        )
     use = in_use(output)
     if use:
         raise ConfigError(f"{output}: is {use}; choose another folder")
     if any(output.iterdir()) and not (output / own_file).is_file() and not overwrite:
-        raise ConfigError(f"{output}: exists and is not the output of an earlier {stage}; refusing to replace it "
-                          "(ask for it: --overwrite, or tick 'replace' in the studio)")
+        raise ConfigError(
+            f"{output}: exists and is not the output of an earlier {stage}; refusing to replace it "
+            "(ask for it: --overwrite, or tick 'replace' in the studio)"
+        )
 
 
 def in_use(folder: Path) -> str | None:

@@ -43,8 +43,15 @@ MAX_VOICE_NAME = 255
 def voice_file(voices_dir: str | Path, name: str, param: str = "voice_prompt") -> Path:
     """The file `name` directly inside `voices_dir`: a plain file name (no folders, no `..`, not absolute), that
     exists, and whose real path stays inside the folder (a symlink out is refused). Errors name `param`."""
-    if not name or len(name) > MAX_VOICE_NAME or "\x00" in name or name in (".", "..") \
-            or os.path.basename(name) != name or "/" in name or "\\" in name:
+    if (
+        not name
+        or len(name) > MAX_VOICE_NAME
+        or "\x00" in name
+        or name in (".", "..")
+        or os.path.basename(name) != name
+        or "/" in name
+        or "\\" in name
+    ):
         raise ConfigError(f"{param}: {name[:80]!r} is not a file name in the voices folder")
     folder = Path(voices_dir).resolve()
     path = folder / name
@@ -117,10 +124,10 @@ def build_prefix(voice: np.ndarray | None, text_ids: Sequence[int]) -> np.ndarra
     total = n_voice + 2 * SILENCE_FRAMES + n_text
     out = np.empty((ROWS, total), dtype=np.int64)
     out[0] = PAD_ID
-    out[0, n_voice + SILENCE_FRAMES:n_voice + SILENCE_FRAMES + n_text] = np.asarray(text_ids, dtype=np.int64)
-    out[1:1 + NUM_CODEBOOKS, :n_voice] = codes
-    out[1:1 + NUM_CODEBOOKS, n_voice:] = np.asarray(SILENCE_CODES, dtype=np.int64)[:, None]
-    out[1 + NUM_CODEBOOKS:] = np.asarray(SINE_CODES, dtype=np.int64)[:, None]
+    out[0, n_voice + SILENCE_FRAMES : n_voice + SILENCE_FRAMES + n_text] = np.asarray(text_ids, dtype=np.int64)
+    out[1 : 1 + NUM_CODEBOOKS, :n_voice] = codes
+    out[1 : 1 + NUM_CODEBOOKS, n_voice:] = np.asarray(SILENCE_CODES, dtype=np.int64)[:, None]
+    out[1 + NUM_CODEBOOKS :] = np.asarray(SINE_CODES, dtype=np.int64)[:, None]
     return out
 
 
@@ -130,6 +137,7 @@ def lm_rows(prefix: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- the voice prompt
+
 
 def read_voice(path: str | Path) -> np.ndarray:
     """float32 [N] at 24 kHz: the first channel of an audio file, resampled with sphn as PersonaPlex does."""
@@ -141,8 +149,11 @@ def read_voice(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise InputError(path, "no such voice prompt file")
     if is_preset(path):
-        raise InputError(path, "a PersonaPlex voice preset holds the LM's input embeddings, not audio: it serves "
-                               "continuations and chat only; personas for training need the voice as audio")
+        raise InputError(
+            path,
+            "a PersonaPlex voice preset holds the LM's input embeddings, not audio: it serves "
+            "continuations and chat only; personas for training need the voice as audio",
+        )
     try:
         pcm, sr = sphn.read(str(path))
     except Exception as e:  # sphn raises plain exceptions for unreadable files
@@ -161,8 +172,11 @@ def normalise_loudness(wav: np.ndarray, where: str | Path = "voice prompt") -> n
     import pyloudnorm
 
     if len(wav) < MIN_VOICE_SECONDS * SAMPLE_RATE:
-        raise InputError(where, f"{len(wav) / SAMPLE_RATE:.2f} s long: a voice prompt needs at least "
-                                f"{MIN_VOICE_SECONDS} s to measure its loudness")
+        raise InputError(
+            where,
+            f"{len(wav) / SAMPLE_RATE:.2f} s long: a voice prompt needs at least "
+            f"{MIN_VOICE_SECONDS} s to measure its loudness",
+        )
     if not np.isfinite(wav).all():
         raise InputError(where, "holds NaN or Inf samples")
     samples = np.asarray(wav, dtype=np.float32)
@@ -180,7 +194,7 @@ def encode_voice(mimi: Any, wav: np.ndarray, where: str | Path = "voice prompt")
     audio = normalise_loudness(wav, where)
     frames = -(-len(audio) // FRAME_SIZE)
     padded = np.zeros(frames * FRAME_SIZE, dtype=np.float32)
-    padded[:len(audio)] = audio
+    padded[: len(audio)] = audio
     device = next(mimi.parameters()).device
     chunks = torch.from_numpy(padded).to(device).view(frames, 1, 1, FRAME_SIZE)
 
@@ -213,8 +227,10 @@ def make_persona(text: str, sp: Any | None, voice: np.ndarray | None, voice_embe
 
 # ---------------------------------------------------------------- stepping a prefix through moshi's LMGen
 
-def step_prefix(lm_gen: Any, rows: np.ndarray, embeddings: Any = None,
-                stop: Callable[[], bool] = lambda: False) -> np.ndarray | None:
+
+def step_prefix(
+    lm_gen: Any, rows: np.ndarray, embeddings: Any = None, stop: Callable[[], bool] = lambda: False
+) -> np.ndarray | None:
     """Feed `rows` ([17, M] from `lm_rows`, M >= 2) to a fresh moshi `LMGen` (batch 1, dep_q 8) with every token
     provided: afterwards its KV cache and token cache are those of the model having read
     `training_view.delayed_input(rows)` up to its last column, the state the conversation starts from.
@@ -252,12 +268,12 @@ def step_prefix(lm_gen: Any, rows: np.ndarray, embeddings: Any = None,
             else:
                 state.graphed_main = tokens_in
             prev = max(s - 1, 0)
-            audio = torch.cat([t[moshi.start:moshi.start + 1, s], t[moshi.start + 1:moshi.stop, prev]])
+            audio = torch.cat([t[moshi.start : moshi.start + 1, s], t[moshi.start + 1 : moshi.stop, prev]])
             lm_gen.step(t[user, prev][None, :, None], depformer_replace_tokens=audio[None, :, None])
             state.cache[:, 0, (s + 1) % width] = t[0, s]
     finally:
         state.graphed_main = tokens_in
-    return rows[2:1 + NUM_CODEBOOKS, -1].copy()
+    return rows[2 : 1 + NUM_CODEBOOKS, -1].copy()
 
 
 def finish_prefix(lm_gen: Any, tokens: Any, acoustic: np.ndarray) -> Any:
@@ -267,7 +283,7 @@ def finish_prefix(lm_gen: Any, tokens: Any, acoustic: np.ndarray) -> Any:
 
     state = lm_gen._streaming_state
     forced = torch.from_numpy(acoustic).to(state.cache.device)
-    state.cache[:, 2:1 + NUM_CODEBOOKS, int(state.offset_cpu) % state.cache.shape[-1]] = forced
+    state.cache[:, 2 : 1 + NUM_CODEBOOKS, int(state.offset_cpu) % state.cache.shape[-1]] = forced
     if tokens is not None:
-        tokens[0, 2:1 + NUM_CODEBOOKS, 0] = forced
+        tokens[0, 2 : 1 + NUM_CODEBOOKS, 0] = forced
     return tokens

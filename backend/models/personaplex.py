@@ -27,15 +27,32 @@ MIMI_FILE = "tokenizer-e351c8d8-checkpoint125.safetensors"
 TOKENIZER_FILE = "tokenizer_spm_32k_3.model"
 KYUTAI_CONFIG = "config.json"
 DEP_Q = 2 * NUM_CODEBOOKS  # PersonaPlex's loader: always both streams
-_CONFIG_NAMES = ("moshi_name", "mimi_name", "mimi_config_name", "tokenizer_name", "lora_name", "model_type",
-                 "lm_gen_config", "tts_config", "stt_config", "model_id", "lora", "lora_rank", "lora_scaling")
+_CONFIG_NAMES = (
+    "moshi_name",
+    "mimi_name",
+    "mimi_config_name",
+    "tokenizer_name",
+    "lora_name",
+    "model_type",
+    "lm_gen_config",
+    "tts_config",
+    "stt_config",
+    "model_id",
+    "lora",
+    "lora_rank",
+    "lora_scaling",
+)
 _LINEAR = re.compile(r"linears\.(\d+)\.weight")
 
 
 def is_personaplex_folder(source: str | Path) -> bool:
     path = Path(source)
-    return path.is_dir() and (path / LM_WEIGHTS).is_file() and (path / MIMI_FILE).is_file() \
+    return (
+        path.is_dir()
+        and (path / LM_WEIGHTS).is_file()
+        and (path / MIMI_FILE).is_file()
         and not (path / LM_KWARGS).exists()
+    )
 
 
 def is_personaplex(source: str | Path) -> bool:
@@ -51,8 +68,11 @@ def _folder(source: str | Path) -> Path:
     try:
         return Path(snapshot_download(PERSONAPLEX_REPO, allow_patterns=[LM_WEIGHTS, MIMI_FILE, TOKENIZER_FILE]))
     except Exception as e:  # huggingface_hub raises many types (offline, gated repo, auth)
-        raise InputError(source, f"the PersonaPlex hub repo could not be read ({e}); it is gated: accept its "
-                                 "license on huggingface.co and log in, or give a local copy of the repo") from None
+        raise InputError(
+            source,
+            f"the PersonaPlex hub repo could not be read ({e}); it is gated: accept its "
+            "license on huggingface.co and log in, or give a local copy of the repo",
+        ) from None
 
 
 def personaplex_kwargs(source: str | Path) -> dict[str, Any]:

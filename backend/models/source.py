@@ -85,19 +85,30 @@ def check_layout(kwargs: dict[str, Any], where: str | Path) -> None:
     delays and cards; the depformer predicts Moshi's 8 codebooks or both streams' 16."""
     n_q, dep_q = kwargs.get("n_q"), kwargs.get("dep_q")
     if n_q != 2 * NUM_CODEBOOKS or dep_q not in (NUM_CODEBOOKS, 2 * NUM_CODEBOOKS):
-        raise InputError(where, f"n_q {n_q} / dep_q {dep_q}: a Moshi dialogue model has n_q 16 (Moshi's 8 audio "
-                                f"streams + the user's 8) and dep_q 8 (Moshi's stream) or 16 (both streams)")
+        raise InputError(
+            where,
+            f"n_q {n_q} / dep_q {dep_q}: a Moshi dialogue model has n_q 16 (Moshi's 8 audio "
+            f"streams + the user's 8) and dep_q 8 (Moshi's stream) or 16 (both streams)",
+        )
     delays, card, text_card = list(kwargs.get("delays") or []), kwargs.get("card"), kwargs.get("text_card")
     if delays != DELAYS or card != CARD or text_card != TEXT_CARD:
-        raise InputError(where, f"delays {delays}, card {card}, text_card {text_card}: expected "
-                                f"{DELAYS}, {CARD}, {TEXT_CARD}")
+        raise InputError(
+            where, f"delays {delays}, card {card}, text_card {text_card}: expected {DELAYS}, {CARD}, {TEXT_CARD}"
+        )
 
 
 def tiny_lm_kwargs() -> dict[str, Any]:
     """SPEC.md's tiny LM: the real stream layout (n_q 16, dep_q 8, cards, delays), ~8.4 M parameters."""
     kwargs = moshi_lm_kwargs()
-    kwargs.update(dim=64, num_heads=4, num_layers=2, depformer_dim=32, depformer_dim_feedforward=132,
-                  depformer_num_heads=2, depformer_num_layers=1)
+    kwargs.update(
+        dim=64,
+        num_heads=4,
+        num_layers=2,
+        depformer_dim=32,
+        depformer_dim_feedforward=132,
+        depformer_num_heads=2,
+        depformer_num_layers=1,
+    )
     return kwargs
 
 
@@ -113,8 +124,9 @@ def tiny_mimi_config() -> dict[str, Any]:
     cfg = moshi_mimi_config()
     cfg["seanet"].update(dimension=64, n_filters=4)
     cfg["quantizer"].update(dimension=16, input_dimension=64, output_dimension=64)
-    cfg["transformer"].update(d_model=64, num_layers=1, num_heads=4, dim_feedforward=256,
-                              input_dimension=64, output_dimensions=[64])
+    cfg["transformer"].update(
+        d_model=64, num_layers=1, num_heads=4, dim_feedforward=256, input_dimension=64, output_dimensions=[64]
+    )
     return cfg
 
 
@@ -125,8 +137,14 @@ def demo_mimi_config(n_filters: int = 16, dimension: int = 128, layers: int = 1)
     cfg = moshi_mimi_config()
     cfg["seanet"].update(dimension=dimension, n_filters=n_filters)
     cfg["quantizer"].update(n_q=8, dimension=32, input_dimension=dimension, output_dimension=dimension)
-    cfg["transformer"].update(d_model=dimension, num_layers=layers, num_heads=4, dim_feedforward=4 * dimension,
-                              input_dimension=dimension, output_dimensions=[dimension])
+    cfg["transformer"].update(
+        d_model=dimension,
+        num_layers=layers,
+        num_heads=4,
+        dim_feedforward=4 * dimension,
+        input_dimension=dimension,
+        output_dimensions=[dimension],
+    )
     return cfg
 
 
@@ -164,8 +182,14 @@ def random_mimi(config: dict[str, Any] | None = None, seed: int = 0, device: str
     return mimi
 
 
-def _save_model(module: torch.nn.Module, weights: str, config: dict[str, Any], config_name: str,
-                directory: str | Path, half_parameters: bool = False) -> Path:
+def _save_model(
+    module: torch.nn.Module,
+    weights: str,
+    config: dict[str, Any],
+    config_name: str,
+    directory: str | Path,
+    half_parameters: bool = False,
+) -> Path:
     """Write the weights (safetensors) and their JSON config into `directory`, each atomically. With
     `half_parameters`, parameters are stored as float16 (half the file; the loaders cast them back),
     buffers such as codebook statistics keep their precision."""

@@ -26,9 +26,11 @@ from backend.models.source import moshi_lm_kwargs
 State = dict[str, torch.Tensor]
 
 # <list>.<step>.<rest>: the ModuleLists whose entries may be one per depformer step.
-_STEP_KEY = re.compile(r"^(?P<list>depformer_in|depformer_emb|depformer_norms|linears|"
-                       r"depformer\.layers\.\d+\.(?:self_attn\.in_projs|self_attn\.out_projs|gating))"
-                       r"\.(?P<step>\d+)\.(?P<rest>.+)$")
+_STEP_KEY = re.compile(
+    r"^(?P<list>depformer_in|depformer_emb|depformer_norms|linears|"
+    r"depformer\.layers\.\d+\.(?:self_attn\.in_projs|self_attn\.out_projs|gating))"
+    r"\.(?P<step>\d+)\.(?P<rest>.+)$"
+)
 # Attention weights under moshi's older names (PersonaPlex's vendored moshi still uses them, and so do its
 # published weights): one tensor holding every step's rows, as moshi's StreamingMultiheadAttention._load_hook maps
 # them onto its per-step lists (rows split evenly, step i = i-th slice).
@@ -71,13 +73,17 @@ def resize_depformer(state: State, kwargs: dict[str, Any], new_dep_q: int) -> tu
     suffix (LoRA's lora_A/lora_B keys are resized like the weights they adapt)."""
     old = int(kwargs["dep_q"])
     if kwargs.get("depformer_weights_per_step_schedule") is not None:
-        raise ConfigError("models with depformer_weights_per_step_schedule (shared step weights) cannot be "
-                          "resized: the user stream would need a new schedule")
+        raise ConfigError(
+            "models with depformer_weights_per_step_schedule (shared step weights) cannot be "
+            "resized: the user stream would need a new schedule"
+        )
     if new_dep_q == old:
         return dict(state), copy.deepcopy(kwargs)
     if new_dep_q > int(kwargs["n_q"]) or new_dep_q < 1 or (new_dep_q > old and new_dep_q != 2 * old):
-        raise ConfigError(f"dep_q {old} -> {new_dep_q}: only doubling (the user stream) or keeping the first "
-                          f"steps is supported, and dep_q cannot exceed n_q = {kwargs['n_q']}")
+        raise ConfigError(
+            f"dep_q {old} -> {new_dep_q}: only doubling (the user stream) or keeping the first "
+            f"steps is supported, and dep_q cannot exceed n_q = {kwargs['n_q']}"
+        )
     lengths = _list_lengths(list(state))
     # A list is per step only if it has one entry per step (depformer_in without multi_linear and
     # the attention without weights_per_step have a single shared entry).
@@ -117,10 +123,17 @@ def current_attention_names(state: State, where: str | Path) -> State:
             out[key] = value
             continue
         out_proj = state.get(f"{m['layer']}out_proj.weight")
-        if out_proj is None or out_proj.dim() != 2 or out_proj.shape[0] % out_proj.shape[1] \
-                or value.shape[0] % (out_proj.shape[0] // out_proj.shape[1]):
-            raise InputError(where, f"{key}: attention weights under moshi's older names, but "
-                                    f"{m['layer']}out_proj.weight does not say how many steps they hold")
+        if (
+            out_proj is None
+            or out_proj.dim() != 2
+            or out_proj.shape[0] % out_proj.shape[1]
+            or value.shape[0] % (out_proj.shape[0] // out_proj.shape[1])
+        ):
+            raise InputError(
+                where,
+                f"{key}: attention weights under moshi's older names, but "
+                f"{m['layer']}out_proj.weight does not say how many steps they hold",
+            )
         steps = out_proj.shape[0] // out_proj.shape[1]
         for i, part in enumerate(value.chunk(steps, dim=0)):
             out[f"{m['layer']}{_NEW_ATTENTION[m['old']]}.{i}.weight"] = part
@@ -155,8 +168,7 @@ def check_shapes(shapes: dict[str, tuple[int, ...]], expected: dict[str, tuple[i
         parts.append(f"{len(unexpected)} unexpected parameter(s), e.g. {', '.join(unexpected[:3])}")
     if wrong:
         k = wrong[0]
-        parts.append(f"{len(wrong)} shape mismatch(es), e.g. {k} is {list(shapes[k])}, "
-                     f"expected {list(expected[k])}")
+        parts.append(f"{len(wrong)} shape mismatch(es), e.g. {k} is {list(shapes[k])}, expected {list(expected[k])}")
     raise InputError(where, "not a moshi LM checkpoint for its moshi_lm_kwargs.json: " + "; ".join(parts))
 
 
@@ -168,8 +180,9 @@ def build_lm(state: State, kwargs: dict[str, Any], dtype: torch.dtype, where: st
     return model
 
 
-def resample_rows(weight: torch.Tensor, keep_ids: list[int], generator: torch.Generator,
-                  cov_scale: float) -> torch.Tensor:
+def resample_rows(
+    weight: torch.Tensor, keep_ids: list[int], generator: torch.Generator, cov_scale: float
+) -> torch.Tensor:
     """New rows from N(mean, cov_scale * covariance) of the existing rows; `keep_ids` rows are kept.
 
     J-Moshi re-initialises its text embeddings this way for a new tokenizer, with cov_scale 1e-5
@@ -226,5 +239,10 @@ def parameter_report(kwargs: dict[str, Any] | None = None, user_dep_q: int = 16)
     check_shapes(shapes_of(cleaned), shapes_of(base), "clean")
     if clean_kwargs != kwargs:
         raise InputError("clean", f"kwargs differ after extend + clean: {clean_kwargs} vs {kwargs}")
-    return {"base": count(shapes_of(base)), "init": count(shapes_of(grown)), "fresh": count(fresh),
-            "clean": count(shapes_of(cleaned)), "added": count(shapes_of(grown)) - count(shapes_of(base))}
+    return {
+        "base": count(shapes_of(base)),
+        "init": count(shapes_of(grown)),
+        "fresh": count(fresh),
+        "clean": count(shapes_of(cleaned)),
+        "added": count(shapes_of(grown)) - count(shapes_of(base)),
+    }

@@ -19,9 +19,18 @@ import torch
 from backend.core.atomic import atomic_path
 
 # safetensors' dtype names (those a moshi checkpoint can hold)
-NAMES = {torch.float64: "F64", torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16",
-         torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-         torch.bool: "BOOL"}
+NAMES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.bfloat16: "BF16",
+    torch.float16: "F16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
 Spec = tuple[torch.dtype, tuple[int, ...]]
 
 
@@ -49,7 +58,9 @@ def write_tensors(file: str | Path, specs: dict[str, Spec], produce: Callable[[s
         for name, (dtype, shape) in specs.items():
             tensor = produce(name)
             if tensor.dtype != dtype or tuple(tensor.shape) != shape:
-                raise ValueError(f"{name}: produced {tensor.dtype} {list(tensor.shape)}, declared {dtype} {list(shape)}")
+                raise ValueError(
+                    f"{name}: produced {tensor.dtype} {list(tensor.shape)}, declared {dtype} {list(shape)}"
+                )
             f.write(memoryview(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()))
     return Path(file)
 
@@ -57,4 +68,3 @@ def write_tensors(file: str | Path, specs: dict[str, Spec], produce: Callable[[s
 def save_tensors(file: str | Path, tensors: dict[str, torch.Tensor]) -> Path:
     """Write a dict of tensors without the serialised second copy `safetensors.save_file` makes."""
     return write_tensors(file, {k: (v.dtype, tuple(v.shape)) for k, v in tensors.items()}, tensors.__getitem__)
-

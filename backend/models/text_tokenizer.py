@@ -35,8 +35,12 @@ def load_spm(path: str | Path) -> spm.SentencePieceProcessor:
 
 
 def piece_kind(sp: spm.SentencePieceProcessor, pid: int) -> str:
-    for kind, test in (("unknown", sp.is_unknown), ("control", sp.is_control), ("byte", sp.is_byte),
-                       ("unused", sp.is_unused)):
+    for kind, test in (
+        ("unknown", sp.is_unknown),
+        ("control", sp.is_control),
+        ("byte", sp.is_byte),
+        ("unused", sp.is_unused),
+    ):
         if test(pid):
             return kind
     return "normal"
@@ -63,7 +67,8 @@ class TokenizerRecord:
 
     def describe(self) -> str:
         return f"tokenizer {self.fingerprint} ({self.vocab_size} pieces, PAD {self.pad_id}, EPAD {self.epad_id}" + (
-            f", {self.file})" if self.file else ")")
+            f", {self.file})" if self.file else ")"
+        )
 
 
 def record_of(sp: spm.SentencePieceProcessor, pad_id: int, epad_id: int, file: str | Path = "") -> TokenizerRecord:
@@ -102,8 +107,9 @@ def model_pad_ids(kwargs: dict[str, Any]) -> tuple[int, int]:
     return int(kwargs.get("existing_text_padding_id", 3)), int(kwargs.get("existing_text_end_padding_id", 0))
 
 
-def check_model(model: str | Path, datasets: dict[str, str | Path | None] | None = None,
-                tokenizer: str | Path | None = None) -> None:
+def check_model(
+    model: str | Path, datasets: dict[str, str | Path | None] | None = None, tokenizer: str | Path | None = None
+) -> None:
     """Before a model meets data (training, continuations) or a tokenizer (chat): refuse (ConfigError) when the
     datasets' recorded tokenizers, the tokenizer file and the model's record disagree, or do not fit the model's
     text card and PAD/EPAD ids. `datasets`: a name per dataset folder ("train_data") and the folder."""
@@ -118,25 +124,34 @@ def check_model(model: str | Path, datasets: dict[str, str | Path | None] | None
     check_agreement(sides, text_card=int(kwargs["text_card"]), model_pad=pads)
 
 
-def check_agreement(what: dict[str, TokenizerRecord | None], text_card: int | None = None,
-                    model_pad: tuple[int, int] | None = None) -> None:
+def check_agreement(
+    what: dict[str, TokenizerRecord | None], text_card: int | None = None, model_pad: tuple[int, int] | None = None
+) -> None:
     """Refuse (ConfigError, naming both sides) when recorded tokenizers differ, when a vocabulary is larger than the
     model's text card, or when PAD/EPAD ids differ from each other's or the model's (`model_pad`: its PAD, EPAD).
     `what`: a name per side ("dataset dataset/", "model models/x", "tokenizer models/t.model") and its record."""
     known = [(name, r) for name, r in what.items() if r is not None]
     for name, r in known:
         if text_card is not None and r.vocab_size > text_card:
-            raise ConfigError(f"{name}: its {r.describe()} has more pieces than the model's text card "
-                              f"({text_card}): ids past it have no embedding (re-initialise a model for it: "
-                              "init --reinit-text-embeddings keeps the card, so the tokenizer must fit it)")
+            raise ConfigError(
+                f"{name}: its {r.describe()} has more pieces than the model's text card "
+                f"({text_card}): ids past it have no embedding (re-initialise a model for it: "
+                "init --reinit-text-embeddings keeps the card, so the tokenizer must fit it)"
+            )
         if model_pad is not None and (r.pad_id, r.epad_id) != model_pad:
-            raise ConfigError(f"{name}: PAD {r.pad_id} / EPAD {r.epad_id}, but the model's are PAD {model_pad[0]} / "
-                              f"EPAD {model_pad[1]} (existing_text_padding_id / existing_text_end_padding_id)")
+            raise ConfigError(
+                f"{name}: PAD {r.pad_id} / EPAD {r.epad_id}, but the model's are PAD {model_pad[0]} / "
+                f"EPAD {model_pad[1]} (existing_text_padding_id / existing_text_end_padding_id)"
+            )
     for (name_a, a), (name_b, b) in zip(known, known[1:]):
         if a.fingerprint != b.fingerprint:
-            raise ConfigError(f"different tokenizers: {name_a} has {a.describe()}, {name_b} has {b.describe()}; text "
-                              "ids of one tokenizer are other words in the other. Use the same tokenizer (tokenize the "
-                              "text again, or re-initialise the model with --reinit-text-embeddings for a new one)")
+            raise ConfigError(
+                f"different tokenizers: {name_a} has {a.describe()}, {name_b} has {b.describe()}; text "
+                "ids of one tokenizer are other words in the other. Use the same tokenizer (tokenize the "
+                "text again, or re-initialise the model with --reinit-text-embeddings for a new one)"
+            )
         if (a.pad_id, a.epad_id) != (b.pad_id, b.epad_id):
-            raise ConfigError(f"{name_a} has PAD {a.pad_id} / EPAD {a.epad_id}, {name_b} PAD {b.pad_id} / EPAD "
-                              f"{b.epad_id}: use the same ids")
+            raise ConfigError(
+                f"{name_a} has PAD {a.pad_id} / EPAD {a.epad_id}, {name_b} PAD {b.pad_id} / EPAD "
+                f"{b.epad_id}: use the same ids"
+            )

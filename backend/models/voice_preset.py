@@ -55,25 +55,33 @@ def read_preset(path: str | Path) -> VoicePreset:
     if not (isinstance(emb, torch.Tensor) and emb.dim() == 4 and emb.shape[1:3] == (1, 1) and emb.shape[0] >= 1):
         raise InputError(path, f"'embeddings' must be [F - 1, 1, 1, dim], got {list(getattr(emb, 'shape', []))}")
     rows = 1 + 2 * NUM_CODEBOOKS
-    if not (isinstance(cache, torch.Tensor) and cache.dim() == 3 and cache.shape[:2] == (1, rows)
-            and cache.shape[2] > _KNOWN_FRAMES):
-        raise InputError(path, f"'cache' must be [1, {rows}, > {_KNOWN_FRAMES}], "
-                               f"got {list(getattr(cache, 'shape', []))}")
+    if not (
+        isinstance(cache, torch.Tensor)
+        and cache.dim() == 3
+        and cache.shape[:2] == (1, rows)
+        and cache.shape[2] > _KNOWN_FRAMES
+    ):
+        raise InputError(
+            path, f"'cache' must be [1, {rows}, > {_KNOWN_FRAMES}], got {list(getattr(cache, 'shape', []))}"
+        )
     frames = emb.shape[0] + 1
     width = cache.shape[2]
     codes = np.full((NUM_CODEBOOKS, frames), ZERO_TOKEN, dtype=np.int64)
     ring = cache[0].long().numpy()
     for f in range(max(frames - _KNOWN_FRAMES, 0), frames):
         codes[0, f] = ring[1, f % width]  # codebook 0: no delay
-        codes[1:, f] = ring[2:1 + NUM_CODEBOOKS, (f + 1) % width]  # acoustic codebooks: one frame late
+        codes[1:, f] = ring[2 : 1 + NUM_CODEBOOKS, (f + 1) % width]  # acoustic codebooks: one frame late
     return VoicePreset(codes=codes, embeddings=emb[:, 0, 0].clone())
 
 
 def check_fits(preset_embeddings: Any, lm: Any, where: str | Path) -> None:
     """The preset was made for an LM of this width (a preset of another model cannot be replayed)."""
     if preset_embeddings.shape[-1] != lm.dim:
-        raise InputError(where, f"a voice preset of an LM with dim {preset_embeddings.shape[-1]}; this model's "
-                                f"dim is {lm.dim}: use the preset's audio, or a preset made with this model")
+        raise InputError(
+            where,
+            f"a voice preset of an LM with dim {preset_embeddings.shape[-1]}; this model's "
+            f"dim is {lm.dim}: use the preset's audio, or a preset made with this model",
+        )
 
 
 def forward_embedding(lm: Any, embedding: Any) -> tuple[Any, Any]:

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from backend.core.errors import ConfigError, InputError
 from backend.models import personaplex
-from backend.models.source import LM_KWARGS, LM_WEIGHTS, MIMI_CONFIG, MIMI_WEIGHTS, is_hub_id, moshi_lm_kwargs, read_lm_kwargs
+from backend.models.source import (
+    LM_KWARGS,
+    LM_WEIGHTS,
+    MIMI_CONFIG,
+    MIMI_WEIGHTS,
+    is_hub_id,
+    moshi_lm_kwargs,
+    read_lm_kwargs,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -29,8 +37,10 @@ def lm_kwargs_of(source: str | Path, fetch: bool = False) -> dict[str, Any]:
     if Path(source).is_dir():
         return read_lm_kwargs(source)
     if not is_hub_id(source):
-        raise ConfigError(f"{source}: neither a model folder ({LM_WEIGHTS} + {LM_KWARGS}) nor a hub repo id "
-                          "such as kyutai/moshiko-pytorch-bf16")
+        raise ConfigError(
+            f"{source}: neither a model folder ({LM_WEIGHTS} + {LM_KWARGS}) nor a hub repo id "
+            "such as kyutai/moshiko-pytorch-bf16"
+        )
     if not fetch:
         return moshi_lm_kwargs()
     from moshi.models import loaders
@@ -74,7 +84,9 @@ def load_mimi(source: str | Path, device: str = "cpu", num_codebooks: int = 8) -
         info = loaders.CheckpointInfo.from_hf_repo(str(source))
         return info.get_mimi(device=device)
     else:
-        raise ConfigError(f"{source}: no such Mimi file or directory (give a directory, a .safetensors file or a hub repo id)")
+        raise ConfigError(
+            f"{source}: no such Mimi file or directory (give a directory, a .safetensors file or a hub repo id)"
+        )
     config = json.loads(cfg_file.read_text()) if cfg_file.exists() else None
     return loaders.get_mimi(weights, mimi_config=config, device=device, num_codebooks=num_codebooks)
 
@@ -92,8 +104,10 @@ def load_lm(source: str | Path, device: str = "cpu", dtype: torch.dtype | None =
     if path.is_dir():
         return loaders.get_moshi_lm(path / LM_WEIGHTS, lm_kwargs=lm_kwargs_of(path), device=device, dtype=dtype)
     if not is_hub_id(source):
-        raise ConfigError(f"{source}: no such model folder (give a folder with {LM_WEIGHTS} + {LM_KWARGS}, or a hub "
-                          "repo id such as kyutai/moshiko-pytorch-bf16)")
+        raise ConfigError(
+            f"{source}: no such model folder (give a folder with {LM_WEIGHTS} + {LM_KWARGS}, or a hub "
+            "repo id such as kyutai/moshiko-pytorch-bf16)"
+        )
     info = loaders.CheckpointInfo.from_hf_repo(str(source))
     return info.get_moshi(device=device, dtype=dtype)
 

@@ -76,22 +76,30 @@ class AccessGate:
 
         host = headers.get("host")
         if not self.access.hosts.allows(host):
-            return await refuse(421, f"this server does not answer to the host name {(host or '')[:100]!r} (a page "
-                                     "on a name pointed at it: DNS rebinding?); if the name is yours, start the "
-                                     "server with --allowed-hosts NAME")
+            return await refuse(
+                421,
+                f"this server does not answer to the host name {(host or '')[:100]!r} (a page "
+                "on a name pointed at it: DNS rebinding?); if the name is yours, start the "
+                "server with --allowed-hosts NAME",
+            )
         origin = headers.get("origin")
         if websocket and not self.access.origins.allows(origin, host):
             # The browser shows the page none of this (a failed handshake is only "closed"): the server's log says it.
-            reason = (f"websocket from a page of origin {(origin or '')[:100]!r} refused; if that page is yours, "
-                      f"start the server with --allowed-origins {(origin or '')[:100]}")
+            reason = (
+                f"websocket from a page of origin {(origin or '')[:100]!r} refused; if that page is yours, "
+                f"start the server with --allowed-origins {(origin or '')[:100]}"
+            )
             print(f"{REALM}: {reason}", file=sys.stderr, flush=True)
             return await refuse(403, reason)
         if not self.access.users or self._from_cookie(headers) is not None:
             return await self.app(scope, receive, send)
         user = self._from_basic(headers)
         if user is None:
-            return await refuse(401, "log in (user and password from the server's auth file)",
-                                {"WWW-Authenticate": f'Basic realm="{REALM}"'})
+            return await refuse(
+                401,
+                "log in (user and password from the server's auth file)",
+                {"WWW-Authenticate": f'Basic realm="{REALM}"'},
+            )
         if websocket:
             return await self.app(scope, receive, send)
         secure = "; Secure" if scope.get("scheme") == "https" else ""

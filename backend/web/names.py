@@ -70,8 +70,10 @@ def host_rule(bind: str, allowed: Iterable[str]) -> HostRule:
     for entry in allowed:
         name = host_name(entry)
         if not name or ANY_ORIGIN in name or "/" in name:
-            raise ConfigError(f"allowed_hosts: {entry[:80]!r} is not a host name (give names such as "
-                              "studio.example.org, without scheme, path or wildcard)")
+            raise ConfigError(
+                f"allowed_hosts: {entry[:80]!r} is not a host name (give names such as "
+                "studio.example.org, without scheme, path or wildcard)"
+            )
         names.add(name)
     bind_name = host_name(bind)
     wildcard = bind_name in WILDCARD_BINDS
@@ -91,8 +93,15 @@ def normal_origin(origin: str) -> str | None:
         port = parts.port
     except ValueError:
         return None
-    if parts.scheme not in DEFAULT_PORTS or not parts.hostname or parts.username or parts.password \
-            or parts.path not in ("", "/") or parts.query or parts.fragment:
+    if (
+        parts.scheme not in DEFAULT_PORTS
+        or not parts.hostname
+        or parts.username
+        or parts.password
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
         return None
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, DEFAULT_PORTS[parts.scheme]) else "")
@@ -117,13 +126,17 @@ def origin_rule(bind: str, allowed: Iterable[str]) -> OriginRule:
     for entry in allowed:
         if entry.strip() == ANY_ORIGIN:
             if not is_loopback(host_name(bind)):
-                raise ConfigError(f"allowed_origins: '*' (any web page) only on a loopback bind, not with --host "
-                                  f"{bind}: list the origins of the clients you use, e.g. https://client.example")
+                raise ConfigError(
+                    f"allowed_origins: '*' (any web page) only on a loopback bind, not with --host "
+                    f"{bind}: list the origins of the clients you use, e.g. https://client.example"
+                )
             origins.add(ANY_ORIGIN)
             continue
         origin = normal_origin(entry)
         if origin is None:
-            raise ConfigError(f"allowed_origins: {entry[:80]!r} is not an origin (scheme://host[:port], such as "
-                              "https://client.example or http://localhost:5173)")
+            raise ConfigError(
+                f"allowed_origins: {entry[:80]!r} is not an origin (scheme://host[:port], such as "
+                "https://client.example or http://localhost:5173)"
+            )
         origins.add(origin)
     return OriginRule(frozenset(origins))

@@ -11,6 +11,8 @@ from backend.core.errors import ConfigError
 
 def client_files(folder: Path) -> StaticFiles:
     if not (folder / "index.html").is_file():
-        raise ConfigError(f"{folder}: not a built web client (no index.html); build Kyutai's client (`npm run build` "
-                          "in its client/ folder) and give its dist/ folder")
+        raise ConfigError(
+            f"{folder}: not a built web client (no index.html); build Kyutai's client (`npm run build` "
+            "in its client/ folder) and give its dist/ folder"
+        )
     return StaticFiles(directory=folder, html=True)

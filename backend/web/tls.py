@@ -19,8 +19,9 @@ def check_tls(certfile: Path | None, keyfile: Path | None) -> None:
     try:
         ssl.create_default_context(cafile=str(certfile))
     except ssl.SSLError:
-        raise ConfigError(f"{certfile}: not a PEM certificate (--ssl-certfile; expected a "
-                          "'-----BEGIN CERTIFICATE-----' block)") from None
+        raise ConfigError(
+            f"{certfile}: not a PEM certificate (--ssl-certfile; expected a '-----BEGIN CERTIFICATE-----' block)"
+        ) from None
     except OSError as e:
         raise ConfigError(f"{certfile}: cannot read the certificate ({e.strerror})") from None
     try:
@@ -29,7 +30,9 @@ def check_tls(certfile: Path | None, keyfile: Path | None) -> None:
     except ssl.SSLError as e:
         if "KEY_VALUES_MISMATCH" in str(e):
             raise ConfigError(f"{keyfile}: this private key does not belong to the certificate {certfile}") from None
-        raise ConfigError(f"{keyfile}: not an unencrypted PEM private key (--ssl-keyfile; expected a "
-                          "'-----BEGIN PRIVATE KEY-----' block without a passphrase)") from None
+        raise ConfigError(
+            f"{keyfile}: not an unencrypted PEM private key (--ssl-keyfile; expected a "
+            "'-----BEGIN PRIVATE KEY-----' block without a passphrase)"
+        ) from None
     except OSError as e:
         raise ConfigError(f"{keyfile}: cannot read the private key ({e.strerror})") from None

@@ -51,7 +51,7 @@ class InputStream(_Stream):
 
     def _block(self) -> None:
         block = np.zeros((self.blocksize, self.channels), np.float32)
-        part = self.audio[self.pos: self.pos + self.blocksize]
+        part = self.audio[self.pos : self.pos + self.blocksize]
         block[: len(part)] = part
         self.pos += self.blocksize
         self.callback(block, self.blocksize, None, None)

@@ -84,8 +84,9 @@ def share_stretches(turns: Sequence[Turn], stretches: Sequence[Interval]) -> lis
     return taken
 
 
-def turn_windows(turns: Sequence[Turn], own: Ownership | None, duration: float,
-                 margin: float = MARGIN) -> list[Interval | None]:
+def turn_windows(
+    turns: Sequence[Turn], own: Ownership | None, duration: float, margin: float = MARGIN
+) -> list[Interval | None]:
     """Each turn's window of its channel (seconds); see the module docstring. `own` is needed only for turns
     without given times."""
     if all(t.span is not None for t in turns):
@@ -94,23 +95,29 @@ def turn_windows(turns: Sequence[Turn], own: Ownership | None, duration: float,
         if own is None:
             raise ValueError("turns without times need the channel's ownership")
         stretches = own.regions(bridge=STRETCH_BRIDGE, pad=0.0, duration=duration)
-        spans = [None if r is None else (stretches[r[0]][0], stretches[r[1]][1])
-                 for r in share_stretches(turns, stretches)]
+        spans = [
+            None if r is None else (stretches[r[0]][0], stretches[r[1]][1]) for r in share_stretches(turns, stretches)
+        ]
     windows: list[Interval | None] = []
     for i, span in enumerate(spans):
         if span is None:
             windows.append(None)
             continue
         before = max((s[1] for s in spans[:i] if s is not None), default=0.0)
-        after = min((s[0] for s in spans[i + 1:] if s is not None), default=duration)
+        after = min((s[0] for s in spans[i + 1 :] if s is not None), default=duration)
         lo = max(0.0, span[0] - margin, min(before, span[0]))
         hi = min(duration, span[1] + margin, max(after, span[1]))
         windows.append((lo, hi) if hi > lo else None)
     return windows
 
 
-def align_turns(engine: Engine, cut: Callable[[float, float], np.ndarray], turns: Sequence[Turn],
-                windows: Sequence[Interval | None], tick: Tick | None = None) -> ChannelAlignment:
+def align_turns(
+    engine: Engine,
+    cut: Callable[[float, float], np.ndarray],
+    turns: Sequence[Turn],
+    windows: Sequence[Interval | None],
+    tick: Tick | None = None,
+) -> ChannelAlignment:
     """Align each turn in its window; `cut(start, end)` gives the channel's audio of [start, end] seconds at the
     engine's rate, ready for it. A turn left without a window gets a second chance in the window of a neighbour
     that failed in it: a line of words nobody said may have taken the stretch of the line next to it."""
@@ -139,6 +146,12 @@ def align_turns(engine: Engine, cut: Callable[[float, float], np.ndarray], turns
     for turn, window, got in zip(turns, windows, results):
         placed += got if got is not None else [None] * len(turn.words)
         if got is None:
-            failed.append((turn, "no speech of this turn found on its channel" if window is None else
-                           f"the words could not be aligned to {window[0]:.2f}-{window[1]:.2f} s"))
+            failed.append(
+                (
+                    turn,
+                    "no speech of this turn found on its channel"
+                    if window is None
+                    else f"the words could not be aligned to {window[0]:.2f}-{window[1]:.2f} s",
+                )
+            )
     return ChannelAlignment(placed, failed)

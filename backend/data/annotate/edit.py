@@ -113,8 +113,13 @@ class TranscriptEditor:
         a, b = sorted((self._index(i), self._index(j)), key=lambda w: w.start)
         if i == j or a.speaker != b.speaker:
             raise EditError("merge needs two different words of the same speaker")
-        new = AnnotatedWord(a.speaker, _text(text if text is not None else f"{a.word} {b.word}"),
-                            min(a.start, b.start), max(a.end, b.end), 1.0)
+        new = AnnotatedWord(
+            a.speaker,
+            _text(text if text is not None else f"{a.word} {b.word}"),
+            min(a.start, b.start),
+            max(a.end, b.end),
+            1.0,
+        )
         rest = [w for w in self.words if w is not a and w is not b]
         return self._commit([*rest, new], new)  # type: ignore[return-value]
 
@@ -124,7 +129,7 @@ class TranscriptEditor:
         self._commit([dataclasses.replace(w, speaker=flip[w.speaker]) for w in self.words], None)
 
     def _replace(self, i: int, new: list[AnnotatedWord], focus: AnnotatedWord | None) -> int:
-        return self._commit(self.words[:i] + new + self.words[i + 1:], focus)  # type: ignore[return-value]
+        return self._commit(self.words[:i] + new + self.words[i + 1 :], focus)  # type: ignore[return-value]
 
     def undo(self) -> bool:
         """Take back the last edit; False when there is none."""
@@ -148,8 +153,10 @@ class TranscriptEditor:
         file is checked by the importer's rules before it replaces the old one: a save never writes a transcript
         that would fail validation (nor one without words, which no stage could use)."""
         if not self.words:
-            raise EditError(f"{self.path.name}: not saved, no words are left; insert one, or tick Exclude to "
-                            "leave the dialogue out of the dataset")
+            raise EditError(
+                f"{self.path.name}: not saved, no words are left; insert one, or tick Exclude to "
+                "leave the dialogue out of the dataset"
+            )
         text = self.to_json()
         keep_original(self.path)
         with atomic_path(self.path) as tmp:
@@ -201,6 +208,7 @@ def _confidence(value: object) -> float:
 
 
 # ---------------------------------------------------------------------- dialogue-level flags
+
 
 def exclude_path(audio: Path) -> Path:
     return audio.with_suffix(EXCLUDE_SUFFIX)

@@ -13,7 +13,6 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-
 Tick = Callable[[float], None]  # the share of a channel's work done, called as it moves
 
 

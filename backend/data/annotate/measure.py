@@ -7,8 +7,14 @@ from backend.data.annotate.sphinx import dictionary_form
 # One spelling per word for scoring: an engine writes a word as its language model does (pocketsphinx's en-us
 # model says "neighbor" and "okay"), which is no recognition error. Spelling variants only: homophones such as
 # "two" and "to" stay different words.
-SPELLINGS = {"neighbour": "neighbor", "colour": "color", "favourite": "favorite", "centre": "center",
-             "theatre": "theater", "ok": "okay"}
+SPELLINGS = {
+    "neighbour": "neighbor",
+    "colour": "color",
+    "favourite": "favorite",
+    "centre": "center",
+    "theatre": "theater",
+    "ok": "okay",
+}
 
 
 def scoring_form(word: str) -> str:

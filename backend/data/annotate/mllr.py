@@ -41,7 +41,7 @@ def features(cepstra: np.ndarray) -> np.ndarray:
     n = len(c)
 
     def shifted(k: int) -> np.ndarray:
-        return padded[3 + k: 3 + k + n]
+        return padded[3 + k : 3 + k + n]
 
     return np.stack([c, shifted(2) - shifted(-2), (shifted(3) - shifted(-1)) - (shifted(1) - shifted(-3))], axis=1)
 
@@ -57,13 +57,16 @@ class MllrStatistics:
 
     def add(self, feats: np.ndarray, states: list[tuple[int, str, int]]) -> None:
         """feats [T, streams, dim]; states: (frame, CI phone, senone) of aligned frames."""
-        rows = [(t, self.model.codebooks[p], s) for t, p, s in states
-                if t < len(feats) and p in self.model.codebooks and p not in _NOT_SPEECH]
+        rows = [
+            (t, self.model.codebooks[p], s)
+            for t, p, s in states
+            if t < len(feats) and p in self.model.codebooks and p not in _NOT_SPEECH
+        ]
         if not rows:
             return
         frame, codebook, senone = (np.array(column) for column in zip(*rows))
         for a in range(0, len(frame), _CHUNK):
-            t, cb, sen = frame[a:a + _CHUNK], codebook[a:a + _CHUNK], senone[a:a + _CHUNK]
+            t, cb, sen = frame[a : a + _CHUNK], codebook[a : a + _CHUNK], senone[a : a + _CHUNK]
             o = feats[t][:, :, None, :]  # [n, stream, 1, dim]
             mu, var = self.model.means[cb], self.model.variances[cb]  # [n, stream, density, dim]
             log_like = -0.5 * (((o - mu) ** 2) / var + np.log(var)).sum(-1)

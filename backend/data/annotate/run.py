@@ -57,35 +57,55 @@ ALIGNING_MODES = ("align", "realign")
 
 @dataclass
 class AnnotateConfig:
-    input: Path = option(Path("workspace/raw"), "folder of stereo recordings <name>.wav|flac|ogg; a <name>.txt "
-                                                "beside one (lines 'A: ...' / 'B: ...') selects alignment mode")
+    input: Path = option(
+        Path("workspace/raw"),
+        "folder of stereo recordings <name>.wav|flac|ogg; a <name>.txt "
+        "beside one (lines 'A: ...' / 'B: ...') selects alignment mode",
+    )
     output: Path | None = option(None, "folder for <name>.json (default: the input folder, next to the audio)")
     mode: Literal["auto", "asr", "align", "realign"] = option(
-        "auto", "asr: find the words; align: place the words of <name>.txt; realign: refine the times of the "
-                "transcript <name>.json beside the audio; auto: align where a .txt exists, realign where your "
-                "transcript exists, asr elsewhere")
+        "auto",
+        "asr: find the words; align: place the words of <name>.txt; realign: refine the times of the "
+        "transcript <name>.json beside the audio; auto: align where a .txt exists, realign where your "
+        "transcript exists, asr elsewhere",
+    )
     engine: Literal["pocketsphinx", "faster-whisper", "whisper"] = option(
-        "pocketsphinx", "recogniser: pocketsphinx (English, offline, inside its wheel; ASR and alignment), "
-                        "faster-whisper (CTranslate2 Whisper, for real recordings; ASR only) or whisper "
-                        "(transformers, any Hugging Face Whisper checkpoint; ASR only)")
-    whisper_model: str = option("", "Whisper model: a hub id (faster-whisper: Systran/faster-whisper-small; "
-                                    "whisper: openai/whisper-small) or a local folder")
+        "pocketsphinx",
+        "recogniser: pocketsphinx (English, offline, inside its wheel; ASR and alignment), "
+        "faster-whisper (CTranslate2 Whisper, for real recordings; ASR only) or whisper "
+        "(transformers, any Hugging Face Whisper checkpoint; ASR only)",
+    )
+    whisper_model: str = option(
+        "",
+        "Whisper model: a hub id (faster-whisper: Systran/faster-whisper-small; "
+        "whisper: openai/whisper-small) or a local folder",
+    )
     language: str = option("", "Whisper's language code (en, ja, ...); empty: detected per stretch")
     device: str = option("cpu", "device for Whisper (cpu, cuda, cuda:1); faster-whisper: int8 on cpu, float16 on cuda")
     vad: bool = option(True, "faster-whisper: its VAD filter inside each stretch of own speech")
-    format: Literal["jmoshi", "kyutai"] = option("jmoshi", "output: J-Moshi's flat word list or Kyutai's "
-                                                           "alignments object")
+    format: Literal["jmoshi", "kyutai"] = option(
+        "jmoshi", "output: J-Moshi's flat word list or Kyutai's alignments object"
+    )
     voice_dbfs: float = option(-45.0, "a 10 ms frame at this level or louder carries voice")
-    crosstalk_db: float = option(12.0, "a frame is the other speaker's when their channel is louder by more "
-                                      "than this many dB", ge=0)
-    min_support: float = option(0.5, "ASR mode drops a word when less than this share of its audible frames "
-                                     "are its own channel's", ge=0, le=1)
-    margin: float = option(MARGIN, "alignment: seconds of audio each side of a turn's window (re-alignment: "
-                                   "around its given times)", ge=0)
-    adapt: bool = option(True, "pocketsphinx ASR: decode each channel twice, the second time with the acoustic "
-                               "model adapted to its speaker (MLLR); fewer errors for about twice the compute")
-    overwrite: bool = option(False, "redo dialogues annotated already, and replace transcripts annotate did not "
-                                    "make (the first version kept as <name>.original.json)")
+    crosstalk_db: float = option(
+        12.0, "a frame is the other speaker's when their channel is louder by more than this many dB", ge=0
+    )
+    min_support: float = option(
+        0.5, "ASR mode drops a word when less than this share of its audible frames are its own channel's", ge=0, le=1
+    )
+    margin: float = option(
+        MARGIN, "alignment: seconds of audio each side of a turn's window (re-alignment: around its given times)", ge=0
+    )
+    adapt: bool = option(
+        True,
+        "pocketsphinx ASR: decode each channel twice, the second time with the acoustic "
+        "model adapted to its speaker (MLLR); fewer errors for about twice the compute",
+    )
+    overwrite: bool = option(
+        False,
+        "redo dialogues annotated already, and replace transcripts annotate did not "
+        "make (the first version kept as <name>.original.json)",
+    )
 
 
 @dataclass
@@ -123,14 +143,19 @@ class AnnotateSummary(ShareSummary):  # written and skipped (done already) hold 
         def joined(key: str) -> dict:
             return dict(sorted(kv for p in parts for kv in getattr(p, key).items()))
 
-        return super().merge(parts, compute_seconds=sum(p.compute_seconds for p in parts), modes=joined("modes"),
-                             kept=joined("kept"), failed_turns=joined("failed_turns"), **figures)
+        return super().merge(
+            parts,
+            compute_seconds=sum(p.compute_seconds for p in parts),
+            modes=joined("modes"),
+            kept=joined("kept"),
+            failed_turns=joined("failed_turns"),
+            **figures,
+        )
 
     def line(self) -> str:
         rtf = self.compute_seconds / self.audio_seconds if self.audio_seconds else 0.0
         kept = f", {len(self.kept)} kept as they are" if self.kept else ""
-        return (f"{self.counts()}{kept} ({self.audio_seconds:.1f} s of audio, real-time factor {rtf:.2f} in CPU "
-                f"time)")
+        return f"{self.counts()}{kept} ({self.audio_seconds:.1f} s of audio, real-time factor {rtf:.2f} in CPU time)"
 
     def report(self) -> list[tuple[bool, str]]:
         """(is a problem, line) per dialogue: the mode and why, the failed turns, the kept transcripts, the
@@ -176,13 +201,17 @@ def _channel(x: np.ndarray, engine: Engine) -> np.ndarray:
     return soxr.resample(x, SAMPLE_RATE, engine.sample_rate).astype(np.float32)
 
 
-def _transcribe_channel(engine: Engine, x: np.ndarray, own: Ownership, duration: float,
-                        tick: Tick | None = None) -> list[TimedWord]:
+def _transcribe_channel(
+    engine: Engine, x: np.ndarray, own: Ownership, duration: float, tick: Tick | None = None
+) -> list[TimedWord]:
     """Words of the stretches of own speech (the rest is the other speaker's or silence)."""
     regions = own.regions(bridge=engine.bridge, pad=0.2, duration=duration)
-    pieces = [_channel(x[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)], engine) for start, end in regions]
-    return [TimedWord(w.word, w.start + start, w.end + start, w.confidence)
-            for (start, _), found in zip(regions, engine.transcribe(pieces, tick) if pieces else []) for w in found]
+    pieces = [_channel(x[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)], engine) for start, end in regions]
+    return [
+        TimedWord(w.word, w.start + start, w.end + start, w.confidence)
+        for (start, _), found in zip(regions, engine.transcribe(pieces, tick) if pieces else [])
+        for w in found
+    ]
 
 
 def fill_unplaced(placed: list[TimedWord | None], words: list[str], duration: float) -> list[TimedWord]:
@@ -212,13 +241,25 @@ def _given_times(placed: list[TimedWord | None], turns: list[Turn]) -> list[Time
     return [p if p is not None else g for p, g in zip(placed, given)]
 
 
-def _align_channel(engine: Engine, x: np.ndarray, own: Ownership, turns: list[Turn], cfg: AnnotateConfig,
-                   duration: float, tick: Tick | None) -> tuple[list[TimedWord], list[tuple[Turn, str]], int]:
+def _align_channel(
+    engine: Engine,
+    x: np.ndarray,
+    own: Ownership,
+    turns: list[Turn],
+    cfg: AnnotateConfig,
+    duration: float,
+    tick: Tick | None,
+) -> tuple[list[TimedWord], list[tuple[Turn, str]], int]:
     """One speaker's turns placed on their channel (align.py): the words, the failed turns, the unplaced count."""
     quiet = suppress_foreign(x, SAMPLE_RATE, own)
     windows = turn_windows(turns, own, duration, cfg.margin)
-    result = align_turns(engine, lambda lo, hi: _channel(quiet[int(lo * SAMPLE_RATE): int(hi * SAMPLE_RATE)], engine),
-                         turns, windows, tick)
+    result = align_turns(
+        engine,
+        lambda lo, hi: _channel(quiet[int(lo * SAMPLE_RATE) : int(hi * SAMPLE_RATE)], engine),
+        turns,
+        windows,
+        tick,
+    )
     placed = result.placed
     if all(t.times is not None for t in turns):
         placed = _given_times(placed, turns)
@@ -226,8 +267,15 @@ def _align_channel(engine: Engine, x: np.ndarray, own: Ownership, turns: list[Tu
     return fill_unplaced(placed, said, duration), result.failed, sum(p is None for p in result.placed)
 
 
-def annotate_audio(engine: Engine, audio: np.ndarray, cfg: AnnotateConfig, turns: list[Turn] | None = None,
-                   name: str = "", progress: Progress | None = None, why: str = "") -> DialogueAnnotation:
+def annotate_audio(
+    engine: Engine,
+    audio: np.ndarray,
+    cfg: AnnotateConfig,
+    turns: list[Turn] | None = None,
+    name: str = "",
+    progress: Progress | None = None,
+    why: str = "",
+) -> DialogueAnnotation:
     """Annotate float [2, N] audio at 24 kHz: ASR mode without `turns`, alignment mode with them (re-alignment
     when they carry given times). `progress` moves with each stretch of speech decoded or turn aligned (a minute
     of audio takes minutes on a busy CPU). `why`: how the mode was chosen, for the sidecar."""
@@ -249,41 +297,63 @@ def annotate_audio(engine: Engine, audio: np.ndarray, cfg: AnnotateConfig, turns
             if not mine:
                 continue
             found, failed_here, missed = _align_channel(engine, x, own, mine, cfg, duration, tick)
-            failed += [{"speaker": speaker, "turn": t.label(), "words": len(t.words), "reason": why_failed}
-                       for t, why_failed in failed_here]
+            failed += [
+                {"speaker": speaker, "turn": t.label(), "words": len(t.words), "reason": why_failed}
+                for t, why_failed in failed_here
+            ]
             unplaced += missed
         for w in found:
             support = own.support(w.start, w.end)
             if turns is None and support < cfg.min_support:
-                dropped.append({"speaker": speaker, "word": w.word, "start": round(w.start, 3),
-                                "end": round(w.end, 3), "support": round(support, 3)})
+                dropped.append(
+                    {
+                        "speaker": speaker,
+                        "word": w.word,
+                        "start": round(w.start, 3),
+                        "end": round(w.end, 3),
+                        "support": round(support, 3),
+                    }
+                )
                 continue
-            words.append(AnnotatedWord(speaker, w.word, round(w.start, 3), round(w.end, 3),
-                                       round(w.confidence * support, 3)))
+            words.append(
+                AnnotatedWord(speaker, w.word, round(w.start, 3), round(w.end, 3), round(w.confidence * support, 3))
+            )
     if turns is not None and len(failed) == len(turns):
-        raise InputError(None, f"none of the {len(turns)} turns could be aligned (first: {failed[0]['turn']}: "
-                               f"{failed[0]['reason']})")
+        raise InputError(
+            None, f"none of the {len(turns)} turns could be aligned (first: {failed[0]['turn']}: {failed[0]['reason']})"
+        )
     words.sort(key=lambda w: (w.start, w.speaker))
-    return DialogueAnnotation(name, mode, why, engine.describe(), words, dropped, failed, unplaced, duration,
-                              time.process_time() - started)
+    return DialogueAnnotation(
+        name, mode, why, engine.describe(), words, dropped, failed, unplaced, duration, time.process_time() - started
+    )
 
 
 def transcript_json(words: list[AnnotatedWord], fmt: Literal["jmoshi", "kyutai"]) -> object:
     """Format A (with a confidence per word) or format B (confidences in a parallel list)."""
     if fmt == "jmoshi":
         return [asdict(w) for w in words]
-    return {"alignments": [[w.word, [w.start, w.end], KYUTAI_LABELS[w.speaker]] for w in words],
-            "confidence": [w.confidence for w in words]}
+    return {
+        "alignments": [[w.word, [w.start, w.end], KYUTAI_LABELS[w.speaker]] for w in words],
+        "confidence": [w.confidence for w in words],
+    }
 
 
 def write_annotation(result: DialogueAnnotation, cfg: AnnotateConfig, folder: Path) -> Path:
     """The sidecar first, the transcript last (`annotated` checks that order); a transcript annotate did not make
     is copied to `<name>.original.json` before it is replaced."""
-    record = {"name": result.name, "mode": result.mode, "mode_chosen_because": result.why, "engine": result.engine,
-              "words": len(result.words), "dropped_crosstalk": result.dropped, "failed_turns": result.failed_turns,
-              "unplaced": result.unplaced, "audio_seconds": round(result.audio_seconds, 3),
-              "real_time_factor": round(result.compute_seconds / max(result.audio_seconds, 1e-9), 4),
-              "config": config.to_dict(cfg)}
+    record = {
+        "name": result.name,
+        "mode": result.mode,
+        "mode_chosen_because": result.why,
+        "engine": result.engine,
+        "words": len(result.words),
+        "dropped_crosstalk": result.dropped,
+        "failed_turns": result.failed_turns,
+        "unplaced": result.unplaced,
+        "audio_seconds": round(result.audio_seconds, 3),
+        "real_time_factor": round(result.compute_seconds / max(result.audio_seconds, 1e-9), 4),
+        "config": config.to_dict(cfg),
+    }
     target = folder / f"{result.name}.json"
     sidecar = folder / f"{result.name}{ANNOTATION_SUFFIX}"
     if target.exists() and not sidecar.exists():
@@ -303,8 +373,11 @@ def annotated(folder: Path, name: str) -> bool:
 def recordings(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no such folder")
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_EXTENSIONS)
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_EXTENSIONS
+    )
 
 
 @dataclass(frozen=True)
@@ -341,8 +414,11 @@ def plan(path: Path, cfg: AnnotateConfig, out: Path) -> Plan:
             return Plan(None, f"{target} was not made by annotate; {advice}")
         raise InputError(target, f"was not made by annotate: not replaced; {advice}")
     if mode in ALIGNING_MODES and cfg.engine != "pocketsphinx":
-        raise InputError(path, f"mode {mode} needs --engine pocketsphinx (Whisper cannot place known words); "
-                               f"use --mode asr to transcribe instead")
+        raise InputError(
+            path,
+            f"mode {mode} needs --engine pocketsphinx (Whisper cannot place known words); "
+            f"use --mode asr to transcribe instead",
+        )
     return Plan(mode, why)
 
 
@@ -355,8 +431,9 @@ def load_turns(path: Path, mode: Mode) -> list[Turn] | None:
     return None
 
 
-def annotate_folder(cfg: AnnotateConfig, progress: Progress | None = None, engine: Engine | None = None,
-                    shard: tuple[int, int] = (0, 1)) -> AnnotateSummary:
+def annotate_folder(
+    cfg: AnnotateConfig, progress: Progress | None = None, engine: Engine | None = None, shard: tuple[int, int] = (0, 1)
+) -> AnnotateSummary:
     """Annotate the recordings of `cfg.input` as `plan` decides; see the module docstring. `shard` = (rank, world)
     of a distributed run (backend.dataset.preprocess): only this rank's share of the recordings."""
     _check_engine(cfg)  # the settings' problems before any file's
@@ -391,8 +468,13 @@ def annotate_folder(cfg: AnnotateConfig, progress: Progress | None = None, engin
         try:
             turns = load_turns(path, p.mode)  # type: ignore[arg-type]
             audio, _ = load_stereo(path)
-            step = None if progress is None else (
-                lambda f, m, i=i, name=path.name: progress((i + f) / len(todo), f"{i + 1}/{len(todo)}: {name}, {m}"))
+            step = (
+                None
+                if progress is None
+                else (
+                    lambda f, m, i=i, name=path.name: progress((i + f) / len(todo), f"{i + 1}/{len(todo)}: {name}, {m}")
+                )
+            )
             result = annotate_audio(engine, audio, cfg, turns, path.stem, step, p.why)  # type: ignore[arg-type]
             write_annotation(result, cfg, out)
         except StudioError as e:
@@ -405,14 +487,18 @@ def annotate_folder(cfg: AnnotateConfig, progress: Progress | None = None, engin
         summary.audio_seconds += result.audio_seconds
         summary.compute_seconds += result.compute_seconds
     if progress:
-        progress(1.0, f"{len(summary.written)} written, {len(summary.skipped)} already done, "
-                      f"{len(summary.failed)} failed")
+        progress(
+            1.0, f"{len(summary.written)} written, {len(summary.skipped)} already done, {len(summary.failed)} failed"
+        )
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = config.cli_parser(AnnotateConfig, "Transcribe or align stereo recordings into word-timed "
-                                               "transcripts (<name>.json); dialogues already done are skipped.")
+    parser = config.cli_parser(
+        AnnotateConfig,
+        "Transcribe or align stereo recordings into word-timed "
+        "transcripts (<name>.json); dialogues already done are skipped.",
+    )
     try:
         cfg = config.from_cli(AnnotateConfig, parser.parse_args(argv))
         check_config(cfg)

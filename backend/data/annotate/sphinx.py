@@ -64,8 +64,12 @@ class PocketsphinxEngine:
         self._cepstra = tempfile.TemporaryDirectory(prefix="pocketsphinx-") if adapt else None
 
     def describe(self) -> dict:
-        return {"engine": self.name, "model": "en-us (inside the pocketsphinx wheel)",
-                "version": version("pocketsphinx"), "speaker_adaptation": "mllr" if self.adapt else "none"}
+        return {
+            "engine": self.name,
+            "model": "en-us (inside the pocketsphinx wheel)",
+            "version": version("pocketsphinx"),
+            "speaker_adaptation": "mllr" if self.adapt else "none",
+        }
 
     @staticmethod
     def _decoder(**options):  # type: ignore[no-untyped-def]
@@ -96,8 +100,12 @@ class PocketsphinxEngine:
 
     @staticmethod
     def _timed(seg, word: str) -> TimedWord:  # type: ignore[no-untyped-def]
-        return TimedWord(word, seg.start_frame / FRAMES_PER_SECOND, (seg.end_frame + 1) / FRAMES_PER_SECOND,
-                         float(min(1.0, max(0.0, seg.prob))))
+        return TimedWord(
+            word,
+            seg.start_frame / FRAMES_PER_SECOND,
+            (seg.end_frame + 1) / FRAMES_PER_SECOND,
+            float(min(1.0, max(0.0, seg.prob))),
+        )
 
     def _logged_cepstra(self) -> np.ndarray:
         """The cepstra of the utterance just decoded (utterance ids count up); the files are removed once read."""
@@ -119,11 +127,20 @@ class PocketsphinxEngine:
             self._decode(aligner, audio)
         except (RuntimeError, InputError):
             return []
-        return [(t, phone.name, int(state.name)) for word in aligner.get_alignment() for phone in word
-                for state in phone for t in range(state.start, state.start + state.duration)]
+        return [
+            (t, phone.name, int(state.name))
+            for word in aligner.get_alignment()
+            for phone in word
+            for state in phone
+            for t in range(state.start, state.start + state.duration)
+        ]
 
-    def _adapted_decoder(self, pieces: list[np.ndarray], found: list[list],  # type: ignore[no-untyped-def]
-                         cepstra: list[np.ndarray]):
+    def _adapted_decoder(
+        self,
+        pieces: list[np.ndarray],
+        found: list[list],  # type: ignore[no-untyped-def]
+        cepstra: list[np.ndarray],
+    ):
         """A decoder whose means are adapted to the speaker of `pieces`, given the words found in them and the
         cepstra they were found in; None when no frame could be aligned."""
         stats = MllrStatistics(load_model())
@@ -168,7 +185,7 @@ class PocketsphinxEngine:
         # ends early (a partial path): keep the words placed and align the rest on the audio after them.
         while known:
             text = " ".join(forms[i] for i in known)
-            piece = audio[offset * self.sample_rate // FRAMES_PER_SECOND:]
+            piece = audio[offset * self.sample_rate // FRAMES_PER_SECOND :]
             if not piece.size:
                 break
             segs: list = []
@@ -188,8 +205,9 @@ class PocketsphinxEngine:
                 break
             for i, seg in zip(known, segs):
                 w = self._timed(seg, words[i])
-                out[i] = TimedWord(w.word, w.start + offset / FRAMES_PER_SECOND, w.end + offset / FRAMES_PER_SECOND,
-                                   w.confidence)
+                out[i] = TimedWord(
+                    w.word, w.start + offset / FRAMES_PER_SECOND, w.end + offset / FRAMES_PER_SECOND, w.confidence
+                )
             offset += segs[-1].end_frame + 1
-            known = known[len(segs):]
+            known = known[len(segs) :]
         return out

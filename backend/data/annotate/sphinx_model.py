@@ -38,8 +38,10 @@ def model_folder() -> Path:
 
 
 def _unexpected(path: Path, problem: str) -> StudioError:
-    return StudioError(f"{path}: {problem}; speaker adaptation reads pocketsphinx's en-us model files as the "
-                       f"pocketsphinx 5 wheel ships them")
+    return StudioError(
+        f"{path}: {problem}; speaker adaptation reads pocketsphinx's en-us model files as the "
+        f"pocketsphinx 5 wheel ships them"
+    )
 
 
 def _gaussians(path: Path) -> np.ndarray:

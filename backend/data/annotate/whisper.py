@@ -33,15 +33,20 @@ class WhisperEngine:
 
         self.model, self.language = model, language
         try:
-            self._pipe = pipeline("automatic-speech-recognition", model=model, device=device,
-                                  chunk_length_s=CHUNK_SECONDS)
+            self._pipe = pipeline(
+                "automatic-speech-recognition", model=model, device=device, chunk_length_s=CHUNK_SECONDS
+            )
         except (OSError, ValueError) as e:
             where = "local folder" if Path(model).exists() else "model id or folder"
             raise ConfigError(f"whisper_model: cannot load Whisper from the {where} {model!r} ({e})") from None
 
     def describe(self) -> dict:
-        return {"engine": self.name, "model": self.model, "language": self.language,
-                "version": f"transformers {version('transformers')}"}
+        return {
+            "engine": self.name,
+            "model": self.model,
+            "language": self.language,
+            "version": f"transformers {version('transformers')}",
+        }
 
     def transcribe(self, pieces: list[np.ndarray], tick: Tick | None = None) -> list[list[TimedWord]]:
         found = []
@@ -54,8 +59,11 @@ class WhisperEngine:
     def _transcribe_one(self, audio: np.ndarray) -> list[TimedWord]:
         duration = len(audio) / self.sample_rate
         kwargs = {"language": self.language, "task": "transcribe"} if self.language else {}
-        out = self._pipe({"raw": audio.astype(np.float32), "sampling_rate": self.sample_rate},
-                         return_timestamps="word", generate_kwargs=kwargs)
+        out = self._pipe(
+            {"raw": audio.astype(np.float32), "sampling_rate": self.sample_rate},
+            return_timestamps="word",
+            generate_kwargs=kwargs,
+        )
         words = []
         for chunk in out.get("chunks", []):
             text = chunk["text"].strip()

@@ -39,21 +39,35 @@ class FasterWhisperEngine:
         try:
             from faster_whisper import WhisperModel
         except ImportError:
-            raise ConfigError("engine faster-whisper: the faster-whisper package is not installed "
-                              "(pip install 'moshi-studio[faster-whisper]')") from None
+            raise ConfigError(
+                "engine faster-whisper: the faster-whisper package is not installed "
+                "(pip install 'moshi-studio[faster-whisper]')"
+            ) from None
         kind, index, self.compute_type = _device(device)
         self.model, self.language, self.vad = model, language, vad
         try:
-            self._model = WhisperModel(model, device=kind, device_index=index, compute_type=self.compute_type,
-                                       cpu_threads=len(os.sched_getaffinity(0)))  # its default of 4 spins on 2 cores
+            self._model = WhisperModel(
+                model,
+                device=kind,
+                device_index=index,
+                compute_type=self.compute_type,
+                cpu_threads=len(os.sched_getaffinity(0)),
+            )  # its default of 4 spins on 2 cores
         except (OSError, RuntimeError, ValueError) as e:
             where = "local folder" if Path(model).exists() else "model id or folder"
-            raise ConfigError(f"whisper_model: cannot load a CTranslate2 Whisper from the {where} {model!r} "
-                              f"({e})") from None
+            raise ConfigError(
+                f"whisper_model: cannot load a CTranslate2 Whisper from the {where} {model!r} ({e})"
+            ) from None
 
     def describe(self) -> dict:
-        return {"engine": self.name, "model": self.model, "language": self.language, "vad_filter": self.vad,
-                "compute_type": self.compute_type, "version": f"faster-whisper {version('faster-whisper')}"}
+        return {
+            "engine": self.name,
+            "model": self.model,
+            "language": self.language,
+            "vad_filter": self.vad,
+            "compute_type": self.compute_type,
+            "version": f"faster-whisper {version('faster-whisper')}",
+        }
 
     def transcribe(self, pieces: list[np.ndarray], tick: Tick | None = None) -> list[list[TimedWord]]:
         found = []
@@ -66,14 +80,27 @@ class FasterWhisperEngine:
     def _transcribe_one(self, audio: np.ndarray) -> list[TimedWord]:
         duration = len(audio) / self.sample_rate
         try:
-            segments, _ = self._model.transcribe(audio.astype(np.float32), language=self.language,
-                                                 beam_size=BEAM_SIZE, word_timestamps=True, vad_filter=self.vad,
-                                                 condition_on_previous_text=False)
+            segments, _ = self._model.transcribe(
+                audio.astype(np.float32),
+                language=self.language,
+                beam_size=BEAM_SIZE,
+                word_timestamps=True,
+                vad_filter=self.vad,
+                condition_on_previous_text=False,
+            )
             words = [w for s in segments for w in s.words or ()]  # the generator decodes as it is read
         except (RuntimeError, ValueError) as e:
             raise StudioError(f"faster-whisper could not decode the audio ({e})") from None
-        return [TimedWord(w.word.strip(), min(max(0.0, w.start), duration), min(max(w.start, w.end), duration),
-                          float(w.probability)) for w in words if w.word.strip()]
+        return [
+            TimedWord(
+                w.word.strip(),
+                min(max(0.0, w.start), duration),
+                min(max(w.start, w.end), duration),
+                float(w.probability),
+            )
+            for w in words
+            if w.word.strip()
+        ]
 
     def align(self, audio: np.ndarray, words: list[str]) -> list[TimedWord | None]:
         raise ConfigError("faster-whisper cannot place known words; alignment needs --engine pocketsphinx")
