@@ -237,6 +237,44 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         with gr.Column():
             upload_msg = gr.Markdown(elem_id="data-upload-msg")
             pick = gr.Dropdown(choices=[], label="Dialogue", elem_id="data-pick")
+    build_mono(ctx, pick)
+    report = gr.Markdown(elem_id="data-report")
+    preview = gr.HTML(js_on_load=ALIGNMENT_JS, elem_id="data-preview")
+    persona_outputs, persona_view = build_persona(ctx, pick)
+    curate_outputs, curate_view = build_curate(ctx, pick, [report, preview])
+    build_stats(ctx)
+    build_dataset_block(ctx)
+
+    def upload_files(files: list[str] | None) -> tuple[str, Any]:
+        msg, _, chosen = on_upload(ctx.ws, files)
+        return msg, gr.update() if chosen is None else choices_update(curate.dialogue_labels(ctx.ws), chosen)
+
+    def show_dialogue(name: str | None) -> tuple[Any, ...]:
+        return *on_pick(ctx.ws, name), *curate_view(name), *persona_view(name)
+
+    # One listener for the pick: Gradio 6 re-fires a whole trigger when a deferred (always_last) listener of it
+    # ends, so several listeners on one trigger that overlap (a pick while the last one's views are still
+    # loading) re-fire each other for good, and their views overwrite every later message.
+    pick.change(
+        show_dialogue,
+        pick,
+        [report, preview, *curate_outputs, *persona_outputs],
+        show_progress_on=[report, preview],
+    )
+    upload.upload(upload_files, upload, [upload_msg, pick], api_name="upload_dialogues")
+    pick.input(lambda: "", None, upload_msg, show_progress="hidden")  # "Imported X" goes once another is viewed
+    gr.on(
+        shown,
+        lambda name: choices_update(curate.dialogue_labels(ctx.ws), on_shown(ctx.ws, name)[1]),
+        pick,
+        pick,
+        show_progress="hidden",
+        api_name="list_dialogues",
+    )
+
+
+def build_mono(ctx: StudioContext, pick: gr.Dropdown) -> None:
+    """Two mono recordings, one per speaker, joined into a stereo dialogue of raw/ (then picked)."""
     with gr.Accordion("Two mono recordings, one per speaker → one stereo dialogue", open=False, elem_id="data-mono"):
         with gr.Row():
             mono_a = gr.File(
@@ -260,8 +298,18 @@ def build(ctx: StudioContext, shown: Shown) -> None:
             )
             mono_btn = gr.Button("Join", elem_id="data-mono-join")
         mono_msg = gr.Markdown(elem_id="data-mono-msg")
-    report = gr.Markdown(elem_id="data-report")
-    preview = gr.HTML(js_on_load=ALIGNMENT_JS, elem_id="data-preview")
+
+    def join_mono(a: str | None, b: str | None, name: str, offset: float) -> tuple[Any, ...]:
+        msg, _, chosen = on_join_mono(ctx.ws, a, b, name, offset)
+        listed = gr.update() if chosen is None else choices_update(curate.dialogue_labels(ctx.ws), chosen)
+        return msg, listed, None, None
+
+    mono_btn.click(join_mono, [mono_a, mono_b, mono_name, mono_offset], [mono_msg, pick, mono_a, mono_b])
+
+
+def build_persona(ctx: StudioContext, pick: gr.Dropdown) -> tuple[list[Any], Callable[[str | None], tuple[Any, ...]]]:
+    """The Persona block: role text and voice prompt of the picked dialogue's Moshi speaker, and every persona.
+    Returns the outputs a new pick fills and the function filling them (the tab's one pick listener calls it)."""
     # Closed until wanted: most dialogues have no persona, and open it filled the tab's first screen.
     with gr.Accordion(
         "Persona (PersonaPlex): role text and voice prompt of the speaker playing Moshi; Build puts "
@@ -288,11 +336,36 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         p_save = gr.Button("Save persona", elem_id="data-persona-save")
         p_msg = gr.Markdown(elem_id="data-persona-msg")
         p_table = gr.HTML(persona_table(ctx.ws), label="personas", elem_id="data-personas")
-    curate_outputs, curate_view = build_curate(ctx, pick, [report, preview])
+
+    def show_persona(name: str | None) -> tuple[Any, ...]:
+        speaker, text, voices, table = on_persona(ctx.ws, name)
+        return speaker, text, choices_update(*voices), table
+
+    def save_persona(*values: Any) -> tuple[Any, ...]:
+        message, voices, table = on_save_persona(ctx.ws, *values)
+        return message, choices_update(*voices), table, None
+
+    p_take.click(None, [p_start, p_end], [p_start, p_end], js=SELECTED_WORD_JS)
+    p_save.click(
+        save_persona, [pick, p_speaker, p_text, p_voice, p_start, p_end, p_upload], [p_msg, p_voice, p_table, p_upload]
+    )
+    return [p_speaker, p_text, p_voice, p_table], show_persona
+
+
+def build_stats(ctx: StudioContext) -> None:
     with gr.Accordion("Dataset statistics", open=False):
         stats_md = gr.Markdown(elem_id="data-stats")
         gaps = gr.BarPlot(x="gap (s)", y="turns", title="Gaps between turns (negative = overlap)", elem_id="data-gaps")
         stats_btn = gr.Button("Compute statistics")
+
+    def show_stats() -> tuple[str, Any]:
+        text, gaps_df = stats_outputs(ctx.ws)
+        return text, histogram(gaps_df, "gap (s)")
+
+    stats_btn.click(show_stats, None, [stats_md, gaps])
+
+
+def build_dataset_block(ctx: StudioContext) -> None:
     with gr.Group():
         gr.Markdown("#### Build the dataset: tokenize audio (Mimi) and text (SentencePiece), write Parquet")
         with gr.Row():
@@ -305,63 +378,9 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         build_btn = gr.Button("Build dataset", variant="primary", elem_id="data-build")
         build_msg = gr.Markdown(elem_id="data-build-msg")
 
-    def upload_files(files: list[str] | None) -> tuple[str, Any]:
-        msg, _, chosen = on_upload(ctx.ws, files)
-        return msg, gr.update() if chosen is None else choices_update(curate.dialogue_labels(ctx.ws), chosen)
-
-    def join_mono(a: str | None, b: str | None, name: str, offset: float) -> tuple[Any, ...]:
-        msg, _, chosen = on_join_mono(ctx.ws, a, b, name, offset)
-        return (
-            msg,
-            gr.update() if chosen is None else choices_update(curate.dialogue_labels(ctx.ws), chosen),
-            None,
-            None,
-        )
-
     def build_dataset(*values: Any, progress: gr.Progress = gr.Progress()) -> str:
         return on_build(ctx.ws, lambda f, msg: progress(f, desc=msg), *values)
 
-    def show_persona(name: str | None) -> tuple[Any, ...]:
-        speaker, text, voices, table = on_persona(ctx.ws, name)
-        return speaker, text, choices_update(*voices), table
-
-    def save_persona(*values: Any) -> tuple[Any, ...]:
-        message, voices, table = on_save_persona(ctx.ws, *values)
-        return message, choices_update(*voices), table, None
-
-    def show_dialogue(name: str | None) -> tuple[Any, ...]:
-        return *on_pick(ctx.ws, name), *curate_view(name), *show_persona(name)
-
-    p_take.click(None, [p_start, p_end], [p_start, p_end], js=SELECTED_WORD_JS)
-    # One listener for the pick: Gradio 6 re-fires a whole trigger when a deferred (always_last) listener of it
-    # ends, so several listeners on one trigger that overlap (a pick while the last one's views are still
-    # loading) re-fire each other for good, and their views overwrite every later message.
-    pick.change(
-        show_dialogue,
-        pick,
-        [report, preview, *curate_outputs, p_speaker, p_text, p_voice, p_table],
-        show_progress_on=[report, preview],
-    )
-    p_save.click(
-        save_persona, [pick, p_speaker, p_text, p_voice, p_start, p_end, p_upload], [p_msg, p_voice, p_table, p_upload]
-    )
-
-    def show_stats() -> tuple[str, Any]:
-        text, gaps_df = stats_outputs(ctx.ws)
-        return text, histogram(gaps_df, "gap (s)")
-
-    upload.upload(upload_files, upload, [upload_msg, pick], api_name="upload_dialogues")
-    pick.input(lambda: "", None, upload_msg, show_progress="hidden")  # "Imported X" goes once another is viewed
-    gr.on(
-        shown,
-        lambda name: choices_update(curate.dialogue_labels(ctx.ws), on_shown(ctx.ws, name)[1]),
-        pick,
-        pick,
-        show_progress="hidden",
-        api_name="list_dialogues",
-    )
-    stats_btn.click(show_stats, None, [stats_md, gaps])
-    mono_btn.click(join_mono, [mono_a, mono_b, mono_name, mono_offset], [mono_msg, pick, mono_a, mono_b])
     build_btn.click(build_dataset, [recordings, *layout_inputs.values(), *split_inputs.values()], build_msg)
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 from backend.core import config
 from backend.core.confine import inside_workspace
 from backend.core.errors import StudioError
+from backend.core.spec import LOSS_STREAMS
 from backend.core.workspace import RUNS_DIR, Workspace
 from backend.dataset.build import VALIDATION_DIR
 from backend.dataset.read import SHARD_PATTERN
@@ -101,15 +102,7 @@ DEMO_PRESET = next(iter(PRESETS))
 LOSS_AXIS = "log10 loss"  # the curves span decades: on a linear axis everything after the first steps lies on zero
 LOSS_FLOOR = 1e-6  # a zero loss is drawn here (its log is -inf)
 PROBE_AXIS = "TOR, latency (s)"
-LOSS_KEYS = [
-    "loss",
-    "text_nonpad_loss",
-    "text_pad_loss",
-    "moshi_semantic_loss",
-    "moshi_acoustic_loss",
-    "user_semantic_loss",
-    "user_acoustic_loss",
-]
+LOSS_KEYS = ["loss", *LOSS_STREAMS]
 
 
 def _clock(seconds: float | None) -> str:

@@ -19,22 +19,13 @@ import numpy as np
 from backend.core.atomic import atomic_path
 from backend.core.config import option
 from backend.core.errors import ConfigError
+from backend.core.spec import LOSS_STREAMS, LOSS_TOTALS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DPI = 100
 SPECTROGRAM_FFT, SPECTROGRAM_HOP, SPECTROGRAM_RANGE_DB = 1024, 256, 80.0
-# The loss parts of metrics.jsonl (backend.finetune.loss.PARTS) in two panels: totals, then per stream.
-TOTALS = ("loss", "text_loss", "audio_loss")
-STREAMS = (
-    "text_nonpad_loss",
-    "text_pad_loss",
-    "moshi_semantic_loss",
-    "moshi_acoustic_loss",
-    "user_semantic_loss",
-    "user_acoustic_loss",
-)
 
 
 def plot_option(what: str) -> Any:
@@ -114,7 +105,7 @@ def loss_curves(metrics: list[dict[str, Any]], title: str = "") -> "Figure":
     evals = [m for m in metrics if m.get("event") == "eval"]
     fig = new_figure(12, 4.5)
     fig.suptitle(title or "training losses")
-    for ax, keys, name in zip(fig.subplots(1, 2), (TOTALS, STREAMS), ("totals", "per stream")):
+    for ax, keys, name in zip(fig.subplots(1, 2), (LOSS_TOTALS, LOSS_STREAMS), ("totals", "per stream")):
         drawn = False
         for i, key in enumerate(keys):
             colour = f"C{i}"

@@ -18,23 +18,10 @@ import torch
 import torch.nn.functional as F
 from moshi.models.lm import LMOutput
 
-from backend.core.spec import NUM_CODEBOOKS
+from backend.core.spec import ACCURACIES, LOSS_STREAMS, LOSS_TOTALS, NUM_CODEBOOKS
 
 # Every component reported in metrics.jsonl; user_* are None for dep_q 8 models.
-PARTS = (
-    "loss",
-    "text_loss",
-    "audio_loss",
-    "text_nonpad_loss",
-    "text_pad_loss",
-    "moshi_semantic_loss",
-    "moshi_acoustic_loss",
-    "user_semantic_loss",
-    "user_acoustic_loss",
-    "text_acc",
-    "moshi_semantic_acc",
-    "user_semantic_acc",
-)
+PARTS = (*LOSS_TOTALS, *LOSS_STREAMS, *ACCURACIES)
 
 
 @dataclass(frozen=True)

@@ -35,3 +35,16 @@ class Engine(Protocol):
     def transcribe(self, pieces: list[np.ndarray], tick: Tick | None = None) -> list[list[TimedWord]]: ...
 
     def align(self, audio: np.ndarray, words: list[str]) -> list[TimedWord | None]: ...
+
+
+def transcribe_each(
+    pieces: list[np.ndarray], one: Callable[[np.ndarray], list[TimedWord]], tick: Tick | None = None
+) -> list[list[TimedWord]]:
+    """`one` over each stretch of a channel, in order, telling `tick` the share done after each (engines that
+    transcribe stretch by stretch)."""
+    found = []
+    for audio in pieces:
+        found.append(one(audio))
+        if tick:
+            tick(len(found) / len(pieces))
+    return found

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.core.errors import ConfigError
-from backend.data.annotate.engines import Tick, TimedWord
+from backend.data.annotate.engines import Tick, TimedWord, transcribe_each
 
 CHUNK_SECONDS = 30.0  # Whisper's window
 
@@ -49,12 +49,7 @@ class WhisperEngine:
         }
 
     def transcribe(self, pieces: list[np.ndarray], tick: Tick | None = None) -> list[list[TimedWord]]:
-        found = []
-        for audio in pieces:
-            found.append(self._transcribe_one(audio))
-            if tick:
-                tick(len(found) / len(pieces))
-        return found
+        return transcribe_each(pieces, self._transcribe_one, tick)
 
     def _transcribe_one(self, audio: np.ndarray) -> list[TimedWord]:
         duration = len(audio) / self.sample_rate

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.core.errors import ConfigError, StudioError
-from backend.data.annotate.engines import Tick, TimedWord
+from backend.data.annotate.engines import Tick, TimedWord, transcribe_each
 
 BEAM_SIZE = 5  # faster-whisper's default for transcribe()
 
@@ -70,12 +70,7 @@ class FasterWhisperEngine:
         }
 
     def transcribe(self, pieces: list[np.ndarray], tick: Tick | None = None) -> list[list[TimedWord]]:
-        found = []
-        for audio in pieces:
-            found.append(self._transcribe_one(audio))
-            if tick:
-                tick(len(found) / len(pieces))
-        return found
+        return transcribe_each(pieces, self._transcribe_one, tick)
 
     def _transcribe_one(self, audio: np.ndarray) -> list[TimedWord]:
         duration = len(audio) / self.sample_rate
