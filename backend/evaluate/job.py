@@ -83,7 +83,7 @@ def create_run(ws: Workspace, cfg: EvaluateConfig, name: str = "") -> Job:
     launcher.write_command(run, cfg, RANK_MODULE)
     if cfg.slurm:
         write_slurm_script(Path(cfg.slurm), cfg, run.dir, RANK_MODULE)
-    mark_queued(run)
+    mark_queued(run, cfg.slurm)
     return run
 
 
