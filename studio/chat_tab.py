@@ -26,7 +26,17 @@ from .forms import build_config, choices_update, config_inputs
 
 STUDIO_ASSETS = ASSETS / "studio"
 CHAT_JS = (STUDIO_ASSETS / "chat_client.js").read_text() + "\n" + (STUDIO_ASSETS / "chat_widget.js").read_text()
-KNOBS = ["text_temperature", "text_top_k", "audio_temperature", "audio_top_k", "max_session_seconds", "dtype"]
+# The ChatConfig fields the form sets. queue_seconds too: the tab's own client talks over the same /api/chat as any
+# other, so a second tab or client (or Talk right after Stop, before the old session has closed) waits by it.
+KNOBS = [
+    "text_temperature",
+    "text_top_k",
+    "audio_temperature",
+    "audio_top_k",
+    "max_session_seconds",
+    "dtype",
+    "queue_seconds",
+]
 GAUGES = [
     ("state", "state", ""),
     ("compute_ms", "compute per frame", "ms"),

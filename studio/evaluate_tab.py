@@ -13,12 +13,12 @@ from backend.core.workspace import EVALUATIONS_DIR, Workspace
 from backend.dataset.preprocess import progress
 from backend.evaluate import job
 from backend.evaluate.config import DEFAULT_SET, EvaluateConfig
-from backend.evaluate.report import BACKCHANNEL_FIGURE, TOR_FIGURE, read_results, table
+from backend.evaluate.report import BACKCHANNEL_FIGURE, TOR_FIGURE, TURNS_FIGURE, read_results, table
 from backend.jobs import control, folder
 from backend.models.checkpoints import model_folders
 
 from .context import Shown, StudioContext
-from .forms import choices_update
+from .forms import choices_update, config_inputs
 from .run_controls import abort_run, progress_html, resume_run, run_row, wire_run_row
 from .run_controls import run_choices as pick_run
 
@@ -28,7 +28,13 @@ def probe_choices() -> list[str]:
 
 
 def read_form(
-    ws: Workspace, models: list[str], probes: list[str], max_probes: Any, device: str, eval_data: str = ""
+    ws: Workspace,
+    models: list[str],
+    probes: list[str],
+    max_probes: Any,
+    device: str,
+    eval_data: str = "",
+    continued: Any = EvaluateConfig.continued_dialogues,
 ) -> EvaluateConfig:
     """The config of the form; every model and the evaluation split are in this workspace (a client's text is
     confined); an empty split: no loss and no continuations."""
@@ -41,16 +47,23 @@ def read_form(
         max_probes=int(max_probes or 0),
         device=device,
         eval_data=split,
+        continued_dialogues=int(continued or 0),  # out of bounds: refused by job.create_run, naming the field
     )  # type: ignore[arg-type]
 
 
 def on_start(
-    ws: Workspace, models: list[str], probes: list[str], max_probes: Any, device: str, eval_data: str = ""
+    ws: Workspace,
+    models: list[str],
+    probes: list[str],
+    max_probes: Any,
+    device: str,
+    eval_data: str = "",
+    continued: Any = EvaluateConfig.continued_dialogues,
 ) -> tuple[str, list[str] | None, str | None]:
     try:
-        run = job.create_run(ws, read_form(ws, models, probes, max_probes, device, eval_data))
+        run = job.create_run(ws, read_form(ws, models, probes, max_probes, device, eval_data, continued))
         job.start(run)
-    except (StudioError, ValueError) as e:
+    except (StudioError, ValueError, OverflowError) as e:  # OverflowError: int() of an infinite number
         return f"✘ {e}", None, None
     return f"started **{run.id}**", *run_choices(ws, run.id)
 
@@ -75,25 +88,28 @@ def on_resume(ws: Workspace, run_id: str | None) -> str:
     return resume_run(ws, run_id, open_run, job.start, "probes already streamed are skipped")
 
 
-def on_tick(ws: Workspace, run_id: str | None) -> tuple[str, str, str | None, str | None, str]:
-    """(progress bar, the table, the TOR/latency figure, the backchannel figure, log tail)."""
+def on_tick(ws: Workspace, run_id: str | None) -> tuple[str, str, str | None, str | None, str | None, str]:
+    """(progress bar, the table, the TOR/latency figure, the backchannel figure, the continuations' turn-taking
+    figure (with an evaluation split), log tail)."""
     if not run_id:
-        return "", "", None, None, ""
+        return "", "", None, None, None, ""
     try:
         run = open_run(ws, run_id)
         state = control.status(run).get("state", "queued")
         results = read_results(run.dir)
     except StudioError as e:
-        return f"✘ {e}", "", None, None, ""
+        return f"✘ {e}", "", None, None, None, ""
     fraction, _ = progress(run)
     figure = {
-        name: str(run.dir / name) if (run.dir / name).is_file() else None for name in (TOR_FIGURE, BACKCHANNEL_FIGURE)
+        name: str(run.dir / name) if (run.dir / name).is_file() else None
+        for name in (TOR_FIGURE, BACKCHANNEL_FIGURE, TURNS_FIGURE)
     }
     return (
         progress_html(fraction, state, f"{state} · {100 * fraction:.0f}%"),
         table(results) if results else "",
         figure[TOR_FIGURE],
         figure[BACKCHANNEL_FIGURE],
+        figure[TURNS_FIGURE],
         folder.tail_log(run, 6000),
     )
 
@@ -124,24 +140,37 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         )
         max_probes = gr.Number(label="at most, per task (0: all)", value=0, precision=0, elem_id="ev-max")
         device = gr.Radio(["auto", "cpu", "cuda"], value=ctx.ws.settings.device, label="device", elem_id="ev-device")
-    eval_data = gr.Textbox(
-        label="evaluation split (a dataset folder in the workspace; empty: none)",
-        value="",
-        elem_id="ev-data",
-        info="each model's per-stream loss on it, and the turn-taking of its "
-        "continuations of its dialogues against the dialogues themselves",
-    )
+    with gr.Row():
+        eval_data = gr.Textbox(
+            label="evaluation split (a dataset folder in the workspace; empty: none)",
+            value="",
+            elem_id="ev-data",
+            info="each model's per-stream loss on it, and the turn-taking of its "
+            "continuations of its dialogues against the dialogues themselves",
+            scale=2,
+        )
+        continued = config_inputs(EvaluateConfig, ["continued_dialogues"])["continued_dialogues"]
     row = run_row("ev")
     bar = gr.HTML(elem_id="ev-progress")
     result = gr.Markdown(elem_id="ev-table")
     with gr.Row():
         tor = gr.Image(label="TOR and latency per task", type="filepath", elem_id="ev-tor")
         bc = gr.Image(label="backchannel timing", type="filepath", elem_id="ev-bc")
+    turns = gr.Image(
+        label="turn-taking of the continuations against the evaluation split", type="filepath", elem_id="ev-turns"
+    )
     log = gr.Code(label="log (tail)", language=None, elem_id="ev-log", max_lines=20)
     timer = gr.Timer(2.0)
     gr.on(shown, lambda current: choices_update(model_folders(ctx.ws), current), models, models)
     wire_run_row(
-        ctx, row, shown, [models, probes, max_probes, device, eval_data], on_start, on_abort, on_resume, run_choices
+        ctx,
+        row,
+        shown,
+        [models, probes, max_probes, device, eval_data, continued],
+        on_start,
+        on_abort,
+        on_resume,
+        run_choices,
     )
-    row.pick.change(ctx.bind(on_tick), row.pick, [bar, result, tor, bc, log])
-    timer.tick(ctx.bind(on_tick), row.pick, [bar, result, tor, bc, log], show_progress="hidden")
+    row.pick.change(ctx.bind(on_tick), row.pick, [bar, result, tor, bc, turns, log])
+    timer.tick(ctx.bind(on_tick), row.pick, [bar, result, tor, bc, turns, log], show_progress="hidden")

@@ -8,8 +8,11 @@ import pytest
 from train_helpers import write_dataset, write_model
 
 from backend.evaluate import continuation_stats
-from backend.evaluate.continuation_stats import unit_stats
+from backend.evaluate.config import EvaluateConfig
+from backend.evaluate.continuation_stats import generate_config, sample_dialogues, unit_stats
 from backend.evaluate.report import REFERENCE, table
+from backend.finetune.data import DatasetRows
+from backend.inference.generate import pick_dialogues
 from backend.inference.generate_config import DONE_FILE, GenerateConfig
 from backend.inference.turn_taking import TurnStats
 
@@ -81,3 +84,21 @@ def test_a_resumed_evaluation_reads_its_continuations_back_instead_of_generating
     (gen.output / DONE_FILE).unlink()  # an attempt stopped while writing: generated again
     with pytest.raises(AssertionError, match="generated again"):
         continuation_stats.continued(gen)
+
+
+def test_continuations_cover_a_fixed_sample_of_the_split_of_the_size_asked(tmp_path: Path) -> None:
+    """continued_dialogues bounds the work: the generator is handed that many of the split's dialogues, the same
+    ones for every model and every evaluation, and a larger number keeps the smaller one's."""
+    data = write_dataset(tmp_path / "data", [8] * 12)
+    ids = list(DatasetRows(data).ids)
+    cfg = EvaluateConfig(models=["m"], eval_data=data, continued_dialogues=3)
+    chosen = sample_dialogues(ids, cfg.continued_dialogues)
+    gens = [generate_config(cfg, source, tmp_path / label, chosen, "cpu") for label, source in (("a", "x"), ("b", "y"))]
+    for gen in gens:
+        picked = [ids[i] for i in pick_dialogues(DatasetRows(data), gen)]
+        assert picked == chosen and len(picked) == 3
+    assert chosen == sorted(chosen, key=ids.index)  # in the split's order
+    assert chosen != ids[:3] or sample_dialogues(ids, 4) != ids[:4]  # a sample, not the first N
+    assert set(sample_dialogues(ids, 3)) < set(sample_dialogues(ids, 5))
+    assert sample_dialogues(list(reversed(ids)), 3) == sorted(chosen, key=ids.index, reverse=True)  # by id, not row
+    assert sample_dialogues(ids, 100) == ids  # a small split: all of it

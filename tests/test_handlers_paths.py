@@ -86,6 +86,14 @@ def test_chat_refuses_models_outside_and_loads_nothing(ws, tmp_path: Path) -> No
     assert service.engine is None and not service.configured and outside(tmp_path, ws) == before
 
 
+def test_chat_refuses_a_queue_time_out_of_bounds_and_loads_nothing(ws) -> None:  # type: ignore[no-untyped-def]
+    service = ChatService(workspace_chat_config(ws))
+    for bad in (-1.0, 1e9, float("nan")):  # what a client may send instead of seconds
+        message = chat_tab.on_load(ws, service, None, True, 0.7, 25, 0.8, 250, 300.0, "auto", bad)
+        assert message.startswith("**Error:** queue_seconds must be a number from 0 to 3600"), message
+    assert service.engine is None and not service.configured
+
+
 def test_chat_lists_models_and_follows_new_recordings(ws) -> None:  # type: ignore[no-untyped-def]
     service = ChatService(workspace_chat_config(ws))
     models, current = chat_tab.on_refresh(ws, service)
@@ -112,3 +120,15 @@ def test_chat_loads_the_model_again_in_the_dtype_picked(demo_workspace) -> None:
         message = chat_tab.on_load(demo_workspace, service, None, False, 0.7, 25, 0.8, 250, 300.0, bad)
         assert message.startswith("**Error:**") and "dtype" in message, message
     assert next(service.engine.lm_gen.lm_model.parameters()).dtype == torch.bfloat16  # the model stays as loaded
+
+
+def test_chat_queue_seconds_reaches_the_studios_own_chat_route(demo_workspace) -> None:  # type: ignore[no-untyped-def]
+    """The tab's client talks over the service's /api/chat like any other: the time a second client waits for the
+    model is the tab's setting (handle() takes each session's settings from session_config(service.cfg, query))."""
+    from backend.inference.chat_server import session_config
+
+    service = ChatService(workspace_chat_config(demo_workspace))
+    assert service.cfg.queue_seconds == 3.0
+    message = chat_tab.on_load(demo_workspace, service, None, False, 0.7, 25, 0.8, 250, 300.0, "auto", 45.0)
+    assert message.startswith("Ready"), message
+    assert session_config(service.cfg, {}).queue_seconds == 45.0

@@ -221,3 +221,5 @@ def test_cli_start_slurm_writes_every_node_command(tmp_path: Path) -> None:
         for rank in range(4)
     ]
     assert all(env["ACCELERATE_USE_CPU"] == "true" for env in envs)
+    assert preprocess.main(["resume", run.id, "--workspace", str(tmp_path)]) == 2  # for sbatch, not for here
+    assert control.status(run)["attempts"] == 0

@@ -530,6 +530,9 @@ def test_cli_start_slurm_writes_every_node_command_and_starts_nothing(ws: Path, 
     ]
     assert "#SBATCH --gpus-per-node=4" in script.read_text()
     assert "num_machines: 4" in (run.dir / folder.ACCELERATE_CONFIG_FILE).read_text()
+    out = cli(ws, "resume", run.id)  # would start the 16 processes here: refused, the script named
+    assert out.returncode == 2 and f"sbatch {script}" in out.stderr, out.stderr
+    assert control.status(run)["attempts"] == 0 and not (run.dir / folder.LOG_FILE).exists()
 
 
 def test_a_slurm_start_is_refused_before_any_folder_when_it_cannot_be_run(ws: Path, tmp_path: Path) -> None:

@@ -173,3 +173,33 @@ def test_a_slurm_job_is_judged_by_its_nodes_not_by_this_machine(tmp_path: Path) 
                 device="cuda", num_processes=8, num_machines=4, gpu_ids="0,1", slurm=str(tmp_path / "job.sbatch")
             )
         )
+
+
+def test_a_job_created_for_slurm_is_not_resumed_here_but_sent_to_sbatch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`evaluate start --slurm FILE` leaves a queued job; the studio's Resume and `evaluate resume` would start it on
+    this machine (beside the cluster's run of the same folder): both refuse, naming the script to submit."""
+    from handler_helpers import make_workspace
+
+    from backend.evaluate import job
+    from backend.jobs.control import status
+    from backend.jobs.folder import LOG_FILE, STATUS_FILE, read_json
+    from studio import evaluate_tab
+
+    ws = make_workspace(tmp_path)
+    (ws.models / "m").mkdir()
+    monkeypatch.chdir(tmp_path)  # the script's name is relative, as typed on a login node
+    argv = ["start", "--workspace", str(ws.root), "--models", "models/m", "--device", "cpu", "--slurm", "ev.sbatch"]
+    assert job.main(argv) == 0
+    assert "sbatch ev.sbatch" in capsys.readouterr().out
+    (run,) = job.list_runs(ws.root)
+    assert status(run)["state"] == "queued" and (tmp_path / "ev.sbatch").is_file()
+    script = str(tmp_path / "ev.sbatch")
+
+    message = evaluate_tab.on_resume(ws, run.id)
+    assert message.startswith("✘") and f"sbatch {script}" in message and "SLURM" in message, message
+    assert job.main(["resume", run.id, "--workspace", str(ws.root)]) == 2
+    assert f"sbatch {script}" in capsys.readouterr().err
+    assert read_json(run.dir / STATUS_FILE)["state"] == "queued" and read_json(run.dir / STATUS_FILE)["attempts"] == 0
+    assert not (run.dir / LOG_FILE).exists()  # no attempt was started here

@@ -134,7 +134,7 @@ def create_run(workspace: Path, stage: str, cfg: Any) -> Job:
     run = new_job(Path(workspace).resolve() / PREPROCESS_DIR, stage)
     write_text_atomic(run.dir / CONFIG_FILE, json.dumps({"stage": stage, "config": config.to_dict(cfg)}, indent=2))
     launcher.write_command(run, cfg, RANK_MODULE)
-    mark_queued(run)
+    mark_queued(run, cfg.slurm)
     return run
 
 

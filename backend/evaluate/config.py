@@ -23,6 +23,9 @@ from backend.models.source import Dtype
 DEFAULT_SET = "studio-en"
 MAX_ENTRIES = 64  # models or probe sets in one evaluation
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a label names folders of the evaluation
+# Each continued dialogue costs every model a prompt plus 10 s of generation and decoding: a client's huge number
+# would hold the machine for days.
+MAX_CONTINUED = 10_000
 
 
 @dataclass
@@ -57,6 +60,15 @@ class EvaluateConfig(LaunchConfig):
         None, "Parquet dataset (its evaluation split) for the per-stream loss of each model (none: no loss)"
     )
     main_speaker: str = option("A", "speaker of eval_data that plays Moshi in the loss", choices=("A", "B"))
+    continued_dialogues: int = option(
+        8,
+        "dialogues of eval_data each model continues for the turn-taking statistics: a fixed pseudo-random sample "
+        "picked by a hash of the dialogue ids (the same dialogues for every model and every evaluation of the "
+        "split; a larger number keeps them and adds more), every dialogue when the split has fewer; the loss "
+        "covers the whole split",
+        ge=1,
+        le=MAX_CONTINUED,
+    )
 
 
 def split_entry(entry: str) -> tuple[str, str]:

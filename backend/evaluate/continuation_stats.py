@@ -1,23 +1,25 @@
 """Turn-taking statistics of each model's continuations of the evaluation split against the dataset's own
-dialogues over the same span: every dialogue of `eval_data` continued (backend.inference.generate: a teacher-forced
-prompt, then both streams generated, decoded by the workspace's Mimi), and its generated part measured as the
-reference's (backend.inference.turn_taking: IPUs, pauses, gaps, overlaps). Per kind of unit: how many per minute,
-their total seconds, and the Jensen-Shannon distance of their durations to the reference's (histograms on shared
-edges, natural log; 0: the same distribution, sqrt(ln 2) = 0.83: disjoint, or units on one side only)."""
+dialogues over the same span: `continued_dialogues` dialogues of `eval_data` continued (sample_dialogues;
+backend.inference.generate: a teacher-forced prompt, then both streams generated, decoded by the workspace's Mimi),
+and its generated part measured as the reference's (backend.inference.turn_taking: IPUs, pauses, gaps, overlaps).
+Per kind of unit: how many per minute, their total seconds, and the Jensen-Shannon distance of their durations to
+the reference's (histograms on shared edges, natural log; 0: the same distribution, sqrt(ln 2) = 0.83: disjoint, or
+units on one side only)."""
 
-import math
+import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from backend.core.spec import FRAME_RATE
 from backend.evaluate.config import EvaluateConfig
-from backend.evaluate.metrics import jensen_shannon
+from backend.evaluate.metrics import DISJOINT, jensen_shannon
 from backend.evaluate.report import REFERENCE, TURN_UNITS
+from backend.finetune.data import DatasetRows
 from backend.inference.generate import Continuation, generate, load_continuation
 from backend.inference.generate_config import DONE_FILE, SUFFIXES, GenerateConfig
 from backend.inference.turn_taking import METRICS, TurnStats, TurnTakingConfig, analyse_file, compare
 
-DISJOINT = math.sqrt(math.log(2))  # the JSD (natural log) of distributions without a common bin: its largest
 CONTINUATIONS = "continuations"  # <evaluation>/continuations/<model>/: the generated and reference WAVs
 
 
@@ -46,6 +48,35 @@ def unit_stats(sources: dict[str, list[TurnStats]]) -> dict[str, dict[str, dict[
     return out
 
 
+def sample_dialogues(ids: Sequence[str], n: int) -> list[str]:
+    """The n ids whose hash is lowest, in the split's order. A hash of each id alone (not a seeded shuffle) keeps
+    the choice the same across numpy versions and models, and n + 1 keeps n's dialogues and adds one."""
+    ranked = sorted(range(len(ids)), key=lambda i: hashlib.sha256(ids[i].encode()).digest())
+    return [ids[i] for i in sorted(ranked[:n])]
+
+
+def generate_config(
+    cfg: EvaluateConfig, source: str, output: Path, dialogues: list[str], device: str
+) -> GenerateConfig:
+    """The continuations of one model: the evaluation's sampling, the chosen dialogues."""
+    assert cfg.eval_data is not None
+    return GenerateConfig(
+        model=source,
+        dataset=cfg.eval_data,
+        dialogues=dialogues,
+        main_speaker=cfg.main_speaker,  # type: ignore[arg-type]
+        output=output,
+        mimi=cfg.mimi,
+        device=device,  # type: ignore[arg-type]
+        dtype=cfg.dtype,
+        text_temperature=cfg.text_temperature,
+        text_top_k=cfg.text_top_k,
+        audio_temperature=cfg.audio_temperature,
+        audio_top_k=cfg.audio_top_k,
+        seed=cfg.seed,
+    )
+
+
 def continued(gen: GenerateConfig) -> list[Continuation]:
     """A model's continuations: read back when an earlier attempt wrote them all (a resumed evaluation), else
     generated."""
@@ -56,24 +87,13 @@ def continued(gen: GenerateConfig) -> list[Continuation]:
 
 
 def continuation_stats(cfg: EvaluateConfig, models: dict[str, str], run_dir: Path, device: str) -> dict[str, Any]:
-    """The unit statistics of every model's continuations of cfg.eval_data, and of the reference."""
+    """The unit statistics of every model's continuations of cfg.eval_data's sampled dialogues, and of the
+    reference."""
     assert cfg.eval_data is not None
+    dialogues = sample_dialogues(DatasetRows(cfg.eval_data).ids, cfg.continued_dialogues)
     sources: dict[str, list[TurnStats]] = {}
     for label, source in models.items():
-        gen = GenerateConfig(
-            model=source,
-            dataset=cfg.eval_data,
-            main_speaker=cfg.main_speaker,  # type: ignore[arg-type]
-            output=run_dir / CONTINUATIONS / label,
-            mimi=cfg.mimi,
-            device=device,  # type: ignore[arg-type]
-            dtype=cfg.dtype,
-            text_temperature=cfg.text_temperature,
-            text_top_k=cfg.text_top_k,
-            audio_temperature=cfg.audio_temperature,
-            audio_top_k=cfg.audio_top_k,
-            seed=cfg.seed,
-        )
+        gen = generate_config(cfg, source, run_dir / CONTINUATIONS / label, dialogues, device)
         window = TurnTakingConfig(start_seconds=gen.prompt_frames / FRAME_RATE)  # the generated part only
         found = continued(gen)
         sources[label] = [analyse_file(c.files["wav"], window) for c in found]

@@ -8,7 +8,7 @@
         continuations/<model>/   with eval_data: its continuations of the split (backend.evaluate.continuation_stats)
         results.json         per-sample records, per-task summaries, losses and continuations' turn-taking, per model
                              (backend.evaluate.report)
-        table.md, tor_latency.png, backchannel_timing.png
+        table.md, tor_latency.png, backchannel_timing.png, continuation_turns.png (with eval_data)
 
     moshi-studio evaluate start --workspace W --models base=models/demo-lm tuned=runs/<id>/exports/step-000125 --wait
     moshi-studio evaluate show|resume|abort ID --workspace W
@@ -83,7 +83,7 @@ def create_run(ws: Workspace, cfg: EvaluateConfig, name: str = "") -> Job:
     launcher.write_command(run, cfg, RANK_MODULE)
     if cfg.slurm:
         write_slurm_script(Path(cfg.slurm), cfg, run.dir, RANK_MODULE)
-    mark_queued(run)
+    mark_queued(run, cfg.slurm)
     return run
 
 

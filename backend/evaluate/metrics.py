@@ -18,6 +18,7 @@
   segment end -> the next model segment start after it (one per model start, the latest user end).
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,6 +86,9 @@ def timing_distribution(segments: list[Interval], duration: float) -> np.ndarray
         counts[first : min(last + 1, len(counts))] += 1
     counts += EPSILON
     return counts / counts.sum()
+
+
+DISJOINT = math.sqrt(math.log(2))  # the JSD (natural log) of distributions without a common bin: its largest
 
 
 def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:

@@ -2,6 +2,7 @@
 the Evaluate tab and a later comparison read them without loading a model."""
 
 import json
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +11,7 @@ import numpy as np
 from backend.core import figures
 from backend.core.atomic import write_text_atomic
 from backend.core.errors import InputError
-from backend.evaluate.metrics import resized, timing_distribution
+from backend.evaluate.metrics import DISJOINT, resized, timing_distribution
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 RESULTS_FILE = "results.json"
 TABLE_FILE = "table.md"
 TOR_FIGURE, BACKCHANNEL_FIGURE = "tor_latency.png", "backchannel_timing.png"
+TURNS_FIGURE = "continuation_turns.png"  # with eval_data: the continuations' turn-taking units against the reference
 TIMING_POINTS = 50  # backchannel timing is compared on relative time, 0..1 of each probe
 # (task, summary key, row label): the table's rows, in order; arrows say which way is better.
 ROWS = [
@@ -167,6 +169,34 @@ def backchannel_figure(results: dict[str, Any]) -> "Figure":
     return fig
 
 
+def turn_taking_figure(results: dict[str, Any]) -> "Figure":
+    """The continuations' units per kind, one bar per model beside the reference (grey): how many per minute, their
+    seconds in total, and the distance of their durations to the reference's (dashed: disjoint)."""
+    turns = results["turn_taking"]
+    models = results["models"]
+    units = list(TURN_UNITS)
+    x = np.arange(len(units))
+    fig = figures.new_figure(14, 4.0)
+    fig.suptitle("turn-taking of the continuations against the dialogues themselves")
+    for ax, (key, text) in zip(fig.subplots(1, 3), TURN_ROWS):
+        shown = models if key == "jsd" else [REFERENCE, *models]  # the reference's distance to itself is 0
+        width = 0.8 / len(shown)
+        for i, source in enumerate(shown):
+            values = [turns.get(source, {}).get(unit, {}).get(key) for unit in units]
+            colour = "0.55" if source == REFERENCE else f"C{models.index(source)}"  # a model's colour in each panel
+            ax.bar(x + i * width, [np.nan if v is None else v for v in values], width, label=source, color=colour)
+        ax.set_xticks(x + 0.4 - width / 2, [textwrap.fill(TURN_UNITS[u], 10) for u in units], fontsize=8)
+        ax.set_title(text.replace("{}", "").strip(" ,:"), fontsize=10)
+        if key == "jsd":
+            ax.axhline(DISJOINT, color="k", ls="--", lw=1)
+            ax.text(x[-1] + 0.4, DISJOINT, "disjoint", ha="center", va="bottom", fontsize=8)
+            ax.set_ylim(0, DISJOINT * 1.1)
+    fig.axes[0].legend(fontsize=8)
+    return fig
+
+
 def write_figures(folder: Path, results: dict[str, Any]) -> None:
     figures.save(tor_latency_figure(results), Path(folder) / TOR_FIGURE)
     figures.save(backchannel_figure(results), Path(folder) / BACKCHANNEL_FIGURE)
+    if results.get("turn_taking"):
+        figures.save(turn_taking_figure(results), Path(folder) / TURNS_FIGURE)

@@ -126,7 +126,7 @@ def _make_run(workspace_root: Path, cfg: FinetuneConfig, name: str | None) -> Jo
     run = new_job(Path(workspace_root).resolve() / RUNS_DIR, name or f"{Path(cfg.base_model).name}-{cfg.mode}")
     config.save(cfg, run.dir / CONFIG_FILE)
     write_command(run, cfg)
-    mark_queued(run)
+    mark_queued(run, cfg.slurm)
     return run
 
 

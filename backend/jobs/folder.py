@@ -75,9 +75,14 @@ def new_job(parent: Path, name: str) -> Job:
     return Job(job_dir)
 
 
-def mark_queued(job: Job) -> None:
-    """The last file of a new job: listings show only folders that have it (their other files exist)."""
-    write_json(job.dir / STATUS_FILE, {"state": "queued", "created": time.time(), "attempts": 0})
+def mark_queued(job: Job, slurm: str = "") -> None:
+    """The last file of a new job: listings show only folders that have it (their other files exist). `slurm`: the
+    batch script a job created for a cluster runs from (`start --slurm FILE`), absolute, so the launcher can refuse
+    to start it here and name the script to submit instead."""
+    status: dict[str, Any] = {"state": "queued", "created": time.time(), "attempts": 0}
+    if slurm:
+        status["slurm"] = os.path.abspath(slurm)
+    write_json(job.dir / STATUS_FILE, status)
 
 
 def open_job(parent: Path, job: str | Path, kind: str) -> Job:

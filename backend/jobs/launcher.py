@@ -34,6 +34,7 @@ from backend.jobs.folder import (
     write_json,
 )
 from backend.jobs.launch_config import LaunchConfig, gpu_id_list, on_cpu
+from backend.jobs.slurm import refuse_here
 from backend.web.accounts import AUTH_ENV
 
 ENDING_GRACE_S = 5.0  # how long a job that recorded its end may take for its processes to exit
@@ -118,6 +119,8 @@ def launch(job: Job, prepare: Callable[[], dict[str, Any]]) -> None:
 def launch_locked(job: Job, prepare: Callable[[], dict[str, Any]]) -> None:
     """`launch` for a caller that holds the workspace's lock (a start that creates the folder under the lock)."""
     st = status(job)
+    if st.get("slurm"):  # queued for sbatch, not for this machine
+        raise refuse_here(job, str(st["slurm"]))
     left = processes.members(job)
     deadline = time.monotonic() + ENDING_GRACE_S
     while left and st.get("state") != "running" and time.monotonic() < deadline:

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from backend.core.atomic import write_text_atomic
+from backend.core.errors import ConfigError
 from backend.core.paths import REPO
 from backend.jobs.command import commands_for_all_nodes, env_for, preview_commands
 from backend.jobs.folder import Job
@@ -80,6 +81,16 @@ def write_slurm_script(file: Path, cfg: LaunchConfig, run_dir: Path, module: str
 def slurm_note(job: Job, file: str) -> str:
     """What `start --slurm FILE` prints: the job is made, nothing runs until the script is submitted."""
     return f"{job.dir.name} created (queued); nothing started here: submit it with  sbatch {shlex.quote(file)}"
+
+
+def refuse_here(job: Job, script: str) -> ConfigError:
+    """Why a job created for SLURM is not started (or resumed) on this machine: its processes belong on the
+    allocation's nodes, which a local start would neither use nor tell."""
+    return ConfigError(
+        f"{job.dir.name} was created for SLURM: it runs on the cluster's nodes, not here. Submit its script with  "
+        f"sbatch {shlex.quote(script)}  (submitting it again after a stop continues where the job stopped, as Resume "
+        "does); to run it on this machine, start a new job without --slurm"
+    )
 
 
 def cluster_preview(cfg: LaunchConfig, run_dir: Path, module: str) -> str:
