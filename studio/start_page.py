@@ -50,6 +50,8 @@ class StartChoice:
 
     def __init__(self, root: Path, language: Literal["en", "ja"]):
         self.root, self.language = root.resolve(), language
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"--workspace {root}: is a file; give a folder (a new one, or an existing workspace)")
         self.workspace: Workspace | None = None
         self.chosen = threading.Event()
         self._lock = threading.Lock()  # two buttons are two Gradio events, which may run at once
@@ -97,7 +99,7 @@ def build_blocks(choice: StartChoice) -> gr.Blocks:
             def click(start: str = start) -> tuple[str, dict, dict]:
                 try:
                     text = on_choose(choice, start)
-                except StudioError as e:
+                except (StudioError, OSError) as e:  # OSError: a disk full or a folder it may not write, say
                     raise gr.Error(str(e)) from None
                 return text, gr.update(interactive=False), gr.update(interactive=False)
 

@@ -35,6 +35,29 @@ def test_the_first_choice_makes_the_workspace_once(tmp_path: Path) -> None:
     assert choice.choose("demo").root == ws.root and not list(ws.raw.iterdir())  # a second click changes nothing
 
 
+def test_the_start_page_is_behind_the_gate_and_a_file_is_refused(tmp_path: Path) -> None:
+    """Off loopback the start page needs an account and answers only the names it is bound to, as the studio; no
+    request makes the workspace but a choice. A --workspace that is a file is refused before anything serves."""
+    (tmp_path / "users").write_text("ada:s3cret\n")
+    proc, url = launch(
+        tmp_path / "mine", tmp_path / "studio.log", "--host", "0.0.0.0", "--auth-file", str(tmp_path / "users")
+    )
+    try:
+        assert httpx.get(f"{url}/start-page", timeout=10).status_code == 401
+        assert httpx.get(f"{url}/start-page", headers={"Host": "evil.example"}, timeout=10).status_code == 421
+        answer = httpx.get(f"{url}/start-page", auth=("ada", "s3cret"), timeout=10)
+        assert answer.status_code == 200 and answer.json() == {"asking": True}
+        assert "Start with the demo" in httpx.get(f"{url}/config", auth=("ada", "s3cret"), timeout=10).text
+        assert not (tmp_path / "mine").exists()
+    finally:
+        stop_process(proc)
+    (tmp_path / "file").write_text("")
+    out = subprocess.run(
+        [sys.executable, "launch.py", "--workspace", str(tmp_path / "file")], cwd=REPO, capture_output=True, text=True
+    )
+    assert out.returncode == 2 and out.stderr.startswith("error: --workspace") and "is a file" in out.stderr, out.stderr
+
+
 def launch(workspace: Path, log: Path, *args: str) -> tuple[subprocess.Popen, str]:
     """`python launch.py --workspace NEW` as a user starts it; returns once the address answers."""
     port = free_port()
