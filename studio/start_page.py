@@ -11,7 +11,7 @@ import gradio as gr
 from fastapi import FastAPI
 
 from backend.core.errors import ConfigError, StudioError
-from backend.core.workspace import Workspace
+from backend.core.workspace import KYUTAI_TOKENIZER, Workspace
 from backend.demo.workspace import create_workspace
 from backend.web.access import Access
 from backend.web.gate import AccessGate
@@ -74,10 +74,10 @@ def question(choice: StartChoice) -> str:
     return (
         f"## New workspace\n`{choice.root}` is not a workspace yet.{kept} How should it start?\n\n"
         "- **Start empty**: for your own dialogues. Nothing in `raw/`; the settings point at Kyutai's Mimi and Moshi "
-        "(downloaded on first use) and its tokenizer, `tokenizer_spm_32k_3.model`, to be put in the workspace.\n"
+        f"(downloaded on first use) and its tokenizer, `{KYUTAI_TOKENIZER}`, to be put in the workspace.\n"
         f"- **Start with the demo**: the offline demo ({demo}): synthesized dialogues, a small codec and a tiny "
         "random LM to fine-tune on them; nothing is downloaded.\n\n"
-        "Either can be changed later (Settings; files into `raw/`)."
+        "Later, Settings points the workspace at other models, and the Data tab adds dialogues to `raw/`."
     )
 
 
