@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Start Moshi Studio: `python launch.py [--host H] [--port P] [--workspace DIR] [--start empty] [--demo-language ja]
-[--auth-file F] [--ssl-...] [--allowed-origins URL] [--preload-chat]`.
+"""Start Moshi Studio: `python launch.py [--host H] [--port P] [--workspace DIR] [--start ask|demo|empty]
+[--demo-language ja] [--auth-file F] [--ssl-...] [--allowed-origins URL] [--preload-chat]`.
 
-Without a workspace it creates the offline demo one (bundled dialogues, tiny random models,
-a SentencePiece model trained on the demo transcripts), so it needs no download; `--start empty` creates an
-empty one for your own data instead. A host other than
-127.0.0.1/localhost needs accounts (--auth-file or MOSHI_STUDIO_AUTH); see README, "Security".
+A folder that is not a workspace yet (a new --workspace, ./workspace at first) opens on a page that asks whether it
+starts empty, for your own data, or with the offline demo (bundled dialogues, tiny random models, a SentencePiece
+model trained on the demo transcripts: no download); the studio then replaces that page. `--start demo` or
+`--start empty` answers without asking (scripts). A host other than 127.0.0.1/localhost needs accounts
+(--auth-file or MOSHI_STUDIO_AUTH); see README, "Security".
 """
 
 import sys
@@ -25,27 +26,35 @@ def main(argv: list[str] | None = None) -> int:
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from backend.core.workspace import SETTINGS_FILE, create_empty_workspace, open_workspace
-    from backend.demo.workspace import create_demo_workspace
+    from backend.core.workspace import SETTINGS_FILE, open_workspace
+    from backend.demo.workspace import create_workspace
     from backend.inference.chat_server import MAX_MESSAGE_BYTES
     from backend.web.serve import serve
 
-    existing = (cfg.workspace / SETTINGS_FILE).is_file()
-    if existing:
-        ws = open_workspace(cfg.workspace)
-    elif cfg.start == "empty":
-        ws = create_empty_workspace(cfg.workspace)
-    else:
-        ws = create_demo_workspace(cfg.workspace, language=cfg.demo_language)
-    scheme = "https" if cfg.ssl_certfile else "http"
+    url = f"{'https' if cfg.ssl_certfile else 'http'}://{cfg.host}:{cfg.port}"
     login = f", {len(access.users)} account(s)" if access.users else ""
     try:
+        if (cfg.workspace / SETTINGS_FILE).is_file():
+            ws = open_workspace(cfg.workspace)
+        elif cfg.start == "ask":
+            from studio.start_page import StartChoice, create_start_server
+
+            choice = StartChoice(cfg.workspace, cfg.demo_language)
+            print(f"Moshi Studio on {url}: {choice.root} is new; the page asks how it starts{login}", flush=True)
+            serve(create_start_server(choice, access), cfg, access, ws_max_size=MAX_MESSAGE_BYTES, stop=choice.chosen)
+            if choice.workspace is None:  # stopped before anyone chose
+                return 0
+            ws = choice.workspace
+        else:
+            ws = create_workspace(cfg.workspace, cfg.start, cfg.demo_language)
         server = create_server(ws, cfg, access)  # with --preload-chat, the chat model is loaded here
+        print(f"Moshi Studio on {url}  (workspace: {ws.root}{login})", flush=True)
+        serve(server, cfg, access, ws_max_size=MAX_MESSAGE_BYTES)
     except StudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"Moshi Studio on {scheme}://{cfg.host}:{cfg.port}  (workspace: {ws.root}{login})", flush=True)
-    serve(server, cfg, access, ws_max_size=MAX_MESSAGE_BYTES)
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn stopped gracefully, then re-raised it
+        return 130
     return 0
 
 

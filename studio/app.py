@@ -36,11 +36,11 @@ class StudioConfig(ServeConfig):
     """Where and how the studio serves (ServeConfig: address, accounts, TLS, allowed names) and its workspace."""
 
     workspace: Path = config.option(Path("workspace"), "workspace folder; created if missing, as --start says")
-    start: Literal["demo", "empty"] = config.option(
-        "demo",
-        "what a new --workspace starts with: the offline demo "
-        "(dialogues and tiny models) or empty, for your own "
-        "data (settings pointing at Kyutai's weights)",
+    start: Literal["ask", "demo", "empty"] = config.option(
+        "ask",
+        "what a --workspace that is not a workspace yet (a new folder) starts with: ask in the page, the offline demo "
+        "(dialogues and tiny models), or empty, for your own data (settings pointing at Kyutai's weights); "
+        "an existing workspace is opened as it is",
     )
     demo_language: Literal["en", "ja"] = config.option(
         "en", "language of the demo a missing workspace is created with (ja: the Japanese demo, J-Moshi's layout)"
@@ -65,6 +65,9 @@ class StudioConfig(ServeConfig):
         if self.max_upload_mb < 1:
             raise ConfigError(f"max_upload_mb must be >= 1, got {self.max_upload_mb}")
         config.check_numbers(self)
+
+
+THEME = gr.themes.Soft()  # the studio's and its start page's (studio/start_page.py)
 
 
 def demo_banner(ws: Workspace) -> str:
@@ -131,7 +134,7 @@ def create_server(ws: Workspace, cfg: StudioConfig | None = None, access: Access
         allowed_paths=[str(ws.root.resolve())],
         css=css,
         head=head,
-        theme=gr.themes.Soft(),
+        theme=THEME,
         max_file_size=cfg.max_upload_mb * 2**20,
     )
     # Mounting leaves has_launched False, and Gradio then skips its own check that a file a client names in

@@ -204,8 +204,38 @@ def held_out_data(ws: Workspace) -> str | None:
     return str(folder.relative_to(ws.root)) if list(folder.glob(SHARD_PATTERN)) else None
 
 
-def on_preset(name: str) -> list[Any]:
+def held_out_build(ws: Workspace) -> str | None:
+    """Which Build wrote the held-out split (its folder and its shards' newest time), or None without one: each
+    Build's split is offered to the form once (`on_shown_eval`)."""
+    folder = ws.dataset / VALIDATION_DIR
+    try:
+        newest = max((p.stat().st_mtime_ns for p in folder.glob(SHARD_PATTERN)), default=None)
+    except OSError:  # a Build replacing the shards right now: offered when the form is next shown
+        return None
+    return None if newest is None else f"{folder.relative_to(ws.root)}@{newest}"
+
+
+def on_shown_eval(ws: Workspace, current: str, offered: str | None) -> tuple[str, str | None]:
+    """(eval_data, offered) as the form is shown: a split a Build wrote since the form last saw one (`offered`, from
+    held_out_build) fills an empty eval_data field; a value the user typed, or cleared after that split was offered,
+    stays as it is."""
+    build = held_out_build(ws)
+    if build is None or build == offered:
+        return current, offered
+    split = held_out_data(ws)
+    return (split if not str(current).strip() and split is not None else current), build
+
+
+def preset_values(name: str, ws: Workspace | None = None) -> dict[str, Any]:
+    """A preset's configuration; with `ws`, eval data the preset leaves empty is the workspace's held-out split."""
     values = config.to_dict(dataclasses.replace(FinetuneConfig(), **PRESETS[name]))
+    if ws is not None:
+        values["eval_data"] = values["eval_data"] or held_out_data(ws)
+    return values
+
+
+def on_preset(name: str, ws: Workspace | None = None) -> list[Any]:
+    values = preset_values(name, ws)
     return [form_value(values[n]) for n in FIELDS]
 
 
@@ -328,8 +358,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         # A DownloadButton would download the value it had before its click event ran (nothing, the first time).
         save_btn = gr.Button("Save configuration", scale=1, elem_id="ft-save")
         load_btn = gr.UploadButton("Load configuration", file_types=[".json"], scale=1, elem_id="ft-load")
-    start_values = config.to_dict(dataclasses.replace(FinetuneConfig(), **PRESETS[DEMO_PRESET]))
-    start_values["eval_data"] = start_values["eval_data"] or held_out_data(ctx.ws)
+    start_values = preset_values(DEMO_PRESET, ctx.ws)
     inputs: dict[str, gr.components.Component] = {}
     for title, names in GROUPS.items():
         with gr.Accordion(title, open=title == "Model and data"):
@@ -404,8 +433,14 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         trigger_mode="always_last",
         show_progress="hidden",
     ).then(ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
+    # A Build in the Data tab since the form was last shown may have written a validation split: offered as eval
+    # data (its change event then re-checks the form). Not on the Build's own outputs: they live in another tab.
+    offered = gr.State(held_out_build(ctx.ws))  # the split the form's first values took, if any
+    gr.on(shown, ctx.bind(on_shown_eval), [inputs["eval_data"], offered], [inputs["eval_data"], offered])
     # Values equal to the form's fire no change event, and Initialise creates the base model folder: re-check.
-    preset.change(on_preset, preset, ordered).then(ctx.bind(on_estimate), ordered, estimate, show_progress="hidden")
+    preset.change(lambda name: on_preset(name, ctx.ws), preset, ordered).then(
+        ctx.bind(on_estimate), ordered, estimate, show_progress="hidden"
+    )
 
     def save(*values: Any) -> Any:
         try:

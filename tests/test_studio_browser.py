@@ -23,12 +23,13 @@ class Studio(NamedTuple):
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
-    """`python launch.py` on a fresh workspace, as a user starts it."""
+    """`python launch.py` on a fresh workspace, as a user starts it (the demo, chosen on the command line: the start
+    page that asks is tests/test_start_page.py's)."""
     workspace = tmp_path_factory.mktemp("studio") / "workspace"
     port = free_port()
     log = open(workspace.parent / "studio.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "launch.py", "--workspace", str(workspace), "--port", str(port)],
+        [sys.executable, "launch.py", "--workspace", str(workspace), "--port", str(port), "--start", "demo"],
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,

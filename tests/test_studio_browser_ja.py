@@ -21,7 +21,18 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log_path = workspace.parent / "studio.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "launch.py", "--workspace", str(workspace), "--port", str(port), "--demo-language", "ja"],
+            [
+                sys.executable,
+                "launch.py",
+                "--workspace",
+                str(workspace),
+                "--port",
+                str(port),
+                "--demo-language",
+                "ja",
+                "--start",
+                "demo",
+            ],
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,

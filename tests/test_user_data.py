@@ -1,5 +1,6 @@
 """A user's own data (issue 24, part 3): an empty workspace, and two mono recordings made one stereo dialogue."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -195,4 +196,81 @@ def test_launch_starts_a_new_workspace_empty_when_asked(tmp_path: Path) -> None:
         assert httpx.get(studio.url, timeout=30).status_code == 200
         assert "Moshi Studio on" in studio.log.read_text() and str(ws.root) in studio.log.read_text()
     finally:
+        stop_process(proc)
+
+
+def test_the_finetune_form_takes_each_builds_split_as_eval_data(tmp_path: Path) -> None:
+    """The Fine-tune form's eval data as its tab is shown: a Build's validation split fills an empty field, once
+    per Build; a value the user typed, or a field cleared after the offer, stays; a preset keeps the split."""
+    from backend.dataset.build import DatasetConfig, build_dataset
+    from studio.finetune_tab import DEMO_PRESET, FIELDS, on_preset, on_shown_eval
+
+    audio, text = _tokens(tmp_path / "tokens", [f"d{i:02d}" for i in range(10)])
+    ws = create_empty_workspace(tmp_path / "ws")
+
+    def build(validation: str, seed: int = 0) -> None:
+        build_dataset(
+            DatasetConfig(
+                audio_tokens=audio, text_tokens=text, output=ws.dataset, validation=validation, split_seed=seed
+            )
+        )
+
+    build("")
+    assert on_shown_eval(ws, "", None) == ("", None)  # no split: nothing offered
+    build("0.2")
+    value, offered = on_shown_eval(ws, "", None)
+    assert value == "dataset/validation" and offered is not None
+    assert on_shown_eval(ws, "", offered) == ("", offered)  # cleared by the user after the offer: stays empty
+    assert on_shown_eval(ws, "dataset/mine", None) == ("dataset/mine", offered)  # typed: kept
+    build("0.2", seed=1)  # a new Build: offered again to an empty field, never over a typed one
+    value, again = on_shown_eval(ws, " ", offered)
+    assert value == "dataset/validation" and again not in (None, offered)
+    assert on_shown_eval(ws, "dataset/mine", offered) == ("dataset/mine", again)
+    assert dict(zip(FIELDS, on_preset(DEMO_PRESET, ws)))["eval_data"] == "dataset/validation"
+    assert dict(zip(FIELDS, on_preset(DEMO_PRESET)))["eval_data"] == ""
+    build("")  # the split is gone: the field is left as it is (the form's check then names the missing folder)
+    assert on_shown_eval(ws, "dataset/validation", again) == ("dataset/validation", again)
+
+
+@pytest.mark.browser
+def test_a_build_in_a_running_studio_fills_the_finetune_eval_data(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """In a real browser: the Fine-tune tab opened before a Build has no eval data; shown again after a Build with a
+    validation split, it has the split; a value typed there survives the next Build."""
+    from conftest import stop_process
+    from playwright.sync_api import expect
+    from test_start_page import launch
+
+    from backend.dataset.build import DatasetConfig, build_dataset
+
+    proc, url = launch(tmp_path / "ws", tmp_path / "studio.log", "--start", "empty")
+    ws = open_workspace(tmp_path / "ws")
+    audio, text = _tokens(tmp_path / "tokens", [f"d{i:02d}" for i in range(10)])
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    label = page.locator("span[data-testid=block-info]", has_text=re.compile(r"^\s*eval data\s*$"))
+    box = page.locator("label", has=label).locator("textarea")
+
+    def show_finetune_after_build(seed: int) -> None:
+        page.get_by_role("tab", name="Data").click()
+        build_dataset(
+            DatasetConfig(audio_tokens=audio, text_tokens=text, output=ws.dataset, validation="0.2", split_seed=seed)
+        )
+        page.get_by_role("tab", name="Fine-tune").click()
+
+    try:
+        page.goto(url)
+        page.get_by_role("tab", name="Fine-tune").click()
+        box.wait_for(timeout=60_000)
+        page.wait_for_timeout(1_000)
+        assert box.input_value() == ""
+        show_finetune_after_build(0)
+        expect(box).to_have_value("dataset/validation", timeout=30_000)
+        box.fill("dataset/mine")
+        show_finetune_after_build(1)
+        page.wait_for_timeout(2_000)  # the tab's shown events have run
+        assert box.input_value() == "dataset/mine"
+        assert not errors, errors
+    finally:
+        page.close()
         stop_process(proc)

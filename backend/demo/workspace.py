@@ -171,6 +171,18 @@ def create_demo_workspace(
     return ws.with_settings(ws.settings)
 
 
+def create_workspace(
+    path: str | Path, start: Literal["demo", "empty"], language: Literal["en", "ja"] = "en"
+) -> Workspace:
+    """A new workspace as `workspace init` (`start` "empty": the user's own data, Kyutai's weights) or `workspace
+    init-demo` (`start` "demo", in `language`) makes it: what launch.py's --start and its start page choose."""
+    if start == "empty":
+        return create_empty_workspace(path)
+    if start == "demo":
+        return create_demo_workspace(path, language=language)
+    raise ConfigError(f"start: {start!r} is not one of demo, empty")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Create an empty or an offline demo workspace, or inspect one.")
     sub = parser.add_subparsers(dest="command", required=True)

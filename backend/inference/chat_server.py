@@ -428,7 +428,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{cfg.host} --port {cfg.port})",
         flush=True,
     )
-    serve(app, cfg, access, ws_max_size=MAX_MESSAGE_BYTES)
+    try:
+        serve(app, cfg, access, ws_max_size=MAX_MESSAGE_BYTES)
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
