@@ -2,9 +2,9 @@
 """Start Moshi Studio: `python launch.py [--host H] [--port P] [--workspace DIR] [--start ask|demo|empty]
 [--demo-language ja] [--auth-file F] [--ssl-...] [--allowed-origins URL] [--preload-chat]`.
 
-A folder that is not a workspace yet (a new --workspace, ./workspace at first) opens on a page that asks whether it
-starts empty, for your own data, or with the offline demo (bundled dialogues, tiny random models, a SentencePiece
-model trained on the demo transcripts: no download); the studio then replaces that page. `--start demo` or
+The default ./workspace starts, the first time, as the offline demo (bundled dialogues, tiny random models, a
+SentencePiece model trained on the demo transcripts: no download). A new --workspace opens on a page that asks
+whether it starts empty, for your own data, or with the demo; the studio then replaces that page. `--start demo` or
 `--start empty` answers without asking (scripts). A host other than 127.0.0.1/localhost needs accounts
 (--auth-file or MOSHI_STUDIO_AUTH); see README, "Security".
 """
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if (cfg.workspace / SETTINGS_FILE).is_file():
             ws = open_workspace(cfg.workspace)
-        elif cfg.start == "ask":
+        elif cfg.new_workspace_start() == "ask":
             from studio.start_page import StartChoice, create_start_server
 
             choice = StartChoice(cfg.workspace, cfg.demo_language)
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             ws = choice.workspace
         else:
-            ws = create_workspace(cfg.workspace, cfg.start, cfg.demo_language)
+            ws = create_workspace(cfg.workspace, cfg.new_workspace_start(), cfg.demo_language)
         server = create_server(ws, cfg, access)  # with --preload-chat, the chat model is loaded here
         print(f"Moshi Studio on {url}  (workspace: {ws.root}{login})", flush=True)
         serve(server, cfg, access, ws_max_size=MAX_MESSAGE_BYTES)

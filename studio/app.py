@@ -30,16 +30,19 @@ from . import (
 from .context import StudioContext
 from .uploads import UploadBound, cache_expiry
 
+DEFAULT_WORKSPACE = Path("workspace")
+
 
 @dataclass
 class StudioConfig(ServeConfig):
     """Where and how the studio serves (ServeConfig: address, accounts, TLS, allowed names) and its workspace."""
 
-    workspace: Path = config.option(Path("workspace"), "workspace folder; created if missing, as --start says")
+    workspace: Path = config.option(DEFAULT_WORKSPACE, "workspace folder; created if missing, as --start says")
     start: Literal["ask", "demo", "empty"] = config.option(
         "ask",
         "what a --workspace that is not a workspace yet (a new folder) starts with: ask in the page, the offline demo "
         "(dialogues and tiny models), or empty, for your own data (settings pointing at Kyutai's weights); "
+        "with ask, the default ./workspace starts with the demo (the first run of `make studio` opens on it); "
         "an existing workspace is opened as it is",
     )
     demo_language: Literal["en", "ja"] = config.option(
@@ -65,6 +68,11 @@ class StudioConfig(ServeConfig):
         if self.max_upload_mb < 1:
             raise ConfigError(f"max_upload_mb must be >= 1, got {self.max_upload_mb}")
         config.check_numbers(self)
+
+    def new_workspace_start(self) -> Literal["ask", "demo", "empty"]:
+        """How a folder that is not a workspace yet starts: as --start says, except that `ask` leaves the default
+        ./workspace to the demo, the README's first command; a --workspace the user names for their data asks."""
+        return "demo" if self.start == "ask" and self.workspace == DEFAULT_WORKSPACE else self.start
 
 
 THEME = gr.themes.Soft()  # the studio's and its start page's (studio/start_page.py)

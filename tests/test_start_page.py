@@ -58,12 +58,14 @@ def test_the_start_page_is_behind_the_gate_and_a_file_is_refused(tmp_path: Path)
     assert out.returncode == 2 and out.stderr.startswith("error: --workspace") and "is a file" in out.stderr, out.stderr
 
 
-def launch(workspace: Path, log: Path, *args: str) -> tuple[subprocess.Popen, str]:
-    """`python launch.py --workspace NEW` as a user starts it; returns once the address answers."""
+def launch(workspace: Path | None, log: Path, *args: str, cwd: Path = REPO) -> tuple[subprocess.Popen, str]:
+    """`python launch.py --workspace NEW` (None: no --workspace, as `make studio` runs it in `cwd`) as a user starts
+    it; returns once the address answers."""
     port = free_port()
+    chosen = ["--workspace", str(workspace)] if workspace is not None else []
     proc = subprocess.Popen(
-        [sys.executable, "launch.py", "--workspace", str(workspace), "--port", str(port), *args],
-        cwd=REPO,
+        [sys.executable, str(REPO / "launch.py"), *chosen, "--port", str(port), *args],
+        cwd=cwd,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
@@ -112,4 +114,17 @@ def test_a_new_workspace_asks_in_the_page(button: str, browser: Any, tmp_path: P
         assert "the page asks how it starts" in log and f"(workspace: {ws.root})" in log, log
     finally:
         page.close()
+        stop_process(proc)
+
+
+def test_the_readme_command_opens_on_the_demo_without_asking(tmp_path: Path) -> None:
+    """`make studio` on a fresh clone (no --workspace: ./workspace) is the README's demo command: no question."""
+    proc, url = launch(None, tmp_path / "studio.log", cwd=tmp_path)
+    try:
+        assert httpx.get(f"{url}/start-page", timeout=10).status_code == 404
+        ws = open_workspace(tmp_path / "workspace")
+        assert ws.settings.demo and (ws.raw / "demo_cafe.flac").is_file()
+        log = (tmp_path / "studio.log").read_text()
+        assert "asks" not in log and f"(workspace: {ws.root})" in log, log
+    finally:
         stop_process(proc)
