@@ -47,8 +47,10 @@ def test_base_transcribes_held_out_speech_with_word_times(base: AnnotateConfig, 
         )
         errors, words, starts = errors + e, words + n, starts + t
     assert errors / words <= 0.25, errors / words
-    assert np.mean(np.array(starts) < 0.2) >= 0.7, np.mean(np.array(starts) < 0.2)
+    # pocketsphinx times Whisper's words (refine.py): Whisper alone puts under half of them within 100 ms
+    assert np.mean(np.array(starts) < 0.1) >= 0.9, np.mean(np.array(starts) < 0.1)
     record = json.loads((tmp_path / f"{d.name}.annotation.json").read_text())
+    assert record["config"]["refine_times"] is True
     assert record["engine"]["engine"] == "faster-whisper" and record["engine"]["compute_type"] == "int8"
     assert record["engine"]["vad_filter"] is True and 0 < record["real_time_factor"] < 5
 
@@ -103,7 +105,7 @@ def test_a_channels_stretches_are_decoded_together(base: AnnotateConfig) -> None
 def test_tiny_en_and_bad_models(tmp_path: Path) -> None:
     model = packaged_whisper("tiny.en", tmp_path)
     (d,) = heldout_dialogues(1, seed=7)
-    cfg = AnnotateConfig(engine="faster-whisper", whisper_model=str(model), vad=False)
+    cfg = AnnotateConfig(engine="faster-whisper", whisper_model=str(model), vad=False, refine_times=False)
     result = annotate_audio(make_engine(cfg), d.audio, cfg)
     assert {w.speaker for w in result.words} == {"A", "B"} and result.engine["vad_filter"] is False
     (tmp_path / "broken").mkdir()
