@@ -13,6 +13,7 @@ factor, CPU seconds of this process (all threads) per second of stereo audio (`R
 channel (`/ch`, half of it: the figure to compare with faster-whisper run on one channel alone). The issue's
 targets are checked at the end (exit status 1 when one is missed): alignment median <= 40 ms and >= 95% within
 100 ms on each channel; faster-whisper base WER <= 25% over the set and >= 70% of the right words within 200 ms.
+faster-whisper rows time their words with pocketsphinx (refine.py); `-own-times` rows keep Whisper's times.
 
 Channel A of `mixed` (joe) is much harder for Whisper than B (espeak-ng), and not because of the pipeline: the
 same sentence synthesized by joe in one piece is transcribed without an error, but read word by word (each word
@@ -221,11 +222,9 @@ def rows(args: argparse.Namespace, cache: Path) -> list[tuple[str, AnnotateConfi
             model = str(packaged_whisper(size, cache))
         except pytest.skip.Exception:
             model = ""
-        for vad in (True, False):
-            label = f"faster-whisper-{size}" + ("" if vad else "-no-vad")
-            out.append(
-                (label, AnnotateConfig(engine="faster-whisper", whisper_model=model, vad=vad) if model else None, "asr")
-            )
+        for vad, refine, suffix in ((True, True, ""), (False, True, "-no-vad"), (True, False, "-own-times")):
+            cfg = AnnotateConfig(engine="faster-whisper", whisper_model=model, vad=vad, refine_times=refine)
+            out.append((f"faster-whisper-{size}{suffix}", cfg if model else None, "asr"))
     if args.whisper_model:
         out.append(("whisper", AnnotateConfig(engine="whisper", whisper_model=args.whisper_model), "asr"))
     return [r for r in out if not args.rows or r[0] in args.rows.split(",")]
