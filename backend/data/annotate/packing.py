@@ -3,11 +3,11 @@ window handed back to the stretches they came from.
 
 Whisper's encoder always reads 30 s: a 3 s stretch decoded alone costs as much as 30 s of speech, and with the
 language left open, faster-whisper runs the encoder a second time per call to detect it. Decoding each of a
-channel's stretches on its own made faster-whisper's CPU time about 4.5x that of packed windows on the
-SpokenWOZ calls (0.20 -> 0.044 s per second of a channel) and gave Whisper less context (WER 23.9% -> 21.8%
-there, 25.7% -> 20.1% on held-out synthetic speech; bench/bench_annotate.py). This is what faster-whisper's
-own VAD filter does with the speech it finds, with a short silence kept between stretches so that words of
-two stretches do not run together.
+channel's stretches on its own made faster-whisper's CPU time about 4x that of packed windows on the SpokenWOZ
+calls (0.19 -> 0.05 s per second of a channel, the language then detected once per channel) and gave Whisper
+less context (WER 23.9% -> 21.7% there, 25.7% -> 19.4% on 4 held-out "mixed" dialogues; bench_annotate.py).
+This is what faster-whisper's own VAD filter does with the speech it finds, with a short silence kept between
+stretches so that words of two stretches do not run together.
 """
 
 from dataclasses import dataclass
