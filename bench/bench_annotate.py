@@ -6,19 +6,36 @@
 Held-out sets: two-speaker stereo dialogues read one word at a time (backend.demo.heldout_speech), so the true
 word spans are exact; turns overlap now and then and each voice leaks into the other channel 24 dB down; where
 nobody talks the audio is exact digital zero. `joe`: piper's joe at two speeds (seed 2026); `mixed`: joe on A and
-an espeak-ng voice on B (seed 2027). Per engine and mode: WER per channel and over both, median |start error|,
-the shares of words within 100 and 200 ms (over the words the engine got right, matched by the WER alignment;
-in alignment mode every word), and the real-time factor (CPU seconds of this process, all threads, per second
-of stereo audio, both channels included). Targets: alignment median <= 40 ms and >= 95% within 100 ms on each
-channel; ASR WER <= 25% (faster-whisper: >= 70% of the right words within 200 ms).
+an espeak-ng voice on B (seed 2027). Per engine and mode, each channel on its own: WER (and over both), median
+|start error|, the shares of words within 100 and 200 ms (over the words the engine got right, matched by the WER
+alignment; in alignment mode every word), the share of word centres inside the true word; and the real-time
+factor, CPU seconds of this process (all threads) per second of stereo audio (`RTF`) and per second of one
+channel (`/ch`, half of it: the figure to compare with faster-whisper run on one channel alone). The issue's
+targets are checked at the end (exit status 1 when one is missed): alignment median <= 40 ms and >= 95% within
+100 ms on each channel; faster-whisper base WER <= 25% over the set and >= 70% of the right words within 200 ms.
+faster-whisper rows time their words with pocketsphinx (refine.py); `-own-times` rows keep Whisper's times.
 
-SpokenWOZ sample (real 8 kHz calls, reference words with coarse times: each utterance's words spread evenly
-over it, utterances starting about 0.3 s before the speech): WER of ASR mode against the reference words
-(targets for faster-whisper base: <= 25% over all channels, no channel above 35%); in re-alignment mode (the
+Channel A of `mixed` (joe) is much harder for Whisper than B (espeak-ng), and not because of the pipeline: the
+same sentence synthesized by joe in one piece is transcribed without an error, but read word by word (each word
+synthesized as an utterance of its own) it becomes "e-borrow-a-air-f-choose-f-f-pass-six" for "he borrowed a pair
+of shoes at half past six", and a lone "the" is heard as "that"; espeak-ng's words survive the same treatment.
+No leakage is in those stretches, and language, VAD, beam size, dither and the words' trim level change nothing.
+
+SpokenWOZ sample (real 8 kHz calls, reference words with coarse times): WER of ASR mode against the reference
+words (targets for faster-whisper base: <= 25% over all channels, no channel above 35%); in re-alignment mode (the
 reference transcript's turns and times) and alignment mode (its turns without times, as a .txt gives them) the
-share of words whose centre falls inside the reference word (target >= 60%; the reference's own coarseness
-bounds it), and the channels that got no word. faster-whisper rows need the `whisper-weights` extra (skipped
-otherwise); `--whisper-model` adds a transformers Whisper row.
+share of words whose centre falls inside the reference word (target >= 60%), and the channels that got no word.
+faster-whisper rows need the `whisper-weights` extra (skipped otherwise); `--whisper-model` adds a transformers
+Whisper row.
+
+The 60% centre target is above what this reference allows. Its utterances are the speech widened on both sides
+(the re-aligned utterances start 0.32 s after the reference's and end 0.30 s before, quartiles within 40 ms)
+with the words spread evenly over them. Rebuilt that way from the re-aligned words themselves, the reference
+would hold 41-42% of their own centres (`coarse_ceiling`, printed under the alignment rows): a perfect aligner
+scores about what re-alignment scores (42.5%). On held-out speech, whose true times are exact, such a reference
+holds 45% (joe) to 66% (mixed: espeak-ng's words are all about equally long) of the true centres. Tried and not
+kept: faster-whisper's words as anchors (recognised words matched to the reference by the WER alignment, their
+times taken, the rest spread between them): 37.6%; its matched words start a median 80 ms from re-alignment's.
 """
 
 import argparse
@@ -50,11 +67,12 @@ class Tally:
         self.show_errors = show_errors
         self.errors = {s: 0 for s in SPEAKERS}
         self.words = {s: 0 for s in SPEAKERS}
-        self.start_errors: list[float] = []
-        self.inside: list[bool] = []
+        self.start_errors: dict[str, list[float]] = {s: [] for s in SPEAKERS}
+        self.inside: dict[str, list[bool]] = {s: [] for s in SPEAKERS}
         self.compute = self.audio = 0.0
         self.failed: list[str] = []  # dialogues the engine gave up on (left out of the figures), failed turns
         self.empty = 0  # channels that got no word
+        self.utterances: list[tuple[list, list]] = []  # alignment: (reference words, placed words) per utterance
 
     def add(self, speaker: str, ref: list, hyp: list, aligned: bool) -> None:
         """ref: true words (word, start, end); hyp: annotated words, both of one speaker in time order."""
@@ -65,32 +83,106 @@ class Tally:
             print(f"  {speaker} {errors} errors\n    ref: {' '.join(r)}\n    hyp: {' '.join(h)}", flush=True)
         self.words[speaker] += len(r)
         pairs = list(zip(range(len(ref)), range(len(hyp)))) if aligned else matched_pairs(r, h)
+        if aligned and ref and len(ref) == len(hyp):
+            for turn in transcript_turns(ref):  # the reference's utterances; their words are consecutive in `ref`
+                self.utterances.append(
+                    (ref[turn.line : turn.line + len(turn.words)], hyp[turn.line : turn.line + len(turn.words)])
+                )
         for i, j in pairs:
-            self.start_errors.append(abs(hyp[j].start - ref[i].start))
-            self.inside.append(ref[i].start <= (hyp[j].start + hyp[j].end) / 2 <= ref[i].end)
+            self.start_errors[speaker].append(abs(hyp[j].start - ref[i].start))
+            self.inside[speaker].append(ref[i].start <= (hyp[j].start + hyp[j].end) / 2 <= ref[i].end)
+
+    def wer(self, speaker: str | None = None) -> float:
+        """Per channel, or over both (None)."""
+        keys = SPEAKERS if speaker is None else (speaker,)
+        return sum(self.errors[s] for s in keys) / max(1, sum(self.words[s] for s in keys))
+
+    def starts(self, speaker: str) -> np.ndarray:
+        return np.array(self.start_errors[speaker]) if self.start_errors[speaker] else np.array([np.nan])
+
+    def centre(self, speaker: str | None = None) -> float:
+        keys = SPEAKERS if speaker is None else (speaker,)
+        inside = [x for s in keys for x in self.inside[s]]
+        return float(np.mean(inside)) if inside else float("nan")
 
     def row(self, label: str, timing: bool = True, wer: bool = True) -> str:
-        counts = [(self.errors[s], self.words[s]) for s in SPEAKERS] + [
-            (sum(self.errors.values()), sum(self.words.values()))
-        ]
-        wer = " ".join(f"{100 * e / max(1, n):5.1f}%" if wer else f"{'n/a':>6}" for e, n in counts)
-        e = np.array(self.start_errors) if self.start_errors else np.array([np.nan])
-        rtf = self.compute / self.audio if self.audio else float("nan")
+        rates = [self.wer(s) for s in SPEAKERS] + [self.wer()]
+        wers = " ".join(f"{100 * x:5.1f}%" if wer else f"{'n/a':>6}" for x in rates)
+        e = {s: self.starts(s) for s in SPEAKERS}
         times = (
-            f"{1000 * np.median(e):7.1f} ms {100 * np.mean(e < 0.1):6.1f}% {100 * np.mean(e < 0.2):6.1f}%"
+            " ".join(f"{1000 * np.median(e[s]):5.0f}" for s in SPEAKERS)
+            + "  "
+            + " ".join(f"{100 * np.mean(e[s] < 0.1):5.1f}" for s in SPEAKERS)
+            + "  "
+            + " ".join(f"{100 * np.mean(e[s] < 0.2):5.1f}" for s in SPEAKERS)
             if timing
-            else f"{'':>10} {'':>7} {'':>7}"
+            else " " * 37
         )
-        inside = f"{100 * np.mean(self.inside):6.1f}%" if self.inside else f"{'':>7}"
+        inside = " ".join(f"{100 * self.centre(s):5.1f}" for s in SPEAKERS) + f" {100 * self.centre():5.1f}"
+        rtf = self.compute / self.audio if self.audio else float("nan")
         failed = f"  ({len(self.failed)} failed: {'; '.join(self.failed)})" if self.failed else ""
         failed += f"  ({self.empty} channel(s) without words)" if self.empty else ""
-        return f"{label:<28} {wer}  {times}  {inside}  {rtf:5.2f}{failed}"
+        return f"{label:<26} {wers}  {times}  {inside}  {rtf:5.2f} {rtf / len(SPEAKERS):5.3f}{failed}"
+
+    def checks(self, label: str, targets: list[tuple[str, float, str]]) -> list[tuple[bool, str]]:
+        """(met, line) per target: (measure, bound, 'min' or 'max'); measures: 'median A', 'within100 B',
+        'within200', 'wer', 'wer A', 'centre', 'empty'."""
+        out = []
+        for measure, bound, kind in targets:
+            name, _, speaker = measure.partition(" ")
+            if name == "median":
+                value = 1000 * float(np.median(self.starts(speaker)))
+            elif name.startswith("within"):
+                limit = int(name[6:]) / 1000
+                keys = (speaker,) if speaker else SPEAKERS
+                value = 100 * float(np.mean(np.concatenate([self.starts(s) for s in keys]) < limit))
+            elif name == "wer":
+                value = 100 * self.wer(speaker or None)
+            elif name == "centre":
+                value = 100 * self.centre(speaker or None)
+            else:
+                value = float(self.empty)
+            met = value <= bound if kind == "max" else value >= bound
+            target = f"(target {'<=' if kind == 'max' else '>='} {bound:g})"
+            out.append((met, f"{'met   ' if met else 'MISSED'} {label}: {measure} {value:.1f} {target}"))
+        return out
+
+
+def coarse_ceiling(utterances: list[tuple[list, list]]) -> tuple[float, float, float]:
+    """What a perfect aligner could score against a reference made the way SpokenWOZ's looks made, if these
+    placed words were the truth: each utterance's words spread evenly over [its first start - lead, its last end
+    + tail], lead and tail being the median distances from the placed utterance's edges to the reference's.
+    (lead, tail, share of placed centres inside the rebuilt words); utterances with an unplaced word left out."""
+    placed = [(r, h) for r, h in utterances if all(w.confidence > 0 for w in h)]
+    if not placed:
+        return float("nan"), float("nan"), float("nan")
+    lead = float(np.median([h[0].start - r[0].start for r, h in placed]))
+    tail = float(np.median([r[-1].end - h[-1].end for r, h in placed]))
+    inside = []
+    for _, h in placed:
+        lo, hi = h[0].start - lead, h[-1].end + tail
+        step = (hi - lo) / len(h)
+        inside += [lo + i * step <= (w.start + w.end) / 2 <= lo + (i + 1) * step for i, w in enumerate(h)]
+    return lead, tail, float(np.mean(inside))
 
 
 HEADER = (
-    f"{'engine / mode':<28} {'WER A':>6} {'WER B':>6} {'both':>6}  {'median':>10} {'<100ms':>7} {'<200ms':>7}  "
-    f"{'centre':>7}  {'RTF':>5}"
+    f"{'engine / mode':<26} {'WER A':>6} {'WER B':>6} {'both':>6}  {'median ms':>11}  {'<100ms %':>11}  "
+    f"{'<200ms %':>11}  {'centre in ref. %':>17}  {'RTF':>5} {'/ch':>5}\n"
+    f"{'':<26} {'':>6} {'':>6} {'':>6}  {'A':>5} {'B':>5}  {'A':>5} {'B':>5}  {'A':>5} {'B':>5}  "
+    f"{'A':>5} {'B':>5} {'both':>5}"
 )
+# The issue's targets (measure, bound, kind), per set and row label; rows not named here have none.
+ALIGN_TARGETS = [(f"{m} {s}", b, k) for s in SPEAKERS for m, b, k in (("median", 40, "max"), ("within100", 95, "min"))]
+HELD_OUT_TARGETS = {
+    "align": ALIGN_TARGETS,
+    "faster-whisper-base": [("wer", 25, "max"), ("within200", 70, "min")],
+}
+SPOKENWOZ_TARGETS = {
+    "realign": [("centre", 60, "min"), ("empty", 0, "max")],
+    "align": [("centre", 60, "min"), ("empty", 0, "max")],
+    "faster-whisper-base": [("wer", 25, "max")] + [(f"wer {s}", 35, "max") for s in SPEAKERS],
+}
 
 
 def run(engine, audio: np.ndarray, cfg: AnnotateConfig, turns, truth, tally: Tally, name: str) -> None:
@@ -130,11 +222,9 @@ def rows(args: argparse.Namespace, cache: Path) -> list[tuple[str, AnnotateConfi
             model = str(packaged_whisper(size, cache))
         except pytest.skip.Exception:
             model = ""
-        for vad in (True, False):
-            label = f"faster-whisper-{size}" + ("" if vad else "-no-vad")
-            out.append(
-                (label, AnnotateConfig(engine="faster-whisper", whisper_model=model, vad=vad) if model else None, "asr")
-            )
+        for vad, refine, suffix in ((True, True, ""), (False, True, "-no-vad"), (True, False, "-own-times")):
+            cfg = AnnotateConfig(engine="faster-whisper", whisper_model=model, vad=vad, refine_times=refine)
+            out.append((f"faster-whisper-{size}{suffix}", cfg if model else None, "asr"))
     if args.whisper_model:
         out.append(("whisper", AnnotateConfig(engine="whisper", whisper_model=args.whisper_model), "asr"))
     return [r for r in out if not args.rows or r[0] in args.rows.split(",")]
@@ -161,6 +251,7 @@ def main() -> int:
     args = parser.parse_args()
     table = rows(args, args.cache)
     sets = args.sets.split(",")
+    verdicts: list[tuple[bool, str]] = []
     for name, seed, voices in (("joe", 2026, JOE), ("mixed", 2027, MIXED)):
         if name not in sets:
             continue
@@ -178,11 +269,12 @@ def main() -> int:
             for d in held:
                 run(engine, d.audio, cfg, held_out_turns(d) if mode == "align" else None, d.words, tally, d.name)
             print(tally.row(label, wer=mode == "asr"), flush=True)
+            verdicts += tally.checks(f"{name} {label}", HELD_OUT_TARGETS.get(label, []))
 
     files = sorted((args.spokenwoz / "audio").glob("*.wav")) if (args.spokenwoz / "audio").is_dir() else []
     if "spokenwoz" not in sets or not files:
         print(f"\nSpokenWOZ sample: {'not found at ' + str(args.spokenwoz) if not files else 'not chosen'}: skipped")
-        return 0
+        return report(verdicts)
     print(
         f"\nSpokenWOZ sample: {len(files)} calls, 8 kHz ('centre' = word centre inside the reference word)\n\n{HEADER}"
     )
@@ -197,7 +289,21 @@ def main() -> int:
             turns = {"realign": transcript_turns(truth), "align": untimed(transcript_turns(truth))}.get(mode)
             run(engine, audio, cfg, turns, truth, tally, path.stem)
         print(tally.row(label, timing=False, wer=mode == "asr"), flush=True)
-    return 0
+        if tally.utterances:
+            lead, tail, share = coarse_ceiling(tally.utterances)
+            print(
+                f"{'':<26} reference utterances start {lead:.2f} s before and end {tail:.2f} s after these words; "
+                f"rebuilt so from them, {100 * share:.1f}% of centres fall inside (the ceiling, were they the truth)"
+            )
+        verdicts += tally.checks(f"spokenwoz {label}", SPOKENWOZ_TARGETS.get(label, []))
+    return report(verdicts)
+
+
+def report(verdicts: list[tuple[bool, str]]) -> int:
+    """The targets of the rows run, met or missed; exit status 1 when one is missed."""
+    if verdicts:
+        print("\ntargets (issue 24):\n" + "\n".join(line for _, line in verdicts))
+    return 0 if all(met for met, _ in verdicts) else 1
 
 
 if __name__ == "__main__":

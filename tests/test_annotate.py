@@ -248,6 +248,12 @@ def test_whisper_chunks_long_audio_into_timed_words(tiny_whisper: Path) -> None:
     assert words and all(0.0 <= w.start <= w.end <= 40.0 and w.word.strip() for w in words)
     assert [w.start for w in words] == sorted(w.start for w in words)
     assert max(w.end for w in words) > 30.0  # the second 30 s window was decoded and shifted in time
+    calls = []
+    decode = engine._transcribe_one
+    engine._transcribe_one = lambda a: calls.append(len(a)) or decode(a)  # type: ignore[method-assign]
+    short = engine.transcribe([audio[: 3 * 16_000], audio[: 5 * 16_000], audio[: 2 * 16_000]])
+    assert len(calls) == 1 and len(short) == 3  # three stretches, one 30 s window of Whisper
+    assert all(0.0 <= w.start <= w.end <= n for words, n in zip(short, (3, 5, 2)) for w in words)
     with pytest.raises(ConfigError, match="cannot place"):
         engine.align(audio, ["hello"])
 

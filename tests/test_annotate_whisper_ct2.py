@@ -47,8 +47,10 @@ def test_base_transcribes_held_out_speech_with_word_times(base: AnnotateConfig, 
         )
         errors, words, starts = errors + e, words + n, starts + t
     assert errors / words <= 0.25, errors / words
-    assert np.mean(np.array(starts) < 0.2) >= 0.7, np.mean(np.array(starts) < 0.2)
+    # pocketsphinx times Whisper's words (refine.py): Whisper alone puts under half of them within 100 ms
+    assert np.mean(np.array(starts) < 0.1) >= 0.9, np.mean(np.array(starts) < 0.1)
     record = json.loads((tmp_path / f"{d.name}.annotation.json").read_text())
+    assert record["config"]["refine_times"] is True
     assert record["engine"]["engine"] == "faster-whisper" and record["engine"]["compute_type"] == "int8"
     assert record["engine"]["vad_filter"] is True and 0 < record["real_time_factor"] < 5
 
@@ -67,10 +69,43 @@ def test_leaked_voice_is_gated_by_channel_ownership(base: AnnotateConfig) -> Non
     assert not [w for w in result.words if w.speaker == "B"]
 
 
+class _Counting:
+    """The engine's CTranslate2 model, counting the calls that run Whisper's encoder."""
+
+    def __init__(self, model) -> None:
+        self.model, self.inner = model.model, model
+        self.transcribed: list[tuple[float, str]] = []  # (seconds of audio, language) per call
+        self.detected = 0
+
+    def transcribe(self, audio, **kwargs):
+        self.transcribed.append((len(audio) / 16_000, kwargs["language"]))
+        return self.inner.transcribe(audio, **kwargs)
+
+    def detect_language(self, audio, **kwargs):
+        self.detected += 1
+        return self.inner.detect_language(audio, **kwargs)
+
+
+def test_a_channels_stretches_are_decoded_together(base: AnnotateConfig) -> None:
+    """Four turns per speaker, a few seconds each: each channel is one window of Whisper (not one 30 s encoder
+    pass per stretch), its language detected once, and each word still lands on its own stretch."""
+    cfg = dataclasses.replace(base, language="")
+    (d,) = heldout_dialogues(1, seed=7, turns_per_dialogue=8)
+    engine = make_engine(cfg)
+    engine._model = counting = _Counting(engine._model)
+    result = annotate_audio(engine, d.audio, cfg)
+    assert counting.detected == 2 and [lang for _, lang in counting.transcribed] == ["en", "en"], counting.transcribed
+    assert all(seconds <= 30 for seconds, _ in counting.transcribed)
+    for s in "AB":
+        ref = sorted((w for w in d.words if w.speaker == s), key=lambda w: w.start)
+        e, n, starts = _wer_and_timing(ref, [w for w in result.words if w.speaker == s])
+        assert e / n <= 0.35 and np.mean(np.array(starts) < 0.3) >= 0.7, (s, e / n, starts)
+
+
 def test_tiny_en_and_bad_models(tmp_path: Path) -> None:
     model = packaged_whisper("tiny.en", tmp_path)
     (d,) = heldout_dialogues(1, seed=7)
-    cfg = AnnotateConfig(engine="faster-whisper", whisper_model=str(model), vad=False)
+    cfg = AnnotateConfig(engine="faster-whisper", whisper_model=str(model), vad=False, refine_times=False)
     result = annotate_audio(make_engine(cfg), d.audio, cfg)
     assert {w.speaker for w in result.words} == {"A", "B"} and result.engine["vad_filter"] is False
     (tmp_path / "broken").mkdir()

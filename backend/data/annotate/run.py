@@ -1,12 +1,14 @@
 """Stage: stereo recordings -> word-timed transcripts (`<name>.json`), each channel on its own.
 
 ASR mode: the engine transcribes the stretches where the channel's own speaker talks; words that the other
-channel dominates (its voice leaking into this channel) are dropped and listed. Alignment mode (`<name>.txt`,
-see turns.py): each speaker's known words are placed on their channel one turn at a time (align.py), with the
-other speaker's turns turned down first. Re-alignment mode (an existing `<name>.json` with coarse times, such
-as SpokenWOZ's): each turn of it is aligned again within a window around its given times. A turn that cannot
-be aligned fails alone: its words go evenly into the gap between their placed neighbours (re-alignment: they
-keep their given times) with confidence 0, and the sidecar, the summary and the exit status name it.
+channel dominates (its voice leaking into this channel) are dropped and listed. A Whisper engine's words get
+their times from pocketsphinx aligning them on their stretch (refine.py; `--no-refine-times` keeps Whisper's).
+Alignment mode (`<name>.txt`, see turns.py): each speaker's known words are placed on their channel one turn at a
+time (align.py), with the other speaker's turns turned down first. Re-alignment mode (an existing `<name>.json`
+with coarse times, such as SpokenWOZ's): each turn of it is aligned again within a window around its given times.
+A turn that cannot be aligned fails alone: its words go evenly into the gap between their placed neighbours
+(re-alignment: they keep their given times) with confidence 0, and the sidecar, the summary and the exit status
+name it.
 
 A word's confidence is the engine's own (pocketsphinx's posterior in ASR mode; 1 where the engine gives
 none) times its support, the share of its audible frames that belong to its channel (crosstalk.py).
@@ -43,6 +45,7 @@ from backend.data.annotate.condition import condition
 from backend.data.annotate.crosstalk import Ownership, ownership, suppress_foreign
 from backend.data.annotate.engines import Engine, Tick, TimedWord
 from backend.data.annotate.original import keep_original
+from backend.data.annotate.refine import refine_times
 from backend.data.annotate.turns import Turn, read_turns, transcript_turns
 from backend.data.audio_io import load_stereo, probe
 from backend.data.files import AUDIO_EXTENSIONS, SIDECAR_SUFFIXES
@@ -80,9 +83,17 @@ class AnnotateConfig:
         "Whisper model: a hub id (faster-whisper: Systran/faster-whisper-small; "
         "whisper: openai/whisper-small) or a local folder",
     )
-    language: str = option("", "Whisper's language code (en, ja, ...); empty: detected per stretch")
+    language: str = option(
+        "",
+        "Whisper's language code (en, ja, ...); empty: detected (faster-whisper: once per channel; whisper: per 30 s)",
+    )
     device: str = option("cpu", "device for Whisper (cpu, cuda, cuda:1); faster-whisper: int8 on cpu, float16 on cuda")
-    vad: bool = option(True, "faster-whisper: its VAD filter inside each stretch of own speech")
+    refine_times: bool = option(
+        True,
+        "Whisper engines: the words found in each stretch are aligned again there by pocketsphinx for their times "
+        "(Whisper's start 0.1-0.2 s early); a word it cannot place keeps Whisper's times",
+    )
+    vad: bool = option(True, "faster-whisper: its VAD filter inside each 30 s window of a channel's own speech")
     format: Literal["jmoshi", "kyutai"] = option(
         "jmoshi", "output: J-Moshi's flat word list or Kyutai's alignments object"
     )
@@ -197,20 +208,46 @@ def make_engine(cfg: AnnotateConfig) -> Engine:
     return PocketsphinxEngine(adapt=cfg.adapt)
 
 
+def make_aligner(cfg: AnnotateConfig, engine: Engine) -> Engine | None:
+    """The engine that times a Whisper engine's words (refine.py), or None: pocketsphinx times its own."""
+    if not cfg.refine_times or engine.name == "pocketsphinx":
+        return None
+    from backend.data.annotate.sphinx import PocketsphinxEngine
+
+    return PocketsphinxEngine(adapt=False)
+
+
 def _channel(x: np.ndarray, engine: Engine) -> np.ndarray:
     return soxr.resample(x, SAMPLE_RATE, engine.sample_rate).astype(np.float32)
 
 
 def _transcribe_channel(
-    engine: Engine, x: np.ndarray, own: Ownership, duration: float, tick: Tick | None = None
+    engine: Engine,
+    x: np.ndarray,
+    own: Ownership,
+    duration: float,
+    tick: Tick | None = None,
+    aligner: Engine | None = None,
 ) -> list[TimedWord]:
-    """Words of the stretches of own speech (the rest is the other speaker's or silence)."""
+    """Words of the stretches of own speech (the rest is the other speaker's or silence); with an `aligner`, their
+    times from it (refine.py), on the channel with the other speaker's stretches turned down as in alignment."""
     regions = own.regions(bridge=engine.bridge, pad=0.2, duration=duration)
     pieces = [_channel(x[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)], engine) for start, end in regions]
+    share = 0.8 if aligner else 1.0  # of the channel's progress: the recogniser's, then the aligner's
+    found = engine.transcribe(pieces, None if tick is None else lambda f: tick(share * f)) if pieces else []
+    if aligner and found:
+        quiet = suppress_foreign(x, SAMPLE_RATE, own)
+        found = refine_times(
+            aligner,
+            lambda lo, hi: _channel(quiet[int(lo * SAMPLE_RATE) : int(hi * SAMPLE_RATE)], aligner),
+            regions,
+            found,
+            None if tick is None else lambda f: tick(share + (1 - share) * f),
+        )
     return [
         TimedWord(w.word, w.start + start, w.end + start, w.confidence)
-        for (start, _), found in zip(regions, engine.transcribe(pieces, tick) if pieces else [])
-        for w in found
+        for (start, _), words in zip(regions, found)
+        for w in words
     ]
 
 
@@ -284,6 +321,7 @@ def annotate_audio(
     duration = audio.shape[1] / SAMPLE_RATE
     mode: Mode = "asr" if turns is None else "realign" if all(t.times is not None for t in turns) else "align"
     owners = ownership(audio, SAMPLE_RATE, on_dbfs=cfg.voice_dbfs, margin_db=cfg.crosstalk_db)
+    aligner = make_aligner(cfg, engine) if turns is None else None
     words, dropped, failed, unplaced = [], [], [], 0
     for c, (speaker, x, own) in enumerate(zip(SPEAKERS, audio, owners)):
         what = f"speaker {speaker}: {'recognising' if turns is None else 'aligning'} {duration:.0f} s"
@@ -291,7 +329,7 @@ def annotate_audio(
         if tick:
             tick(0.0)
         if turns is None:
-            found = _transcribe_channel(engine, x, own, duration, tick)
+            found = _transcribe_channel(engine, x, own, duration, tick, aligner)
         else:
             mine = [t for t in turns if t.speaker == speaker]
             if not mine:

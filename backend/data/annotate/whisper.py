@@ -9,7 +9,8 @@ pyannote and a wav2vec2 aligner downloaded per language, whisper-timestamped pin
 its own model names: each is more to install and none loads a plain HF folder as it is.
 
 Whisper gives no per-word probability through the pipeline: the confidence is 1 and the caller
-multiplies it by the word's channel support.
+multiplies it by the word's channel support. A channel's stretches are decoded packed into 30 s windows, as
+faster-whisper's are (packing.py: Whisper reads 30 s whatever the stretch's length).
 """
 
 from importlib.metadata import version
@@ -19,6 +20,7 @@ import numpy as np
 
 from backend.core.errors import ConfigError
 from backend.data.annotate.engines import Tick, TimedWord, transcribe_each
+from backend.data.annotate.packing import pack, unpack
 
 CHUNK_SECONDS = 30.0  # Whisper's window
 
@@ -49,7 +51,8 @@ class WhisperEngine:
         }
 
     def transcribe(self, pieces: list[np.ndarray], tick: Tick | None = None) -> list[list[TimedWord]]:
-        return transcribe_each(pieces, self._transcribe_one, tick)
+        windows = pack(pieces, self.sample_rate)
+        return unpack(windows, transcribe_each([w.audio for w in windows], self._transcribe_one, tick), len(pieces))
 
     def _transcribe_one(self, audio: np.ndarray) -> list[TimedWord]:
         duration = len(audio) / self.sample_rate

@@ -6,8 +6,9 @@ hub id, or a local folder with model.bin, config.json, tokenizer.json and vocabu
 optional dependency (`pip install moshi-studio[faster-whisper]`), imported only when this engine is built.
 
 Words come with Whisper's own probability as confidence (the caller multiplies it by the word's channel
-support, crosstalk.py). Each stretch the caller gives is decoded on its own, without the previous text as a
-prompt: a hallucinated phrase then cannot carry into the next stretch.
+support, crosstalk.py). A channel's stretches are decoded packed into 30 s windows (packing.py), each window
+without the previous text as a prompt (a hallucinated phrase cannot carry into the next window); with no
+`language` given, it is detected once per channel, on its fullest window, not once per call.
 """
 
 import os
@@ -18,8 +19,10 @@ import numpy as np
 
 from backend.core.errors import ConfigError, StudioError
 from backend.data.annotate.engines import Tick, TimedWord, transcribe_each
+from backend.data.annotate.packing import pack, unpack
 
-BEAM_SIZE = 5  # faster-whisper's default for transcribe()
+# faster-whisper's default; beam 1 saved a quarter of the compute for 1.1 points more WER on the SpokenWOZ calls.
+BEAM_SIZE = 5
 
 
 def _device(device: str) -> tuple[str, int, str]:
@@ -70,14 +73,27 @@ class FasterWhisperEngine:
         }
 
     def transcribe(self, pieces: list[np.ndarray], tick: Tick | None = None) -> list[list[TimedWord]]:
-        return transcribe_each(pieces, self._transcribe_one, tick)
+        windows = pack(pieces, self.sample_rate)
+        if not windows:
+            return [[] for _ in pieces]
+        language = self.language or self._detect_language(max((w.audio for w in windows), key=len))
+        found = transcribe_each([w.audio for w in windows], lambda audio: self._transcribe_one(audio, language), tick)
+        return unpack(windows, found, len(pieces))
 
-    def _transcribe_one(self, audio: np.ndarray) -> list[TimedWord]:
+    def _detect_language(self, audio: np.ndarray) -> str:
+        if not self._model.model.is_multilingual:
+            return "en"
+        try:
+            return self._model.detect_language(audio, vad_filter=self.vad)[0]
+        except (RuntimeError, ValueError) as e:
+            raise StudioError(f"faster-whisper could not detect the language ({e})") from None
+
+    def _transcribe_one(self, audio: np.ndarray, language: str) -> list[TimedWord]:
         duration = len(audio) / self.sample_rate
         try:
             segments, _ = self._model.transcribe(
                 audio.astype(np.float32),
-                language=self.language,
+                language=language,
                 beam_size=BEAM_SIZE,
                 word_timestamps=True,
                 vad_filter=self.vad,
