@@ -345,6 +345,23 @@ def on_export(ws: Workspace, run_id: str | None, clean: bool, folder: str = "", 
 # ---------------------------------------------------------------- widgets
 
 
+def build_export(ctx: StudioContext, pick: gr.Dropdown) -> None:
+    """The export row under the run's log: the chosen run's newest checkpoint to a model folder."""
+    with gr.Row():
+        clean = gr.Checkbox(value=True, label="clean for serving (dep_q 8)")
+        folder = gr.Textbox(
+            label="export to (a folder in the workspace; empty: runs/<id>/exports/<step>)",
+            elem_id="ft-export-dir",
+            scale=2,
+        )
+        replace = gr.Checkbox(
+            value=False, label="replace a folder that is not an earlier export", elem_id="ft-export-replace"
+        )
+        button = gr.Button("Export newest checkpoint", elem_id="ft-export")
+    message = gr.Markdown(elem_id="ft-export-msg")
+    button.click(ctx.bind(on_export), [pick, clean, folder, replace], message)
+
+
 def build(ctx: StudioContext, shown: Shown) -> None:
     with gr.Accordion("1. Initialise the model (user-stream extension, text-embedding re-init)", open=True):
         with gr.Row():
@@ -398,18 +415,7 @@ def build(ctx: StudioContext, shown: Shown) -> None:
         elem_id="ft-probes",
     )
     log = gr.Code(label="log (tail)", language=None, elem_id="ft-log", max_lines=20)
-    with gr.Row():
-        export_clean = gr.Checkbox(value=True, label="clean for serving (dep_q 8)")
-        export_dir = gr.Textbox(
-            label="export to (a folder in the workspace; empty: runs/<id>/exports/<step>)",
-            elem_id="ft-export-dir",
-            scale=2,
-        )
-        export_replace = gr.Checkbox(
-            value=False, label="replace a folder that is not an earlier export", elem_id="ft-export-replace"
-        )
-        export_btn = gr.Button("Export newest checkpoint", elem_id="ft-export")
-    export_msg = gr.Markdown(elem_id="ft-export-msg")
+    build_export(ctx, row.pick)
     timer = gr.Timer(2.0)
 
     def load(file: str) -> list[Any]:
@@ -457,4 +463,3 @@ def build(ctx: StudioContext, shown: Shown) -> None:
     wire_run_row(ctx, row, shown, ordered, on_start, on_abort, on_resume, run_choices)
     row.pick.change(tick, row.pick, [bar, plot, probes, log])
     timer.tick(tick, row.pick, [bar, plot, probes, log], show_progress="hidden")
-    export_btn.click(ctx.bind(on_export), [row.pick, export_clean, export_dir, export_replace], export_msg)

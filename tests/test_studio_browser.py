@@ -425,8 +425,11 @@ def test_curate_annotate_edit_undo_save_swap_exclude(studio: Studio, page, tmp_p
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] + 40, box["y"] + box["height"] / 2, steps=5)
     page.mouse.up()
-    msg.get_by_text("times: word").wait_for(timeout=30_000)
-    assert float(preview.locator(".word[data-selected]").get_attribute("data-end")) > 1.0
+    end = float(preview.locator(".word[data-selected]").get_attribute("data-end"))  # where the drag left it
+    assert end > 1.0
+    # The server's answer, not the message of the edit before (also "times: word ..."): an edit sent before it
+    # arrives would be typed into the bar that the answer then replaces.
+    msg.get_by_text(f"(0.50..{end:.2f} s)").wait_for(timeout=30_000)
 
     act("insert", "insert: word", text="hey there", start="2.0", end="2.6")
     act("split", "split: word", at="2.3")

@@ -7,7 +7,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from backend.core import config
 from backend.core.config import option
@@ -26,6 +26,7 @@ LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a label names folder
 # Each continued dialogue costs every model a prompt plus 10 s of generation and decoding: a client's huge number
 # would hold the machine for days.
 MAX_CONTINUED = 10_000
+SAMPLING_FIELDS = ("mimi", "dtype", "text_temperature", "text_top_k", "audio_temperature", "audio_top_k", "seed")
 
 
 @dataclass
@@ -69,6 +70,11 @@ class EvaluateConfig(LaunchConfig):
         ge=1,
         le=MAX_CONTINUED,
     )
+
+    def sampling(self) -> dict[str, Any]:
+        """The model settings every generation of the evaluation shares: the chat loop's probes and the
+        continuations alike (ChatConfig and GenerateConfig have these fields)."""
+        return {name: getattr(self, name) for name in SAMPLING_FIELDS}
 
 
 def split_entry(entry: str) -> tuple[str, str]:

@@ -66,14 +66,8 @@ def generate_config(
         dialogues=dialogues,
         main_speaker=cfg.main_speaker,  # type: ignore[arg-type]
         output=output,
-        mimi=cfg.mimi,
         device=device,  # type: ignore[arg-type]
-        dtype=cfg.dtype,
-        text_temperature=cfg.text_temperature,
-        text_top_k=cfg.text_top_k,
-        audio_temperature=cfg.audio_temperature,
-        audio_top_k=cfg.audio_top_k,
-        seed=cfg.seed,
+        **cfg.sampling(),
     )
 
 

@@ -76,19 +76,7 @@ def servable(run_dir: Path, label: str, source: str) -> str:
 
 
 def chat_config(cfg: EvaluateConfig, model: str, device: str) -> ChatConfig:
-    return ChatConfig(
-        model=model,
-        mimi=cfg.mimi,
-        tokenizer=cfg.tokenizer,
-        device=device,
-        dtype=cfg.dtype,
-        text_temperature=cfg.text_temperature,
-        text_top_k=cfg.text_top_k,
-        audio_temperature=cfg.audio_temperature,
-        audio_top_k=cfg.audio_top_k,
-        seed=cfg.seed,
-        threads=cfg.threads or 1,
-    )
+    return ChatConfig(model=model, tokenizer=cfg.tokenizer, device=device, threads=cfg.threads or 1, **cfg.sampling())
 
 
 def user_audio(sample: fdb.Sample) -> np.ndarray:
