@@ -9,7 +9,7 @@ from backend.data.annotate.condition import condition
 from backend.data.annotate.crosstalk import ownership, suppress_foreign
 from backend.data.annotate.engines import TimedWord
 from backend.data.annotate.refine import refine_times
-from backend.data.annotate.run import AnnotateConfig, _channel
+from backend.data.annotate.run import AnnotateConfig, _channel, make_aligner
 from backend.data.annotate.sphinx import PocketsphinxEngine
 from backend.demo.heldout_speech import MIXED, heldout_dialogues
 
@@ -53,3 +53,13 @@ def test_refined_words_land_on_their_true_times() -> None:
         assert [w.word for w in got] == [w.word for w in truth] and {w.confidence for w in got} == {0.7}
         errors = np.abs([g.start - t.start for g, t in zip(got, truth)])
         assert np.median(errors) <= 0.04 and np.mean(errors < 0.1) >= 0.9, (s, errors)
+
+
+def test_only_english_or_undetected_words_are_retimed() -> None:
+    """pocketsphinx's model is English: a Whisper run told another language keeps Whisper's times."""
+    whisper = PocketsphinxEngine(adapt=False)
+    whisper.name = "faster-whisper"  # make_aligner reads only the recogniser's name
+    for language, retimed in (("", True), ("en", True), ("ja", False)):
+        aligner = make_aligner(AnnotateConfig(engine="faster-whisper", language=language), whisper)
+        assert (aligner is not None) is retimed, language
+    assert make_aligner(AnnotateConfig(), PocketsphinxEngine()) is None  # pocketsphinx times its own words

@@ -91,7 +91,8 @@ class AnnotateConfig:
     refine_times: bool = option(
         True,
         "Whisper engines: the words found in each stretch are aligned again there by pocketsphinx for their times "
-        "(Whisper's start 0.1-0.2 s early); a word it cannot place keeps Whisper's times",
+        "(Whisper's start 0.1-0.2 s early); a word it cannot place keeps Whisper's times, and so do all words "
+        "with a --language other than en (pocketsphinx's model is English)",
     )
     vad: bool = option(True, "faster-whisper: its VAD filter inside each 30 s window of a channel's own speech")
     format: Literal["jmoshi", "kyutai"] = option(
@@ -209,8 +210,10 @@ def make_engine(cfg: AnnotateConfig) -> Engine:
 
 
 def make_aligner(cfg: AnnotateConfig, engine: Engine) -> Engine | None:
-    """The engine that times a Whisper engine's words (refine.py), or None: pocketsphinx times its own."""
-    if not cfg.refine_times or engine.name == "pocketsphinx":
+    """The engine that times a Whisper engine's words (refine.py), or None: pocketsphinx times its own, and its
+    English model has no word of another language to place (Japanese, say: every stretch would be decoded for
+    nothing)."""
+    if not cfg.refine_times or engine.name == "pocketsphinx" or cfg.language not in ("", "en"):
         return None
     from backend.data.annotate.sphinx import PocketsphinxEngine
 
