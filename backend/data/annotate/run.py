@@ -211,7 +211,7 @@ def make_engine(cfg: AnnotateConfig) -> Engine:
 
 def make_aligner(cfg: AnnotateConfig, engine: Engine) -> Engine | None:
     """The engine that times a Whisper engine's words (refine.py), or None: pocketsphinx times its own, and its
-    English model has no word of another language to place (Japanese, say: every stretch would be decoded for
+    English model has no word of another language to place (Japanese, say: a decoder loaded per stretch for
     nothing)."""
     if not cfg.refine_times or engine.name == "pocketsphinx" or cfg.language not in ("", "en"):
         return None
